@@ -1,0 +1,27 @@
+//! Fixed answers the benchmark measures this server's own ceiling with (mounted only when
+//! `bench_routes` is set): the same response type as a transcript, with no work behind it.
+
+use crate::chat::Transcript;
+use rocket::{get, routes, Route, State};
+
+pub struct Fixed(pub Transcript);
+
+impl Fixed {
+    /// 1000 lines shaped like a transcript's.
+    pub fn new() -> Self {
+        let text = (0..1000)
+            .map(|i| format!("[2026-11-22 00:00:00] user{i}: message number {i} of the fixed body"))
+            .collect::<Vec<_>>()
+            .join("\n");
+        Fixed(Transcript::from(text))
+    }
+}
+
+pub fn routes() -> Vec<Route> {
+    routes![fixed]
+}
+
+#[get("/fixed")]
+fn fixed(body: &State<Fixed>) -> Transcript {
+    body.0.clone()
+}

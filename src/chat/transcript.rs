@@ -1,0 +1,204 @@
+//! Room transcripts held in memory, so the poll every open page sends each 1.5 s is
+//! answered without touching the database. The server's own posts are added as they
+//! commit; messages written by anything else (another process on the same database) are
+//! picked up by a cheap incremental query at most once per refresh period.
+
+use super::store::Store;
+use super::validate::{transcript_line, RoomName};
+use crate::db::entities::message;
+use crate::http::Error;
+use rocket::http::{ContentType, Status};
+use rocket::response::{self, Responder, Response};
+use rocket::Request;
+use std::collections::{BTreeMap, HashMap};
+use std::io::Cursor;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+/// A transcript body, shared by every response that sends it.
+#[derive(Clone, Debug, Default)]
+pub struct Transcript(Arc<[u8]>);
+
+impl From<String> for Transcript {
+    fn from(text: String) -> Self {
+        Transcript(text.into_bytes().into())
+    }
+}
+
+impl<'r> Responder<'r, 'static> for Transcript {
+    fn respond_to(self, _: &'r Request<'_>) -> response::Result<'static> {
+        Response::build()
+            .status(Status::Ok)
+            .header(ContentType::new("text", "plain").with_params(("charset", "utf-8")))
+            .sized_body(self.0.len(), Cursor::new(self.0))
+            .ok()
+    }
+}
+
+struct Room {
+    lines: BTreeMap<i64, String>,
+    /// The joined lines, built on the first read after a change.
+    body: Option<Transcript>,
+    /// False until the room's history has been read from the database once.
+    loaded: bool,
+    refreshing: bool,
+    checked: Instant,
+    last_read: Instant,
+}
+
+impl Room {
+    fn new() -> Self {
+        Room {
+            lines: BTreeMap::new(),
+            body: None,
+            loaded: false,
+            refreshing: false,
+            checked: Instant::now(),
+            last_read: Instant::now(),
+        }
+    }
+
+    fn add(&mut self, row: &message::Model) {
+        self.lines
+            .entry(row.id)
+            .or_insert_with(|| transcript_line(row.timestamp, &row.username, &row.text));
+        self.body = None;
+    }
+
+    fn last_id(&self) -> i64 {
+        self.lines.last_key_value().map_or(0, |(id, _)| *id)
+    }
+
+    fn body(&mut self) -> Transcript {
+        self.body
+            .get_or_insert_with(|| {
+                let len = self.lines.values().map(|l| l.len() + 1).sum::<usize>();
+                let mut text = String::with_capacity(len);
+                for line in self.lines.values() {
+                    if !text.is_empty() {
+                        text.push('\n');
+                    }
+                    text.push_str(line);
+                }
+                Transcript::from(text)
+            })
+            .clone()
+    }
+}
+
+pub struct Transcripts {
+    rooms: Mutex<HashMap<String, Room>>,
+    refresh: Duration,
+    capacity: usize,
+}
+
+enum Plan {
+    Serve(Transcript),
+    Refresh(i64),
+    Load,
+}
+
+impl Transcripts {
+    pub fn new(refresh: Duration, capacity: usize) -> Self {
+        Transcripts {
+            rooms: Mutex::new(HashMap::new()),
+            refresh,
+            capacity: capacity.max(1),
+        }
+    }
+
+    fn rooms(&self) -> MutexGuard<'_, HashMap<String, Room>> {
+        // A panic while holding the lock cannot leave a room half-updated in a way that
+        // matters (the worst is a stale body), so a poisoned lock is still used.
+        self.rooms.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The whole transcript of a room; empty for a room nobody has written in.
+    pub async fn get(&self, store: &Store, room: &RoomName) -> Result<Transcript, Error> {
+        let plan = {
+            let mut rooms = self.rooms();
+            match rooms.get_mut(room.as_str()) {
+                Some(r) if r.loaded => {
+                    r.last_read = Instant::now();
+                    if !r.refreshing && r.checked.elapsed() >= self.refresh {
+                        r.refreshing = true;
+                        Plan::Refresh(r.last_id())
+                    } else {
+                        Plan::Serve(r.body())
+                    }
+                }
+                // Another request is loading it; loading again is harmless.
+                Some(_) => Plan::Load,
+                None => {
+                    self.make_room_for_one(&mut rooms);
+                    // Present before the query starts, so a post that commits meanwhile
+                    // is recorded here and not lost between the query and the insert.
+                    rooms.insert(room.as_str().to_string(), Room::new());
+                    Plan::Load
+                }
+            }
+        };
+        match plan {
+            Plan::Serve(body) => Ok(body),
+            Plan::Refresh(after) => {
+                let rows = store.messages_after(room.as_str(), after).await;
+                let mut rooms = self.rooms();
+                let r = rooms
+                    .entry(room.as_str().to_string())
+                    .or_insert_with(Room::new);
+                r.refreshing = false;
+                match rows {
+                    Ok(rows) => {
+                        rows.iter().for_each(|row| r.add(row));
+                        r.checked = Instant::now();
+                    }
+                    // The database is away: what was committed is all here already, so
+                    // pollers keep getting it (a failed poll would stop the old page).
+                    Err(err) if r.loaded => tracing::warn!(error = %err, room = room.as_str(),
+                        "transcript refresh failed, serving the cached one"),
+                    Err(err) => return Err(err.into()),
+                }
+                Ok(r.body())
+            }
+            Plan::Load => match store.messages_after(room.as_str(), 0).await {
+                Ok(rows) => {
+                    let mut rooms = self.rooms();
+                    let r = rooms
+                        .entry(room.as_str().to_string())
+                        .or_insert_with(Room::new);
+                    rows.iter().for_each(|row| r.add(row));
+                    r.loaded = true;
+                    r.checked = Instant::now();
+                    Ok(r.body())
+                }
+                Err(err) => {
+                    let mut rooms = self.rooms();
+                    if rooms.get(room.as_str()).is_some_and(|r| !r.loaded) {
+                        rooms.remove(room.as_str());
+                    }
+                    Err(err.into())
+                }
+            },
+        }
+    }
+
+    /// Adds a message this server has just committed to its room, if the room is held.
+    pub fn record(&self, row: &message::Model) {
+        if let Some(r) = self.rooms().get_mut(&row.room) {
+            r.add(row);
+        }
+    }
+
+    fn make_room_for_one(&self, rooms: &mut HashMap<String, Room>) {
+        if rooms.len() < self.capacity {
+            return;
+        }
+        let oldest = rooms
+            .iter()
+            .min_by_key(|(_, r)| r.last_read)
+            .map(|(name, _)| name.clone());
+        if let Some(name) = oldest {
+            rooms.remove(&name);
+        }
+    }
+}

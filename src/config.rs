@@ -1,0 +1,150 @@
+//! Settings. Rocket's own keys and ours live side by side: defaults here, then
+//! `Rocket.toml`, then `ROCKET_<KEY>` environment variables, then the names users of the
+//! Flask original already set (`DATABASE_URL`, `MYSQL_URI`, `PORT`).
+
+use rocket::figment::providers::{Env, Format, Serialized, Toml};
+use rocket::figment::{Figment, Profile};
+use serde::{Deserialize, Serialize};
+use std::path::PathBuf;
+
+/// The database used when nothing is configured: a SQLite file in the working folder.
+pub const EMBEDDED_DATABASE_URL: &str = "sqlite://ferrochat.db?mode=rwc";
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(default)]
+pub struct Settings {
+    /// `mysql://`, `postgres://` or `sqlite://` URL. See [`database_url`].
+    pub database_url: Option<String>,
+    /// Longest message accepted, in characters.
+    pub max_message_chars: usize,
+    /// Longest user name accepted, in characters.
+    pub max_username_chars: usize,
+    /// Largest POST body read, in bytes; larger bodies get 413.
+    pub max_body_bytes: usize,
+    /// How often a cached room transcript is checked against the database for messages
+    /// written by other processes, in milliseconds.
+    pub transcript_refresh_ms: u64,
+    /// How many room transcripts are held in memory at most.
+    pub transcript_cache_rooms: usize,
+    pub db_max_connections: u32,
+    /// How long a request waits for a database connection before it gets 503, in seconds.
+    pub db_timeout_secs: u64,
+    /// How long start-up waits for the database to come up, in seconds.
+    pub db_startup_wait_secs: u64,
+    /// Folder of the page's own assets (CSS, JS).
+    pub static_dir: PathBuf,
+    /// jQuery as installed by `npm ci`; the page falls back to a CDN when it is absent.
+    pub jquery_path: PathBuf,
+    /// Mount `/bench/*`, the fixed-answer routes the benchmark measures ceilings with.
+    pub bench_routes: bool,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            database_url: None,
+            max_message_chars: 4096,
+            max_username_chars: 64,
+            max_body_bytes: 64 * 1024,
+            transcript_refresh_ms: 1000,
+            transcript_cache_rooms: 10_000,
+            db_max_connections: 16,
+            db_timeout_secs: 3,
+            db_startup_wait_secs: 30,
+            static_dir: "static".into(),
+            jquery_path: "node_modules/jquery/dist/jquery.min.js".into(),
+            bench_routes: false,
+        }
+    }
+}
+
+/// Rocket's defaults changed to the Flask original's: port 5000 on every interface, so a
+/// browser, a container's port mapping and a Codespace's forwarding all reach it.
+#[derive(Serialize)]
+struct ServerDefaults {
+    port: u16,
+    address: &'static str,
+    log_level: &'static str,
+}
+
+pub fn figment() -> Figment {
+    let mut figment = Figment::from(rocket::Config::default())
+        .merge(Serialized::defaults(ServerDefaults {
+            port: 5000,
+            address: "0.0.0.0",
+            // Requests are logged by our own fairing through `tracing`.
+            log_level: "critical",
+        }))
+        .merge(Serialized::defaults(Settings::default()))
+        .merge(Toml::file(Env::var_or("ROCKET_CONFIG", "Rocket.toml")).nested())
+        .merge(Env::prefixed("ROCKET_").ignore(&["PROFILE"]).global())
+        .select(Profile::from_env_or(
+            "ROCKET_PROFILE",
+            rocket::Config::DEFAULT_PROFILE,
+        ));
+    if let Some(port) = std::env::var("PORT")
+        .ok()
+        .and_then(|p| p.parse::<u16>().ok())
+    {
+        figment = figment.merge(("port", port));
+    }
+    figment
+}
+
+/// `DATABASE_URL`, else `MYSQL_URI` (as the seed's compose file sets it), else the
+/// `database_url` setting, else the embedded SQLite file.
+pub fn database_url(settings: &Settings) -> String {
+    let raw = non_empty_env("DATABASE_URL")
+        .or_else(|| non_empty_env("MYSQL_URI"))
+        .or_else(|| settings.database_url.clone())
+        .unwrap_or_else(|| EMBEDDED_DATABASE_URL.to_string());
+    normalize_database_url(&raw)
+}
+
+fn non_empty_env(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.trim().is_empty())
+}
+
+/// SQLAlchemy URLs name a driver after the dialect (`mysql+pymysql://`,
+/// `postgresql+psycopg2://`); the dialect alone is what we need. A SQLite file is created
+/// when missing, as SQLAlchemy does.
+pub fn normalize_database_url(url: &str) -> String {
+    let url = url.trim();
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_string();
+    };
+    let dialect = scheme
+        .split('+')
+        .next()
+        .unwrap_or(scheme)
+        .to_ascii_lowercase();
+    let dialect = match dialect.as_str() {
+        "mariadb" => "mysql",
+        "postgresql" => "postgres",
+        other => other,
+    };
+    let mut out = format!("{dialect}://{rest}");
+    if dialect == "sqlite" && !rest.contains("mode=") && !rest.contains(":memory:") {
+        out.push(if rest.contains('?') { '&' } else { '?' });
+        out.push_str("mode=rwc");
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::normalize_database_url as n;
+
+    #[test]
+    fn sqlalchemy_urls_become_sqlx_urls() {
+        assert_eq!(
+            n("mysql+pymysql://chatuser:chatpass@mysql:3306/chat"),
+            "mysql://chatuser:chatpass@mysql:3306/chat"
+        );
+        assert_eq!(n("postgresql+psycopg2://u@h/db"), "postgres://u@h/db");
+        assert_eq!(n("mariadb://u@h/db"), "mysql://u@h/db");
+        assert_eq!(n("sqlite://chat.db"), "sqlite://chat.db?mode=rwc");
+        assert_eq!(n("sqlite://chat.db?mode=ro"), "sqlite://chat.db?mode=ro");
+        assert_eq!(n("sqlite::memory:"), "sqlite::memory:");
+    }
+}

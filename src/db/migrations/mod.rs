@@ -1,0 +1,15 @@
+//! Schema migrations, run at every start-up, so a fresh database (SQLite, MariaDB/MySQL or
+//! PostgreSQL) gets its tables before the first request.
+
+use sea_orm_migration::prelude::*;
+
+mod m20261122_000001_create_message;
+
+pub struct Migrator;
+
+#[async_trait::async_trait]
+impl MigratorTrait for Migrator {
+    fn migrations() -> Vec<Box<dyn MigrationTrait>> {
+        vec![Box::new(m20261122_000001_create_message::Migration)]
+    }
+}

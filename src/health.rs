@@ -1,0 +1,38 @@
+//! `/health` and `/healthz`: 200 while the database answers, 503 while it does not.
+
+use crate::chat::Chat;
+use rocket::http::Status;
+use rocket::serde::json::{json, Json, Value};
+use rocket::{get, routes, Route, State};
+
+pub fn routes() -> Vec<Route> {
+    routes![health, healthz]
+}
+
+#[get("/health")]
+async fn health(chat: &State<Chat>) -> (Status, Json<Value>) {
+    check(chat).await
+}
+
+#[get("/healthz")]
+async fn healthz(chat: &State<Chat>) -> (Status, Json<Value>) {
+    check(chat).await
+}
+
+async fn check(chat: &Chat) -> (Status, Json<Value>) {
+    let db = chat.store.db();
+    let backend = format!("{:?}", db.get_database_backend()).to_lowercase();
+    match db.ping().await {
+        Ok(()) => (
+            Status::Ok,
+            Json(json!({ "status": "ok", "database": { "backend": backend, "state": "up" } })),
+        ),
+        Err(err) => (
+            Status::ServiceUnavailable,
+            Json(json!({
+                "status": "unavailable",
+                "database": { "backend": backend, "state": "down", "error": err.to_string() },
+            })),
+        ),
+    }
+}

@@ -1,0 +1,46 @@
+//! ferrochat: the Flask + MySQL polling chat, on Rocket and SeaORM.
+//!
+//! This file is the table of contents: settings, state, fairings, and one mount per
+//! capability.
+
+pub mod bench;
+pub mod chat;
+pub mod config;
+pub mod db;
+pub mod health;
+pub mod http;
+pub mod page;
+
+use rocket::{Build, Rocket};
+use rocket_dyn_templates::Template;
+
+/// Builds the server: reads settings, connects to (and migrates) the database.
+pub async fn build() -> Result<Rocket<Build>, Box<dyn std::error::Error>> {
+    let figment = config::figment();
+    let settings: config::Settings = figment.extract()?;
+    // Multipart bodies are read by Rocket's form parser under Rocket's own limits.
+    let figment = figment
+        .merge(("limits.data-form", settings.max_body_bytes))
+        .merge(("limits.form", settings.max_body_bytes))
+        .merge(("limits.string", settings.max_body_bytes));
+
+    let url = config::database_url(&settings);
+    tracing::info!(database = %db::redact(&url), "connecting to the database");
+    let db = db::connect(&url, &settings).await?;
+    let chat = chat::Chat::new(chat::Store::new(db), &settings);
+
+    let mut rocket = rocket::custom(figment)
+        .attach(Template::fairing())
+        .attach(http::RequestLog)
+        .register("/", http::catchers())
+        .mount("/", page::routes())
+        .mount("/static", page::assets(&settings))
+        .mount("/api/chat", chat::routes())
+        .mount("/", health::routes());
+    if settings.bench_routes {
+        rocket = rocket
+            .manage(bench::Fixed::new())
+            .mount("/bench", bench::routes());
+    }
+    Ok(rocket.manage(chat).manage(settings))
+}

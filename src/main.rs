@@ -1,0 +1,73 @@
+use std::io::{Read, Write};
+use std::net::{Ipv4Addr, SocketAddr, TcpStream};
+use std::process::ExitCode;
+use std::time::Duration;
+use tracing_subscriber::EnvFilter;
+
+#[rocket::main]
+async fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| EnvFilter::new("info,rocket=warn")),
+        )
+        .init();
+
+    if std::env::args().nth(1).as_deref() == Some("healthcheck") {
+        return healthcheck();
+    }
+
+    let rocket = match ferrochat::build().await {
+        Ok(rocket) => rocket,
+        Err(err) => {
+            tracing::error!(error = %err, "cannot start");
+            return ExitCode::FAILURE;
+        }
+    };
+    let rocket = match rocket.ignite().await {
+        Ok(rocket) => rocket,
+        Err(err) => {
+            tracing::error!(error = %err, "cannot start");
+            return ExitCode::FAILURE;
+        }
+    };
+    let config = rocket.config();
+    tracing::info!(address = %config.address, port = config.port, "ferrochat listening");
+    match rocket.launch().await {
+        Ok(_) => ExitCode::SUCCESS,
+        Err(err) => {
+            tracing::error!(error = %err, "server stopped");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// `ferrochat healthcheck`: asks the running server's `/health` on this machine, for a
+/// container's HEALTHCHECK (slim images have no curl).
+fn healthcheck() -> ExitCode {
+    let port = ferrochat::config::figment()
+        .extract_inner::<u16>("port")
+        .unwrap_or(5000);
+    let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
+    let answer = (|| -> std::io::Result<String> {
+        let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(3))?;
+        stream.set_read_timeout(Some(Duration::from_secs(5)))?;
+        stream.write_all(b"GET /health HTTP/1.0\r\nHost: localhost\r\n\r\n")?;
+        let mut answer = String::new();
+        stream.read_to_string(&mut answer)?;
+        Ok(answer)
+    })();
+    match answer {
+        Ok(text) if text.starts_with("HTTP/1.1 200") || text.starts_with("HTTP/1.0 200") => {
+            ExitCode::SUCCESS
+        }
+        Ok(text) => {
+            eprintln!("unhealthy: {}", text.lines().next().unwrap_or(""));
+            ExitCode::FAILURE
+        }
+        Err(err) => {
+            eprintln!("unhealthy: {err}");
+            ExitCode::FAILURE
+        }
+    }
+}
