@@ -3,9 +3,9 @@
 //! Flask original already set (`DATABASE_URL`, `MYSQL_URI`, `PORT`).
 
 use rocket::figment::providers::{Env, Format, Serialized, Toml};
+use rocket::figment::value::magic::RelativePathBuf;
 use rocket::figment::{Figment, Profile};
 use serde::{Deserialize, Serialize};
-use std::path::PathBuf;
 
 /// The database used when nothing is configured: a SQLite file in the working folder.
 pub const EMBEDDED_DATABASE_URL: &str = "sqlite://ferrochat.db?mode=rwc";
@@ -31,10 +31,11 @@ pub struct Settings {
     pub db_timeout_secs: u64,
     /// How long start-up waits for the database to come up, in seconds.
     pub db_startup_wait_secs: u64,
-    /// Folder of the page's own assets (CSS, JS).
-    pub static_dir: PathBuf,
+    /// Folder of the page's own assets (CSS, JS). Like `template_dir`, a relative path in
+    /// `Rocket.toml` is relative to that file.
+    pub static_dir: RelativePathBuf,
     /// jQuery as installed by `npm ci`; the page falls back to a CDN when it is absent.
-    pub jquery_path: PathBuf,
+    pub jquery_path: RelativePathBuf,
     /// Mount `/bench/*`, the fixed-answer routes the benchmark measures ceilings with.
     pub bench_routes: bool,
 }
@@ -51,8 +52,8 @@ impl Default for Settings {
             db_max_connections: 16,
             db_timeout_secs: 3,
             db_startup_wait_secs: 30,
-            static_dir: "static".into(),
-            jquery_path: "node_modules/jquery/dist/jquery.min.js".into(),
+            static_dir: RelativePathBuf::from("static"),
+            jquery_path: RelativePathBuf::from("node_modules/jquery/dist/jquery.min.js"),
             bench_routes: false,
         }
     }

@@ -11,6 +11,7 @@ pub mod health;
 pub mod http;
 pub mod page;
 
+use rocket::fairing::AdHoc;
 use rocket::{Build, Rocket};
 use rocket_dyn_templates::Template;
 
@@ -32,6 +33,16 @@ pub async fn build() -> Result<Rocket<Build>, Box<dyn std::error::Error>> {
     let mut rocket = rocket::custom(figment)
         .attach(Template::fairing())
         .attach(http::RequestLog)
+        .attach(AdHoc::on_liftoff("listening", |rocket| {
+            Box::pin(async move {
+                let config = rocket.config();
+                tracing::info!(
+                    "ferrochat listening on http://{}:{}",
+                    config.address,
+                    config.port
+                );
+            })
+        }))
         .register("/", http::catchers())
         .mount("/", page::routes())
         .mount("/static", page::assets(&settings))

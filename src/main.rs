@@ -1,4 +1,4 @@
-use std::io::{Read, Write};
+use std::io::{IsTerminal, Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpStream};
 use std::process::ExitCode;
 use std::time::Duration;
@@ -11,6 +11,7 @@ async fn main() -> ExitCode {
             EnvFilter::try_from_default_env()
                 .unwrap_or_else(|_| EnvFilter::new("info,rocket=warn")),
         )
+        .with_ansi(std::io::stdout().is_terminal())
         .init();
 
     if std::env::args().nth(1).as_deref() == Some("healthcheck") {
@@ -24,15 +25,6 @@ async fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let rocket = match rocket.ignite().await {
-        Ok(rocket) => rocket,
-        Err(err) => {
-            tracing::error!(error = %err, "cannot start");
-            return ExitCode::FAILURE;
-        }
-    };
-    let config = rocket.config();
-    tracing::info!(address = %config.address, port = config.port, "ferrochat listening");
     match rocket.launch().await {
         Ok(_) => ExitCode::SUCCESS,
         Err(err) => {

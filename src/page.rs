@@ -15,7 +15,7 @@ pub fn routes() -> Vec<Route> {
 
 /// The page's own files under `/static`; a missing folder only means 404s.
 pub fn assets(settings: &Settings) -> FileServer {
-    FileServer::new(&settings.static_dir, Options::Missing)
+    FileServer::new(settings.static_dir.relative(), Options::Missing)
 }
 
 fn page(room: &str) -> Template {
@@ -36,7 +36,7 @@ fn room(room: Result<RoomName>) -> Result<Template> {
 /// not installed this is a 404 and the page loads it from a CDN instead.
 #[get("/static/vendor/jquery.min.js")]
 async fn jquery(settings: &State<Settings>) -> Option<NamedFile> {
-    NamedFile::open(&settings.jquery_path).await.ok()
+    NamedFile::open(settings.jquery_path.relative()).await.ok()
 }
 
 /// Browsers ask for it on every page; without this route it would open a room of that name.

@@ -1,0 +1,399 @@
+//! Test harness: a real ferrochat process on a free port, a fresh database per test on
+//! the real servers (MariaDB, PostgreSQL) or a SQLite file, and a TCP proxy that can cut
+//! the database off. A database server that cannot be reached fails the test: it is never
+//! skipped.
+#![allow(dead_code)] // each test file uses its own part of the harness
+
+use sea_orm::{ConnectionTrait, Database, DatabaseConnection};
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::net::{TcpListener, TcpStream};
+
+pub const REPO: &str = env!("CARGO_MANIFEST_DIR");
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    MariaDb,
+    Postgres,
+}
+
+fn mysql_admin_url() -> String {
+    std::env::var("FERROCHAT_TEST_MYSQL_URL")
+        .unwrap_or_else(|_| "mysql://root@127.0.0.1:3306".into())
+}
+
+fn postgres_admin_url() -> String {
+    std::env::var("FERROCHAT_TEST_POSTGRES_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".into())
+}
+
+fn unique_name(prefix: &str) -> String {
+    static COUNTER: AtomicU32 = AtomicU32::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    format!(
+        "{prefix}_{}_{}_{}",
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::Relaxed),
+        nanos % 100_000
+    )
+}
+
+/// A database of its own for one test, dropped by [`TestDb::drop_db`].
+pub struct TestDb {
+    pub backend: Backend,
+    pub name: String,
+    /// The URL the server gets.
+    pub url: String,
+    _dir: Option<tempfile::TempDir>,
+}
+
+impl TestDb {
+    pub async fn create(backend: Backend) -> TestDb {
+        let name = unique_name("fc_test");
+        match backend {
+            Backend::Sqlite => {
+                let dir = tempfile::tempdir().expect("temp dir");
+                let url = format!("sqlite://{}/chat.db", dir.path().display());
+                TestDb {
+                    backend,
+                    name,
+                    url,
+                    _dir: Some(dir),
+                }
+            }
+            Backend::MariaDb => {
+                let admin = admin_connection(&format!("{}/", mysql_admin_url())).await;
+                admin
+                    .execute_unprepared(&format!(
+                        "CREATE DATABASE `{name}` CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci"
+                    ))
+                    .await
+                    .expect("create MariaDB database");
+                let url = format!("{}/{name}", mysql_admin_url());
+                TestDb {
+                    backend,
+                    name,
+                    url,
+                    _dir: None,
+                }
+            }
+            Backend::Postgres => {
+                let admin = admin_connection(&format!("{}/postgres", postgres_admin_url())).await;
+                admin
+                    .execute_unprepared(&format!("CREATE DATABASE \"{name}\""))
+                    .await
+                    .expect("create PostgreSQL database");
+                let url = format!("{}/{name}", postgres_admin_url());
+                TestDb {
+                    backend,
+                    name,
+                    url,
+                    _dir: None,
+                }
+            }
+        }
+    }
+
+    /// A direct connection to this test's database, for checks behind the server's back.
+    pub async fn connect(&self) -> DatabaseConnection {
+        let url = if self.backend == Backend::Sqlite {
+            format!("{}?mode=rwc", self.url)
+        } else {
+            self.url.clone()
+        };
+        admin_connection(&url).await
+    }
+
+    pub async fn drop_db(self) {
+        match self.backend {
+            Backend::Sqlite => {}
+            Backend::MariaDb => {
+                let admin = admin_connection(&format!("{}/", mysql_admin_url())).await;
+                let _ = admin
+                    .execute_unprepared(&format!("DROP DATABASE IF EXISTS `{}`", self.name))
+                    .await;
+            }
+            Backend::Postgres => {
+                let admin = admin_connection(&format!("{}/postgres", postgres_admin_url())).await;
+                let _ = admin
+                    .execute_unprepared(&format!(
+                        "DROP DATABASE IF EXISTS \"{}\" WITH (FORCE)",
+                        self.name
+                    ))
+                    .await;
+            }
+        }
+    }
+}
+
+async fn admin_connection(url: &str) -> DatabaseConnection {
+    let mut options = sea_orm::ConnectOptions::new(url);
+    options
+        .sqlx_logging(false)
+        .max_connections(2)
+        .connect_timeout(Duration::from_secs(5));
+    Database::connect(options)
+        .await
+        .unwrap_or_else(|e| panic!("database server at {url} is required for this test: {e}"))
+}
+
+/// A running `ferrochat` process, stopped when dropped.
+pub struct Server {
+    pub url: String,
+    child: Child,
+    log: Arc<Mutex<Vec<String>>>,
+}
+
+pub struct ServerOptions {
+    pub database_url: Option<String>,
+    pub env: Vec<(String, String)>,
+    pub cwd: Option<PathBuf>,
+}
+
+impl ServerOptions {
+    pub fn new(database_url: &str) -> Self {
+        ServerOptions {
+            database_url: Some(database_url.to_string()),
+            env: Vec::new(),
+            cwd: None,
+        }
+    }
+
+    pub fn env(mut self, key: &str, value: &str) -> Self {
+        self.env.push((key.to_string(), value.to_string()));
+        self
+    }
+}
+
+impl Server {
+    pub async fn start(database_url: &str) -> Server {
+        Server::start_with(ServerOptions::new(database_url)).await
+    }
+
+    pub async fn start_with(options: ServerOptions) -> Server {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_ferrochat"));
+        cmd.env_remove("DATABASE_URL")
+            .env_remove("MYSQL_URI")
+            .env_remove("PORT")
+            .env("ROCKET_CONFIG", Path::new(REPO).join("Rocket.toml"))
+            .env("ROCKET_ADDRESS", "127.0.0.1")
+            .env("ROCKET_PORT", "0")
+            .env("ROCKET_CLI_COLORS", "false")
+            .env("RUST_LOG", "info,rocket=warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit());
+        if let Some(url) = &options.database_url {
+            cmd.env("DATABASE_URL", url);
+        }
+        for (k, v) in &options.env {
+            cmd.env(k, v);
+        }
+        if let Some(dir) = &options.cwd {
+            cmd.current_dir(dir);
+        }
+        let mut child = cmd.spawn().expect("start ferrochat");
+        let stdout = child.stdout.take().expect("stdout");
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let (tx, rx) = std::sync::mpsc::channel();
+        let log_writer = log.clone();
+        // Keeps reading the log for the whole run, or the server would block on a full pipe.
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if let Some(at) = line.find("listening on http://") {
+                    let url = line[at + "listening on ".len()..]
+                        .split_whitespace()
+                        .next()
+                        .unwrap_or("");
+                    let _ = tx.send(url.to_string());
+                }
+                log_writer.lock().unwrap().push(line);
+            }
+        });
+        let url = tokio::task::spawn_blocking(move || rx.recv_timeout(Duration::from_secs(60)))
+            .await
+            .unwrap()
+            .unwrap_or_else(|_| {
+                let _ = child.kill();
+                panic!("ferrochat did not start: {:?}", log.lock().unwrap())
+            });
+        Server { url, child, log }
+    }
+
+    pub fn log(&self) -> Vec<String> {
+        self.log.lock().unwrap().clone()
+    }
+
+    /// Stops the process the way a container runtime does (SIGTERM) and waits for it.
+    pub fn stop(mut self) {
+        let _ = Command::new("kill")
+            .arg(self.child.id().to_string())
+            .status();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .build()
+        .unwrap()
+}
+
+/// A unique room name, so tests sharing a server never see each other's messages.
+pub fn room(prefix: &str) -> String {
+    unique_name(prefix)
+}
+
+/// POSTs a form message; returns the status and the body.
+pub async fn post_form(server: &Server, room: &str, fields: &[(&str, &str)]) -> (u16, String) {
+    let res = client()
+        .post(format!("{}/api/chat/{room}", server.url))
+        .form(fields)
+        .send()
+        .await
+        .expect("POST");
+    let status = res.status().as_u16();
+    (status, res.text().await.unwrap_or_default())
+}
+
+pub async fn transcript(server: &Server, room: &str) -> String {
+    let res = client()
+        .get(format!("{}/api/chat/{room}", server.url))
+        .send()
+        .await
+        .expect("GET");
+    assert_eq!(res.status().as_u16(), 200, "GET /api/chat/{room}");
+    res.text().await.unwrap()
+}
+
+/// The `username: text` part of each transcript line, after checking the timestamp.
+pub fn lines(transcript: &str) -> Vec<String> {
+    if transcript.is_empty() {
+        return Vec::new();
+    }
+    transcript
+        .split('\n')
+        .map(|line| {
+            let bytes = line.as_bytes();
+            assert!(
+                bytes.len() > 21
+                    && bytes[0] == b'['
+                    && bytes[20] == b']'
+                    && bytes[21] == b' '
+                    && chrono::NaiveDateTime::parse_from_str(&line[1..20], "%Y-%m-%d %H:%M:%S")
+                        .is_ok(),
+                "not a transcript line: {line:?}"
+            );
+            line[22..].to_string()
+        })
+        .collect()
+}
+
+/// A TCP proxy in front of a database server whose link the test can cut and restore.
+pub struct Proxy {
+    pub port: u16,
+    up: Arc<AtomicBool>,
+    generation: Arc<AtomicU32>,
+}
+
+impl Proxy {
+    pub async fn start(upstream: &str) -> Proxy {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let up = Arc::new(AtomicBool::new(true));
+        let generation = Arc::new(AtomicU32::new(0));
+        let upstream = upstream.to_string();
+        let (up2, gen2) = (up.clone(), generation.clone());
+        tokio::spawn(async move {
+            loop {
+                let Ok((mut inbound, _)) = listener.accept().await else {
+                    continue;
+                };
+                if !up2.load(Ordering::SeqCst) {
+                    drop(inbound); // refused while cut
+                    continue;
+                }
+                let upstream = upstream.clone();
+                let (up3, gen3) = (up2.clone(), gen2.clone());
+                tokio::spawn(async move {
+                    let Ok(mut outbound) = TcpStream::connect(&upstream).await else {
+                        return;
+                    };
+                    let born = gen3.load(Ordering::SeqCst);
+                    let copy = tokio::io::copy_bidirectional(&mut inbound, &mut outbound);
+                    let cut = async {
+                        while up3.load(Ordering::SeqCst) && gen3.load(Ordering::SeqCst) == born {
+                            tokio::time::sleep(Duration::from_millis(20)).await;
+                        }
+                    };
+                    tokio::select! { _ = copy => {}, _ = cut => {} }
+                });
+            }
+        });
+        Proxy {
+            port,
+            up,
+            generation,
+        }
+    }
+
+    /// Drops every open connection and refuses new ones.
+    pub fn cut(&self) {
+        self.up.store(false, Ordering::SeqCst);
+        self.generation.fetch_add(1, Ordering::SeqCst);
+    }
+
+    pub fn restore(&self) {
+        self.up.store(true, Ordering::SeqCst);
+    }
+}
+
+/// Polls `check` until it returns true or `timeout` passes.
+pub async fn eventually<F, Fut>(timeout: Duration, mut check: F) -> bool
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        if check().await {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    false
+}
+
+/// Generates one `#[tokio::test]` per backend for each listed `async fn name(Backend)`.
+#[macro_export]
+macro_rules! on_every_backend {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $( #[tokio::test(flavor = "multi_thread")]
+               async fn $name() { super::$name($crate::common::Backend::Sqlite).await } )*
+        }
+        mod mariadb {
+            $( #[tokio::test(flavor = "multi_thread")]
+               async fn $name() { super::$name($crate::common::Backend::MariaDb).await } )*
+        }
+        mod postgres {
+            $( #[tokio::test(flavor = "multi_thread")]
+               async fn $name() { super::$name($crate::common::Backend::Postgres).await } )*
+        }
+    };
+}
