@@ -353,9 +353,11 @@ impl Proxy {
     }
 
     /// Drops every open connection and refuses new ones.
-    pub fn cut(&self) {
+    pub async fn cut(&self) {
         self.up.store(false, Ordering::SeqCst);
         self.generation.fetch_add(1, Ordering::SeqCst);
+        // Each link notices within 20 ms.
+        tokio::time::sleep(Duration::from_millis(200)).await;
     }
 
     pub fn restore(&self) {

@@ -1,0 +1,284 @@
+//! How the server is run: the embedded default, the seed's `MYSQL_URI`, a database the
+//! Flask original already filled, a database that goes away and comes back, and messages
+//! written by another process.
+
+mod common;
+
+use common::*;
+use sea_orm::ConnectionTrait;
+use std::time::Duration;
+
+#[tokio::test(flavor = "multi_thread")]
+async fn embedded_default_needs_no_configuration_and_keeps_data() {
+    let dir = tempfile::tempdir().unwrap();
+    let options = || ServerOptions {
+        database_url: None,
+        env: Vec::new(),
+        cwd: Some(dir.path().to_path_buf()),
+    };
+    let server = Server::start_with(options()).await;
+    let room = room("embedded");
+    assert_eq!(
+        post_form(&server, &room, &[("username", "a"), ("msg", "kept")])
+            .await
+            .0,
+        204
+    );
+    server.stop();
+    assert!(
+        dir.path().join("ferrochat.db").exists(),
+        "the SQLite file is in the working folder"
+    );
+    let server = Server::start_with(options()).await;
+    assert_eq!(lines(&transcript(&server, &room).await), ["a: kept"]);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_seeds_mysql_uri_works_unchanged() {
+    let db = TestDb::create(Backend::MariaDb).await;
+    // The form the seed's compose file uses: SQLAlchemy dialect+driver.
+    let uri = db.url.replacen("mysql://", "mysql+pymysql://", 1);
+    let server = Server::start_with(ServerOptions {
+        database_url: None,
+        env: vec![("MYSQL_URI".into(), uri)],
+        cwd: None,
+    })
+    .await;
+    let room = room("uri");
+    assert_eq!(
+        post_form(
+            &server,
+            &room,
+            &[("username", "a"), ("msg", "via MYSQL_URI")]
+        )
+        .await
+        .0,
+        204
+    );
+    assert_eq!(
+        lines(&transcript(&server, &room).await),
+        ["a: via MYSQL_URI"]
+    );
+    assert!(
+        server.log().iter().any(|l| l.contains("mysql://")),
+        "{:?}",
+        server.log()
+    );
+    // The message really is in that MariaDB database.
+    let direct = db.connect().await;
+    let row = direct
+        .query_one_raw(sea_orm::Statement::from_string(
+            direct.get_database_backend(),
+            format!("SELECT username, text FROM message WHERE room = '{room}'"),
+        ))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(row.try_get::<String>("", "text").unwrap(), "via MYSQL_URI");
+    db.drop_db().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_database_the_flask_original_filled_is_adopted() {
+    let db = TestDb::create(Backend::MariaDb).await;
+    let direct = db.connect().await;
+    // The table exactly as Flask-SQLAlchemy creates it for the seed's model.
+    direct
+        .execute_unprepared(
+            "CREATE TABLE message (
+                id INTEGER NOT NULL AUTO_INCREMENT,
+                room VARCHAR(100),
+                timestamp DATETIME,
+                username VARCHAR(100),
+                text TEXT,
+                PRIMARY KEY (id)
+            )",
+        )
+        .await
+        .unwrap();
+    direct
+        .execute_unprepared("CREATE INDEX ix_message_room ON message (room)")
+        .await
+        .unwrap();
+    direct
+        .execute_unprepared(
+            "INSERT INTO message (room, timestamp, username, text) VALUES
+             ('general', '2025-03-04 05:06:07', 'old', 'written by Flask'),
+             ('other', '2025-03-04 05:06:08', 'old', 'elsewhere')",
+        )
+        .await
+        .unwrap();
+    let server = Server::start(&db.url).await;
+    let text = transcript(&server, "general").await;
+    assert!(text.ends_with("] old: written by Flask"), "{text}");
+    assert_eq!(
+        post_form(
+            &server,
+            "general",
+            &[("username", "new"), ("msg", "from ferrochat")]
+        )
+        .await
+        .0,
+        204
+    );
+    assert_eq!(
+        lines(&transcript(&server, "general").await),
+        ["old: written by Flask", "new: from ferrochat"]
+    );
+    db.drop_db().await;
+}
+
+/// The database link is cut under a running server: health and posts say 503 with a
+/// reason, polls of a room already read keep answering, nothing accepted is lost, and
+/// everything works again when the link is back, without a restart.
+async fn database_outage_and_recovery(backend: Backend) {
+    let db = TestDb::create(backend).await;
+    let upstream = match backend {
+        Backend::MariaDb => "127.0.0.1:3306",
+        Backend::Postgres => "127.0.0.1:5432",
+        Backend::Sqlite => unreachable!("SQLite is a file"),
+    };
+    let proxy = Proxy::start(upstream).await;
+    let proxied = db.url.replace(
+        &format!("@{upstream}"),
+        &format!("@127.0.0.1:{}", proxy.port),
+    );
+    assert_ne!(proxied, db.url);
+    let server =
+        Server::start_with(ServerOptions::new(&proxied).env("ROCKET_DB_TIMEOUT_SECS", "1")).await;
+    let room = room("outage");
+    assert_eq!(
+        post_form(&server, &room, &[("username", "a"), ("msg", "before")])
+            .await
+            .0,
+        204
+    );
+    let before = transcript(&server, &room).await;
+
+    proxy.cut().await;
+    let health = client()
+        .get(format!("{}/health", server.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(health.status(), 503);
+    let body: serde_json::Value = health.json().await.unwrap();
+    assert_eq!(body["database"]["state"], "down");
+    let (status, reason) = post_form(&server, &room, &[("username", "a"), ("msg", "during")]).await;
+    assert_eq!(status, 503, "{reason}");
+    assert_eq!(reason.trim_end().lines().count(), 1);
+    assert!(reason.contains("database"), "{reason}");
+    // Pollers of a room already read are still answered, with everything accepted so far.
+    assert_eq!(transcript(&server, &room).await, before);
+    // A room never read cannot be answered without the database: 503, not an empty 200.
+    let res = client()
+        .get(format!(
+            "{}/api/chat/{}",
+            server.url,
+            common::room("unread")
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 503);
+
+    proxy.restore();
+    let url = format!("{}/health", server.url);
+    assert!(
+        eventually(Duration::from_secs(20), || {
+            let url = url.clone();
+            async move {
+                client()
+                    .get(url)
+                    .send()
+                    .await
+                    .map(|r| r.status() == 200)
+                    .unwrap_or(false)
+            }
+        })
+        .await,
+        "health back to 200 without a restart"
+    );
+    assert_eq!(
+        post_form(&server, &room, &[("username", "a"), ("msg", "after")])
+            .await
+            .0,
+        204
+    );
+    assert_eq!(
+        lines(&transcript(&server, &room).await),
+        ["a: before", "a: after"]
+    );
+    db.drop_db().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn mariadb_outage_and_recovery() {
+    database_outage_and_recovery(Backend::MariaDb).await
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn postgres_outage_and_recovery() {
+    database_outage_and_recovery(Backend::Postgres).await
+}
+
+/// Messages written by another process on the same database (another replica, a script)
+/// reach a room this server already holds in memory, within the refresh period.
+async fn messages_from_elsewhere_appear(backend: Backend) {
+    let db = TestDb::create(backend).await;
+    let server =
+        Server::start_with(ServerOptions::new(&db.url).env("ROCKET_TRANSCRIPT_REFRESH_MS", "200"))
+            .await;
+    let other = Server::start(&db.url).await;
+    let room = room("shared");
+    assert_eq!(
+        post_form(&server, &room, &[("username", "here"), ("msg", "one")])
+            .await
+            .0,
+        204
+    );
+    assert_eq!(lines(&transcript(&server, &room).await), ["here: one"]);
+    assert_eq!(
+        post_form(&other, &room, &[("username", "there"), ("msg", "two")])
+            .await
+            .0,
+        204
+    );
+    let (url, expected) = (
+        server.url.clone(),
+        vec!["here: one".to_string(), "there: two".to_string()],
+    );
+    assert!(
+        eventually(Duration::from_secs(5), || {
+            let (url, room, expected) = (url.clone(), room.clone(), expected.clone());
+            async move {
+                let text = client()
+                    .get(format!("{url}/api/chat/{room}"))
+                    .send()
+                    .await
+                    .unwrap()
+                    .text()
+                    .await
+                    .unwrap();
+                lines(&text) == expected
+            }
+        })
+        .await
+    );
+    db.drop_db().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sqlite_messages_from_elsewhere_appear() {
+    messages_from_elsewhere_appear(Backend::Sqlite).await
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn mariadb_messages_from_elsewhere_appear() {
+    messages_from_elsewhere_appear(Backend::MariaDb).await
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn postgres_messages_from_elsewhere_appear() {
+    messages_from_elsewhere_appear(Backend::Postgres).await
+}
