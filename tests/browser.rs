@@ -1,0 +1,247 @@
+//! The chat page in a real browser: Debian's Chromium, driven through chromedriver.
+
+mod common;
+
+use common::*;
+use fantoccini::{Client, ClientBuilder, Locator};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+struct ChromeDriver {
+    child: Child,
+    port: u16,
+}
+
+impl ChromeDriver {
+    async fn start() -> ChromeDriver {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let binary = std::env::var("CHROMEDRIVER").unwrap_or_else(|_| "chromedriver".into());
+        let child = Command::new(&binary)
+            .arg(format!("--port={port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| {
+                panic!("{binary} is required (apt-get install chromium chromium-driver): {e}")
+            });
+        let up = eventually(Duration::from_secs(20), || async move {
+            tokio::net::TcpStream::connect(("127.0.0.1", port))
+                .await
+                .is_ok()
+        })
+        .await;
+        assert!(up, "chromedriver did not start");
+        ChromeDriver { child, port }
+    }
+
+    async fn browser(&self) -> Client {
+        // Two TLS back ends are linked (the driver link is plain HTTP anyway): pick one.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let chromium = std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
+        let profile = tempfile::tempdir().unwrap().keep();
+        let caps = serde_json::json!({
+            "browserName": "chrome",
+            "goog:chromeOptions": {
+                "binary": chromium,
+                "args": [
+                    "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                    "--disable-quic", "--no-first-run", "--disable-background-networking",
+                    "--disable-component-update", "--disable-sync",
+                    format!("--user-data-dir={}", profile.display()),
+                ]
+            }
+        });
+        let serde_json::Value::Object(caps) = caps else {
+            unreachable!()
+        };
+        ClientBuilder::rustls()
+            .unwrap()
+            .capabilities(caps)
+            .connect(&format!("http://127.0.0.1:{}", self.port))
+            .await
+            .expect("a Chromium session")
+    }
+}
+
+impl Drop for ChromeDriver {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+async fn chat_text(browser: &Client) -> String {
+    browser
+        .find(Locator::Id("chat"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
+}
+
+async fn wait_for_chat(browser: &Client, needle: &str) -> String {
+    let mut text = String::new();
+    for _ in 0..200 {
+        text = chat_text(browser).await;
+        if text.contains(needle) {
+            return text;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("{needle:?} never appeared in the page; it shows {text:?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_page_chats_in_a_real_browser() {
+    let db = TestDb::create(Backend::Sqlite).await;
+    let server = Server::start(&db.url).await;
+    let driver = ChromeDriver::start().await;
+    let browser = driver.browser().await;
+    let room = room("browser");
+
+    browser
+        .goto(&format!("{}/{room}", server.url))
+        .await
+        .unwrap();
+    let heading = browser
+        .find(Locator::Css("h1"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(heading, format!("Room {room}"));
+    let jquery = browser
+        .execute("return typeof window.jQuery", vec![])
+        .await
+        .unwrap();
+    assert_eq!(jquery, "function", "jQuery is served by the app itself");
+
+    // Type a name and a message, send with Enter.
+    browser
+        .find(Locator::Id("username"))
+        .await
+        .unwrap()
+        .send_keys("alice")
+        .await
+        .unwrap();
+    let msg = browser.find(Locator::Id("msg")).await.unwrap();
+    msg.send_keys("hello from chromium\u{E007}").await.unwrap();
+    wait_for_chat(&browser, "alice: hello from chromium").await;
+    assert_eq!(
+        msg.prop("value").await.unwrap().as_deref(),
+        Some(""),
+        "message box cleared"
+    );
+
+    // The button sends too, and the name is kept.
+    msg.send_keys("second").await.unwrap();
+    browser
+        .find(Locator::Id("send"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    wait_for_chat(&browser, "alice: second").await;
+
+    // A message from someone else arrives by polling.
+    assert_eq!(
+        post_form(&server, &room, &[("username", "bob"), ("msg", "hi alice")])
+            .await
+            .0,
+        204
+    );
+    wait_for_chat(&browser, "bob: hi alice").await;
+
+    // Markup is shown as text and never runs.
+    msg.send_keys(
+        "<script>window.pwned = 1</script><img src=x onerror=\"window.pwned = 2\">\u{E007}",
+    )
+    .await
+    .unwrap();
+    let text = wait_for_chat(&browser, "alice: <script>window.pwned = 1</script>").await;
+    assert!(text.contains("<img src=x onerror=\"window.pwned = 2\">"));
+    let pwned = browser
+        .execute("return window.pwned === undefined", vec![])
+        .await
+        .unwrap();
+    assert_eq!(pwned, true, "posted markup ran");
+    let elements = browser.find_all(Locator::Css("#chat *")).await.unwrap();
+    assert!(elements.is_empty(), "the transcript holds no elements");
+
+    // The page matches the server's transcript, and the name survives a reload.
+    assert_eq!(chat_text(&browser).await, transcript(&server, &room).await);
+    browser.refresh().await.unwrap();
+    let name = browser
+        .find(Locator::Id("username"))
+        .await
+        .unwrap()
+        .prop("value")
+        .await
+        .unwrap();
+    assert_eq!(name.as_deref(), Some("alice"));
+    browser.close().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_page_keeps_polling_through_an_outage() {
+    let db = TestDb::create(Backend::Sqlite).await;
+    let dir = tempfile::tempdir().unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let options = || ServerOptions {
+        database_url: Some(db.url.clone()),
+        env: vec![("ROCKET_PORT".into(), port.to_string())],
+        cwd: Some(dir.path().to_path_buf()),
+    };
+    let server = Server::start_with(options()).await;
+    let driver = ChromeDriver::start().await;
+    let browser = driver.browser().await;
+    let room = room("outage");
+    browser
+        .goto(&format!("{}/{room}", server.url))
+        .await
+        .unwrap();
+    assert_eq!(
+        post_form(&server, &room, &[("username", "a"), ("msg", "before")])
+            .await
+            .0,
+        204
+    );
+    wait_for_chat(&browser, "a: before").await;
+
+    // The server goes away; the seed's page would stop polling for good here.
+    server.stop();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let status = browser
+        .find(Locator::Id("status"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        status.contains("retrying"),
+        "the page says it is retrying: {status:?}"
+    );
+
+    let server = Server::start_with(options()).await;
+    assert_eq!(
+        post_form(&server, &room, &[("username", "a"), ("msg", "after")])
+            .await
+            .0,
+        204
+    );
+    let text = wait_for_chat(&browser, "a: after").await;
+    assert_eq!(lines(&text), ["a: before", "a: after"]);
+    browser.close().await.unwrap();
+}
