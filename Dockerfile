@@ -32,7 +32,7 @@ COPY --from=assets /assets/node_modules/jquery/dist/jquery.min.js /app/node_modu
 # the working folder; Rocket.toml is found in the folder above.
 WORKDIR /app/data
 VOLUME ["/app/data"]
-USER ferrochat
+USER 10001:10001
 ENV ROCKET_ADDRESS=0.0.0.0 \
     ROCKET_PORT=5000 \
     RUST_LOG=info,rocket=warn

@@ -6,9 +6,9 @@ use rocket::{get, routes, Route, State};
 
 pub struct Fixed(pub Transcript);
 
-impl Fixed {
+impl Default for Fixed {
     /// 1000 lines shaped like a transcript's.
-    pub fn new() -> Self {
+    fn default() -> Self {
         let text = (0..1000)
             .map(|i| format!("[2026-11-22 00:00:00] user{i}: message number {i} of the fixed body"))
             .collect::<Vec<_>>()

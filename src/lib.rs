@@ -50,7 +50,7 @@ pub async fn build() -> Result<Rocket<Build>, Box<dyn std::error::Error>> {
         .mount("/", health::routes());
     if settings.bench_routes {
         rocket = rocket
-            .manage(bench::Fixed::new())
+            .manage(bench::Fixed::default())
             .mount("/bench", bench::routes());
     }
     Ok(rocket.manage(chat).manage(settings))
