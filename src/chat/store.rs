@@ -93,11 +93,26 @@ async fn writer(db: DatabaseConnection, rx: Arc<Mutex<mpsc::Receiver<Pending>>>)
                 return; // every sender is gone: the server is shutting down
             }
         }
-        let result = write_batch(&db, &batch).await;
-        match result {
+        match write_batch(&db, &batch).await {
             Ok(models) => {
                 for (pending, model) in batch.drain(..).zip(models) {
                     let _ = pending.done.send(Ok(model));
+                }
+            }
+            // One row the database refuses (say, a character an adopted latin1 table
+            // cannot hold) must not fail the posts that shared its transaction.
+            Err(err) if batch.len() > 1 && !is_connection_error(&err) => {
+                let mut connection_lost = false;
+                for pending in batch.drain(..) {
+                    let result = if connection_lost {
+                        Err(DbErr::Custom("database unavailable".into()))
+                    } else {
+                        write_batch(&db, std::slice::from_ref(&pending))
+                            .await
+                            .map(|mut models| models.remove(0))
+                    };
+                    connection_lost |= matches!(&result, Err(e) if is_connection_error(e));
+                    let _ = pending.done.send(result);
                 }
             }
             Err(err) => {
@@ -107,6 +122,10 @@ async fn writer(db: DatabaseConnection, rx: Arc<Mutex<mpsc::Receiver<Pending>>>)
             }
         }
     }
+}
+
+fn is_connection_error(err: &DbErr) -> bool {
+    matches!(err, DbErr::ConnectionAcquire(_) | DbErr::Conn(_))
 }
 
 /// One transaction: all rows are committed, or none is and every poster gets the error.

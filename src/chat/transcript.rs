@@ -41,7 +41,9 @@ struct Room {
     body: Option<Transcript>,
     /// False until the room's history has been read from the database once.
     loaded: bool,
-    refreshing: bool,
+    /// When a refresh was last started. Set at the start, so one request refreshes per
+    /// period, and one that is dropped midway (its client went away) delays the next
+    /// refresh by a period at most.
     checked: Instant,
     last_read: Instant,
 }
@@ -52,7 +54,6 @@ impl Room {
             lines: BTreeMap::new(),
             body: None,
             loaded: false,
-            refreshing: false,
             checked: Instant::now(),
             last_read: Instant::now(),
         }
@@ -120,8 +121,8 @@ impl Transcripts {
             match rooms.get_mut(room.as_str()) {
                 Some(r) if r.loaded => {
                     r.last_read = Instant::now();
-                    if !r.refreshing && r.checked.elapsed() >= self.refresh {
-                        r.refreshing = true;
+                    if r.checked.elapsed() >= self.refresh {
+                        r.checked = Instant::now();
                         Plan::Refresh(r.last_id())
                     } else {
                         Plan::Serve(r.body())
@@ -142,43 +143,43 @@ impl Transcripts {
             Plan::Serve(body) => Ok(body),
             Plan::Refresh(after) => {
                 let rows = store.messages_after(room.as_str(), after).await;
-                let mut rooms = self.rooms();
-                let r = rooms
-                    .entry(room.as_str().to_string())
-                    .or_insert_with(Room::new);
-                r.refreshing = false;
-                match rows {
-                    Ok(rows) => {
-                        rows.iter().for_each(|row| r.add(row));
-                        r.checked = Instant::now();
+                let refreshed = self.rooms().get_mut(room.as_str()).map(|r| {
+                    match rows {
+                        Ok(rows) => rows.iter().for_each(|row| r.add(row)),
+                        // The database is away: what this server committed is all here
+                        // already, so pollers keep getting it (a failed poll would stop
+                        // the original page for good).
+                        Err(err) => tracing::warn!(error = %err, room = room.as_str(),
+                            "transcript refresh failed, serving the cached one"),
                     }
-                    // The database is away: what was committed is all here already, so
-                    // pollers keep getting it (a failed poll would stop the old page).
-                    Err(err) if r.loaded => tracing::warn!(error = %err, room = room.as_str(),
-                        "transcript refresh failed, serving the cached one"),
-                    Err(err) => return Err(err.into()),
+                    r.body()
+                });
+                match refreshed {
+                    Some(body) => Ok(body),
+                    None => self.load(store, room).await, // evicted meanwhile
                 }
+            }
+            Plan::Load => self.load(store, room).await,
+        }
+    }
+
+    async fn load(&self, store: &Store, room: &RoomName) -> Result<Transcript, Error> {
+        match store.messages_after(room.as_str(), 0).await {
+            Ok(rows) => {
+                let mut rooms = self.rooms();
+                let r = rooms.entry(room.as_str().to_string()).or_insert_with(Room::new);
+                rows.iter().for_each(|row| r.add(row));
+                r.loaded = true;
+                r.checked = Instant::now();
                 Ok(r.body())
             }
-            Plan::Load => match store.messages_after(room.as_str(), 0).await {
-                Ok(rows) => {
-                    let mut rooms = self.rooms();
-                    let r = rooms
-                        .entry(room.as_str().to_string())
-                        .or_insert_with(Room::new);
-                    rows.iter().for_each(|row| r.add(row));
-                    r.loaded = true;
-                    r.checked = Instant::now();
-                    Ok(r.body())
+            Err(err) => {
+                let mut rooms = self.rooms();
+                if rooms.get(room.as_str()).is_some_and(|r| !r.loaded) {
+                    rooms.remove(room.as_str());
                 }
-                Err(err) => {
-                    let mut rooms = self.rooms();
-                    if rooms.get(room.as_str()).is_some_and(|r| !r.loaded) {
-                        rooms.remove(room.as_str());
-                    }
-                    Err(err.into())
-                }
-            },
+                Err(err.into())
+            }
         }
     }
 
