@@ -7,10 +7,13 @@ use rocket::{get, routes, Route, State};
 pub struct Fixed(pub Transcript);
 
 impl Default for Fixed {
-    /// 1000 lines shaped like a transcript's.
+    /// 1000 lines exactly like those `bench/run` fills its 1000-message room with.
     fn default() -> Self {
         let text = (0..1000)
-            .map(|i| format!("[2026-11-22 00:00:00] user{i}: message number {i} of the fixed body"))
+            .map(|i| {
+                let user = i % 17;
+                format!("[2026-11-22 00:00:00] user{user}: message {i}: the quick brown fox jumps over the lazy dog")
+            })
             .collect::<Vec<_>>()
             .join("\n");
         Fixed(Transcript::from(text))

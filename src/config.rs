@@ -31,6 +31,10 @@ pub struct Settings {
     pub db_timeout_secs: u64,
     /// How long start-up waits for the database to come up, in seconds.
     pub db_startup_wait_secs: u64,
+    /// Insert a batch of posts with one `INSERT ... RETURNING` where the database has it
+    /// (PostgreSQL, SQLite, MariaDB 10.5+). Off: one INSERT per row, as on MySQL, for
+    /// proxies in front of MariaDB that do not understand `RETURNING`.
+    pub db_insert_returning: bool,
     /// Folder of the page's own assets (CSS, JS). Like `template_dir`, a relative path in
     /// `Rocket.toml` is relative to that file.
     pub static_dir: RelativePathBuf,
@@ -52,6 +56,7 @@ impl Default for Settings {
             db_max_connections: 16,
             db_timeout_secs: 3,
             db_startup_wait_secs: 30,
+            db_insert_returning: true,
             static_dir: RelativePathBuf::from("static"),
             jquery_path: RelativePathBuf::from("node_modules/jquery/dist/jquery.min.js"),
             bench_routes: false,

@@ -28,7 +28,10 @@ pub async fn build() -> Result<Rocket<Build>, Box<dyn std::error::Error>> {
     let url = config::database_url(&settings);
     tracing::info!(database = %db::redact(&url), "connecting to the database");
     let db = db::connect(&url, &settings).await?;
-    let chat = chat::Chat::new(chat::Store::new(db), &settings);
+    let chat = chat::Chat::new(
+        chat::Store::new(db, settings.db_insert_returning).await?,
+        &settings,
+    );
 
     let mut rocket = rocket::custom(figment)
         .attach(Template::fairing())

@@ -1,14 +1,18 @@
 //! Reading and writing messages. Writes go through a few writer tasks that put whatever
 //! posts are waiting into one transaction: under load many messages share one commit (the
 //! expensive part of an insert), and each POST still answers only after its row is
-//! committed.
+//! committed. Where the database can say which ids a multi-row INSERT generated
+//! (`RETURNING`: PostgreSQL, SQLite, MariaDB) a batch is one statement; on MySQL it is
+//! one statement per row, since MySQL may give one statement's rows ids that are not
+//! consecutive.
 
 use super::validate::{now_utc, NewMessage, RoomName};
 use crate::db::entities::message;
+use sea_orm::sea_query::Query;
 use sea_orm::{
     ActiveValue::{NotSet, Set},
-    ColumnTrait, DatabaseConnection, DbBackend, DbErr, EntityTrait, QueryFilter, QueryOrder,
-    TransactionTrait,
+    ColumnTrait, ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbBackend, DbErr,
+    EntityTrait, QueryFilter, QueryOrder, Statement, TransactionTrait,
 };
 use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot, Mutex};
@@ -28,8 +32,38 @@ pub struct Store {
     queue: mpsc::Sender<Pending>,
 }
 
+/// How a batch of rows is inserted.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum InsertMode {
+    /// One multi-row INSERT that returns the generated ids.
+    Returning,
+    /// MariaDB speaks the MySQL dialect, plus `RETURNING`.
+    MariaDbReturning,
+    /// One INSERT per row, each reading its own generated id.
+    PerRow,
+}
+
 impl Store {
-    pub fn new(db: DatabaseConnection) -> Self {
+    pub async fn new(db: DatabaseConnection, use_returning: bool) -> Result<Self, DbErr> {
+        let mode = match db.get_database_backend() {
+            _ if !use_returning => InsertMode::PerRow,
+            DbBackend::MySql => {
+                let version = db
+                    .query_one_raw(Statement::from_string(
+                        DbBackend::MySql,
+                        "SELECT VERSION() AS v",
+                    ))
+                    .await?
+                    .and_then(|row| row.try_get::<String>("", "v").ok())
+                    .unwrap_or_default();
+                if supports_returning(&version) {
+                    InsertMode::MariaDbReturning
+                } else {
+                    InsertMode::PerRow
+                }
+            }
+            _ => InsertMode::Returning,
+        };
         let (queue, rx) = mpsc::channel::<Pending>(4 * MAX_BATCH);
         let rx = Arc::new(Mutex::new(rx));
         // SQLite lets one writer in at a time; the servers take several transactions at
@@ -39,9 +73,9 @@ impl Store {
             _ => 4,
         };
         for _ in 0..writers {
-            tokio::spawn(writer(db.clone(), rx.clone()));
+            tokio::spawn(writer(db.clone(), rx.clone(), mode));
         }
-        Store { db, queue }
+        Ok(Store { db, queue })
     }
 
     pub fn db(&self) -> &DatabaseConnection {
@@ -84,7 +118,19 @@ impl Store {
     }
 }
 
-async fn writer(db: DatabaseConnection, rx: Arc<Mutex<mpsc::Receiver<Pending>>>) {
+/// `INSERT ... RETURNING` exists in MariaDB from 10.5 on, and not in MySQL.
+fn supports_returning(version: &str) -> bool {
+    if !version.contains("MariaDB") {
+        return false;
+    }
+    let mut parts = version
+        .split(['.', '-'])
+        .map(|p| p.parse::<u32>().unwrap_or(0));
+    let (major, minor) = (parts.next().unwrap_or(0), parts.next().unwrap_or(0));
+    (major, minor) >= (10, 5)
+}
+
+async fn writer(db: DatabaseConnection, rx: Arc<Mutex<mpsc::Receiver<Pending>>>, mode: InsertMode) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
     loop {
         {
@@ -93,7 +139,7 @@ async fn writer(db: DatabaseConnection, rx: Arc<Mutex<mpsc::Receiver<Pending>>>)
                 return; // every sender is gone: the server is shutting down
             }
         }
-        match write_batch(&db, &batch).await {
+        match write_batch(&db, &batch, mode).await {
             Ok(models) => {
                 for (pending, model) in batch.drain(..).zip(models) {
                     let _ = pending.done.send(Ok(model));
@@ -107,7 +153,7 @@ async fn writer(db: DatabaseConnection, rx: Arc<Mutex<mpsc::Receiver<Pending>>>)
                     let result = if connection_lost {
                         Err(DbErr::Custom("database unavailable".into()))
                     } else {
-                        write_batch(&db, std::slice::from_ref(&pending))
+                        write_batch(&db, std::slice::from_ref(&pending), mode)
                             .await
                             .map(|mut models| models.remove(0))
                     };
@@ -132,11 +178,85 @@ fn is_connection_error(err: &DbErr) -> bool {
 async fn write_batch(
     db: &DatabaseConnection,
     batch: &[Pending],
+    mode: InsertMode,
 ) -> Result<Vec<message::Model>, DbErr> {
+    let timestamp = now_utc();
     let txn = db.begin().await?;
-    let mut models = Vec::with_capacity(batch.len());
+    let ids = match mode {
+        InsertMode::PerRow => insert_per_row(&txn, batch, timestamp).await?,
+        _ => insert_returning(&txn, batch, timestamp, mode).await?,
+    };
+    txn.commit().await?;
+    Ok(batch
+        .iter()
+        .zip(ids)
+        .map(|(pending, id)| message::Model {
+            id,
+            room: pending.room.clone(),
+            timestamp,
+            username: pending.message.username.clone(),
+            text: pending.message.text.clone(),
+        })
+        .collect())
+}
+
+async fn insert_returning(
+    txn: &DatabaseTransaction,
+    batch: &[Pending],
+    timestamp: chrono::NaiveDateTime,
+    mode: InsertMode,
+) -> Result<Vec<i64>, DbErr> {
+    use message::Column;
+    let mut insert = Query::insert();
+    insert.into_table(message::Entity).columns([
+        Column::Room,
+        Column::Timestamp,
+        Column::Username,
+        Column::Text,
+    ]);
+    for p in batch {
+        insert
+            .values([
+                p.room.clone().into(),
+                timestamp.into(),
+                p.message.username.clone().into(),
+                p.message.text.clone().into(),
+            ])
+            .map_err(|e| DbErr::Custom(e.to_string()))?;
+    }
+    let backend = txn.get_database_backend();
+    let statement = if mode == InsertMode::MariaDbReturning {
+        let mut statement = backend.build(&insert);
+        statement.sql.push_str(" RETURNING `id`");
+        statement
+    } else {
+        backend.build(insert.returning_col(Column::Id))
+    };
+    let rows = txn.query_all_raw(statement).await?;
+    // Rows get their ids in the order of the VALUES list; the order RETURNING lists them
+    // in is not promised, so sorting restores it.
+    let mut ids = rows
+        .iter()
+        .map(|row| row.try_get_by_index::<i64>(0))
+        .collect::<Result<Vec<_>, _>>()?;
+    if ids.len() != batch.len() {
+        return Err(DbErr::Custom(format!(
+            "inserted {} rows, database returned {} ids",
+            batch.len(),
+            ids.len()
+        )));
+    }
+    ids.sort_unstable();
+    Ok(ids)
+}
+
+async fn insert_per_row(
+    txn: &DatabaseTransaction,
+    batch: &[Pending],
+    timestamp: chrono::NaiveDateTime,
+) -> Result<Vec<i64>, DbErr> {
+    let mut ids = Vec::with_capacity(batch.len());
     for pending in batch {
-        let timestamp = now_utc();
         let row = message::ActiveModel {
             id: NotSet,
             room: Set(pending.room.clone()),
@@ -144,20 +264,18 @@ async fn write_batch(
             username: Set(pending.message.username.clone()),
             text: Set(pending.message.text.clone()),
         };
-        // One statement per row, so each row's own generated id comes back whatever the
-        // server's auto-increment lock mode.
-        let id = message::Entity::insert(row)
-            .exec(&txn)
-            .await?
-            .last_insert_id;
-        models.push(message::Model {
-            id,
-            room: pending.room.clone(),
-            timestamp,
-            username: pending.message.username.clone(),
-            text: pending.message.text.clone(),
-        });
+        ids.push(message::Entity::insert(row).exec(txn).await?.last_insert_id);
     }
-    txn.commit().await?;
-    Ok(models)
+    Ok(ids)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn returning_is_used_on_mariadb_10_5_and_later_only() {
+        assert!(super::supports_returning("10.11.19-MariaDB-0+deb12u1"));
+        assert!(super::supports_returning("11.4.2-MariaDB"));
+        assert!(!super::supports_returning("10.4.34-MariaDB"));
+        assert!(!super::supports_returning("8.0.36"));
+    }
 }

@@ -30,6 +30,8 @@ impl<'r> Responder<'r, 'static> for Transcript {
         Response::build()
             .status(Status::Ok)
             .header(ContentType::new("text", "plain").with_params(("charset", "utf-8")))
+            // One write for the whole body instead of Rocket's default 4 KiB chunks.
+            .max_chunk_size(self.0.len().clamp(4096, 1 << 20))
             .sized_body(self.0.len(), Cursor::new(self.0))
             .ok()
     }
@@ -167,7 +169,9 @@ impl Transcripts {
         match store.messages_after(room.as_str(), 0).await {
             Ok(rows) => {
                 let mut rooms = self.rooms();
-                let r = rooms.entry(room.as_str().to_string()).or_insert_with(Room::new);
+                let r = rooms
+                    .entry(room.as_str().to_string())
+                    .or_insert_with(Room::new);
                 rows.iter().for_each(|row| r.add(row));
                 r.loaded = true;
                 r.checked = Instant::now();
