@@ -174,19 +174,23 @@ fn is_connection_error(err: &DbErr) -> bool {
     matches!(err, DbErr::ConnectionAcquire(_) | DbErr::Conn(_))
 }
 
-/// One transaction: all rows are committed, or none is and every poster gets the error.
+/// All rows are committed, or none is and every poster gets the error.
 async fn write_batch(
     db: &DatabaseConnection,
     batch: &[Pending],
     mode: InsertMode,
 ) -> Result<Vec<message::Model>, DbErr> {
     let timestamp = now_utc();
-    let txn = db.begin().await?;
     let ids = match mode {
-        InsertMode::PerRow => insert_per_row(&txn, batch, timestamp).await?,
-        _ => insert_returning(&txn, batch, timestamp, mode).await?,
+        InsertMode::PerRow => {
+            let txn = db.begin().await?;
+            let ids = insert_per_row(&txn, batch, timestamp).await?;
+            txn.commit().await?;
+            ids
+        }
+        // One statement is atomic on its own: no BEGIN and COMMIT round trips.
+        _ => insert_returning(db, batch, timestamp, mode).await?,
     };
-    txn.commit().await?;
     Ok(batch
         .iter()
         .zip(ids)
@@ -201,7 +205,7 @@ async fn write_batch(
 }
 
 async fn insert_returning(
-    txn: &DatabaseTransaction,
+    db: &DatabaseConnection,
     batch: &[Pending],
     timestamp: chrono::NaiveDateTime,
     mode: InsertMode,
@@ -224,7 +228,7 @@ async fn insert_returning(
             ])
             .map_err(|e| DbErr::Custom(e.to_string()))?;
     }
-    let backend = txn.get_database_backend();
+    let backend = db.get_database_backend();
     let statement = if mode == InsertMode::MariaDbReturning {
         let mut statement = backend.build(&insert);
         statement.sql.push_str(" RETURNING `id`");
@@ -232,7 +236,7 @@ async fn insert_returning(
     } else {
         backend.build(insert.returning_col(Column::Id))
     };
-    let rows = txn.query_all_raw(statement).await?;
+    let rows = db.query_all_raw(statement).await?;
     // Rows get their ids in the order of the VALUES list; the order RETURNING lists them
     // in is not promised, so sorting restores it.
     let mut ids = rows
