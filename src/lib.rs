@@ -10,10 +10,12 @@ pub mod db;
 pub mod health;
 pub mod http;
 pub mod page;
+pub mod realtime;
 
 use rocket::fairing::AdHoc;
 use rocket::{Build, Rocket};
 use rocket_dyn_templates::Template;
+use std::sync::Arc;
 
 /// Builds the server: reads settings, connects to (and migrates) the database.
 pub async fn build() -> Result<Rocket<Build>, Box<dyn std::error::Error>> {
@@ -28,10 +30,9 @@ pub async fn build() -> Result<Rocket<Build>, Box<dyn std::error::Error>> {
     let url = config::database_url(&settings);
     tracing::info!(database = %db::redact(&url), "connecting to the database");
     let db = db::connect(&url, &settings).await?;
-    let chat = chat::Chat::new(
-        chat::Store::new(db, settings.db_insert_returning).await?,
-        &settings,
-    );
+    let store = chat::Store::new(db, settings.db_insert_returning).await?;
+    let hub: Arc<dyn realtime::Hub> = Arc::new(realtime::InProcessHub::default());
+    let chat = chat::Chat::new(store, hub, &settings);
 
     let mut rocket = rocket::custom(figment)
         .attach(Template::fairing())

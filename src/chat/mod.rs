@@ -1,6 +1,7 @@
 //! The chat of the Flask original: `GET` and `POST /api/chat/<room>`.
 
 mod body;
+mod poll;
 mod store;
 mod transcript;
 pub mod validate;
@@ -10,9 +11,12 @@ pub use transcript::{Transcript, Transcripts};
 
 use crate::config::Settings;
 use crate::http::{Error, Result};
+use crate::realtime::{Event, Hub};
 use body::PostBody;
+use poll::{PollAnswer, PollHeaders, PollQuery};
 use rocket::http::Status;
 use rocket::{get, post, routes, Route, State};
+use std::sync::Arc;
 use std::time::Duration;
 use validate::{Limits, RoomName};
 
@@ -20,13 +24,15 @@ use validate::{Limits, RoomName};
 pub struct Chat {
     pub store: Store,
     pub transcripts: Transcripts,
+    pub hub: Arc<dyn Hub>,
     limits: Limits,
 }
 
 impl Chat {
-    pub fn new(store: Store, settings: &Settings) -> Self {
+    pub fn new(store: Store, hub: Arc<dyn Hub>, settings: &Settings) -> Self {
         Chat {
             store,
+            hub,
             transcripts: Transcripts::new(
                 Duration::from_millis(settings.transcript_refresh_ms),
                 settings.transcript_cache_rooms,
@@ -44,10 +50,45 @@ pub fn routes() -> Vec<Route> {
 }
 
 /// One line per message, oldest first; 200 with an empty body for a room with none, since
-/// the original page stops polling for good after one failed request.
-#[get("/<room>")]
-async fn get_transcript(room: Result<RoomName>, chat: &State<Chat>) -> Result<Transcript> {
-    chat.transcripts.get(&chat.store, &room?).await
+/// the original page stops polling for good after one failed request. See [`poll`] for
+/// what a poll may add (ETag, `after`, `wait`, JSON).
+#[get("/<room>?<after>&<wait>&<format>")]
+async fn get_transcript(
+    room: Result<RoomName>,
+    after: Option<&str>,
+    wait: Option<&str>,
+    format: Option<&str>,
+    headers: PollHeaders,
+    chat: &State<Chat>,
+) -> Result<PollAnswer> {
+    let room = room?;
+    let query = PollQuery::parse(after, wait, format, &headers)?;
+    // Listening starts before the room is read, so a message committed in between wakes us.
+    let mut events = query.wait.map(|_| chat.hub.subscribe(room.as_str()));
+    let mut view = chat
+        .transcripts
+        .view(&chat.store, &room, query.after, query.json)
+        .await?;
+    if let (Some(wait), Some(events)) = (query.wait, events.as_mut()) {
+        if query.nothing_new(&view, &headers) {
+            // Any event, or a lag (events were missed), means: read again.
+            let _ = tokio::time::timeout(wait, events.recv()).await;
+            view = chat
+                .transcripts
+                .view(&chat.store, &room, query.after, query.json)
+                .await?;
+        }
+    }
+    Ok(if headers.holds(&view.etag) {
+        PollAnswer::NotModified(view)
+    } else if query.json {
+        PollAnswer::Json {
+            room: room.as_str().to_string(),
+            view,
+        }
+    } else {
+        PollAnswer::Text(view)
+    })
 }
 
 /// 204 once the message is committed; nothing is stored on any 4xx.
@@ -63,5 +104,8 @@ async fn post_message(
         validate::new_message(body.username.as_deref(), body.msg.as_deref(), &chat.limits)?;
     let row = chat.store.insert(&room, message).await?;
     chat.transcripts.record(&row);
+    chat.hub
+        .publish(room.as_str(), Event::Message(Arc::new(row)))
+        .await;
     Ok(Status::NoContent)
 }

@@ -38,9 +38,10 @@ impl<'r> Responder<'r, 'static> for Transcript {
 }
 
 struct Room {
-    lines: BTreeMap<i64, String>,
-    /// The joined lines, built on the first read after a change.
-    body: Option<Transcript>,
+    /// Each message's transcript line, and the row for the JSON form.
+    entries: BTreeMap<i64, (String, Arc<message::Model>)>,
+    /// The joined lines and their ETag, built on the first read after a change.
+    full: Option<(Transcript, Arc<str>)>,
     /// False until the room's history has been read from the database once.
     loaded: bool,
     /// When a refresh was last started. Set at the start, so one request refreshes per
@@ -50,11 +51,24 @@ struct Room {
     last_read: Instant,
 }
 
+/// What a poll gets: the whole transcript, or the lines after a message id, with the
+/// version of the room they were taken from.
+pub struct View {
+    pub text: Transcript,
+    /// Rows, when asked for (the JSON form).
+    pub rows: Vec<Arc<message::Model>>,
+    /// Identifies the room's content: the same for as long as no message is added.
+    pub etag: Arc<str>,
+    pub last_id: i64,
+    /// How many messages the text holds.
+    pub count: usize,
+}
+
 impl Room {
     fn new() -> Self {
         Room {
-            lines: BTreeMap::new(),
-            body: None,
+            entries: BTreeMap::new(),
+            full: None,
             loaded: false,
             checked: Instant::now(),
             last_read: Instant::now(),
@@ -62,31 +76,62 @@ impl Room {
     }
 
     fn add(&mut self, row: &message::Model) {
-        self.lines
-            .entry(row.id)
-            .or_insert_with(|| transcript_line(row.timestamp, &row.username, &row.text));
-        self.body = None;
+        self.entries.entry(row.id).or_insert_with(|| {
+            let line = transcript_line(row.timestamp, &row.username, &row.text);
+            (line, Arc::new(row.clone()))
+        });
+        self.full = None;
     }
 
     fn last_id(&self) -> i64 {
-        self.lines.last_key_value().map_or(0, |(id, _)| *id)
+        self.entries.last_key_value().map_or(0, |(id, _)| *id)
     }
 
-    fn body(&mut self) -> Transcript {
-        self.body
-            .get_or_insert_with(|| {
-                let len = self.lines.values().map(|l| l.len() + 1).sum::<usize>();
-                let mut text = String::with_capacity(len);
-                for line in self.lines.values() {
-                    if !text.is_empty() {
-                        text.push('\n');
-                    }
-                    text.push_str(line);
-                }
-                Transcript::from(text)
-            })
-            .clone()
+    fn full(&mut self) -> (Transcript, Arc<str>) {
+        if self.full.is_none() {
+            let text = join_lines(self.entries.values().map(|(line, _)| line.as_str()));
+            let etag = format!("\"{}-{}\"", self.entries.len(), self.last_id());
+            self.full = Some((text, etag.into()));
+        }
+        self.full.clone().unwrap_or_default()
     }
+
+    fn view(&mut self, after: Option<i64>, with_rows: bool) -> View {
+        let (full, etag) = self.full();
+        let last_id = self.last_id();
+        let range = self
+            .entries
+            .range(after.map_or(i64::MIN, |a| a.saturating_add(1))..);
+        let count = range.clone().count();
+        let text = match after {
+            None => full,
+            Some(_) => join_lines(range.clone().map(|(_, (line, _))| line.as_str())),
+        };
+        let rows = if with_rows {
+            range.map(|(_, (_, row))| row.clone()).collect()
+        } else {
+            Vec::new()
+        };
+        View {
+            text,
+            rows,
+            etag,
+            last_id,
+            count,
+        }
+    }
+}
+
+fn join_lines<'a>(lines: impl Iterator<Item = &'a str> + Clone) -> Transcript {
+    let len = lines.clone().map(|l| l.len() + 1).sum::<usize>();
+    let mut text = String::with_capacity(len);
+    for line in lines {
+        if !text.is_empty() {
+            text.push('\n');
+        }
+        text.push_str(line);
+    }
+    Transcript::from(text)
 }
 
 pub struct Transcripts {
@@ -96,7 +141,7 @@ pub struct Transcripts {
 }
 
 enum Plan {
-    Serve(Transcript),
+    Serve(View),
     Refresh(i64),
     Load,
 }
@@ -118,6 +163,17 @@ impl Transcripts {
 
     /// The whole transcript of a room; empty for a room nobody has written in.
     pub async fn get(&self, store: &Store, room: &RoomName) -> Result<Transcript, Error> {
+        Ok(self.view(store, room, None, false).await?.text)
+    }
+
+    /// The room's messages after `after` (all of them without it), with the room's ETag.
+    pub async fn view(
+        &self,
+        store: &Store,
+        room: &RoomName,
+        after: Option<i64>,
+        with_rows: bool,
+    ) -> Result<View, Error> {
         let plan = {
             let mut rooms = self.rooms();
             match rooms.get_mut(room.as_str()) {
@@ -127,7 +183,7 @@ impl Transcripts {
                         r.checked = Instant::now();
                         Plan::Refresh(r.last_id())
                     } else {
-                        Plan::Serve(r.body())
+                        Plan::Serve(r.view(after, with_rows))
                     }
                 }
                 // Another request is loading it; loading again is harmless.
@@ -142,9 +198,9 @@ impl Transcripts {
             }
         };
         match plan {
-            Plan::Serve(body) => Ok(body),
-            Plan::Refresh(after) => {
-                let rows = store.messages_after(room.as_str(), after).await;
+            Plan::Serve(view) => Ok(view),
+            Plan::Refresh(known) => {
+                let rows = store.messages_after(room.as_str(), known).await;
                 let refreshed = self.rooms().get_mut(room.as_str()).map(|r| {
                     match rows {
                         Ok(rows) => rows.iter().for_each(|row| r.add(row)),
@@ -154,18 +210,24 @@ impl Transcripts {
                         Err(err) => tracing::warn!(error = %err, room = room.as_str(),
                             "transcript refresh failed, serving the cached one"),
                     }
-                    r.body()
+                    r.view(after, with_rows)
                 });
                 match refreshed {
-                    Some(body) => Ok(body),
-                    None => self.load(store, room).await, // evicted meanwhile
+                    Some(view) => Ok(view),
+                    None => self.load(store, room, after, with_rows).await, // evicted meanwhile
                 }
             }
-            Plan::Load => self.load(store, room).await,
+            Plan::Load => self.load(store, room, after, with_rows).await,
         }
     }
 
-    async fn load(&self, store: &Store, room: &RoomName) -> Result<Transcript, Error> {
+    async fn load(
+        &self,
+        store: &Store,
+        room: &RoomName,
+        after: Option<i64>,
+        with_rows: bool,
+    ) -> Result<View, Error> {
         match store.messages_after(room.as_str(), 0).await {
             Ok(rows) => {
                 let mut rooms = self.rooms();
@@ -175,7 +237,7 @@ impl Transcripts {
                 rows.iter().for_each(|row| r.add(row));
                 r.loaded = true;
                 r.checked = Instant::now();
-                Ok(r.body())
+                Ok(r.view(after, with_rows))
             }
             Err(err) => {
                 let mut rooms = self.rooms();

@@ -1,0 +1,68 @@
+//! The hub: after a message is committed it is published here, and every reader waiting
+//! on its room (a long-poll, later a WebSocket) hears of it. One trait, because the hub has
+//! two homes: this process alone, and Redis pub/sub when several replicas share a
+//! database (see the real-time issue); readers always listen on a local channel.
+
+use crate::db::entities::message;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use tokio::sync::broadcast;
+
+/// Events a room's readers can miss without harm lag behind and are told so
+/// (`RecvError::Lagged`); they then read the transcript again.
+const ROOM_CHANNEL_CAPACITY: usize = 256;
+
+#[derive(Clone, Debug)]
+pub enum Event {
+    /// A message, committed, with its id.
+    Message(Arc<message::Model>),
+}
+
+#[rocket::async_trait]
+pub trait Hub: Send + Sync {
+    /// Sends an event to every reader of the room.
+    async fn publish(&self, room: &str, event: Event);
+    /// The room's events published from now on.
+    fn subscribe(&self, room: &str) -> broadcast::Receiver<Event>;
+}
+
+/// Local fan-out: one broadcast channel per room that has readers.
+#[derive(Default)]
+pub struct LocalFanout {
+    rooms: Mutex<HashMap<String, broadcast::Sender<Event>>>,
+}
+
+impl LocalFanout {
+    pub fn send(&self, room: &str, event: Event) {
+        let mut rooms = self.rooms.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(tx) = rooms.get(room) {
+            // No receiver left: the room's channel goes until someone listens again.
+            if tx.send(event).is_err() {
+                rooms.remove(room);
+            }
+        }
+    }
+
+    pub fn subscribe(&self, room: &str) -> broadcast::Receiver<Event> {
+        let mut rooms = self.rooms.lock().unwrap_or_else(|e| e.into_inner());
+        rooms
+            .entry(room.to_string())
+            .or_insert_with(|| broadcast::channel(ROOM_CHANNEL_CAPACITY).0)
+            .subscribe()
+    }
+}
+
+/// The hub of a single process: no configuration, nothing to go down.
+#[derive(Default)]
+pub struct InProcessHub(LocalFanout);
+
+#[rocket::async_trait]
+impl Hub for InProcessHub {
+    async fn publish(&self, room: &str, event: Event) {
+        self.0.send(room, event);
+    }
+
+    fn subscribe(&self, room: &str) -> broadcast::Receiver<Event> {
+        self.0.subscribe(room)
+    }
+}

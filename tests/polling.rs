@@ -1,0 +1,212 @@
+//! Cheap polling on `GET /api/chat/<room>`: ETag and 304, `after`, `wait` (long-poll) and
+//! JSON, over real HTTP. Clients that send none of it get exactly the original answer.
+
+mod common;
+
+use common::*;
+use std::time::{Duration, Instant};
+
+on_every_backend!(etag_and_not_modified, after_and_json, long_poll);
+
+async fn get(url: &str, etag: Option<&str>) -> reqwest::Response {
+    let mut req = client().get(url);
+    if let Some(tag) = etag {
+        req = req.header("If-None-Match", tag);
+    }
+    req.send().await.unwrap()
+}
+
+fn etag_of(res: &reqwest::Response) -> String {
+    res.headers()["etag"].to_str().unwrap().to_string()
+}
+
+async fn etag_and_not_modified(backend: Backend) {
+    let db = TestDb::create(backend).await;
+    let server = Server::start(&db.url).await;
+    let room = room("etag");
+    let url = format!("{}/api/chat/{room}", server.url);
+    assert_eq!(
+        post_form(&server, &room, &[("username", "a"), ("msg", "one")])
+            .await
+            .0,
+        204
+    );
+
+    let first = get(&url, None).await;
+    assert_eq!(first.status(), 200);
+    let tag = etag_of(&first);
+    assert!(tag.starts_with('"') && tag.ends_with('"'), "{tag}");
+    let body = first.text().await.unwrap();
+
+    let again = get(&url, Some(&tag)).await;
+    assert_eq!(again.status(), 304);
+    assert_eq!(etag_of(&again), tag);
+    assert_eq!(again.text().await.unwrap(), "");
+
+    assert_eq!(
+        post_form(&server, &room, &[("username", "a"), ("msg", "two")])
+            .await
+            .0,
+        204
+    );
+    let changed = get(&url, Some(&tag)).await;
+    assert_eq!(changed.status(), 200);
+    assert_ne!(etag_of(&changed), tag);
+    let text = changed.text().await.unwrap();
+    assert_eq!(text, format!("{body}\n{}", text.lines().nth(1).unwrap()));
+    assert_eq!(lines(&text), ["a: one", "a: two"]);
+    db.drop_db().await;
+}
+
+async fn after_and_json(backend: Backend) {
+    let db = TestDb::create(backend).await;
+    let server = Server::start(&db.url).await;
+    let room = room("after");
+    let url = format!("{}/api/chat/{room}", server.url);
+    for m in ["one", "two", "three"] {
+        assert_eq!(
+            post_form(&server, &room, &[("username", "zoë"), ("msg", m)])
+                .await
+                .0,
+            204
+        );
+    }
+    let res = get(&format!("{url}?format=json"), None).await;
+    assert_eq!(res.status(), 200);
+    assert_eq!(res.headers()["content-type"], "application/json");
+    let last: i64 = res.headers()["x-last-message-id"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let json: serde_json::Value = res.json().await.unwrap();
+    assert_eq!(json["room"], room.as_str());
+    let messages = json["messages"].as_array().unwrap();
+    assert_eq!(messages.len(), 3);
+    let ids: Vec<i64> = messages.iter().map(|m| m["id"].as_i64().unwrap()).collect();
+    assert!(ids.windows(2).all(|w| w[0] < w[1]), "{ids:?}");
+    assert_eq!(json["last_id"].as_i64().unwrap(), last);
+    assert_eq!(ids[2], last);
+    assert_eq!(messages[0]["username"], "zoë");
+    assert_eq!(messages[0]["text"], "one");
+    let stamp = messages[0]["timestamp"].as_str().unwrap();
+    assert!(
+        chrono::DateTime::parse_from_rfc3339(stamp).is_ok(),
+        "{stamp}"
+    );
+
+    // Accept: application/json is the same as format=json.
+    let res = client()
+        .get(&url)
+        .header("Accept", "application/json")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        res.json::<serde_json::Value>().await.unwrap()["messages"],
+        json["messages"]
+    );
+
+    // Only the lines after a known id, as text and as JSON.
+    let text = get(&format!("{url}?after={}", ids[0]), None)
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(lines(&text), ["zoë: two", "zoë: three"]);
+    let later: serde_json::Value = get(&format!("{url}?after={}&format=json", ids[1]), None)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(later["messages"].as_array().unwrap().len(), 1);
+    assert_eq!(later["messages"][0]["text"], "three");
+    let none = get(&format!("{url}?after={last}"), None).await;
+    assert_eq!(none.status(), 200);
+    assert_eq!(none.text().await.unwrap(), "");
+
+    for bad in ["after=abc", "wait=-1", "wait=soon", "format=xml"] {
+        let res = get(&format!("{url}?{bad}"), None).await;
+        assert_eq!(res.status(), 400, "{bad}");
+        assert_eq!(res.text().await.unwrap().trim_end().lines().count(), 1);
+    }
+    db.drop_db().await;
+}
+
+async fn long_poll(backend: Backend) {
+    let db = TestDb::create(backend).await;
+    let server = Server::start(&db.url).await;
+    let room = room("wait");
+    let url = format!("{}/api/chat/{room}", server.url);
+    assert_eq!(
+        post_form(&server, &room, &[("username", "a"), ("msg", "one")])
+            .await
+            .0,
+        204
+    );
+    let tag = etag_of(&get(&url, None).await);
+
+    // Nothing new: held for the wait, then 304.
+    let started = Instant::now();
+    let res = get(&format!("{url}?wait=1"), Some(&tag)).await;
+    assert_eq!(res.status(), 304);
+    assert!(
+        started.elapsed() >= Duration::from_millis(900),
+        "held for the wait"
+    );
+
+    // A message arrives while the poll is held: answered at once, with it.
+    let held = tokio::spawn({
+        let (url, tag) = (url.clone(), tag.clone());
+        async move {
+            let started = Instant::now();
+            let res = get(&format!("{url}?wait=20"), Some(&tag)).await;
+            (
+                res.status().as_u16(),
+                res.text().await.unwrap(),
+                started.elapsed(),
+            )
+        }
+    });
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(
+        post_form(&server, &room, &[("username", "b"), ("msg", "two")])
+            .await
+            .0,
+        204
+    );
+    let (status, text, took) = held.await.unwrap();
+    assert_eq!(status, 200);
+    assert_eq!(lines(&text), ["a: one", "b: two"]);
+    assert!(
+        took < Duration::from_secs(10),
+        "answered when the message came, not at the end: {took:?}"
+    );
+
+    // The same with `after`: only the new line comes back.
+    let json: serde_json::Value = get(&format!("{url}?format=json"), None)
+        .await
+        .json()
+        .await
+        .unwrap();
+    let last = json["last_id"].as_i64().unwrap();
+    let held = tokio::spawn({
+        let url = url.clone();
+        async move {
+            get(&format!("{url}?after={last}&wait=20"), None)
+                .await
+                .text()
+                .await
+                .unwrap()
+        }
+    });
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(
+        post_form(&server, &room, &[("username", "c"), ("msg", "three")])
+            .await
+            .0,
+        204
+    );
+    assert_eq!(lines(&held.await.unwrap()), ["c: three"]);
+    db.drop_db().await;
+}
