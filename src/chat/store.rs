@@ -7,13 +7,14 @@
 //! consecutive.
 
 use super::validate::{now_utc, NewMessage, RoomName};
-use crate::db::entities::message;
+use crate::db::entities::{message, room};
 use sea_orm::sea_query::Query;
 use sea_orm::{
     ActiveValue::{NotSet, Set},
     ColumnTrait, ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbBackend, DbErr,
     EntityTrait, QueryFilter, QueryOrder, Statement, TransactionTrait,
 };
+use std::collections::HashSet;
 use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot, Mutex};
 
@@ -30,6 +31,8 @@ struct Pending {
 pub struct Store {
     db: DatabaseConnection,
     queue: mpsc::Sender<Pending>,
+    /// Rooms known to exist in the `room` table, so only a room's first post checks.
+    known_rooms: Arc<std::sync::Mutex<HashSet<String>>>,
 }
 
 /// How a batch of rows is inserted.
@@ -75,19 +78,25 @@ impl Store {
         for _ in 0..writers {
             tokio::spawn(writer(db.clone(), rx.clone(), mode));
         }
-        Ok(Store { db, queue })
+        Ok(Store {
+            db,
+            queue,
+            known_rooms: Arc::default(),
+        })
     }
 
     pub fn db(&self) -> &DatabaseConnection {
         &self.db
     }
 
-    /// Stores one message; returns once it is committed, with its id and timestamp.
+    /// Stores one message; returns once it is committed, with its id and timestamp. A room
+    /// that does not exist yet comes into being with its first message.
     pub async fn insert(
         &self,
         room: &RoomName,
         message: NewMessage,
     ) -> Result<message::Model, DbErr> {
+        self.ensure_room(room).await?;
         let (done, result) = oneshot::channel();
         let pending = Pending {
             room: room.as_str().to_string(),
@@ -101,6 +110,38 @@ impl Store {
         result
             .await
             .map_err(|_| DbErr::Custom("message writer stopped".into()))?
+    }
+
+    /// The room, if it exists.
+    pub async fn room(&self, id: &str) -> Result<Option<room::Model>, DbErr> {
+        room::Entity::find_by_id(id.to_string()).one(&self.db).await
+    }
+
+    async fn ensure_room(&self, room: &RoomName) -> Result<(), DbErr> {
+        let known = |rooms: &HashSet<String>| rooms.contains(room.as_str());
+        if known(&self.known_rooms.lock().unwrap_or_else(|e| e.into_inner())) {
+            return Ok(());
+        }
+        if self.room(room.as_str()).await?.is_none() {
+            let row = room::ActiveModel {
+                id: Set(room.as_str().to_string()),
+                name: Set(room.as_str().to_string()),
+                description: Set(None),
+                created_at: Set(now_utc()),
+            };
+            // Two first posts at once: the second insert fails on the key, and the room
+            // exists all the same.
+            if let Err(err) = room::Entity::insert(row).exec(&self.db).await {
+                if self.room(room.as_str()).await?.is_none() {
+                    return Err(err);
+                }
+            }
+        }
+        self.known_rooms
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(room.as_str().to_string());
+        Ok(())
     }
 
     /// Messages of a room with an id above `after`, oldest first.
@@ -200,6 +241,9 @@ async fn write_batch(
             timestamp,
             username: pending.message.username.clone(),
             text: pending.message.text.clone(),
+            user_id: pending.message.user_id.clone(),
+            message_type: pending.message.message_type.to_string(),
+            file_url: pending.message.file_url.clone(),
         })
         .collect())
 }
@@ -267,6 +311,9 @@ async fn insert_per_row(
             timestamp: Set(timestamp),
             username: Set(pending.message.username.clone()),
             text: Set(pending.message.text.clone()),
+            user_id: Set(pending.message.user_id.clone()),
+            message_type: Set(pending.message.message_type.to_string()),
+            file_url: Set(pending.message.file_url.clone()),
         };
         ids.push(message::Entity::insert(row).exec(txn).await?.last_insert_id);
     }

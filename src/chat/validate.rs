@@ -55,6 +55,11 @@ fn is_forbidden_in_name(c: char) -> bool {
 pub struct NewMessage {
     pub username: String,
     pub text: String,
+    /// The sender's id on the ChatFlow side (WebSocket, JSON API); none for legacy posts.
+    pub user_id: Option<String>,
+    /// `text`, `file` or `system`.
+    pub message_type: &'static str,
+    pub file_url: Option<String>,
 }
 
 pub struct Limits {
@@ -104,6 +109,9 @@ pub fn new_message(
     Ok(NewMessage {
         username: username.to_string(),
         text: text.to_string(),
+        user_id: None,
+        message_type: "text",
+        file_url: None,
     })
 }
 

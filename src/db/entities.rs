@@ -17,6 +17,32 @@ pub mod message {
         pub username: String,
         #[sea_orm(column_type = "Text")]
         pub text: String,
+        /// The sender's id when it came through the ChatFlow side (WebSocket, JSON API).
+        pub user_id: Option<String>,
+        /// `text`, `file` or `system`.
+        pub message_type: String,
+        pub file_url: Option<String>,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+pub mod room {
+    use sea_orm::entity::prelude::*;
+
+    /// A room of the ChatFlow side; a legacy room comes into being with its first message.
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "room")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub id: String,
+        pub name: String,
+        #[sea_orm(column_type = "Text", nullable)]
+        pub description: Option<String>,
+        pub created_at: DateTime,
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -4,12 +4,16 @@
 use sea_orm_migration::prelude::*;
 
 mod m20261122_000001_create_message;
+mod m20261122_000002_rooms_and_message_kinds;
 
 pub struct Migrator;
 
 #[async_trait::async_trait]
 impl MigratorTrait for Migrator {
     fn migrations() -> Vec<Box<dyn MigrationTrait>> {
-        vec![Box::new(m20261122_000001_create_message::Migration)]
+        vec![
+            Box::new(m20261122_000001_create_message::Migration),
+            Box::new(m20261122_000002_rooms_and_message_kinds::Migration),
+        ]
     }
 }
