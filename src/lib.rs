@@ -30,9 +30,8 @@ pub async fn build() -> Result<Rocket<Build>, Box<dyn std::error::Error>> {
     let url = config::database_url(&settings);
     tracing::info!(database = %db::redact(&url), "connecting to the database");
     let db = db::connect(&url, &settings).await?;
-    let store = chat::Store::new(db, settings.db_insert_returning).await?;
     let hub: Arc<dyn realtime::Hub> = Arc::new(realtime::InProcessHub::default());
-    let chat = chat::Chat::new(store, hub, &settings);
+    let chat = chat::Chat::new(db, hub, &settings).await?;
 
     let mut rocket = rocket::custom(figment)
         .attach(Template::fairing())

@@ -6,7 +6,7 @@ mod store;
 mod transcript;
 pub mod validate;
 
-pub use store::Store;
+pub use store::{OnCommit, Store};
 pub use transcript::{Transcript, Transcripts};
 
 use crate::config::Settings;
@@ -23,25 +23,40 @@ use validate::{Limits, RoomName};
 /// Everything the chat routes share.
 pub struct Chat {
     pub store: Store,
-    pub transcripts: Transcripts,
+    pub transcripts: Arc<Transcripts>,
     pub hub: Arc<dyn Hub>,
-    limits: Limits,
+    pub limits: Limits,
 }
 
 impl Chat {
-    pub fn new(store: Store, hub: Arc<dyn Hub>, settings: &Settings) -> Self {
-        Chat {
+    /// The one message path: whatever door a message comes in by, the store commits it,
+    /// then it is added to its room's transcript and published to the hub, in id order.
+    pub async fn new(
+        db: sea_orm::DatabaseConnection,
+        hub: Arc<dyn Hub>,
+        settings: &Settings,
+    ) -> Result<Self, sea_orm::DbErr> {
+        let transcripts = Arc::new(Transcripts::new(
+            Duration::from_millis(settings.transcript_refresh_ms),
+            settings.transcript_cache_rooms,
+        ));
+        let on_commit: OnCommit = {
+            let (transcripts, hub) = (transcripts.clone(), hub.clone());
+            Box::new(move |row| {
+                transcripts.record(row);
+                hub.publish(&row.room, Event::Message(Arc::new(row.clone())));
+            })
+        };
+        let store = Store::new(db, settings.db_insert_returning, on_commit).await?;
+        Ok(Chat {
             store,
+            transcripts,
             hub,
-            transcripts: Transcripts::new(
-                Duration::from_millis(settings.transcript_refresh_ms),
-                settings.transcript_cache_rooms,
-            ),
             limits: Limits {
                 max_username_chars: settings.max_username_chars,
                 max_message_chars: settings.max_message_chars,
             },
-        }
+        })
     }
 }
 
@@ -102,10 +117,6 @@ async fn post_message(
     let body = body?;
     let message =
         validate::new_message(body.username.as_deref(), body.msg.as_deref(), &chat.limits)?;
-    let row = chat.store.insert(&room, message).await?;
-    chat.transcripts.record(&row);
-    chat.hub
-        .publish(room.as_str(), Event::Message(Arc::new(row)))
-        .await;
+    chat.store.insert(&room, message).await?;
     Ok(Status::NoContent)
 }

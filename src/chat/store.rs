@@ -1,7 +1,9 @@
-//! Reading and writing messages. Writes go through a few writer tasks that put whatever
-//! posts are waiting into one transaction: under load many messages share one commit (the
-//! expensive part of an insert), and each POST still answers only after its row is
-//! committed. Where the database can say which ids a multi-row INSERT generated
+//! Reading and writing messages. Writes go through one writer task that puts whatever
+//! posts are waiting into one statement or transaction: under load many messages share one
+//! commit (the expensive part of an insert), and each POST still answers only after its
+//! row is committed. One writer means batches commit in id order, so everything committed
+//! is handed on (to the transcripts and the hub) in id order: a reader that has seen
+//! message N never gets a smaller id after it. Where the database can say which ids a multi-row INSERT generated
 //! (`RETURNING`: PostgreSQL, SQLite, MariaDB) a batch is one statement; on MySQL it is
 //! one statement per row, since MySQL may give one statement's rows ids that are not
 //! consecutive.
@@ -16,7 +18,7 @@ use sea_orm::{
 };
 use std::collections::HashSet;
 use std::sync::Arc;
-use tokio::sync::{mpsc, oneshot, Mutex};
+use tokio::sync::{mpsc, oneshot};
 
 /// Most messages committed together.
 const MAX_BATCH: usize = 256;
@@ -47,7 +49,11 @@ enum InsertMode {
 }
 
 impl Store {
-    pub async fn new(db: DatabaseConnection, use_returning: bool) -> Result<Self, DbErr> {
+    pub async fn new(
+        db: DatabaseConnection,
+        use_returning: bool,
+        on_commit: OnCommit,
+    ) -> Result<Self, DbErr> {
         let mode = match db.get_database_backend() {
             _ if !use_returning => InsertMode::PerRow,
             DbBackend::MySql => {
@@ -68,16 +74,7 @@ impl Store {
             _ => InsertMode::Returning,
         };
         let (queue, rx) = mpsc::channel::<Pending>(4 * MAX_BATCH);
-        let rx = Arc::new(Mutex::new(rx));
-        // SQLite lets one writer in at a time; the servers take several transactions at
-        // once, and several writers keep their commits overlapping.
-        let writers = match db.get_database_backend() {
-            DbBackend::Sqlite => 1,
-            _ => 4,
-        };
-        for _ in 0..writers {
-            tokio::spawn(writer(db.clone(), rx.clone(), mode));
-        }
+        tokio::spawn(writer(db.clone(), rx, mode, on_commit));
         Ok(Store {
             db,
             queue,
@@ -171,17 +168,23 @@ fn supports_returning(version: &str) -> bool {
     (major, minor) >= (10, 5)
 }
 
-async fn writer(db: DatabaseConnection, rx: Arc<Mutex<mpsc::Receiver<Pending>>>, mode: InsertMode) {
+/// Called for every committed message, in id order, before its poster hears of it.
+pub type OnCommit = Box<dyn Fn(&message::Model) + Send + Sync>;
+
+async fn writer(
+    db: DatabaseConnection,
+    mut rx: mpsc::Receiver<Pending>,
+    mode: InsertMode,
+    on_commit: OnCommit,
+) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
     loop {
-        {
-            let mut rx = rx.lock().await;
-            if rx.recv_many(&mut batch, MAX_BATCH).await == 0 {
-                return; // every sender is gone: the server is shutting down
-            }
+        if rx.recv_many(&mut batch, MAX_BATCH).await == 0 {
+            return; // every sender is gone: the server is shutting down
         }
         match write_batch(&db, &batch, mode).await {
             Ok(models) => {
+                models.iter().for_each(&on_commit);
                 for (pending, model) in batch.drain(..).zip(models) {
                     let _ = pending.done.send(Ok(model));
                 }
@@ -198,6 +201,9 @@ async fn writer(db: DatabaseConnection, rx: Arc<Mutex<mpsc::Receiver<Pending>>>,
                             .await
                             .map(|mut models| models.remove(0))
                     };
+                    if let Ok(model) = &result {
+                        on_commit(model);
+                    }
                     connection_lost |= matches!(&result, Err(e) if is_connection_error(e));
                     let _ = pending.done.send(result);
                 }

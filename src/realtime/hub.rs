@@ -18,10 +18,10 @@ pub enum Event {
     Message(Arc<message::Model>),
 }
 
-#[rocket::async_trait]
 pub trait Hub: Send + Sync {
-    /// Sends an event to every reader of the room.
-    async fn publish(&self, room: &str, event: Event);
+    /// Sends an event to every reader of the room. It never waits, so the store can
+    /// publish in commit order from its writer.
+    fn publish(&self, room: &str, event: Event);
     /// The room's events published from now on.
     fn subscribe(&self, room: &str) -> broadcast::Receiver<Event>;
 }
@@ -56,9 +56,8 @@ impl LocalFanout {
 #[derive(Default)]
 pub struct InProcessHub(LocalFanout);
 
-#[rocket::async_trait]
 impl Hub for InProcessHub {
-    async fn publish(&self, room: &str, event: Event) {
+    fn publish(&self, room: &str, event: Event) {
         self.0.send(room, event);
     }
 
