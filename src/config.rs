@@ -40,6 +40,9 @@ pub struct Settings {
     pub static_dir: RelativePathBuf,
     /// jQuery as installed by `npm ci`; the page falls back to a CDN when it is absent.
     pub jquery_path: RelativePathBuf,
+    /// How often WebSocket peers are pinged, in seconds; one silent for two pings and 5 s
+    /// more is dropped.
+    pub ws_ping_secs: u64,
     /// Mount `/bench/*`, the fixed-answer routes the benchmark measures ceilings with.
     pub bench_routes: bool,
 }
@@ -59,6 +62,7 @@ impl Default for Settings {
             db_insert_returning: true,
             static_dir: RelativePathBuf::from("static"),
             jquery_path: RelativePathBuf::from("node_modules/jquery/dist/jquery.min.js"),
+            ws_ping_secs: 25,
             bench_routes: false,
         }
     }

@@ -50,6 +50,7 @@ pub async fn build() -> Result<Rocket<Build>, Box<dyn std::error::Error>> {
         .mount("/", page::routes())
         .mount("/static", page::assets(&settings))
         .mount("/api/chat", chat::routes())
+        .mount("/", realtime::ws::routes())
         .mount("/", health::routes());
     if settings.bench_routes {
         rocket = rocket

@@ -26,6 +26,8 @@ pub struct Chat {
     pub transcripts: Arc<Transcripts>,
     pub hub: Arc<dyn Hub>,
     pub limits: Limits,
+    /// How often WebSocket peers are pinged.
+    pub ws_ping_secs: u64,
 }
 
 impl Chat {
@@ -56,6 +58,7 @@ impl Chat {
                 max_username_chars: settings.max_username_chars,
                 max_message_chars: settings.max_message_chars,
             },
+            ws_ping_secs: settings.ws_ping_secs,
         })
     }
 }
@@ -86,8 +89,15 @@ async fn get_transcript(
         .await?;
     if let (Some(wait), Some(events)) = (query.wait, events.as_mut()) {
         if query.nothing_new(&view, &headers) {
-            // Any event, or a lag (events were missed), means: read again.
-            let _ = tokio::time::timeout(wait, events.recv()).await;
+            // A message, or a lag (events were missed), means: read again.
+            let _ = tokio::time::timeout(wait, async {
+                while let Ok(event) = events.recv().await {
+                    if matches!(event, Event::Message(_)) {
+                        break;
+                    }
+                }
+            })
+            .await;
             view = chat
                 .transcripts
                 .view(&chat.store, &room, query.after, query.json)

@@ -16,6 +16,23 @@ const ROOM_CHANNEL_CAPACITY: usize = 256;
 pub enum Event {
     /// A message, committed, with its id.
     Message(Arc<message::Model>),
+    /// Someone started (`active`) or stopped typing.
+    Typing { user: Arc<Peer>, active: bool },
+    Joined {
+        user: Arc<Peer>,
+        at: chrono::DateTime<chrono::Utc>,
+    },
+    Left {
+        user: Arc<Peer>,
+        at: chrono::DateTime<chrono::Utc>,
+    },
+}
+
+/// Who is on the other end of a WebSocket.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Peer {
+    pub user_id: String,
+    pub username: String,
 }
 
 pub trait Hub: Send + Sync {

@@ -1,6 +1,7 @@
 //! Real-time delivery: the hub every committed message is published to, and what listens
-//! to it (long-polls today).
+//! to it: long-polls of the legacy API and WebSockets.
 
 mod hub;
+pub mod ws;
 
-pub use hub::{Event, Hub, InProcessHub};
+pub use hub::{Event, Hub, InProcessHub, Peer};

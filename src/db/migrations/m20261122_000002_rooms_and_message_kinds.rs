@@ -4,6 +4,8 @@ use sea_orm_migration::prelude::*;
 #[derive(DeriveMigrationName)]
 pub struct Migration;
 
+// Iden variants name the columns: `message_type` is ChatFlow's name for it.
+#[allow(clippy::enum_variant_names)]
 #[derive(DeriveIden)]
 enum Message {
     Table,

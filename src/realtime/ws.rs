@@ -1,0 +1,334 @@
+//! `WS /ws/<room_id>/<user_id>?username=&since=`: the ChatFlow chat socket.
+//!
+//! Client frames: `{"type":"message","content"}` (optionally `"message_type":"file"` and
+//! `"file_url"`), `{"type":"typing"}`, `{"type":"stop_typing"}`. Server frames: `message`
+//! (with `id` and `timestamp`), `typing`, `stop_typing`, `user_joined`, `user_left`, and
+//! `error` for a frame it could not take (the connection stays). With `since=<id>` the
+//! server first sends every message of the room after that id, then live ones, in id order
+//! without gaps or repeats, so a client that reconnects misses nothing.
+
+use super::{Event, Peer};
+use crate::chat::validate::{new_message, RoomName};
+use crate::chat::Chat;
+use crate::db::entities::message;
+use crate::http::{Error, Result};
+use rocket::futures::{SinkExt, StreamExt};
+use rocket::{get, routes, Route, State};
+use rocket_ws::frame::{CloseCode, CloseFrame};
+use rocket_ws::{Channel, Config, Message, WebSocket};
+use serde::Deserialize;
+use serde_json::{json, Value};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::broadcast::error::RecvError;
+
+/// Largest client frame taken; a larger one gets an error event.
+pub const MAX_FRAME: usize = 64 * 1024;
+/// Frames past this are not even read: the connection is closed.
+const HARD_FRAME_LIMIT: usize = 1024 * 1024;
+/// A write the peer does not take within this long means it stopped reading.
+const SEND_TIMEOUT: Duration = Duration::from_secs(10);
+/// Close code telling a client it fell behind and should reconnect with `since`.
+pub const CLOSE_RECONNECT: u16 = 4000;
+
+pub fn routes() -> Vec<Route> {
+    routes![connect]
+}
+
+#[get("/ws/<room_id>/<user_id>?<username>&<since>")]
+async fn connect<'r>(
+    ws: WebSocket,
+    room_id: Result<RoomName>,
+    user_id: &'r str,
+    username: Option<&'r str>,
+    since: Option<&'r str>,
+    chat: &'r State<Chat>,
+) -> Result<Channel<'r>> {
+    let room = room_id?;
+    if user_id.is_empty() || user_id.chars().count() > 64 || user_id.chars().any(char::is_control) {
+        return Err(Error::bad_request(
+            "user_id must be 1 to 64 characters, no control characters",
+        ));
+    }
+    let since = since
+        .map(|s| {
+            s.parse::<i64>()
+                .map_err(|_| Error::bad_request("since must be a message id"))
+        })
+        .transpose()?;
+    // The user name is checked as a post's would be; none means the user id.
+    let username =
+        new_message(Some(username.unwrap_or(user_id)), Some("-"), &chat.limits)?.username;
+    if chat.store.room(room.as_str()).await?.is_none() {
+        return Err(Error::NotFound(format!(
+            "room '{}' does not exist",
+            room.as_str()
+        )));
+    }
+    let peer = Arc::new(Peer {
+        user_id: user_id.to_string(),
+        username,
+    });
+    // Listening starts before the history is read, so nothing falls between the two.
+    let events = chat.hub.subscribe(room.as_str());
+    let history = match since {
+        Some(after) => chat.store.messages_after(room.as_str(), after).await?,
+        None => Vec::new(),
+    };
+    let config = Config {
+        max_message_size: Some(HARD_FRAME_LIMIT),
+        max_frame_size: Some(HARD_FRAME_LIMIT),
+        ..Config::default()
+    };
+    let ping_every = Duration::from_secs(chat.ws_ping_secs.max(1));
+    Ok(ws.config(config).channel(move |stream| {
+        Box::pin(async move {
+            let session = Session {
+                chat,
+                room,
+                peer,
+                ping_every,
+            };
+            session
+                .run(stream, events, history, since.unwrap_or(0))
+                .await;
+            Ok(())
+        })
+    }))
+}
+
+struct Session<'r> {
+    chat: &'r Chat,
+    room: RoomName,
+    peer: Arc<Peer>,
+    ping_every: Duration,
+}
+
+enum Flow {
+    Continue,
+    Close(Option<CloseFrame<'static>>),
+}
+
+impl Session<'_> {
+    async fn run(
+        self,
+        stream: rocket_ws::stream::DuplexStream,
+        mut events: tokio::sync::broadcast::Receiver<Event>,
+        history: Vec<message::Model>,
+        since: i64,
+    ) {
+        let (mut sink, mut source) = stream.split();
+        let mut last_sent = since;
+        for row in &history {
+            if send(&mut sink, message_json(row)).await.is_err() {
+                return;
+            }
+            last_sent = row.id;
+        }
+        let room = self.room.as_str();
+        self.chat.hub.publish(
+            room,
+            Event::Joined {
+                user: self.peer.clone(),
+                at: chrono::Utc::now(),
+            },
+        );
+
+        let mut ping = tokio::time::interval(self.ping_every);
+        ping.tick().await;
+        let mut heard = Instant::now();
+        let close = loop {
+            let flow = tokio::select! {
+                frame = source.next() => match frame {
+                    Some(Ok(frame)) => {
+                        heard = Instant::now();
+                        match self.on_frame(frame).await {
+                            Reply::Nothing => Flow::Continue,
+                            Reply::Send(value) => match send(&mut sink, value).await {
+                                Ok(()) => Flow::Continue,
+                                Err(()) => break None,
+                            },
+                            Reply::Close => break None,
+                        }
+                    }
+                    // The peer went away, or broke the protocol (a frame over the hard limit).
+                    _ => break None,
+                },
+                event = events.recv() => match event {
+                    Ok(event) => match self.outgoing(&event, &mut last_sent) {
+                        Some(value) => match send(&mut sink, value).await {
+                            Ok(()) => Flow::Continue,
+                            Err(()) => break None,
+                        },
+                        None => Flow::Continue,
+                    },
+                    Err(RecvError::Lagged(_)) => Flow::Close(Some(CloseFrame {
+                        code: CloseCode::from(CLOSE_RECONNECT),
+                        reason: format!("too slow: reconnect with since={last_sent}").into(),
+                    })),
+                    Err(RecvError::Closed) => Flow::Close(None),
+                },
+                _ = ping.tick() => {
+                    if heard.elapsed() > self.ping_every * 2 + Duration::from_secs(5) {
+                        Flow::Close(Some(CloseFrame { code: CloseCode::Away, reason: "no answer to ping".into() }))
+                    } else if send_raw(&mut sink, Message::Ping(Vec::new())).await.is_err() {
+                        break None;
+                    } else {
+                        Flow::Continue
+                    }
+                }
+            };
+            if let Flow::Close(frame) = flow {
+                break frame;
+            }
+        };
+        if let Some(frame) = close {
+            let _ =
+                tokio::time::timeout(SEND_TIMEOUT, sink.send(Message::Close(Some(frame)))).await;
+        }
+        self.chat.hub.publish(
+            room,
+            Event::Left {
+                user: self.peer.clone(),
+                at: chrono::Utc::now(),
+            },
+        );
+    }
+
+    async fn on_frame(&self, frame: Message) -> Reply {
+        let text = match frame {
+            Message::Text(text) => text,
+            Message::Close(_) => return Reply::Close,
+            Message::Binary(_) => return error("binary frames are not supported: send JSON text"),
+            _ => return Reply::Nothing, // ping and pong: tungstenite answers pings itself
+        };
+        if text.len() > MAX_FRAME {
+            return error(&format!("frame is larger than {MAX_FRAME} bytes"));
+        }
+        let incoming: Incoming = match serde_json::from_str(&text) {
+            Ok(incoming) => incoming,
+            Err(err) => return error(&format!("invalid JSON: {err}")),
+        };
+        let room = self.room.as_str();
+        match incoming.kind.as_str() {
+            "message" => match self.store(incoming).await {
+                Ok(()) => Reply::Nothing, // it comes back through the hub, like everyone's
+                Err(err) => error(&err.to_string()),
+            },
+            "typing" | "stop_typing" => {
+                let active = incoming.kind == "typing";
+                self.chat.hub.publish(
+                    room,
+                    Event::Typing {
+                        user: self.peer.clone(),
+                        active,
+                    },
+                );
+                Reply::Nothing
+            }
+            other => error(&format!("unknown type '{other}'")),
+        }
+    }
+
+    async fn store(&self, incoming: Incoming) -> Result<()> {
+        let mut message = new_message(
+            Some(&self.peer.username),
+            incoming.content.as_deref(),
+            &self.chat.limits,
+        )
+        .map_err(|e| Error::bad_request(e.to_string().replace("msg ", "content ")))?;
+        message.user_id = Some(self.peer.user_id.clone());
+        match incoming.message_type.as_deref().unwrap_or("text") {
+            "text" => {}
+            "file" => {
+                let url = incoming
+                    .file_url
+                    .filter(|u| {
+                        !u.is_empty() && u.len() <= 2048 && !u.chars().any(char::is_control)
+                    })
+                    .ok_or_else(|| Error::bad_request("a file message needs a file_url"))?;
+                message.message_type = "file";
+                message.file_url = Some(url);
+            }
+            other => {
+                return Err(Error::bad_request(format!(
+                    "message_type '{other}' is not text or file"
+                )))
+            }
+        }
+        self.chat.store.insert(&self.room, message).await?;
+        Ok(())
+    }
+
+    /// The frame an event becomes for this peer, if any.
+    fn outgoing(&self, event: &Event, last_sent: &mut i64) -> Option<Value> {
+        let room = self.room.as_str();
+        match event {
+            // Already sent with the history.
+            Event::Message(row) if row.id <= *last_sent => None,
+            Event::Message(row) => {
+                *last_sent = row.id;
+                Some(message_json(row))
+            }
+            // Nobody needs to be told that they themselves are typing.
+            Event::Typing { user, .. } if user.user_id == self.peer.user_id => None,
+            Event::Typing { user, active } => Some(json!({
+                "type": if *active { "typing" } else { "stop_typing" },
+                "user_id": user.user_id, "username": user.username, "room_id": room,
+            })),
+            Event::Joined { user, at } | Event::Left { user, at } => Some(json!({
+                "type": if matches!(event, Event::Joined { .. }) { "user_joined" } else { "user_left" },
+                "user_id": user.user_id, "username": user.username, "room_id": room,
+                "timestamp": at,
+            })),
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct Incoming {
+    #[serde(rename = "type")]
+    kind: String,
+    content: Option<String>,
+    message_type: Option<String>,
+    file_url: Option<String>,
+}
+
+enum Reply {
+    Nothing,
+    Send(Value),
+    Close,
+}
+
+fn error(detail: &str) -> Reply {
+    Reply::Send(json!({ "type": "error", "detail": detail }))
+}
+
+pub fn message_json(row: &message::Model) -> Value {
+    json!({
+        "type": "message",
+        "id": row.id,
+        "room_id": row.room,
+        "user_id": row.user_id,
+        "username": row.username,
+        "content": row.text,
+        "message_type": row.message_type,
+        "file_url": row.file_url,
+        "timestamp": row.timestamp.and_utc(),
+    })
+}
+
+type Sink = rocket::futures::stream::SplitSink<rocket_ws::stream::DuplexStream, Message>;
+
+async fn send(sink: &mut Sink, value: Value) -> Result<(), ()> {
+    send_raw(sink, Message::Text(value.to_string())).await
+}
+
+/// A peer that does not take a frame within [`SEND_TIMEOUT`] has stopped reading: it is
+/// dropped rather than let its backlog grow.
+async fn send_raw(sink: &mut Sink, frame: Message) -> Result<(), ()> {
+    match tokio::time::timeout(SEND_TIMEOUT, sink.send(frame)).await {
+        Ok(Ok(())) => Ok(()),
+        _ => Err(()),
+    }
+}

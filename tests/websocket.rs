@@ -1,0 +1,271 @@
+//! `WS /ws/<room_id>/<user_id>`: the ChatFlow contract over a real socket, and the one
+//! message path (a legacy POST reaches sockets, a socket message reaches the transcript).
+
+mod common;
+
+use common::*;
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{json, Value};
+use std::time::Duration;
+use tokio_tungstenite::tungstenite::Message;
+
+type Socket =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+on_every_backend!(
+    socket_messages_meet_the_legacy_api,
+    since_replays_without_gaps_or_repeats
+);
+
+async fn open(server: &Server, path: &str) -> Socket {
+    let url = format!("{}{path}", server.url.replacen("http://", "ws://", 1));
+    tokio_tungstenite::connect_async(url)
+        .await
+        .expect("WebSocket upgrade")
+        .0
+}
+
+/// The next JSON frame of one of the given types, skipping others.
+async fn next_of(ws: &mut Socket, types: &[&str]) -> Value {
+    loop {
+        let frame = tokio::time::timeout(Duration::from_secs(10), ws.next())
+            .await
+            .unwrap_or_else(|_| panic!("no {types:?} frame within 10 s"))
+            .expect("socket open")
+            .expect("frame");
+        if let Message::Text(text) = frame {
+            let value: Value = serde_json::from_str(&text).unwrap();
+            if types.contains(&value["type"].as_str().unwrap_or("")) {
+                return value;
+            }
+        }
+    }
+}
+
+/// The next event of `kind` about `user_id` (everyone, oneself included, hears of a join).
+async fn next_about(ws: &mut Socket, kind: &str, user_id: &str) -> Value {
+    loop {
+        let event = next_of(ws, &[kind]).await;
+        if event["user_id"] == user_id {
+            return event;
+        }
+    }
+}
+
+async fn send(ws: &mut Socket, value: Value) {
+    ws.send(Message::Text(value.to_string())).await.unwrap();
+}
+
+async fn socket_messages_meet_the_legacy_api(backend: Backend) {
+    let db = TestDb::create(backend).await;
+    let server = Server::start(&db.url).await;
+    let mut alice = open(&server, "/ws/general/u-alice?username=alice").await;
+    let mut bob = open(&server, "/ws/general/u-bob?username=bob").await;
+    let joined = next_about(&mut alice, "user_joined", "u-bob").await;
+    assert_eq!(joined["user_id"], "u-bob");
+    assert_eq!(joined["username"], "bob");
+    assert_eq!(joined["room_id"], "general");
+
+    send(
+        &mut alice,
+        json!({"type": "message", "content": "hello bob"}),
+    )
+    .await;
+    for ws in [&mut alice, &mut bob] {
+        let m = next_of(ws, &["message"]).await;
+        assert_eq!(m["content"], "hello bob");
+        assert_eq!(m["username"], "alice");
+        assert_eq!(m["user_id"], "u-alice");
+        assert_eq!(m["room_id"], "general");
+        assert_eq!(m["message_type"], "text");
+        assert!(m["id"].as_i64().unwrap() > 0);
+        assert!(chrono::DateTime::parse_from_rfc3339(m["timestamp"].as_str().unwrap()).is_ok());
+    }
+    // The socket's message is in the polled transcript, and a legacy POST reaches sockets.
+    assert_eq!(
+        lines(&transcript(&server, "general").await),
+        ["alice: hello bob"]
+    );
+    assert_eq!(
+        post_form(
+            &server,
+            "general",
+            &[("username", "carol"), ("msg", "from curl")]
+        )
+        .await
+        .0,
+        204
+    );
+    let m = next_of(&mut bob, &["message"]).await;
+    assert_eq!(
+        (m["username"].as_str(), m["content"].as_str()),
+        (Some("carol"), Some("from curl"))
+    );
+    assert_eq!(m["user_id"], Value::Null);
+
+    assert_eq!(
+        next_of(&mut alice, &["message"]).await["content"],
+        "from curl"
+    );
+    // A file message.
+    send(&mut bob, json!({"type": "message", "content": "plan.png", "message_type": "file", "file_url": "/api/files/1/download"})).await;
+    let m = next_of(&mut alice, &["message"]).await;
+    assert_eq!(
+        (m["message_type"].as_str(), m["file_url"].as_str()),
+        (Some("file"), Some("/api/files/1/download"))
+    );
+
+    // Typing reaches the others, not the typist.
+    send(&mut alice, json!({"type": "typing"})).await;
+    let t = next_of(&mut bob, &["typing"]).await;
+    assert_eq!(t["user_id"], "u-alice");
+    send(&mut alice, json!({"type": "stop_typing"})).await;
+    assert_eq!(
+        next_of(&mut bob, &["stop_typing"]).await["username"],
+        "alice"
+    );
+
+    // Leaving is announced.
+    bob.close(None).await.unwrap();
+    next_about(&mut alice, "user_left", "u-bob").await;
+    db.drop_db().await;
+}
+
+async fn since_replays_without_gaps_or_repeats(backend: Backend) {
+    let db = TestDb::create(backend).await;
+    let server = Server::start(&db.url).await;
+    let room = "devops";
+    for m in ["one", "two", "three"] {
+        assert_eq!(
+            post_form(&server, room, &[("username", "a"), ("msg", m)])
+                .await
+                .0,
+            204
+        );
+    }
+    let json: Value = client()
+        .get(format!("{}/api/chat/{room}?format=json", server.url))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let first = json["messages"][0]["id"].as_i64().unwrap();
+    let mut ws = open(
+        &server,
+        &format!("/ws/{room}/u1?username=late&since={first}"),
+    )
+    .await;
+    // Posts racing the connection are delivered once, in order, after the history.
+    let poster = {
+        let url = server.url.clone();
+        tokio::spawn(async move {
+            for i in 0..20 {
+                let res = client()
+                    .post(format!("{url}/api/chat/devops"))
+                    .form(&[("username", "b"), ("msg", &format!("live {i}"))])
+                    .send()
+                    .await
+                    .unwrap();
+                assert_eq!(res.status(), 204);
+            }
+        })
+    };
+    let mut got = Vec::new();
+    let mut ids = Vec::new();
+    while got.len() < 22 {
+        let m = next_of(&mut ws, &["message"]).await;
+        ids.push(m["id"].as_i64().unwrap());
+        got.push(m["content"].as_str().unwrap().to_string());
+    }
+    poster.await.unwrap();
+    let mut expected = vec!["two".to_string(), "three".to_string()];
+    expected.extend((0..20).map(|i| format!("live {i}")));
+    assert_eq!(got, expected);
+    assert!(ids.windows(2).all(|w| w[0] < w[1]), "{ids:?}");
+    db.drop_db().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn bad_frames_get_an_error_and_the_socket_stays() {
+    let db = TestDb::create(Backend::Sqlite).await;
+    let server = Server::start(&db.url).await;
+    let mut ws = open(&server, "/ws/random/u1?username=tester").await;
+    let cases = [
+        Message::Text("{not json".into()),
+        Message::Text(json!({"type": "dance"}).to_string()),
+        Message::Text(json!({"type": "message"}).to_string()),
+        Message::Text(json!({"type": "message", "content": "   "}).to_string()),
+        Message::Text(
+            json!({"type": "message", "content": "x", "message_type": "file"}).to_string(),
+        ),
+        Message::Text(
+            json!({"type": "message", "content": "x", "message_type": "system"}).to_string(),
+        ),
+        Message::Text(json!({"type": "message", "content": "x".repeat(70_000)}).to_string()),
+        Message::Binary(vec![1, 2, 3]),
+    ];
+    for frame in cases {
+        let what = format!("{:.60}", format!("{frame:?}"));
+        ws.send(frame).await.unwrap();
+        let e = next_of(&mut ws, &["error", "message"]).await;
+        assert_eq!(e["type"], "error", "{what}");
+        assert!(e["detail"].as_str().unwrap().len() > 5, "{what}: {e}");
+    }
+    send(&mut ws, json!({"type": "message", "content": "still here"})).await;
+    assert_eq!(
+        next_of(&mut ws, &["message"]).await["content"],
+        "still here"
+    );
+    assert_eq!(
+        lines(&transcript(&server, "random").await),
+        ["tester: still here"]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn unknown_rooms_and_bad_names_are_refused() {
+    let db = TestDb::create(Backend::Sqlite).await;
+    let server = Server::start(&db.url).await;
+    let ws_url = server.url.replacen("http://", "ws://", 1);
+    for (path, status) in [
+        ("/ws/no-such-room/u1", 404),
+        ("/ws/general/u1?since=abc", 400),
+        (&format!("/ws/general/u1?username={}", "n".repeat(65)), 400),
+    ] {
+        match tokio_tungstenite::connect_async(format!("{ws_url}{path}")).await {
+            Err(tokio_tungstenite::tungstenite::Error::Http(res)) => {
+                assert_eq!(res.status().as_u16(), status, "{path}");
+                let body = String::from_utf8(res.body().clone().unwrap_or_default()).unwrap();
+                assert_eq!(body.trim_end().lines().count(), 1, "{path}: {body:?}");
+            }
+            other => panic!("{path}: expected a refusal, got {:?}", other.map(|_| ())),
+        }
+    }
+    // A room made by a legacy post exists for sockets too.
+    assert_eq!(
+        post_form(&server, "brand-new", &[("msg", "first")]).await.0,
+        204
+    );
+    let mut ws = open(&server, "/ws/brand-new/u1?since=0").await;
+    assert_eq!(next_of(&mut ws, &["message"]).await["content"], "first");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_peer_that_stops_answering_is_dropped() {
+    let db = TestDb::create(Backend::Sqlite).await;
+    let server =
+        Server::start_with(ServerOptions::new(&db.url).env("ROCKET_WS_PING_SECS", "1")).await;
+    let mut watcher = open(&server, "/ws/general/watcher").await;
+    // A client that completes the upgrade, then never reads or answers a ping.
+    let silent = open(&server, "/ws/general/silent").await;
+    next_about(&mut watcher, "user_joined", "silent").await;
+    let left = tokio::time::timeout(
+        Duration::from_secs(20),
+        next_about(&mut watcher, "user_left", "silent"),
+    )
+    .await;
+    assert!(left.is_ok(), "the silent peer is dropped within 20 s");
+    drop(silent);
+}
