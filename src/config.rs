@@ -15,6 +15,8 @@ pub const EMBEDDED_DATABASE_URL: &str = "sqlite://ferrochat.db?mode=rwc";
 pub struct Settings {
     /// `mysql://`, `postgres://` or `sqlite://` URL. See [`database_url`].
     pub database_url: Option<String>,
+    /// `redis://` URL of the hub shared by replicas (also `REDIS_URL`); none: in-process.
+    pub redis_url: Option<String>,
     /// Longest message accepted, in characters.
     pub max_message_chars: usize,
     /// Longest user name accepted, in characters.
@@ -51,6 +53,7 @@ impl Default for Settings {
     fn default() -> Self {
         Settings {
             database_url: None,
+            redis_url: None,
             max_message_chars: 4096,
             max_username_chars: 64,
             max_body_bytes: 64 * 1024,
@@ -109,6 +112,11 @@ pub fn database_url(settings: &Settings) -> String {
         .or_else(|| settings.database_url.clone())
         .unwrap_or_else(|| EMBEDDED_DATABASE_URL.to_string());
     normalize_database_url(&raw)
+}
+
+/// `REDIS_URL`, else the `redis_url` setting.
+pub fn redis_url(settings: &Settings) -> Option<String> {
+    non_empty_env("REDIS_URL").or_else(|| settings.redis_url.clone())
 }
 
 fn non_empty_env(name: &str) -> Option<String> {

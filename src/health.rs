@@ -22,16 +22,23 @@ async fn healthz(chat: &State<Chat>) -> (Status, Json<Value>) {
 async fn check(chat: &Chat) -> (Status, Json<Value>) {
     let db = chat.store.db();
     let backend = format!("{:?}", db.get_database_backend()).to_lowercase();
+    // The hub's state is reported, but chatting goes on without Redis: not a 503.
+    let hub = chat.hub.state();
     match db.ping().await {
         Ok(()) => (
             Status::Ok,
-            Json(json!({ "status": "ok", "database": { "backend": backend, "state": "up" } })),
+            Json(json!({
+                "status": "ok",
+                "database": { "backend": backend, "state": "up" },
+                "hub": hub,
+            })),
         ),
         Err(err) => (
             Status::ServiceUnavailable,
             Json(json!({
                 "status": "unavailable",
                 "database": { "backend": backend, "state": "down", "error": err.to_string() },
+                "hub": hub,
             })),
         ),
     }

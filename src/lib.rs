@@ -15,7 +15,6 @@ pub mod realtime;
 use rocket::fairing::AdHoc;
 use rocket::{Build, Rocket};
 use rocket_dyn_templates::Template;
-use std::sync::Arc;
 
 /// Builds the server: reads settings, connects to (and migrates) the database.
 pub async fn build() -> Result<Rocket<Build>, Box<dyn std::error::Error>> {
@@ -30,8 +29,7 @@ pub async fn build() -> Result<Rocket<Build>, Box<dyn std::error::Error>> {
     let url = config::database_url(&settings);
     tracing::info!(database = %db::redact(&url), "connecting to the database");
     let db = db::connect(&url, &settings).await?;
-    let hub: Arc<dyn realtime::Hub> = Arc::new(realtime::InProcessHub::default());
-    let chat = chat::Chat::new(db, hub, &settings).await?;
+    let chat = chat::Chat::new(db, &settings).await?;
 
     let mut rocket = rocket::custom(figment)
         .attach(Template::fairing())

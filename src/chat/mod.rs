@@ -11,7 +11,7 @@ pub use transcript::{Transcript, Transcripts};
 
 use crate::config::Settings;
 use crate::http::{Error, Result};
-use crate::realtime::{Event, Hub};
+use crate::realtime::{Event, Hub, InProcessHub, RedisHub};
 use body::PostBody;
 use poll::{PollAnswer, PollHeaders, PollQuery};
 use rocket::http::Status;
@@ -35,13 +35,19 @@ impl Chat {
     /// then it is added to its room's transcript and published to the hub, in id order.
     pub async fn new(
         db: sea_orm::DatabaseConnection,
-        hub: Arc<dyn Hub>,
         settings: &Settings,
-    ) -> Result<Self, sea_orm::DbErr> {
+    ) -> Result<Self, Box<dyn std::error::Error>> {
         let transcripts = Arc::new(Transcripts::new(
             Duration::from_millis(settings.transcript_refresh_ms),
             settings.transcript_cache_rooms,
         ));
+        let hub: Arc<dyn Hub> = match crate::config::redis_url(settings) {
+            Some(url) => {
+                tracing::info!(redis = %crate::db::redact(&url), "hub: Redis");
+                RedisHub::start(&url, transcripts.clone(), db.clone())?
+            }
+            None => Arc::new(InProcessHub::default()),
+        };
         let on_commit: OnCommit = {
             let (transcripts, hub) = (transcripts.clone(), hub.clone());
             Box::new(move |row| {

@@ -2,10 +2,11 @@
 
 pub mod message {
     use sea_orm::entity::prelude::*;
+    use serde::{Deserialize, Serialize};
 
     /// One chat message, in the table the Flask original created (`message`), so a
     /// database that original already filled is read as it is.
-    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel, Serialize, Deserialize)]
     #[sea_orm(table_name = "message")]
     pub struct Model {
         /// Ids are the order of messages within a room.

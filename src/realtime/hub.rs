@@ -4,7 +4,9 @@
 //! database (see the real-time issue); readers always listen on a local channel.
 
 use crate::db::entities::message;
+use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
 use tokio::sync::broadcast;
 
@@ -12,7 +14,8 @@ use tokio::sync::broadcast;
 /// (`RecvError::Lagged`); they then read the transcript again.
 const ROOM_CHANNEL_CAPACITY: usize = 256;
 
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Event {
     /// A message, committed, with its id.
     Message(Arc<message::Model>),
@@ -29,7 +32,7 @@ pub enum Event {
 }
 
 /// Who is on the other end of a WebSocket.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Peer {
     pub user_id: String,
     pub username: String,
@@ -41,16 +44,34 @@ pub trait Hub: Send + Sync {
     fn publish(&self, room: &str, event: Event);
     /// The room's events published from now on.
     fn subscribe(&self, room: &str) -> broadcast::Receiver<Event>;
+    /// The highest message id this process has seen go through the hub.
+    fn highest_seen(&self) -> i64;
+    /// For `/health`: which hub, and whether it is connected.
+    fn state(&self) -> HubState;
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct HubState {
+    pub kind: &'static str,
+    pub state: &'static str,
 }
 
 /// Local fan-out: one broadcast channel per room that has readers.
 #[derive(Default)]
 pub struct LocalFanout {
     rooms: Mutex<HashMap<String, broadcast::Sender<Event>>>,
+    highest: AtomicI64,
 }
 
 impl LocalFanout {
+    pub fn highest_seen(&self) -> i64 {
+        self.highest.load(Ordering::Relaxed)
+    }
+
     pub fn send(&self, room: &str, event: Event) {
+        if let Event::Message(row) = &event {
+            self.highest.fetch_max(row.id, Ordering::Relaxed);
+        }
         let mut rooms = self.rooms.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(tx) = rooms.get(room) {
             // No receiver left: the room's channel goes until someone listens again.
@@ -80,5 +101,16 @@ impl Hub for InProcessHub {
 
     fn subscribe(&self, room: &str) -> broadcast::Receiver<Event> {
         self.0.subscribe(room)
+    }
+
+    fn highest_seen(&self) -> i64 {
+        self.0.highest_seen()
+    }
+
+    fn state(&self) -> HubState {
+        HubState {
+            kind: "in-process",
+            state: "up",
+        }
     }
 }

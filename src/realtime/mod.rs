@@ -2,6 +2,8 @@
 //! to it: long-polls of the legacy API and WebSockets.
 
 mod hub;
+mod redis_hub;
 pub mod ws;
 
-pub use hub::{Event, Hub, InProcessHub, Peer};
+pub use hub::{Event, Hub, HubState, InProcessHub, Peer};
+pub use redis_hub::RedisHub;

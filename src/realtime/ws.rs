@@ -71,6 +71,8 @@ async fn connect<'r>(
     });
     // Listening starts before the history is read, so nothing falls between the two.
     let events = chat.hub.subscribe(room.as_str());
+    // Without `since`, a peer wants what comes from now on, nothing older.
+    let floor = since.unwrap_or_else(|| chat.hub.highest_seen());
     let history = match since {
         Some(after) => chat.store.messages_after(room.as_str(), after).await?,
         None => Vec::new(),
@@ -89,9 +91,7 @@ async fn connect<'r>(
                 peer,
                 ping_every,
             };
-            session
-                .run(stream, events, history, since.unwrap_or(0))
-                .await;
+            session.run(stream, events, history, floor).await;
             Ok(())
         })
     }))
@@ -118,12 +118,12 @@ impl Session<'_> {
         since: i64,
     ) {
         let (mut sink, mut source) = stream.split();
-        let mut last_sent = since;
+        let mut sent = Sent::new(since);
         for row in &history {
             if send(&mut sink, message_json(row)).await.is_err() {
                 return;
             }
-            last_sent = row.id;
+            sent.insert(row.id);
         }
         let room = self.room.as_str();
         self.chat.hub.publish(
@@ -155,7 +155,7 @@ impl Session<'_> {
                     _ => break None,
                 },
                 event = events.recv() => match event {
-                    Ok(event) => match self.outgoing(&event, &mut last_sent) {
+                    Ok(event) => match self.outgoing(&event, &mut sent) {
                         Some(value) => match send(&mut sink, value).await {
                             Ok(()) => Flow::Continue,
                             Err(()) => break None,
@@ -164,7 +164,7 @@ impl Session<'_> {
                     },
                     Err(RecvError::Lagged(_)) => Flow::Close(Some(CloseFrame {
                         code: CloseCode::from(CLOSE_RECONNECT),
-                        reason: format!("too slow: reconnect with since={last_sent}").into(),
+                        reason: format!("too slow: reconnect with since={}", sent.resume_from()).into(),
                     })),
                     Err(RecvError::Closed) => Flow::Close(None),
                 },
@@ -261,15 +261,12 @@ impl Session<'_> {
     }
 
     /// The frame an event becomes for this peer, if any.
-    fn outgoing(&self, event: &Event, last_sent: &mut i64) -> Option<Value> {
+    fn outgoing(&self, event: &Event, sent: &mut Sent) -> Option<Value> {
         let room = self.room.as_str();
         match event {
-            // Already sent with the history.
-            Event::Message(row) if row.id <= *last_sent => None,
-            Event::Message(row) => {
-                *last_sent = row.id;
-                Some(message_json(row))
-            }
+            // Already sent: with the history, or again after a Redis outage.
+            Event::Message(row) if !sent.insert(row.id) => None,
+            Event::Message(row) => Some(message_json(row)),
             // Nobody needs to be told that they themselves are typing.
             Event::Typing { user, .. } if user.user_id == self.peer.user_id => None,
             Event::Typing { user, active } => Some(json!({
@@ -282,6 +279,44 @@ impl Session<'_> {
                 "timestamp": at,
             })),
         }
+    }
+}
+
+/// The message ids a peer has been sent, to send none twice: the newest ones exactly, and
+/// everything at or below a floor (the `since` it came with, then the oldest id forgotten).
+struct Sent {
+    floor: i64,
+    ids: std::collections::BTreeSet<i64>,
+}
+
+impl Sent {
+    const REMEMBERED: usize = 4096;
+
+    fn new(since: i64) -> Self {
+        Sent {
+            floor: since,
+            ids: Default::default(),
+        }
+    }
+
+    /// True if `id` was not sent before (and is now counted as sent).
+    fn insert(&mut self, id: i64) -> bool {
+        if id <= self.floor || !self.ids.insert(id) {
+            return false;
+        }
+        while self.ids.len() > Self::REMEMBERED {
+            if let Some(oldest) = self.ids.pop_first() {
+                self.floor = oldest;
+            }
+        }
+        true
+    }
+
+    /// The `since` a reconnecting peer should give: below it, it has everything.
+    fn resume_from(&self) -> i64 {
+        self.ids
+            .first()
+            .map_or(self.floor, |first| (first - 1).max(self.floor))
     }
 }
 

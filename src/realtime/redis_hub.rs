@@ -1,0 +1,239 @@
+//! The hub across replicas: every event goes out to this process's readers at once and to
+//! Redis (`PUBLISH room:<room>`); one pattern subscription per process (`room:*`) brings
+//! the other replicas' events in. Redis going away never stops chatting here: posts are
+//! committed and local readers served as before; the outage is logged once, the
+//! connection retried with back-off, and when it is back every message committed
+//! meanwhile is read from the database and delivered, so nobody misses one. Readers drop
+//! the ones they already have by id.
+
+use super::hub::{HubState, LocalFanout};
+use super::{Event, Hub};
+use crate::chat::Transcripts;
+use crate::db::entities::message;
+use rocket::futures::StreamExt;
+use sea_orm::{ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
+use serde::{Deserialize, Serialize};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{broadcast, mpsc};
+
+const CHANNEL_PREFIX: &str = "room:";
+/// Events waiting for Redis; past this, while it is away, they are dropped (the messages
+/// among them come back from the database when it returns).
+const OUTBOX: usize = 10_000;
+/// Message ids allocated before the outage may commit after it started: look back this
+/// far when catching up. Readers drop what they already have.
+const CATCH_UP_MARGIN: i64 = 1_000;
+
+pub struct RedisHub {
+    local: Arc<LocalFanout>,
+    outbox: mpsc::Sender<(String, Vec<u8>)>,
+    origin: String,
+    up: Arc<AtomicBool>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct Wire {
+    origin: String,
+    event: Event,
+}
+
+impl RedisHub {
+    /// Starts the publisher and the subscriber; returns at once, connected or not.
+    pub fn start(
+        url: &str,
+        transcripts: Arc<Transcripts>,
+        db: DatabaseConnection,
+    ) -> Result<Arc<Self>, redis::RedisError> {
+        let client = redis::Client::open(url)?;
+        let (outbox, rx) = mpsc::channel(OUTBOX);
+        let origin = format!("{:x}-{:x}", std::process::id(), rand_u64());
+        let hub = Arc::new(RedisHub {
+            local: Arc::new(LocalFanout::default()),
+            outbox,
+            origin,
+            up: Arc::new(AtomicBool::new(false)),
+        });
+        tokio::spawn(publisher(client.clone(), rx));
+        tokio::spawn(subscriber(client, hub.clone(), transcripts, db));
+        Ok(hub)
+    }
+
+    /// An event that came from elsewhere: to this process's readers, and for a message
+    /// to its room's transcript.
+    fn deliver(&self, room: &str, event: Event, transcripts: &Transcripts) {
+        if let Event::Message(row) = &event {
+            transcripts.record(row);
+        }
+        self.local.send(room, event);
+    }
+}
+
+impl Hub for RedisHub {
+    fn publish(&self, room: &str, event: Event) {
+        let wire = Wire {
+            origin: self.origin.clone(),
+            event: event.clone(),
+        };
+        self.local.send(room, event);
+        if let Ok(payload) = serde_json::to_vec(&wire) {
+            // Full outbox: Redis has been away for a while; see OUTBOX.
+            let _ = self
+                .outbox
+                .try_send((format!("{CHANNEL_PREFIX}{room}"), payload));
+        }
+    }
+
+    fn subscribe(&self, room: &str) -> broadcast::Receiver<Event> {
+        self.local.subscribe(room)
+    }
+
+    fn highest_seen(&self) -> i64 {
+        self.local.highest_seen()
+    }
+
+    fn state(&self) -> HubState {
+        let state = if self.up.load(Ordering::Relaxed) {
+            "up"
+        } else {
+            "down"
+        };
+        HubState {
+            kind: "redis",
+            state,
+        }
+    }
+}
+
+fn rand_u64() -> u64 {
+    use std::hash::{BuildHasher, RandomState};
+    RandomState::new().hash_one(std::time::SystemTime::now())
+}
+
+fn backoff(attempt: u32) -> Duration {
+    Duration::from_millis((100u64 << attempt.min(6)).min(5_000))
+}
+
+async fn publisher(client: redis::Client, mut rx: mpsc::Receiver<(String, Vec<u8>)>) {
+    let mut conn: Option<redis::aio::MultiplexedConnection> = None;
+    let mut failures = 0u32;
+    while let Some((channel, payload)) = rx.recv().await {
+        loop {
+            if conn.is_none() {
+                match client.get_multiplexed_async_connection().await {
+                    Ok(c) => conn = Some(c),
+                    Err(_) => {
+                        // Dropped while Redis is away; the subscriber's catch-up brings
+                        // the messages back when it returns.
+                        failures += 1;
+                        tokio::time::sleep(backoff(failures)).await;
+                        break;
+                    }
+                }
+            }
+            let Some(c) = conn.as_mut() else { break };
+            let sent: redis::RedisResult<i64> = redis::cmd("PUBLISH")
+                .arg(&channel)
+                .arg(&payload)
+                .query_async(c)
+                .await;
+            match sent {
+                Ok(_) => {
+                    failures = 0;
+                    break;
+                }
+                Err(_) => {
+                    conn = None;
+                    failures += 1;
+                    if failures > 1 {
+                        break;
+                    }
+                }
+            }
+        }
+    }
+}
+
+async fn subscriber(
+    client: redis::Client,
+    hub: Arc<RedisHub>,
+    transcripts: Arc<Transcripts>,
+    db: DatabaseConnection,
+) {
+    let mut attempt = 0u32;
+    // The highest id seen when the link was lost: catching up starts below it.
+    let mut lost_at: Option<i64> = None;
+    loop {
+        let pubsub = async {
+            let mut pubsub = client.get_async_pubsub().await?;
+            pubsub.psubscribe(format!("{CHANNEL_PREFIX}*")).await?;
+            Ok::<_, redis::RedisError>(pubsub)
+        }
+        .await;
+        let mut pubsub = match pubsub {
+            Ok(pubsub) => pubsub,
+            Err(err) => {
+                if attempt == 0 {
+                    tracing::warn!(error = %err, "Redis unreachable; serving this replica's readers alone and retrying");
+                    lost_at.get_or_insert(hub.highest_seen());
+                }
+                attempt += 1;
+                tokio::time::sleep(backoff(attempt)).await;
+                continue;
+            }
+        };
+        hub.up.store(true, Ordering::Relaxed);
+        if let Some(seen) = lost_at.take() {
+            tracing::info!("Redis is back; catching up from the database");
+            catch_up(&hub, &transcripts, &db, seen - CATCH_UP_MARGIN).await;
+        } else if attempt > 0 {
+            tracing::info!("Redis connected");
+        }
+        let mut messages = pubsub.on_message();
+        while let Some(msg) = messages.next().await {
+            let Some(room) = msg.get_channel_name().strip_prefix(CHANNEL_PREFIX) else {
+                continue;
+            };
+            match serde_json::from_slice::<Wire>(msg.get_payload_bytes()) {
+                Ok(wire) if wire.origin == hub.origin => {} // delivered locally already
+                Ok(wire) => hub.deliver(room, wire.event, &transcripts),
+                Err(err) => tracing::warn!(error = %err, "unreadable event from Redis"),
+            }
+        }
+        drop(messages);
+        hub.up.store(false, Ordering::Relaxed);
+        tracing::warn!("lost Redis; serving this replica's readers alone and retrying");
+        lost_at = Some(hub.highest_seen());
+        attempt = 1;
+        tokio::time::sleep(backoff(attempt)).await;
+    }
+}
+
+/// Delivers every message committed after `after` (by any replica), in id order.
+async fn catch_up(hub: &RedisHub, transcripts: &Transcripts, db: &DatabaseConnection, after: i64) {
+    let mut after = after.max(0);
+    loop {
+        let rows = message::Entity::find()
+            .filter(message::Column::Id.gt(after))
+            .order_by_asc(message::Column::Id)
+            .limit(1000)
+            .all(db)
+            .await;
+        match rows {
+            Ok(rows) if rows.is_empty() => return,
+            Ok(rows) => {
+                for row in rows {
+                    after = row.id;
+                    let room = row.room.clone();
+                    hub.deliver(&room, Event::Message(Arc::new(row)), transcripts);
+                }
+            }
+            Err(err) => {
+                // The next outage's catch-up, or the transcripts' own refresh, covers it.
+                tracing::warn!(error = %err, "catching up after Redis failed");
+                return;
+            }
+        }
+    }
+}
