@@ -1,0 +1,279 @@
+//! Replicas sharing one database and a real Redis: a message posted to one reaches
+//! sockets, long-polls and cached transcripts on the others; when Redis dies and comes
+//! back mid-traffic nothing accepted is lost or delivered twice. Each test runs its own
+//! `redis-server`, so it can kill it.
+
+mod common;
+
+use common::*;
+use futures_util::StreamExt;
+use serde_json::Value;
+use std::collections::HashSet;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+use tokio_tungstenite::tungstenite::Message;
+
+struct Redis {
+    child: Child,
+    port: u16,
+}
+
+impl Redis {
+    async fn start_on(port: u16) -> Redis {
+        let child =
+            Command::new(std::env::var("REDIS_SERVER").unwrap_or_else(|_| "redis-server".into()))
+                .args([
+                    "--port",
+                    &port.to_string(),
+                    "--bind",
+                    "127.0.0.1",
+                    "--save",
+                    "",
+                    "--appendonly",
+                    "no",
+                ])
+                .stdout(Stdio::null())
+                .spawn()
+                .expect("redis-server is required (apt-get install redis-server)");
+        let up = eventually(Duration::from_secs(10), || async move {
+            tokio::net::TcpStream::connect(("127.0.0.1", port))
+                .await
+                .is_ok()
+        })
+        .await;
+        assert!(up, "redis-server did not start");
+        Redis { child, port }
+    }
+
+    async fn start() -> Redis {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        Redis::start_on(port).await
+    }
+
+    fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    fn kill(mut self) -> u16 {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        self.port
+    }
+}
+
+impl Drop for Redis {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+async fn replica(db: &TestDb, redis: &str) -> Server {
+    Server::start_with(
+        ServerOptions::new(&db.url)
+            .env("REDIS_URL", redis)
+            // Long enough that only the hub can explain a fresh transcript.
+            .env("ROCKET_TRANSCRIPT_REFRESH_MS", "600000"),
+    )
+    .await
+}
+
+type Socket =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+async fn open(server: &Server, path: &str) -> Socket {
+    let url = format!("{}{path}", server.url.replacen("http://", "ws://", 1));
+    tokio_tungstenite::connect_async(url)
+        .await
+        .expect("WebSocket upgrade")
+        .0
+}
+
+/// Message frames received within `window`.
+async fn messages_within(ws: &mut Socket, window: Duration) -> Vec<Value> {
+    let mut got = Vec::new();
+    let deadline = tokio::time::Instant::now() + window;
+    while let Ok(Some(Ok(frame))) = tokio::time::timeout_at(deadline, ws.next()).await {
+        if let Message::Text(text) = frame {
+            let v: Value = serde_json::from_str(&text).unwrap();
+            if v["type"] == "message" {
+                got.push(v);
+            }
+        }
+    }
+    got
+}
+
+async fn hub_state(server: &Server) -> String {
+    let health: Value = client()
+        .get(format!("{}/health", server.url))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    health["hub"]["state"].as_str().unwrap_or("").to_string()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_post_on_one_replica_reaches_every_reader_on_another() {
+    let db = TestDb::create(Backend::MariaDb).await;
+    let redis = Redis::start().await;
+    let (a, b) = (
+        replica(&db, &redis.url()).await,
+        replica(&db, &redis.url()).await,
+    );
+    let room = room("shared");
+    assert_eq!(
+        post_form(&a, &room, &[("username", "a"), ("msg", "first")])
+            .await
+            .0,
+        204
+    );
+    assert!(
+        eventually(Duration::from_secs(10), || async {
+            hub_state(&b).await == "up"
+        })
+        .await
+    );
+    // B holds the room in memory, a socket and a long-poll are open on B.
+    assert_eq!(lines(&transcript(&b, &room).await), ["a: first"]);
+    let mut ws = open(&b, &format!("/ws/{room}/reader")).await;
+    let tag = client()
+        .get(format!("{}/api/chat/{room}", b.url))
+        .send()
+        .await
+        .unwrap()
+        .headers()["etag"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    let poll = tokio::spawn({
+        let url = format!("{}/api/chat/{room}?wait=20", b.url);
+        async move {
+            client()
+                .get(url)
+                .header("If-None-Match", tag)
+                .send()
+                .await
+                .unwrap()
+                .text()
+                .await
+                .unwrap()
+        }
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    assert_eq!(
+        post_form(&a, &room, &[("username", "a"), ("msg", "second")])
+            .await
+            .0,
+        204
+    );
+    let got = messages_within(&mut ws, Duration::from_secs(3)).await;
+    assert_eq!(got.len(), 1, "{got:?}");
+    assert_eq!(got[0]["content"], "second");
+    assert_eq!(lines(&poll.await.unwrap()), ["a: first", "a: second"]);
+    assert_eq!(
+        lines(&transcript(&b, &room).await),
+        ["a: first", "a: second"]
+    );
+    db.drop_db().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn redis_dying_mid_traffic_loses_and_doubles_nothing() {
+    let db = TestDb::create(Backend::MariaDb).await;
+    let redis = Redis::start().await;
+    let (a, b) = (
+        replica(&db, &redis.url()).await,
+        replica(&db, &redis.url()).await,
+    );
+    let room = room("outage");
+    assert_eq!(
+        post_form(&a, &room, &[("username", "a"), ("msg", "m0")])
+            .await
+            .0,
+        204
+    );
+    for server in [&a, &b] {
+        assert!(
+            eventually(Duration::from_secs(10), || async {
+                hub_state(server).await == "up"
+            })
+            .await
+        );
+    }
+    assert_eq!(lines(&transcript(&b, &room).await).len(), 1);
+    let mut on_b = open(&b, &format!("/ws/{room}/reader-b")).await;
+    let mut on_a = open(&a, &format!("/ws/{room}/reader-a")).await;
+
+    // Traffic on both replicas while Redis dies and comes back.
+    let writer = |server_url: String, tag: &'static str| {
+        let room = room.clone();
+        tokio::spawn(async move {
+            for i in 0..30 {
+                let res = client()
+                    .post(format!("{server_url}/api/chat/{room}"))
+                    .form(&[("username", tag), ("msg", &format!("{tag}{i}"))])
+                    .send()
+                    .await
+                    .unwrap();
+                assert_eq!(res.status(), 204, "posts go on without Redis");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        })
+    };
+    let (wa, wb) = (writer(a.url.clone(), "a"), writer(b.url.clone(), "b"));
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let port = redis.kill();
+    assert!(
+        eventually(Duration::from_secs(10), || async {
+            hub_state(&b).await == "down"
+        })
+        .await
+    );
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let redis = Redis::start_on(port).await;
+    wa.await.unwrap();
+    wb.await.unwrap();
+    for server in [&a, &b] {
+        assert!(
+            eventually(Duration::from_secs(15), || async {
+                hub_state(server).await == "up"
+            })
+            .await
+        );
+    }
+
+    let mut expected: Vec<String> = (0..30)
+        .flat_map(|i| [format!("a{i}"), format!("b{i}")])
+        .collect();
+    expected.sort();
+    for (name, ws) in [("socket on A", &mut on_a), ("socket on B", &mut on_b)] {
+        let got = messages_within(ws, Duration::from_secs(4)).await;
+        let ids: Vec<i64> = got.iter().map(|m| m["id"].as_i64().unwrap()).collect();
+        assert_eq!(
+            ids.iter().collect::<HashSet<_>>().len(),
+            ids.len(),
+            "{name}: no message twice"
+        );
+        let mut contents: Vec<String> = got
+            .iter()
+            .map(|m| m["content"].as_str().unwrap().to_string())
+            .collect();
+        contents.sort();
+        assert_eq!(contents, expected, "{name}: every message");
+    }
+    for server in [&a, &b] {
+        let text = transcript(server, &room).await;
+        assert_eq!(lines(&text).len(), 61, "{text}");
+    }
+    drop(redis);
+    db.drop_db().await;
+}
