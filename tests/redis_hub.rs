@@ -6,71 +6,8 @@
 mod common;
 
 use common::*;
-use futures_util::StreamExt;
-use serde_json::Value;
 use std::collections::HashSet;
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
-use tokio_tungstenite::tungstenite::Message;
-
-struct Redis {
-    child: Child,
-    port: u16,
-}
-
-impl Redis {
-    async fn start_on(port: u16) -> Redis {
-        let child =
-            Command::new(std::env::var("REDIS_SERVER").unwrap_or_else(|_| "redis-server".into()))
-                .args([
-                    "--port",
-                    &port.to_string(),
-                    "--bind",
-                    "127.0.0.1",
-                    "--save",
-                    "",
-                    "--appendonly",
-                    "no",
-                ])
-                .stdout(Stdio::null())
-                .spawn()
-                .expect("redis-server is required (apt-get install redis-server)");
-        let up = eventually(Duration::from_secs(10), || async move {
-            tokio::net::TcpStream::connect(("127.0.0.1", port))
-                .await
-                .is_ok()
-        })
-        .await;
-        assert!(up, "redis-server did not start");
-        Redis { child, port }
-    }
-
-    async fn start() -> Redis {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        Redis::start_on(port).await
-    }
-
-    fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.port)
-    }
-
-    fn kill(mut self) -> u16 {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        self.port
-    }
-}
-
-impl Drop for Redis {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 async fn replica(db: &TestDb, redis: &str) -> Server {
     Server::start_with(
@@ -80,44 +17,6 @@ async fn replica(db: &TestDb, redis: &str) -> Server {
             .env("ROCKET_TRANSCRIPT_REFRESH_MS", "600000"),
     )
     .await
-}
-
-type Socket =
-    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
-
-async fn open(server: &Server, path: &str) -> Socket {
-    let url = format!("{}{path}", server.url.replacen("http://", "ws://", 1));
-    tokio_tungstenite::connect_async(url)
-        .await
-        .expect("WebSocket upgrade")
-        .0
-}
-
-/// Message frames received within `window`.
-async fn messages_within(ws: &mut Socket, window: Duration) -> Vec<Value> {
-    let mut got = Vec::new();
-    let deadline = tokio::time::Instant::now() + window;
-    while let Ok(Some(Ok(frame))) = tokio::time::timeout_at(deadline, ws.next()).await {
-        if let Message::Text(text) = frame {
-            let v: Value = serde_json::from_str(&text).unwrap();
-            if v["type"] == "message" {
-                got.push(v);
-            }
-        }
-    }
-    got
-}
-
-async fn hub_state(server: &Server) -> String {
-    let health: Value = client()
-        .get(format!("{}/health", server.url))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    health["hub"]["state"].as_str().unwrap_or("").to_string()
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -143,7 +42,7 @@ async fn a_post_on_one_replica_reaches_every_reader_on_another() {
     );
     // B holds the room in memory, a socket and a long-poll are open on B.
     assert_eq!(lines(&transcript(&b, &room).await), ["a: first"]);
-    let mut ws = open(&b, &format!("/ws/{room}/reader")).await;
+    let mut ws = open_socket(&b, &format!("/ws/{room}/reader")).await;
     let tag = client()
         .get(format!("{}/api/chat/{room}", b.url))
         .send()
@@ -175,7 +74,7 @@ async fn a_post_on_one_replica_reaches_every_reader_on_another() {
             .0,
         204
     );
-    let got = messages_within(&mut ws, Duration::from_secs(3)).await;
+    let got = messages_until(&mut ws, 1, Duration::from_secs(5)).await;
     assert_eq!(got.len(), 1, "{got:?}");
     assert_eq!(got[0]["content"], "second");
     assert_eq!(lines(&poll.await.unwrap()), ["a: first", "a: second"]);
@@ -210,8 +109,8 @@ async fn redis_dying_mid_traffic_loses_and_doubles_nothing() {
         );
     }
     assert_eq!(lines(&transcript(&b, &room).await).len(), 1);
-    let mut on_b = open(&b, &format!("/ws/{room}/reader-b")).await;
-    let mut on_a = open(&a, &format!("/ws/{room}/reader-a")).await;
+    let mut on_b = open_socket(&b, &format!("/ws/{room}/reader-b")).await;
+    let mut on_a = open_socket(&a, &format!("/ws/{room}/reader-a")).await;
 
     // Traffic on both replicas while Redis dies and comes back.
     let writer = |server_url: String, tag: &'static str| {
@@ -256,7 +155,7 @@ async fn redis_dying_mid_traffic_loses_and_doubles_nothing() {
         .collect();
     expected.sort();
     for (name, ws) in [("socket on A", &mut on_a), ("socket on B", &mut on_b)] {
-        let got = messages_within(ws, Duration::from_secs(4)).await;
+        let got = messages_until(ws, expected.len(), Duration::from_secs(10)).await;
         let ids: Vec<i64> = got.iter().map(|m| m["id"].as_i64().unwrap()).collect();
         assert_eq!(
             ids.iter().collect::<HashSet<_>>().len(),

@@ -59,8 +59,8 @@ async fn send(ws: &mut Socket, value: Value) {
 async fn socket_messages_meet_the_legacy_api(backend: Backend) {
     let db = TestDb::create(backend).await;
     let server = Server::start(&db.url).await;
-    let mut alice = open(&server, "/ws/general/u-alice?username=alice").await;
-    let mut bob = open(&server, "/ws/general/u-bob?username=bob").await;
+    let mut alice = open_socket(&server, "/ws/general/u-alice?username=alice").await;
+    let mut bob = open_socket(&server, "/ws/general/u-bob?username=bob").await;
     let joined = next_about(&mut alice, "user_joined", "u-bob").await;
     assert_eq!(joined["user_id"], "u-bob");
     assert_eq!(joined["username"], "bob");
@@ -191,7 +191,7 @@ async fn since_replays_without_gaps_or_repeats(backend: Backend) {
 async fn bad_frames_get_an_error_and_the_socket_stays() {
     let db = TestDb::create(Backend::Sqlite).await;
     let server = Server::start(&db.url).await;
-    let mut ws = open(&server, "/ws/random/u1?username=tester").await;
+    let mut ws = open_socket(&server, "/ws/random/u1?username=tester").await;
     let cases = [
         Message::Text("{not json".into()),
         Message::Text(json!({"type": "dance"}).to_string()),
@@ -248,7 +248,7 @@ async fn unknown_rooms_and_bad_names_are_refused() {
         post_form(&server, "brand-new", &[("msg", "first")]).await.0,
         204
     );
-    let mut ws = open(&server, "/ws/brand-new/u1?since=0").await;
+    let mut ws = open_socket(&server, "/ws/brand-new/u1?since=0").await;
     assert_eq!(next_of(&mut ws, &["message"]).await["content"], "first");
 }
 
@@ -257,9 +257,9 @@ async fn a_peer_that_stops_answering_is_dropped() {
     let db = TestDb::create(Backend::Sqlite).await;
     let server =
         Server::start_with(ServerOptions::new(&db.url).env("ROCKET_WS_PING_SECS", "1")).await;
-    let mut watcher = open(&server, "/ws/general/watcher").await;
+    let mut watcher = open_socket(&server, "/ws/general/watcher").await;
     // A client that completes the upgrade, then never reads or answers a ping.
-    let silent = open(&server, "/ws/general/silent").await;
+    let silent = open_socket(&server, "/ws/general/silent").await;
     next_about(&mut watcher, "user_joined", "silent").await;
     let left = tokio::time::timeout(
         Duration::from_secs(20),

@@ -4,7 +4,9 @@
 //! skipped.
 #![allow(dead_code)] // each test file uses its own part of the harness
 
+use futures_util::StreamExt;
 use sea_orm::{ConnectionTrait, Database, DatabaseConnection};
+use serde_json::Value;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -12,6 +14,7 @@ use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::net::{TcpListener, TcpStream};
+use tokio_tungstenite::tungstenite::Message;
 
 pub const REPO: &str = env!("CARGO_MANIFEST_DIR");
 
@@ -227,6 +230,17 @@ impl Server {
         Server { url, child, log }
     }
 
+    /// Something already listening at `url` (a proxy in front of servers), for the
+    /// helpers that take a server; nothing is started or stopped.
+    pub fn at(url: &str) -> Server {
+        let child = Command::new("true").spawn().expect("true");
+        Server {
+            url: url.to_string(),
+            child,
+            log: Arc::default(),
+        }
+    }
+
     pub fn log(&self) -> Vec<String> {
         self.log.lock().unwrap().clone()
     }
@@ -398,4 +412,110 @@ macro_rules! on_every_backend {
                async fn $name() { super::$name($crate::common::Backend::Postgres).await } )*
         }
     };
+}
+
+/// A `redis-server` of the test's own, so the test can kill it.
+pub struct Redis {
+    child: Child,
+    pub port: u16,
+}
+
+impl Redis {
+    pub async fn start_on(port: u16) -> Redis {
+        let child =
+            Command::new(std::env::var("REDIS_SERVER").unwrap_or_else(|_| "redis-server".into()))
+                .args([
+                    "--port",
+                    &port.to_string(),
+                    "--bind",
+                    "127.0.0.1",
+                    "--save",
+                    "",
+                    "--appendonly",
+                    "no",
+                ])
+                .stdout(Stdio::null())
+                .spawn()
+                .expect("redis-server is required (apt-get install redis-server)");
+        let up = eventually(Duration::from_secs(10), || async move {
+            tokio::net::TcpStream::connect(("127.0.0.1", port))
+                .await
+                .is_ok()
+        })
+        .await;
+        assert!(up, "redis-server did not start");
+        Redis { child, port }
+    }
+
+    pub async fn start() -> Redis {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        Redis::start_on(port).await
+    }
+
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    pub fn kill(mut self) -> u16 {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        self.port
+    }
+}
+
+impl Drop for Redis {
+    // (SIGKILL: it keeps nothing, and a test may want it gone at once.)
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub type Socket =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+pub async fn open_socket(server: &Server, path: &str) -> Socket {
+    let url = format!("{}{path}", server.url.replacen("http://", "ws://", 1));
+    tokio_tungstenite::connect_async(url)
+        .await
+        .expect("WebSocket upgrade")
+        .0
+}
+
+/// Message frames received until `count` have come (or `timeout` passed), then for a
+/// little longer, so that a repeat would be caught too.
+pub async fn messages_until(ws: &mut Socket, count: usize, timeout: Duration) -> Vec<Value> {
+    let mut got = Vec::new();
+    let mut deadline = tokio::time::Instant::now() + timeout;
+    let mut grace_started = false;
+    while let Ok(Some(Ok(frame))) = tokio::time::timeout_at(deadline, ws.next()).await {
+        if let Message::Text(text) = frame {
+            let v: Value = serde_json::from_str(&text).unwrap();
+            if v["type"] == "message" {
+                got.push(v);
+            }
+        }
+        if got.len() >= count && !grace_started {
+            grace_started = true;
+            deadline = tokio::time::Instant::now() + Duration::from_millis(300);
+        }
+    }
+    got
+}
+
+/// The hub's state as `/health` reports it.
+pub async fn hub_state(server: &Server) -> String {
+    let health: Value = client()
+        .get(format!("{}/health", server.url))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    health["hub"]["state"].as_str().unwrap_or("").to_string()
 }

@@ -1,0 +1,244 @@
+//! The real deployment, natively: Debian's nginx with `deploy/nginx.conf` in front of three
+//! ferrochat replicas on one MariaDB database and one Redis. Socket and polling clients
+//! land on different replicas and all see every message once; Redis is killed and
+//! restarted mid-traffic and still nothing is lost or doubled.
+
+mod common;
+
+use common::*;
+use serde_json::Value;
+use std::collections::HashSet;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+struct Nginx {
+    child: Child,
+    url: String,
+    _dir: tempfile::TempDir,
+}
+
+impl Nginx {
+    /// nginx with the repository's site config, its upstream pointed at `replicas`.
+    async fn start(replicas: &[&Server]) -> Nginx {
+        let dir = tempfile::tempdir().unwrap();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let site = std::fs::read_to_string(format!("{REPO}/deploy/nginx.conf")).unwrap();
+        let servers: String = replicas
+            .iter()
+            .map(|r| format!("server {};\n    ", r.url.trim_start_matches("http://")))
+            .collect();
+        assert!(site.contains("server chat:5000;") && site.contains("listen 80;"));
+        let site = site
+            .replace("server chat:5000;", servers.trim_end())
+            .replace("listen 80;", &format!("listen 127.0.0.1:{port};"));
+        let d = dir.path().display();
+        std::fs::write(dir.path().join("site.conf"), site).unwrap();
+        std::fs::write(
+            dir.path().join("nginx.conf"),
+            format!(
+                "pid {d}/nginx.pid;\nerror_log {d}/error.log;\nworker_processes 1;\n\
+                 events {{ worker_connections 1024; }}\n\
+                 http {{\n  access_log off;\n  client_body_temp_path {d}/body;\n\
+                 proxy_temp_path {d}/proxy;\n  fastcgi_temp_path {d}/fastcgi;\n\
+                 uwsgi_temp_path {d}/uwsgi;\n  scgi_temp_path {d}/scgi;\n\
+                 include {d}/site.conf;\n}}\n"
+            ),
+        )
+        .unwrap();
+        let nginx = std::env::var("NGINX").unwrap_or_else(|_| "nginx".into());
+        let child = Command::new(&nginx)
+            .args([
+                "-p",
+                &d.to_string(),
+                "-c",
+                &format!("{d}/nginx.conf"),
+                "-g",
+                "daemon off;",
+            ])
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap_or_else(|e| panic!("{nginx} is required (apt-get install nginx-light): {e}"));
+        let url = format!("http://127.0.0.1:{port}");
+        let health = format!("{url}/health");
+        let up = eventually(Duration::from_secs(10), || {
+            let health = health.clone();
+            async move {
+                client()
+                    .get(health)
+                    .send()
+                    .await
+                    .is_ok_and(|r| r.status() == 200)
+            }
+        })
+        .await;
+        assert!(
+            up,
+            "nginx did not come up: {:?}",
+            std::fs::read_to_string(dir.path().join("error.log"))
+        );
+        Nginx {
+            child,
+            url,
+            _dir: dir,
+        }
+    }
+}
+
+impl Drop for Nginx {
+    fn drop(&mut self) {
+        // SIGTERM, so the master stops its worker too.
+        let _ = Command::new("kill")
+            .arg(self.child.id().to_string())
+            .status();
+        let _ = self.child.wait();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn three_replicas_behind_nginx_with_redis_dying_mid_traffic() {
+    let db = TestDb::create(Backend::MariaDb).await;
+    let redis = Redis::start().await;
+    let mut replicas = Vec::new();
+    for _ in 0..3 {
+        replicas.push(
+            Server::start_with(ServerOptions::new(&db.url).env("REDIS_URL", &redis.url())).await,
+        );
+    }
+    let nginx = Nginx::start(&replicas.iter().collect::<Vec<_>>()).await;
+    // nginx stands in for a server: the helpers take its address.
+    let front = Server::at(&nginx.url);
+    let room = room("scaled");
+    assert_eq!(
+        post_form(&front, &room, &[("username", "a"), ("msg", "m0")])
+            .await
+            .0,
+        204
+    );
+    for r in &replicas {
+        assert!(
+            eventually(Duration::from_secs(10), || async {
+                hub_state(r).await == "up"
+            })
+            .await
+        );
+    }
+
+    // Sockets through nginx: round robin spreads them over the replicas.
+    let mut sockets = Vec::new();
+    for i in 0..6 {
+        sockets.push(open_socket(&front, &format!("/ws/{room}/reader{i}")).await);
+    }
+    // A long-polling client through nginx.
+    let poller = {
+        let url = format!("{}/api/chat/{room}", nginx.url);
+        tokio::spawn(async move {
+            let mut etag: Option<String> = None;
+            let mut seen = String::new();
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(25);
+            while tokio::time::Instant::now() < deadline {
+                let mut req = client().get(format!("{url}?wait=5"));
+                if let Some(tag) = &etag {
+                    req = req.header("If-None-Match", tag);
+                }
+                let Ok(res) = req.send().await else { continue };
+                etag = res
+                    .headers()
+                    .get("etag")
+                    .map(|t| t.to_str().unwrap().to_string());
+                if res.status() == 200 {
+                    seen = res.text().await.unwrap();
+                    if lines(&seen).len() == 61 {
+                        break;
+                    }
+                }
+            }
+            seen
+        })
+    };
+
+    let writers: Vec<_> = (0..2)
+        .map(|w| {
+            let (url, room) = (nginx.url.clone(), room.clone());
+            tokio::spawn(async move {
+                for i in 0..30 {
+                    let res = client()
+                        .post(format!("{url}/api/chat/{room}"))
+                        .form(&[("username", format!("w{w}")), ("msg", format!("w{w}-{i}"))])
+                        .send()
+                        .await
+                        .unwrap();
+                    assert_eq!(res.status(), 204);
+                    tokio::time::sleep(Duration::from_millis(40)).await;
+                }
+            })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let port = redis.kill();
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    let redis = Redis::start_on(port).await;
+    for w in writers {
+        w.await.unwrap();
+    }
+    for r in &replicas {
+        assert!(
+            eventually(Duration::from_secs(15), || async {
+                hub_state(r).await == "up"
+            })
+            .await
+        );
+    }
+
+    let mut expected: Vec<String> = (0..2)
+        .flat_map(|w| (0..30).map(move |i| format!("w{w}-{i}")))
+        .collect();
+    expected.sort();
+    for (n, ws) in sockets.iter_mut().enumerate() {
+        let got = messages_until(ws, expected.len(), Duration::from_secs(10)).await;
+        let ids: Vec<i64> = got.iter().map(|m| m["id"].as_i64().unwrap()).collect();
+        assert_eq!(
+            ids.iter().collect::<HashSet<_>>().len(),
+            ids.len(),
+            "socket {n}: no message twice"
+        );
+        let mut contents: Vec<String> = got
+            .iter()
+            .map(|m| m["content"].as_str().unwrap().to_string())
+            .collect();
+        contents.sort();
+        assert_eq!(contents, expected, "socket {n}: every message");
+    }
+    let polled = poller.await.unwrap();
+    assert_eq!(
+        lines(&polled).len(),
+        61,
+        "the long-polling client saw everything: {polled}"
+    );
+    // Every replica's transcript is the same, whole and in id order.
+    let reference = transcript(&replicas[0], &room).await;
+    assert_eq!(lines(&reference).len(), 61);
+    for r in &replicas[1..] {
+        assert_eq!(transcript(r, &room).await, reference);
+    }
+    let json: Value = client()
+        .get(format!("{}/api/chat/{room}?format=json", nginx.url))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let ids: Vec<i64> = json["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["id"].as_i64().unwrap())
+        .collect();
+    assert!(ids.windows(2).all(|w| w[0] < w[1]));
+    drop(redis);
+    db.drop_db().await;
+}
