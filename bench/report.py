@@ -27,3 +27,21 @@ print("|---|---|---|---|---|---|---|")
 print(row("GET 100-message room", "ferro_get100", "peer_get100"))
 print(row("GET 1000-message room", "ferro_get1000", "peer_get1000", "ceiling_fixed", "fixed 1000 lines"))
 print(row("POST a message (204 after commit)", "ferro_post", "peer_post", "ceiling_slap", "mariadb-slap"))
+
+hello, c304 = r.get("ceiling_hello"), r.get("ferro_304")
+if hello and c304:
+    print(f"\n| cheap polling | req/s | p99 ms | against the hello-world route ({hello['rps']:,.0f}/s, p99 {hello['p99_ms']:.1f} ms) |")
+    print("|---|---|---|---|")
+    print(f"| conditional GET of the 1000-message room, 304 | {c304['rps']:,.0f} | {c304['p99_ms']:.1f} | **{100 * c304['rps'] / hello['rps']:.0f}%** |")
+p = r.get("pollers")
+if p:
+    print(f"\n{p['clients']:,} pages polling every 1.5 s with If-None-Match: {p['rps']:,.0f} req/s answered, "
+          f"p50 {p['p50_ms']:.1f} ms, **p99 {p['p99_ms']:.1f} ms**, max {p['max_ms']:.1f} ms, "
+          f"{p['errors']} errors, {p['clients_failed']} clients that could not connect.")
+rows = [r[k] for k in ("fanout_1000", "fanout_10000") if k in r]
+if rows:
+    print("\n| WebSocket fan-out, one room | delivered | p50 ms | p99 ms | max ms | server memory per idle socket |")
+    print("|---|---|---|---|---|---|")
+    for f in rows:
+        print(f"| {f['clients']:,} sockets x {f['messages']} messages | {f['delivered']:,} of {f['expected']:,} | "
+              f"{f['p50_ms']:.1f} | **{f['p99_ms']:.1f}** | {f['max_ms']:.1f} | **{f['kb_per_connection']:.1f} KB** |")

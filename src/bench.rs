@@ -21,7 +21,13 @@ impl Default for Fixed {
 }
 
 pub fn routes() -> Vec<Route> {
-    routes![fixed]
+    routes![fixed, hello]
+}
+
+/// The cheapest answer this server can give: the ceiling a 304 is measured against.
+#[get("/hello")]
+fn hello() -> &'static str {
+    "hello"
 }
 
 #[get("/fixed")]

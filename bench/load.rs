@@ -1,0 +1,219 @@
+//! Load generator for `bench/run`, for what wrk cannot do: many slow pollers holding a
+//! rhythm, and WebSocket fan-out to thousands of sockets.
+//!
+//!   cargo run --release --example load -- pollers <base-url> <room> <clients> <seconds>
+//!   cargo run --release --example load -- fanout <base-url> <room> <clients> <messages> <server-pid>
+//!
+//! Each prints one JSON line of results.
+
+use futures_util::StreamExt;
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    sorted[((sorted.len() - 1) as f64 * p).round() as usize]
+}
+
+fn summary(mut ms: Vec<f64>) -> (f64, f64, f64) {
+    ms.sort_by(|a, b| a.total_cmp(b));
+    (
+        percentile(&ms, 0.5),
+        percentile(&ms, 0.99),
+        ms.last().copied().unwrap_or(f64::NAN),
+    )
+}
+
+/// A minimal HTTP/1.1 keep-alive GET, so 20,000 pollers cost the generator little.
+async fn get(
+    stream: &mut TcpStream,
+    host: &str,
+    path: &str,
+    etag: &str,
+    buf: &mut Vec<u8>,
+) -> std::io::Result<u16> {
+    let req = format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nIf-None-Match: {etag}\r\n\r\n");
+    stream.write_all(req.as_bytes()).await?;
+    buf.clear();
+    let mut chunk = [0u8; 16384];
+    loop {
+        let n = stream.read(&mut chunk).await?;
+        if n == 0 {
+            return Err(std::io::ErrorKind::UnexpectedEof.into());
+        }
+        buf.extend_from_slice(&chunk[..n]);
+        if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            let head = String::from_utf8_lossy(&buf[..end]).to_ascii_lowercase();
+            let status = head.get(9..12).and_then(|s| s.parse().ok()).unwrap_or(0);
+            let length: usize = head
+                .lines()
+                .find_map(|l| l.strip_prefix("content-length:"))
+                .and_then(|v| v.trim().parse().ok())
+                .unwrap_or(0);
+            while buf.len() < end + 4 + length {
+                let n = stream.read(&mut chunk).await?;
+                if n == 0 {
+                    return Err(std::io::ErrorKind::UnexpectedEof.into());
+                }
+                buf.extend_from_slice(&chunk[..n]);
+            }
+            return Ok(status);
+        }
+    }
+}
+
+async fn pollers(base: &str, room: &str, clients: usize, seconds: u64) {
+    let host = base.trim_start_matches("http://").to_string();
+    let etag = reqwest::get(format!("{base}/api/chat/{room}"))
+        .await
+        .unwrap()
+        .headers()["etag"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    let path = format!("/api/chat/{room}");
+    let started = Instant::now();
+    let end = started + Duration::from_secs(seconds);
+    let mut tasks = Vec::with_capacity(clients);
+    for i in 0..clients {
+        let (host, path, etag) = (host.clone(), path.clone(), etag.clone());
+        tasks.push(tokio::spawn(async move {
+            // Spread the first polls over one period, as pages opened at random times are.
+            tokio::time::sleep(Duration::from_micros(
+                (i as u64 * 1_500_000) / clients as u64,
+            ))
+            .await;
+            let mut stream = TcpStream::connect(&host).await.ok()?;
+            let (mut lat, mut errors, mut buf) = (Vec::new(), 0u64, Vec::new());
+            let mut next = tokio::time::Instant::now();
+            while Instant::now() < end {
+                let t = Instant::now();
+                match get(&mut stream, &host, &path, &etag, &mut buf).await {
+                    Ok(304) => lat.push(t.elapsed().as_secs_f64() * 1000.0),
+                    _ => {
+                        errors += 1;
+                        stream = TcpStream::connect(&host).await.ok()?;
+                    }
+                }
+                next += Duration::from_millis(1500);
+                tokio::time::sleep_until(next).await;
+            }
+            Some((lat, errors))
+        }));
+    }
+    let (mut all, mut errors, mut failed) = (Vec::new(), 0, 0);
+    for t in tasks {
+        match t.await.ok().flatten() {
+            Some((lat, e)) => {
+                all.extend(lat);
+                errors += e;
+            }
+            None => failed += 1,
+        }
+    }
+    let requests = all.len();
+    let (p50, p99, max) = summary(all);
+    println!(
+        "{{\"clients\":{clients},\"requests\":{requests},\"rps\":{:.1},\"p50_ms\":{p50:.2},\"p99_ms\":{p99:.2},\"max_ms\":{max:.2},\"errors\":{errors},\"clients_failed\":{failed}}}",
+        requests as f64 / started.elapsed().as_secs_f64()
+    );
+}
+
+fn rss_kb(pid: &str) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .map(str::to_string)
+        })
+        .and_then(|l| l.split_whitespace().nth(1).and_then(|v| v.parse().ok()))
+        .unwrap_or(0)
+}
+
+async fn fanout(base: &str, room: &str, clients: usize, messages: usize, pid: &str) {
+    let ws_base = base.replacen("http://", "ws://", 1);
+    let before = rss_kb(pid);
+    let mut sockets = Vec::with_capacity(clients);
+    for i in 0..clients {
+        let (ws, _) = tokio_tungstenite::connect_async(format!("{ws_base}/ws/{room}/bench{i}"))
+            .await
+            .expect("connect");
+        sockets.push(ws);
+    }
+    // Let joins settle, then weigh the server with every socket open and idle.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let idle_rss = rss_kb(pid);
+    let per_conn_kb = (idle_rss.saturating_sub(before)) as f64 / clients as f64;
+
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<f64>();
+    for mut ws in sockets {
+        let tx = tx.clone();
+        tokio::spawn(async move {
+            while let Some(Ok(frame)) = ws.next().await {
+                if let tokio_tungstenite::tungstenite::Message::Text(text) = frame {
+                    let Ok(v) = serde_json::from_str::<serde_json::Value>(&text) else {
+                        continue;
+                    };
+                    if v["type"] == "message" {
+                        let sent: f64 = v["content"]
+                            .as_str()
+                            .and_then(|c| c.parse().ok())
+                            .unwrap_or(0.0);
+                        let now = std::time::SystemTime::now()
+                            .duration_since(std::time::UNIX_EPOCH)
+                            .unwrap()
+                            .as_secs_f64()
+                            * 1000.0;
+                        let _ = tx.send(now - sent);
+                    }
+                }
+            }
+        });
+    }
+    drop(tx);
+    let client = reqwest::Client::new();
+    for _ in 0..messages {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs_f64()
+            * 1000.0;
+        let res = client
+            .post(format!("{base}/api/chat/{room}"))
+            .form(&[("username", "bench"), ("msg", &format!("{now:.3}"))])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 204);
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let expected = clients * messages;
+    let mut lat = Vec::with_capacity(expected);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while lat.len() < expected {
+        match tokio::time::timeout_at(deadline, rx.recv()).await {
+            Ok(Some(ms)) => lat.push(ms),
+            _ => break,
+        }
+    }
+    let received = lat.len();
+    let (p50, p99, max) = summary(lat);
+    println!(
+        "{{\"clients\":{clients},\"messages\":{messages},\"delivered\":{received},\"expected\":{expected},\"p50_ms\":{p50:.2},\"p99_ms\":{p99:.2},\"max_ms\":{max:.2},\"rss_idle_kb\":{idle_rss},\"rss_before_kb\":{before},\"kb_per_connection\":{per_conn_kb:.1}}}"
+    );
+    std::process::exit(0);
+}
+
+#[tokio::main]
+async fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    match args.get(1).map(String::as_str) {
+        Some("pollers") => pollers(&args[2], &args[3], args[4].parse().unwrap(), args[5].parse().unwrap()).await,
+        Some("fanout") => fanout(&args[2], &args[3], args[4].parse().unwrap(), args[5].parse().unwrap(), &args[6]).await,
+        _ => eprintln!("usage: load pollers <url> <room> <clients> <seconds> | load fanout <url> <room> <clients> <messages> <pid>"),
+    }
+}
