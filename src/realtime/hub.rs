@@ -10,9 +10,9 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
 use tokio::sync::broadcast;
 
-/// Events a room's readers can miss without harm lag behind and are told so
-/// (`RecvError::Lagged`); they then read the transcript again.
-const ROOM_CHANNEL_CAPACITY: usize = 256;
+/// How many events a room's channel holds for its slowest reader. One that falls further
+/// behind is told so (`RecvError::Lagged`) and reads the messages back from the database.
+const ROOM_CHANNEL_CAPACITY: usize = 4096;
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]

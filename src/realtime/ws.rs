@@ -30,6 +30,9 @@ const HARD_FRAME_LIMIT: usize = 1024 * 1024;
 const SEND_TIMEOUT: Duration = Duration::from_secs(10);
 /// Close code telling a client it fell behind and should reconnect with `since`.
 pub const CLOSE_RECONNECT: u16 = 4000;
+/// More lags than this within the window and a peer is closed with [`CLOSE_RECONNECT`].
+const MAX_LAGS: usize = 3;
+const LAG_WINDOW: Duration = Duration::from_secs(30);
 
 pub fn routes() -> Vec<Route> {
     routes![connect]
@@ -80,6 +83,8 @@ async fn connect<'r>(
     let config = Config {
         max_message_size: Some(HARD_FRAME_LIMIT),
         max_frame_size: Some(HARD_FRAME_LIMIT),
+        // Every frame is flushed as it is sent; no 128 KiB buffer per idle socket.
+        write_buffer_size: 0,
         ..Config::default()
     };
     let ping_every = Duration::from_secs(chat.ws_ping_secs.max(1));
@@ -134,6 +139,7 @@ impl Session<'_> {
             },
         );
 
+        let mut lags: Vec<Instant> = Vec::new();
         let mut ping = tokio::time::interval(self.ping_every);
         ping.tick().await;
         let mut heard = Instant::now();
@@ -142,7 +148,9 @@ impl Session<'_> {
                 frame = source.next() => match frame {
                     Some(Ok(frame)) => {
                         heard = Instant::now();
-                        match self.on_frame(frame).await {
+                        // Boxed: the database work behind a frame would otherwise make every
+                        // idle socket's state as large as its largest query.
+                        match Box::pin(self.on_frame(frame)).await {
                             Reply::Nothing => Flow::Continue,
                             Reply::Send(value) => match send(&mut sink, value).await {
                                 Ok(()) => Flow::Continue,
@@ -162,10 +170,34 @@ impl Session<'_> {
                         },
                         None => Flow::Continue,
                     },
-                    Err(RecvError::Lagged(_)) => Flow::Close(Some(CloseFrame {
-                        code: CloseCode::from(CLOSE_RECONNECT),
-                        reason: format!("too slow: reconnect with since={}", sent.resume_from()).into(),
-                    })),
+                    // Events were missed: a burst (thousands joining at once) or a peer
+                    // that reads slowly. Messages are read back from the database; a peer
+                    // that keeps falling behind is told to reconnect with `since`.
+                    Err(RecvError::Lagged(_)) => {
+                        lags.retain(|at: &Instant| at.elapsed() < LAG_WINDOW);
+                        lags.push(Instant::now());
+                        let rows = if lags.len() > MAX_LAGS {
+                            None
+                        } else {
+                            Box::pin(self.chat.store.messages_after(room, sent.resume_from())).await.ok()
+                        };
+                        match rows {
+                            Some(rows) => {
+                                let mut flow = Flow::Continue;
+                                for row in rows.iter().filter(|row| sent.insert(row.id)) {
+                                    if send(&mut sink, message_json(row)).await.is_err() {
+                                        flow = Flow::Close(None);
+                                        break;
+                                    }
+                                }
+                                flow
+                            }
+                            None => Flow::Close(Some(CloseFrame {
+                                code: CloseCode::from(CLOSE_RECONNECT),
+                                reason: format!("too slow: reconnect with since={}", sent.resume_from()).into(),
+                            })),
+                        }
+                    }
                     Err(RecvError::Closed) => Flow::Close(None),
                 },
                 _ = ping.tick() => {
