@@ -102,10 +102,13 @@ impl Room {
         let range = self
             .entries
             .range(after.map_or(i64::MIN, |a| a.saturating_add(1))..);
-        let count = range.clone().count();
-        let text = match after {
-            None => full,
-            Some(_) => join_lines(range.clone().map(|(_, (line, _))| line.as_str())),
+        let (text, count) = match after {
+            // The common poll: the shared body as it is, nothing walked.
+            None => (full, self.entries.len()),
+            Some(_) => (
+                join_lines(range.clone().map(|(_, (line, _))| line.as_str())),
+                range.clone().count(),
+            ),
         };
         let rows = if with_rows {
             range.map(|(_, (_, row))| row.clone()).collect()

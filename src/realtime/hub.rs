@@ -10,9 +10,12 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
 use tokio::sync::broadcast;
 
-/// How many events a room's channel holds for its slowest reader. One that falls further
+/// How many messages a room's channel holds for its slowest reader. One that falls further
 /// behind is told so (`RecvError::Lagged`) and reads the messages back from the database.
-const ROOM_CHANNEL_CAPACITY: usize = 4096;
+const MESSAGE_CAPACITY: usize = 4096;
+/// Typing, joins and leaves: losing some under a burst (ten thousand people joining at
+/// once) harms nobody, so their channel is small and its lag is not a reader's fault.
+const SIGNAL_CAPACITY: usize = 256;
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
@@ -43,7 +46,7 @@ pub trait Hub: Send + Sync {
     /// publish in commit order from its writer.
     fn publish(&self, room: &str, event: Event);
     /// The room's events published from now on.
-    fn subscribe(&self, room: &str) -> broadcast::Receiver<Event>;
+    fn subscribe(&self, room: &str) -> Subscription;
     /// The highest message id this process has seen go through the hub.
     fn highest_seen(&self) -> i64;
     /// For `/health`: which hub, and whether it is connected.
@@ -56,10 +59,22 @@ pub struct HubState {
     pub state: &'static str,
 }
 
-/// Local fan-out: one broadcast channel per room that has readers.
+/// A room's events, on two channels: messages, which must all arrive, and signals
+/// (typing, joins, leaves), which may be dropped.
+pub struct Subscription {
+    pub messages: broadcast::Receiver<Event>,
+    pub signals: broadcast::Receiver<Event>,
+}
+
+struct RoomChannels {
+    messages: broadcast::Sender<Event>,
+    signals: broadcast::Sender<Event>,
+}
+
+/// Local fan-out: a pair of broadcast channels per room that has readers.
 #[derive(Default)]
 pub struct LocalFanout {
-    rooms: Mutex<HashMap<String, broadcast::Sender<Event>>>,
+    rooms: Mutex<HashMap<String, RoomChannels>>,
     highest: AtomicI64,
 }
 
@@ -73,20 +88,30 @@ impl LocalFanout {
             self.highest.fetch_max(row.id, Ordering::Relaxed);
         }
         let mut rooms = self.rooms.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(tx) = rooms.get(room) {
-            // No receiver left: the room's channel goes until someone listens again.
+        if let Some(channels) = rooms.get(room) {
+            let tx = match event {
+                Event::Message(_) => &channels.messages,
+                _ => &channels.signals,
+            };
+            // No receiver left: the room's channels go until someone listens again.
             if tx.send(event).is_err() {
                 rooms.remove(room);
             }
         }
     }
 
-    pub fn subscribe(&self, room: &str) -> broadcast::Receiver<Event> {
+    pub fn subscribe(&self, room: &str) -> Subscription {
         let mut rooms = self.rooms.lock().unwrap_or_else(|e| e.into_inner());
-        rooms
+        let channels = rooms
             .entry(room.to_string())
-            .or_insert_with(|| broadcast::channel(ROOM_CHANNEL_CAPACITY).0)
-            .subscribe()
+            .or_insert_with(|| RoomChannels {
+                messages: broadcast::channel(MESSAGE_CAPACITY).0,
+                signals: broadcast::channel(SIGNAL_CAPACITY).0,
+            });
+        Subscription {
+            messages: channels.messages.subscribe(),
+            signals: channels.signals.subscribe(),
+        }
     }
 }
 
@@ -99,7 +124,7 @@ impl Hub for InProcessHub {
         self.0.send(room, event);
     }
 
-    fn subscribe(&self, room: &str) -> broadcast::Receiver<Event> {
+    fn subscribe(&self, room: &str) -> Subscription {
         self.0.subscribe(room)
     }
 

@@ -6,7 +6,7 @@
 //! meanwhile is read from the database and delivered, so nobody misses one. Readers drop
 //! the ones they already have by id.
 
-use super::hub::{HubState, LocalFanout};
+use super::hub::{HubState, LocalFanout, Subscription};
 use super::{Event, Hub};
 use crate::chat::Transcripts;
 use crate::db::entities::message;
@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::{broadcast, mpsc};
+use tokio::sync::mpsc;
 
 const CHANNEL_PREFIX: &str = "room:";
 /// Events waiting for Redis; past this, while it is away, they are dropped (the messages
@@ -85,7 +85,7 @@ impl Hub for RedisHub {
         }
     }
 
-    fn subscribe(&self, room: &str) -> broadcast::Receiver<Event> {
+    fn subscribe(&self, room: &str) -> Subscription {
         self.local.subscribe(room)
     }
 

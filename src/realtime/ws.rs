@@ -7,7 +7,7 @@
 //! server first sends every message of the room after that id, then live ones, in id order
 //! without gaps or repeats, so a client that reconnects misses nothing.
 
-use super::{Event, Peer};
+use super::{Event, Peer, Subscription};
 use crate::chat::validate::{new_message, RoomName};
 use crate::chat::Chat;
 use crate::db::entities::message;
@@ -118,11 +118,15 @@ impl Session<'_> {
     async fn run(
         self,
         stream: rocket_ws::stream::DuplexStream,
-        mut events: tokio::sync::broadcast::Receiver<Event>,
+        events: Subscription,
         history: Vec<message::Model>,
         since: i64,
     ) {
         let (mut sink, mut source) = stream.split();
+        let Subscription {
+            messages: mut events,
+            mut signals,
+        } = events;
         let mut sent = Sent::new(since);
         for row in &history {
             if send(&mut sink, message_json(row)).await.is_err() {
@@ -198,6 +202,18 @@ impl Session<'_> {
                             })),
                         }
                     }
+                    Err(RecvError::Closed) => Flow::Close(None),
+                },
+                signal = signals.recv() => match signal {
+                    Ok(event) => match self.outgoing(&event, &mut sent) {
+                        Some(value) => match send(&mut sink, value).await {
+                            Ok(()) => Flow::Continue,
+                            Err(()) => break None,
+                        },
+                        None => Flow::Continue,
+                    },
+                    // Typing and presence signals missed in a burst: nothing to recover.
+                    Err(RecvError::Lagged(_)) => Flow::Continue,
                     Err(RecvError::Closed) => Flow::Close(None),
                 },
                 _ = ping.tick() => {
