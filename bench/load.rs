@@ -7,9 +7,12 @@
 //! Each prints one JSON line of results.
 
 use futures_util::StreamExt;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::Message;
 
 fn percentile(sorted: &[f64], p: f64) -> f64 {
     if sorted.is_empty() {
@@ -126,6 +129,13 @@ async fn pollers(base: &str, room: &str, clients: usize, seconds: u64) {
     );
 }
 
+fn now_ms() -> f64 {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap();
+    now.as_secs_f64() * 1000.0
+}
+
 fn rss_kb(pid: &str) -> u64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
         .ok()
@@ -141,51 +151,59 @@ fn rss_kb(pid: &str) -> u64 {
 async fn fanout(base: &str, room: &str, clients: usize, messages: usize, pid: &str) {
     let ws_base = base.replacen("http://", "ws://", 1);
     let before = rss_kb(pid);
-    let mut sockets = Vec::with_capacity(clients);
-    for i in 0..clients {
-        let (ws, _) = tokio_tungstenite::connect_async(format!("{ws_base}/ws/{room}/bench{i}"))
-            .await
-            .expect("connect");
-        sockets.push(ws);
-    }
-    // Let joins settle, then weigh the server with every socket open and idle.
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    let idle_rss = rss_kb(pid);
-    let per_conn_kb = (idle_rss.saturating_sub(before)) as f64 / clients as f64;
-
+    // Every socket is read from the moment it opens (a socket nobody reads is a slow
+    // reader, and the server rightly drops it). Joins are announced to everyone already in
+    // the room, so connecting is a storm of frames; it is counted, and waited out.
+    let frames = Arc::new(AtomicU64::new(0));
+    let closed = Arc::new(AtomicU64::new(0));
+    let refused = Arc::new(AtomicU64::new(0));
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<f64>();
-    for mut ws in sockets {
-        let tx = tx.clone();
-        tokio::spawn(async move {
-            while let Some(Ok(frame)) = ws.next().await {
-                if let tokio_tungstenite::tungstenite::Message::Text(text) = frame {
+    for batch in (0..clients).collect::<Vec<_>>().chunks(100) {
+        let connects = batch.iter().map(|i| {
+            let url = format!("{ws_base}/ws/{room}/bench{i}");
+            async move {
+                tokio_tungstenite::connect_async(url)
+                    .await
+                    .ok()
+                    .map(|c| c.0)
+            }
+        });
+        for ws in futures_util::future::join_all(connects).await {
+            let Some(mut ws) = ws else {
+                refused.fetch_add(1, Relaxed);
+                continue;
+            };
+            let (tx, frames, closed) = (tx.clone(), frames.clone(), closed.clone());
+            tokio::spawn(async move {
+                while let Some(Ok(frame)) = ws.next().await {
+                    frames.fetch_add(1, Relaxed);
+                    let Message::Text(text) = frame else { continue };
                     let Ok(v) = serde_json::from_str::<serde_json::Value>(&text) else {
                         continue;
                     };
-                    if v["type"] == "message" {
-                        // The warm-up post is not a timestamp: not counted.
-                        let Some(sent) = v["content"].as_str().and_then(|c| c.parse::<f64>().ok())
-                        else {
-                            continue;
-                        };
-                        if std::env::var_os("LOAD_DEBUG").is_some() {
-                            let now = std::time::SystemTime::now()
-                                .duration_since(std::time::UNIX_EPOCH)
-                                .unwrap();
-                            eprintln!("{} {}", v["id"], now.as_secs_f64() * 1000.0 - sent);
-                        }
-                        let now = std::time::SystemTime::now()
-                            .duration_since(std::time::UNIX_EPOCH)
-                            .unwrap()
-                            .as_secs_f64()
-                            * 1000.0;
-                        let _ = tx.send(now - sent);
+                    // Only timed messages count (the warm-up post is not one).
+                    let sent = v["content"].as_str().and_then(|c| c.parse::<f64>().ok());
+                    if let (true, Some(sent)) = (v["type"] == "message", sent) {
+                        let _ = tx.send(now_ms() - sent);
                     }
                 }
-            }
-        });
+                closed.fetch_add(1, Relaxed);
+            });
+        }
     }
     drop(tx);
+    let mut last = u64::MAX;
+    loop {
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let now = frames.load(Relaxed);
+        if now == last {
+            break;
+        }
+        last = now;
+    }
+    let idle_rss = rss_kb(pid);
+    let per_conn_kb = (idle_rss.saturating_sub(before)) as f64 / clients as f64;
+
     let client = reqwest::Client::new();
     // One unmeasured post first: it opens the generator's HTTP connection.
     let res = client
@@ -197,11 +215,7 @@ async fn fanout(base: &str, room: &str, clients: usize, messages: usize, pid: &s
     assert_eq!(res.status(), 204);
     tokio::time::sleep(Duration::from_millis(500)).await;
     for _ in 0..messages {
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_secs_f64()
-            * 1000.0;
+        let now = now_ms();
         let res = client
             .post(format!("{base}/api/chat/{room}"))
             .form(&[("username", "bench"), ("msg", &format!("{now:.3}"))])
@@ -223,7 +237,9 @@ async fn fanout(base: &str, room: &str, clients: usize, messages: usize, pid: &s
     let received = lat.len();
     let (p50, p99, max) = summary(lat);
     println!(
-        "{{\"clients\":{clients},\"messages\":{messages},\"delivered\":{received},\"expected\":{expected},\"p50_ms\":{p50:.2},\"p99_ms\":{p99:.2},\"max_ms\":{max:.2},\"rss_idle_kb\":{idle_rss},\"rss_before_kb\":{before},\"kb_per_connection\":{per_conn_kb:.1}}}"
+        "{{\"clients\":{clients},\"refused\":{},\"closed\":{},\"messages\":{messages},\"delivered\":{received},\"expected\":{expected},\"p50_ms\":{p50:.2},\"p99_ms\":{p99:.2},\"max_ms\":{max:.2},\"rss_idle_kb\":{idle_rss},\"rss_before_kb\":{before},\"kb_per_connection\":{per_conn_kb:.1}}}",
+        refused.load(Relaxed),
+        closed.load(Relaxed)
     );
     std::process::exit(0);
 }

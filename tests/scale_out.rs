@@ -242,3 +242,125 @@ async fn three_replicas_behind_nginx_with_redis_dying_mid_traffic() {
     drop(redis);
     db.drop_db().await;
 }
+
+/// A replica dies mid-traffic (SIGKILL, no goodbye): nginx sends the next posts to the
+/// others, every post that got its 204 is kept and reaches the sockets on the surviving
+/// replicas, and a socket that was on the dead one reconnects with `since` and misses
+/// nothing either.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_replica_dying_mid_traffic_loses_nothing_accepted() {
+    let db = TestDb::create(Backend::MariaDb).await;
+    let redis = Redis::start().await;
+    let mut replicas = Vec::new();
+    for _ in 0..3 {
+        replicas.push(
+            Server::start_with(ServerOptions::new(&db.url).env("REDIS_URL", &redis.url())).await,
+        );
+    }
+    let nginx = Nginx::start(&replicas.iter().collect::<Vec<_>>()).await;
+    let room = room("failover");
+    assert_eq!(
+        post_form(&replicas[0], &room, &[("username", "a"), ("msg", "start")])
+            .await
+            .0,
+        204
+    );
+    for r in &replicas {
+        assert!(
+            eventually(Duration::from_secs(10), || async {
+                hub_state(r).await == "up"
+            })
+            .await
+        );
+    }
+    let start_id = {
+        let json: Value = client()
+            .get(format!("{}/api/chat/{room}?format=json", replicas[0].url))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        json["last_id"].as_i64().unwrap()
+    };
+    // One socket straight on each survivor, one on the replica that will die.
+    let mut survivors = [
+        open_socket(&replicas[0], &format!("/ws/{room}/s0?since={start_id}")).await,
+        open_socket(&replicas[1], &format!("/ws/{room}/s1?since={start_id}")).await,
+    ];
+    let mut doomed = open_socket(&replicas[2], &format!("/ws/{room}/d?since={start_id}")).await;
+
+    let writer = {
+        let (url, room) = (nginx.url.clone(), room.clone());
+        tokio::spawn(async move {
+            let mut accepted = Vec::new();
+            for i in 0..60 {
+                let msg = format!("m{i}");
+                let res = client()
+                    .post(format!("{url}/api/chat/{room}"))
+                    .form(&[("username", "w"), ("msg", &msg)])
+                    .send()
+                    .await;
+                // A post in flight on the dying replica may fail: it was never accepted.
+                if res.is_ok_and(|r| r.status() == 204) {
+                    accepted.push(msg);
+                }
+                tokio::time::sleep(Duration::from_millis(30)).await;
+            }
+            accepted
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let dead = replicas.pop().unwrap();
+    drop(dead); // SIGKILL
+    let mut accepted = writer.await.unwrap();
+    assert!(
+        accepted.len() >= 55,
+        "nginx moved the posts to the living replicas: {}",
+        accepted.len()
+    );
+    accepted.sort();
+
+    let received = |got: Vec<Value>| {
+        let ids: Vec<i64> = got.iter().map(|m| m["id"].as_i64().unwrap()).collect();
+        assert_eq!(
+            ids.iter().collect::<HashSet<_>>().len(),
+            ids.len(),
+            "no message twice"
+        );
+        let mut contents: Vec<String> = got
+            .iter()
+            .map(|m| m["content"].as_str().unwrap().to_string())
+            .collect();
+        contents.sort();
+        (contents, ids.into_iter().max().unwrap_or(start_id))
+    };
+    for ws in survivors.iter_mut() {
+        let (contents, _) =
+            received(messages_until(ws, accepted.len(), Duration::from_secs(10)).await);
+        assert_eq!(contents, accepted);
+    }
+    // The socket on the dead replica got part of it; reconnecting with `since` through
+    // nginx brings the rest, once.
+    let (mut seen, last) =
+        received(messages_until(&mut doomed, usize::MAX, Duration::from_millis(500)).await);
+    let front = Server::at(&nginx.url);
+    let mut again = open_socket(&front, &format!("/ws/{room}/d?since={last}")).await;
+    let (rest, _) = received(
+        messages_until(
+            &mut again,
+            accepted.len() - seen.len(),
+            Duration::from_secs(10),
+        )
+        .await,
+    );
+    seen.extend(rest);
+    seen.sort();
+    assert_eq!(seen, accepted);
+    for r in &replicas {
+        let text = transcript(r, &room).await;
+        assert_eq!(lines(&text).len(), accepted.len() + 1, "{text}");
+    }
+    db.drop_db().await;
+}
