@@ -77,8 +77,11 @@ $(function () {
     if (fetchingNew) { moreToFetch = true; return; }
     fetchingNew = true;
     moreToFetch = false;
-    $.ajax({ url: url, data: { after: lastId }, dataType: "text", cache: false })
+    var from = lastId;
+    $.ajax({ url: url, data: { after: from }, dataType: "text", cache: false })
       .done(function (lines, _, xhr) {
+        // A poll answered meanwhile and the page moved on: appending would repeat lines.
+        if (lastId !== from) { moreToFetch = true; return; }
         remember(xhr);
         if (lines) show(text ? text + "\n" + lines : lines);
       })

@@ -245,3 +245,77 @@ async fn the_page_keeps_polling_through_an_outage() {
     assert_eq!(lines(&text), ["a: before", "a: after"]);
     browser.close().await.unwrap();
 }
+
+/// Two people, two browsers, each on its own replica (the two share MariaDB and Redis):
+/// each sees the other's lines live. (nginx in front spreads requests round robin, which
+/// would not promise two replicas; tests/scale_out.rs covers the path through nginx.)
+#[tokio::test(flavor = "multi_thread")]
+async fn two_browsers_on_two_replicas_chat_live() {
+    let db = TestDb::create(Backend::MariaDb).await;
+    let redis = Redis::start().await;
+    let mut replicas = Vec::new();
+    for _ in 0..2 {
+        replicas.push(
+            Server::start_with(ServerOptions::new(&db.url).env("REDIS_URL", &redis.url())).await,
+        );
+    }
+    let room = room("duo");
+    assert_eq!(
+        post_form(
+            &replicas[0],
+            &room,
+            &[("username", "host"), ("msg", "welcome")]
+        )
+        .await
+        .0,
+        204
+    );
+    for r in &replicas {
+        assert!(
+            eventually(Duration::from_secs(10), || async {
+                hub_state(r).await == "up"
+            })
+            .await
+        );
+    }
+    let driver = ChromeDriver::start().await;
+    let (alice, bob) = (driver.browser().await, driver.browser().await);
+    for (browser, name, replica) in [(&alice, "alice", &replicas[0]), (&bob, "bob", &replicas[1])] {
+        browser
+            .goto(&format!("{}/{room}", replica.url))
+            .await
+            .unwrap();
+        wait_for_chat(browser, "host: welcome").await;
+        browser
+            .find(Locator::Id("username"))
+            .await
+            .unwrap()
+            .send_keys(name)
+            .await
+            .unwrap();
+    }
+    let say = |browser: &Client, text: &str| {
+        let text = format!("{text}\u{E007}");
+        let browser = browser.clone();
+        async move {
+            browser
+                .find(Locator::Id("msg"))
+                .await
+                .unwrap()
+                .send_keys(&text)
+                .await
+                .unwrap()
+        }
+    };
+    say(&alice, "hi bob").await;
+    wait_for_chat(&bob, "alice: hi bob").await;
+    say(&bob, "hi alice").await;
+    wait_for_chat(&alice, "bob: hi alice").await;
+    for browser in [&alice, &bob] {
+        let shown = lines(&chat_text(browser).await);
+        assert_eq!(shown, ["host: welcome", "alice: hi bob", "bob: hi alice"]);
+    }
+    alice.close().await.unwrap();
+    bob.close().await.unwrap();
+    db.drop_db().await;
+}

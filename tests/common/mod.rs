@@ -519,3 +519,91 @@ pub async fn hub_state(server: &Server) -> String {
         .unwrap();
     health["hub"]["state"].as_str().unwrap_or("").to_string()
 }
+
+/// Debian's nginx with the repository's `deploy/nginx.conf`, in front of test replicas.
+pub struct Nginx {
+    child: Child,
+    pub url: String,
+    _dir: tempfile::TempDir,
+}
+
+impl Nginx {
+    /// nginx with the repository's site config, its upstream pointed at `replicas`.
+    pub async fn start(replicas: &[&Server]) -> Nginx {
+        let dir = tempfile::tempdir().unwrap();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let site = std::fs::read_to_string(format!("{REPO}/deploy/nginx.conf")).unwrap();
+        let servers: String = replicas
+            .iter()
+            .map(|r| format!("server {};\n    ", r.url.trim_start_matches("http://")))
+            .collect();
+        assert!(site.contains("server chat:5000;") && site.contains("listen 80;"));
+        let site = site
+            .replace("server chat:5000;", servers.trim_end())
+            .replace("listen 80;", &format!("listen 127.0.0.1:{port};"));
+        let d = dir.path().display();
+        std::fs::write(dir.path().join("site.conf"), site).unwrap();
+        std::fs::write(
+            dir.path().join("nginx.conf"),
+            format!(
+                "pid {d}/nginx.pid;\nerror_log {d}/error.log;\nworker_processes 1;\n\
+                 events {{ worker_connections 1024; }}\n\
+                 http {{\n  access_log off;\n  client_body_temp_path {d}/body;\n\
+                 proxy_temp_path {d}/proxy;\n  fastcgi_temp_path {d}/fastcgi;\n\
+                 uwsgi_temp_path {d}/uwsgi;\n  scgi_temp_path {d}/scgi;\n\
+                 include {d}/site.conf;\n}}\n"
+            ),
+        )
+        .unwrap();
+        let nginx = std::env::var("NGINX").unwrap_or_else(|_| "nginx".into());
+        let child = Command::new(&nginx)
+            .args([
+                "-p",
+                &d.to_string(),
+                "-c",
+                &format!("{d}/nginx.conf"),
+                "-g",
+                "daemon off;",
+            ])
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap_or_else(|e| panic!("{nginx} is required (apt-get install nginx-light): {e}"));
+        let url = format!("http://127.0.0.1:{port}");
+        let health = format!("{url}/health");
+        let up = eventually(Duration::from_secs(10), || {
+            let health = health.clone();
+            async move {
+                client()
+                    .get(health)
+                    .send()
+                    .await
+                    .is_ok_and(|r| r.status() == 200)
+            }
+        })
+        .await;
+        assert!(
+            up,
+            "nginx did not come up: {:?}",
+            std::fs::read_to_string(dir.path().join("error.log"))
+        );
+        Nginx {
+            child,
+            url,
+            _dir: dir,
+        }
+    }
+}
+
+impl Drop for Nginx {
+    fn drop(&mut self) {
+        // SIGTERM, so the master stops its worker too.
+        let _ = Command::new("kill")
+            .arg(self.child.id().to_string())
+            .status();
+        let _ = self.child.wait();
+    }
+}
