@@ -253,12 +253,7 @@ async fn the_page_keeps_polling_through_an_outage() {
 async fn two_browsers_on_two_replicas_chat_live() {
     let db = TestDb::create(Backend::MariaDb).await;
     let redis = Redis::start().await;
-    let mut replicas = Vec::new();
-    for _ in 0..2 {
-        replicas.push(
-            Server::start_with(ServerOptions::new(&db.url).env("REDIS_URL", &redis.url())).await,
-        );
-    }
+    let replicas = replicas(&db, &redis, 2).await;
     let room = room("duo");
     assert_eq!(
         post_form(
@@ -270,14 +265,6 @@ async fn two_browsers_on_two_replicas_chat_live() {
         .0,
         204
     );
-    for r in &replicas {
-        assert!(
-            eventually(Duration::from_secs(10), || async {
-                hub_state(r).await == "up"
-            })
-            .await
-        );
-    }
     let driver = ChromeDriver::start().await;
     let (alice, bob) = (driver.browser().await, driver.browser().await);
     for (browser, name, replica) in [(&alice, "alice", &replicas[0]), (&bob, "bob", &replicas[1])] {

@@ -14,12 +14,7 @@ use std::time::Duration;
 async fn three_replicas_behind_nginx_with_redis_dying_mid_traffic() {
     let db = TestDb::create(Backend::MariaDb).await;
     let redis = Redis::start().await;
-    let mut replicas = Vec::new();
-    for _ in 0..3 {
-        replicas.push(
-            Server::start_with(ServerOptions::new(&db.url).env("REDIS_URL", &redis.url())).await,
-        );
-    }
+    let replicas = replicas(&db, &redis, 3).await;
     let nginx = Nginx::start(&replicas.iter().collect::<Vec<_>>()).await;
     // nginx stands in for a server: the helpers take its address.
     let front = Server::at(&nginx.url);
@@ -30,14 +25,6 @@ async fn three_replicas_behind_nginx_with_redis_dying_mid_traffic() {
             .0,
         204
     );
-    for r in &replicas {
-        assert!(
-            eventually(Duration::from_secs(10), || async {
-                hub_state(r).await == "up"
-            })
-            .await
-        );
-    }
 
     // Sockets through nginx: round robin spreads them over the replicas.
     let mut sockets = Vec::new();
@@ -163,12 +150,7 @@ async fn three_replicas_behind_nginx_with_redis_dying_mid_traffic() {
 async fn a_replica_dying_mid_traffic_loses_nothing_accepted() {
     let db = TestDb::create(Backend::MariaDb).await;
     let redis = Redis::start().await;
-    let mut replicas = Vec::new();
-    for _ in 0..3 {
-        replicas.push(
-            Server::start_with(ServerOptions::new(&db.url).env("REDIS_URL", &redis.url())).await,
-        );
-    }
+    let mut replicas = replicas(&db, &redis, 3).await;
     let nginx = Nginx::start(&replicas.iter().collect::<Vec<_>>()).await;
     let room = room("failover");
     assert_eq!(
@@ -177,14 +159,6 @@ async fn a_replica_dying_mid_traffic_loses_nothing_accepted() {
             .0,
         204
     );
-    for r in &replicas {
-        assert!(
-            eventually(Duration::from_secs(10), || async {
-                hub_state(r).await == "up"
-            })
-            .await
-        );
-    }
     let start_id = {
         let json: Value = client()
             .get(format!("{}/api/chat/{room}?format=json", replicas[0].url))

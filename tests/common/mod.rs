@@ -607,3 +607,20 @@ impl Drop for Nginx {
         let _ = self.child.wait();
     }
 }
+
+/// `n` replicas on one database and one Redis, each with its hub connected.
+pub async fn replicas(db: &TestDb, redis: &Redis, n: usize) -> Vec<Server> {
+    let mut replicas = Vec::new();
+    for _ in 0..n {
+        let options = ServerOptions::new(&db.url).env("REDIS_URL", &redis.url());
+        replicas.push(Server::start_with(options).await);
+    }
+    for r in &replicas {
+        let up = eventually(Duration::from_secs(10), || async {
+            hub_state(r).await == "up"
+        })
+        .await;
+        assert!(up, "hub connected to Redis");
+    }
+    replicas
+}
