@@ -59,8 +59,12 @@ $(function () {
       .done(function (body, _, xhr) {
         pollBackoff = POLL_MS;
         $status.text("");
-        remember(xhr);
-        if (xhr.status !== 304) show(body);
+        // An answer older than what the socket already brought: keep the newer page.
+        var id = parseInt(xhr.getResponseHeader("X-Last-Message-Id"), 10);
+        if (xhr.status !== 304 && !(lastId !== null && id < lastId)) {
+          remember(xhr);
+          show(body);
+        }
         var quick = xhr.status === 304 && Date.now() - started < 1000;
         schedulePoll(quick ? POLL_MS : 0);
       })
