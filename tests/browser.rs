@@ -28,12 +28,7 @@ impl ChromeDriver {
             .unwrap_or_else(|e| {
                 panic!("{binary} is required (apt-get install chromium chromium-driver): {e}")
             });
-        let up = eventually(Duration::from_secs(20), || async move {
-            tokio::net::TcpStream::connect(("127.0.0.1", port))
-                .await
-                .is_ok()
-        })
-        .await;
+        let up = port_open(port, Duration::from_secs(20)).await;
         assert!(up, "chromedriver did not start");
         ChromeDriver { child, port }
     }
@@ -151,12 +146,7 @@ async fn the_page_chats_in_a_real_browser() {
     wait_for_chat(&browser, "alice: second").await;
 
     // A message from someone else arrives by polling.
-    assert_eq!(
-        post_form(&server, &room, &[("username", "bob"), ("msg", "hi alice")])
-            .await
-            .0,
-        204
-    );
+    post_ok(&server, &room, &[("username", "bob"), ("msg", "hi alice")]).await;
     wait_for_chat(&browser, "bob: hi alice").await;
 
     // Markup is shown as text and never runs.
@@ -211,12 +201,7 @@ async fn the_page_keeps_polling_through_an_outage() {
         .goto(&format!("{}/{room}", server.url))
         .await
         .unwrap();
-    assert_eq!(
-        post_form(&server, &room, &[("username", "a"), ("msg", "before")])
-            .await
-            .0,
-        204
-    );
+    post_ok(&server, &room, &[("username", "a"), ("msg", "before")]).await;
     wait_for_chat(&browser, "a: before").await;
 
     // The server goes away; the seed's page would stop polling for good here.
@@ -235,12 +220,7 @@ async fn the_page_keeps_polling_through_an_outage() {
     );
 
     let server = Server::start_with(options()).await;
-    assert_eq!(
-        post_form(&server, &room, &[("username", "a"), ("msg", "after")])
-            .await
-            .0,
-        204
-    );
+    post_ok(&server, &room, &[("username", "a"), ("msg", "after")]).await;
     let text = wait_for_chat(&browser, "a: after").await;
     assert_eq!(lines(&text), ["a: before", "a: after"]);
     browser.close().await.unwrap();
@@ -255,16 +235,12 @@ async fn two_browsers_on_two_replicas_chat_live() {
     let redis = Redis::start().await;
     let replicas = replicas(&db, &redis, 2).await;
     let room = room("duo");
-    assert_eq!(
-        post_form(
-            &replicas[0],
-            &room,
-            &[("username", "host"), ("msg", "welcome")]
-        )
-        .await
-        .0,
-        204
-    );
+    post_ok(
+        &replicas[0],
+        &room,
+        &[("username", "host"), ("msg", "welcome")],
+    )
+    .await;
     let driver = ChromeDriver::start().await;
     let (alice, bob) = (driver.browser().await, driver.browser().await);
     for (browser, name, replica) in [(&alice, "alice", &replicas[0]), (&bob, "bob", &replicas[1])] {

@@ -90,22 +90,9 @@ async fn username_defaults_and_fields_are_trimmed(backend: Backend) {
     let db = TestDb::create(backend).await;
     let server = Server::start(&db.url).await;
     let room = room("anon");
-    assert_eq!(
-        post_form(&server, &room, &[("msg", "  first  ")]).await.0,
-        204
-    );
-    assert_eq!(
-        post_form(&server, &room, &[("username", "   "), ("msg", "second")])
-            .await
-            .0,
-        204
-    );
-    assert_eq!(
-        post_form(&server, &room, &[("username", " bob "), ("msg", "third\n")])
-            .await
-            .0,
-        204
-    );
+    post_ok(&server, &room, &[("msg", " first ")]).await;
+    post_ok(&server, &room, &[("username", " "), ("msg", "second")]).await;
+    post_ok(&server, &room, &[("username", " bob "), ("msg", "third\n")]).await;
     let res = client()
         .post(format!("{}/api/chat/{room}", server.url))
         .json(&serde_json::json!({"username": null, "msg": "fourth"}))
@@ -262,22 +249,13 @@ async fn bad_input_is_refused_with_a_reason_and_nothing_is_stored(backend: Backe
     .unwrap();
     assert_eq!(count, 0);
     // The limit is inclusive.
-    assert_eq!(
-        post_form(&server, &room, &[("msg", &"é".repeat(100))])
-            .await
-            .0,
-        204
-    );
-    assert_eq!(
-        post_form(
-            &server,
-            &room,
-            &[("username", &"ü".repeat(64)), ("msg", "x")]
-        )
-        .await
-        .0,
-        204
-    );
+    post_ok(&server, &room, &[("msg", &"é".repeat(100))]).await;
+    post_ok(
+        &server,
+        &room,
+        &[("username", &"ü".repeat(64)), ("msg", "x")],
+    )
+    .await;
     db.drop_db().await;
 }
 
@@ -294,12 +272,7 @@ async fn unicode_round_trips(backend: Backend) {
         ("quote", "<script>alert(\"x\")</script> & 'q'"),
     ];
     for (user, msg) in cases {
-        assert_eq!(
-            post_form(&server, &room, &[("username", user), ("msg", msg)])
-                .await
-                .0,
-            204
-        );
+        post_ok(&server, &room, &[("username", user), ("msg", msg)]).await;
     }
     let expected: Vec<String> = cases.iter().map(|(u, m)| format!("{u}: {m}")).collect();
     assert_eq!(lines(&transcript(&server, &room).await), expected);
@@ -315,18 +288,8 @@ async fn a_message_is_always_one_transcript_line(backend: Backend) {
     let server = Server::start(&db.url).await;
     let room = room("lines");
     let forged = "hello\n[2026-01-01 00:00:00] admin: you are banned\r\nbye\rnow\u{2028}x\u{2029}y";
-    assert_eq!(
-        post_form(&server, &room, &[("username", "eve"), ("msg", forged)])
-            .await
-            .0,
-        204
-    );
-    assert_eq!(
-        post_form(&server, &room, &[("username", "bob"), ("msg", "after")])
-            .await
-            .0,
-        204
-    );
+    post_ok(&server, &room, &[("username", "eve"), ("msg", forged)]).await;
+    post_ok(&server, &room, &[("username", "bob"), ("msg", "after")]).await;
     let text = transcript(&server, &room).await;
     assert_eq!(text.split('\n').count(), 2, "{text:?}");
     assert_eq!(
@@ -345,16 +308,12 @@ async fn rooms_are_separate_and_oldest_first(backend: Backend) {
     let (a, b) = (room("a"), room("b"));
     for i in 0..10 {
         let target = if i % 2 == 0 { &a } else { &b };
-        assert_eq!(
-            post_form(
-                &server,
-                target,
-                &[("username", "u"), ("msg", &format!("m{i}"))]
-            )
-            .await
-            .0,
-            204
-        );
+        post_ok(
+            &server,
+            target,
+            &[("username", "u"), ("msg", &format!("m{i}"))],
+        )
+        .await;
     }
     assert_eq!(
         lines(&transcript(&server, &a).await),
@@ -445,22 +404,12 @@ async fn restart_keeps_the_data(backend: Backend) {
     let db = TestDb::create(backend).await;
     let room = room("restart");
     let server = Server::start(&db.url).await;
-    assert_eq!(
-        post_form(&server, &room, &[("username", "a"), ("msg", "before")])
-            .await
-            .0,
-        204
-    );
+    post_ok(&server, &room, &[("username", "a"), ("msg", "before")]).await;
     let before = transcript(&server, &room).await;
     server.stop();
     let server = Server::start(&db.url).await;
     assert_eq!(transcript(&server, &room).await, before);
-    assert_eq!(
-        post_form(&server, &room, &[("username", "a"), ("msg", "after")])
-            .await
-            .0,
-        204
-    );
+    post_ok(&server, &room, &[("username", "a"), ("msg", "after")]).await;
     assert_eq!(
         lines(&transcript(&server, &room).await),
         ["a: before", "a: after"]

@@ -18,12 +18,7 @@ async fn embedded_default_needs_no_configuration_and_keeps_data() {
     };
     let server = Server::start_with(options()).await;
     let room = room("embedded");
-    assert_eq!(
-        post_form(&server, &room, &[("username", "a"), ("msg", "kept")])
-            .await
-            .0,
-        204
-    );
+    post_ok(&server, &room, &[("username", "a"), ("msg", "kept")]).await;
     server.stop();
     assert!(
         dir.path().join("ferrochat.db").exists(),
@@ -45,16 +40,12 @@ async fn the_seeds_mysql_uri_works_unchanged() {
     })
     .await;
     let room = room("uri");
-    assert_eq!(
-        post_form(
-            &server,
-            &room,
-            &[("username", "a"), ("msg", "via MYSQL_URI")]
-        )
-        .await
-        .0,
-        204
-    );
+    post_ok(
+        &server,
+        &room,
+        &[("username", "a"), ("msg", "via MYSQL_URI")],
+    )
+    .await;
     assert_eq!(
         lines(&transcript(&server, &room).await),
         ["a: via MYSQL_URI"]
@@ -111,16 +102,12 @@ async fn a_database_the_flask_original_filled_is_adopted() {
     let server = Server::start(&db.url).await;
     let text = transcript(&server, "general").await;
     assert!(text.ends_with("] old: written by Flask"), "{text}");
-    assert_eq!(
-        post_form(
-            &server,
-            "general",
-            &[("username", "new"), ("msg", "from ferrochat")]
-        )
-        .await
-        .0,
-        204
-    );
+    post_ok(
+        &server,
+        "general",
+        &[("username", "new"), ("msg", "from ferrochat")],
+    )
+    .await;
     assert_eq!(
         lines(&transcript(&server, "general").await),
         ["old: written by Flask", "new: from ferrochat"]
@@ -147,12 +134,7 @@ async fn database_outage_and_recovery(backend: Backend) {
     let server =
         Server::start_with(ServerOptions::new(&proxied).env("ROCKET_DB_TIMEOUT_SECS", "1")).await;
     let room = room("outage");
-    assert_eq!(
-        post_form(&server, &room, &[("username", "a"), ("msg", "before")])
-            .await
-            .0,
-        204
-    );
+    post_ok(&server, &room, &[("username", "a"), ("msg", "before")]).await;
     let before = transcript(&server, &room).await;
 
     proxy.cut().await;
@@ -199,12 +181,7 @@ async fn database_outage_and_recovery(backend: Backend) {
         .await,
         "health back to 200 without a restart"
     );
-    assert_eq!(
-        post_form(&server, &room, &[("username", "a"), ("msg", "after")])
-            .await
-            .0,
-        204
-    );
+    post_ok(&server, &room, &[("username", "a"), ("msg", "after")]).await;
     assert_eq!(
         lines(&transcript(&server, &room).await),
         ["a: before", "a: after"]
@@ -231,19 +208,9 @@ async fn messages_from_elsewhere_appear(backend: Backend) {
             .await;
     let other = Server::start(&db.url).await;
     let room = room("shared");
-    assert_eq!(
-        post_form(&server, &room, &[("username", "here"), ("msg", "one")])
-            .await
-            .0,
-        204
-    );
+    post_ok(&server, &room, &[("username", "here"), ("msg", "one")]).await;
     assert_eq!(lines(&transcript(&server, &room).await), ["here: one"]);
-    assert_eq!(
-        post_form(&other, &room, &[("username", "there"), ("msg", "two")])
-            .await
-            .0,
-        204
-    );
+    post_ok(&other, &room, &[("username", "there"), ("msg", "two")]).await;
     let (url, expected) = (
         server.url.clone(),
         vec!["here: one".to_string(), "there: two".to_string()],

@@ -25,12 +25,7 @@ async fn etag_and_not_modified(backend: Backend) {
     let server = Server::start(&db.url).await;
     let room = room("etag");
     let url = format!("{}/api/chat/{room}", server.url);
-    assert_eq!(
-        post_form(&server, &room, &[("username", "a"), ("msg", "one")])
-            .await
-            .0,
-        204
-    );
+    post_ok(&server, &room, &[("username", "a"), ("msg", "one")]).await;
 
     let first = get(&url, None).await;
     assert_eq!(first.status(), 200);
@@ -43,12 +38,7 @@ async fn etag_and_not_modified(backend: Backend) {
     assert_eq!(etag_of(&again), tag);
     assert_eq!(again.text().await.unwrap(), "");
 
-    assert_eq!(
-        post_form(&server, &room, &[("username", "a"), ("msg", "two")])
-            .await
-            .0,
-        204
-    );
+    post_ok(&server, &room, &[("username", "a"), ("msg", "two")]).await;
     let changed = get(&url, Some(&tag)).await;
     assert_eq!(changed.status(), 200);
     assert_ne!(etag_of(&changed), tag);
@@ -64,12 +54,7 @@ async fn after_and_json(backend: Backend) {
     let room = room("after");
     let url = format!("{}/api/chat/{room}", server.url);
     for m in ["one", "two", "three"] {
-        assert_eq!(
-            post_form(&server, &room, &[("username", "zoë"), ("msg", m)])
-                .await
-                .0,
-            204
-        );
+        post_ok(&server, &room, &[("username", "zoë"), ("msg", m)]).await;
     }
     let res = get(&format!("{url}?format=json"), None).await;
     assert_eq!(res.status(), 200);
@@ -138,12 +123,7 @@ async fn long_poll(backend: Backend) {
     let server = Server::start(&db.url).await;
     let room = room("wait");
     let url = format!("{}/api/chat/{room}", server.url);
-    assert_eq!(
-        post_form(&server, &room, &[("username", "a"), ("msg", "one")])
-            .await
-            .0,
-        204
-    );
+    post_ok(&server, &room, &[("username", "a"), ("msg", "one")]).await;
     let tag = etag_of(&get(&url, None).await);
 
     // Nothing new: held for the wait, then 304.
@@ -169,12 +149,7 @@ async fn long_poll(backend: Backend) {
         }
     });
     tokio::time::sleep(Duration::from_millis(500)).await;
-    assert_eq!(
-        post_form(&server, &room, &[("username", "b"), ("msg", "two")])
-            .await
-            .0,
-        204
-    );
+    post_ok(&server, &room, &[("username", "b"), ("msg", "two")]).await;
     let (status, text, took) = held.await.unwrap();
     assert_eq!(status, 200);
     assert_eq!(lines(&text), ["a: one", "b: two"]);
@@ -201,12 +176,7 @@ async fn long_poll(backend: Backend) {
         }
     });
     tokio::time::sleep(Duration::from_millis(500)).await;
-    assert_eq!(
-        post_form(&server, &room, &[("username", "c"), ("msg", "three")])
-            .await
-            .0,
-        204
-    );
+    post_ok(&server, &room, &[("username", "c"), ("msg", "three")]).await;
     assert_eq!(lines(&held.await.unwrap()), ["c: three"]);
     db.drop_db().await;
 }

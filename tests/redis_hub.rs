@@ -28,12 +28,7 @@ async fn a_post_on_one_replica_reaches_every_reader_on_another() {
         replica(&db, &redis.url()).await,
     );
     let room = room("shared");
-    assert_eq!(
-        post_form(&a, &room, &[("username", "a"), ("msg", "first")])
-            .await
-            .0,
-        204
-    );
+    post_ok(&a, &room, &[("username", "a"), ("msg", "first")]).await;
     assert!(
         eventually(Duration::from_secs(10), || async {
             hub_state(&b).await == "up"
@@ -68,12 +63,7 @@ async fn a_post_on_one_replica_reaches_every_reader_on_another() {
     });
     tokio::time::sleep(Duration::from_millis(300)).await;
 
-    assert_eq!(
-        post_form(&a, &room, &[("username", "a"), ("msg", "second")])
-            .await
-            .0,
-        204
-    );
+    post_ok(&a, &room, &[("username", "a"), ("msg", "second")]).await;
     let got = messages_until(&mut ws, 1, Duration::from_secs(5)).await;
     assert_eq!(got.len(), 1, "{got:?}");
     assert_eq!(got[0]["content"], "second");
@@ -94,12 +84,7 @@ async fn redis_dying_mid_traffic_loses_and_doubles_nothing() {
         replica(&db, &redis.url()).await,
     );
     let room = room("outage");
-    assert_eq!(
-        post_form(&a, &room, &[("username", "a"), ("msg", "m0")])
-            .await
-            .0,
-        204
-    );
+    post_ok(&a, &room, &[("username", "a"), ("msg", "m0")]).await;
     for server in [&a, &b] {
         assert!(
             eventually(Duration::from_secs(10), || async {

@@ -19,12 +19,7 @@ async fn three_replicas_behind_nginx_with_redis_dying_mid_traffic() {
     // nginx stands in for a server: the helpers take its address.
     let front = Server::at(&nginx.url);
     let room = room("scaled");
-    assert_eq!(
-        post_form(&front, &room, &[("username", "a"), ("msg", "m0")])
-            .await
-            .0,
-        204
-    );
+    post_ok(&front, &room, &[("username", "a"), ("msg", "m0")]).await;
 
     // Sockets through nginx: round robin spreads them over the replicas.
     let mut sockets = Vec::new();
@@ -123,14 +118,7 @@ async fn three_replicas_behind_nginx_with_redis_dying_mid_traffic() {
     for r in &replicas[1..] {
         assert_eq!(transcript(r, &room).await, reference);
     }
-    let json: Value = client()
-        .get(format!("{}/api/chat/{room}?format=json", nginx.url))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let json: Value = get_json(&format!("{}/api/chat/{room}?format=json", nginx.url)).await;
     let ids: Vec<i64> = json["messages"]
         .as_array()
         .unwrap()
@@ -153,21 +141,10 @@ async fn a_replica_dying_mid_traffic_loses_nothing_accepted() {
     let mut replicas = replicas(&db, &redis, 3).await;
     let nginx = Nginx::start(&replicas.iter().collect::<Vec<_>>()).await;
     let room = room("failover");
-    assert_eq!(
-        post_form(&replicas[0], &room, &[("username", "a"), ("msg", "start")])
-            .await
-            .0,
-        204
-    );
+    post_ok(&replicas[0], &room, &[("username", "a"), ("msg", "start")]).await;
     let start_id = {
-        let json: Value = client()
-            .get(format!("{}/api/chat/{room}?format=json", replicas[0].url))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let json: Value =
+            get_json(&format!("{}/api/chat/{room}?format=json", replicas[0].url)).await;
         json["last_id"].as_i64().unwrap()
     };
     // One socket straight on each survivor, one on the replica that will die.

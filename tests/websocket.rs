@@ -86,16 +86,12 @@ async fn socket_messages_meet_the_legacy_api(backend: Backend) {
         lines(&transcript(&server, "general").await),
         ["alice: hello bob"]
     );
-    assert_eq!(
-        post_form(
-            &server,
-            "general",
-            &[("username", "carol"), ("msg", "from curl")]
-        )
-        .await
-        .0,
-        204
-    );
+    post_ok(
+        &server,
+        "general",
+        &[("username", "carol"), ("msg", "from curl")],
+    )
+    .await;
     let m = next_of(&mut bob, &["message"]).await;
     assert_eq!(
         (m["username"].as_str(), m["content"].as_str()),
@@ -136,21 +132,9 @@ async fn since_replays_without_gaps_or_repeats(backend: Backend) {
     let server = Server::start(&db.url).await;
     let room = "devops";
     for m in ["one", "two", "three"] {
-        assert_eq!(
-            post_form(&server, room, &[("username", "a"), ("msg", m)])
-                .await
-                .0,
-            204
-        );
+        post_ok(&server, room, &[("username", "a"), ("msg", m)]).await;
     }
-    let json: Value = client()
-        .get(format!("{}/api/chat/{room}?format=json", server.url))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let json: Value = get_json(&format!("{}/api/chat/{room}?format=json", server.url)).await;
     let first = json["messages"][0]["id"].as_i64().unwrap();
     let mut ws = open(
         &server,
@@ -244,10 +228,7 @@ async fn unknown_rooms_and_bad_names_are_refused() {
         }
     }
     // A room made by a legacy post exists for sockets too.
-    assert_eq!(
-        post_form(&server, "brand-new", &[("msg", "first")]).await.0,
-        204
-    );
+    post_ok(&server, "brand-new", &[("msg", "first")]).await;
     let mut ws = open_socket(&server, "/ws/brand-new/u1?since=0").await;
     assert_eq!(next_of(&mut ws, &["message"]).await["content"], "first");
 }

@@ -164,12 +164,8 @@ impl Transcripts {
         self.rooms.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// The whole transcript of a room; empty for a room nobody has written in.
-    pub async fn get(&self, store: &Store, room: &RoomName) -> Result<Transcript, Error> {
-        Ok(self.view(store, room, None, false).await?.text)
-    }
-
-    /// The room's messages after `after` (all of them without it), with the room's ETag.
+    /// The room's messages after `after` (all of them without it; none for a room nobody
+    /// has written in), with the room's ETag.
     pub async fn view(
         &self,
         store: &Store,

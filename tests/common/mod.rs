@@ -285,6 +285,26 @@ pub async fn post_form(server: &Server, room: &str, fields: &[(&str, &str)]) -> 
     (status, res.text().await.unwrap_or_default())
 }
 
+/// POSTs a form message that must be accepted (204).
+pub async fn post_ok(server: &Server, room: &str, fields: &[(&str, &str)]) {
+    let (status, body) = post_form(server, room, fields).await;
+    assert_eq!(status, 204, "POST {fields:?} to {room}: {body}");
+}
+
+/// GETs a JSON document.
+pub async fn get_json(url: &str) -> Value {
+    let res = client().get(url).send().await.expect("GET");
+    res.json().await.expect("a JSON body")
+}
+
+/// Waits for something to listen on a loopback port.
+pub async fn port_open(port: u16, timeout: Duration) -> bool {
+    eventually(timeout, || async move {
+        TcpStream::connect(("127.0.0.1", port)).await.is_ok()
+    })
+    .await
+}
+
 pub async fn transcript(server: &Server, room: &str) -> String {
     let res = client()
         .get(format!("{}/api/chat/{room}", server.url))
@@ -437,12 +457,7 @@ impl Redis {
                 .stdout(Stdio::null())
                 .spawn()
                 .expect("redis-server is required (apt-get install redis-server)");
-        let up = eventually(Duration::from_secs(10), || async move {
-            tokio::net::TcpStream::connect(("127.0.0.1", port))
-                .await
-                .is_ok()
-        })
-        .await;
+        let up = port_open(port, Duration::from_secs(10)).await;
         assert!(up, "redis-server did not start");
         Redis { child, port }
     }
@@ -509,14 +524,7 @@ pub async fn messages_until(ws: &mut Socket, count: usize, timeout: Duration) ->
 
 /// The hub's state as `/health` reports it.
 pub async fn hub_state(server: &Server) -> String {
-    let health: Value = client()
-        .get(format!("{}/health", server.url))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let health = get_json(&format!("{}/health", server.url)).await;
     health["hub"]["state"].as_str().unwrap_or("").to_string()
 }
 
