@@ -6,7 +6,6 @@
 mod common;
 
 use common::*;
-use std::collections::HashSet;
 use std::time::Duration;
 
 async fn replica(db: &TestDb, redis: &str) -> Server {
@@ -141,17 +140,7 @@ async fn redis_dying_mid_traffic_loses_and_doubles_nothing() {
     expected.sort();
     for (name, ws) in [("socket on A", &mut on_a), ("socket on B", &mut on_b)] {
         let got = messages_until(ws, expected.len(), Duration::from_secs(10)).await;
-        let ids: Vec<i64> = got.iter().map(|m| m["id"].as_i64().unwrap()).collect();
-        assert_eq!(
-            ids.iter().collect::<HashSet<_>>().len(),
-            ids.len(),
-            "{name}: no message twice"
-        );
-        let mut contents: Vec<String> = got
-            .iter()
-            .map(|m| m["content"].as_str().unwrap().to_string())
-            .collect();
-        contents.sort();
+        let (contents, _) = contents_once_each(&got, name);
         assert_eq!(contents, expected, "{name}: every message");
     }
     for server in [&a, &b] {

@@ -7,7 +7,6 @@ mod common;
 
 use common::*;
 use serde_json::Value;
-use std::collections::HashSet;
 use std::time::Duration;
 
 #[tokio::test(flavor = "multi_thread")]
@@ -93,17 +92,7 @@ async fn three_replicas_behind_nginx_with_redis_dying_mid_traffic() {
     expected.sort();
     for (n, ws) in sockets.iter_mut().enumerate() {
         let got = messages_until(ws, expected.len(), Duration::from_secs(10)).await;
-        let ids: Vec<i64> = got.iter().map(|m| m["id"].as_i64().unwrap()).collect();
-        assert_eq!(
-            ids.iter().collect::<HashSet<_>>().len(),
-            ids.len(),
-            "socket {n}: no message twice"
-        );
-        let mut contents: Vec<String> = got
-            .iter()
-            .map(|m| m["content"].as_str().unwrap().to_string())
-            .collect();
-        contents.sort();
+        let (contents, _) = contents_once_each(&got, &format!("socket {n}"));
         assert_eq!(contents, expected, "socket {n}: every message");
     }
     let polled = poller.await.unwrap();
@@ -186,18 +175,8 @@ async fn a_replica_dying_mid_traffic_loses_nothing_accepted() {
     accepted.sort();
 
     let received = |got: Vec<Value>| {
-        let ids: Vec<i64> = got.iter().map(|m| m["id"].as_i64().unwrap()).collect();
-        assert_eq!(
-            ids.iter().collect::<HashSet<_>>().len(),
-            ids.len(),
-            "no message twice"
-        );
-        let mut contents: Vec<String> = got
-            .iter()
-            .map(|m| m["content"].as_str().unwrap().to_string())
-            .collect();
-        contents.sort();
-        (contents, ids.into_iter().max().unwrap_or(start_id))
+        let (contents, max) = contents_once_each(&got, "socket");
+        (contents, max.unwrap_or(start_id))
     };
     for ws in survivors.iter_mut() {
         let (contents, _) =

@@ -632,3 +632,17 @@ pub async fn replicas(db: &TestDb, redis: &Redis, n: usize) -> Vec<Server> {
     }
     replicas
 }
+
+/// The contents of message frames, sorted, after checking that no message id came twice;
+/// and the highest id among them.
+pub fn contents_once_each(got: &[Value], what: &str) -> (Vec<String>, Option<i64>) {
+    let ids: Vec<i64> = got.iter().map(|m| m["id"].as_i64().unwrap()).collect();
+    let unique: std::collections::HashSet<_> = ids.iter().collect();
+    assert_eq!(unique.len(), ids.len(), "{what}: no message twice");
+    let mut contents: Vec<String> = got
+        .iter()
+        .map(|m| m["content"].as_str().unwrap().to_string())
+        .collect();
+    contents.sort();
+    (contents, ids.into_iter().max())
+}
