@@ -67,12 +67,10 @@ pub struct Limits {
     pub max_message_chars: usize,
 }
 
-pub fn new_message(
-    username: Option<&str>,
-    msg: Option<&str>,
-    limits: &Limits,
-) -> Result<NewMessage, Error> {
-    let username = username.map(str::trim).unwrap_or_default();
+/// A user name as sent: trimmed, `Anonymous` when blank, refused when too long or holding
+/// control characters.
+pub fn username(raw: Option<&str>, limits: &Limits) -> Result<String, Error> {
+    let username = raw.map(str::trim).unwrap_or_default();
     let username = if username.is_empty() {
         DEFAULT_USERNAME
     } else {
@@ -87,6 +85,15 @@ pub fn new_message(
     if username.chars().any(is_forbidden_in_name) {
         return Err(Error::bad_request("username contains control characters"));
     }
+    Ok(username.to_string())
+}
+
+pub fn new_message(
+    username: Option<&str>,
+    msg: Option<&str>,
+    limits: &Limits,
+) -> Result<NewMessage, Error> {
+    let username = self::username(username, limits)?;
 
     let text = msg.map(str::trim).unwrap_or_default();
     if text.is_empty() {
@@ -107,7 +114,7 @@ pub fn new_message(
         return Err(Error::bad_request("msg contains control characters"));
     }
     Ok(NewMessage {
-        username: username.to_string(),
+        username,
         text: text.to_string(),
         user_id: None,
         message_type: "text",

@@ -8,7 +8,7 @@
 //! without gaps or repeats, so a client that reconnects misses nothing.
 
 use super::{Event, Peer, Subscription};
-use crate::chat::validate::{new_message, RoomName};
+use crate::chat::validate::{self, new_message, RoomName};
 use crate::chat::Chat;
 use crate::db::entities::message;
 use crate::http::{Error, Result};
@@ -59,9 +59,8 @@ async fn connect<'r>(
                 .map_err(|_| Error::bad_request("since must be a message id"))
         })
         .transpose()?;
-    // The user name is checked as a post's would be; none means the user id.
-    let username =
-        new_message(Some(username.unwrap_or(user_id)), Some("-"), &chat.limits)?.username;
+    // Checked as a post's would be; none means the user id.
+    let username = validate::username(Some(username.unwrap_or(user_id)), &chat.limits)?;
     if chat.store.room(room.as_str()).await?.is_none() {
         return Err(Error::NotFound(format!(
             "room '{}' does not exist",
