@@ -19,7 +19,7 @@ async fn healthz(chat: &State<Chat>) -> (Status, Json<Value>) {
     check(chat).await
 }
 
-async fn check(chat: &Chat) -> (Status, Json<Value>) {
+pub async fn check(chat: &Chat) -> (Status, Json<Value>) {
     let db = chat.store.db();
     let backend = format!("{:?}", db.get_database_backend()).to_lowercase();
     // The hub's state is reported, but chatting goes on without Redis: not a 503.

@@ -9,7 +9,9 @@ pub mod config;
 pub mod db;
 pub mod health;
 pub mod http;
+pub mod notifications;
 pub mod page;
+pub mod presence;
 pub mod realtime;
 
 use rocket::fairing::AdHoc;
@@ -29,7 +31,13 @@ pub async fn build() -> Result<Rocket<Build>, Box<dyn std::error::Error>> {
     let url = config::database_url(&settings);
     tracing::info!(database = %db::redact(&url), "connecting to the database");
     let db = db::connect(&url, &settings).await?;
-    let chat = chat::Chat::new(db, &settings).await?;
+    let chat = chat::Chat::new(db.clone(), &settings).await?;
+    let presence = presence::Presence::new(
+        config::redis_url(&settings).as_deref(),
+        db,
+        chat.hub.clone(),
+    )?;
+    let notifier = chat.notifier.clone();
 
     let mut rocket = rocket::custom(figment)
         .attach(Template::fairing())
@@ -49,11 +57,17 @@ pub async fn build() -> Result<Rocket<Build>, Box<dyn std::error::Error>> {
         .mount("/static", page::assets(&settings))
         .mount("/api/chat", chat::routes())
         .mount("/", realtime::ws::routes())
+        .mount("/api/presence", presence::routes())
+        .mount("/api/notifications", notifications::routes())
         .mount("/", health::routes());
     if settings.bench_routes {
         rocket = rocket
             .manage(bench::Fixed::default())
             .mount("/bench", bench::routes());
     }
-    Ok(rocket.manage(chat).manage(settings))
+    Ok(rocket
+        .manage(chat)
+        .manage(presence)
+        .manage(notifier)
+        .manage(settings))
 }

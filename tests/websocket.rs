@@ -4,57 +4,15 @@
 mod common;
 
 use common::*;
-use futures_util::{SinkExt, StreamExt};
+use futures_util::SinkExt;
 use serde_json::{json, Value};
 use std::time::Duration;
 use tokio_tungstenite::tungstenite::Message;
-
-type Socket =
-    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
 on_every_backend!(
     socket_messages_meet_the_legacy_api,
     since_replays_without_gaps_or_repeats
 );
-
-async fn open(server: &Server, path: &str) -> Socket {
-    let url = format!("{}{path}", server.url.replacen("http://", "ws://", 1));
-    tokio_tungstenite::connect_async(url)
-        .await
-        .expect("WebSocket upgrade")
-        .0
-}
-
-/// The next JSON frame of one of the given types, skipping others.
-async fn next_of(ws: &mut Socket, types: &[&str]) -> Value {
-    loop {
-        let frame = tokio::time::timeout(Duration::from_secs(10), ws.next())
-            .await
-            .unwrap_or_else(|_| panic!("no {types:?} frame within 10 s"))
-            .expect("socket open")
-            .expect("frame");
-        if let Message::Text(text) = frame {
-            let value: Value = serde_json::from_str(&text).unwrap();
-            if types.contains(&value["type"].as_str().unwrap_or("")) {
-                return value;
-            }
-        }
-    }
-}
-
-/// The next event of `kind` about `user_id` (everyone, oneself included, hears of a join).
-async fn next_about(ws: &mut Socket, kind: &str, user_id: &str) -> Value {
-    loop {
-        let event = next_of(ws, &[kind]).await;
-        if event["user_id"] == user_id {
-            return event;
-        }
-    }
-}
-
-async fn send(ws: &mut Socket, value: Value) {
-    ws.send(Message::Text(value.to_string())).await.unwrap();
-}
 
 async fn socket_messages_meet_the_legacy_api(backend: Backend) {
     let db = TestDb::create(backend).await;
@@ -136,7 +94,7 @@ async fn since_replays_without_gaps_or_repeats(backend: Backend) {
     }
     let json: Value = get_json(&format!("{}/api/chat/{room}?format=json", server.url)).await;
     let first = json["messages"][0]["id"].as_i64().unwrap();
-    let mut ws = open(
+    let mut ws = open_socket(
         &server,
         &format!("/ws/{room}/u1?username=late&since={first}"),
     )

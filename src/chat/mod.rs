@@ -1,5 +1,6 @@
 //! The chat of the Flask original: `GET` and `POST /api/chat/<room>`.
 
+pub mod api;
 mod body;
 mod poll;
 mod store;
@@ -11,6 +12,7 @@ pub use transcript::{Transcript, Transcripts};
 
 use crate::config::Settings;
 use crate::http::{Error, Result};
+use crate::notifications::Notifier;
 use crate::realtime::{Event, Hub, InProcessHub, RedisHub};
 use body::PostBody;
 use poll::{PollAnswer, PollHeaders, PollQuery};
@@ -25,6 +27,8 @@ pub struct Chat {
     pub store: Store,
     pub transcripts: Arc<Transcripts>,
     pub hub: Arc<dyn Hub>,
+    /// Mentions in committed messages become notifications.
+    pub notifier: Notifier,
     pub limits: Limits,
     /// How often WebSocket peers are pinged.
     pub ws_ping_secs: u64,
@@ -48,11 +52,13 @@ impl Chat {
             }
             None => Arc::new(InProcessHub::default()),
         };
+        let notifier = Notifier::new(db.clone(), hub.clone());
         let on_commit: OnCommit = {
-            let (transcripts, hub) = (transcripts.clone(), hub.clone());
+            let (transcripts, hub, notifier) = (transcripts.clone(), hub.clone(), notifier.clone());
             Box::new(move |row| {
                 transcripts.record(row);
                 hub.publish(&row.room, Event::Message(Arc::new(row.clone())));
+                notifier.on_message(row);
             })
         };
         let store = Store::new(db, settings.db_insert_returning, on_commit).await?;
@@ -60,6 +66,7 @@ impl Chat {
             store,
             transcripts,
             hub,
+            notifier,
             limits: Limits {
                 max_username_chars: settings.max_username_chars,
                 max_message_chars: settings.max_message_chars,
@@ -69,8 +76,16 @@ impl Chat {
     }
 }
 
+/// The legacy routes and the ChatFlow ones: `rooms`, `messages` and `health` are the
+/// API's, any other name a legacy room.
 pub fn routes() -> Vec<Route> {
-    routes![get_transcript, post_message]
+    let mut routes = routes![get_transcript, post_message];
+    routes.extend(api::routes());
+    routes
+}
+
+pub fn is_reserved(name: &str) -> bool {
+    validate::RESERVED_ROOMS.contains(&name)
 }
 
 /// One line per message, oldest first; 200 with an empty body for a room with none, since

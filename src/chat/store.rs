@@ -16,9 +16,12 @@ use sea_orm::{
     ColumnTrait, ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbBackend, DbErr,
     EntityTrait, QueryFilter, QueryOrder, Statement, TransactionTrait,
 };
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot};
+
+const KNOWN_ROOM_TTL: Duration = Duration::from_secs(30);
 
 /// Most messages committed together.
 const MAX_BATCH: usize = 256;
@@ -33,8 +36,10 @@ struct Pending {
 pub struct Store {
     db: DatabaseConnection,
     queue: mpsc::Sender<Pending>,
-    /// Rooms known to exist in the `room` table, so only a room's first post checks.
-    known_rooms: Arc<std::sync::Mutex<HashSet<String>>>,
+    /// Rooms known to exist in the `room` table and since when, so only a room's first
+    /// post checks. Another replica may delete a room: an entry is trusted for
+    /// [`KNOWN_ROOM_TTL`] only.
+    known_rooms: Arc<std::sync::Mutex<HashMap<String, Instant>>>,
 }
 
 /// How a batch of rows is inserted.
@@ -115,7 +120,11 @@ impl Store {
     }
 
     async fn ensure_room(&self, room: &RoomName) -> Result<(), DbErr> {
-        let known = |rooms: &HashSet<String>| rooms.contains(room.as_str());
+        let known = |rooms: &HashMap<String, Instant>| {
+            rooms
+                .get(room.as_str())
+                .is_some_and(|since| since.elapsed() < KNOWN_ROOM_TTL)
+        };
         if known(&self.known_rooms.lock().unwrap_or_else(|e| e.into_inner())) {
             return Ok(());
         }
@@ -137,8 +146,16 @@ impl Store {
         self.known_rooms
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .insert(room.as_str().to_string());
+            .insert(room.as_str().to_string(), Instant::now());
         Ok(())
+    }
+
+    /// After a room is deleted here: its next post checks the table again.
+    pub fn forget_room(&self, room: &str) {
+        self.known_rooms
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(room);
     }
 
     /// Messages of a room with an id above `after`, oldest first.
@@ -267,6 +284,9 @@ async fn insert_returning(
         Column::Timestamp,
         Column::Username,
         Column::Text,
+        Column::UserId,
+        Column::MessageType,
+        Column::FileUrl,
     ]);
     for p in batch {
         insert
@@ -275,6 +295,9 @@ async fn insert_returning(
                 timestamp.into(),
                 p.message.username.clone().into(),
                 p.message.text.clone().into(),
+                p.message.user_id.clone().into(),
+                p.message.message_type.into(),
+                p.message.file_url.clone().into(),
             ])
             .map_err(|e| DbErr::Custom(e.to_string()))?;
     }

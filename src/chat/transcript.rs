@@ -255,6 +255,12 @@ impl Transcripts {
         }
     }
 
+    /// Drops a room's cached transcript (a message of it was deleted); the next read
+    /// loads it again.
+    pub fn forget(&self, room: &str) {
+        self.rooms().remove(room);
+    }
+
     fn make_room_for_one(&self, rooms: &mut HashMap<String, Room>) {
         if rooms.len() < self.capacity {
             return;

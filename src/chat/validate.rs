@@ -122,6 +122,51 @@ pub fn new_message(
     })
 }
 
+/// Names the ChatFlow routes take under `/api/chat`: they are not legacy rooms.
+pub const RESERVED_ROOMS: [&str; 3] = ["rooms", "messages", "health"];
+
+/// A user id of the ChatFlow side (WebSocket path, presence, notifications): 1 to 64
+/// characters, no control characters.
+pub fn user_id(raw: &str) -> Result<String, Error> {
+    if raw.is_empty() || raw.chars().count() > 64 || raw.chars().any(is_forbidden_in_name) {
+        return Err(Error::bad_request(
+            "user_id must be 1 to 64 characters, no control characters",
+        ));
+    }
+    Ok(raw.to_string())
+}
+
+/// A message as the ChatFlow side sends it (WebSocket frame or JSON API): `content`,
+/// optionally `message_type` `file` with its `file_url`.
+pub fn chatflow_message(
+    username: &str,
+    user_id: Option<String>,
+    content: Option<&str>,
+    message_type: Option<&str>,
+    file_url: Option<String>,
+    limits: &Limits,
+) -> Result<NewMessage, Error> {
+    let mut message = new_message(Some(username), content, limits)
+        .map_err(|e| Error::bad_request(e.to_string().replace("msg ", "content ")))?;
+    message.user_id = user_id;
+    match message_type.unwrap_or("text") {
+        "text" => {}
+        "file" => {
+            let url = file_url
+                .filter(|u| !u.is_empty() && u.len() <= 2048 && !u.chars().any(char::is_control))
+                .ok_or_else(|| Error::bad_request("a file message needs a file_url"))?;
+            message.message_type = "file";
+            message.file_url = Some(url);
+        }
+        other => {
+            return Err(Error::bad_request(format!(
+                "message_type '{other}' is not text or file"
+            )))
+        }
+    }
+    Ok(message)
+}
+
 /// Shown in place of a line break inside a message, so that every message is exactly one
 /// line of the transcript and no message can pass itself off as another.
 pub const LINE_BREAK_MARK: char = '↵';

@@ -51,3 +51,75 @@ pub mod room {
 
     impl ActiveModelBehavior for ActiveModel {}
 }
+
+pub mod chat_user {
+    use sea_orm::entity::prelude::*;
+
+    /// A user id seen through presence or a WebSocket, under the name it last used.
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "chat_user")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub user_id: String,
+        pub username: String,
+        /// The name in lower case: `@Alice` and `@alice` are one mention.
+        pub name_key: String,
+        pub last_seen: DateTime,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+pub mod notification {
+    use sea_orm::entity::prelude::*;
+
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "notification")]
+    pub struct Model {
+        /// A UUID, as ChatFlow's notification service gives.
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub id: String,
+        pub user_id: String,
+        pub title: String,
+        #[sea_orm(column_type = "Text")]
+        pub body: String,
+        /// `message`, `mention` or `system`.
+        pub notif_type: String,
+        pub room_id: Option<String>,
+        pub from_user: Option<String>,
+        pub is_read: bool,
+        pub created_at: DateTime,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+pub mod stored_file {
+    use sea_orm::entity::prelude::*;
+
+    /// An uploaded file's metadata; its bytes are in the object store under `object_key`.
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "stored_file")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub id: String,
+        pub original_name: String,
+        pub content_type: String,
+        pub size_bytes: i64,
+        pub uploaded_by: Option<String>,
+        pub room_id: Option<String>,
+        pub object_key: String,
+        pub created_at: DateTime,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}

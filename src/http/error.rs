@@ -1,6 +1,7 @@
 //! The one error type of the server. Every handler returns `Result<_, Error>`, and every
-//! error leaves as a status with a one-line plain-text reason, so `curl` users and the
-//! jQuery page both get something readable and nothing ever turns into a panic or a 500.
+//! error leaves as a status with a one-line reason, so nothing ever turns into a panic or
+//! a 500: plain text on the legacy routes (`curl` users and the jQuery page read it as it
+//! is), `{"detail": "<reason>"}` on the ChatFlow ones, whose app reads `detail`.
 
 use rocket::http::{ContentType, Status};
 use rocket::response::{self, Responder, Response};
@@ -18,6 +19,9 @@ pub enum Error {
     UnsupportedMediaType(String),
     #[error("{0}")]
     NotFound(String),
+    /// Something with that id exists already.
+    #[error("{0}")]
+    Conflict(String),
     /// The database (or another backing service) cannot be reached right now.
     #[error("{0}")]
     Unavailable(String),
@@ -28,12 +32,17 @@ impl Error {
         Error::BadRequest(reason.into())
     }
 
+    pub fn not_found(reason: impl Into<String>) -> Self {
+        Error::NotFound(reason.into())
+    }
+
     pub fn status(&self) -> Status {
         match self {
             Error::BadRequest(_) => Status::BadRequest,
             Error::PayloadTooLarge(_) => Status::PayloadTooLarge,
             Error::UnsupportedMediaType(_) => Status::UnsupportedMediaType,
             Error::NotFound(_) => Status::NotFound,
+            Error::Conflict(_) => Status::Conflict,
             Error::Unavailable(_) => Status::ServiceUnavailable,
         }
     }
@@ -64,9 +73,48 @@ impl<'r> Responder<'r, 'static> for PlainLine {
     }
 }
 
+/// A status with `{"detail": "<reason>"}`, as FastAPI answers, for the ChatFlow routes.
+pub struct Detail(pub Status, pub String);
+
+impl<'r> Responder<'r, 'static> for Detail {
+    fn respond_to(self, _: &'r Request<'_>) -> response::Result<'static> {
+        let body = serde_json::json!({ "detail": self.1.replace(['\r', '\n'], " ") }).to_string();
+        Response::build()
+            .status(self.0)
+            .header(ContentType::JSON)
+            .sized_body(body.len(), Cursor::new(body))
+            .ok()
+    }
+}
+
+/// A reason, in the form the route's clients read: see the module comment.
+pub fn reason(req: &Request<'_>, status: Status, reason: String) -> response::Result<'static> {
+    if speaks_json(req.uri().path().as_str()) {
+        Detail(status, reason).respond_to(req)
+    } else {
+        PlainLine(status, reason).respond_to(req)
+    }
+}
+
+/// The legacy surface is the page (`/`, `/<room>`, `/static/...`) and
+/// `/api/chat/<room>`; everything else under `/api`, and the sockets, is ChatFlow's.
+pub fn speaks_json(path: &str) -> bool {
+    let mut segments = path.trim_start_matches('/').split('/');
+    match (
+        segments.next(),
+        segments.next(),
+        segments.next(),
+        segments.next(),
+    ) {
+        (Some("api"), Some("chat"), Some(room), None) => crate::chat::is_reserved(room),
+        (Some("api" | "ws" | "metrics" | "openapi.json" | "files"), ..) => true,
+        _ => false,
+    }
+}
+
 impl<'r> Responder<'r, 'static> for Error {
     fn respond_to(self, req: &'r Request<'_>) -> response::Result<'static> {
-        PlainLine(self.status(), self.to_string()).respond_to(req)
+        reason(req, self.status(), self.to_string())
     }
 }
 

@@ -3,7 +3,7 @@
 
 mod error;
 
-pub use error::{Error, PlainLine, Result};
+pub use error::{speaks_json, Detail, Error, PlainLine, Result};
 
 use rocket::fairing::{Fairing, Info, Kind};
 use rocket::http::Status;
@@ -13,14 +13,23 @@ use std::time::Instant;
 /// Rocket's own failures (no route, a guard that gave up, a panic caught by Rocket) answer
 /// with the same one-line text as our `Error`, instead of Rocket's HTML pages.
 #[catch(default)]
-fn default_catcher(status: Status, _req: &Request<'_>) -> PlainLine {
+fn default_catcher(status: Status, _req: &Request<'_>) -> Caught {
     let reason = match status.code {
         404 => "not found",
         413 => "request body too large",
+        422 => "the body is not what this route takes",
         500 => "internal error",
         _ => status.reason_lossy(),
     };
-    PlainLine(status, reason.to_string())
+    Caught(status, reason.to_string())
+}
+
+struct Caught(Status, String);
+
+impl<'r> rocket::response::Responder<'r, 'static> for Caught {
+    fn respond_to(self, req: &'r Request<'_>) -> rocket::response::Result<'static> {
+        error::reason(req, self.0, self.1)
+    }
 }
 
 pub fn catchers() -> Vec<Catcher> {
@@ -52,5 +61,20 @@ impl Fairing for RequestLog {
             micros = started.elapsed().as_micros() as u64,
             "request"
         );
+    }
+}
+
+/// A JSON body, or a 400 that says what is wrong with it (instead of Rocket's bare 422).
+pub fn json_body<T>(
+    body: Result<rocket::serde::json::Json<T>, rocket::serde::json::Error<'_>>,
+) -> Result<T> {
+    match body {
+        Ok(rocket::serde::json::Json(body)) => Ok(body),
+        Err(rocket::serde::json::Error::Io(err)) => Err(Error::bad_request(format!(
+            "could not read the body: {err}"
+        ))),
+        Err(rocket::serde::json::Error::Parse(_, err)) => {
+            Err(Error::bad_request(format!("invalid JSON: {err}")))
+        }
     }
 }

@@ -32,6 +32,18 @@ pub enum Event {
         user: Arc<Peer>,
         at: chrono::DateTime<chrono::Utc>,
     },
+    /// A message was deleted through the API; readers drop it.
+    MessageDeleted { id: i64 },
+    /// The room was deleted with all its messages.
+    RoomDeleted,
+    /// A notification (JSON as the notifications API shows it), on its user's channel.
+    Notification(Arc<serde_json::Value>),
+}
+
+/// The channel of one user's own events (notifications). Room names cannot hold `/`, so
+/// it is never a room's.
+pub fn user_channel(user_id: &str) -> String {
+    format!("user/{user_id}")
 }
 
 /// Who is on the other end of a WebSocket.

@@ -5,5 +5,5 @@ mod hub;
 mod redis_hub;
 pub mod ws;
 
-pub use hub::{Event, Hub, HubState, InProcessHub, Peer, Subscription};
+pub use hub::{user_channel, Event, Hub, HubState, InProcessHub, Peer, Subscription};
 pub use redis_hub::RedisHub;

@@ -63,8 +63,10 @@ impl RedisHub {
     /// An event that came from elsewhere: to this process's readers, and for a message
     /// to its room's transcript.
     fn deliver(&self, room: &str, event: Event, transcripts: &Transcripts) {
-        if let Event::Message(row) = &event {
-            transcripts.record(row);
+        match &event {
+            Event::Message(row) => transcripts.record(row),
+            Event::MessageDeleted { .. } | Event::RoomDeleted => transcripts.forget(room),
+            _ => {}
         }
         self.local.send(room, event);
     }

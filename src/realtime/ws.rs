@@ -7,11 +7,12 @@
 //! server first sends every message of the room after that id, then live ones, in id order
 //! without gaps or repeats, so a client that reconnects misses nothing.
 
-use super::{Event, Peer, Subscription};
-use crate::chat::validate::{self, new_message, RoomName};
+use super::{user_channel, Event, Peer, Subscription};
+use crate::chat::validate::{self, RoomName};
 use crate::chat::Chat;
 use crate::db::entities::message;
 use crate::http::{Error, Result};
+use crate::presence::Presence;
 use rocket::futures::{SinkExt, StreamExt};
 use rocket::{get, routes, Route, State};
 use rocket_ws::frame::{CloseCode, CloseFrame};
@@ -20,7 +21,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tokio::sync::broadcast::error::RecvError;
+use tokio::sync::broadcast::{self, error::RecvError};
 
 /// Largest client frame taken; a larger one gets an error event.
 pub const MAX_FRAME: usize = 64 * 1024;
@@ -46,13 +47,10 @@ async fn connect<'r>(
     username: Option<&'r str>,
     since: Option<&'r str>,
     chat: &'r State<Chat>,
+    presence: &'r State<Presence>,
 ) -> Result<Channel<'r>> {
     let room = room_id?;
-    if user_id.is_empty() || user_id.chars().count() > 64 || user_id.chars().any(char::is_control) {
-        return Err(Error::bad_request(
-            "user_id must be 1 to 64 characters, no control characters",
-        ));
-    }
+    let user_id = validate::user_id(user_id)?;
     let since = since
         .map(|s| {
             s.parse::<i64>()
@@ -60,19 +58,17 @@ async fn connect<'r>(
         })
         .transpose()?;
     // Checked as a post's would be; none means the user id.
-    let username = validate::username(Some(username.unwrap_or(user_id)), &chat.limits)?;
+    let username = validate::username(Some(username.unwrap_or(&user_id)), &chat.limits)?;
     if chat.store.room(room.as_str()).await?.is_none() {
         return Err(Error::NotFound(format!(
             "room '{}' does not exist",
             room.as_str()
         )));
     }
-    let peer = Arc::new(Peer {
-        user_id: user_id.to_string(),
-        username,
-    });
+    let peer = Arc::new(Peer { user_id, username });
     // Listening starts before the history is read, so nothing falls between the two.
     let events = chat.hub.subscribe(room.as_str());
+    let own = chat.hub.subscribe(&user_channel(&peer.user_id)).signals;
     // Without `since`, a peer wants what comes from now on, nothing older.
     let floor = since.unwrap_or_else(|| chat.hub.highest_seen());
     let history = match since {
@@ -91,11 +87,12 @@ async fn connect<'r>(
         Box::pin(async move {
             let session = Session {
                 chat,
+                presence,
                 room,
                 peer,
                 ping_every,
             };
-            session.run(stream, events, history, floor).await;
+            session.run(stream, events, own, history, floor).await;
             Ok(())
         })
     }))
@@ -103,6 +100,7 @@ async fn connect<'r>(
 
 struct Session<'r> {
     chat: &'r Chat,
+    presence: &'r Presence,
     room: RoomName,
     peer: Arc<Peer>,
     ping_every: Duration,
@@ -118,6 +116,7 @@ impl Session<'_> {
         self,
         stream: rocket_ws::stream::DuplexStream,
         events: Subscription,
+        mut own: broadcast::Receiver<Event>,
         history: Vec<message::Model>,
         since: i64,
     ) {
@@ -134,6 +133,7 @@ impl Session<'_> {
             sent.insert(row.id);
         }
         let room = self.room.as_str();
+        self.presence.socket_opened(&self.peer).await;
         self.chat.hub.publish(
             room,
             Event::Joined {
@@ -215,6 +215,18 @@ impl Session<'_> {
                     Err(RecvError::Lagged(_)) => Flow::Continue,
                     Err(RecvError::Closed) => Flow::Close(None),
                 },
+                // The user's own notifications; the API lists any missed.
+                notice = own.recv() => match notice {
+                    Ok(event) => match self.outgoing(&event, &mut sent) {
+                        Some(value) => match send(&mut sink, value).await {
+                            Ok(()) => Flow::Continue,
+                            Err(()) => break None,
+                        },
+                        None => Flow::Continue,
+                    },
+                    Err(RecvError::Lagged(_)) => Flow::Continue,
+                    Err(RecvError::Closed) => Flow::Close(None),
+                },
                 _ = ping.tick() => {
                     if heard.elapsed() > self.ping_every * 2 + Duration::from_secs(5) {
                         Flow::Close(Some(CloseFrame { code: CloseCode::Away, reason: "no answer to ping".into() }))
@@ -240,6 +252,7 @@ impl Session<'_> {
                 at: chrono::Utc::now(),
             },
         );
+        self.presence.socket_closed(&self.peer, room).await;
     }
 
     async fn on_frame(&self, frame: Message) -> Reply {
@@ -264,13 +277,8 @@ impl Session<'_> {
             },
             "typing" | "stop_typing" => {
                 let active = incoming.kind == "typing";
-                self.chat.hub.publish(
-                    room,
-                    Event::Typing {
-                        user: self.peer.clone(),
-                        active,
-                    },
-                );
+                // A presence store that is away loses the REST view only; sockets are told.
+                let _ = self.presence.typing(room, self.peer.clone(), active).await;
                 Reply::Nothing
             }
             other => error(&format!("unknown type '{other}'")),
@@ -278,31 +286,14 @@ impl Session<'_> {
     }
 
     async fn store(&self, incoming: Incoming) -> Result<()> {
-        let mut message = new_message(
-            Some(&self.peer.username),
+        let message = validate::chatflow_message(
+            &self.peer.username,
+            Some(self.peer.user_id.clone()),
             incoming.content.as_deref(),
+            incoming.message_type.as_deref(),
+            incoming.file_url,
             &self.chat.limits,
-        )
-        .map_err(|e| Error::bad_request(e.to_string().replace("msg ", "content ")))?;
-        message.user_id = Some(self.peer.user_id.clone());
-        match incoming.message_type.as_deref().unwrap_or("text") {
-            "text" => {}
-            "file" => {
-                let url = incoming
-                    .file_url
-                    .filter(|u| {
-                        !u.is_empty() && u.len() <= 2048 && !u.chars().any(char::is_control)
-                    })
-                    .ok_or_else(|| Error::bad_request("a file message needs a file_url"))?;
-                message.message_type = "file";
-                message.file_url = Some(url);
-            }
-            other => {
-                return Err(Error::bad_request(format!(
-                    "message_type '{other}' is not text or file"
-                )))
-            }
-        }
+        )?;
         self.chat.store.insert(&self.room, message).await?;
         Ok(())
     }
@@ -325,6 +316,20 @@ impl Session<'_> {
                 "user_id": user.user_id, "username": user.username, "room_id": room,
                 "timestamp": at,
             })),
+            Event::MessageDeleted { id } => Some(json!({
+                "type": "message_deleted", "id": id, "room_id": room,
+            })),
+            Event::RoomDeleted => Some(json!({ "type": "room_deleted", "room_id": room })),
+            Event::Notification(notification) => {
+                let mut frame = json!({ "type": "notification" });
+                if let (Some(frame), Some(fields)) =
+                    (frame.as_object_mut(), notification.as_object())
+                {
+                    frame.extend(fields.iter().map(|(k, v)| (k.clone(), v.clone())));
+                    frame.insert("type".into(), json!("notification"));
+                }
+                Some(frame)
+            }
         }
     }
 }

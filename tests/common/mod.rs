@@ -4,7 +4,7 @@
 //! skipped.
 #![allow(dead_code)] // each test file uses its own part of the harness
 
-use futures_util::StreamExt;
+use futures_util::{SinkExt, StreamExt};
 use sea_orm::{ConnectionTrait, Database, DatabaseConnection};
 use serde_json::Value;
 use std::io::{BufRead, BufReader};
@@ -35,7 +35,7 @@ fn postgres_admin_url() -> String {
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".into())
 }
 
-fn unique_name(prefix: &str) -> String {
+pub fn unique_name(prefix: &str) -> String {
     static COUNTER: AtomicU32 = AtomicU32::new(0);
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -645,4 +645,65 @@ pub fn contents_once_each(got: &[Value], what: &str) -> (Vec<String>, Option<i64
         .collect();
     contents.sort();
     (contents, ids.into_iter().max())
+}
+
+/// The next JSON frame of one of the given types, skipping others.
+pub async fn next_of(ws: &mut Socket, types: &[&str]) -> Value {
+    loop {
+        let frame = tokio::time::timeout(Duration::from_secs(10), ws.next())
+            .await
+            .unwrap_or_else(|_| panic!("no {types:?} frame within 10 s"))
+            .expect("socket open")
+            .expect("frame");
+        if let Message::Text(text) = frame {
+            let value: Value = serde_json::from_str(&text).unwrap();
+            if types.contains(&value["type"].as_str().unwrap_or("")) {
+                return value;
+            }
+        }
+    }
+}
+
+/// The next event of `kind` about `user_id` (everyone, oneself included, hears of a join).
+pub async fn next_about(ws: &mut Socket, kind: &str, user_id: &str) -> Value {
+    loop {
+        let event = next_of(ws, &[kind]).await;
+        if event["user_id"] == user_id {
+            return event;
+        }
+    }
+}
+
+pub async fn send(ws: &mut Socket, value: Value) {
+    ws.send(Message::Text(value.to_string())).await.unwrap();
+}
+
+/// One JSON API call: the status and the JSON body (`Null` when there is none).
+pub async fn call(
+    server: &Server,
+    method: reqwest::Method,
+    path: &str,
+    body: Option<Value>,
+) -> (u16, Value) {
+    let mut req = client().request(method, format!("{}{path}", server.url));
+    if let Some(body) = body {
+        req = req.json(&body);
+    }
+    let res = req.send().await.expect("request");
+    let status = res.status().as_u16();
+    let text = res.text().await.unwrap_or_default();
+    (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+}
+
+/// A 4xx or 5xx answered as ChatFlow's app reads it: JSON with a one-line `detail`.
+pub fn assert_detail(answer: &(u16, Value), status: u16, contains: &str) {
+    assert_eq!(answer.0, status, "{answer:?}");
+    let detail = answer.1["detail"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no detail: {answer:?}"));
+    assert!(!detail.contains('\n'), "{detail}");
+    assert!(
+        detail.contains(contains),
+        "{detail:?} should say {contains:?}"
+    );
 }

@@ -5,6 +5,7 @@ use sea_orm_migration::prelude::*;
 
 mod m20261122_000001_create_message;
 mod m20261122_000002_rooms_and_message_kinds;
+mod m20261122_000003_users_notifications_files;
 
 pub struct Migrator;
 
@@ -14,6 +15,7 @@ impl MigratorTrait for Migrator {
         vec![
             Box::new(m20261122_000001_create_message::Migration),
             Box::new(m20261122_000002_rooms_and_message_kinds::Migration),
+            Box::new(m20261122_000003_users_notifications_files::Migration),
         ]
     }
 }
