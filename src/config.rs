@@ -45,6 +45,15 @@ pub struct Settings {
     /// How often WebSocket peers are pinged, in seconds; one silent for two pings and 5 s
     /// more is dropped.
     pub ws_ping_secs: u64,
+    /// Folder of uploaded files when no S3 store is configured (see `files::FileStore`).
+    pub files_dir: String,
+    /// Largest upload accepted, in bytes.
+    pub max_upload_bytes: u64,
+    /// Types an upload may have; anything else gets 415.
+    pub allowed_file_types: Vec<String>,
+    /// `amqp://` URL of RabbitMQ (also `AMQP_URL`): every stored message and every join
+    /// is published there as an event. None: no events.
+    pub amqp_url: Option<String>,
     /// Mount `/bench/*`, the fixed-answer routes the benchmark measures ceilings with.
     pub bench_routes: bool,
 }
@@ -67,6 +76,28 @@ impl Default for Settings {
             jquery_path: RelativePathBuf::from("node_modules/jquery/dist/jquery.min.js"),
             ws_ping_secs: 25,
             bench_routes: false,
+            files_dir: "uploads".into(),
+            max_upload_bytes: 10 * 1024 * 1024,
+            allowed_file_types: [
+                "image/png",
+                "image/jpeg",
+                "image/gif",
+                "image/webp",
+                "application/pdf",
+                "text/plain",
+                "text/markdown",
+                "text/csv",
+                "application/json",
+                "application/zip",
+                "application/gzip",
+                "audio/mpeg",
+                "audio/ogg",
+                "video/mp4",
+                "video/webm",
+            ]
+            .map(String::from)
+            .to_vec(),
+            amqp_url: None,
         }
     }
 }
@@ -115,6 +146,10 @@ pub fn database_url(settings: &Settings) -> String {
 }
 
 /// `REDIS_URL`, else the `redis_url` setting.
+pub fn amqp_url(settings: &Settings) -> Option<String> {
+    non_empty_env("AMQP_URL").or_else(|| settings.amqp_url.clone())
+}
+
 pub fn redis_url(settings: &Settings) -> Option<String> {
     non_empty_env("REDIS_URL").or_else(|| settings.redis_url.clone())
 }

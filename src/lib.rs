@@ -7,6 +7,7 @@ pub mod bench;
 pub mod chat;
 pub mod config;
 pub mod db;
+pub mod files;
 pub mod health;
 pub mod http;
 pub mod notifications;
@@ -20,6 +21,8 @@ use rocket_dyn_templates::Template;
 
 /// Builds the server: reads settings, connects to (and migrates) the database.
 pub async fn build() -> Result<Rocket<Build>, Box<dyn std::error::Error>> {
+    // Two TLS back ends are linked (sqlx's and the S3 client's); rustls wants one chosen.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let figment = config::figment();
     let settings: config::Settings = figment.extract()?;
     // Multipart bodies are read by Rocket's form parser under Rocket's own limits.
@@ -34,10 +37,18 @@ pub async fn build() -> Result<Rocket<Build>, Box<dyn std::error::Error>> {
     let chat = chat::Chat::new(db.clone(), &settings).await?;
     let presence = presence::Presence::new(
         config::redis_url(&settings).as_deref(),
-        db,
+        db.clone(),
         chat.hub.clone(),
     )?;
     let notifier = chat.notifier.clone();
+    let store = files::FileStore::from_env(&settings.files_dir)?;
+    tracing::info!(kind = store.kind, location = %store.location, "file store");
+    let files = files::Files::new(
+        store,
+        db.clone(),
+        settings.max_upload_bytes,
+        settings.allowed_file_types.clone(),
+    );
 
     let mut rocket = rocket::custom(figment)
         .attach(Template::fairing())
@@ -59,6 +70,7 @@ pub async fn build() -> Result<Rocket<Build>, Box<dyn std::error::Error>> {
         .mount("/", realtime::ws::routes())
         .mount("/api/presence", presence::routes())
         .mount("/api/notifications", notifications::routes())
+        .mount("/api/files", files::routes())
         .mount("/", health::routes());
     if settings.bench_routes {
         rocket = rocket
@@ -69,5 +81,6 @@ pub async fn build() -> Result<Rocket<Build>, Box<dyn std::error::Error>> {
         .manage(chat)
         .manage(presence)
         .manage(notifier)
+        .manage(files)
         .manage(settings))
 }

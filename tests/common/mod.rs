@@ -707,3 +707,90 @@ pub fn assert_detail(answer: &(u16, Value), status: u16, contains: &str) {
         "{detail:?} should say {contains:?}"
     );
 }
+
+/// A real S3-compatible server of the test's own: moto's, from PyPI (`scripts/test`
+/// installs it under target/tools).
+pub struct Moto {
+    child: Child,
+    pub port: u16,
+}
+
+impl Moto {
+    pub async fn start_on(port: u16) -> Moto {
+        let bin = std::env::var("MOTO_SERVER").unwrap_or_else(|_| {
+            let venv = Path::new(REPO).join("target/tools/py/bin/moto_server");
+            if venv.exists() {
+                venv.display().to_string()
+            } else {
+                "moto_server".into()
+            }
+        });
+        let child = Command::new(&bin)
+            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("{bin}: {e} (scripts/test installs moto[server])"));
+        assert!(
+            port_open(port, Duration::from_secs(30)).await,
+            "moto_server did not start"
+        );
+        Moto { child, port }
+    }
+
+    pub async fn start() -> Moto {
+        Moto::start_on(free_port()).await
+    }
+
+    pub fn endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// Creates a bucket (moto takes unsigned requests).
+    pub async fn create_bucket(&self, bucket: &str) {
+        let res = client()
+            .put(format!("{}/{bucket}", self.endpoint()))
+            .send()
+            .await
+            .unwrap();
+        assert!(res.status().is_success(), "create bucket: {}", res.status());
+    }
+
+    /// The keys in a bucket.
+    pub async fn keys(&self, bucket: &str) -> Vec<String> {
+        let xml = client()
+            .get(format!("{}/{bucket}?list-type=2", self.endpoint()))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        xml.split("<Key>")
+            .skip(1)
+            .filter_map(|s| s.split("</Key>").next())
+            .map(String::from)
+            .collect()
+    }
+
+    pub fn kill(mut self) -> u16 {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        self.port
+    }
+}
+
+impl Drop for Moto {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
