@@ -9,11 +9,14 @@ pub fn routes() -> Vec<Route> {
     routes![health, healthz]
 }
 
+/// 200 while the database answers, 503 while it does not; the hub's state is shown.
+#[utoipa::path(tag = "operations", responses((status = 200), (status = 503)))]
 #[get("/health")]
 async fn health(chat: &State<Chat>) -> (Status, Json<Value>) {
     check(chat).await
 }
 
+#[utoipa::path(tag = "operations", responses((status = 200), (status = 503)))]
 #[get("/healthz")]
 async fn healthz(chat: &State<Chat>) -> (Status, Json<Value>) {
     check(chat).await

@@ -10,7 +10,9 @@ pub mod db;
 pub mod files;
 pub mod health;
 pub mod http;
+pub mod metrics;
 pub mod notifications;
+pub mod openapi;
 pub mod page;
 pub mod presence;
 pub mod realtime;
@@ -71,7 +73,9 @@ pub async fn build() -> Result<Rocket<Build>, Box<dyn std::error::Error>> {
         .mount("/api/presence", presence::routes())
         .mount("/api/notifications", notifications::routes())
         .mount("/api/files", files::routes())
-        .mount("/", health::routes());
+        .mount("/", health::routes())
+        .mount("/", metrics::routes())
+        .mount("/", openapi::routes());
     if settings.bench_routes {
         rocket = rocket
             .manage(bench::Fixed::default())

@@ -378,3 +378,18 @@ fn escape_like(text: &str) -> String {
     }
     out
 }
+
+/// The ChatFlow chat routes, for `/openapi.json`.
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(
+    list_rooms,
+    create_room,
+    get_room,
+    delete_room,
+    room_messages,
+    post_room_message,
+    get_message,
+    delete_message,
+    chat_health
+))]
+pub struct ApiDoc;

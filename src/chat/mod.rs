@@ -56,6 +56,7 @@ impl Chat {
         let on_commit: OnCommit = {
             let (transcripts, hub, notifier) = (transcripts.clone(), hub.clone(), notifier.clone());
             Box::new(move |row| {
+                crate::metrics::METRICS.messages_stored.inc();
                 transcripts.record(row);
                 hub.publish(&row.room, Event::Message(Arc::new(row.clone())));
                 notifier.on_message(row);
@@ -84,6 +85,20 @@ pub fn routes() -> Vec<Route> {
     routes
 }
 
+/// The legacy POST's fields, for the OpenAPI document.
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+pub struct LegacyPost {
+    /// `Anonymous` when absent.
+    username: Option<String>,
+    msg: String,
+}
+
+/// The legacy routes, for `/openapi.json`.
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(get_transcript, post_message))]
+pub struct ApiDoc;
+
 pub fn is_reserved(name: &str) -> bool {
     validate::RESERVED_ROOMS.contains(&name)
 }
@@ -91,6 +106,13 @@ pub fn is_reserved(name: &str) -> bool {
 /// One line per message, oldest first; 200 with an empty body for a room with none, since
 /// the original page stops polling for good after one failed request. See [`poll`] for
 /// what a poll may add (ETag, `after`, `wait`, JSON).
+#[utoipa::path(tag = "legacy",
+    params(("room" = String, Path, description = "any name but rooms, messages and health"),
+        ("after" = Option<i64>, Query, description = "only the lines after this message id"),
+        ("wait" = Option<u64>, Query, description = "hold the answer up to this many seconds (at most 30) until a message comes"),
+        ("format" = Option<String>, Query, description = "json: the same lines as JSON")),
+    responses((status = 200, description = "one line per message, oldest first", content_type = "text/plain"),
+        (status = 304, description = "If-None-Match holds the current ETag")))]
 #[get("/<room>?<after>&<wait>&<format>")]
 async fn get_transcript(
     room: Result<RoomName>,
@@ -133,6 +155,11 @@ async fn get_transcript(
 }
 
 /// 204 once the message is committed; nothing is stored on any 4xx.
+#[utoipa::path(tag = "legacy",
+    params(("room" = String, Path)),
+    request_body(content = LegacyPost, content_type = "application/x-www-form-urlencoded",
+        description = "also multipart/form-data or JSON with the same fields"),
+    responses((status = 204, description = "stored"), (status = 400), (status = 413)))]
 #[post("/<room>", data = "<body>")]
 async fn post_message(
     room: Result<RoomName>,

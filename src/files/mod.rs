@@ -265,6 +265,9 @@ async fn list(
 }
 
 /// The same list at ChatFlow's path (`GET /files` of its file service).
+#[utoipa::path(tag = "files",
+    params(("room_id" = Option<String>, Query), ("limit" = Option<u64>, Query)),
+    responses((status = 200, body = Vec<FileOut>)))]
 #[get("/files?<room_id>&<limit>")]
 async fn list_chatflow(
     room_id: Option<&str>,
@@ -437,6 +440,10 @@ fn attachment(name: &str) -> String {
     let encoded = percent_encoding::utf8_percent_encode(name, percent_encoding::NON_ALPHANUMERIC);
     format!("attachment; filename=\"{ascii}\"; filename*=UTF-8''{encoded}")
 }
+
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(upload, list, list_chatflow, metadata, download, remove, files_health))]
+pub struct ApiDoc;
 
 #[cfg(test)]
 mod tests {

@@ -54,6 +54,21 @@ impl Fairing for RequestLog {
 
     async fn on_response<'r>(&self, req: &'r Request<'_>, res: &mut Response<'r>) {
         let started = req.local_cache(Instant::now);
+        // The route's template, not the path: one series per route, however many rooms.
+        let route = req.route().map_or("unmatched", |r| r.uri.path());
+        let metrics = &crate::metrics::METRICS;
+        metrics
+            .requests
+            .with_label_values(&[
+                route,
+                req.method().as_str(),
+                res.status().code.to_string().as_str(),
+            ])
+            .inc();
+        metrics
+            .request_seconds
+            .with_label_values(&[route])
+            .observe(started.elapsed().as_secs_f64());
         tracing::info!(
             method = %req.method(),
             path = %req.uri(),

@@ -346,6 +346,18 @@ async fn notifications_health(notifier: &State<Notifier>) -> (Status, Json<Value
     }
 }
 
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(
+    create,
+    list,
+    unread_count,
+    mark_read,
+    read_all,
+    remove,
+    notifications_health
+))]
+pub struct ApiDoc;
+
 #[cfg(test)]
 mod tests {
     use super::mentioned_names;

@@ -420,3 +420,16 @@ async fn typing_peer(
 fn typing_room(room_id: Option<&str>) -> Result<RoomName> {
     RoomName::parse(room_id.ok_or_else(|| Error::bad_request("room_id is required"))?)
 }
+
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(
+    heartbeat,
+    online,
+    user,
+    offline,
+    start_typing,
+    stop_typing,
+    typing_in_room,
+    presence_health
+))]
+pub struct ApiDoc;

@@ -39,8 +39,14 @@ pub fn routes() -> Vec<Route> {
     routes![connect]
 }
 
+/// The ChatFlow chat socket (see the module comment for its frames).
+#[utoipa::path(tag = "realtime",
+    params(("room_id" = String, Path), ("user_id" = String, Path),
+        ("username" = Option<String>, Query),
+        ("since" = Option<i64>, Query, description = "first every message after this id, then live ones")),
+    responses((status = 101, description = "switching to WebSocket"), (status = 400), (status = 404)))]
 #[get("/ws/<room_id>/<user_id>?<username>&<since>")]
-async fn connect<'r>(
+pub async fn connect<'r>(
     ws: WebSocket,
     room_id: Result<RoomName>,
     user_id: &'r str,
@@ -133,6 +139,8 @@ impl Session<'_> {
             sent.insert(row.id);
         }
         let room = self.room.as_str();
+        let metrics = &crate::metrics::METRICS;
+        metrics.websockets_open.inc();
         self.presence.socket_opened(&self.peer).await;
         self.chat.hub.publish(
             room,
@@ -253,6 +261,7 @@ impl Session<'_> {
             },
         );
         self.presence.socket_closed(&self.peer, room).await;
+        metrics.websockets_open.dec();
     }
 
     async fn on_frame(&self, frame: Message) -> Reply {
@@ -304,7 +313,10 @@ impl Session<'_> {
         match event {
             // Already sent: with the history, or again after a Redis outage.
             Event::Message(row) if !sent.insert(row.id) => None,
-            Event::Message(row) => Some(message_json(row)),
+            Event::Message(row) => {
+                crate::metrics::METRICS.messages_delivered.inc();
+                Some(message_json(row))
+            }
             // Nobody needs to be told that they themselves are typing.
             Event::Typing { user, .. } if user.user_id == self.peer.user_id => None,
             Event::Typing { user, active } => Some(json!({

@@ -196,6 +196,11 @@ impl Server {
         if let Some(url) = &options.database_url {
             cmd.env("DATABASE_URL", url);
         }
+        // Uploads go to a folder of the test's own unless it names one.
+        if !options.env.iter().any(|(k, _)| k == "ROCKET_FILES_DIR") {
+            let dir = std::env::temp_dir().join(unique_name("ferrochat-files"));
+            cmd.env("ROCKET_FILES_DIR", dir);
+        }
         for (k, v) in &options.env {
             cmd.env(k, v);
         }

@@ -1,0 +1,131 @@
+//! `/metrics` in the Prometheus text format: requests by route and status, open
+//! WebSockets, messages stored and delivered, and the state of the database, the hub
+//! (Redis) and the file store, read at each scrape.
+
+use crate::chat::Chat;
+use crate::files::Files;
+use prometheus::{
+    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry, TextEncoder,
+};
+use rocket::http::ContentType;
+use rocket::{get, routes, Route, State};
+use std::sync::LazyLock;
+
+pub struct Metrics {
+    registry: Registry,
+    pub requests: IntCounterVec,
+    pub request_seconds: HistogramVec,
+    pub websockets_open: IntGauge,
+    pub messages_stored: IntCounter,
+    pub messages_delivered: IntCounter,
+    pub events_published: IntCounterVec,
+    up: IntGaugeVec,
+}
+
+/// One set per process: counters are bumped from deep inside the message path, where
+/// threading a handle through would add nothing.
+pub static METRICS: LazyLock<Metrics> = LazyLock::new(Metrics::new);
+
+impl Metrics {
+    fn new() -> Self {
+        let registry =
+            Registry::new_custom(Some("ferrochat".into()), None).expect("a valid metrics prefix");
+        let requests = IntCounterVec::new(
+            Opts::new(
+                "http_requests_total",
+                "HTTP requests by route, method and status",
+            ),
+            &["route", "method", "status"],
+        )
+        .expect("valid metric");
+        let request_seconds = HistogramVec::new(
+            HistogramOpts::new("http_request_duration_seconds", "Time to answer, by route")
+                .buckets(vec![
+                    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+                    10.0, 30.0,
+                ]),
+            &["route"],
+        )
+        .expect("valid metric");
+        let websockets_open =
+            IntGauge::new("websockets_open", "WebSockets open now").expect("valid metric");
+        let messages_stored = IntCounter::new(
+            "messages_stored_total",
+            "Messages committed by this process",
+        )
+        .expect("valid metric");
+        let messages_delivered = IntCounter::new(
+            "messages_delivered_total",
+            "Message frames sent to WebSockets by this process",
+        )
+        .expect("valid metric");
+        let events_published = IntCounterVec::new(
+            Opts::new(
+                "amqp_events_total",
+                "Events for RabbitMQ, by outcome (published, dropped)",
+            ),
+            &["outcome"],
+        )
+        .expect("valid metric");
+        let up = IntGaugeVec::new(
+            Opts::new(
+                "up",
+                "1 while the part (database, hub, file_store) answers, 0 while it does not",
+            ),
+            &["part", "kind"],
+        )
+        .expect("valid metric");
+        for metric in [
+            Box::new(requests.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(request_seconds.clone()),
+            Box::new(websockets_open.clone()),
+            Box::new(messages_stored.clone()),
+            Box::new(messages_delivered.clone()),
+            Box::new(events_published.clone()),
+            Box::new(up.clone()),
+        ] {
+            registry.register(metric).expect("metric names are unique");
+        }
+        Metrics {
+            registry,
+            requests,
+            request_seconds,
+            websockets_open,
+            messages_stored,
+            messages_delivered,
+            events_published,
+            up,
+        }
+    }
+}
+
+pub fn routes() -> Vec<Route> {
+    routes![metrics]
+}
+
+/// Prometheus text format.
+#[utoipa::path(tag = "operations", responses((status = 200, content_type = "text/plain")))]
+#[get("/metrics")]
+pub async fn metrics(chat: &State<Chat>, files: &State<Files>) -> (ContentType, String) {
+    let m = &*METRICS;
+    let db_up = chat.store.db().ping().await.is_ok();
+    let backend = format!("{:?}", chat.store.db().get_database_backend()).to_lowercase();
+    m.up.with_label_values(&["database", &backend])
+        .set(i64::from(db_up));
+    let hub = chat.hub.state();
+    m.up.with_label_values(&["hub", hub.kind])
+        .set(i64::from(hub.state == "up"));
+    let store_up = files.store.check().await.is_ok();
+    m.up.with_label_values(&["file_store", files.store.kind])
+        .set(i64::from(store_up));
+
+    let mut out = Vec::new();
+    let text = match TextEncoder::new().encode(&m.registry.gather(), &mut out) {
+        Ok(()) => String::from_utf8_lossy(&out).into_owned(),
+        Err(err) => format!("# metrics could not be encoded: {err}\n"),
+    };
+    let content_type =
+        ContentType::new("text", "plain").with_params([("version", "0.0.4"), ("charset", "utf-8")]);
+    (content_type, text)
+}

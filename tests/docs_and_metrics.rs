@@ -1,0 +1,141 @@
+//! `/openapi.json` documents every route the server mounts; `/docs` works with no network;
+//! `/metrics` counts what happens.
+
+mod common;
+
+use common::*;
+use reqwest::Method;
+use std::time::Duration;
+
+/// Every route Rocket mounts, but the page and its assets, is in the document, by method.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_document_lists_every_route() {
+    let dir = tempfile::tempdir().unwrap();
+    std::env::set_var(
+        "DATABASE_URL",
+        format!("sqlite://{}/d.db?mode=rwc", dir.path().display()),
+    );
+    std::env::set_var("ROCKET_FILES_DIR", dir.path().join("files"));
+    let rocket = ferrochat::build().await.expect("build");
+    let doc = serde_json::to_value(ferrochat::openapi::document()).unwrap();
+    let paths = doc["paths"].as_object().unwrap();
+    let mut checked = 0;
+    for route in rocket.routes() {
+        let path = route.uri.path().to_string();
+        let page = path == "/"
+            || path == "/<room>"
+            || path.starts_with("/static")
+            || path.starts_with("/docs")
+            || path == "/favicon.ico"
+            || path == "/openapi.json";
+        if page {
+            continue;
+        }
+        // `/a/<b>` is `/a/{b}` in OpenAPI.
+        let documented: String = path.replace('<', "{").replace('>', "}");
+        let method = route.method.as_str().to_lowercase();
+        assert!(
+            paths
+                .get(&documented)
+                .and_then(|p| p.get(&method))
+                .is_some(),
+            "{method} {documented} is not in /openapi.json"
+        );
+        checked += 1;
+    }
+    assert!(checked >= 35, "only {checked} routes checked");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn docs_work_offline_and_metrics_count() {
+    let db = TestDb::create(Backend::Sqlite).await;
+    let server = Server::start(&db.url).await;
+
+    let page = client()
+        .get(format!("{}/docs/", server.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(page.status(), 200);
+    let html = page.text().await.unwrap();
+    assert!(html.contains("swagger-ui-bundle.js"));
+    assert!(
+        !html.contains("https://"),
+        "the docs page must not load anything from the network"
+    );
+    let bundle = client()
+        .get(format!("{}/docs/swagger-ui-bundle.js", server.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(bundle.status(), 200);
+    assert!(bundle.bytes().await.unwrap().len() > 100_000);
+    let (status, doc) = call(&server, Method::GET, "/openapi.json", None).await;
+    assert_eq!(status, 200);
+    assert!(doc["openapi"].as_str().unwrap().starts_with("3."));
+    assert!(doc["paths"]["/api/chat/rooms/{id}/messages"]["get"].is_object());
+
+    let room = room("metrics");
+    let mut ws = open_socket(&server, "/ws/general/m1?username=m").await;
+    next_about(&mut ws, "user_joined", "m1").await;
+    post_ok(&server, "general", &[("msg", "counted")]).await;
+    next_of(&mut ws, &["message"]).await;
+    post_ok(&server, &room, &[("msg", "counted too")]).await;
+    call(&server, Method::GET, "/api/chat/rooms/nowhere", None).await;
+
+    let text = client()
+        .get(format!("{}/metrics", server.url))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let value = |series: &str| -> f64 {
+        text.lines()
+            .find(|l| l.starts_with(series) && l[series.len()..].starts_with(' '))
+            .unwrap_or_else(|| panic!("no {series} in\n{text}"))
+            .rsplit(' ')
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap()
+    };
+    assert_eq!(value("ferrochat_messages_stored_total"), 2.0);
+    assert_eq!(value("ferrochat_messages_delivered_total"), 1.0);
+    assert_eq!(value("ferrochat_websockets_open"), 1.0);
+    assert_eq!(
+        value(
+            r#"ferrochat_http_requests_total{method="POST",route="/api/chat/<room>",status="204"}"#
+        ),
+        2.0
+    );
+    assert_eq!(
+        value(
+            r#"ferrochat_http_requests_total{method="GET",route="/api/chat/rooms/<id>",status="404"}"#
+        ),
+        1.0
+    );
+    assert_eq!(value(r#"ferrochat_up{kind="sqlite",part="database"}"#), 1.0);
+    assert_eq!(value(r#"ferrochat_up{kind="in-process",part="hub"}"#), 1.0);
+    assert_eq!(
+        value(r#"ferrochat_up{kind="local",part="file_store"}"#),
+        1.0
+    );
+
+    drop(ws);
+    let closed = eventually(Duration::from_secs(5), || async {
+        let text = client()
+            .get(format!("{}/metrics", server.url))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        text.lines().any(|l| l == "ferrochat_websockets_open 0")
+    })
+    .await;
+    assert!(closed, "a closed socket is no longer counted");
+    db.drop_db().await;
+}
