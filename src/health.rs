@@ -34,6 +34,7 @@ pub async fn check(chat: &Chat) -> (Status, Json<Value>) {
                 "status": "ok",
                 "database": { "backend": backend, "state": "up" },
                 "hub": hub,
+                "events": chat.events.state(),
             })),
         ),
         Err(err) => (
@@ -42,6 +43,7 @@ pub async fn check(chat: &Chat) -> (Status, Json<Value>) {
                 "status": "unavailable",
                 "database": { "backend": backend, "state": "down", "error": err.to_string() },
                 "hub": hub,
+                "events": chat.events.state(),
             })),
         ),
     }

@@ -7,6 +7,7 @@ pub mod bench;
 pub mod chat;
 pub mod config;
 pub mod db;
+pub mod events;
 pub mod files;
 pub mod health;
 pub mod http;

@@ -11,6 +11,7 @@ pub use store::{OnCommit, Store};
 pub use transcript::{Transcript, Transcripts};
 
 use crate::config::Settings;
+use crate::events::Events;
 use crate::http::{Error, Result};
 use crate::notifications::Notifier;
 use crate::realtime::{Event, Hub, InProcessHub, RedisHub};
@@ -29,6 +30,8 @@ pub struct Chat {
     pub hub: Arc<dyn Hub>,
     /// Mentions in committed messages become notifications.
     pub notifier: Notifier,
+    /// Stored messages and joins, for RabbitMQ.
+    pub events: Events,
     pub limits: Limits,
     /// How often WebSocket peers are pinged.
     pub ws_ping_secs: u64,
@@ -53,9 +56,22 @@ impl Chat {
             None => Arc::new(InProcessHub::default()),
         };
         let notifier = Notifier::new(db.clone(), hub.clone());
+        let events = match crate::config::amqp_url(settings) {
+            Some(url) => {
+                tracing::info!(amqp = %crate::db::redact(&url), "events: RabbitMQ");
+                Events::start(url)
+            }
+            None => Events::off(),
+        };
         let on_commit: OnCommit = {
-            let (transcripts, hub, notifier) = (transcripts.clone(), hub.clone(), notifier.clone());
+            let (transcripts, hub, notifier, events) = (
+                transcripts.clone(),
+                hub.clone(),
+                notifier.clone(),
+                events.clone(),
+            );
             Box::new(move |row| {
+                events.message_created(row);
                 crate::metrics::METRICS.messages_stored.inc();
                 transcripts.record(row);
                 hub.publish(&row.room, Event::Message(Arc::new(row.clone())));
@@ -68,6 +84,7 @@ impl Chat {
             transcripts,
             hub,
             notifier,
+            events,
             limits: Limits {
                 max_username_chars: settings.max_username_chars,
                 max_message_chars: settings.max_message_chars,

@@ -142,11 +142,13 @@ impl Session<'_> {
         let metrics = &crate::metrics::METRICS;
         metrics.websockets_open.inc();
         self.presence.socket_opened(&self.peer).await;
+        let joined_at = chrono::Utc::now();
+        self.chat.events.user_joined(room, &self.peer, joined_at);
         self.chat.hub.publish(
             room,
             Event::Joined {
                 user: self.peer.clone(),
-                at: chrono::Utc::now(),
+                at: joined_at,
             },
         );
 

@@ -1,0 +1,197 @@
+//! Events for other services (seed 004's chat room service publishes to RabbitMQ): with
+//! `AMQP_URL` set, every stored message and every join is published as JSON to the
+//! durable topic exchange `ferrochat.events`, routing keys `message_created` and
+//! `user_joined`. Chatting never waits for RabbitMQ: events queue in memory (up to
+//! [`BACKLOG`]) while it is away, go out in order when it is back, and past the backlog
+//! are dropped and counted.
+
+use crate::db::entities::message;
+use crate::metrics::METRICS;
+use crate::realtime::Peer;
+use lapin::options::{BasicPublishOptions, ConfirmSelectOptions, ExchangeDeclareOptions};
+use lapin::types::FieldTable;
+use lapin::{BasicProperties, Connection, ConnectionProperties, ExchangeKind};
+use serde_json::{json, Value};
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::mpsc;
+
+pub const EXCHANGE: &str = "ferrochat.events";
+const BACKLOG: usize = 10_000;
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+const OFF: u8 = 0;
+const DOWN: u8 = 1;
+const UP: u8 = 2;
+
+#[derive(Clone)]
+pub struct Events {
+    tx: Option<mpsc::Sender<(&'static str, Vec<u8>)>>,
+    state: Arc<AtomicU8>,
+}
+
+impl Events {
+    /// No broker configured: every event is a no-op.
+    pub fn off() -> Self {
+        Events {
+            tx: None,
+            state: Arc::new(AtomicU8::new(OFF)),
+        }
+    }
+
+    /// Starts the publisher; returns at once, connected or not.
+    pub fn start(url: String) -> Self {
+        let (tx, rx) = mpsc::channel(BACKLOG);
+        let state = Arc::new(AtomicU8::new(DOWN));
+        tokio::spawn(publisher(url, rx, state.clone()));
+        Events {
+            tx: Some(tx),
+            state,
+        }
+    }
+
+    /// `off`, `down` or `up`, for `/health`.
+    pub fn state(&self) -> &'static str {
+        match self.state.load(Ordering::Relaxed) {
+            OFF => "off",
+            UP => "up",
+            _ => "down",
+        }
+    }
+
+    pub fn message_created(&self, row: &message::Model) {
+        self.send(
+            "message_created",
+            json!({
+                "event": "message_created",
+                "message": {
+                    "id": row.id,
+                    "room_id": row.room,
+                    "user_id": row.user_id,
+                    "username": row.username,
+                    "content": row.text,
+                    "message_type": row.message_type,
+                    "file_url": row.file_url,
+                    "created_at": row.timestamp.and_utc(),
+                },
+            }),
+        );
+    }
+
+    pub fn user_joined(&self, room: &str, peer: &Peer, at: chrono::DateTime<chrono::Utc>) {
+        self.send(
+            "user_joined",
+            json!({
+                "event": "user_joined",
+                "room_id": room,
+                "user_id": peer.user_id,
+                "username": peer.username,
+                "timestamp": at,
+            }),
+        );
+    }
+
+    fn send(&self, kind: &'static str, event: Value) {
+        let Some(tx) = &self.tx else { return };
+        if tx.try_send((kind, event.to_string().into_bytes())).is_err() {
+            METRICS
+                .events_published
+                .with_label_values(&["dropped"])
+                .inc();
+        }
+    }
+}
+
+async fn publisher(
+    url: String,
+    mut rx: mpsc::Receiver<(&'static str, Vec<u8>)>,
+    state: Arc<AtomicU8>,
+) {
+    let mut attempt = 0u32;
+    // An event whose publish failed is sent first on the next connection.
+    let mut unsent: Option<(&'static str, Vec<u8>)> = None;
+    loop {
+        // The connection is kept with its channel: dropping it would close both.
+        let (_connection, channel) = match tokio::time::timeout(CONNECT_TIMEOUT, open(&url)).await {
+            Ok(Ok(opened)) => opened,
+            failed => {
+                if attempt == 0 {
+                    let reason = match failed {
+                        Ok(Err(err)) => err.to_string(),
+                        _ => "no answer".into(),
+                    };
+                    tracing::warn!(error = %reason, "RabbitMQ unreachable; events wait in memory and the connection is retried");
+                }
+                state.store(DOWN, Ordering::Relaxed);
+                attempt += 1;
+                tokio::time::sleep(Duration::from_millis((200u64 << attempt.min(5)).min(5_000)))
+                    .await;
+                continue;
+            }
+        };
+        state.store(UP, Ordering::Relaxed);
+        tracing::info!(exchange = EXCHANGE, "RabbitMQ connected");
+        loop {
+            let next = match unsent.take() {
+                Some(event) => event,
+                None => match rx.recv().await {
+                    Some(event) => event,
+                    None => return, // shutting down
+                },
+            };
+            let published = async {
+                channel
+                    .basic_publish(
+                        EXCHANGE,
+                        next.0,
+                        BasicPublishOptions::default(),
+                        &next.1,
+                        BasicProperties::default()
+                            .with_content_type("application/json".into())
+                            .with_delivery_mode(2),
+                    )
+                    .await?
+                    .await
+            };
+            match tokio::time::timeout(CONNECT_TIMEOUT, published).await {
+                Ok(Ok(_)) => METRICS
+                    .events_published
+                    .with_label_values(&["published"])
+                    .inc(),
+                failed => {
+                    let reason = match failed {
+                        Ok(Err(err)) => err.to_string(),
+                        _ => "no answer".into(),
+                    };
+                    tracing::warn!(error = %reason, "lost RabbitMQ; events wait in memory and the connection is retried");
+                    unsent = Some(next);
+                    state.store(DOWN, Ordering::Relaxed);
+                    attempt = 1;
+                    break;
+                }
+            }
+        }
+    }
+}
+
+/// A channel with publisher confirms on the declared exchange.
+async fn open(url: &str) -> Result<(Connection, lapin::Channel), lapin::Error> {
+    let connection = Connection::connect(url, ConnectionProperties::default()).await?;
+    let channel = connection.create_channel().await?;
+    channel
+        .exchange_declare(
+            EXCHANGE,
+            ExchangeKind::Topic,
+            ExchangeDeclareOptions {
+                durable: true,
+                ..Default::default()
+            },
+            FieldTable::default(),
+        )
+        .await?;
+    channel
+        .confirm_select(ConfirmSelectOptions::default())
+        .await?;
+    Ok((connection, channel))
+}
