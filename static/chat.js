@@ -25,7 +25,18 @@ $(function () {
   }
   $name.val(localStorage.getItem("ferrochat.username") || "");
   $name.on("change", function () { localStorage.setItem("ferrochat.username", $name.val()); });
-  window.ferrochat = { mode: "starting" }; // for tests and the curious
+  window.ferrochat = { // for social.js, tests and the curious
+    mode: "starting",
+    room: room,
+    userId: userId,
+    name: function () { return $.trim($name.val()) || "Anonymous"; },
+    // A frame for the socket, if one is open; false otherwise.
+    send: function (frame) {
+      if (!socket || socket.readyState !== 1) return false;
+      socket.send(JSON.stringify(frame));
+      return true;
+    }
+  };
 
   function show(newText) {
     if (newText === text) return;
@@ -112,6 +123,7 @@ $(function () {
       var event;
       try { event = JSON.parse(e.data); } catch (_) { return; }
       if (event.type === "message" && (lastId === null || event.id > lastId)) fetchNew();
+      $(document).trigger("ferrochat:event", [event]); // typing, mentions, files: social.js
     };
     ws.onclose = function () {
       if (socket !== ws) return;

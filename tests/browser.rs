@@ -282,3 +282,154 @@ async fn two_browsers_on_two_replicas_chat_live() {
     bob.close().await.unwrap();
     db.drop_db().await;
 }
+
+/// The text of an element, "" while it is not there.
+async fn text_of(browser: &Client, css: &str) -> String {
+    match browser.find(Locator::Css(css)).await {
+        Ok(element) => element.text().await.unwrap_or_default(),
+        Err(_) => String::new(),
+    }
+}
+
+/// Waits up to 15 s for `css` to show `needle`.
+async fn wait_for(browser: &Client, css: &str, needle: &str) -> String {
+    let mut text = String::new();
+    for _ in 0..150 {
+        text = text_of(browser, css).await;
+        if text.contains(needle) {
+            return text;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("{needle:?} never appeared in {css}; it shows {text:?}");
+}
+
+/// Two people in one room: each sees the other online, sees them typing, gets their file,
+/// and a mention lights the other's badge live.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_page_shows_presence_typing_files_and_mentions() {
+    let db = TestDb::create(Backend::Sqlite).await;
+    let server = Server::start(&db.url).await;
+    let driver = ChromeDriver::start().await;
+    let room = room("social");
+    post_ok(
+        &server,
+        &room,
+        &[("username", "setup"), ("msg", "room exists")],
+    )
+    .await;
+
+    let mut browsers = Vec::new();
+    for name in ["ann", "ben"] {
+        let browser = driver.browser().await;
+        // The name is chosen before the page opens, as a returning user's would be.
+        browser
+            .goto(&format!("{}/{room}", server.url))
+            .await
+            .unwrap();
+        browser
+            .execute(
+                &format!("localStorage.setItem('ferrochat.username', '{name}')"),
+                vec![],
+            )
+            .await
+            .unwrap();
+        browser.refresh().await.unwrap();
+        wait_for_chat(&browser, "setup: room exists").await;
+        browsers.push(browser);
+    }
+    let (ann, ben) = (&browsers[0], &browsers[1]);
+    for browser in [ann, ben] {
+        let live = eventually(Duration::from_secs(10), || async {
+            browser
+                .execute("return window.ferrochat.mode", vec![])
+                .await
+                .unwrap()
+                == "websocket"
+        })
+        .await;
+        assert!(live, "the page did not get a socket");
+    }
+
+    // Online.
+    wait_for(ann, "#online", "ben").await;
+    wait_for(ann, "#online", "ann (you)").await;
+    wait_for(ben, "#online", "ann").await;
+
+    // Typing.
+    ann.find(Locator::Id("msg"))
+        .await
+        .unwrap()
+        .send_keys("hello @be")
+        .await
+        .unwrap();
+    wait_for(ben, "#typing", "ann is typing").await;
+    // A mention, live.
+    ann.find(Locator::Id("msg"))
+        .await
+        .unwrap()
+        .send_keys("n\u{E007}")
+        .await
+        .unwrap();
+    wait_for_chat(ben, "ann: hello @ben").await;
+    wait_for(ben, "#mention-count", "1").await;
+    let typing_gone = eventually(Duration::from_secs(8), || async {
+        text_of(ben, "#typing").await.is_empty()
+    })
+    .await;
+    assert!(typing_gone, "typing is still shown after the message");
+    ben.find(Locator::Id("mentions"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    wait_for(ben, "#mention-list", "ann mentioned you").await;
+    wait_for(ben, "#mention-count", "0").await;
+
+    // A file: Ann attaches it, Ben gets the link and the transcript line.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("plan.txt");
+    std::fs::write(&path, "the plan, in full").unwrap();
+    ann.find(Locator::Id("attach"))
+        .await
+        .unwrap()
+        .send_keys(path.to_str().unwrap())
+        .await
+        .unwrap();
+    wait_for_chat(ben, "ann: plan.txt").await;
+    wait_for(ben, "#files", "plan.txt").await;
+    let href = ben
+        .find(Locator::Css("#files a"))
+        .await
+        .unwrap()
+        .attr("href")
+        .await
+        .unwrap()
+        .expect("a download link");
+    let body = client()
+        .get(format!(
+            "{}{}",
+            server.url,
+            href.trim_start_matches(&server.url)
+        ))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(body, "the plan, in full");
+
+    // Ann leaves: Ben's list drops her (her socket was her presence; the page says goodbye).
+    ann.close_window().await.ok();
+    let gone = eventually(Duration::from_secs(20), || async {
+        !text_of(ben, "#online").await.contains("ann")
+    })
+    .await;
+    assert!(gone, "ann is still listed online");
+    for browser in browsers {
+        let _ = browser.close().await;
+    }
+    db.drop_db().await;
+}
