@@ -332,3 +332,33 @@ async fn files_in_s3() {
     assert!(back, "uploads did not come back with the store");
     db.drop_db().await;
 }
+
+/// Replicas behind nginx share one S3 bucket: a file uploaded through the front (larger
+/// than nginx's default body limit) downloads from every replica.
+#[tokio::test(flavor = "multi_thread")]
+async fn replicas_behind_nginx_share_the_bucket() {
+    let db = TestDb::create(Backend::MariaDb).await;
+    let moto = Moto::start().await;
+    moto.create_bucket("shared").await;
+    let mut replicas = Vec::new();
+    for _ in 0..2 {
+        let options = ServerOptions::new(&db.url)
+            .env("MINIO_ENDPOINT", &moto.endpoint())
+            .env("MINIO_BUCKET", "shared");
+        replicas.push(Server::start_with(options).await);
+    }
+    let nginx = Nginx::start(&replicas.iter().collect::<Vec<_>>()).await;
+    let front = Server::at(&nginx.url);
+    let body = png(3 * 1024 * 1024);
+    let (status, file) = upload(&front, "?room_id=general", "big.png", "image/png", body.clone()).await;
+    assert_eq!(status, 201, "{file}");
+    for replica in &replicas {
+        let url = format!("{}{}", replica.url, file["download_url"].as_str().unwrap());
+        let got = client().get(url).send().await.unwrap().bytes().await.unwrap();
+        assert!(got.to_vec() == body, "a replica served different bytes");
+    }
+    // Over the limit through nginx: the server's 413, with its reason.
+    let (status, answer) = upload(&front, "", "huge.png", "image/png", png(10 * 1024 * 1024 + 10)).await;
+    assert_eq!(status, 413, "{answer}");
+    db.drop_db().await;
+}
