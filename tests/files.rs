@@ -350,15 +350,36 @@ async fn replicas_behind_nginx_share_the_bucket() {
     let nginx = Nginx::start(&replicas.iter().collect::<Vec<_>>()).await;
     let front = Server::at(&nginx.url);
     let body = png(3 * 1024 * 1024);
-    let (status, file) = upload(&front, "?room_id=general", "big.png", "image/png", body.clone()).await;
+    let (status, file) = upload(
+        &front,
+        "?room_id=general",
+        "big.png",
+        "image/png",
+        body.clone(),
+    )
+    .await;
     assert_eq!(status, 201, "{file}");
     for replica in &replicas {
         let url = format!("{}{}", replica.url, file["download_url"].as_str().unwrap());
-        let got = client().get(url).send().await.unwrap().bytes().await.unwrap();
+        let got = client()
+            .get(url)
+            .send()
+            .await
+            .unwrap()
+            .bytes()
+            .await
+            .unwrap();
         assert!(got.to_vec() == body, "a replica served different bytes");
     }
     // Over the limit through nginx: the server's 413, with its reason.
-    let (status, answer) = upload(&front, "", "huge.png", "image/png", png(10 * 1024 * 1024 + 10)).await;
+    let (status, answer) = upload(
+        &front,
+        "",
+        "huge.png",
+        "image/png",
+        png(10 * 1024 * 1024 + 10),
+    )
+    .await;
     assert_eq!(status, 413, "{answer}");
     db.drop_db().await;
 }

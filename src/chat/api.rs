@@ -33,9 +33,6 @@ pub fn routes() -> Vec<Route> {
     ]
 }
 
-const DEFAULT_LIMIT: u64 = 50;
-const MAX_LIMIT: u64 = 200;
-
 #[derive(Serialize, ToSchema)]
 pub struct RoomOut {
     id: String,
@@ -219,14 +216,7 @@ async fn room_messages(
     q: Option<&str>,
     chat: &State<Chat>,
 ) -> Result<Json<Vec<MessageOut>>> {
-    let limit = match limit {
-        None => DEFAULT_LIMIT,
-        Some(raw) => raw
-            .parse::<u64>()
-            .ok()
-            .filter(|n| (1..=MAX_LIMIT).contains(n))
-            .ok_or_else(|| Error::bad_request(format!("limit must be 1 to {MAX_LIMIT}")))?,
-    };
+    let limit = validate::limit(limit)?;
     let before = cursor("before", before)?;
     let after = cursor("after", after)?;
     let room = existing_room(chat, id).await?;

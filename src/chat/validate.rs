@@ -136,6 +136,20 @@ pub fn user_id(raw: &str) -> Result<String, Error> {
     Ok(raw.to_string())
 }
 
+/// How many rows a list route answers with: `limit=` 1 to 200, 50 when absent.
+pub fn limit(raw: Option<&str>) -> Result<u64, Error> {
+    const DEFAULT: u64 = 50;
+    const MAX: u64 = 200;
+    match raw {
+        None => Ok(DEFAULT),
+        Some(raw) => raw
+            .parse::<u64>()
+            .ok()
+            .filter(|n| (1..=MAX).contains(n))
+            .ok_or_else(|| Error::bad_request(format!("limit must be 1 to {MAX}"))),
+    }
+}
+
 /// A message as the ChatFlow side sends it (WebSocket frame or JSON API): `content`,
 /// optionally `message_type` `file` with its `file_url`.
 pub fn chatflow_message(

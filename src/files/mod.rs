@@ -243,14 +243,7 @@ async fn list(
     limit: Option<&str>,
     files: &State<Files>,
 ) -> Result<Json<Vec<FileOut>>> {
-    let limit = match limit {
-        None => 50,
-        Some(raw) => raw
-            .parse::<u64>()
-            .ok()
-            .filter(|n| (1..=200).contains(n))
-            .ok_or_else(|| Error::bad_request("limit must be 1 to 200"))?,
-    };
+    let limit = validate::limit(limit)?;
     let mut query = stored_file::Entity::find();
     if let Some(room) = room_id {
         query = query.filter(stored_file::Column::RoomId.eq(room));

@@ -21,8 +21,6 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 use utoipa::ToSchema;
 
-const DEFAULT_LIMIT: u64 = 50;
-const MAX_LIMIT: u64 = 200;
 const NOTIF_TYPES: [&str; 3] = ["message", "mention", "system"];
 /// Names looked up per message at most: a message listing a thousand `@`s notifies the
 /// first few only.
@@ -249,14 +247,7 @@ async fn list(
         Some("true" | "1") => true,
         Some(_) => return Err(Error::bad_request("unread_only must be true or false")),
     };
-    let limit = match limit {
-        None => DEFAULT_LIMIT,
-        Some(raw) => raw
-            .parse::<u64>()
-            .ok()
-            .filter(|n| (1..=MAX_LIMIT).contains(n))
-            .ok_or_else(|| Error::bad_request(format!("limit must be 1 to {MAX_LIMIT}")))?,
-    };
+    let limit = validate::limit(limit)?;
     let mut query = notification::Entity::find().filter(notification::Column::UserId.eq(user_id));
     if unread_only {
         query = query.filter(notification::Column::IsRead.eq(false));
