@@ -163,6 +163,39 @@ async fn database_outage_and_recovery(backend: Backend) {
         .await
         .unwrap();
     assert_eq!(res.status(), 503);
+    // The JSON API says so as its clients read it, for every mount on the database.
+    use reqwest::Method;
+    for (method, path, body) in [
+        (Method::GET, "/api/chat/rooms".to_string(), None),
+        (
+            Method::GET,
+            format!("/api/chat/rooms/{room}/messages"),
+            None,
+        ),
+        (
+            Method::POST,
+            format!("/api/chat/rooms/{room}/messages"),
+            Some(serde_json::json!({"content": "x"})),
+        ),
+        (Method::GET, "/api/notifications/u1".to_string(), None),
+        (Method::GET, "/api/files".to_string(), None),
+    ] {
+        assert_detail(
+            &call(&server, method, &path, body).await,
+            503,
+            "database unavailable",
+        );
+    }
+    assert_eq!(
+        call(&server, Method::GET, "/api/chat/health", None).await.0,
+        503
+    );
+    assert_eq!(
+        call(&server, Method::GET, "/api/notifications/health", None)
+            .await
+            .0,
+        503
+    );
 
     proxy.restore();
     let url = format!("{}/health", server.url);
@@ -186,6 +219,14 @@ async fn database_outage_and_recovery(backend: Backend) {
         lines(&transcript(&server, &room).await),
         ["a: before", "a: after"]
     );
+    let (status, history) = call(
+        &server,
+        reqwest::Method::GET,
+        &format!("/api/chat/rooms/{room}/messages"),
+        None,
+    )
+    .await;
+    assert_eq!((status, history.as_array().map(Vec::len)), (200, Some(2)));
     db.drop_db().await;
 }
 

@@ -16,6 +16,8 @@ const MESSAGE_CAPACITY: usize = 4096;
 /// Typing, joins and leaves: losing some under a burst (ten thousand people joining at
 /// once) harms nobody, so their channel is small and its lag is not a reader's fault.
 const SIGNAL_CAPACITY: usize = 256;
+/// Notifications waiting for one user's slowest socket; the API lists any it misses.
+const USER_SIGNAL_CAPACITY: usize = 16;
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
@@ -114,11 +116,18 @@ impl LocalFanout {
 
     pub fn subscribe(&self, room: &str) -> Subscription {
         let mut rooms = self.rooms.lock().unwrap_or_else(|e| e.into_inner());
+        // A broadcast channel allocates all its slots at once: a user's own channel
+        // (notifications only, one per connected user) gets few.
+        let (messages, signals) = if room.contains('/') {
+            (1, USER_SIGNAL_CAPACITY)
+        } else {
+            (MESSAGE_CAPACITY, SIGNAL_CAPACITY)
+        };
         let channels = rooms
             .entry(room.to_string())
             .or_insert_with(|| RoomChannels {
-                messages: broadcast::channel(MESSAGE_CAPACITY).0,
-                signals: broadcast::channel(SIGNAL_CAPACITY).0,
+                messages: broadcast::channel(messages).0,
+                signals: broadcast::channel(signals).0,
             });
         Subscription {
             messages: channels.messages.subscribe(),
