@@ -45,6 +45,14 @@ pub struct Settings {
     /// How often WebSocket peers are pinged, in seconds; one silent for two pings and 5 s
     /// more is dropped.
     pub ws_ping_secs: u64,
+    /// Messages a room's channel holds for its slowest socket; one that falls further
+    /// behind reads them back from the database, and after 3 such falls in 30 s it is
+    /// closed with code 4000 (reconnect with `since`).
+    pub ws_backlog: usize,
+    /// In a room with more sockets than this on one replica, joins and leaves are not
+    /// announced (10,000 people joining would be 50 million frames); presence still
+    /// lists everyone.
+    pub ws_announce_limit: usize,
     /// Folder of uploaded files when no S3 store is configured (see `files::FileStore`).
     pub files_dir: String,
     /// Largest upload accepted, in bytes.
@@ -75,6 +83,8 @@ impl Default for Settings {
             static_dir: RelativePathBuf::from("static"),
             jquery_path: RelativePathBuf::from("node_modules/jquery/dist/jquery.min.js"),
             ws_ping_secs: 25,
+            ws_backlog: crate::realtime::MESSAGE_CAPACITY,
+            ws_announce_limit: 500,
             bench_routes: false,
             files_dir: "uploads".into(),
             max_upload_bytes: 10 * 1024 * 1024,

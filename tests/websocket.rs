@@ -4,7 +4,7 @@
 mod common;
 
 use common::*;
-use futures_util::SinkExt;
+use futures_util::{SinkExt, StreamExt};
 use serde_json::{json, Value};
 use std::time::Duration;
 use tokio_tungstenite::tungstenite::Message;
@@ -207,4 +207,100 @@ async fn a_peer_that_stops_answering_is_dropped() {
     .await;
     assert!(left.is_ok(), "the silent peer is dropped within 20 s");
     drop(silent);
+}
+
+/// A socket that keeps falling behind (here: a backlog of 2, and bursts of 40 posts) is
+/// closed with 4000 and the `since` to come back with; coming back with it misses nothing.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_reader_that_keeps_falling_behind_is_told_to_reconnect() {
+    let db = TestDb::create(Backend::Sqlite).await;
+    let server =
+        Server::start_with(ServerOptions::new(&db.url).env("ROCKET_WS_BACKLOG", "2")).await;
+    let room = room("slow");
+    post_ok(&server, &room, &[("msg", "room exists")]).await;
+    let mut ws = open_socket(&server, &format!("/ws/{room}/slow")).await;
+    next_about(&mut ws, "user_joined", "slow").await;
+
+    let mut sent = 0;
+    let mut close = None;
+    let mut got = Vec::new();
+    'bursts: for _ in 0..20 {
+        let burst = (0..40).map(|i| {
+            let (server, room) = (&server, room.clone());
+            async move { post_ok(server, &room, &[("msg", &format!("m{}", sent + i))]).await }
+        });
+        futures_util::future::join_all(burst).await;
+        sent += 40;
+        // Read what has come so far, and stop at a close.
+        while let Ok(Some(frame)) =
+            tokio::time::timeout(Duration::from_millis(300), ws.next()).await
+        {
+            match frame {
+                Ok(Message::Close(frame)) => {
+                    close = frame;
+                    break 'bursts;
+                }
+                Ok(Message::Text(text)) => {
+                    let v: Value = serde_json::from_str(&text).unwrap();
+                    if v["type"] == "message" {
+                        got.push(v);
+                    }
+                }
+                Ok(_) => {}
+                Err(_) => break 'bursts,
+            }
+        }
+    }
+    let close = close.expect("the lagging socket was never closed with a reason");
+    assert_eq!(u16::from(close.code), 4000);
+    let since: i64 = close
+        .reason
+        .rsplit("since=")
+        .next()
+        .and_then(|id| id.parse().ok())
+        .unwrap_or_else(|| panic!("no since= in {:?}", close.reason));
+
+    // Coming back with it brings every message after it, once, up to the last one sent.
+    let mut again = open_socket(&server, &format!("/ws/{room}/slow?since={since}")).await;
+    let before: Vec<Value> = got
+        .into_iter()
+        .filter(|m| m["id"].as_i64().unwrap() <= since)
+        .collect();
+    let after = messages_until(&mut again, sent - before.len(), Duration::from_secs(10)).await;
+    let (contents, _) = contents_once_each(&[before, after].concat(), "messages");
+    // (It joined after "room exists", and without `since` it asked for nothing older.)
+    let mut expected: Vec<String> = (0..sent).map(|i| format!("m{i}")).collect();
+    expected.sort();
+    assert_eq!(contents, expected);
+    db.drop_db().await;
+}
+
+/// Past `ws_announce_limit` sockets in a room, joins are not announced to everyone (a
+/// crowd joining would be a storm of frames), while messages still reach all.
+#[tokio::test(flavor = "multi_thread")]
+async fn joins_in_a_crowded_room_are_not_announced() {
+    let db = TestDb::create(Backend::Sqlite).await;
+    let server =
+        Server::start_with(ServerOptions::new(&db.url).env("ROCKET_WS_ANNOUNCE_LIMIT", "2")).await;
+    let room = room("crowd");
+    post_ok(&server, &room, &[("msg", "room exists")]).await;
+    let mut first = open_socket(&server, &format!("/ws/{room}/first")).await;
+    let _second = open_socket(&server, &format!("/ws/{room}/second")).await;
+    assert_eq!(
+        next_of(&mut first, &["user_joined"]).await["user_id"],
+        "first"
+    );
+    assert_eq!(
+        next_of(&mut first, &["user_joined"]).await["user_id"],
+        "second"
+    );
+    let _third = open_socket(&server, &format!("/ws/{room}/third")).await;
+    post_ok(&server, &room, &[("msg", "after the crowd")]).await;
+    // The next frame is the message: the third join was not announced.
+    let next = next_of(&mut first, &["user_joined", "message"]).await;
+    assert_eq!(
+        (next["type"].as_str(), next["content"].as_str()),
+        (Some("message"), Some("after the crowd"))
+    );
+    db.drop_db().await;
 }

@@ -35,6 +35,8 @@ pub struct Chat {
     pub limits: Limits,
     /// How often WebSocket peers are pinged.
     pub ws_ping_secs: u64,
+    /// Above this many readers in a room here, joins and leaves are not announced.
+    pub ws_announce_limit: usize,
 }
 
 impl Chat {
@@ -51,9 +53,9 @@ impl Chat {
         let hub: Arc<dyn Hub> = match crate::config::redis_url(settings) {
             Some(url) => {
                 tracing::info!(redis = %crate::db::redact(&url), "hub: Redis");
-                RedisHub::start(&url, transcripts.clone(), db.clone())?
+                RedisHub::start(&url, transcripts.clone(), db.clone(), settings.ws_backlog)?
             }
-            None => Arc::new(InProcessHub::default()),
+            None => Arc::new(InProcessHub::new(settings.ws_backlog)),
         };
         let notifier = Notifier::new(db.clone(), hub.clone());
         let events = match crate::config::amqp_url(settings) {
@@ -90,6 +92,7 @@ impl Chat {
                 max_message_chars: settings.max_message_chars,
             },
             ws_ping_secs: settings.ws_ping_secs,
+            ws_announce_limit: settings.ws_announce_limit,
         })
     }
 }

@@ -10,9 +10,10 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
 use tokio::sync::broadcast;
 
-/// How many messages a room's channel holds for its slowest reader. One that falls further
-/// behind is told so (`RecvError::Lagged`) and reads the messages back from the database.
-const MESSAGE_CAPACITY: usize = 4096;
+/// How many messages a room's channel holds for its slowest reader, by default
+/// (`ws_backlog`). One that falls further behind is told so (`RecvError::Lagged`) and
+/// reads the messages back from the database.
+pub const MESSAGE_CAPACITY: usize = 4096;
 /// Typing, joins and leaves: losing some under a burst (ten thousand people joining at
 /// once) harms nobody, so their channel is small and its lag is not a reader's fault.
 const SIGNAL_CAPACITY: usize = 256;
@@ -63,6 +64,8 @@ pub trait Hub: Send + Sync {
     fn subscribe(&self, room: &str) -> Subscription;
     /// The highest message id this process has seen go through the hub.
     fn highest_seen(&self) -> i64;
+    /// How many readers this process has in the room.
+    fn listeners(&self, room: &str) -> usize;
     /// For `/health`: which hub, and whether it is connected.
     fn state(&self) -> HubState;
 }
@@ -86,13 +89,35 @@ struct RoomChannels {
 }
 
 /// Local fan-out: a pair of broadcast channels per room that has readers.
-#[derive(Default)]
 pub struct LocalFanout {
     rooms: Mutex<HashMap<String, RoomChannels>>,
     highest: AtomicI64,
+    backlog: usize,
+}
+
+impl Default for LocalFanout {
+    fn default() -> Self {
+        LocalFanout::new(MESSAGE_CAPACITY)
+    }
 }
 
 impl LocalFanout {
+    pub fn new(backlog: usize) -> Self {
+        LocalFanout {
+            rooms: Mutex::default(),
+            highest: AtomicI64::new(0),
+            backlog: backlog.max(1),
+        }
+    }
+
+    /// How many readers (sockets, held polls) this process has in the room.
+    pub fn listeners(&self, room: &str) -> usize {
+        let rooms = self.rooms.lock().unwrap_or_else(|e| e.into_inner());
+        rooms
+            .get(room)
+            .map_or(0, |channels| channels.messages.receiver_count())
+    }
+
     pub fn highest_seen(&self) -> i64 {
         self.highest.load(Ordering::Relaxed)
     }
@@ -121,7 +146,7 @@ impl LocalFanout {
         let (messages, signals) = if room.contains('/') {
             (1, USER_SIGNAL_CAPACITY)
         } else {
-            (MESSAGE_CAPACITY, SIGNAL_CAPACITY)
+            (self.backlog, SIGNAL_CAPACITY)
         };
         let channels = rooms
             .entry(room.to_string())
@@ -140,6 +165,12 @@ impl LocalFanout {
 #[derive(Default)]
 pub struct InProcessHub(LocalFanout);
 
+impl InProcessHub {
+    pub fn new(backlog: usize) -> Self {
+        InProcessHub(LocalFanout::new(backlog))
+    }
+}
+
 impl Hub for InProcessHub {
     fn publish(&self, room: &str, event: Event) {
         self.0.send(room, event);
@@ -151,6 +182,10 @@ impl Hub for InProcessHub {
 
     fn highest_seen(&self) -> i64 {
         self.0.highest_seen()
+    }
+
+    fn listeners(&self, room: &str) -> usize {
+        self.0.listeners(room)
     }
 
     fn state(&self) -> HubState {

@@ -5,5 +5,7 @@ mod hub;
 mod redis_hub;
 pub mod ws;
 
-pub use hub::{user_channel, Event, Hub, HubState, InProcessHub, Peer, Subscription};
+pub use hub::{
+    user_channel, Event, Hub, HubState, InProcessHub, Peer, Subscription, MESSAGE_CAPACITY,
+};
 pub use redis_hub::RedisHub;

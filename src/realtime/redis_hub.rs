@@ -45,12 +45,13 @@ impl RedisHub {
         url: &str,
         transcripts: Arc<Transcripts>,
         db: DatabaseConnection,
+        backlog: usize,
     ) -> Result<Arc<Self>, redis::RedisError> {
         let client = redis::Client::open(url)?;
         let (outbox, rx) = mpsc::channel(OUTBOX);
         let origin = format!("{:x}-{:x}", std::process::id(), rand_u64());
         let hub = Arc::new(RedisHub {
-            local: Arc::new(LocalFanout::default()),
+            local: Arc::new(LocalFanout::new(backlog)),
             outbox,
             origin,
             up: Arc::new(AtomicBool::new(false)),
@@ -93,6 +94,10 @@ impl Hub for RedisHub {
 
     fn highest_seen(&self) -> i64 {
         self.local.highest_seen()
+    }
+
+    fn listeners(&self, room: &str) -> usize {
+        self.local.listeners(room)
     }
 
     fn state(&self) -> HubState {

@@ -144,13 +144,16 @@ impl Session<'_> {
         self.presence.socket_opened(&self.peer).await;
         let joined_at = chrono::Utc::now();
         self.chat.events.user_joined(room, &self.peer, joined_at);
-        self.chat.hub.publish(
-            room,
-            Event::Joined {
-                user: self.peer.clone(),
-                at: joined_at,
-            },
-        );
+        let announce = |hub: &dyn super::Hub| hub.listeners(room) <= self.chat.ws_announce_limit;
+        if announce(&*self.chat.hub) {
+            self.chat.hub.publish(
+                room,
+                Event::Joined {
+                    user: self.peer.clone(),
+                    at: joined_at,
+                },
+            );
+        }
 
         let mut lags: Vec<Instant> = Vec::new();
         let mut ping = tokio::time::interval(self.ping_every);
@@ -255,13 +258,15 @@ impl Session<'_> {
             let _ =
                 tokio::time::timeout(SEND_TIMEOUT, sink.send(Message::Close(Some(frame)))).await;
         }
-        self.chat.hub.publish(
-            room,
-            Event::Left {
-                user: self.peer.clone(),
-                at: chrono::Utc::now(),
-            },
-        );
+        if announce(&*self.chat.hub) {
+            self.chat.hub.publish(
+                room,
+                Event::Left {
+                    user: self.peer.clone(),
+                    at: chrono::Utc::now(),
+                },
+            );
+        }
         self.presence.socket_closed(&self.peer, room).await;
         metrics.websockets_open.dec();
     }
