@@ -98,7 +98,9 @@ pub async fn connect<'r>(
                 peer,
                 ping_every,
             };
-            session.run(stream, events, own, history, floor).await;
+            let run = session.run(stream, events, own, history, floor);
+            tracing::debug!(bytes = std::mem::size_of_val(&run), "socket state");
+            run.await;
             Ok(())
         })
     }))
@@ -141,7 +143,9 @@ impl Session<'_> {
         let room = self.room.as_str();
         let metrics = &crate::metrics::METRICS;
         metrics.websockets_open.inc();
-        self.presence.socket_opened(&self.peer).await;
+        // Boxed, as the frame handling below: presence's database and Redis work would
+        // otherwise be part of every idle socket's state.
+        Box::pin(self.presence.socket_opened(&self.peer)).await;
         let joined_at = chrono::Utc::now();
         self.chat.events.user_joined(room, &self.peer, joined_at);
         let announce = |hub: &dyn super::Hub| hub.listeners(room) <= self.chat.ws_announce_limit;
@@ -267,7 +271,7 @@ impl Session<'_> {
                 },
             );
         }
-        self.presence.socket_closed(&self.peer, room).await;
+        Box::pin(self.presence.socket_closed(&self.peer, room)).await;
         metrics.websockets_open.dec();
     }
 
