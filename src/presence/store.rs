@@ -202,6 +202,23 @@ impl RedisStore {
         }
     }
 
+    async fn set_ex(&self, key: &str, value: &str, ttl: Duration) -> Result<(), Error> {
+        let mut pipe = redis::pipe();
+        pipe.cmd("SET")
+            .arg(key)
+            .arg(value)
+            .arg("EX")
+            .arg(ttl.as_secs().max(1))
+            .ignore();
+        self.run::<()>(&pipe).await
+    }
+
+    async fn del(&self, key: &str) -> Result<(), Error> {
+        let mut pipe = redis::pipe();
+        pipe.cmd("DEL").arg(key).ignore();
+        self.run::<()>(&pipe).await
+    }
+
     /// The names under `keys`, skipping keys that expired meanwhile.
     async fn names(&self, keys: &[String]) -> Result<Vec<Option<String>>, Error> {
         if keys.is_empty() {
@@ -233,22 +250,12 @@ fn escape_glob(text: &str) -> String {
 #[rocket::async_trait]
 impl PresenceStore for RedisStore {
     async fn set_online(&self, user_id: &str, username: &str, ttl: Duration) -> Result<(), Error> {
-        let mut pipe = redis::pipe();
-        pipe.cmd("SET")
-            .arg(format!("{USER_PREFIX}{user_id}"))
-            .arg(username)
-            .arg("EX")
-            .arg(ttl.as_secs().max(1))
-            .ignore();
-        self.run::<()>(&pipe).await
+        self.set_ex(&format!("{USER_PREFIX}{user_id}"), username, ttl)
+            .await
     }
 
     async fn set_offline(&self, user_id: &str) -> Result<(), Error> {
-        let mut pipe = redis::pipe();
-        pipe.cmd("DEL")
-            .arg(format!("{USER_PREFIX}{user_id}"))
-            .ignore();
-        self.run::<()>(&pipe).await
+        self.del(&format!("{USER_PREFIX}{user_id}")).await
     }
 
     async fn online(&self) -> Result<Vec<(String, String)>, Error> {
@@ -275,22 +282,12 @@ impl PresenceStore for RedisStore {
         username: &str,
         ttl: Duration,
     ) -> Result<(), Error> {
-        let mut pipe = redis::pipe();
-        pipe.cmd("SET")
-            .arg(format!("{TYPING_PREFIX}{room}:{user_id}"))
-            .arg(username)
-            .arg("EX")
-            .arg(ttl.as_secs().max(1))
-            .ignore();
-        self.run::<()>(&pipe).await
+        self.set_ex(&format!("{TYPING_PREFIX}{room}:{user_id}"), username, ttl)
+            .await
     }
 
     async fn stop_typing(&self, room: &str, user_id: &str) -> Result<(), Error> {
-        let mut pipe = redis::pipe();
-        pipe.cmd("DEL")
-            .arg(format!("{TYPING_PREFIX}{room}:{user_id}"))
-            .ignore();
-        self.run::<()>(&pipe).await
+        self.del(&format!("{TYPING_PREFIX}{room}:{user_id}")).await
     }
 
     async fn typing(&self, room: &str) -> Result<Vec<(String, String)>, Error> {

@@ -220,29 +220,16 @@ impl Session<'_> {
                     }
                     Err(RecvError::Closed) => Flow::Close(None),
                 },
-                signal = signals.recv() => match signal {
-                    Ok(event) => match self.outgoing(&event, &mut sent) {
+                // Typing, joins, leaves, and the user's own notifications.
+                signal = next_signal(&mut signals, &mut own) => match signal {
+                    Some(event) => match self.outgoing(&event, &mut sent) {
                         Some(value) => match send(&mut sink, value).await {
                             Ok(()) => Flow::Continue,
                             Err(()) => break None,
                         },
                         None => Flow::Continue,
                     },
-                    // Typing and presence signals missed in a burst: nothing to recover.
-                    Err(RecvError::Lagged(_)) => Flow::Continue,
-                    Err(RecvError::Closed) => Flow::Close(None),
-                },
-                // The user's own notifications; the API lists any missed.
-                notice = own.recv() => match notice {
-                    Ok(event) => match self.outgoing(&event, &mut sent) {
-                        Some(value) => match send(&mut sink, value).await {
-                            Ok(()) => Flow::Continue,
-                            Err(()) => break None,
-                        },
-                        None => Flow::Continue,
-                    },
-                    Err(RecvError::Lagged(_)) => Flow::Continue,
-                    Err(RecvError::Closed) => Flow::Close(None),
+                    None => Flow::Close(None),
                 },
                 _ = ping.tick() => {
                     if heard.elapsed() > self.ping_every * 2 + Duration::from_secs(5) {
@@ -426,6 +413,26 @@ pub fn message_json(row: &message::Model) -> Value {
         "file_url": row.file_url,
         "timestamp": row.timestamp.and_utc(),
     })
+}
+
+/// The next signal from the room or from the user's own channel. Signals missed in a
+/// burst are skipped (there is nothing to recover: the API lists missed notifications);
+/// `None` when a channel is gone.
+async fn next_signal(
+    room: &mut broadcast::Receiver<Event>,
+    own: &mut broadcast::Receiver<Event>,
+) -> Option<Event> {
+    loop {
+        let got = tokio::select! {
+            event = room.recv() => event,
+            event = own.recv() => event,
+        };
+        match got {
+            Ok(event) => return Some(event),
+            Err(RecvError::Lagged(_)) => continue,
+            Err(RecvError::Closed) => return None,
+        }
+    }
 }
 
 type Sink = rocket::futures::stream::SplitSink<rocket_ws::stream::DuplexStream, Message>;
