@@ -65,6 +65,23 @@ async fn presence_in_redis_across_replicas() {
         .unwrap();
     assert!((1..=5).contains(&ttl), "{ttl}");
 
+    // A socket's user is renewed while the socket stays open (every 10 s, TTL 30 s).
+    let carol = unique_name("carol");
+    let _tab = open_socket(&servers[1], &format!("/ws/general/{carol}?username=Carol")).await;
+    tokio::time::sleep(Duration::from_secs(12)).await;
+    let ttl: i64 = redis::cmd("TTL")
+        .arg(format!("presence:user:{carol}"))
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert!(ttl > 20, "not renewed: TTL {ttl}");
+    let tabs: std::collections::HashMap<String, usize> = redis::cmd("HGETALL")
+        .arg(format!("presence:sockets:{carol}"))
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(tabs.values().sum::<usize>(), 1, "{tabs:?}");
+
     // Redis away: presence answers 503 with a reason, chatting goes on.
     let port = redis.kill();
     let answer = call(

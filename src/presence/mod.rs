@@ -137,6 +137,11 @@ impl Presence {
             if everywhere == 0 {
                 self.store.set_offline(&peer.user_id).await?;
             }
+            if count == 0 {
+                // Last seen: now.
+                lock(&self.remembered).remove(&peer.user_id);
+                self.remember(&peer.user_id, &peer.username).await;
+            }
             Ok::<_, Error>(())
         }
         .await;
@@ -159,22 +164,15 @@ impl Presence {
         stored
     }
 
+    /// Keeps the users of this replica's sockets online. Their `chat_user` row is written
+    /// when a socket opens and when the last one closes, not on every renewal.
     async fn refresh_sockets(&self) {
-        let users: Vec<(String, usize, String)> = lock(&self.sockets)
+        let users: Vec<(String, String, usize)> = lock(&self.sockets)
             .iter()
-            .map(|(id, (count, name))| (id.clone(), *count, name.clone()))
+            .map(|(id, (count, name))| (id.clone(), name.clone(), *count))
             .collect();
-        for (user_id, count, username) in users {
-            let result = async {
-                self.store
-                    .set_sockets(&user_id, &self.replica, count)
-                    .await?;
-                self.heartbeat(&user_id, &username).await
-            }
-            .await;
-            if result.is_err() {
-                return; // the store is away; the next tick tries again
-            }
+        if let Err(err) = self.store.renew(&users, &self.replica, ONLINE_TTL).await {
+            tracing::debug!(error = %err, "presence not renewed; the next tick tries again");
         }
     }
 

@@ -30,6 +30,20 @@ pub trait PresenceStore: Send + Sync {
     /// many all replicas hold, so the last tab closed anywhere makes the user offline.
     async fn set_sockets(&self, user_id: &str, replica: &str, count: usize)
         -> Result<usize, Error>;
+    /// Renews, for every user with sockets here (id, name, count), their presence and
+    /// this replica's count, in one go.
+    async fn renew(
+        &self,
+        users: &[(String, String, usize)],
+        replica: &str,
+        ttl: Duration,
+    ) -> Result<(), Error> {
+        for (user_id, username, count) in users {
+            self.set_sockets(user_id, replica, *count).await?;
+            self.set_online(user_id, username, ttl).await?;
+        }
+        Ok(())
+    }
     /// `in-process` or `redis`, and whether it answers.
     fn kind(&self) -> &'static str;
     async fn up(&self) -> bool;
@@ -319,6 +333,38 @@ impl PresenceStore for RedisStore {
         pipe.cmd("HVALS").arg(&key);
         let (counts,): (Vec<usize>,) = self.run(&pipe).await?;
         Ok(counts.iter().sum())
+    }
+
+    /// One pipeline for all of them: ten thousand sockets are one round trip.
+    async fn renew(
+        &self,
+        users: &[(String, String, usize)],
+        replica: &str,
+        ttl: Duration,
+    ) -> Result<(), Error> {
+        for chunk in users.chunks(1000) {
+            let mut pipe = redis::pipe();
+            for (user_id, username, count) in chunk {
+                let sockets = format!("{SOCKETS_PREFIX}{user_id}");
+                pipe.cmd("HSET")
+                    .arg(&sockets)
+                    .arg(replica)
+                    .arg(*count)
+                    .ignore();
+                pipe.cmd("EXPIRE")
+                    .arg(&sockets)
+                    .arg(SOCKETS_TTL_SECS)
+                    .ignore();
+                pipe.cmd("SET")
+                    .arg(format!("{USER_PREFIX}{user_id}"))
+                    .arg(username)
+                    .arg("EX")
+                    .arg(ttl.as_secs().max(1))
+                    .ignore();
+            }
+            self.run::<()>(&pipe).await?;
+        }
+        Ok(())
     }
 
     fn kind(&self) -> &'static str {
