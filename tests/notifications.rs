@@ -224,3 +224,26 @@ async fn mentions_notify_live(backend: Backend) {
     assert_eq!(notice["from_user"], "curl-user");
     db.drop_db().await;
 }
+
+/// A mention made on one replica reaches the named user's socket on another, through Redis.
+#[tokio::test(flavor = "multi_thread")]
+async fn mentions_cross_replicas() {
+    let db = TestDb::create(Backend::MariaDb).await;
+    let redis = Redis::start().await;
+    let servers = replicas(&db, &redis, 2).await;
+    let name = unique_name("dana");
+    let mut dana = open_socket(&servers[1], &format!("/ws/general/dana-1?username={name}")).await;
+    next_about(&mut dana, "user_joined", "dana-1").await;
+    post_ok(
+        &servers[0],
+        "general",
+        &[("username", "eve"), ("msg", &format!("@{name} over here"))],
+    )
+    .await;
+    let notice = next_of(&mut dana, &["notification"]).await;
+    assert_eq!(
+        (notice["user_id"].as_str(), notice["from_user"].as_str()),
+        (Some("dana-1"), Some("eve"))
+    );
+    db.drop_db().await;
+}
