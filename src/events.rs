@@ -5,6 +5,7 @@
 //! [`BACKLOG`]) while it is away, go out in order when it is back, and past the backlog
 //! are dropped and counted.
 
+use crate::chat::api::MessageOut;
 use crate::db::entities::message;
 use crate::metrics::METRICS;
 use crate::realtime::Peer;
@@ -60,26 +61,24 @@ impl Events {
         }
     }
 
+    /// The message as the JSON API shows it (`GET /api/chat/messages/<id>`).
     pub fn message_created(&self, row: &message::Model) {
+        if self.tx.is_none() {
+            return; // no broker: not even the JSON is built, on every message
+        }
         self.send(
             "message_created",
             json!({
                 "event": "message_created",
-                "message": {
-                    "id": row.id,
-                    "room_id": row.room,
-                    "user_id": row.user_id,
-                    "username": row.username,
-                    "content": row.text,
-                    "message_type": row.message_type,
-                    "file_url": row.file_url,
-                    "created_at": row.timestamp.and_utc(),
-                },
+                "message": MessageOut::from(row.clone()),
             }),
         );
     }
 
     pub fn user_joined(&self, room: &str, peer: &Peer, at: chrono::DateTime<chrono::Utc>) {
+        if self.tx.is_none() {
+            return;
+        }
         self.send(
             "user_joined",
             json!({

@@ -83,14 +83,7 @@ async fn docs_work_offline_and_metrics_count() {
     post_ok(&server, &room, &[("msg", "counted too")]).await;
     call(&server, Method::GET, "/api/chat/rooms/nowhere", None).await;
 
-    let text = client()
-        .get(format!("{}/metrics", server.url))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = get_text(&format!("{}/metrics", server.url)).await;
     let value = |series: &str| -> f64 {
         text.lines()
             .find(|l| l.starts_with(series) && l[series.len()..].starts_with(' '))
@@ -125,14 +118,7 @@ async fn docs_work_offline_and_metrics_count() {
 
     drop(ws);
     let closed = eventually(Duration::from_secs(5), || async {
-        let text = client()
-            .get(format!("{}/metrics", server.url))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        let text = get_text(&format!("{}/metrics", server.url)).await;
         text.lines().any(|l| l == "ferrochat_websockets_open 0")
     })
     .await;

@@ -107,7 +107,7 @@ pub fn speaks_json(path: &str) -> bool {
         segments.next(),
     ) {
         (Some("api"), Some("chat"), Some(room), None) => crate::chat::is_reserved(room),
-        (Some("api" | "ws" | "metrics" | "openapi.json" | "files"), ..) => true,
+        (Some("api" | "ws" | "metrics" | "openapi.json"), ..) => true,
         _ => false,
     }
 }

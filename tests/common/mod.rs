@@ -296,6 +296,12 @@ pub async fn post_ok(server: &Server, room: &str, fields: &[(&str, &str)]) {
     assert_eq!(status, 204, "POST {fields:?} to {room}: {body}");
 }
 
+/// GETs a text body.
+pub async fn get_text(url: &str) -> String {
+    let res = client().get(url).send().await.expect("GET");
+    res.text().await.expect("a text body")
+}
+
 /// GETs a JSON document.
 pub async fn get_json(url: &str) -> Value {
     let res = client().get(url).send().await.expect("GET");
