@@ -150,3 +150,100 @@ async fn redis_dying_mid_traffic_loses_and_doubles_nothing() {
     drop(redis);
     db.drop_db().await;
 }
+
+/// Three replicas writing into one room at once, as fast as they can: every reader on every
+/// replica gets the room in id order, each message once, whether it listens on a socket or
+/// reads `?after=` the last id it has, as the page does. Ids are global and two replicas
+/// commit independently, so this holds only because a room's messages are handed on after
+/// their predecessors (`realtime::order`).
+#[tokio::test(flavor = "multi_thread")]
+async fn replicas_writing_at_once_reach_every_reader_in_id_order() {
+    const WRITERS_PER_REPLICA: usize = 3;
+    const POSTS: usize = 25;
+    let total = 3 * WRITERS_PER_REPLICA * POSTS;
+    let db = TestDb::create(Backend::MariaDb).await;
+    let redis = Redis::start().await;
+    let replicas = replicas(&db, &redis, 3).await;
+    let room = room("race");
+    post_ok(&replicas[0], &room, &[("username", "s"), ("msg", "start")]).await;
+    let start = get_json(&format!("{}/api/chat/{room}?format=json", replicas[0].url)).await
+        ["last_id"]
+        .as_i64()
+        .unwrap();
+    let mut sockets = Vec::new();
+    for (n, r) in replicas.iter().enumerate() {
+        sockets.push(open_socket(r, &format!("/ws/{room}/reader{n}")).await);
+    }
+    let pages: Vec<_> = replicas
+        .iter()
+        .map(|r| {
+            let url = format!("{}/api/chat/{room}", r.url);
+            tokio::spawn(async move {
+                let (mut last, mut ids) = (start, Vec::new());
+                let deadline = tokio::time::Instant::now() + Duration::from_secs(40);
+                while ids.len() < total && tokio::time::Instant::now() < deadline {
+                    let page = get_json(&format!("{url}?after={last}&wait=5&format=json")).await;
+                    ids.extend(
+                        page["messages"]
+                            .as_array()
+                            .unwrap()
+                            .iter()
+                            .map(|m| m["id"].as_i64().unwrap()),
+                    );
+                    last = page["last_id"].as_i64().unwrap();
+                }
+                ids
+            })
+        })
+        .collect();
+
+    let writers: Vec<_> = replicas
+        .iter()
+        .flat_map(|r| (0..WRITERS_PER_REPLICA).map(move |w| (r.url.clone(), w)))
+        .enumerate()
+        .map(|(n, (url, _))| {
+            let room = room.clone();
+            tokio::spawn(async move {
+                for i in 0..POSTS {
+                    let res = client()
+                        .post(format!("{url}/api/chat/{room}"))
+                        .form(&[("username", format!("w{n}")), ("msg", format!("w{n}-{i}"))])
+                        .send()
+                        .await
+                        .unwrap();
+                    assert_eq!(res.status(), 204);
+                }
+            })
+        })
+        .collect();
+    for w in writers {
+        w.await.unwrap();
+    }
+
+    let stored: Vec<i64> = get_json(&format!(
+        "{}/api/chat/{room}?after={start}&format=json",
+        replicas[0].url
+    ))
+    .await["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["id"].as_i64().unwrap())
+        .collect();
+    assert_eq!(stored.len(), total);
+    for (n, ws) in sockets.iter_mut().enumerate() {
+        let got = messages_until(ws, total, Duration::from_secs(15)).await;
+        contents_once_each(&got, &format!("socket on replica {n}"));
+        let ids: Vec<i64> = got.iter().map(|m| m["id"].as_i64().unwrap()).collect();
+        assert_eq!(ids, stored, "socket on replica {n}: the room as stored");
+    }
+    for (n, page) in pages.into_iter().enumerate() {
+        assert_eq!(
+            page.await.unwrap(),
+            stored,
+            "page reading ?after= on replica {n}"
+        );
+    }
+    drop(redis);
+    db.drop_db().await;
+}

@@ -14,17 +14,29 @@ use crate::config::Settings;
 use crate::events::Events;
 use crate::http::{Error, Result};
 use crate::notifications::Notifier;
-use crate::realtime::{Event, Hub, InProcessHub, RedisHub};
+use crate::realtime::{Hub, InProcessHub, RedisHub};
 use body::PostBody;
 use poll::{PollAnswer, PollHeaders, PollQuery};
 use rocket::http::Status;
 use rocket::{get, post, routes, Route, State};
+use std::ops::Deref;
 use std::sync::Arc;
 use std::time::Duration;
 use validate::{Limits, RoomName};
 
-/// Everything the chat routes share.
-pub struct Chat {
+/// Everything the chat routes share. Cheap to clone: a socket's task outlives the request
+/// that opened it and keeps its own handle.
+#[derive(Clone)]
+pub struct Chat(Arc<Inner>);
+
+impl Deref for Chat {
+    type Target = Inner;
+    fn deref(&self) -> &Inner {
+        &self.0
+    }
+}
+
+pub struct Inner {
     pub store: Store,
     pub transcripts: Arc<Transcripts>,
     pub hub: Arc<dyn Hub>,
@@ -50,6 +62,7 @@ impl Chat {
             Duration::from_millis(settings.transcript_refresh_ms),
             settings.transcript_cache_rooms,
         ));
+        let redis = crate::config::redis_url(settings).is_some();
         let hub: Arc<dyn Hub> = match crate::config::redis_url(settings) {
             Some(url) => {
                 tracing::info!(redis = %crate::db::redact(&url), "hub: Redis");
@@ -72,16 +85,17 @@ impl Chat {
                 notifier.clone(),
                 events.clone(),
             );
-            Box::new(move |row| {
+            Box::new(move |row, prev| {
                 events.message_created(row);
                 crate::metrics::METRICS.messages_stored.inc();
                 transcripts.record(row);
-                hub.publish(&row.room, Event::Message(Arc::new(row.clone())));
+                hub.publish_message(Arc::new(row.clone()), prev);
                 notifier.on_message(row);
             })
         };
-        let store = Store::new(db, settings.db_insert_returning, on_commit).await?;
-        Ok(Chat {
+        let replicas = redis.then(|| hub.clone());
+        let store = Store::new(db, settings.db_insert_returning, replicas, on_commit).await?;
+        Ok(Chat(Arc::new(Inner {
             store,
             transcripts,
             hub,
@@ -93,7 +107,7 @@ impl Chat {
             },
             ws_ping_secs: settings.ws_ping_secs,
             ws_announce_limit: settings.ws_announce_limit,
-        })
+        })))
     }
 }
 

@@ -7,15 +7,22 @@
 //! (`RETURNING`: PostgreSQL, SQLite, MariaDB) a batch is one statement; on MySQL it is
 //! one statement per row, since MySQL may give one statement's rows ids that are not
 //! consecutive.
+//!
+//! With several replicas (a Redis hub) one writer per replica is not enough: a batch locks
+//! its rooms' rows before inserting, so a room's messages commit in id order across all
+//! replicas, and reads the id of each room's last message, so every message is handed on
+//! with its predecessor in the room (see `realtime::order`).
 
 use super::validate::{now_utc, NewMessage, RoomName};
 use crate::db::entities::{message, room};
-use sea_orm::sea_query::Query;
+use crate::realtime::Hub;
+use sea_orm::sea_query::{Expr, Func, LockType, Order, Query};
 use sea_orm::{
     ActiveValue::{NotSet, Set},
-    ColumnTrait, ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbBackend, DbErr,
-    EntityTrait, QueryFilter, QueryOrder, Statement, TransactionTrait,
+    ColumnTrait, ConnectionTrait, DatabaseConnection, DbBackend, DbErr, EntityTrait, QueryFilter,
+    QueryOrder, Statement, TransactionTrait,
 };
+use std::collections::BTreeSet;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -54,9 +61,11 @@ enum InsertMode {
 }
 
 impl Store {
+    /// `replicas`: the hub, when several replicas may write (see the module comment).
     pub async fn new(
         db: DatabaseConnection,
         use_returning: bool,
+        replicas: Option<Arc<dyn Hub>>,
         on_commit: OnCommit,
     ) -> Result<Self, DbErr> {
         let mode = match db.get_database_backend() {
@@ -79,7 +88,7 @@ impl Store {
             _ => InsertMode::Returning,
         };
         let (queue, rx) = mpsc::channel::<Pending>(4 * MAX_BATCH);
-        tokio::spawn(writer(db.clone(), rx, mode, on_commit));
+        tokio::spawn(writer(db.clone(), rx, mode, replicas, on_commit));
         Ok(Store {
             db,
             queue,
@@ -185,24 +194,39 @@ fn supports_returning(version: &str) -> bool {
     (major, minor) >= (10, 5)
 }
 
-/// Called for every committed message, in id order, before its poster hears of it.
-pub type OnCommit = Box<dyn Fn(&message::Model) + Send + Sync>;
+/// Called for every committed message, in id order, before its poster hears of it, with
+/// the id of the message before it in its room when several replicas write.
+pub type OnCommit = Box<dyn Fn(&message::Model, Option<i64>) + Send + Sync>;
+
+/// A committed message and, with several replicas, its room's previous message id.
+type Committed = (message::Model, Option<i64>);
 
 async fn writer(
     db: DatabaseConnection,
     mut rx: mpsc::Receiver<Pending>,
     mode: InsertMode,
+    replicas: Option<Arc<dyn Hub>>,
     on_commit: OnCommit,
 ) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
+    let ordered = replicas.is_some();
+    // Other replicas' messages that came before these but have not arrived go first.
+    let hand_on = async |(model, prev): &Committed| {
+        if let (Some(hub), Some(prev)) = (&replicas, prev) {
+            hub.settle(&model.room, *prev).await;
+        }
+        on_commit(model, *prev);
+    };
     loop {
         if rx.recv_many(&mut batch, MAX_BATCH).await == 0 {
             return; // every sender is gone: the server is shutting down
         }
-        match write_batch(&db, &batch, mode).await {
-            Ok(models) => {
-                models.iter().for_each(&on_commit);
-                for (pending, model) in batch.drain(..).zip(models) {
+        match write_batch(&db, &batch, mode, ordered).await {
+            Ok(committed) => {
+                for row in &committed {
+                    hand_on(row).await;
+                }
+                for (pending, (model, _)) in batch.drain(..).zip(committed) {
                     let _ = pending.done.send(Ok(model));
                 }
             }
@@ -214,15 +238,15 @@ async fn writer(
                     let result = if connection_lost {
                         Err(DbErr::Custom("database unavailable".into()))
                     } else {
-                        write_batch(&db, std::slice::from_ref(&pending), mode)
+                        write_batch(&db, std::slice::from_ref(&pending), mode, ordered)
                             .await
-                            .map(|mut models| models.remove(0))
+                            .map(|mut committed| committed.remove(0))
                     };
-                    if let Ok(model) = &result {
-                        on_commit(model);
+                    if let Ok(row) = &result {
+                        hand_on(row).await;
                     }
                     connection_lost |= matches!(&result, Err(e) if is_connection_error(e));
-                    let _ = pending.done.send(result);
+                    let _ = pending.done.send(result.map(|(model, _)| model));
                 }
             }
             Err(err) => {
@@ -238,41 +262,100 @@ fn is_connection_error(err: &DbErr) -> bool {
     matches!(err, DbErr::ConnectionAcquire(_) | DbErr::Conn(_))
 }
 
-/// All rows are committed, or none is and every poster gets the error.
+/// All rows are committed, or none is and every poster gets the error. `ordered`: each
+/// row comes with its room's previous message id (see the module comment).
 async fn write_batch(
     db: &DatabaseConnection,
     batch: &[Pending],
     mode: InsertMode,
-) -> Result<Vec<message::Model>, DbErr> {
+    ordered: bool,
+) -> Result<Vec<Committed>, DbErr> {
     let timestamp = now_utc();
-    let ids = match mode {
-        InsertMode::PerRow => {
-            let txn = db.begin().await?;
-            let ids = insert_per_row(&txn, batch, timestamp).await?;
-            txn.commit().await?;
-            ids
-        }
+    let (ids, mut last) = match (mode, ordered) {
         // One statement is atomic on its own: no BEGIN and COMMIT round trips.
-        _ => insert_returning(db, batch, timestamp, mode).await?,
+        (InsertMode::Returning | InsertMode::MariaDbReturning, false) => (
+            insert_returning(db, batch, timestamp, mode).await?,
+            HashMap::new(),
+        ),
+        _ => {
+            let txn = db.begin().await?;
+            let last = if ordered {
+                lock_rooms(&txn, batch).await?
+            } else {
+                HashMap::new()
+            };
+            let ids = match mode {
+                InsertMode::PerRow => insert_per_row(&txn, batch, timestamp).await?,
+                _ => insert_returning(&txn, batch, timestamp, mode).await?,
+            };
+            txn.commit().await?;
+            (ids, last)
+        }
     };
     Ok(batch
         .iter()
         .zip(ids)
-        .map(|(pending, id)| message::Model {
-            id,
-            room: pending.room.clone(),
-            timestamp,
-            username: pending.message.username.clone(),
-            text: pending.message.text.clone(),
-            user_id: pending.message.user_id.clone(),
-            message_type: pending.message.message_type.to_string(),
-            file_url: pending.message.file_url.clone(),
+        .map(|(pending, id)| {
+            let prev = ordered.then(|| {
+                let last = last.entry(pending.room.clone()).or_insert(0);
+                std::mem::replace(last, id)
+            });
+            let model = message::Model {
+                id,
+                room: pending.room.clone(),
+                timestamp,
+                username: pending.message.username.clone(),
+                text: pending.message.text.clone(),
+                user_id: pending.message.user_id.clone(),
+                message_type: pending.message.message_type.to_string(),
+                file_url: pending.message.file_url.clone(),
+            };
+            (model, prev)
         })
         .collect())
 }
 
-async fn insert_returning(
-    db: &DatabaseConnection,
+/// Locks the batch's rooms until the transaction ends, in one order on every replica so
+/// two cannot wait on each other, and returns each room's last message id. SQLite lets one
+/// writer in at a time anyway, and has no row locks.
+async fn lock_rooms<C: ConnectionTrait>(
+    txn: &C,
+    batch: &[Pending],
+) -> Result<HashMap<String, i64>, DbErr> {
+    let rooms: BTreeSet<&str> = batch.iter().map(|p| p.room.as_str()).collect();
+    let backend = txn.get_database_backend();
+    if backend != DbBackend::Sqlite {
+        let lock = Query::select()
+            .column(room::Column::Id)
+            .from(room::Entity)
+            .and_where(room::Column::Id.is_in(rooms.iter().copied()))
+            .order_by(room::Column::Id, Order::Asc)
+            .lock(LockType::Update)
+            .to_owned();
+        txn.query_all_raw(backend.build(&lock)).await?;
+    }
+    // Read after the lock is held: every earlier writer of these rooms has committed.
+    let last = Query::select()
+        .column(message::Column::Room)
+        .expr_as(Func::max(Expr::col(message::Column::Id)), "last")
+        .from(message::Entity)
+        .and_where(message::Column::Room.is_in(rooms.iter().copied()))
+        .group_by_col(message::Column::Room)
+        .to_owned();
+    txn.query_all_raw(backend.build(&last))
+        .await?
+        .iter()
+        .map(|row| {
+            Ok((
+                row.try_get_by_index::<String>(0)?,
+                row.try_get_by_index::<i64>(1)?,
+            ))
+        })
+        .collect()
+}
+
+async fn insert_returning<C: ConnectionTrait>(
+    db: &C,
     batch: &[Pending],
     timestamp: chrono::NaiveDateTime,
     mode: InsertMode,
@@ -327,8 +410,8 @@ async fn insert_returning(
     Ok(ids)
 }
 
-async fn insert_per_row(
-    txn: &DatabaseTransaction,
+async fn insert_per_row<C: ConnectionTrait>(
+    txn: &C,
     batch: &[Pending],
     timestamp: chrono::NaiveDateTime,
 ) -> Result<Vec<i64>, DbErr> {

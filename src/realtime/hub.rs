@@ -4,6 +4,7 @@
 //! database (see the real-time issue); readers always listen on a local channel.
 
 use crate::db::entities::message;
+use rocket::futures::future::BoxFuture;
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicI64, Ordering};
@@ -60,6 +61,18 @@ pub trait Hub: Send + Sync {
     /// Sends an event to every reader of the room. It never waits, so the store can
     /// publish in commit order from its writer.
     fn publish(&self, room: &str, event: Event);
+    /// A message this replica committed; `prev` is the id of the message before it in its
+    /// room when the store knows it (several replicas: see `realtime::order`).
+    fn publish_message(&self, row: Arc<message::Model>, _prev: Option<i64>) {
+        let room = row.room.clone();
+        self.publish(&room, Event::Message(row));
+    }
+    /// Before this replica hands on its own message whose predecessor in the room is
+    /// `prev`: whatever other replicas committed up to `prev` that has not arrived yet is
+    /// read from the database and handed on first.
+    fn settle<'a>(&'a self, _room: &'a str, _prev: i64) -> BoxFuture<'a, ()> {
+        Box::pin(std::future::ready(()))
+    }
     /// The room's events published from now on.
     fn subscribe(&self, room: &str) -> Subscription;
     /// The highest message id this process has seen go through the hub.

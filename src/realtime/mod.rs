@@ -2,6 +2,7 @@
 //! to it: long-polls of the legacy API and WebSockets.
 
 mod hub;
+mod order;
 mod redis_hub;
 pub mod ws;
 

@@ -89,26 +89,27 @@ pub async fn connect<'r>(
         ..Config::default()
     };
     let ping_every = Duration::from_secs(chat.ws_ping_secs.max(1));
+    let session = Session {
+        chat: chat.inner().clone(),
+        presence: presence.inner().clone(),
+        room,
+        peer,
+        ping_every,
+    };
     Ok(ws.config(config).channel(move |stream| {
-        Box::pin(async move {
-            let session = Session {
-                chat,
-                presence,
-                room,
-                peer,
-                ping_every,
-            };
-            let run = session.run(stream, events, own, history, floor);
-            tracing::debug!(bytes = std::mem::size_of_val(&run), "socket state");
-            run.await;
-            Ok(())
-        })
+        let run = session.run(stream, events, own, history, floor);
+        tracing::debug!(bytes = std::mem::size_of_val(&run), "socket state");
+        // The socket lives on in a task of its own, so that what Rocket holds for the
+        // request that opened it (the request, hyper's header buffer, the dispatch future:
+        // about 22 KB) is freed now instead of for as long as the socket stays open.
+        tokio::spawn(run);
+        Box::pin(async { Ok(()) })
     }))
 }
 
-struct Session<'r> {
-    chat: &'r Chat,
-    presence: &'r Presence,
+struct Session {
+    chat: Chat,
+    presence: Presence,
     room: RoomName,
     peer: Arc<Peer>,
     ping_every: Duration,
@@ -119,7 +120,7 @@ enum Flow {
     Close(Option<CloseFrame<'static>>),
 }
 
-impl Session<'_> {
+impl Session {
     async fn run(
         self,
         stream: rocket_ws::stream::DuplexStream,

@@ -644,12 +644,19 @@ pub async fn replicas(db: &TestDb, redis: &Redis, n: usize) -> Vec<Server> {
     replicas
 }
 
-/// The contents of message frames, sorted, after checking that no message id came twice;
+/// The contents of message frames, sorted, after checking that they came in id order and
+/// none twice;
 /// and the highest id among them.
 pub fn contents_once_each(got: &[Value], what: &str) -> (Vec<String>, Option<i64>) {
     let ids: Vec<i64> = got.iter().map(|m| m["id"].as_i64().unwrap()).collect();
     let unique: std::collections::HashSet<_> = ids.iter().collect();
     assert_eq!(unique.len(), ids.len(), "{what}: no message twice");
+    // A client resumes after the last id it has (`since=`, `after=`): a smaller id
+    // arriving later would be lost to it.
+    assert!(
+        ids.windows(2).all(|w| w[0] < w[1]),
+        "{what}: messages in id order: {ids:?}"
+    );
     let mut contents: Vec<String> = got
         .iter()
         .map(|m| m["content"].as_str().unwrap().to_string())
