@@ -1,7 +1,7 @@
 //! Load generator for `bench/run`, for what wrk cannot do: many slow pollers holding a
 //! rhythm, and WebSocket fan-out to thousands of sockets.
 //!
-//!   cargo run --release --example load -- pollers <base-url> <room> <clients> <seconds>
+//!   cargo run --release --example load -- pollers <base-url>[,<base-url>...] <room> <clients> <seconds>
 //!   cargo run --release --example load -- fanout <base-url> <room> <clients> <messages> <server-pid>
 //!
 //! Each prints one JSON line of results.
@@ -68,7 +68,60 @@ async fn get(
     }
 }
 
-async fn pollers(base: &str, room: &str, clients: usize, seconds: u64) {
+/// One process may hold only so many sockets (20,000 files here, on each side), so pages
+/// are spread over shard processes of at most this many each.
+const PAGES_PER_SHARD: usize = 9_000;
+
+/// Pages polling every 1.5 s, over shard processes (see [`PAGES_PER_SHARD`]), each shard
+/// on the next of the comma-separated servers; one JSON line for them all.
+async fn pollers(bases: &str, room: &str, clients: usize, seconds: u64) {
+    let bases: Vec<&str> = bases.split(',').collect();
+    let shards = clients
+        .div_ceil(PAGES_PER_SHARD)
+        .next_multiple_of(bases.len());
+    let exe = std::env::current_exe().unwrap();
+    let children: Vec<_> = (0..shards)
+        .map(|k| {
+            let pages = clients / shards + usize::from(k < clients % shards);
+            tokio::process::Command::new(&exe)
+                .args(["poll-shard", bases[k % bases.len()], room])
+                .args([pages.to_string(), seconds.to_string()])
+                .output()
+        })
+        .collect();
+    let (mut steady, mut storm, mut errors, mut failed, mut from) =
+        (Vec::new(), Vec::new(), 0u64, 0u64, 0f64);
+    for out in futures_util::future::join_all(children).await {
+        let out = out.unwrap();
+        for line in String::from_utf8_lossy(&out.stdout).lines() {
+            let mut f = line.split(' ');
+            match (f.next(), f.next().and_then(|v| v.parse::<f64>().ok())) {
+                (Some("L"), Some(ms)) => steady.push(ms),
+                (Some("W"), Some(ms)) => storm.push(ms),
+                (Some("E"), Some(e)) => {
+                    let rest: Vec<f64> = f.filter_map(|v| v.parse().ok()).collect();
+                    errors += e as u64;
+                    failed += rest[0] as u64;
+                    from = from.max(rest[1]);
+                }
+                _ => {}
+            }
+        }
+    }
+    let requests = steady.len();
+    let (p50, p99, max) = summary(steady);
+    let (_, storm_p99, storm_max) = summary(storm);
+    println!(
+        "{{\"clients\":{clients},\"servers\":{},\"shards\":{shards},\"requests\":{requests},\"rps\":{:.1},\"p50_ms\":{p50:.2},\"p99_ms\":{p99:.2},\"max_ms\":{max:.2},\"errors\":{errors},\"clients_failed\":{failed},\"measured_from_s\":{from:.1},\"connecting_p99_ms\":{storm_p99:.2},\"connecting_max_ms\":{storm_max:.2}}}",
+        bases.len(),
+        requests as f64 / (seconds as f64 - from)
+    );
+}
+
+/// One shard of [`pollers`]: prints `L <ms>` per poll once every page of the shard is
+/// connected and has polled for one period, `W <ms>` per poll before that (the connect
+/// storm), and `E <errors> <pages that could not connect> <measured from, s>`.
+async fn poll_shard(base: &str, room: &str, clients: usize, seconds: u64) {
     let host = base.trim_start_matches("http://").to_string();
     let etag = reqwest::get(format!("{base}/api/chat/{room}"))
         .await
@@ -79,54 +132,61 @@ async fn pollers(base: &str, room: &str, clients: usize, seconds: u64) {
         .to_string();
     let path = format!("/api/chat/{room}");
     let started = Instant::now();
-    let warm = started + Duration::from_secs(3);
     let end = started + Duration::from_secs(seconds);
+    let period = Duration::from_millis(1500);
+    // (pages connected or failed, ms from start when the rhythm is measured from)
+    let settled = Arc::new((AtomicU64::new(0), AtomicU64::new(u64::MAX)));
     let mut tasks = Vec::with_capacity(clients);
     for i in 0..clients {
-        let (host, path, etag) = (host.clone(), path.clone(), etag.clone());
+        let (host, path, etag, settled) =
+            (host.clone(), path.clone(), etag.clone(), settled.clone());
         tasks.push(tokio::spawn(async move {
             // Spread the first polls over one period, as pages opened at random times are.
-            tokio::time::sleep(Duration::from_micros(
-                (i as u64 * 1_500_000) / clients as u64,
-            ))
-            .await;
-            let mut stream = TcpStream::connect(&host).await.ok()?;
-            let (mut lat, mut errors, mut buf) = (Vec::new(), 0u64, Vec::new());
+            tokio::time::sleep(period * i as u32 / clients as u32).await;
+            let connected = TcpStream::connect(&host).await;
+            if settled.0.fetch_add(1, Relaxed) + 1 == clients as u64 {
+                let at = started.elapsed() + period;
+                settled.1.store(at.as_millis() as u64, Relaxed);
+            }
+            let mut stream = connected.ok()?;
+            let (mut steady, mut storm, mut errors, mut buf) =
+                (Vec::new(), Vec::new(), 0u64, Vec::new());
             let mut next = tokio::time::Instant::now();
             while Instant::now() < end {
                 let t = Instant::now();
-                // The first 3 s are everybody connecting at once; the rhythm is measured after.
-                let counted = t > warm;
+                let counted =
+                    t.duration_since(started).as_millis() as u64 > settled.1.load(Relaxed);
                 match get(&mut stream, &host, &path, &etag, &mut buf).await {
-                    Ok(304) if counted => lat.push(t.elapsed().as_secs_f64() * 1000.0),
-                    Ok(304) => {}
+                    Ok(304) if counted => steady.push(t.elapsed().as_secs_f64() * 1000.0),
+                    Ok(304) => storm.push(t.elapsed().as_secs_f64() * 1000.0),
                     _ => {
                         errors += 1;
                         stream = TcpStream::connect(&host).await.ok()?;
                     }
                 }
-                next += Duration::from_millis(1500);
+                next += period;
                 tokio::time::sleep_until(next).await;
             }
-            Some((lat, errors))
+            Some((steady, storm, errors))
         }));
     }
-    let (mut all, mut errors, mut failed) = (Vec::new(), 0, 0);
+    let (mut out, mut errors, mut failed) = (String::new(), 0, 0);
     for t in tasks {
         match t.await.ok().flatten() {
-            Some((lat, e)) => {
-                all.extend(lat);
+            Some((steady, storm, e)) => {
+                steady
+                    .iter()
+                    .for_each(|ms| out.push_str(&format!("L {ms:.3}\n")));
+                storm
+                    .iter()
+                    .for_each(|ms| out.push_str(&format!("W {ms:.3}\n")));
                 errors += e;
             }
             None => failed += 1,
         }
     }
-    let requests = all.len();
-    let (p50, p99, max) = summary(all);
-    println!(
-        "{{\"clients\":{clients},\"requests\":{requests},\"rps\":{:.1},\"p50_ms\":{p50:.2},\"p99_ms\":{p99:.2},\"max_ms\":{max:.2},\"errors\":{errors},\"clients_failed\":{failed}}}",
-        requests as f64 / (started.elapsed().as_secs_f64() - 3.0)
-    );
+    let from = settled.1.load(Relaxed) as f64 / 1000.0;
+    println!("{out}E {errors} {failed} {from:.1}");
 }
 
 fn now_ms() -> f64 {
@@ -249,7 +309,8 @@ async fn main() {
     let args: Vec<String> = std::env::args().collect();
     match args.get(1).map(String::as_str) {
         Some("pollers") => pollers(&args[2], &args[3], args[4].parse().unwrap(), args[5].parse().unwrap()).await,
+        Some("poll-shard") => poll_shard(&args[2], &args[3], args[4].parse().unwrap(), args[5].parse().unwrap()).await,
         Some("fanout") => fanout(&args[2], &args[3], args[4].parse().unwrap(), args[5].parse().unwrap(), &args[6]).await,
-        _ => eprintln!("usage: load pollers <url> <room> <clients> <seconds> | load fanout <url> <room> <clients> <messages> <pid>"),
+        _ => eprintln!("usage: load pollers <url>[,<url>...] <room> <clients> <seconds> | load fanout <url> <room> <clients> <messages> <pid>"),
     }
 }

@@ -27,17 +27,23 @@ print("|---|---|---|---|---|---|---|")
 print(row("GET 100-message room", "ferro_get100", "peer_get100"))
 print(row("GET 1000-message room", "ferro_get1000", "peer_get1000", "ceiling_fixed", "fixed 1000 lines"))
 print(row("POST a message (204 after commit)", "ferro_post", "peer_post", "ceiling_slap", "mariadb-slap"))
+if "ferro_post_redis" in r:
+    print(row("POST, replica with the Redis hub (rooms locked per commit)", "ferro_post_redis", "peer_post",
+              "ceiling_slap", "mariadb-slap"))
 
 hello, c304 = r.get("ceiling_hello"), r.get("ferro_304")
 if hello and c304:
     print(f"\n| cheap polling | req/s | p99 ms | against the hello-world route ({hello['rps']:,.0f}/s, p99 {hello['p99_ms']:.1f} ms) |")
     print("|---|---|---|---|")
     print(f"| conditional GET of the 1000-message room, 304 | {c304['rps']:,.0f} | {c304['p99_ms']:.1f} | **{100 * c304['rps'] / hello['rps']:.0f}%** |")
-p = r.get("pollers")
-if p:
-    print(f"\n{p['clients']:,} pages polling every 1.5 s with If-None-Match: {p['rps']:,.0f} req/s answered, "
-          f"p50 {p['p50_ms']:.1f} ms, **p99 {p['p99_ms']:.1f} ms**, max {p['max_ms']:.1f} ms, "
-          f"{p['errors']} errors, {p['clients_failed']} clients that could not connect.")
+polls = [r[k] for k in ("pollers", "pollers_2") if k in r]
+if polls:
+    print("\n| pages polling every 1.5 s (If-None-Match) | servers | req/s | p50 ms | p99 ms | max ms | errors | pages not connected | while connecting: p99 / max ms |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for p in polls:
+        print(f"| {p['clients']:,} | {p['servers']} | {p['rps']:,.0f} | {p['p50_ms']:.1f} | **{p['p99_ms']:.1f}** | "
+              f"{p['max_ms']:.1f} | {p['errors']} | {p['clients_failed']} | "
+              f"{p['connecting_p99_ms']:.0f} / {p['connecting_max_ms']:.0f} |")
 rows = [r[k] for k in ("fanout_1000", "fanout_10000") if k in r]
 if rows:
     print("\n| WebSocket fan-out, one room | delivered | p50 ms | p99 ms | max ms | server memory per idle socket |")
@@ -45,3 +51,9 @@ if rows:
     for f in rows:
         print(f"| {f['clients']:,} sockets x {f['messages']} messages | {f['delivered']:,} of {f['expected']:,} | "
               f"{f['p50_ms']:.1f} | **{f['p99_ms']:.1f}** | {f['max_ms']:.1f} | **{f['kb_per_connection']:.1f} KB** |")
+    if len(rows) == 2:
+        small, big = rows
+        marginal = (big["rss_idle_kb"] - small["rss_idle_kb"]) / (big["clients"] - small["clients"])
+        print(f"\nEach socket past the first {small['clients']:,}: **{marginal:.1f} KB** "
+              f"(idle server memory {small['rss_idle_kb'] / 1024:.1f} MB with {small['clients']:,}, "
+              f"{big['rss_idle_kb'] / 1024:.1f} MB with {big['clients']:,}).")

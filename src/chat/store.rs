@@ -16,7 +16,7 @@
 use super::validate::{now_utc, NewMessage, RoomName};
 use crate::db::entities::{message, room};
 use crate::realtime::Hub;
-use sea_orm::sea_query::{Expr, Func, LockType, Order, Query};
+use sea_orm::sea_query::{Expr, Func, LockType, Order, Query, UnionType};
 use sea_orm::{
     ActiveValue::{NotSet, Set},
     ColumnTrait, ConnectionTrait, DatabaseConnection, DbBackend, DbErr, EntityTrait, QueryFilter,
@@ -334,24 +334,32 @@ async fn lock_rooms<C: ConnectionTrait>(
             .to_owned();
         txn.query_all_raw(backend.build(&lock)).await?;
     }
-    // Read after the lock is held: every earlier writer of these rooms has committed.
-    let last = Query::select()
-        .column(message::Column::Room)
-        .expr_as(Func::max(Expr::col(message::Column::Id)), "last")
-        .from(message::Entity)
-        .and_where(message::Column::Room.is_in(rooms.iter().copied()))
-        .group_by_col(message::Column::Room)
-        .to_owned();
-    txn.query_all_raw(backend.build(&last))
-        .await?
-        .iter()
-        .map(|row| {
-            Ok((
-                row.try_get_by_index::<String>(0)?,
-                row.try_get_by_index::<i64>(1)?,
-            ))
-        })
-        .collect()
+    // Read after the lock is held: every earlier writer of these rooms has committed. One
+    // MAX per room, each answered from the end of the (room, id) index; a GROUP BY over
+    // the rooms would read every message of each.
+    let last_of = |room: &str| {
+        Query::select()
+            .expr(Expr::val(room))
+            .expr(Func::max(Expr::col(message::Column::Id)))
+            .from(message::Entity)
+            .and_where(message::Column::Room.eq(room))
+            .to_owned()
+    };
+    let mut rooms = rooms.into_iter();
+    let Some(first) = rooms.next() else {
+        return Ok(HashMap::new());
+    };
+    let mut last = last_of(first);
+    for room in rooms {
+        last.union(UnionType::All, last_of(room));
+    }
+    let mut ids = HashMap::new();
+    for row in txn.query_all_raw(backend.build(&last)).await? {
+        if let Some(id) = row.try_get_by_index::<Option<i64>>(1)? {
+            ids.insert(row.try_get_by_index::<String>(0)?, id);
+        }
+    }
+    Ok(ids)
 }
 
 async fn insert_returning<C: ConnectionTrait>(
