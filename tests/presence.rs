@@ -226,6 +226,21 @@ async fn scenario(a: &Server, b: &Server) {
         next_of(&mut watcher, &["stop_typing"]).await["user_id"].as_str(),
         Some(alice.as_str())
     );
+    // Room names and user ids may both hold ':': typing in room `<room>:x` as `y` is not
+    // typing in `<room>` as `x:y`.
+    let colon_room = format!("{room}:x");
+    post_ok(a, &colon_room, &[("msg", "room exists")]).await;
+    let y = unique_name("y");
+    let (status, _) = call(
+        a,
+        Method::POST,
+        &format!("/api/presence/{y}/typing?room_id={colon_room}&username=Y"),
+        None,
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(typing_ids(b, &colon_room).await, std::slice::from_ref(&y));
+    assert!(typing_ids(b, &room).await.is_empty());
     // Typing from a socket frame counts too, and lapses after 5 s without renewal.
     let mut typist = open_socket(a, &format!("/ws/{room}/{alice}?username=Alice")).await;
     send(&mut typist, json!({"type": "typing"})).await;

@@ -125,6 +125,14 @@ impl PresenceStore for MemoryStore {
     }
 }
 
+/// `presence:typing:<room>:`, ChatFlow's key, with `%` and `:` in the room name written
+/// `%25` and `%3A`: user ids may hold `:`, so otherwise room `t` with user `a:b` and room
+/// `t:a` with user `b` would share a key. Room names without them keep ChatFlow's keys.
+fn typing_prefix(room: &str) -> String {
+    let room = room.replace('%', "%25").replace(':', "%3A");
+    format!("{TYPING_PREFIX}{room}:")
+}
+
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
@@ -138,8 +146,8 @@ const SOCKETS_TTL_SECS: i64 = 60;
 const REDIS_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Presence in Redis: `presence:user:<id>` holds the name with a TTL, as in ChatFlow;
-/// `presence:typing:<room>:<id>` likewise; `presence:sockets:<id>` is a hash of open
-/// sockets per replica.
+/// `presence:typing:<room>:<id>` likewise (see [`typing_prefix`]); `presence:sockets:<id>`
+/// is a hash of open sockets per replica.
 pub struct RedisStore {
     client: redis::Client,
     conn: tokio::sync::Mutex<Option<redis::aio::MultiplexedConnection>>,
@@ -296,16 +304,16 @@ impl PresenceStore for RedisStore {
         username: &str,
         ttl: Duration,
     ) -> Result<(), Error> {
-        self.set_ex(&format!("{TYPING_PREFIX}{room}:{user_id}"), username, ttl)
+        self.set_ex(&format!("{}{user_id}", typing_prefix(room)), username, ttl)
             .await
     }
 
     async fn stop_typing(&self, room: &str, user_id: &str) -> Result<(), Error> {
-        self.del(&format!("{TYPING_PREFIX}{room}:{user_id}")).await
+        self.del(&format!("{}{user_id}", typing_prefix(room))).await
     }
 
     async fn typing(&self, room: &str) -> Result<Vec<(String, String)>, Error> {
-        let prefix = format!("{TYPING_PREFIX}{room}:");
+        let prefix = typing_prefix(room);
         let keys = self.scan(&prefix).await?;
         let names = self.names(&keys).await?;
         Ok(keys
