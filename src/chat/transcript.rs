@@ -12,6 +12,7 @@ use rocket::response::{self, Responder, Response};
 use rocket::Request;
 use std::collections::{BTreeMap, HashMap};
 use std::io::Cursor;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -141,12 +142,16 @@ pub struct Transcripts {
     rooms: Mutex<HashMap<String, Room>>,
     refresh: Duration,
     capacity: usize,
+    /// Counts deletions (see `forget`), changed with `rooms` held: a read of the database
+    /// that began before a deletion may hold the deleted message, and is not kept.
+    deletions: AtomicU64,
 }
 
+/// What a read does, and the deletion count when it was decided.
 enum Plan {
     Serve(View),
-    Refresh(i64),
-    Load,
+    Refresh(i64, u64),
+    Load(u64),
 }
 
 impl Transcripts {
@@ -155,6 +160,7 @@ impl Transcripts {
             rooms: Mutex::new(HashMap::new()),
             refresh,
             capacity: capacity.max(1),
+            deletions: AtomicU64::new(0),
         }
     }
 
@@ -175,48 +181,66 @@ impl Transcripts {
     ) -> Result<View, Error> {
         let plan = {
             let mut rooms = self.rooms();
+            let deletions = self.deletions.load(Ordering::Relaxed);
             match rooms.get_mut(room.as_str()) {
                 Some(r) if r.loaded => {
                     r.last_read = Instant::now();
                     if r.checked.elapsed() >= self.refresh {
                         r.checked = Instant::now();
-                        Plan::Refresh(r.last_id())
+                        Plan::Refresh(r.last_id(), deletions)
                     } else {
                         Plan::Serve(r.view(after, with_rows))
                     }
                 }
                 // Another request is loading it; loading again is harmless.
-                Some(_) => Plan::Load,
+                Some(_) => Plan::Load(deletions),
                 None => {
                     self.make_room_for_one(&mut rooms);
                     // Present before the query starts, so a post that commits meanwhile
                     // is recorded here and not lost between the query and the insert.
                     rooms.insert(room.as_str().to_string(), Room::new());
-                    Plan::Load
+                    Plan::Load(deletions)
                 }
             }
         };
         match plan {
             Plan::Serve(view) => Ok(view),
-            Plan::Refresh(known) => {
+            Plan::Refresh(known, deletions) => {
                 let rows = store.messages_after(room.as_str(), known).await;
-                let refreshed = self.rooms().get_mut(room.as_str()).map(|r| {
-                    match rows {
-                        Ok(rows) => rows.iter().for_each(|row| r.add(row)),
-                        // The database is away: what this server committed is all here
-                        // already, so pollers keep getting it (a failed poll would stop
-                        // the original page for good).
-                        Err(err) => tracing::warn!(error = %err, room = room.as_str(),
-                            "transcript refresh failed, serving the cached one"),
-                    }
-                    r.view(after, with_rows)
-                });
+                let (refreshed, deletions) = {
+                    let mut rooms = self.rooms();
+                    let current = self.deletions.load(Ordering::Relaxed) == deletions;
+                    let refreshed = match rooms.get_mut(room.as_str()) {
+                        Some(r) if r.loaded => {
+                            match rows {
+                                // Rows read before a deletion may hold the deleted message.
+                                Ok(rows) if current => rows.iter().for_each(|row| r.add(row)),
+                                Ok(_) => {}
+                                // The database is away: what this server committed is all
+                                // here already, so pollers keep getting it (a failed poll
+                                // would stop the original page for good).
+                                Err(err) => tracing::warn!(error = %err, room = room.as_str(),
+                                    "transcript refresh failed, serving the cached one"),
+                            }
+                            Some(r.view(after, with_rows))
+                        }
+                        // Being loaded again after a deletion.
+                        Some(_) => None,
+                        // Evicted meanwhile: loaded again, as on a first read.
+                        None => {
+                            self.make_room_for_one(&mut rooms);
+                            rooms.insert(room.as_str().to_string(), Room::new());
+                            None
+                        }
+                    };
+                    (refreshed, self.deletions.load(Ordering::Relaxed))
+                };
                 match refreshed {
                     Some(view) => Ok(view),
-                    None => self.load(store, room, after, with_rows).await, // evicted meanwhile
+                    None => self.load(store, room, after, with_rows, deletions).await,
                 }
             }
-            Plan::Load => self.load(store, room, after, with_rows).await,
+            Plan::Load(deletions) => self.load(store, room, after, with_rows, deletions).await,
         }
     }
 
@@ -226,10 +250,18 @@ impl Transcripts {
         room: &RoomName,
         after: Option<i64>,
         with_rows: bool,
+        deletions: u64,
     ) -> Result<View, Error> {
         match store.messages_after(room.as_str(), 0).await {
             Ok(rows) => {
                 let mut rooms = self.rooms();
+                if self.deletions.load(Ordering::Relaxed) != deletions {
+                    // Something was deleted while this read ran: answer from it, keep
+                    // nothing; the next read loads afresh.
+                    let mut r = Room::new();
+                    rows.iter().for_each(|row| r.add(row));
+                    return Ok(r.view(after, with_rows));
+                }
                 let r = rooms
                     .entry(room.as_str().to_string())
                     .or_insert_with(Room::new);
@@ -258,7 +290,9 @@ impl Transcripts {
     /// Drops a room's cached transcript (a message of it was deleted); the next read
     /// loads it again.
     pub fn forget(&self, room: &str) {
-        self.rooms().remove(room);
+        let mut rooms = self.rooms();
+        self.deletions.fetch_add(1, Ordering::Relaxed);
+        rooms.remove(room);
     }
 
     fn make_room_for_one(&self, rooms: &mut HashMap<String, Room>) {
