@@ -8,6 +8,8 @@ mod common;
 use common::*;
 use std::time::Duration;
 
+on_every_backend!(replicas_writing_at_once_reach_every_reader_in_id_order);
+
 async fn replica(db: &TestDb, redis: &str) -> Server {
     Server::start_with(
         ServerOptions::new(&db.url)
@@ -155,13 +157,13 @@ async fn redis_dying_mid_traffic_loses_and_doubles_nothing() {
 /// replica gets the room in id order, each message once, whether it listens on a socket or
 /// reads `?after=` the last id it has, as the page does. Ids are global and two replicas
 /// commit independently, so this holds only because a room's messages are handed on after
-/// their predecessors (`realtime::order`).
-#[tokio::test(flavor = "multi_thread")]
-async fn replicas_writing_at_once_reach_every_reader_in_id_order() {
+/// their predecessors (`realtime::order`). On every backend: the rooms are locked and their
+/// last ids read in each one's dialect (SQLite, one file, has one writer at a time).
+async fn replicas_writing_at_once_reach_every_reader_in_id_order(backend: Backend) {
     const WRITERS_PER_REPLICA: usize = 3;
     const POSTS: usize = 25;
     let total = 3 * WRITERS_PER_REPLICA * POSTS;
-    let db = TestDb::create(Backend::MariaDb).await;
+    let db = TestDb::create(backend).await;
     let redis = Redis::start().await;
     let replicas = replicas(&db, &redis, 3).await;
     let room = room("race");

@@ -279,14 +279,17 @@ async fn write_batch(
         ),
         _ => {
             let txn = db.begin().await?;
-            let last = if ordered {
-                lock_rooms(&txn, batch).await?
-            } else {
-                HashMap::new()
-            };
+            let rooms: BTreeSet<&str> = batch.iter().map(|p| p.room.as_str()).collect();
+            if ordered {
+                lock_rooms(&txn, &rooms).await?;
+            }
             let ids = match mode {
                 InsertMode::PerRow => insert_per_row(&txn, batch, timestamp).await?,
                 _ => insert_returning(&txn, batch, timestamp, mode).await?,
+            };
+            let last = match ids.first() {
+                Some(&first) if ordered => last_ids(&txn, rooms, first).await?,
+                _ => HashMap::new(),
             };
             txn.commit().await?;
             (ids, last)
@@ -315,14 +318,10 @@ async fn write_batch(
         .collect())
 }
 
-/// Locks the batch's rooms until the transaction ends, in one order on every replica so
-/// two cannot wait on each other, and returns each room's last message id. SQLite lets one
-/// writer in at a time anyway, and has no row locks.
-async fn lock_rooms<C: ConnectionTrait>(
-    txn: &C,
-    batch: &[Pending],
-) -> Result<HashMap<String, i64>, DbErr> {
-    let rooms: BTreeSet<&str> = batch.iter().map(|p| p.room.as_str()).collect();
+/// Locks the rooms until the transaction ends, in one order on every replica so two cannot
+/// wait on each other; so ids are given in commit order within a room. SQLite lets one
+/// writer in at a time anyway (from the first INSERT on), and has no row locks.
+async fn lock_rooms<C: ConnectionTrait>(txn: &C, rooms: &BTreeSet<&str>) -> Result<(), DbErr> {
     let backend = txn.get_database_backend();
     if backend != DbBackend::Sqlite {
         let lock = Query::select()
@@ -334,15 +333,25 @@ async fn lock_rooms<C: ConnectionTrait>(
             .to_owned();
         txn.query_all_raw(backend.build(&lock)).await?;
     }
-    // Read after the lock is held: every earlier writer of these rooms has committed. One
-    // MAX per room, each answered from the end of the (room, id) index; a GROUP BY over
-    // the rooms would read every message of each.
+    Ok(())
+}
+
+/// Each room's last message id before this batch's first (`below`). Read once this
+/// transaction is the rooms' only writer, so every earlier message of them is committed.
+/// One MAX per room, each answered from the end of the (room, id) index; a GROUP BY over
+/// the rooms would read every message of each.
+async fn last_ids<C: ConnectionTrait>(
+    txn: &C,
+    rooms: BTreeSet<&str>,
+    below: i64,
+) -> Result<HashMap<String, i64>, DbErr> {
     let last_of = |room: &str| {
         Query::select()
             .expr(Expr::val(room))
             .expr(Func::max(Expr::col(message::Column::Id)))
             .from(message::Entity)
             .and_where(message::Column::Room.eq(room))
+            .and_where(message::Column::Id.lt(below))
             .to_owned()
     };
     let mut rooms = rooms.into_iter();
@@ -354,6 +363,7 @@ async fn lock_rooms<C: ConnectionTrait>(
         last.union(UnionType::All, last_of(room));
     }
     let mut ids = HashMap::new();
+    let backend = txn.get_database_backend();
     for row in txn.query_all_raw(backend.build(&last)).await? {
         if let Some(id) = row.try_get_by_index::<Option<i64>>(1)? {
             ids.insert(row.try_get_by_index::<String>(0)?, id);

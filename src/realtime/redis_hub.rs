@@ -125,9 +125,8 @@ impl RedisHub {
             }
         }
     }
-}
 
-impl RedisHub {
+    /// To the other replicas, through Redis.
     fn send_out(&self, room: &str, event: Event, prev: Option<i64>) {
         let wire = Wire {
             origin: self.origin.clone(),
