@@ -62,11 +62,11 @@ impl Chat {
             Duration::from_millis(settings.transcript_refresh_ms),
             settings.transcript_cache_rooms,
         ));
-        let redis = crate::config::redis_url(settings).is_some();
-        let hub: Arc<dyn Hub> = match crate::config::redis_url(settings) {
+        let redis_url = crate::config::redis_url(settings);
+        let hub: Arc<dyn Hub> = match &redis_url {
             Some(url) => {
-                tracing::info!(redis = %crate::db::redact(&url), "hub: Redis");
-                RedisHub::start(&url, transcripts.clone(), db.clone(), settings.ws_backlog)?
+                tracing::info!(redis = %crate::db::redact(url), "hub: Redis");
+                RedisHub::start(url, transcripts.clone(), db.clone(), settings.ws_backlog)?
             }
             None => Arc::new(InProcessHub::new(settings.ws_backlog)),
         };
@@ -93,7 +93,8 @@ impl Chat {
                 notifier.on_message(row);
             })
         };
-        let replicas = redis.then(|| hub.clone());
+        // With Redis, other replicas may write the same rooms.
+        let replicas = redis_url.is_some().then(|| hub.clone());
         let store = Store::new(db, settings.db_insert_returning, replicas, on_commit).await?;
         Ok(Chat(Arc::new(Inner {
             store,
