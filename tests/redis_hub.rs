@@ -222,16 +222,27 @@ async fn replicas_writing_at_once_reach_every_reader_in_id_order(backend: Backen
         w.await.unwrap();
     }
 
-    let stored: Vec<i64> = get_json(&format!(
-        "{}/api/chat/{room}?after={start}&format=json",
-        replicas[0].url
-    ))
-    .await["messages"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|m| m["id"].as_i64().unwrap())
-        .collect();
+    // From the database (the rooms API, 200 a page): a replica's transcript may still be
+    // waiting for the last message from another.
+    let mut stored: Vec<i64> = Vec::new();
+    loop {
+        let after = stored.last().copied().unwrap_or(start);
+        let page = get_json(&format!(
+            "{}/api/chat/rooms/{room}/messages?after={after}&limit=200",
+            replicas[0].url
+        ))
+        .await;
+        let ids: Vec<i64> = page
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| m["id"].as_i64().unwrap())
+            .collect();
+        if ids.is_empty() {
+            break;
+        }
+        stored.extend(ids);
+    }
     assert_eq!(stored.len(), total);
     for (n, ws) in sockets.iter_mut().enumerate() {
         let got = messages_until(ws, total, Duration::from_secs(15)).await;
