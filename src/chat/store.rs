@@ -211,7 +211,7 @@ async fn writer(
     let mut batch = Vec::with_capacity(MAX_BATCH);
     let ordered = replicas.is_some();
     // Other replicas' messages that came before these but have not arrived go first.
-    let hand_on = async |(model, prev): &Committed| {
+    let publish = async |(model, prev): &Committed| {
         if let (Some(hub), Some(prev)) = (&replicas, prev) {
             hub.settle(&model.room, *prev).await;
         }
@@ -224,7 +224,7 @@ async fn writer(
         match write_batch(&db, &batch, mode, ordered).await {
             Ok(committed) => {
                 for row in &committed {
-                    hand_on(row).await;
+                    publish(row).await;
                 }
                 for (pending, (model, _)) in batch.drain(..).zip(committed) {
                     let _ = pending.done.send(Ok(model));
@@ -243,7 +243,7 @@ async fn writer(
                             .map(|mut committed| committed.remove(0))
                     };
                     if let Ok(row) = &result {
-                        hand_on(row).await;
+                        publish(row).await;
                     }
                     connection_lost |= matches!(&result, Err(e) if is_connection_error(e));
                     let _ = pending.done.send(result.map(|(model, _)| model));
