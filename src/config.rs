@@ -83,7 +83,7 @@ impl Default for Settings {
             static_dir: RelativePathBuf::from("static"),
             jquery_path: RelativePathBuf::from("node_modules/jquery/dist/jquery.min.js"),
             ws_ping_secs: 25,
-            ws_backlog: crate::realtime::MESSAGE_CAPACITY,
+            ws_backlog: crate::domain::limits::MESSAGE_CAPACITY,
             ws_announce_limit: 500,
             bench_routes: false,
             files_dir: "uploads".into(),
@@ -108,6 +108,16 @@ impl Default for Settings {
             .map(String::from)
             .to_vec(),
             amqp_url: None,
+        }
+    }
+}
+
+impl Settings {
+    /// The chat's own limits on names and messages.
+    pub fn limits(&self) -> crate::domain::Limits {
+        crate::domain::Limits {
+            max_username_chars: self.max_username_chars,
+            max_message_chars: self.max_message_chars,
         }
     }
 }
@@ -155,11 +165,12 @@ pub fn database_url(settings: &Settings) -> String {
     normalize_database_url(&raw)
 }
 
-/// `REDIS_URL`, else the `redis_url` setting.
+/// `AMQP_URL`, else the `amqp_url` setting.
 pub fn amqp_url(settings: &Settings) -> Option<String> {
     non_empty_env("AMQP_URL").or_else(|| settings.amqp_url.clone())
 }
 
+/// `REDIS_URL`, else the `redis_url` setting.
 pub fn redis_url(settings: &Settings) -> Option<String> {
     non_empty_env("REDIS_URL").or_else(|| settings.redis_url.clone())
 }

@@ -5,10 +5,9 @@
 //! [`BACKLOG`]) while it is away, go out in order when it is back, and past the backlog
 //! are dropped and counted.
 
-use crate::chat::api::MessageOut;
-use crate::db::entities::message;
+use crate::domain::sync::backoff;
+use crate::domain::{Message, MessageJson, Peer, Shape};
 use crate::metrics::METRICS;
-use crate::realtime::Peer;
 use lapin::options::{BasicPublishOptions, ConfirmSelectOptions, ExchangeDeclareOptions};
 use lapin::types::FieldTable;
 use lapin::{BasicProperties, Connection, ConnectionProperties, ExchangeKind};
@@ -62,7 +61,7 @@ impl Events {
     }
 
     /// The message as the JSON API shows it (`GET /api/chat/messages/<id>`).
-    pub fn message_created(&self, row: &message::Model) {
+    pub fn message_created(&self, row: &Message) {
         if self.tx.is_none() {
             return; // no broker: not even the JSON is built, on every message
         }
@@ -70,7 +69,7 @@ impl Events {
             "message_created",
             json!({
                 "event": "message_created",
-                "message": MessageOut::from(row.clone()),
+                "message": MessageJson(row, Shape::Api),
             }),
         );
     }
@@ -124,8 +123,7 @@ async fn publisher(
                 }
                 state.store(DOWN, Ordering::Relaxed);
                 attempt += 1;
-                tokio::time::sleep(Duration::from_millis((200u64 << attempt.min(5)).min(5_000)))
-                    .await;
+                tokio::time::sleep(backoff(attempt)).await;
                 continue;
             }
         };

@@ -1,28 +1,35 @@
-//! ferrochat: the Flask + MySQL polling chat, on Rocket and SeaORM.
+//! ferrochat: one chat server for the clients of the Flask polling chat, ChatFlow and the
+//! WebSocket webchats, on Rocket and SeaORM.
 //!
-//! This file is the table of contents: settings, state, fairings, and one mount per
-//! capability.
+//! Layers, each a folder, each importing only from those below it (`scripts/layers`
+//! checks): `domain` <- `config`, `metrics` <- `db` <- `realtime`, `events` (transports)
+//! <- `chat`, `presence`, `notifications`, `files` (services) <- `delivery` (the one
+//! message pipeline) <- `http` (mounts) <- this file, which wires them: settings, state,
+//! fairings, one line per mount. `docs/ARCHITECTURE.md` draws it.
 
-pub mod bench;
 pub mod chat;
 pub mod config;
 pub mod db;
+pub mod delivery;
+pub mod domain;
 pub mod events;
 pub mod files;
-pub mod health;
 pub mod http;
 pub mod metrics;
 pub mod notifications;
-pub mod openapi;
-pub mod page;
 pub mod presence;
 pub mod realtime;
 
+use http::ws::{SocketSettings, SocketState};
+use realtime::{Hub, InProcessHub, RedisHub};
 use rocket::fairing::AdHoc;
 use rocket::{Build, Rocket};
 use rocket_dyn_templates::Template;
+use std::sync::Arc;
+use std::time::Duration;
 
-/// Builds the server: reads settings, connects to (and migrates) the database.
+/// Builds the server: reads settings, connects to (and migrates) the database, starts the
+/// hub and the pipeline, and mounts everything.
 pub async fn build() -> Result<Rocket<Build>, Box<dyn std::error::Error>> {
     // Two TLS back ends are linked (sqlx's and the S3 client's); rustls wants one chosen.
     let _ = rustls::crypto::ring::default_provider().install_default();
@@ -33,17 +40,37 @@ pub async fn build() -> Result<Rocket<Build>, Box<dyn std::error::Error>> {
         .merge(("limits.data-form", settings.max_body_bytes))
         .merge(("limits.form", settings.max_body_bytes))
         .merge(("limits.string", settings.max_body_bytes));
+    let limits = settings.limits();
 
     let url = config::database_url(&settings);
     tracing::info!(database = %db::redact(&url), "connecting to the database");
     let db = db::connect(&url, &settings).await?;
-    let chat = chat::Chat::new(db.clone(), &settings).await?;
-    let presence = presence::Presence::new(
-        config::redis_url(&settings).as_deref(),
-        db.clone(),
-        chat.hub.clone(),
-    )?;
-    let notifier = chat.notifier.clone();
+
+    // Transports: the hub (in-process, or Redis with what other replicas send) and events.
+    let redis_url = config::redis_url(&settings);
+    let (hub, arrivals): (Arc<dyn Hub>, _) = match &redis_url {
+        Some(url) => {
+            tracing::info!(redis = %db::redact(url), "hub: Redis");
+            let (hub, arrivals) = RedisHub::start(url, settings.ws_backlog)?;
+            (hub, Some(arrivals))
+        }
+        None => (Arc::new(InProcessHub::new(settings.ws_backlog)), None),
+    };
+    let events = match config::amqp_url(&settings) {
+        Some(url) => {
+            tracing::info!(amqp = %db::redact(&url), "events: RabbitMQ");
+            events::Events::start(url)
+        }
+        None => events::Events::off(),
+    };
+
+    // Services, and the pipeline over them.
+    let transcripts = Arc::new(chat::Transcripts::new(
+        Duration::from_millis(settings.transcript_refresh_ms),
+        settings.transcript_cache_rooms,
+    ));
+    let notifier = notifications::Notifier::new(db.clone(), hub.clone());
+    let presence = presence::Presence::new(redis_url.as_deref(), db.clone(), hub.clone(), limits)?;
     let store = files::FileStore::from_env(&settings.files_dir)?;
     tracing::info!(kind = store.kind, location = %store.location, "file store");
     let files = files::Files::new(
@@ -52,6 +79,28 @@ pub async fn build() -> Result<Rocket<Build>, Box<dyn std::error::Error>> {
         settings.max_upload_bytes,
         settings.allowed_file_types.clone(),
     );
+    let delivery = delivery::Delivery::start(
+        db.clone(),
+        settings.db_insert_returning,
+        transcripts.clone(),
+        hub.clone(),
+        arrivals,
+        events.clone(),
+        notifier.clone(),
+    )
+    .await?;
+    let sockets = SocketState {
+        db: db.clone(),
+        delivery: delivery.clone(),
+        hub: hub.clone(),
+        events: events.clone(),
+        presence: presence.clone(),
+        limits,
+        settings: SocketSettings {
+            ping_secs: settings.ws_ping_secs,
+            announce_limit: settings.ws_announce_limit,
+        },
+    };
 
     let mut rocket = rocket::custom(figment)
         .attach(Template::fairing())
@@ -66,24 +115,32 @@ pub async fn build() -> Result<Rocket<Build>, Box<dyn std::error::Error>> {
                 );
             })
         }))
-        .register("/", http::catchers())
-        .mount("/", page::routes())
-        .mount("/static", page::assets(&settings))
-        .mount("/api/chat", chat::routes())
-        .mount("/", realtime::ws::routes())
-        .mount("/api/presence", presence::routes())
-        .mount("/api/notifications", notifications::routes())
-        .mount("/api/files", files::routes())
-        .mount("/", health::routes())
-        .mount("/", metrics::routes())
-        .mount("/", openapi::routes());
+        .register("/", http::plain_catchers())
+        .register("/api", http::json_catchers())
+        .register("/ws", http::json_catchers())
+        .mount("/", http::page::routes())
+        .mount("/static", http::page::assets(&settings))
+        .mount("/api/chat", http::legacy::routes())
+        .mount("/api/chat", http::chat_api::routes())
+        .mount("/", http::ws::routes())
+        .mount("/api/presence", http::presence::routes())
+        .mount("/api/notifications", http::notifications::routes())
+        .mount("/api/files", http::files::routes())
+        .mount("/", http::ops::routes())
+        .mount("/", http::openapi::routes());
     if settings.bench_routes {
         rocket = rocket
-            .manage(bench::Fixed::default())
-            .mount("/bench", bench::routes());
+            .manage(http::bench::Fixed::default())
+            .mount("/bench", http::bench::routes());
     }
     Ok(rocket
-        .manage(chat)
+        .manage(db)
+        .manage(hub)
+        .manage(events)
+        .manage(transcripts)
+        .manage(delivery)
+        .manage(limits)
+        .manage(sockets)
         .manage(presence)
         .manage(notifier)
         .manage(files)

@@ -1,15 +1,11 @@
-//! `/metrics` in the Prometheus text format: requests by route and status, open
-//! WebSockets, messages stored and delivered, and the state of the database, the hub
-//! (Redis) and the file store, read at each scrape.
+//! The metrics registry, a leaf every layer may count into: requests by route and status,
+//! open WebSockets, messages stored and delivered, events, and the state of the database,
+//! the hub (Redis) and the file store. `/metrics` (in `http::ops`) renders it.
 
-use crate::chat::Chat;
-use crate::files::Files;
 use prometheus::{
     Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
     Registry, TextEncoder,
 };
-use rocket::http::ContentType;
-use rocket::{get, routes, Route, State};
 use std::sync::LazyLock;
 
 pub struct Metrics {
@@ -100,32 +96,18 @@ impl Metrics {
     }
 }
 
-pub fn routes() -> Vec<Route> {
-    routes![metrics]
-}
+impl Metrics {
+    /// Records whether a part (`database`, `hub`, `file_store`) of a kind answers.
+    pub fn set_up(&self, part: &str, kind: &str, up: bool) {
+        self.up.with_label_values(&[part, kind]).set(i64::from(up));
+    }
 
-/// Prometheus text format.
-#[utoipa::path(tag = "operations", responses((status = 200, content_type = "text/plain")))]
-#[get("/metrics")]
-pub async fn metrics(chat: &State<Chat>, files: &State<Files>) -> (ContentType, String) {
-    let m = &*METRICS;
-    let db_up = chat.store.db().ping().await.is_ok();
-    let backend = format!("{:?}", chat.store.db().get_database_backend()).to_lowercase();
-    m.up.with_label_values(&["database", &backend])
-        .set(i64::from(db_up));
-    let hub = chat.hub.state();
-    m.up.with_label_values(&["hub", hub.kind])
-        .set(i64::from(hub.state == "up"));
-    let store_up = files.store.check().await.is_ok();
-    m.up.with_label_values(&["file_store", files.store.kind])
-        .set(i64::from(store_up));
-
-    let mut out = Vec::new();
-    let text = match TextEncoder::new().encode(&m.registry.gather(), &mut out) {
-        Ok(()) => String::from_utf8_lossy(&out).into_owned(),
-        Err(err) => format!("# metrics could not be encoded: {err}\n"),
-    };
-    let content_type =
-        ContentType::new("text", "plain").with_params([("version", "0.0.4"), ("charset", "utf-8")]);
-    (content_type, text)
+    /// Everything, in the Prometheus text format.
+    pub fn render(&self) -> String {
+        let mut out = Vec::new();
+        match TextEncoder::new().encode(&self.registry.gather(), &mut out) {
+            Ok(()) => String::from_utf8_lossy(&out).into_owned(),
+            Err(err) => format!("# metrics could not be encoded: {err}\n"),
+        }
+    }
 }

@@ -17,7 +17,7 @@ async fn the_document_lists_every_route() {
     );
     std::env::set_var("ROCKET_FILES_DIR", dir.path().join("files"));
     let rocket = ferrochat::build().await.expect("build");
-    let doc = serde_json::to_value(ferrochat::openapi::document()).unwrap();
+    let doc = serde_json::to_value(ferrochat::http::openapi::document()).unwrap();
     let paths = doc["paths"].as_object().unwrap();
     let mut checked = 0;
     for route in rocket.routes() {

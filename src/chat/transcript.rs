@@ -3,22 +3,19 @@
 //! commit; messages written by anything else (another process on the same database) are
 //! picked up by a cheap incremental query at most once per refresh period.
 
-use super::store::Store;
-use super::validate::{transcript_line, RoomName};
-use crate::db::entities::message;
-use crate::http::Error;
-use rocket::http::{ContentType, Status};
-use rocket::response::{self, Responder, Response};
-use rocket::Request;
+use crate::db::messages;
+use crate::domain::message::transcript_line;
+use crate::domain::sync::lock;
+use crate::domain::{Error, Message, RoomName};
+use sea_orm::DatabaseConnection;
 use std::collections::{BTreeMap, HashMap};
-use std::io::Cursor;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 /// A transcript body, shared by every response that sends it.
-#[derive(Clone, Debug, Default)]
-pub struct Transcript(Arc<[u8]>);
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Transcript(pub Arc<[u8]>);
 
 impl From<String> for Transcript {
     fn from(text: String) -> Self {
@@ -26,21 +23,9 @@ impl From<String> for Transcript {
     }
 }
 
-impl<'r> Responder<'r, 'static> for Transcript {
-    fn respond_to(self, _: &'r Request<'_>) -> response::Result<'static> {
-        Response::build()
-            .status(Status::Ok)
-            .header(ContentType::new("text", "plain").with_params(("charset", "utf-8")))
-            // One write for the whole body instead of Rocket's default 4 KiB chunks.
-            .max_chunk_size(self.0.len().clamp(4096, 1 << 20))
-            .sized_body(self.0.len(), Cursor::new(self.0))
-            .ok()
-    }
-}
-
 struct Room {
     /// Each message's transcript line, and the row for the JSON form.
-    entries: BTreeMap<i64, (String, Arc<message::Model>)>,
+    entries: BTreeMap<i64, (String, Arc<Message>)>,
     /// The joined lines and their ETag, built on the first read after a change.
     full: Option<(Transcript, Arc<str>)>,
     /// False until the room's history has been read from the database once.
@@ -57,7 +42,7 @@ struct Room {
 pub struct View {
     pub text: Transcript,
     /// Rows, when asked for (the JSON form).
-    pub rows: Vec<Arc<message::Model>>,
+    pub rows: Vec<Arc<Message>>,
     /// Identifies the room's content: the same for as long as no message is added.
     pub etag: Arc<str>,
     pub last_id: i64,
@@ -76,7 +61,7 @@ impl Room {
         }
     }
 
-    fn add(&mut self, row: &message::Model) {
+    fn add(&mut self, row: &Message) {
         self.entries.entry(row.id).or_insert_with(|| {
             let line = transcript_line(row.timestamp, &row.username, &row.text);
             (line, Arc::new(row.clone()))
@@ -165,16 +150,14 @@ impl Transcripts {
     }
 
     fn rooms(&self) -> MutexGuard<'_, HashMap<String, Room>> {
-        // A panic while holding the lock cannot leave a room half-updated in a way that
-        // matters (the worst is a stale body), so a poisoned lock is still used.
-        self.rooms.lock().unwrap_or_else(|e| e.into_inner())
+        lock(&self.rooms)
     }
 
     /// The room's messages after `after` (all of them without it; none for a room nobody
     /// has written in), with the room's ETag.
     pub async fn view(
         &self,
-        store: &Store,
+        db: &DatabaseConnection,
         room: &RoomName,
         after: Option<i64>,
         with_rows: bool,
@@ -206,7 +189,7 @@ impl Transcripts {
         match plan {
             Plan::Serve(view) => Ok(view),
             Plan::Refresh(known, deletions) => {
-                let rows = store.messages_after(room.as_str(), known).await;
+                let rows = messages::in_room_between(db, room.as_str(), known, None).await;
                 let (refreshed, deletions) = {
                     let mut rooms = self.rooms();
                     let current = self.deletions.load(Ordering::Relaxed) == deletions;
@@ -237,22 +220,22 @@ impl Transcripts {
                 };
                 match refreshed {
                     Some(view) => Ok(view),
-                    None => self.load(store, room, after, with_rows, deletions).await,
+                    None => self.load(db, room, after, with_rows, deletions).await,
                 }
             }
-            Plan::Load(deletions) => self.load(store, room, after, with_rows, deletions).await,
+            Plan::Load(deletions) => self.load(db, room, after, with_rows, deletions).await,
         }
     }
 
     async fn load(
         &self,
-        store: &Store,
+        db: &DatabaseConnection,
         room: &RoomName,
         after: Option<i64>,
         with_rows: bool,
         deletions: u64,
     ) -> Result<View, Error> {
-        match store.messages_after(room.as_str(), 0).await {
+        match messages::in_room_between(db, room.as_str(), 0, None).await {
             Ok(rows) => {
                 let mut rooms = self.rooms();
                 if self.deletions.load(Ordering::Relaxed) != deletions {
@@ -281,7 +264,7 @@ impl Transcripts {
     }
 
     /// Adds a message this server has just committed to its room, if the room is held.
-    pub fn record(&self, row: &message::Model) {
+    pub fn record(&self, row: &Message) {
         if let Some(r) = self.rooms().get_mut(&row.room) {
             r.add(row);
         }

@@ -1,12 +1,11 @@
-//! SeaORM entities.
+//! SeaORM entities: the tables. Above `db`, a message is a `domain::Message`.
 
 pub mod message {
     use sea_orm::entity::prelude::*;
-    use serde::{Deserialize, Serialize};
 
     /// One chat message, in the table the Flask original created (`message`), so a
     /// database that original already filled is read as it is.
-    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel, Serialize, Deserialize)]
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
     #[sea_orm(table_name = "message")]
     pub struct Model {
         /// Ids are the order of messages within a room.
@@ -29,6 +28,21 @@ pub mod message {
     pub enum Relation {}
 
     impl ActiveModelBehavior for ActiveModel {}
+
+    impl From<Model> for crate::domain::Message {
+        fn from(m: Model) -> Self {
+            crate::domain::Message {
+                id: m.id,
+                room: m.room,
+                timestamp: m.timestamp,
+                username: m.username,
+                text: m.text,
+                user_id: m.user_id,
+                message_type: m.message_type,
+                file_url: m.file_url,
+            }
+        }
+    }
 }
 
 pub mod room {

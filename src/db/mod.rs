@@ -1,7 +1,15 @@
-//! The database: one SeaORM connection pool, opened at start-up with the schema migrated.
+//! The database: one SeaORM connection pool, opened at start-up with the schema migrated,
+//! the tables (`entities`), and each table's queries as functions of a connection. Errors
+//! leave as `DbErr`; `error` sorts them by cause into the domain's error.
 
 pub mod entities;
+pub mod error;
+pub mod files;
+pub mod messages;
 mod migrations;
+pub mod notifications;
+pub mod rooms;
+pub mod users;
 
 use crate::config::Settings;
 use sea_orm::{ConnectOptions, Database, DatabaseConnection, DbErr};

@@ -1,81 +1,53 @@
-//! What every mount shares: the error type, catchers that keep error bodies to one line,
-//! and the request log.
+//! The HTTP layer: each mount's routes, thin (parse, call a service or the delivery
+//! pipeline, answer), the responders of the one error type, and the request log. Nothing
+//! below this layer knows of Rocket's requests.
+//!
+//! Mounts: `page` (the chat page), `legacy` (the Flask original's `/api/chat/<room>`),
+//! `chat_api` (ChatFlow's rooms and history), `ws` (the ChatFlow socket), `presence`,
+//! `notifications`, `files`, `ops` (health and metrics), `openapi`, `bench`.
 
+pub mod bench;
+pub mod chat_api;
 mod error;
+pub mod files;
+pub mod legacy;
+mod legacy_body;
+mod log;
+pub mod notifications;
+pub mod openapi;
+pub mod ops;
+pub mod page;
+pub mod presence;
+pub mod ws;
 
-pub use error::{speaks_json, Detail, Error, PlainLine, Result};
+pub use error::{json_catchers, plain_catchers, Plain};
+pub use log::RequestLog;
 
-use rocket::fairing::{Fairing, Info, Kind};
-use rocket::http::Status;
-use rocket::{catch, catchers, Catcher, Data, Request, Response};
-use std::time::Instant;
+use crate::domain::{Error, Result, RoomName};
+use rocket::request::FromParam;
 
-/// Rocket's own failures (no route, a guard that gave up, a panic caught by Rocket) answer
-/// with the same one-line text as our `Error`, instead of Rocket's HTML pages.
-#[catch(default)]
-fn default_catcher(status: Status, _req: &Request<'_>) -> Caught {
-    let reason = match status.code {
-        404 => "not found",
-        413 => "request body too large",
-        422 => "the body is not what this route takes",
-        500 => "internal error",
-        _ => status.reason_lossy(),
-    };
-    Caught(status, reason.to_string())
-}
-
-struct Caught(Status, String);
-
-impl<'r> rocket::response::Responder<'r, 'static> for Caught {
-    fn respond_to(self, req: &'r Request<'_>) -> rocket::response::Result<'static> {
-        error::reason(req, self.0, self.1)
-    }
-}
-
-pub fn catchers() -> Vec<Catcher> {
-    catchers![default_catcher]
-}
-
-/// One `info` line per request: method, path, status and time taken.
-pub struct RequestLog;
-
-#[rocket::async_trait]
-impl Fairing for RequestLog {
-    fn info(&self) -> Info {
-        Info {
-            name: "request log",
-            kind: Kind::Request | Kind::Response,
+/// One list per mount makes both its Rocket routes and its part of the OpenAPI document,
+/// so neither can forget a route the other has.
+macro_rules! mount {
+    ($($route:ident),* $(,)?) => {
+        pub fn routes() -> Vec<rocket::Route> {
+            rocket::routes![$($route),*]
         }
-    }
 
-    async fn on_request(&self, req: &mut Request<'_>, _: &mut Data<'_>) {
-        req.local_cache(Instant::now);
-    }
+        /// This mount's routes, for `/openapi.json`.
+        #[derive(utoipa::OpenApi)]
+        #[openapi(paths($($route),*))]
+        pub struct ApiDoc;
+    };
+}
+pub(crate) use mount;
 
-    async fn on_response<'r>(&self, req: &'r Request<'_>, res: &mut Response<'r>) {
-        let started = req.local_cache(Instant::now);
-        // The route's template, not the path: one series per route, however many rooms.
-        let route = req.route().map_or("unmatched", |r| r.uri.path());
-        let metrics = &crate::metrics::METRICS;
-        metrics
-            .requests
-            .with_label_values(&[
-                route,
-                req.method().as_str(),
-                res.status().code.to_string().as_str(),
-            ])
-            .inc();
-        metrics
-            .request_seconds
-            .with_label_values(&[route])
-            .observe(started.elapsed().as_secs_f64());
-        tracing::info!(
-            method = %req.method(),
-            path = %req.uri(),
-            status = res.status().code,
-            micros = started.elapsed().as_micros() as u64,
-            "request"
-        );
+/// A room name in a path, checked as the domain says.
+impl<'a> FromParam<'a> for RoomName {
+    type Error = Error;
+
+    fn from_param(param: &'a str) -> Result<Self, Self::Error> {
+        RoomName::parse(param)
     }
 }
 

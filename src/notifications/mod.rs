@@ -1,22 +1,15 @@
-//! `/api/notifications`, as ChatFlow's notification service answers, in the `notification`
+//! Notifications, as ChatFlow's notification service keeps them, in the `notification`
 //! table. The server makes `mention` notifications itself: a message that names
 //! `@someone` notifies every user id known under that name (see [`crate::presence`]), and
 //! every new notification is pushed live to its user's open WebSockets.
 
-use crate::chat::validate;
-use crate::db::entities::{chat_user, message, notification};
-use crate::http::{Error, Result};
+use crate::db::notifications::{self as table, Notification};
+use crate::db::users;
+use crate::domain::names::{self, RoomName};
+use crate::domain::{now_utc, Error, Message, Result};
 use crate::realtime::{user_channel, Event, Hub};
-use rocket::http::Status;
-use rocket::serde::json::Json;
-use rocket::{delete, get, patch, post, routes, Route, State};
-use sea_orm::sea_query::Expr;
-use sea_orm::{
-    ActiveValue::Set, ColumnTrait, DatabaseConnection, EntityTrait, PaginatorTrait, QueryFilter,
-    QueryOrder, QuerySelect,
-};
+use sea_orm::DatabaseConnection;
 use serde::{Deserialize, Serialize};
-use serde_json::{json, Value};
 use std::collections::BTreeSet;
 use std::sync::Arc;
 use utoipa::ToSchema;
@@ -48,8 +41,8 @@ pub struct NotificationOut {
     created_at: chrono::DateTime<chrono::Utc>,
 }
 
-impl From<notification::Model> for NotificationOut {
-    fn from(n: notification::Model) -> Self {
+impl From<Notification> for NotificationOut {
+    fn from(n: Notification) -> Self {
         NotificationOut {
             id: n.id,
             user_id: n.user_id,
@@ -66,12 +59,12 @@ impl From<notification::Model> for NotificationOut {
 
 #[derive(Deserialize, ToSchema)]
 pub struct NewNotification {
-    user_id: String,
-    title: String,
-    body: String,
-    notif_type: Option<String>,
-    room_id: Option<String>,
-    from_user: Option<String>,
+    pub user_id: String,
+    pub title: String,
+    pub body: String,
+    pub notif_type: Option<String>,
+    pub room_id: Option<String>,
+    pub from_user: Option<String>,
 }
 
 impl Notifier {
@@ -80,19 +73,8 @@ impl Notifier {
     }
 
     /// Stores the notification, then pushes it to the user's sockets.
-    async fn create(&self, row: notification::Model) -> Result<NotificationOut> {
-        let active = notification::ActiveModel {
-            id: Set(row.id.clone()),
-            user_id: Set(row.user_id.clone()),
-            title: Set(row.title.clone()),
-            body: Set(row.body.clone()),
-            notif_type: Set(row.notif_type.clone()),
-            room_id: Set(row.room_id.clone()),
-            from_user: Set(row.from_user.clone()),
-            is_read: Set(row.is_read),
-            created_at: Set(row.created_at),
-        };
-        notification::Entity::insert(active).exec(&self.db).await?;
+    async fn store(&self, row: Notification) -> Result<NotificationOut> {
+        table::insert(&self.db, &row).await?;
         let out = NotificationOut::from(row);
         if let Ok(value) = serde_json::to_value(&out) {
             self.hub.publish(
@@ -103,8 +85,85 @@ impl Notifier {
         Ok(out)
     }
 
-    /// Called with every committed message (see `chat::Chat::new`); returns at once.
-    pub fn on_message(&self, row: &message::Model) {
+    /// A notification sent through the API.
+    pub async fn create(&self, new: NewNotification) -> Result<NotificationOut> {
+        let user_id = names::user_id(&new.user_id)?;
+        let notif_type = new.notif_type.unwrap_or_else(|| "message".into());
+        if !NOTIF_TYPES.contains(&notif_type.as_str()) {
+            return Err(Error::bad_request(
+                "notif_type must be message, mention or system",
+            ));
+        }
+        let title = new.title.trim().to_string();
+        if title.is_empty() || title.chars().count() > 200 {
+            return Err(Error::bad_request("title must be 1 to 200 characters"));
+        }
+        if new.body.chars().count() > 4096 {
+            return Err(Error::bad_request("body is longer than 4096 characters"));
+        }
+        let room_id = new
+            .room_id
+            .map(|r| RoomName::parse(&r).map(|r| r.as_str().to_string()))
+            .transpose()?;
+        let from_user = new.from_user.map(|u| names::user_id(&u)).transpose()?;
+        self.store(Notification {
+            id: uuid::Uuid::new_v4().to_string(),
+            user_id,
+            title,
+            body: new.body,
+            notif_type,
+            room_id,
+            from_user,
+            is_read: false,
+            created_at: now_utc(),
+        })
+        .await
+    }
+
+    /// The user's notifications, newest first, `limit` at most.
+    pub async fn list(
+        &self,
+        user_id: &str,
+        unread_only: bool,
+        limit: u64,
+    ) -> Result<Vec<NotificationOut>> {
+        let user_id = names::user_id(user_id)?;
+        let rows = table::of_user(&self.db, &user_id, unread_only, limit).await?;
+        Ok(rows.into_iter().map(NotificationOut::from).collect())
+    }
+
+    pub async fn unread_count(&self, user_id: &str) -> Result<u64> {
+        let user_id = names::user_id(user_id)?;
+        Ok(table::unread_count(&self.db, &user_id).await?)
+    }
+
+    pub async fn mark_read(&self, id: &str) -> Result<()> {
+        if !table::mark_read(&self.db, id).await? {
+            return Err(Error::not_found("notification not found"));
+        }
+        Ok(())
+    }
+
+    /// Marks all the user's notifications read; returns how many were unread.
+    pub async fn read_all(&self, user_id: &str) -> Result<u64> {
+        let user_id = names::user_id(user_id)?;
+        Ok(table::mark_all_read(&self.db, &user_id).await?)
+    }
+
+    pub async fn delete(&self, id: &str) -> Result<()> {
+        if !table::delete(&self.db, id).await? {
+            return Err(Error::not_found("notification not found"));
+        }
+        Ok(())
+    }
+
+    /// Whether the database answers.
+    pub async fn up(&self) -> bool {
+        self.db.ping().await.is_ok()
+    }
+
+    /// Called with every committed message (see `delivery`); returns at once.
+    pub fn on_message(&self, row: &Message) {
         let names = mentioned_names(&row.text);
         if names.is_empty() {
             return;
@@ -117,11 +176,8 @@ impl Notifier {
         });
     }
 
-    async fn notify_mentions(&self, row: &message::Model, names: BTreeSet<String>) -> Result<()> {
-        let users = chat_user::Entity::find()
-            .filter(chat_user::Column::NameKey.is_in(names))
-            .all(&self.db)
-            .await?;
+    async fn notify_mentions(&self, row: &Message, names: BTreeSet<String>) -> Result<()> {
+        let users = users::named(&self.db, names).await?;
         let sender = row.username.to_lowercase();
         for user in users {
             let own = row.user_id.as_deref() == Some(user.user_id.as_str())
@@ -130,7 +186,7 @@ impl Notifier {
                 continue; // naming oneself is not a mention
             }
             let body: String = row.text.chars().take(500).collect();
-            self.create(notification::Model {
+            self.store(Notification {
                 id: uuid::Uuid::new_v4().to_string(),
                 user_id: user.user_id,
                 title: format!("{} mentioned you in #{}", row.username, row.room),
@@ -139,7 +195,7 @@ impl Notifier {
                 room_id: Some(row.room.clone()),
                 from_user: Some(row.username.clone()),
                 is_read: false,
-                created_at: validate::now_utc(),
+                created_at: now_utc(),
             })
             .await?;
         }
@@ -173,181 +229,6 @@ pub fn mentioned_names(text: &str) -> BTreeSet<String> {
     }
     names
 }
-
-pub fn routes() -> Vec<Route> {
-    routes![
-        create,
-        list,
-        unread_count,
-        mark_read,
-        read_all,
-        remove,
-        notifications_health,
-    ]
-}
-
-/// Creates a notification and pushes it to the user's open sockets.
-#[utoipa::path(tag = "notifications", request_body = NewNotification,
-    responses((status = 201, body = NotificationOut), (status = 400)))]
-#[post("/", data = "<body>")]
-async fn create(
-    body: Result<Json<NewNotification>, rocket::serde::json::Error<'_>>,
-    notifier: &State<Notifier>,
-) -> Result<(Status, Json<NotificationOut>)> {
-    let body = crate::http::json_body(body)?;
-    let user_id = validate::user_id(&body.user_id)?;
-    let notif_type = body.notif_type.unwrap_or_else(|| "message".into());
-    if !NOTIF_TYPES.contains(&notif_type.as_str()) {
-        return Err(Error::bad_request(
-            "notif_type must be message, mention or system",
-        ));
-    }
-    let title = body.title.trim().to_string();
-    if title.is_empty() || title.chars().count() > 200 {
-        return Err(Error::bad_request("title must be 1 to 200 characters"));
-    }
-    if body.body.chars().count() > 4096 {
-        return Err(Error::bad_request("body is longer than 4096 characters"));
-    }
-    let room_id = body
-        .room_id
-        .map(|r| validate::RoomName::parse(&r).map(|r| r.as_str().to_string()))
-        .transpose()?;
-    let from_user = body.from_user.map(|u| validate::user_id(&u)).transpose()?;
-    let out = notifier
-        .create(notification::Model {
-            id: uuid::Uuid::new_v4().to_string(),
-            user_id,
-            title,
-            body: body.body,
-            notif_type,
-            room_id,
-            from_user,
-            is_read: false,
-            created_at: validate::now_utc(),
-        })
-        .await?;
-    Ok((Status::Created, Json(out)))
-}
-
-/// The user's notifications, newest first.
-#[utoipa::path(tag = "notifications",
-    params(("unread_only" = Option<bool>, Query), ("limit" = Option<u64>, Query, description = "1 to 200, default 50")),
-    responses((status = 200, body = Vec<NotificationOut>), (status = 400)))]
-#[get("/<user_id>?<unread_only>&<limit>")]
-async fn list(
-    user_id: &str,
-    unread_only: Option<&str>,
-    limit: Option<&str>,
-    notifier: &State<Notifier>,
-) -> Result<Json<Vec<NotificationOut>>> {
-    let user_id = validate::user_id(user_id)?;
-    let unread_only = match unread_only {
-        None | Some("false" | "0") => false,
-        Some("true" | "1") => true,
-        Some(_) => return Err(Error::bad_request("unread_only must be true or false")),
-    };
-    let limit = validate::limit(limit)?;
-    let mut query = notification::Entity::find().filter(notification::Column::UserId.eq(user_id));
-    if unread_only {
-        query = query.filter(notification::Column::IsRead.eq(false));
-    }
-    let rows = query
-        .order_by_desc(notification::Column::CreatedAt)
-        .order_by_desc(notification::Column::Id)
-        .limit(limit)
-        .all(&notifier.db)
-        .await?;
-    Ok(Json(rows.into_iter().map(NotificationOut::from).collect()))
-}
-
-#[utoipa::path(tag = "notifications", responses((status = 200)))]
-#[get("/<user_id>/unread-count")]
-async fn unread_count(user_id: &str, notifier: &State<Notifier>) -> Result<Json<Value>> {
-    let user_id = validate::user_id(user_id)?;
-    let count = notification::Entity::find()
-        .filter(notification::Column::UserId.eq(&user_id))
-        .filter(notification::Column::IsRead.eq(false))
-        .count(&notifier.db)
-        .await?;
-    Ok(Json(json!({ "user_id": user_id, "unread_count": count })))
-}
-
-#[utoipa::path(tag = "notifications", responses((status = 200), (status = 404)))]
-#[patch("/<id>/read")]
-async fn mark_read(id: &str, notifier: &State<Notifier>) -> Result<Json<Value>> {
-    let updated = notification::Entity::update_many()
-        .col_expr(notification::Column::IsRead, Expr::value(true))
-        .filter(notification::Column::Id.eq(id))
-        .exec(&notifier.db)
-        .await?;
-    // MySQL counts changed rows only: a second "read" of one notification changes none.
-    if updated.rows_affected == 0
-        && notification::Entity::find_by_id(id.to_string())
-            .one(&notifier.db)
-            .await?
-            .is_none()
-    {
-        return Err(Error::not_found("notification not found"));
-    }
-    Ok(Json(json!({ "status": "ok", "id": id })))
-}
-
-#[utoipa::path(tag = "notifications", responses((status = 200)))]
-#[patch("/<user_id>/read-all")]
-async fn read_all(user_id: &str, notifier: &State<Notifier>) -> Result<Json<Value>> {
-    let user_id = validate::user_id(user_id)?;
-    let updated = notification::Entity::update_many()
-        .col_expr(notification::Column::IsRead, Expr::value(true))
-        .filter(notification::Column::UserId.eq(&user_id))
-        .filter(notification::Column::IsRead.eq(false))
-        .exec(&notifier.db)
-        .await?;
-    Ok(Json(
-        json!({ "status": "ok", "user_id": user_id, "updated": updated.rows_affected }),
-    ))
-}
-
-#[utoipa::path(tag = "notifications", responses((status = 200), (status = 404)))]
-#[delete("/<id>")]
-async fn remove(id: &str, notifier: &State<Notifier>) -> Result<Json<Value>> {
-    let deleted = notification::Entity::delete_by_id(id.to_string())
-        .exec(&notifier.db)
-        .await?;
-    if deleted.rows_affected == 0 {
-        return Err(Error::not_found("notification not found"));
-    }
-    Ok(Json(json!({ "status": "deleted", "id": id })))
-}
-
-#[utoipa::path(tag = "notifications", responses((status = 200), (status = 503)))]
-#[get("/health")]
-async fn notifications_health(notifier: &State<Notifier>) -> (Status, Json<Value>) {
-    match notifier.db.ping().await {
-        Ok(()) => (
-            Status::Ok,
-            Json(json!({ "status": "healthy", "service": "notifications", "database": "up" })),
-        ),
-        Err(_) => (
-            Status::ServiceUnavailable,
-            Json(
-                json!({ "status": "unavailable", "service": "notifications", "database": "down" }),
-            ),
-        ),
-    }
-}
-
-#[derive(utoipa::OpenApi)]
-#[openapi(paths(
-    create,
-    list,
-    unread_count,
-    mark_read,
-    read_all,
-    remove,
-    notifications_health
-))]
-pub struct ApiDoc;
 
 #[cfg(test)]
 mod tests {

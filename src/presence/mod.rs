@@ -1,5 +1,4 @@
-//! `/api/presence`: who is online and who is typing, as ChatFlow's presence service
-//! answers. A user is online for 30 s after a heartbeat, and for as long as one of their
+//! Presence: who is online and who is typing, as ChatFlow's presence service keeps it. A user is online for 30 s after a heartbeat, and for as long as one of their
 //! WebSockets is open on any replica (several tabs are one user; the last one closed makes
 //! them offline). Typing lasts 5 s unless renewed. Every user id seen is also remembered
 //! in the database under its latest name, which is how `@name` mentions find their user.
@@ -8,17 +7,13 @@ mod store;
 
 pub use store::{MemoryStore, PresenceStore, RedisStore};
 
-use crate::chat::validate::{self, RoomName};
-use crate::db::entities::chat_user;
-use crate::http::{Error, Result};
-use crate::realtime::{Event, Hub, Peer};
-use rocket::http::Status;
-use rocket::serde::json::Json;
-use rocket::{delete, get, post, routes, Route, State};
-use sea_orm::sea_query::OnConflict;
-use sea_orm::{ActiveValue::Set, DatabaseConnection, EntityTrait};
+use crate::db::users;
+use crate::domain::names::{self, RoomName};
+use crate::domain::sync::{lock, random_u64};
+use crate::domain::{Error, Limits, Peer, Result};
+use crate::realtime::{Event, Hub};
+use sea_orm::DatabaseConnection;
 use serde::Serialize;
-use serde_json::{json, Value};
 use std::collections::HashMap;
 use std::ops::Deref;
 use std::sync::{Arc, Mutex};
@@ -38,6 +33,7 @@ pub struct Presence(Arc<Inner>);
 pub struct Inner {
     pub store: Arc<dyn PresenceStore>,
     db: DatabaseConnection,
+    limits: Limits,
     hub: Arc<dyn Hub>,
     replica: String,
     /// Open sockets on this replica: user id → (count, name).
@@ -58,6 +54,7 @@ impl Presence {
         redis_url: Option<&str>,
         db: DatabaseConnection,
         hub: Arc<dyn Hub>,
+        limits: Limits,
     ) -> Result<Self, redis::RedisError> {
         let store: Arc<dyn PresenceStore> = match redis_url {
             Some(url) => Arc::new(RedisStore::new(url)?),
@@ -66,8 +63,9 @@ impl Presence {
         let presence = Presence(Arc::new(Inner {
             store,
             db,
+            limits,
             hub,
-            replica: format!("{:x}-{:x}", std::process::id(), rand_u64()),
+            replica: format!("{:x}-{:x}", std::process::id(), random_u64()),
             sockets: Mutex::default(),
             remembered: Mutex::default(),
         }));
@@ -83,10 +81,85 @@ impl Presence {
         Ok(presence)
     }
 
-    pub async fn heartbeat(&self, user_id: &str, username: &str) -> Result<()> {
+    /// Online for [`ONLINE_TTL`] from now, under `username` (the user id when none).
+    pub async fn heartbeat(&self, user_id: &str, username: Option<&str>) -> Result<Peer> {
+        let peer = self.peer(user_id, username)?;
+        self.mark_online(&peer.user_id, &peer.username).await?;
+        Ok(peer)
+    }
+
+    async fn mark_online(&self, user_id: &str, username: &str) -> Result<()> {
         self.store.set_online(user_id, username, ONLINE_TTL).await?;
         self.remember(user_id, username).await;
         Ok(())
+    }
+
+    /// A user id and name as a client sends them, checked; no name means the user id.
+    pub fn peer(&self, user_id: &str, username: Option<&str>) -> Result<Peer> {
+        let user_id = names::user_id(user_id)?;
+        let username = names::username(Some(username.unwrap_or(&user_id)), &self.limits)?;
+        Ok(Peer { user_id, username })
+    }
+
+    /// Everyone online now, by name: (user id, name).
+    pub async fn online(&self) -> Result<Vec<(String, String)>> {
+        let mut users = self.store.online().await?;
+        users.sort_by(|a, b| a.1.cmp(&b.1).then(a.0.cmp(&b.0)));
+        Ok(users)
+    }
+
+    /// Whether the user is online, under which name, and when they were last seen if not.
+    pub async fn user(&self, user_id: &str) -> Result<UserPresence> {
+        let user_id = names::user_id(user_id)?;
+        if let Some(username) = self.store.user(&user_id).await? {
+            return Ok(UserPresence {
+                user_id,
+                username,
+                online: true,
+                last_seen: Some(chrono::Utc::now()),
+            });
+        }
+        let seen = users::get(&self.db, &user_id).await?;
+        Ok(UserPresence {
+            username: seen
+                .as_ref()
+                .map_or_else(|| user_id.clone(), |u| u.username.clone()),
+            user_id,
+            online: false,
+            last_seen: seen.map(|u| u.last_seen.and_utc()),
+        })
+    }
+
+    pub async fn offline(&self, user_id: &str) -> Result<String> {
+        let user_id = names::user_id(user_id)?;
+        self.store.set_offline(&user_id).await?;
+        Ok(user_id)
+    }
+
+    /// Typing from the REST route: the name is the one given, else the one the user is
+    /// online under, else the user id.
+    pub async fn typing_from_api(
+        &self,
+        user_id: &str,
+        username: Option<&str>,
+        room: Option<&str>,
+        active: bool,
+    ) -> Result<()> {
+        let user_id = names::user_id(user_id)?;
+        let known = match username {
+            Some(_) => None,
+            None => self.store.user(&user_id).await.ok().flatten(),
+        };
+        let peer = self.peer(&user_id, username.or(known.as_deref()))?;
+        let room = RoomName::parse(room.ok_or_else(|| Error::bad_request("room_id is required"))?)?;
+        self.typing(room.as_str(), Arc::new(peer), active).await
+    }
+
+    /// Who is typing in the room, by name: (user id, name).
+    pub async fn typing_in(&self, room: &RoomName) -> Result<Vec<(String, String)>> {
+        let mut typing = self.store.typing(room.as_str()).await?;
+        typing.sort_by(|a, b| a.1.cmp(&b.1));
+        Ok(typing)
     }
 
     /// A WebSocket opened: its user is online until their last socket closes. A presence
@@ -105,7 +178,7 @@ impl Presence {
             self.store
                 .set_sockets(&peer.user_id, &self.replica, count)
                 .await?;
-            self.heartbeat(&peer.user_id, &peer.username).await
+            self.mark_online(&peer.user_id, &peer.username).await
         }
         .await;
         if let Err(err) = result {
@@ -186,22 +259,7 @@ impl Presence {
                 }
             }
         }
-        let row = chat_user::ActiveModel {
-            user_id: Set(user_id.to_string()),
-            username: Set(username.to_string()),
-            name_key: Set(username.to_lowercase()),
-            last_seen: Set(validate::now_utc()),
-        };
-        let upsert = chat_user::Entity::insert(row).on_conflict(
-            OnConflict::column(chat_user::Column::UserId)
-                .update_columns([
-                    chat_user::Column::Username,
-                    chat_user::Column::NameKey,
-                    chat_user::Column::LastSeen,
-                ])
-                .to_owned(),
-        );
-        match upsert.exec(&self.db).await {
+        match users::upsert(&self.db, user_id, username).await {
             Ok(_) => {
                 let mut remembered = lock(&self.remembered);
                 if remembered.len() > 100_000 {
@@ -214,220 +272,13 @@ impl Presence {
     }
 }
 
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-fn rand_u64() -> u64 {
-    use std::hash::{BuildHasher, RandomState};
-    RandomState::new().hash_one(std::time::SystemTime::now())
-}
-
-pub fn routes() -> Vec<Route> {
-    routes![
-        heartbeat,
-        online,
-        user,
-        offline,
-        start_typing,
-        stop_typing,
-        typing_in_room,
-        presence_health,
-    ]
-}
-
+/// One user's presence, as the API shows it.
 #[derive(Serialize, ToSchema)]
 pub struct UserPresence {
-    user_id: String,
-    username: String,
-    online: bool,
+    pub user_id: String,
+    pub username: String,
+    pub online: bool,
     /// Now for an online user; otherwise their last heartbeat or socket, if ever seen.
     #[schema(value_type = Option<String>, format = DateTime)]
-    last_seen: Option<chrono::DateTime<chrono::Utc>>,
+    pub last_seen: Option<chrono::DateTime<chrono::Utc>>,
 }
-
-#[derive(Serialize, ToSchema)]
-pub struct TypingUser {
-    user_id: String,
-    username: String,
-    room_id: String,
-}
-
-/// Online for 30 s from now; send one every 15 s to stay online.
-#[utoipa::path(tag = "presence", params(("username" = Option<String>, Query)),
-    responses((status = 200), (status = 400), (status = 503)))]
-#[post("/<user_id>/heartbeat?<username>")]
-async fn heartbeat(
-    user_id: &str,
-    username: Option<&str>,
-    presence: &State<Presence>,
-    chat: &State<crate::chat::Chat>,
-) -> Result<Json<Value>> {
-    let user_id = validate::user_id(user_id)?;
-    let username = validate::username(Some(username.unwrap_or(&user_id)), &chat.limits)?;
-    presence.heartbeat(&user_id, &username).await?;
-    Ok(Json(json!({
-        "status": "ok",
-        "user_id": user_id,
-        "online_ttl_seconds": ONLINE_TTL.as_secs(),
-    })))
-}
-
-/// Everyone online now.
-#[utoipa::path(tag = "presence", responses((status = 200, body = Vec<UserPresence>), (status = 503)))]
-#[get("/")]
-async fn online(presence: &State<Presence>) -> Result<Json<Vec<UserPresence>>> {
-    let now = chrono::Utc::now();
-    let mut users: Vec<UserPresence> = presence
-        .store
-        .online()
-        .await?
-        .into_iter()
-        .map(|(user_id, username)| UserPresence {
-            user_id,
-            username,
-            online: true,
-            last_seen: Some(now),
-        })
-        .collect();
-    users.sort_by(|a, b| a.username.cmp(&b.username).then(a.user_id.cmp(&b.user_id)));
-    Ok(Json(users))
-}
-
-#[utoipa::path(tag = "presence", responses((status = 200, body = UserPresence), (status = 503)))]
-#[get("/<user_id>")]
-async fn user(user_id: &str, presence: &State<Presence>) -> Result<Json<UserPresence>> {
-    let user_id = validate::user_id(user_id)?;
-    if let Some(username) = presence.store.user(&user_id).await? {
-        return Ok(Json(UserPresence {
-            user_id,
-            username,
-            online: true,
-            last_seen: Some(chrono::Utc::now()),
-        }));
-    }
-    let seen = chat_user::Entity::find_by_id(user_id.clone())
-        .one(&presence.db)
-        .await?;
-    Ok(Json(UserPresence {
-        username: seen
-            .as_ref()
-            .map_or_else(|| user_id.clone(), |u| u.username.clone()),
-        user_id,
-        online: false,
-        last_seen: seen.map(|u| u.last_seen.and_utc()),
-    }))
-}
-
-/// Offline now (the page calls this when it closes).
-#[utoipa::path(tag = "presence", responses((status = 200), (status = 503)))]
-#[delete("/<user_id>")]
-async fn offline(user_id: &str, presence: &State<Presence>) -> Result<Json<Value>> {
-    let user_id = validate::user_id(user_id)?;
-    presence.store.set_offline(&user_id).await?;
-    Ok(Json(json!({ "status": "offline", "user_id": user_id })))
-}
-
-#[utoipa::path(tag = "presence",
-    params(("room_id" = String, Query), ("username" = Option<String>, Query)),
-    responses((status = 200), (status = 400), (status = 503)))]
-#[post("/<user_id>/typing?<room_id>&<username>")]
-async fn start_typing(
-    user_id: &str,
-    room_id: Option<&str>,
-    username: Option<&str>,
-    presence: &State<Presence>,
-    chat: &State<crate::chat::Chat>,
-) -> Result<Json<Value>> {
-    let peer = typing_peer(user_id, username, presence, &chat.limits).await?;
-    let room = typing_room(room_id)?;
-    presence.typing(room.as_str(), peer, true).await?;
-    Ok(Json(json!({ "status": "ok" })))
-}
-
-#[utoipa::path(tag = "presence", params(("room_id" = String, Query)),
-    responses((status = 200), (status = 400), (status = 503)))]
-#[delete("/<user_id>/typing?<room_id>")]
-async fn stop_typing(
-    user_id: &str,
-    room_id: Option<&str>,
-    presence: &State<Presence>,
-    chat: &State<crate::chat::Chat>,
-) -> Result<Json<Value>> {
-    let peer = typing_peer(user_id, None, presence, &chat.limits).await?;
-    let room = typing_room(room_id)?;
-    presence.typing(room.as_str(), peer, false).await?;
-    Ok(Json(json!({ "status": "ok" })))
-}
-
-#[utoipa::path(tag = "presence", responses((status = 200, body = Vec<TypingUser>), (status = 503)))]
-#[get("/rooms/<room_id>/typing")]
-async fn typing_in_room(
-    room_id: Result<RoomName>,
-    presence: &State<Presence>,
-) -> Result<Json<Vec<TypingUser>>> {
-    let room = room_id?;
-    let mut typing: Vec<TypingUser> = presence
-        .store
-        .typing(room.as_str())
-        .await?
-        .into_iter()
-        .map(|(user_id, username)| TypingUser {
-            user_id,
-            username,
-            room_id: room.as_str().to_string(),
-        })
-        .collect();
-    typing.sort_by(|a, b| a.username.cmp(&b.username));
-    Ok(Json(typing))
-}
-
-/// 503 while the presence store (Redis) does not answer.
-#[utoipa::path(tag = "presence", responses((status = 200), (status = 503)))]
-#[get("/health")]
-async fn presence_health(presence: &State<Presence>) -> (Status, Json<Value>) {
-    let up = presence.store.up().await;
-    let body = json!({
-        "status": if up { "healthy" } else { "unavailable" },
-        "service": "presence",
-        "store": { "kind": presence.store.kind(), "state": if up { "up" } else { "down" } },
-    });
-    let status = if up {
-        Status::Ok
-    } else {
-        Status::ServiceUnavailable
-    };
-    (status, Json(body))
-}
-
-async fn typing_peer(
-    user_id: &str,
-    username: Option<&str>,
-    presence: &Presence,
-    limits: &validate::Limits,
-) -> Result<Arc<Peer>> {
-    let user_id = validate::user_id(user_id)?;
-    let username = match username {
-        Some(name) => Some(name.to_string()),
-        None => presence.store.user(&user_id).await.ok().flatten(),
-    };
-    let username = validate::username(Some(username.as_deref().unwrap_or(&user_id)), limits)?;
-    Ok(Arc::new(Peer { user_id, username }))
-}
-
-fn typing_room(room_id: Option<&str>) -> Result<RoomName> {
-    RoomName::parse(room_id.ok_or_else(|| Error::bad_request("room_id is required"))?)
-}
-
-#[derive(utoipa::OpenApi)]
-#[openapi(paths(
-    heartbeat,
-    online,
-    user,
-    offline,
-    start_typing,
-    stop_typing,
-    typing_in_room,
-    presence_health
-))]
-pub struct ApiDoc;

@@ -2,7 +2,8 @@
 //! presence service uses, so `redis-cli KEYS "presence:user:*"` still shows who is
 //! online), or a TTL map in this process.
 
-use crate::http::Error;
+use crate::domain::sync::lock;
+use crate::domain::Error;
 use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -131,10 +132,6 @@ impl PresenceStore for MemoryStore {
 fn typing_prefix(room: &str) -> String {
     let room = room.replace('%', "%25").replace(':', "%3A");
     format!("{TYPING_PREFIX}{room}:")
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 const USER_PREFIX: &str = "presence:user:";

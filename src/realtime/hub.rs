@@ -1,20 +1,15 @@
-//! The hub: after a message is committed it is published here, and every reader waiting
-//! on its room (a long-poll, later a WebSocket) hears of it. One trait, because the hub has
-//! two homes: this process alone, and Redis pub/sub when several replicas share a
-//! database (see the real-time issue); readers always listen on a local channel.
+//! The hub's trait and its in-process form. One trait, because the hub has two homes: this
+//! process alone, and Redis pub/sub when several replicas share a database. Readers always
+//! listen on a local channel.
 
-use crate::db::entities::message;
-use rocket::futures::future::BoxFuture;
+use crate::domain::sync::lock;
+use crate::domain::{Message, Peer};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
 use tokio::sync::broadcast;
 
-/// How many messages a room's channel holds for its slowest reader, by default
-/// (`ws_backlog`). One that falls further behind is told so (`RecvError::Lagged`) and
-/// reads the messages back from the database.
-pub const MESSAGE_CAPACITY: usize = 4096;
 /// Typing, joins and leaves: losing some under a burst (ten thousand people joining at
 /// once) harms nobody, so their channel is small and its lag is not a reader's fault.
 const SIGNAL_CAPACITY: usize = 256;
@@ -25,7 +20,7 @@ const USER_SIGNAL_CAPACITY: usize = 16;
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Event {
     /// A message, committed, with its id.
-    Message(Arc<message::Model>),
+    Message(Arc<Message>),
     /// Someone started (`active`) or stopped typing.
     Typing { user: Arc<Peer>, active: bool },
     Joined {
@@ -50,35 +45,28 @@ pub fn user_channel(user_id: &str) -> String {
     format!("user/{user_id}")
 }
 
-/// Who is on the other end of a WebSocket.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Peer {
-    pub user_id: String,
-    pub username: String,
-}
-
 pub trait Hub: Send + Sync {
-    /// Sends an event to every reader of the room. It never waits, so the store can
-    /// publish in commit order from its writer.
-    fn publish(&self, room: &str, event: Event);
-    /// A message this replica committed; `prev` is the id of the message before it in its
-    /// room when the store knows it (several replicas: see `realtime::order`).
-    fn publish_message(&self, row: Arc<message::Model>, _prev: Option<i64>) {
-        let room = row.room.clone();
-        self.publish(&room, Event::Message(row));
+    /// To this replica's readers of the room. Never waits, so it can be called in commit
+    /// order under a lock.
+    fn deliver(&self, room: &str, event: Event);
+    /// To the other replicas, with a message's predecessor in its room (`prev`); nothing
+    /// when there are none.
+    fn send_out(&self, _room: &str, _event: Event, _prev: Option<i64>) {}
+    /// To every reader of the room, here and elsewhere: for events that need no order.
+    fn publish(&self, room: &str, event: Event) {
+        self.send_out(room, event.clone(), None);
+        self.deliver(room, event);
     }
-    /// Before this replica hands on its own message whose predecessor in the room is
-    /// `prev`: whatever other replicas committed up to `prev` that has not arrived yet is
-    /// read from the database and handed on first.
-    fn settle<'a>(&'a self, _room: &'a str, _prev: i64) -> BoxFuture<'a, ()> {
-        Box::pin(std::future::ready(()))
-    }
-    /// The room's events published from now on.
+    /// The room's events delivered from now on.
     fn subscribe(&self, room: &str) -> Subscription;
-    /// The highest message id this process has seen go through the hub.
+    /// The highest message id this process has delivered.
     fn highest_seen(&self) -> i64;
     /// How many readers this process has in the room.
     fn listeners(&self, room: &str) -> usize;
+    /// Whether other replicas share the rooms (so messages need `prev` and a gate).
+    fn replicated(&self) -> bool {
+        false
+    }
     /// For `/health`: which hub, and whether it is connected.
     fn state(&self) -> HubState;
 }
@@ -108,13 +96,9 @@ pub struct LocalFanout {
     backlog: usize,
 }
 
-impl Default for LocalFanout {
-    fn default() -> Self {
-        LocalFanout::new(MESSAGE_CAPACITY)
-    }
-}
-
 impl LocalFanout {
+    /// `backlog`: messages a room's channel holds for its slowest reader; one that falls
+    /// further behind is told so (`RecvError::Lagged`) and reads them back itself.
     pub fn new(backlog: usize) -> Self {
         LocalFanout {
             rooms: Mutex::default(),
@@ -123,10 +107,8 @@ impl LocalFanout {
         }
     }
 
-    /// How many readers (sockets, held polls) this process has in the room.
     pub fn listeners(&self, room: &str) -> usize {
-        let rooms = self.rooms.lock().unwrap_or_else(|e| e.into_inner());
-        rooms
+        lock(&self.rooms)
             .get(room)
             .map_or(0, |channels| channels.messages.receiver_count())
     }
@@ -139,7 +121,7 @@ impl LocalFanout {
         if let Event::Message(row) = &event {
             self.highest.fetch_max(row.id, Ordering::Relaxed);
         }
-        let mut rooms = self.rooms.lock().unwrap_or_else(|e| e.into_inner());
+        let mut rooms = lock(&self.rooms);
         if let Some(channels) = rooms.get(room) {
             let tx = match event {
                 Event::Message(_) => &channels.messages,
@@ -153,7 +135,7 @@ impl LocalFanout {
     }
 
     pub fn subscribe(&self, room: &str) -> Subscription {
-        let mut rooms = self.rooms.lock().unwrap_or_else(|e| e.into_inner());
+        let mut rooms = lock(&self.rooms);
         // A broadcast channel allocates all its slots at once: a user's own channel
         // (notifications only, one per connected user) gets few.
         let (messages, signals) = if room.contains('/') {
@@ -175,7 +157,6 @@ impl LocalFanout {
 }
 
 /// The hub of a single process: no configuration, nothing to go down.
-#[derive(Default)]
 pub struct InProcessHub(LocalFanout);
 
 impl InProcessHub {
@@ -185,7 +166,7 @@ impl InProcessHub {
 }
 
 impl Hub for InProcessHub {
-    fn publish(&self, room: &str, event: Event) {
+    fn deliver(&self, room: &str, event: Event) {
         self.0.send(room, event);
     }
 
@@ -206,5 +187,45 @@ impl Hub for InProcessHub {
             kind: "in-process",
             state: "up",
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn message(id: i64) -> Event {
+        Event::Message(Arc::new(Message {
+            id,
+            room: "r".into(),
+            timestamp: crate::domain::now_utc(),
+            username: "u".into(),
+            text: "t".into(),
+            user_id: None,
+            message_type: "text".into(),
+            file_url: None,
+        }))
+    }
+
+    #[tokio::test]
+    async fn readers_hear_their_room_only_and_messages_apart_from_signals() {
+        let hub = InProcessHub::new(16);
+        let mut r = hub.subscribe("r");
+        let mut other = hub.subscribe("other");
+        hub.publish("r", message(1));
+        hub.publish("r", Event::RoomDeleted);
+        assert!(matches!(r.messages.recv().await, Ok(Event::Message(m)) if m.id == 1));
+        assert!(matches!(r.signals.recv().await, Ok(Event::RoomDeleted)));
+        assert!(other.messages.try_recv().is_err());
+        assert_eq!(hub.highest_seen(), 1);
+        assert_eq!(hub.listeners("r"), 1);
+    }
+
+    #[test]
+    fn a_room_nobody_listens_to_is_let_go_at_its_next_event() {
+        let hub = InProcessHub::new(16);
+        drop(hub.subscribe("r"));
+        hub.deliver("r", message(1));
+        assert!(lock(&hub.0.rooms).is_empty());
     }
 }

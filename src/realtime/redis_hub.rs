@@ -1,41 +1,49 @@
 //! The hub across replicas: every event goes out to this process's readers at once and to
 //! Redis (`PUBLISH room:<room>`); one pattern subscription per process (`room:*`) brings
-//! the other replicas' events in. Redis going away never stops chatting here: posts are
-//! committed and local readers served as before; the outage is logged once, the
-//! connection retried with back-off, and when it is back every message committed
-//! meanwhile is read from the database and delivered, so nobody misses one. Messages are
-//! handed on in room order (see `realtime::order`).
+//! the other replicas' events in, as [`Arrival`]s for whoever started the hub. Redis going
+//! away never stops chatting here: local readers are served as before; the outage is
+//! logged once and the connection retried with back-off, and when it is back an
+//! [`Arrival::Reconnected`] says from which message id on others' messages may have been
+//! missed.
 
 use super::hub::{HubState, LocalFanout, Subscription};
-use super::order::{Admit, RoomOrder};
 use super::{Event, Hub};
-use crate::chat::Transcripts;
-use crate::db::entities::message;
-use rocket::futures::future::BoxFuture;
+use crate::domain::sync::{backoff, random_u64};
 use rocket::futures::StreamExt;
-use sea_orm::{ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
 use serde::{Deserialize, Serialize};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::sync::Arc;
 use tokio::sync::mpsc;
 
 const CHANNEL_PREFIX: &str = "room:";
 /// Events waiting for Redis; past this, while it is away, they are dropped (the messages
-/// among them come back from the database when it returns).
+/// among them are caught up from the database when it returns).
 const OUTBOX: usize = 10_000;
+/// Arrivals waiting for their reader: past this, reading Redis waits.
+const INBOX: usize = 10_000;
 /// Message ids allocated before the outage may commit after it started: look back this
 /// far when catching up. Readers drop what they already have.
 const CATCH_UP_MARGIN: i64 = 1_000;
 
+/// What comes in from the other replicas.
+#[derive(Debug)]
+pub enum Arrival {
+    /// An event of a room (or a user's channel); for a message, its predecessor in the
+    /// room.
+    Event {
+        room: String,
+        event: Event,
+        prev: Option<i64>,
+    },
+    /// Redis is back after an outage: messages above `after` may have been missed.
+    Reconnected { after: i64 },
+}
+
 pub struct RedisHub {
-    local: Arc<LocalFanout>,
+    local: LocalFanout,
     outbox: mpsc::Sender<(String, Vec<u8>)>,
     origin: String,
-    up: Arc<AtomicBool>,
-    order: Mutex<RoomOrder>,
-    transcripts: Arc<Transcripts>,
-    db: DatabaseConnection,
+    up: AtomicBool,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -48,85 +56,32 @@ struct Wire {
 }
 
 impl RedisHub {
-    /// Starts the publisher and the subscriber; returns at once, connected or not.
+    /// Starts the publisher and the subscriber; returns at once, connected or not, with
+    /// the receiver of what other replicas send.
     pub fn start(
         url: &str,
-        transcripts: Arc<Transcripts>,
-        db: DatabaseConnection,
         backlog: usize,
-    ) -> Result<Arc<Self>, redis::RedisError> {
+    ) -> Result<(Arc<Self>, mpsc::Receiver<Arrival>), redis::RedisError> {
         let client = redis::Client::open(url)?;
-        let (outbox, rx) = mpsc::channel(OUTBOX);
-        let origin = format!("{:x}-{:x}", std::process::id(), rand_u64());
+        let (outbox, outgoing) = mpsc::channel(OUTBOX);
+        let (inbox, arrivals) = mpsc::channel(INBOX);
         let hub = Arc::new(RedisHub {
-            local: Arc::new(LocalFanout::new(backlog)),
+            local: LocalFanout::new(backlog),
             outbox,
-            origin,
-            up: Arc::new(AtomicBool::new(false)),
-            order: Mutex::default(),
-            transcripts,
-            db,
+            origin: format!("{:x}-{:x}", std::process::id(), random_u64()),
+            up: AtomicBool::new(false),
         });
-        tokio::spawn(publisher(client.clone(), rx));
-        tokio::spawn(subscriber(client, hub.clone()));
-        Ok(hub)
+        tokio::spawn(publisher(client.clone(), outgoing));
+        tokio::spawn(subscriber(client, hub.clone(), inbox));
+        Ok((hub, arrivals))
     }
+}
 
-    /// An event other than a message that came from elsewhere, to this process's readers.
+impl Hub for RedisHub {
     fn deliver(&self, room: &str, event: Event) {
-        if matches!(event, Event::MessageDeleted { .. } | Event::RoomDeleted) {
-            self.transcripts.forget(room);
-        }
         self.local.send(room, event);
     }
 
-    /// Hands a message to the room's transcript and readers if it is next in its room.
-    /// Under the order lock, so that two tasks handing on one room's messages (the writer
-    /// and the subscriber) cannot swap them.
-    fn hand_on(&self, row: Arc<message::Model>, prev: Option<i64>) -> Admit {
-        let mut order = self.order.lock().unwrap_or_else(|e| e.into_inner());
-        let admit = order.admit(&row.room, row.id, prev);
-        if admit == Admit::Now {
-            self.transcripts.record(&row);
-            let room = row.room.clone();
-            self.local.send(&room, Event::Message(row));
-        }
-        admit
-    }
-
-    /// A message from another replica, in room order: if it came before messages it
-    /// follows, those are read from the database (they are committed) and handed on first.
-    async fn deliver_message(&self, row: Arc<message::Model>, prev: Option<i64>) {
-        if let Admit::After(last) = self.hand_on(row.clone(), prev) {
-            self.fill(&row.room, last, row.id).await;
-            // Handed on even if the database could not be read: late beats lost.
-            self.hand_on(row, None);
-        }
-    }
-
-    /// Hands on the room's messages with ids between `after` and `before`, from the
-    /// database.
-    async fn fill(&self, room: &str, after: i64, before: i64) {
-        let rows = message::Entity::find()
-            .filter(message::Column::Room.eq(room))
-            .filter(message::Column::Id.gt(after))
-            .filter(message::Column::Id.lt(before))
-            .order_by_asc(message::Column::Id)
-            .all(&self.db)
-            .await;
-        match rows {
-            Ok(rows) => {
-                for row in rows {
-                    self.hand_on(Arc::new(row), None);
-                }
-            }
-            Err(err) => {
-                tracing::warn!(error = %err, room, "reading messages still on their way failed")
-            }
-        }
-    }
-
-    /// To the other replicas, through Redis.
     fn send_out(&self, room: &str, event: Event, prev: Option<i64>) {
         let wire = Wire {
             origin: self.origin.clone(),
@@ -139,39 +94,6 @@ impl RedisHub {
                 .outbox
                 .try_send((format!("{CHANNEL_PREFIX}{room}"), payload));
         }
-    }
-}
-
-impl Hub for RedisHub {
-    fn publish(&self, room: &str, event: Event) {
-        match event {
-            Event::Message(row) => self.publish_message(row, None),
-            event => {
-                self.local.send(room, event.clone());
-                self.send_out(room, event, None);
-            }
-        }
-    }
-
-    fn publish_message(&self, row: Arc<message::Model>, prev: Option<i64>) {
-        // The writer settled the room first, so this is next in it (or the subscriber
-        // already read it from the database and handed it on).
-        self.hand_on(row.clone(), None);
-        let room = row.room.clone();
-        self.send_out(&room, Event::Message(row), prev);
-    }
-
-    fn settle<'a>(&'a self, room: &'a str, prev: i64) -> BoxFuture<'a, ()> {
-        Box::pin(async move {
-            let behind = self
-                .order
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .behind(room, prev);
-            if let Some(last) = behind {
-                self.fill(room, last, prev + 1).await;
-            }
-        })
     }
 
     fn subscribe(&self, room: &str) -> Subscription {
@@ -186,6 +108,10 @@ impl Hub for RedisHub {
         self.local.listeners(room)
     }
 
+    fn replicated(&self) -> bool {
+        true
+    }
+
     fn state(&self) -> HubState {
         let state = if self.up.load(Ordering::Relaxed) {
             "up"
@@ -197,15 +123,6 @@ impl Hub for RedisHub {
             state,
         }
     }
-}
-
-fn rand_u64() -> u64 {
-    use std::hash::{BuildHasher, RandomState};
-    RandomState::new().hash_one(std::time::SystemTime::now())
-}
-
-fn backoff(attempt: u32) -> Duration {
-    Duration::from_millis((100u64 << attempt.min(6)).min(5_000))
 }
 
 async fn publisher(client: redis::Client, mut rx: mpsc::Receiver<(String, Vec<u8>)>) {
@@ -248,7 +165,7 @@ async fn publisher(client: redis::Client, mut rx: mpsc::Receiver<(String, Vec<u8
     }
 }
 
-async fn subscriber(client: redis::Client, hub: Arc<RedisHub>) {
+async fn subscriber(client: redis::Client, hub: Arc<RedisHub>, inbox: mpsc::Sender<Arrival>) {
     let mut attempt = 0u32;
     // The highest id seen when the link was lost: catching up starts below it.
     let mut lost_at: Option<i64> = None;
@@ -274,7 +191,10 @@ async fn subscriber(client: redis::Client, hub: Arc<RedisHub>) {
         hub.up.store(true, Ordering::Relaxed);
         if let Some(seen) = lost_at.take() {
             tracing::info!("Redis is back; catching up from the database");
-            catch_up(&hub, seen - CATCH_UP_MARGIN).await;
+            let after = (seen - CATCH_UP_MARGIN).max(0);
+            if inbox.send(Arrival::Reconnected { after }).await.is_err() {
+                return; // nobody reads arrivals any more: shutting down
+            }
         } else if attempt > 0 {
             tracing::info!("Redis connected");
         }
@@ -283,15 +203,20 @@ async fn subscriber(client: redis::Client, hub: Arc<RedisHub>) {
             let Some(room) = msg.get_channel_name().strip_prefix(CHANNEL_PREFIX) else {
                 continue;
             };
-            match serde_json::from_slice::<Wire>(msg.get_payload_bytes()) {
-                Ok(wire) if wire.origin == hub.origin => {} // delivered locally already
-                Ok(Wire {
-                    event: Event::Message(row),
-                    prev,
-                    ..
-                }) => hub.deliver_message(row, prev).await,
-                Ok(wire) => hub.deliver(room, wire.event),
-                Err(err) => tracing::warn!(error = %err, "unreadable event from Redis"),
+            let arrival = match serde_json::from_slice::<Wire>(msg.get_payload_bytes()) {
+                Ok(wire) if wire.origin == hub.origin => continue, // delivered here already
+                Ok(wire) => Arrival::Event {
+                    room: room.to_string(),
+                    event: wire.event,
+                    prev: wire.prev,
+                },
+                Err(err) => {
+                    tracing::warn!(error = %err, "unreadable event from Redis");
+                    continue;
+                }
+            };
+            if inbox.send(arrival).await.is_err() {
+                return;
             }
         }
         drop(messages);
@@ -300,32 +225,5 @@ async fn subscriber(client: redis::Client, hub: Arc<RedisHub>) {
         lost_at = Some(hub.highest_seen());
         attempt = 1;
         tokio::time::sleep(backoff(attempt)).await;
-    }
-}
-
-/// Delivers every message committed after `after` (by any replica), in id order.
-async fn catch_up(hub: &RedisHub, after: i64) {
-    let mut after = after.max(0);
-    loop {
-        let rows = message::Entity::find()
-            .filter(message::Column::Id.gt(after))
-            .order_by_asc(message::Column::Id)
-            .limit(1000)
-            .all(&hub.db)
-            .await;
-        match rows {
-            Ok(rows) if rows.is_empty() => return,
-            Ok(rows) => {
-                for row in rows {
-                    after = row.id;
-                    hub.hand_on(Arc::new(row), None);
-                }
-            }
-            Err(err) => {
-                // The next outage's catch-up, or the transcripts' own refresh, covers it.
-                tracing::warn!(error = %err, "catching up after Redis failed");
-                return;
-            }
-        }
     }
 }

@@ -1,6 +1,6 @@
 //! Room order across replicas. Ids are global, so a reader cannot tell from an id alone
 //! whether a message of its room is still on its way from another replica. With several
-//! replicas the store therefore commits a room's messages one writer at a time (the room
+//! replicas each batch (`db::messages::insert_batch`) commits a room's messages one writer at a time (the room
 //! row is locked) and tells each message's predecessor in its room (`prev`). A replica
 //! hands a message on only once it has handed on that predecessor; one that arrives early
 //! means the messages in between are committed but still travelling, and they are read

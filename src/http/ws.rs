@@ -7,16 +7,21 @@
 //! server first sends every message of the room after that id, then live ones, in id order
 //! without gaps or repeats, so a client that reconnects misses nothing.
 
-use super::{user_channel, Event, Peer, Subscription};
-use crate::chat::validate::{self, RoomName};
-use crate::chat::Chat;
-use crate::db::entities::message;
-use crate::http::{Error, Result};
+use crate::chat;
+use crate::delivery::Delivery;
+use crate::domain::limits::message_id;
+use crate::domain::message::chatflow_message;
+use crate::domain::names;
+use crate::domain::{Limits, Message as ChatMessage, MessageJson, Peer, Result, RoomName, Shape};
+use crate::events::Events;
+use crate::metrics::METRICS;
 use crate::presence::Presence;
+use crate::realtime::{user_channel, Event, Hub, Subscription};
 use rocket::futures::{SinkExt, StreamExt};
-use rocket::{get, routes, Route, State};
+use rocket::{get, State};
 use rocket_ws::frame::{CloseCode, CloseFrame};
 use rocket_ws::{Channel, Config, Message, WebSocket};
+use sea_orm::DatabaseConnection;
 use serde::Deserialize;
 use serde_json::{json, Value};
 use std::sync::Arc;
@@ -35,8 +40,27 @@ pub const CLOSE_RECONNECT: u16 = 4000;
 const MAX_LAGS: usize = 3;
 const LAG_WINDOW: Duration = Duration::from_secs(30);
 
-pub fn routes() -> Vec<Route> {
-    routes![connect]
+super::mount![connect];
+
+/// How sockets behave (settings `ws_ping_secs`, `ws_announce_limit`).
+#[derive(Clone, Copy)]
+pub struct SocketSettings {
+    /// How often peers are pinged.
+    pub ping_secs: u64,
+    /// Above this many readers in a room here, joins and leaves are not announced.
+    pub announce_limit: usize,
+}
+
+/// What a socket's task holds on to after the request that opened it is gone.
+#[derive(Clone)]
+pub struct SocketState {
+    pub db: DatabaseConnection,
+    pub delivery: Delivery,
+    pub hub: Arc<dyn Hub>,
+    pub events: Events,
+    pub presence: Presence,
+    pub limits: Limits,
+    pub settings: SocketSettings,
 }
 
 /// The ChatFlow chat socket (see the module comment for its frames).
@@ -52,33 +76,22 @@ pub async fn connect<'r>(
     user_id: &'r str,
     username: Option<&'r str>,
     since: Option<&'r str>,
-    chat: &'r State<Chat>,
-    presence: &'r State<Presence>,
+    state: &'r State<SocketState>,
 ) -> Result<Channel<'r>> {
     let room = room_id?;
-    let user_id = validate::user_id(user_id)?;
-    let since = since
-        .map(|s| {
-            s.parse::<i64>()
-                .map_err(|_| Error::bad_request("since must be a message id"))
-        })
-        .transpose()?;
+    let user_id = names::user_id(user_id)?;
+    let since = message_id("since", since)?;
     // Checked as a post's would be; none means the user id.
-    let username = validate::username(Some(username.unwrap_or(&user_id)), &chat.limits)?;
-    if chat.store.room(room.as_str()).await?.is_none() {
-        return Err(Error::NotFound(format!(
-            "room '{}' does not exist",
-            room.as_str()
-        )));
-    }
+    let username = names::username(Some(username.unwrap_or(&user_id)), &state.limits)?;
+    chat::rooms::existing(&state.db, room.as_str()).await?;
     let peer = Arc::new(Peer { user_id, username });
     // Listening starts before the history is read, so nothing falls between the two.
-    let events = chat.hub.subscribe(room.as_str());
-    let own = chat.hub.subscribe(&user_channel(&peer.user_id)).signals;
+    let events = state.hub.subscribe(room.as_str());
+    let own = state.hub.subscribe(&user_channel(&peer.user_id)).signals;
     // Without `since`, a peer wants what comes from now on, nothing older.
-    let floor = since.unwrap_or_else(|| chat.hub.highest_seen());
+    let floor = since.unwrap_or_else(|| state.hub.highest_seen());
     let history = match since {
-        Some(after) => chat.store.messages_after(room.as_str(), after).await?,
+        Some(after) => chat::messages::since(&state.db, room.as_str(), after).await?,
         None => Vec::new(),
     };
     let config = Config {
@@ -88,10 +101,9 @@ pub async fn connect<'r>(
         write_buffer_size: 0,
         ..Config::default()
     };
-    let ping_every = Duration::from_secs(chat.ws_ping_secs.max(1));
+    let ping_every = Duration::from_secs(state.settings.ping_secs.max(1));
     let session = Session {
-        chat: chat.inner().clone(),
-        presence: presence.inner().clone(),
+        state: state.inner().clone(),
         room,
         peer,
         ping_every,
@@ -108,8 +120,7 @@ pub async fn connect<'r>(
 }
 
 struct Session {
-    chat: Chat,
-    presence: Presence,
+    state: SocketState,
     room: RoomName,
     peer: Arc<Peer>,
     ping_every: Duration,
@@ -126,7 +137,7 @@ impl Session {
         stream: rocket_ws::stream::DuplexStream,
         events: Subscription,
         mut own: broadcast::Receiver<Event>,
-        history: Vec<message::Model>,
+        history: Vec<ChatMessage>,
         since: i64,
     ) {
         let (mut sink, mut source) = stream.split();
@@ -142,16 +153,15 @@ impl Session {
             sent.insert(row.id);
         }
         let room = self.room.as_str();
-        let metrics = &crate::metrics::METRICS;
-        metrics.websockets_open.inc();
+        METRICS.websockets_open.inc();
         // Boxed, as the frame handling below: presence's database and Redis work would
         // otherwise be part of every idle socket's state.
-        Box::pin(self.presence.socket_opened(&self.peer)).await;
+        Box::pin(self.state.presence.socket_opened(&self.peer)).await;
         let joined_at = chrono::Utc::now();
-        self.chat.events.user_joined(room, &self.peer, joined_at);
-        let announce = |hub: &dyn super::Hub| hub.listeners(room) <= self.chat.ws_announce_limit;
-        if announce(&*self.chat.hub) {
-            self.chat.hub.publish(
+        self.state.events.user_joined(room, &self.peer, joined_at);
+        let announce = |hub: &dyn Hub| hub.listeners(room) <= self.state.settings.announce_limit;
+        if announce(&*self.state.hub) {
+            self.state.hub.publish(
                 room,
                 Event::Joined {
                     user: self.peer.clone(),
@@ -200,7 +210,7 @@ impl Session {
                         let rows = if lags.len() > MAX_LAGS {
                             None
                         } else {
-                            Box::pin(self.chat.store.messages_after(room, sent.resume_from())).await.ok()
+                            Box::pin(chat::messages::since(&self.state.db, room, sent.resume_from())).await.ok()
                         };
                         match rows {
                             Some(rows) => {
@@ -250,8 +260,8 @@ impl Session {
             let _ =
                 tokio::time::timeout(SEND_TIMEOUT, sink.send(Message::Close(Some(frame)))).await;
         }
-        if announce(&*self.chat.hub) {
-            self.chat.hub.publish(
+        if announce(&*self.state.hub) {
+            self.state.hub.publish(
                 room,
                 Event::Left {
                     user: self.peer.clone(),
@@ -259,8 +269,8 @@ impl Session {
                 },
             );
         }
-        Box::pin(self.presence.socket_closed(&self.peer, room)).await;
-        metrics.websockets_open.dec();
+        Box::pin(self.state.presence.socket_closed(&self.peer, room)).await;
+        METRICS.websockets_open.dec();
     }
 
     async fn on_frame(&self, frame: Message) -> Reply {
@@ -286,7 +296,11 @@ impl Session {
             "typing" | "stop_typing" => {
                 let active = incoming.kind == "typing";
                 // A presence store that is away loses the REST view only; sockets are told.
-                let _ = self.presence.typing(room, self.peer.clone(), active).await;
+                let _ = self
+                    .state
+                    .presence
+                    .typing(room, self.peer.clone(), active)
+                    .await;
                 Reply::Nothing
             }
             other => error(&format!("unknown type '{other}'")),
@@ -294,15 +308,15 @@ impl Session {
     }
 
     async fn store(&self, incoming: Incoming) -> Result<()> {
-        let message = validate::chatflow_message(
+        let message = chatflow_message(
             &self.peer.username,
             Some(self.peer.user_id.clone()),
             incoming.content.as_deref(),
             incoming.message_type.as_deref(),
             incoming.file_url,
-            &self.chat.limits,
+            &self.state.limits,
         )?;
-        self.chat.store.insert(&self.room, message).await?;
+        self.state.delivery.post(&self.room, message).await?;
         Ok(())
     }
 
@@ -313,7 +327,7 @@ impl Session {
             // Already sent: with the history, or again after a Redis outage.
             Event::Message(row) if !sent.insert(row.id) => None,
             Event::Message(row) => {
-                crate::metrics::METRICS.messages_delivered.inc();
+                METRICS.messages_delivered.inc();
                 Some(message_json(row))
             }
             // Nobody needs to be told that they themselves are typing.
@@ -402,18 +416,8 @@ fn error(detail: &str) -> Reply {
     Reply::Send(json!({ "type": "error", "detail": detail }))
 }
 
-pub fn message_json(row: &message::Model) -> Value {
-    json!({
-        "type": "message",
-        "id": row.id,
-        "room_id": row.room,
-        "user_id": row.user_id,
-        "username": row.username,
-        "content": row.text,
-        "message_type": row.message_type,
-        "file_url": row.file_url,
-        "timestamp": row.timestamp.and_utc(),
-    })
+fn message_json(row: &ChatMessage) -> Value {
+    serde_json::to_value(MessageJson(row, Shape::Socket)).unwrap_or_default()
 }
 
 /// The next signal from the room or from the user's own channel. Signals missed in a

@@ -1,8 +1,8 @@
 //! The chat page (`/` and `/<room>`) and its assets.
 
-use crate::chat::validate::RoomName;
+use super::Plain;
 use crate::config::Settings;
-use crate::http::Result;
+use crate::domain::{Error, RoomName};
 use rocket::fs::{FileServer, NamedFile, Options};
 use rocket::{get, routes, Route, State};
 use rocket_dyn_templates::{context, Template};
@@ -28,7 +28,7 @@ fn index() -> Template {
 }
 
 #[get("/<room>", rank = 20)]
-fn room(room: Result<RoomName>) -> Result<Template> {
+fn room(room: Result<RoomName, Error>) -> Result<Template, Plain> {
     Ok(page(room?.as_str()))
 }
 

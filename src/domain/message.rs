@@ -1,53 +1,27 @@
-//! What a room name, a user name and a message may be, and how a stored message becomes
-//! one line of the transcript.
+//! The message: as a client sends it ([`NewMessage`], checked here), as it is stored and
+//! read back ([`Message`]), as one line of the legacy transcript, and as JSON
+//! ([`MessageJson`], the one writer of every door's JSON form).
 
-use crate::http::Error;
-use chrono::{Local, NaiveDateTime, TimeZone, Utc};
-use rocket::request::FromParam;
+use crate::domain::names::{self, is_forbidden_in_name};
+use crate::domain::{Error, Limits};
+use chrono::{Local, NaiveDateTime, TimeZone};
+use serde::ser::{SerializeMap, Serializer};
+use serde::{Deserialize, Serialize};
 
-pub const MAX_ROOM_CHARS: usize = 64;
-pub const DEFAULT_USERNAME: &str = "Anonymous";
-
-/// A room name taken from the URL: 1 to 64 characters, no `/`, no control characters.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct RoomName(String);
-
-impl RoomName {
-    pub fn parse(name: &str) -> Result<Self, Error> {
-        if name.is_empty() {
-            return Err(Error::bad_request("room name is empty"));
-        }
-        if name.chars().count() > MAX_ROOM_CHARS {
-            return Err(Error::bad_request(format!(
-                "room name is longer than {MAX_ROOM_CHARS} characters"
-            )));
-        }
-        if name.contains('/') {
-            return Err(Error::bad_request("room name contains '/'"));
-        }
-        if name.chars().any(is_forbidden_in_name) {
-            return Err(Error::bad_request("room name contains control characters"));
-        }
-        Ok(RoomName(name.to_string()))
-    }
-
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
-
-impl<'a> FromParam<'a> for RoomName {
-    type Error = Error;
-
-    fn from_param(param: &'a str) -> Result<Self, Self::Error> {
-        RoomName::parse(param)
-    }
-}
-
-/// Control characters, and the Unicode line and paragraph separators that some viewers
-/// break lines at.
-fn is_forbidden_in_name(c: char) -> bool {
-    c.is_control() || c == '\u{2028}' || c == '\u{2029}'
+/// A stored message. Ids are the order of messages within a room.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Message {
+    pub id: i64,
+    pub room: String,
+    /// When the message was stored, in UTC.
+    pub timestamp: NaiveDateTime,
+    pub username: String,
+    pub text: String,
+    /// The sender's id when it came through the ChatFlow side (WebSocket, JSON API).
+    pub user_id: Option<String>,
+    /// `text`, `file` or `system`.
+    pub message_type: String,
+    pub file_url: Option<String>,
 }
 
 /// A message ready to store: user name defaulted and both fields trimmed and checked.
@@ -62,39 +36,20 @@ pub struct NewMessage {
     pub file_url: Option<String>,
 }
 
-pub struct Limits {
-    pub max_username_chars: usize,
-    pub max_message_chars: usize,
+/// Who is on the other end of a WebSocket.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Peer {
+    pub user_id: String,
+    pub username: String,
 }
 
-/// A user name as sent: trimmed, `Anonymous` when blank, refused when too long or holding
-/// control characters.
-pub fn username(raw: Option<&str>, limits: &Limits) -> Result<String, Error> {
-    let username = raw.map(str::trim).unwrap_or_default();
-    let username = if username.is_empty() {
-        DEFAULT_USERNAME
-    } else {
-        username
-    };
-    if username.chars().count() > limits.max_username_chars {
-        return Err(Error::bad_request(format!(
-            "username is longer than {} characters",
-            limits.max_username_chars
-        )));
-    }
-    if username.chars().any(is_forbidden_in_name) {
-        return Err(Error::bad_request("username contains control characters"));
-    }
-    Ok(username.to_string())
-}
-
+/// A legacy post (`username`, `msg`).
 pub fn new_message(
     username: Option<&str>,
     msg: Option<&str>,
     limits: &Limits,
 ) -> Result<NewMessage, Error> {
-    let username = self::username(username, limits)?;
-
+    let username = names::username(username, limits)?;
     let text = msg.map(str::trim).unwrap_or_default();
     if text.is_empty() {
         return Err(Error::bad_request("msg is required"));
@@ -120,34 +75,6 @@ pub fn new_message(
         message_type: "text",
         file_url: None,
     })
-}
-
-/// Names the ChatFlow routes take under `/api/chat`: they are not legacy rooms.
-pub const RESERVED_ROOMS: [&str; 3] = ["rooms", "messages", "health"];
-
-/// A user id of the ChatFlow side (WebSocket path, presence, notifications): 1 to 64
-/// characters, no control characters.
-pub fn user_id(raw: &str) -> Result<String, Error> {
-    if raw.is_empty() || raw.chars().count() > 64 || raw.chars().any(is_forbidden_in_name) {
-        return Err(Error::bad_request(
-            "user_id must be 1 to 64 characters, no control characters",
-        ));
-    }
-    Ok(raw.to_string())
-}
-
-/// How many rows a list route answers with: `limit=` 1 to 200, 50 when absent.
-pub fn limit(raw: Option<&str>) -> Result<u64, Error> {
-    const DEFAULT: u64 = 50;
-    const MAX: u64 = 200;
-    match raw {
-        None => Ok(DEFAULT),
-        Some(raw) => raw
-            .parse::<u64>()
-            .ok()
-            .filter(|n| (1..=MAX).contains(n))
-            .ok_or_else(|| Error::bad_request(format!("limit must be 1 to {MAX}"))),
-    }
 }
 
 /// A message as the ChatFlow side sends it (WebSocket frame or JSON API): `content`,
@@ -213,19 +140,58 @@ fn push_one_line(out: &mut String, text: &str) {
                 out.push(LINE_BREAK_MARK)
             }
             '\t' => out.push('\t'),
-            c if c.is_control() => out.push('\u{FFFD}'),
+            c if is_forbidden_in_name(c) => out.push('\u{FFFD}'),
             c => out.push(c),
         }
     }
 }
 
-/// The current time as stored: UTC, to the microsecond that every backend keeps, so the
-/// cache shows what a later read from the database returns.
-pub fn now_utc() -> NaiveDateTime {
-    use chrono::Timelike;
-    let now = Utc::now().naive_utc();
-    now.with_nanosecond(now.nanosecond() / 1_000 * 1_000)
-        .unwrap_or(now)
+/// The JSON forms of a message; each door's clients read their own field names.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Shape {
+    /// The ChatFlow REST API and events: `id, room_id, user_id, username, content,
+    /// message_type, file_url, created_at`.
+    Api,
+    /// A ChatFlow socket frame: `type: "message"`, the API's fields, and `timestamp` in
+    /// place of `created_at`.
+    Socket,
+    /// `GET /api/chat/<room>?format=json`: `id, room, username, text, timestamp`.
+    Legacy,
+}
+
+/// The one JSON writer of a message, in the shape its door's clients read.
+pub struct MessageJson<'a>(pub &'a Message, pub Shape);
+
+impl Serialize for MessageJson<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let MessageJson(m, shape) = self;
+        let at = m.timestamp.and_utc();
+        let mut map = serializer.serialize_map(None)?;
+        if *shape == Shape::Socket {
+            map.serialize_entry("type", "message")?;
+        }
+        map.serialize_entry("id", &m.id)?;
+        if *shape == Shape::Legacy {
+            map.serialize_entry("room", &m.room)?;
+            map.serialize_entry("username", &m.username)?;
+            map.serialize_entry("text", &m.text)?;
+            map.serialize_entry("timestamp", &at)?;
+            return map.end();
+        }
+        map.serialize_entry("room_id", &m.room)?;
+        map.serialize_entry("user_id", &m.user_id)?;
+        map.serialize_entry("username", &m.username)?;
+        map.serialize_entry("content", &m.text)?;
+        map.serialize_entry("message_type", &m.message_type)?;
+        map.serialize_entry("file_url", &m.file_url)?;
+        let time_key = if *shape == Shape::Socket {
+            "timestamp"
+        } else {
+            "created_at"
+        };
+        map.serialize_entry(time_key, &at)?;
+        map.end()
+    }
 }
 
 #[cfg(test)]
@@ -236,17 +202,6 @@ mod tests {
         max_username_chars: 64,
         max_message_chars: 4096,
     };
-
-    #[test]
-    fn room_names() {
-        assert!(RoomName::parse("general").is_ok());
-        assert!(RoomName::parse("café-☕").is_ok());
-        assert!(RoomName::parse("").is_err());
-        assert!(RoomName::parse("a/b").is_err());
-        assert!(RoomName::parse("a\u{7}b").is_err());
-        assert!(RoomName::parse(&"x".repeat(64)).is_ok());
-        assert!(RoomName::parse(&"x".repeat(65)).is_err());
-    }
 
     #[test]
     fn messages_are_trimmed_and_defaulted() {
@@ -278,6 +233,24 @@ mod tests {
     }
 
     #[test]
+    fn chatflow_messages_name_their_fields() {
+        let err = chatflow_message("a", None, None, None, None, &LIMITS).unwrap_err();
+        assert_eq!(err.to_string(), "content is required");
+        let file = chatflow_message(
+            "a",
+            None,
+            Some("x"),
+            Some("file"),
+            Some("/f".into()),
+            &LIMITS,
+        )
+        .unwrap();
+        assert_eq!(file.message_type, "file");
+        assert!(chatflow_message("a", None, Some("x"), Some("file"), None, &LIMITS).is_err());
+        assert!(chatflow_message("a", None, Some("x"), Some("video"), None, &LIMITS).is_err());
+    }
+
+    #[test]
     fn a_message_is_always_one_line() {
         let ts = chrono::NaiveDate::from_ymd_opt(2026, 1, 2)
             .unwrap()
@@ -291,5 +264,35 @@ mod tests {
         assert!(!line.contains(['\n', '\r', '\u{2028}']));
         assert!(line.ends_with("bob: hi↵[2026-01-01 00:00:00] alice: x↵y↵z\u{FFFD}"));
         assert!(line.starts_with('['));
+    }
+
+    #[test]
+    fn one_writer_three_shapes() {
+        let m = Message {
+            id: 7,
+            room: "r".into(),
+            timestamp: chrono::DateTime::from_timestamp(0, 0).unwrap().naive_utc(),
+            username: "u".into(),
+            text: "hi".into(),
+            user_id: Some("u1".into()),
+            message_type: "text".into(),
+            file_url: None,
+        };
+        let json = |shape| serde_json::to_value(MessageJson(&m, shape)).unwrap();
+        assert_eq!(
+            json(Shape::Api),
+            serde_json::json!({"id": 7, "room_id": "r", "user_id": "u1", "username": "u",
+                "content": "hi", "message_type": "text", "file_url": null,
+                "created_at": "1970-01-01T00:00:00Z"})
+        );
+        let socket = json(Shape::Socket);
+        assert_eq!(socket["type"], "message");
+        assert_eq!(socket["timestamp"], "1970-01-01T00:00:00Z");
+        assert!(socket.get("created_at").is_none());
+        assert_eq!(
+            json(Shape::Legacy),
+            serde_json::json!({"id": 7, "room": "r", "username": "u", "text": "hi",
+                "timestamp": "1970-01-01T00:00:00Z"})
+        );
     }
 }

@@ -3,7 +3,7 @@
 //! Unlike a lenient form parser, anything unreadable is refused rather than half-read.
 
 use crate::config::Settings;
-use crate::http::Error;
+use crate::domain::Error;
 use rocket::data::{self, Data, FromData, ToByteUnit};
 use rocket::form::{self, error::ErrorKind, Form, FromForm, Lenient};
 use rocket::http::Status;
@@ -11,7 +11,7 @@ use rocket::outcome::Outcome;
 use rocket::Request;
 use serde::Deserialize;
 
-/// The two fields as sent; validation happens in [`super::validate::new_message`].
+/// The two fields as sent; validation happens in `domain::message::new_message`.
 #[derive(Debug, Default, Deserialize)]
 pub struct PostBody {
     pub username: Option<String>,
@@ -28,7 +28,10 @@ impl<'r> FromData<'r> for PostBody {
     async fn from_data(req: &'r Request<'_>, data: Data<'r>) -> data::Outcome<'r, Self> {
         match read(req, data).await {
             Ok(body) => Outcome::Success(body),
-            Err(err) => Outcome::Error((err.status(), err)),
+            Err(err) => Outcome::Error((
+                Status::from_code(err.status_code()).unwrap_or(Status::BadRequest),
+                err,
+            )),
         }
     }
 }

@@ -11,17 +11,11 @@ use utoipa_swagger_ui::SwaggerUi;
         description = "The Flask polling chat's API, the ChatFlow chat, presence, notifications and files, in one server."
     ),
     nest(
-        (path = "/api/chat", api = crate::chat::ApiDoc),
-        (path = "/api/chat", api = crate::chat::api::ApiDoc),
-        (path = "/api/presence", api = crate::presence::ApiDoc),
-        (path = "/api/notifications", api = crate::notifications::ApiDoc),
-        (path = "/api/files", api = crate::files::ApiDoc),
-    ),
-    paths(
-        crate::health::health,
-        crate::health::healthz,
-        crate::metrics::metrics,
-        crate::realtime::ws::connect
+        (path = "/api/chat", api = super::legacy::ApiDoc),
+        (path = "/api/chat", api = super::chat_api::ApiDoc),
+        (path = "/api/presence", api = super::presence::ApiDoc),
+        (path = "/api/notifications", api = super::notifications::ApiDoc),
+        (path = "/api/files", api = super::files::ApiDoc),
     )
 )]
 pub struct ApiDoc;
@@ -30,6 +24,9 @@ pub struct ApiDoc;
 /// answers it on (`/api/presence`).
 pub fn document() -> utoipa::openapi::OpenApi {
     let mut doc = ApiDoc::openapi();
+    // The mounts at the root need no prefix.
+    doc.merge(super::ops::ApiDoc::openapi());
+    doc.merge(super::ws::ApiDoc::openapi());
     let paths = std::mem::take(&mut doc.paths.paths);
     doc.paths.paths = paths
         .into_iter()

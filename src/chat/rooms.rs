@@ -1,0 +1,125 @@
+//! Rooms: a legacy room comes into being with its first message; the ChatFlow API creates
+//! them with a name and description, lists and deletes them.
+
+use crate::db::rooms::{self as table, Room};
+use crate::domain::sync::lock;
+use crate::domain::{now_utc, Error, RoomName};
+use sea_orm::DatabaseConnection;
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+/// Another replica may delete a room: a room known to exist is trusted this long.
+const KNOWN_ROOM_TTL: Duration = Duration::from_secs(30);
+
+/// Rooms known to exist in the `room` table and since when, so only a room's first post
+/// checks the table.
+#[derive(Default)]
+pub struct Rooms {
+    known: Mutex<HashMap<String, Instant>>,
+}
+
+impl Rooms {
+    /// Makes sure the room has its row, creating it if it has none.
+    pub async fn ensure(&self, db: &DatabaseConnection, room: &RoomName) -> Result<(), Error> {
+        let fresh = lock(&self.known)
+            .get(room.as_str())
+            .is_some_and(|since| since.elapsed() < KNOWN_ROOM_TTL);
+        if fresh {
+            return Ok(());
+        }
+        if table::get(db, room.as_str()).await?.is_none() {
+            let row = Room {
+                id: room.as_str().to_string(),
+                name: room.as_str().to_string(),
+                description: None,
+                created_at: now_utc(),
+            };
+            // Two first posts at once: the second insert fails on the key, and the room
+            // exists all the same.
+            if let Err(err) = table::insert(db, &row).await {
+                if table::get(db, room.as_str()).await?.is_none() {
+                    return Err(err.into());
+                }
+            }
+        }
+        lock(&self.known).insert(room.as_str().to_string(), Instant::now());
+        Ok(())
+    }
+
+    /// After a room is deleted here: its next post checks the table again.
+    pub fn forget(&self, room: &str) {
+        lock(&self.known).remove(room);
+    }
+}
+
+/// The room, or 404.
+pub async fn existing(db: &DatabaseConnection, id: &str) -> Result<Room, Error> {
+    table::get(db, id)
+        .await?
+        .ok_or_else(|| Error::not_found(format!("room '{id}' does not exist")))
+}
+
+pub async fn list(db: &DatabaseConnection) -> Result<Vec<Room>, Error> {
+    Ok(table::list(db).await?)
+}
+
+/// A room as the API asks for it.
+#[derive(Debug, Default)]
+pub struct NewRoom {
+    /// Made from `name` when absent.
+    pub id: Option<String>,
+    pub name: Option<String>,
+    pub description: Option<String>,
+}
+
+/// Creates a room; 409 if its id is taken.
+pub async fn create(db: &DatabaseConnection, new: NewRoom) -> Result<Room, Error> {
+    let name = new.name.as_deref().map(str::trim).unwrap_or_default();
+    let id = match new.id.as_deref().map(str::trim) {
+        Some(id) if !id.is_empty() => id.to_string(),
+        _ if !name.is_empty() => name.to_lowercase().replace(char::is_whitespace, "-"),
+        _ => return Err(Error::bad_request("id or name is required")),
+    };
+    let id = RoomName::parse_new(&id)?;
+    let name = if name.is_empty() { id.as_str() } else { name };
+    if name.chars().count() > 100 || name.chars().any(char::is_control) {
+        return Err(Error::bad_request(
+            "name must be at most 100 characters, no control characters",
+        ));
+    }
+    let description = new.description.map(|d| d.trim().to_string());
+    if description
+        .as_ref()
+        .is_some_and(|d| d.chars().count() > 1000)
+    {
+        return Err(Error::bad_request(
+            "description is longer than 1000 characters",
+        ));
+    }
+    let conflict = || Error::Conflict(format!("room '{}' already exists", id.as_str()));
+    if table::get(db, id.as_str()).await?.is_some() {
+        return Err(conflict());
+    }
+    let row = Room {
+        id: id.as_str().to_string(),
+        name: name.to_string(),
+        description: description.filter(|d| !d.is_empty()),
+        created_at: now_utc(),
+    };
+    if let Err(err) = table::insert(db, &row).await {
+        // Two creations at once: the loser's insert fails on the key.
+        return Err(match table::get(db, id.as_str()).await? {
+            Some(_) => conflict(),
+            None => err.into(),
+        });
+    }
+    Ok(row)
+}
+
+/// Deletes the room and its messages; returns the room and how many messages went.
+pub async fn delete(db: &DatabaseConnection, id: &str) -> Result<(Room, u64), Error> {
+    let room = existing(db, id).await?;
+    let deleted = table::delete_with_messages(db, &room.id).await?;
+    Ok((room, deleted))
+}

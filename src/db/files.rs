@@ -1,0 +1,57 @@
+//! The `stored_file` table: uploaded files' metadata.
+
+use super::entities::stored_file;
+use sea_orm::{
+    ActiveValue::Set, ColumnTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter, QueryOrder,
+    QuerySelect,
+};
+
+pub use stored_file::Model as StoredFile;
+
+pub async fn insert(db: &DatabaseConnection, row: &StoredFile) -> Result<(), DbErr> {
+    let active = stored_file::ActiveModel {
+        id: Set(row.id.clone()),
+        original_name: Set(row.original_name.clone()),
+        content_type: Set(row.content_type.clone()),
+        size_bytes: Set(row.size_bytes),
+        uploaded_by: Set(row.uploaded_by.clone()),
+        room_id: Set(row.room_id.clone()),
+        object_key: Set(row.object_key.clone()),
+        created_at: Set(row.created_at),
+    };
+    stored_file::Entity::insert(active)
+        .exec(db)
+        .await
+        .map(|_| ())
+}
+
+/// Files, newest first; with `room`, that room's only.
+pub async fn list(
+    db: &DatabaseConnection,
+    room: Option<&str>,
+    limit: u64,
+) -> Result<Vec<StoredFile>, DbErr> {
+    let mut query = stored_file::Entity::find();
+    if let Some(room) = room {
+        query = query.filter(stored_file::Column::RoomId.eq(room));
+    }
+    query
+        .order_by_desc(stored_file::Column::CreatedAt)
+        .order_by_desc(stored_file::Column::Id)
+        .limit(limit)
+        .all(db)
+        .await
+}
+
+pub async fn get(db: &DatabaseConnection, id: &str) -> Result<Option<StoredFile>, DbErr> {
+    stored_file::Entity::find_by_id(id.to_string())
+        .one(db)
+        .await
+}
+
+pub async fn delete(db: &DatabaseConnection, id: &str) -> Result<(), DbErr> {
+    stored_file::Entity::delete_by_id(id.to_string())
+        .exec(db)
+        .await
+        .map(|_| ())
+}

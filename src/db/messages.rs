@@ -1,0 +1,389 @@
+//! The `message` table's queries. Above this module a message is a `domain::Message`.
+//!
+//! Inserting: where the database can say which ids a multi-row INSERT generated
+//! (`RETURNING`: PostgreSQL, SQLite, MariaDB) a batch is one statement; on MySQL it is one
+//! statement per row, since MySQL may give one statement's rows ids that are not
+//! consecutive. With several replicas writing (`ordered`), a batch locks its rooms' rows
+//! and reads each room's previous message id: see `delivery` for why.
+
+use super::entities::{message, room};
+use crate::domain::{Message, NewMessage};
+use sea_orm::sea_query::{Expr, Func, LikeExpr, LockType, Order, Query, UnionType};
+use sea_orm::{
+    ActiveValue::{NotSet, Set},
+    ColumnTrait, ConnectionTrait, DatabaseConnection, DbBackend, DbErr, EntityTrait, ExprTrait,
+    PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, Statement, TransactionTrait,
+};
+use std::collections::{BTreeSet, HashMap};
+
+/// A message to insert, and its room.
+pub struct ToInsert {
+    pub room: String,
+    pub message: NewMessage,
+}
+
+/// How a batch of rows is inserted.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum InsertMode {
+    /// One multi-row INSERT that returns the generated ids.
+    Returning,
+    /// MariaDB speaks the MySQL dialect, plus `RETURNING`.
+    MariaDbReturning,
+    /// One INSERT per row, each reading its own generated id.
+    PerRow,
+}
+
+/// The best way this database inserts a batch; `use_returning: false` forces one
+/// statement per row (for proxies that do not understand `RETURNING`).
+pub async fn insert_mode(
+    db: &DatabaseConnection,
+    use_returning: bool,
+) -> Result<InsertMode, DbErr> {
+    Ok(match db.get_database_backend() {
+        _ if !use_returning => InsertMode::PerRow,
+        DbBackend::MySql => {
+            let version = db
+                .query_one_raw(Statement::from_string(
+                    DbBackend::MySql,
+                    "SELECT VERSION() AS v",
+                ))
+                .await?
+                .and_then(|row| row.try_get::<String>("", "v").ok())
+                .unwrap_or_default();
+            if supports_returning(&version) {
+                InsertMode::MariaDbReturning
+            } else {
+                InsertMode::PerRow
+            }
+        }
+        _ => InsertMode::Returning,
+    })
+}
+
+/// `INSERT ... RETURNING` exists in MariaDB from 10.5 on, and not in MySQL.
+fn supports_returning(version: &str) -> bool {
+    if !version.contains("MariaDB") {
+        return false;
+    }
+    let mut parts = version
+        .split(['.', '-'])
+        .map(|p| p.parse::<u32>().unwrap_or(0));
+    let (major, minor) = (parts.next().unwrap_or(0), parts.next().unwrap_or(0));
+    (major, minor) >= (10, 5)
+}
+
+/// A committed message and, when `ordered`, its room's previous message id.
+pub type Committed = (Message, Option<i64>);
+
+/// Inserts the batch: all rows are committed, or none is. With `ordered`, each row comes
+/// with its room's previous message id, read while the batch holds its rooms' locks.
+pub async fn insert_batch(
+    db: &DatabaseConnection,
+    batch: &[ToInsert],
+    mode: InsertMode,
+    ordered: bool,
+) -> Result<Vec<Committed>, DbErr> {
+    let timestamp = crate::domain::now_utc();
+    let (ids, mut last) = match (mode, ordered) {
+        // One statement is atomic on its own: no BEGIN and COMMIT round trips.
+        (InsertMode::Returning | InsertMode::MariaDbReturning, false) => (
+            insert_returning(db, batch, timestamp, mode).await?,
+            HashMap::new(),
+        ),
+        _ => {
+            let txn = db.begin().await?;
+            let rooms: BTreeSet<&str> = batch.iter().map(|p| p.room.as_str()).collect();
+            if ordered {
+                lock_rooms(&txn, &rooms).await?;
+            }
+            let ids = match mode {
+                InsertMode::PerRow => insert_per_row(&txn, batch, timestamp).await?,
+                _ => insert_returning(&txn, batch, timestamp, mode).await?,
+            };
+            let last = match ids.first() {
+                Some(&first) if ordered => last_ids(&txn, rooms, first).await?,
+                _ => HashMap::new(),
+            };
+            txn.commit().await?;
+            (ids, last)
+        }
+    };
+    Ok(batch
+        .iter()
+        .zip(ids)
+        .map(|(row, id)| {
+            let prev = ordered.then(|| {
+                let last = last.entry(row.room.clone()).or_insert(0);
+                std::mem::replace(last, id)
+            });
+            let message = Message {
+                id,
+                room: row.room.clone(),
+                timestamp,
+                username: row.message.username.clone(),
+                text: row.message.text.clone(),
+                user_id: row.message.user_id.clone(),
+                message_type: row.message.message_type.to_string(),
+                file_url: row.message.file_url.clone(),
+            };
+            (message, prev)
+        })
+        .collect())
+}
+
+/// Locks the rooms until the transaction ends, in one order on every replica so two cannot
+/// wait on each other; so ids are given in commit order within a room. SQLite lets one
+/// writer in at a time anyway (from the first INSERT on), and has no row locks.
+async fn lock_rooms<C: ConnectionTrait>(txn: &C, rooms: &BTreeSet<&str>) -> Result<(), DbErr> {
+    let backend = txn.get_database_backend();
+    if backend != DbBackend::Sqlite {
+        let lock = Query::select()
+            .column(room::Column::Id)
+            .from(room::Entity)
+            .and_where(room::Column::Id.is_in(rooms.iter().copied()))
+            .order_by(room::Column::Id, Order::Asc)
+            .lock(LockType::Update)
+            .to_owned();
+        txn.query_all_raw(backend.build(&lock)).await?;
+    }
+    Ok(())
+}
+
+/// Each room's last message id before this batch's first (`below`). Read once this
+/// transaction is the rooms' only writer, so every earlier message of them is committed.
+/// One MAX per room, each answered from the end of the (room, id) index; a GROUP BY over
+/// the rooms would read every message of each.
+async fn last_ids<C: ConnectionTrait>(
+    txn: &C,
+    rooms: BTreeSet<&str>,
+    below: i64,
+) -> Result<HashMap<String, i64>, DbErr> {
+    let last_of = |room: &str| {
+        Query::select()
+            .expr(Expr::val(room))
+            .expr(Func::max(Expr::col(message::Column::Id)))
+            .from(message::Entity)
+            .and_where(message::Column::Room.eq(room))
+            .and_where(message::Column::Id.lt(below))
+            .to_owned()
+    };
+    let mut rooms = rooms.into_iter();
+    let Some(first) = rooms.next() else {
+        return Ok(HashMap::new());
+    };
+    let mut last = last_of(first);
+    for room in rooms {
+        last.union(UnionType::All, last_of(room));
+    }
+    let mut ids = HashMap::new();
+    let backend = txn.get_database_backend();
+    for row in txn.query_all_raw(backend.build(&last)).await? {
+        if let Some(id) = row.try_get_by_index::<Option<i64>>(1)? {
+            ids.insert(row.try_get_by_index::<String>(0)?, id);
+        }
+    }
+    Ok(ids)
+}
+
+async fn insert_returning<C: ConnectionTrait>(
+    db: &C,
+    batch: &[ToInsert],
+    timestamp: chrono::NaiveDateTime,
+    mode: InsertMode,
+) -> Result<Vec<i64>, DbErr> {
+    use message::Column;
+    let mut insert = Query::insert();
+    insert.into_table(message::Entity).columns([
+        Column::Room,
+        Column::Timestamp,
+        Column::Username,
+        Column::Text,
+        Column::UserId,
+        Column::MessageType,
+        Column::FileUrl,
+    ]);
+    for p in batch {
+        insert
+            .values([
+                p.room.clone().into(),
+                timestamp.into(),
+                p.message.username.clone().into(),
+                p.message.text.clone().into(),
+                p.message.user_id.clone().into(),
+                p.message.message_type.into(),
+                p.message.file_url.clone().into(),
+            ])
+            .map_err(|e| DbErr::Custom(e.to_string()))?;
+    }
+    let backend = db.get_database_backend();
+    let statement = if mode == InsertMode::MariaDbReturning {
+        let mut statement = backend.build(&insert);
+        statement.sql.push_str(" RETURNING `id`");
+        statement
+    } else {
+        backend.build(insert.returning_col(Column::Id))
+    };
+    let rows = db.query_all_raw(statement).await?;
+    // Rows get their ids in the order of the VALUES list; the order RETURNING lists them
+    // in is not promised, so sorting restores it.
+    let mut ids = rows
+        .iter()
+        .map(|row| row.try_get_by_index::<i64>(0))
+        .collect::<Result<Vec<_>, _>>()?;
+    if ids.len() != batch.len() {
+        return Err(DbErr::Custom(format!(
+            "inserted {} rows, database returned {} ids",
+            batch.len(),
+            ids.len()
+        )));
+    }
+    ids.sort_unstable();
+    Ok(ids)
+}
+
+async fn insert_per_row<C: ConnectionTrait>(
+    txn: &C,
+    batch: &[ToInsert],
+    timestamp: chrono::NaiveDateTime,
+) -> Result<Vec<i64>, DbErr> {
+    let mut ids = Vec::with_capacity(batch.len());
+    for pending in batch {
+        let row = message::ActiveModel {
+            id: NotSet,
+            room: Set(pending.room.clone()),
+            timestamp: Set(timestamp),
+            username: Set(pending.message.username.clone()),
+            text: Set(pending.message.text.clone()),
+            user_id: Set(pending.message.user_id.clone()),
+            message_type: Set(pending.message.message_type.to_string()),
+            file_url: Set(pending.message.file_url.clone()),
+        };
+        ids.push(message::Entity::insert(row).exec(txn).await?.last_insert_id);
+    }
+    Ok(ids)
+}
+
+fn all(rows: Vec<message::Model>) -> Vec<Message> {
+    rows.into_iter().map(Message::from).collect()
+}
+
+/// Messages of a room with an id above `after` (and below `before`), oldest first.
+pub async fn in_room_between(
+    db: &DatabaseConnection,
+    room: &str,
+    after: i64,
+    before: Option<i64>,
+) -> Result<Vec<Message>, DbErr> {
+    let mut query = message::Entity::find()
+        .filter(message::Column::Room.eq(room))
+        .filter(message::Column::Id.gt(after));
+    if let Some(before) = before {
+        query = query.filter(message::Column::Id.lt(before));
+    }
+    Ok(all(query.order_by_asc(message::Column::Id).all(db).await?))
+}
+
+/// Messages of every room with an id above `after`, oldest first, `limit` at most.
+pub async fn all_after(
+    db: &DatabaseConnection,
+    after: i64,
+    limit: u64,
+) -> Result<Vec<Message>, DbErr> {
+    Ok(all(message::Entity::find()
+        .filter(message::Column::Id.gt(after))
+        .order_by_asc(message::Column::Id)
+        .limit(limit)
+        .all(db)
+        .await?))
+}
+
+/// What a page of a room's history asks for.
+pub struct Page<'a> {
+    pub before: Option<i64>,
+    pub after: Option<i64>,
+    /// Text to search for, ignoring case.
+    pub search: Option<&'a str>,
+    pub limit: u64,
+}
+
+/// The room's newest `limit` messages matching the page, oldest first; forward from
+/// `after` (without `before`), the oldest after it.
+pub async fn page(
+    db: &DatabaseConnection,
+    room: &str,
+    page: Page<'_>,
+) -> Result<Vec<Message>, DbErr> {
+    let mut query = message::Entity::find().filter(message::Column::Room.eq(room));
+    if let Some(before) = page.before {
+        query = query.filter(message::Column::Id.lt(before));
+    }
+    if let Some(after) = page.after {
+        query = query.filter(message::Column::Id.gt(after));
+    }
+    if let Some(q) = page.search {
+        let pattern = format!("%{}%", escape_like(&q.to_lowercase()));
+        query = query.filter(
+            Expr::expr(Func::lower(Expr::col(message::Column::Text)))
+                .like(LikeExpr::new(pattern).escape('\\')),
+        );
+    }
+    let forward = page.after.is_some() && page.before.is_none();
+    let order = if forward { Order::Asc } else { Order::Desc };
+    let mut rows = query
+        .order_by(message::Column::Id, order)
+        .limit(page.limit)
+        .all(db)
+        .await?;
+    if !forward {
+        rows.reverse();
+    }
+    Ok(all(rows))
+}
+
+/// `%`, `_` and the escape character itself match only themselves.
+fn escape_like(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        if matches!(c, '%' | '_' | '\\') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
+}
+
+pub async fn get(db: &DatabaseConnection, id: i64) -> Result<Option<Message>, DbErr> {
+    Ok(message::Entity::find_by_id(id)
+        .one(db)
+        .await?
+        .map(Message::from))
+}
+
+/// True if a row was deleted.
+pub async fn delete(db: &DatabaseConnection, id: i64) -> Result<bool, DbErr> {
+    Ok(message::Entity::delete_by_id(id)
+        .exec(db)
+        .await?
+        .rows_affected
+        > 0)
+}
+
+pub async fn count(db: &DatabaseConnection) -> Result<u64, DbErr> {
+    message::Entity::find().count(db).await
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn returning_is_used_on_mariadb_10_5_and_later_only() {
+        assert!(super::supports_returning("10.11.19-MariaDB-0+deb12u1"));
+        assert!(super::supports_returning("11.4.2-MariaDB"));
+        assert!(!super::supports_returning("10.4.34-MariaDB"));
+        assert!(!super::supports_returning("8.0.36"));
+    }
+
+    #[test]
+    fn like_patterns_are_escaped() {
+        assert_eq!(super::escape_like("50%_a\\b"), "50\\%\\_a\\\\b");
+    }
+}

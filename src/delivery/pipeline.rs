@@ -1,0 +1,422 @@
+//! The one delivery pipeline. Read top to bottom, it is the life of a message:
+//!
+//! 1. A door (legacy POST, JSON POST, WebSocket frame) calls [`Delivery::post`] with a
+//!    checked message; its room gets its row if it has none.
+//! 2. The writer task commits whatever posts are waiting as one batch: under load many
+//!    messages share one commit (the expensive part of an insert). One writer per replica
+//!    means its batches commit, and are handed on, in id order.
+//! 3. Each committed message passes the room's order gate (several replicas only: see
+//!    `order.rs`), then goes
+//! 4. into its room's transcript (what polls read),
+//! 5. to this replica's readers (sockets, held polls),
+//! 6. to the other replicas through Redis, with its predecessor in the room,
+//! 7. to RabbitMQ as an event, and
+//! 8. to the mention scanner, which notifies the `@named`.
+//!
+//!    Its poster is answered once it has reached the readers (step 5), so a poll right
+//!    after a 204 holds it.
+//! 9. Messages from other replicas arrive through the hub and pass the same gate into
+//!    transcripts and local readers; after a Redis outage, what was missed is read from
+//!    the database.
+//!
+//! Deleting a message or a room goes down the same line: the row, the transcripts, the
+//! readers everywhere.
+//!
+//! The writer never waits on a database read to hand a message on: a message that arrives
+//! before its predecessor is parked, and a task of its own reads the gap.
+
+use super::order::{Admit, RoomOrder};
+use crate::chat::{self, Rooms, Transcripts};
+use crate::db::error::{cause, Cause};
+use crate::db::messages::{self, InsertMode, ToInsert};
+use crate::domain::sync::lock;
+use crate::domain::{Error, Message, NewMessage, RoomName};
+use crate::events::Events;
+use crate::metrics::METRICS;
+use crate::notifications::Notifier;
+use crate::realtime::{Arrival, Event, Hub};
+use sea_orm::DatabaseConnection;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+use tokio::sync::{mpsc, oneshot};
+
+/// Most messages committed together.
+const MAX_BATCH: usize = 256;
+/// Rows read per query when catching up after a Redis outage.
+const CATCH_UP_PAGE: u64 = 1000;
+
+/// The write side of the chat, shared by every door. Cheap to clone: a socket's task
+/// keeps its own handle.
+#[derive(Clone)]
+pub struct Delivery {
+    queue: mpsc::Sender<Pending>,
+    rooms: Arc<Rooms>,
+    stage: Arc<Stage>,
+}
+
+/// What happens to a committed message, from whichever replica it came.
+struct Stage {
+    db: DatabaseConnection,
+    transcripts: Arc<Transcripts>,
+    hub: Arc<dyn Hub>,
+    events: Events,
+    notifier: Notifier,
+    /// Several replicas: messages pass the gate. One: they come in order already.
+    gate: Option<Mutex<Gate>>,
+}
+
+/// A post waiting for the writer, and where its answer goes.
+struct Pending {
+    row: ToInsert,
+    done: Answer,
+}
+
+/// Where a post's outcome goes; none for messages of other replicas.
+type Answer = Option<oneshot::Sender<Result<Message, Error>>>;
+
+impl Delivery {
+    /// Starts the writer, and with Redis the reader of other replicas' arrivals.
+    pub async fn start(
+        db: DatabaseConnection,
+        insert_returning: bool,
+        transcripts: Arc<Transcripts>,
+        hub: Arc<dyn Hub>,
+        arrivals: Option<mpsc::Receiver<Arrival>>,
+        events: Events,
+        notifier: Notifier,
+    ) -> Result<Self, Error> {
+        let mode = messages::insert_mode(&db, insert_returning).await?;
+        let stage = Arc::new(Stage {
+            gate: hub.replicated().then(Mutex::default),
+            db,
+            transcripts,
+            hub,
+            events,
+            notifier,
+        });
+        let (queue, rx) = mpsc::channel(4 * MAX_BATCH);
+        tokio::spawn(writer(stage.clone(), rx, mode));
+        if let Some(arrivals) = arrivals {
+            tokio::spawn(arrive(stage.clone(), arrivals));
+        }
+        Ok(Delivery {
+            queue,
+            rooms: Arc::default(),
+            stage,
+        })
+    }
+
+    // 1. A door posts.
+
+    /// Stores one message; returns once it is committed and handed on, with its id and
+    /// timestamp. A room that does not exist yet comes into being with its first message.
+    pub async fn post(&self, room: &RoomName, message: NewMessage) -> Result<Message, Error> {
+        self.rooms.ensure(&self.stage.db, room).await?;
+        let (done, answer) = oneshot::channel();
+        let row = ToInsert {
+            room: room.as_str().to_string(),
+            message,
+        };
+        let stopped = || Error::Unavailable("the server is shutting down".into());
+        self.queue
+            .send(Pending {
+                row,
+                done: Some(done),
+            })
+            .await
+            .map_err(|_| stopped())?;
+        answer.await.map_err(|_| stopped())?
+    }
+
+    /// Deletes a message; every reader drops it.
+    pub async fn delete_message(&self, id: &str) -> Result<Message, Error> {
+        let message = chat::messages::delete(&self.stage.db, id).await?;
+        self.stage.transcripts.forget(&message.room);
+        self.stage
+            .hub
+            .publish(&message.room, Event::MessageDeleted { id: message.id });
+        Ok(message)
+    }
+
+    /// Deletes a room with its messages; returns how many messages went.
+    pub async fn delete_room(&self, id: &str) -> Result<(String, u64), Error> {
+        let (room, deleted) = chat::rooms::delete(&self.stage.db, id).await?;
+        self.rooms.forget(&room.id);
+        self.stage.transcripts.forget(&room.id);
+        self.stage.hub.publish(&room.id, Event::RoomDeleted);
+        Ok((room.id, deleted))
+    }
+}
+
+// 2. The writer commits batches.
+
+async fn writer(stage: Arc<Stage>, mut rx: mpsc::Receiver<Pending>, mode: InsertMode) {
+    let ordered = stage.gate.is_some();
+    let mut batch = Vec::with_capacity(MAX_BATCH);
+    loop {
+        if rx.recv_many(&mut batch, MAX_BATCH).await == 0 {
+            return; // every sender is gone: the server is shutting down
+        }
+        let (rows, answers): (Vec<ToInsert>, Vec<_>) =
+            batch.drain(..).map(|p| (p.row, p.done)).unzip();
+        match messages::insert_batch(&stage.db, &rows, mode, ordered).await {
+            Ok(committed) => {
+                for (done, (message, prev)) in answers.into_iter().zip(committed) {
+                    stage.committed(message, prev, done);
+                }
+            }
+            // One row the database refuses (a value too long for its column, a character
+            // an adopted latin1 table cannot hold) must not fail the posts that shared its
+            // transaction: each is tried alone.
+            Err(err) if rows.len() > 1 && cause(&err) != Cause::Unavailable => {
+                let mut unavailable: Option<Error> = None;
+                for (row, done) in rows.into_iter().zip(answers) {
+                    let result = match &unavailable {
+                        Some(err) => Err(err.clone()),
+                        None => messages::insert_batch(
+                            &stage.db,
+                            std::slice::from_ref(&row),
+                            mode,
+                            ordered,
+                        )
+                        .await
+                        .map_err(Error::from)
+                        .map(|mut one| one.remove(0)),
+                    };
+                    match result {
+                        Ok((message, prev)) => stage.committed(message, prev, done),
+                        Err(err) => {
+                            if let Error::Unavailable(_) = err {
+                                unavailable = Some(err.clone());
+                            }
+                            answer(done, Err(err));
+                        }
+                    }
+                }
+            }
+            Err(err) => {
+                let err = Error::from(err);
+                for done in answers {
+                    answer(done, Err(err.clone()));
+                }
+            }
+        }
+    }
+}
+
+fn answer(done: Answer, result: Result<Message, Error>) {
+    if let Some(done) = done {
+        let _ = done.send(result);
+    }
+}
+
+impl Stage {
+    /// Steps 3 to 8 for a message this replica committed, in commit order.
+    fn committed(self: &Arc<Self>, message: Message, prev: Option<i64>, done: Answer) {
+        METRICS.messages_stored.inc();
+        let message = Arc::new(message);
+        // 3 to 5: through the gate into the transcript and to local readers; the poster
+        // is answered there.
+        self.hand_on(message.clone(), prev, done);
+        // 6. Other replicas.
+        self.hub
+            .send_out(&message.room, Event::Message(message.clone()), prev);
+        // 7. RabbitMQ.
+        self.events.message_created(&message);
+        // 8. Mentions.
+        self.notifier.on_message(&message);
+    }
+
+    // 3. The order gate.
+
+    /// Hands a message to its room's transcript and this replica's readers once its
+    /// predecessor `prev` has been handed on; one that comes early is parked while the
+    /// messages in between are read from the database (they are committed: see
+    /// `db::messages`). `prev: None` (one replica, or a row read back) takes it as it
+    /// comes, in id order.
+    fn hand_on(self: &Arc<Self>, message: Arc<Message>, prev: Option<i64>, done: Answer) {
+        let Some(gate) = &self.gate else {
+            return self.reach_readers(message, done);
+        };
+        let mut gate = lock(gate);
+        let room = message.room.clone();
+        match gate.order.admit(&room, message.id, prev) {
+            Admit::Now => {
+                self.reach_readers(message, done);
+                self.release_parked(&mut gate, &room);
+            }
+            // Read back from the database while it travelled: its readers have it.
+            Admit::Already => answer(done, Ok((*message).clone())),
+            Admit::After(last) => {
+                let up_to = message.id;
+                gate.park(message, prev, done);
+                if gate.filling.insert(room.clone()) {
+                    self.spawn_fill(Gap {
+                        room,
+                        after: last,
+                        up_to,
+                    });
+                }
+            }
+        }
+    }
+
+    /// 4 and 5: the transcript, then the readers, in the gate's order; then the poster.
+    fn reach_readers(&self, message: Arc<Message>, done: Answer) {
+        self.transcripts.record(&message);
+        let room = message.room.clone();
+        self.hub.deliver(&room, Event::Message(message.clone()));
+        answer(done, Ok((*message).clone()));
+    }
+
+    /// Parked messages of the room that are next now, in id order.
+    fn release_parked(&self, gate: &mut Gate, room: &str) {
+        while let Some((message, prev, done)) = gate.next_parked(room) {
+            match gate.order.admit(room, message.id, prev) {
+                Admit::Now => self.reach_readers(message, done),
+                Admit::Already => answer(done, Ok((*message).clone())),
+                Admit::After(_) => {
+                    gate.park(message, prev, done);
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Reads the gap in a task of its own, then any gap that opened meanwhile.
+    fn spawn_fill(self: &Arc<Self>, gap: Gap) {
+        let stage = self.clone();
+        tokio::spawn(async move {
+            let mut next = Some(gap);
+            while let Some(gap) = next {
+                next = stage.fill(gap).await;
+            }
+        });
+    }
+
+    /// Reads the room's messages in the gap from the database and hands them on, then
+    /// whatever was parked behind them. If the database cannot be read, the parked
+    /// messages go on all the same: late beats lost. Returns the room's next gap, if one
+    /// opened while this one was read.
+    async fn fill(&self, gap: Gap) -> Option<Gap> {
+        let Gap { room, after, up_to } = gap;
+        let rows = messages::in_room_between(&self.db, &room, after, Some(up_to + 1)).await;
+        let mut gate = lock(self.gate.as_ref()?);
+        gate.filling.remove(&room);
+        match rows {
+            Ok(rows) => {
+                for row in rows {
+                    if gate.order.admit(&room, row.id, None) == Admit::Now {
+                        self.reach_readers(Arc::new(row), None);
+                    }
+                }
+                self.release_parked(&mut gate, &room);
+            }
+            Err(err) => {
+                tracing::warn!(error = %err, room, "reading messages still on their way failed");
+                while let Some((message, _, done)) = gate.next_parked(&room) {
+                    if gate.order.admit(&room, message.id, None) == Admit::Now {
+                        self.reach_readers(message, done);
+                    } else {
+                        answer(done, Ok((*message).clone()));
+                    }
+                }
+            }
+        }
+        // What is still parked waits for messages after a newer gap.
+        let (message, prev, done) = gate.next_parked(&room)?;
+        let next = gate.order.behind(&room, prev.unwrap_or(0)).map(|last| Gap {
+            room: room.clone(),
+            after: last,
+            up_to: message.id,
+        });
+        gate.park(message, prev, done);
+        if next.is_some() {
+            gate.filling.insert(room);
+        }
+        next
+    }
+}
+
+/// Messages of a room, after one id and up to another, that are still on their way.
+struct Gap {
+    room: String,
+    after: i64,
+    up_to: i64,
+}
+
+/// The order record and what waits for it.
+#[derive(Default)]
+struct Gate {
+    order: RoomOrder,
+    /// Messages that came before their predecessors, by room and id.
+    parked: HashMap<String, BTreeMap<i64, Parked>>,
+    /// Rooms whose gap is being read.
+    filling: std::collections::HashSet<String>,
+}
+
+/// A message waiting at the gate, its predecessor, and its poster when it is ours.
+type Parked = (Arc<Message>, Option<i64>, Answer);
+
+impl Gate {
+    fn park(&mut self, message: Arc<Message>, prev: Option<i64>, done: Answer) {
+        self.parked
+            .entry(message.room.clone())
+            .or_default()
+            .insert(message.id, (message, prev, done));
+    }
+
+    /// Takes the room's lowest parked message.
+    fn next_parked(&mut self, room: &str) -> Option<Parked> {
+        let parked = self.parked.get_mut(room)?;
+        let next = parked.pop_first().map(|(_, entry)| entry);
+        if parked.is_empty() {
+            self.parked.remove(room);
+        }
+        next
+    }
+}
+
+// 9. Other replicas' messages and events.
+
+async fn arrive(stage: Arc<Stage>, mut arrivals: mpsc::Receiver<Arrival>) {
+    while let Some(arrival) = arrivals.recv().await {
+        match arrival {
+            Arrival::Event {
+                event: Event::Message(message),
+                prev,
+                ..
+            } => stage.hand_on(message, prev, None),
+            Arrival::Event {
+                room,
+                event: event @ (Event::MessageDeleted { .. } | Event::RoomDeleted),
+                ..
+            } => {
+                stage.transcripts.forget(&room);
+                stage.hub.deliver(&room, event);
+            }
+            Arrival::Event { room, event, .. } => stage.hub.deliver(&room, event),
+            Arrival::Reconnected { after } => catch_up(&stage, after).await,
+        }
+    }
+}
+
+/// Hands on every message committed after `after` (by any replica), in id order.
+async fn catch_up(stage: &Arc<Stage>, mut after: i64) {
+    loop {
+        match messages::all_after(&stage.db, after, CATCH_UP_PAGE).await {
+            Ok(rows) if rows.is_empty() => return,
+            Ok(rows) => {
+                for row in rows {
+                    after = row.id;
+                    stage.hand_on(Arc::new(row), None, None);
+                }
+            }
+            Err(err) => {
+                // The next outage's catch-up, or the transcripts' own refresh, covers it.
+                tracing::warn!(error = %err, "catching up after Redis failed");
+                return;
+            }
+        }
+    }
+}

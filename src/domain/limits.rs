@@ -1,0 +1,71 @@
+//! Limits that are rules of the chat rather than settings of one mount.
+
+use crate::domain::Error;
+
+/// How long a user name and a message may be (settings `max_username_chars`,
+/// `max_message_chars`).
+#[derive(Clone, Copy, Debug)]
+pub struct Limits {
+    pub max_username_chars: usize,
+    pub max_message_chars: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_username_chars: 64,
+            max_message_chars: 4096,
+        }
+    }
+}
+
+/// How many messages a room's channel holds for its slowest reader, by default
+/// (`ws_backlog`).
+pub const MESSAGE_CAPACITY: usize = 4096;
+
+/// Rows a list route answers with when it is not told: `limit=` 1 to [`MAX_PAGE`].
+pub const DEFAULT_PAGE: u64 = 50;
+pub const MAX_PAGE: u64 = 200;
+
+/// How many rows a list route answers with: `limit=` 1 to 200, 50 when absent.
+pub fn page_limit(raw: Option<&str>) -> Result<u64, Error> {
+    match raw {
+        None => Ok(DEFAULT_PAGE),
+        Some(raw) => raw
+            .parse::<u64>()
+            .ok()
+            .filter(|n| (1..=MAX_PAGE).contains(n))
+            .ok_or_else(|| Error::bad_request(format!("limit must be 1 to {MAX_PAGE}"))),
+    }
+}
+
+/// A message id given as a cursor (`after=`, `before=`, `since=`): a number.
+pub fn message_id(name: &str, raw: Option<&str>) -> Result<Option<i64>, Error> {
+    raw.map(|raw| {
+        raw.parse::<i64>()
+            .map_err(|_| Error::bad_request(format!("{name} must be a message id")))
+    })
+    .transpose()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn page_limits() {
+        assert_eq!(page_limit(None).unwrap(), 50);
+        assert_eq!(page_limit(Some("1")).unwrap(), 1);
+        assert_eq!(page_limit(Some("200")).unwrap(), 200);
+        for bad in ["0", "201", "-1", "1e3", "", "x"] {
+            assert!(page_limit(Some(bad)).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn message_ids() {
+        assert_eq!(message_id("after", Some("12")).unwrap(), Some(12));
+        assert_eq!(message_id("after", None).unwrap(), None);
+        assert!(message_id("after", Some("1.5")).is_err());
+    }
+}

@@ -1,0 +1,16 @@
+//! The ground every other layer stands on: what a name, a message and a limit are, the one
+//! error type, time as stored, and three small mechanisms (lock recovery, random ids,
+//! back-off). Pure: no I/O, no framework, nothing from a layer above.
+
+pub mod error;
+pub mod limits;
+pub mod message;
+pub mod names;
+pub mod sync;
+pub mod time;
+
+pub use error::{Error, Result};
+pub use limits::Limits;
+pub use message::{Message, MessageJson, NewMessage, Peer, Shape};
+pub use names::RoomName;
+pub use time::now_utc;

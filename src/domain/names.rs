@@ -1,0 +1,126 @@
+//! What a room name, a user name and a user id may be.
+
+use crate::domain::{Error, Limits};
+
+pub const MAX_ROOM_CHARS: usize = 64;
+pub const MAX_USER_ID_CHARS: usize = 64;
+pub const DEFAULT_USERNAME: &str = "Anonymous";
+
+/// Names the ChatFlow routes take under `/api/chat`: they are not legacy rooms.
+pub const RESERVED_ROOMS: [&str; 3] = ["rooms", "messages", "health"];
+
+pub fn is_reserved(name: &str) -> bool {
+    RESERVED_ROOMS.contains(&name)
+}
+
+/// A room name: 1 to 64 characters, no `/`, no control characters.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct RoomName(String);
+
+impl RoomName {
+    pub fn parse(name: &str) -> Result<Self, Error> {
+        if name.is_empty() {
+            return Err(Error::bad_request("room name is empty"));
+        }
+        if name.chars().count() > MAX_ROOM_CHARS {
+            return Err(Error::bad_request(format!(
+                "room name is longer than {MAX_ROOM_CHARS} characters"
+            )));
+        }
+        if name.contains('/') {
+            return Err(Error::bad_request("room name contains '/'"));
+        }
+        if name.chars().any(is_forbidden_in_name) {
+            return Err(Error::bad_request("room name contains control characters"));
+        }
+        Ok(RoomName(name.to_string()))
+    }
+
+    /// A room the ChatFlow API creates: any room name but the API's own words.
+    pub fn parse_new(name: &str) -> Result<Self, Error> {
+        let room = RoomName::parse(name)?;
+        if is_reserved(room.as_str()) {
+            return Err(Error::bad_request(format!(
+                "'{}' is reserved for the API",
+                room.as_str()
+            )));
+        }
+        Ok(room)
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// Control characters, and the Unicode line and paragraph separators that some viewers
+/// break lines at.
+pub fn is_forbidden_in_name(c: char) -> bool {
+    c.is_control() || c == '\u{2028}' || c == '\u{2029}'
+}
+
+/// A user name as sent: trimmed, `Anonymous` when blank, refused when too long or holding
+/// control characters.
+pub fn username(raw: Option<&str>, limits: &Limits) -> Result<String, Error> {
+    let username = raw.map(str::trim).unwrap_or_default();
+    let username = if username.is_empty() {
+        DEFAULT_USERNAME
+    } else {
+        username
+    };
+    if username.chars().count() > limits.max_username_chars {
+        return Err(Error::bad_request(format!(
+            "username is longer than {} characters",
+            limits.max_username_chars
+        )));
+    }
+    if username.chars().any(is_forbidden_in_name) {
+        return Err(Error::bad_request("username contains control characters"));
+    }
+    Ok(username.to_string())
+}
+
+/// A user id of the ChatFlow side (WebSocket path, presence, notifications): 1 to 64
+/// characters, no control characters.
+pub fn user_id(raw: &str) -> Result<String, Error> {
+    if raw.is_empty()
+        || raw.chars().count() > MAX_USER_ID_CHARS
+        || raw.chars().any(is_forbidden_in_name)
+    {
+        return Err(Error::bad_request(
+            "user_id must be 1 to 64 characters, no control characters",
+        ));
+    }
+    Ok(raw.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn room_names() {
+        assert!(RoomName::parse("general").is_ok());
+        assert!(RoomName::parse("café-☕").is_ok());
+        assert!(RoomName::parse("").is_err());
+        assert!(RoomName::parse("a/b").is_err());
+        assert!(RoomName::parse("a\u{7}b").is_err());
+        assert!(RoomName::parse(&"x".repeat(64)).is_ok());
+        assert!(RoomName::parse(&"x".repeat(65)).is_err());
+        assert!(RoomName::parse("rooms").is_ok());
+        assert!(RoomName::parse_new("rooms").is_err());
+    }
+
+    #[test]
+    fn user_names_and_ids() {
+        let limits = Limits::default();
+        assert_eq!(username(None, &limits).unwrap(), "Anonymous");
+        assert_eq!(username(Some(" zoë "), &limits).unwrap(), "zoë");
+        assert!(username(Some("a\u{2028}b"), &limits).is_err());
+        assert!(username(Some(&"é".repeat(65)), &limits).is_err());
+        assert!(user_id("u-1").is_ok());
+        assert!(user_id("").is_err());
+        assert!(user_id(&"x".repeat(65)).is_err());
+        assert!(user_id("a\nb").is_err());
+    }
+}

@@ -1,0 +1,225 @@
+//! The ChatFlow chat REST surface under `/api/chat`: rooms, message history and search,
+//! one message, and posting JSON. A message posted here takes the one delivery pipeline,
+//! so WebSocket and polling readers get it like any other.
+
+use super::ops::check;
+use crate::chat::{self, messages::HistoryQuery, rooms::NewRoom};
+use crate::db::rooms::Room;
+use crate::delivery::Delivery;
+use crate::domain::message::chatflow_message;
+use crate::domain::names::{self, RoomName};
+use crate::domain::{Limits, Message, MessageJson, Result, Shape};
+use crate::events::Events;
+use crate::realtime::Hub;
+use rocket::http::Status;
+use rocket::serde::json::Json;
+use rocket::{delete, get, post, State};
+use sea_orm::DatabaseConnection;
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+use std::sync::Arc;
+use utoipa::ToSchema;
+
+super::mount![
+    list_rooms,
+    create_room,
+    get_room,
+    delete_room,
+    room_messages,
+    post_room_message,
+    get_message,
+    delete_message,
+    chat_health,
+];
+
+#[derive(Serialize, ToSchema)]
+pub struct RoomOut {
+    id: String,
+    name: String,
+    description: Option<String>,
+    #[schema(value_type = String, format = DateTime)]
+    created_at: chrono::DateTime<chrono::Utc>,
+}
+
+impl From<Room> for RoomOut {
+    fn from(r: Room) -> Self {
+        RoomOut {
+            id: r.id,
+            name: r.name,
+            description: r.description,
+            created_at: r.created_at.and_utc(),
+        }
+    }
+}
+
+/// A message as the API shows it, for the OpenAPI document; written by
+/// `domain::MessageJson` in the `Api` shape.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct MessageOut {
+    id: i64,
+    room_id: String,
+    user_id: Option<String>,
+    username: String,
+    content: String,
+    /// `text`, `file` or `system`.
+    message_type: String,
+    file_url: Option<String>,
+    #[schema(value_type = String, format = DateTime)]
+    created_at: chrono::DateTime<chrono::Utc>,
+}
+
+/// A message in the API's JSON.
+pub struct ApiMessage(Message);
+
+impl Serialize for ApiMessage {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        MessageJson(&self.0, Shape::Api).serialize(s)
+    }
+}
+
+#[derive(Deserialize, ToSchema)]
+pub struct RoomIn {
+    /// The room's id, as in `/ws/<id>/...` and `/<id>`; made from `name` when absent.
+    id: Option<String>,
+    name: Option<String>,
+    description: Option<String>,
+}
+
+#[derive(Deserialize, ToSchema)]
+pub struct NewMessageIn {
+    content: Option<String>,
+    username: Option<String>,
+    user_id: Option<String>,
+    /// `text` (default) or `file`, which needs `file_url`.
+    message_type: Option<String>,
+    file_url: Option<String>,
+}
+
+/// Rooms, oldest first.
+#[utoipa::path(tag = "chat", responses((status = 200, body = Vec<RoomOut>)))]
+#[get("/rooms")]
+async fn list_rooms(db: &State<DatabaseConnection>) -> Result<Json<Vec<RoomOut>>> {
+    let rooms = chat::rooms::list(db).await?;
+    Ok(Json(rooms.into_iter().map(RoomOut::from).collect()))
+}
+
+/// Creates a room; 409 if its id is taken.
+#[utoipa::path(tag = "chat", request_body = RoomIn,
+    responses((status = 201, body = RoomOut), (status = 400), (status = 409)))]
+#[post("/rooms", data = "<body>")]
+async fn create_room(
+    body: Result<Json<RoomIn>, rocket::serde::json::Error<'_>>,
+    db: &State<DatabaseConnection>,
+) -> Result<(Status, Json<RoomOut>)> {
+    let body = super::json_body(body)?;
+    let new = NewRoom {
+        id: body.id,
+        name: body.name,
+        description: body.description,
+    };
+    let room = chat::rooms::create(db, new).await?;
+    Ok((Status::Created, Json(room.into())))
+}
+
+#[utoipa::path(tag = "chat", responses((status = 200, body = RoomOut), (status = 404)))]
+#[get("/rooms/<id>")]
+async fn get_room(id: &str, db: &State<DatabaseConnection>) -> Result<Json<RoomOut>> {
+    Ok(Json(chat::rooms::existing(db, id).await?.into()))
+}
+
+/// Deletes a room and every message in it.
+#[utoipa::path(tag = "chat", responses((status = 200), (status = 404)))]
+#[delete("/rooms/<id>")]
+async fn delete_room(id: &str, delivery: &State<Delivery>) -> Result<Json<Value>> {
+    let (id, deleted) = delivery.delete_room(id).await?;
+    Ok(Json(
+        json!({ "status": "deleted", "id": id, "messages_deleted": deleted }),
+    ))
+}
+
+/// The room's newest `limit` messages (default 50, at most 200), oldest first. `before`
+/// pages back from a message id, `after` forward from one (the oldest after it first);
+/// `q` keeps messages whose text holds it, ignoring case.
+#[utoipa::path(tag = "chat", params(
+        ("limit" = Option<u64>, Query, description = "1 to 200, default 50"),
+        ("before" = Option<i64>, Query, description = "only messages with a smaller id"),
+        ("after" = Option<i64>, Query, description = "only messages with a larger id"),
+        ("q" = Option<String>, Query, description = "text to search for")),
+    responses((status = 200, body = Vec<MessageOut>), (status = 400), (status = 404)))]
+#[get("/rooms/<id>/messages?<limit>&<before>&<after>&<q>")]
+async fn room_messages(
+    id: &str,
+    limit: Option<&str>,
+    before: Option<&str>,
+    after: Option<&str>,
+    q: Option<&str>,
+    db: &State<DatabaseConnection>,
+) -> Result<Json<Vec<ApiMessage>>> {
+    let query = HistoryQuery {
+        limit,
+        before,
+        after,
+        q,
+    };
+    let rows = chat::messages::history(db, id, query).await?;
+    Ok(Json(rows.into_iter().map(ApiMessage).collect()))
+}
+
+/// Posts a message; 201 once it is committed, with its id.
+#[utoipa::path(tag = "chat", request_body = NewMessageIn,
+    responses((status = 201, body = MessageOut), (status = 400), (status = 404)))]
+#[post("/rooms/<id>/messages", data = "<body>")]
+async fn post_room_message(
+    id: &str,
+    body: Result<Json<NewMessageIn>, rocket::serde::json::Error<'_>>,
+    db: &State<DatabaseConnection>,
+    limits: &State<Limits>,
+    delivery: &State<Delivery>,
+) -> Result<(Status, Json<ApiMessage>)> {
+    let body = super::json_body(body)?;
+    let room = RoomName::parse(&chat::rooms::existing(db, id).await?.id)?;
+    let user_id = body.user_id.as_deref().map(names::user_id).transpose()?;
+    let username = names::username(body.username.as_deref().or(user_id.as_deref()), limits)?;
+    let message = chatflow_message(
+        &username,
+        user_id,
+        body.content.as_deref(),
+        body.message_type.as_deref(),
+        body.file_url,
+        limits,
+    )?;
+    let row = delivery.post(&room, message).await?;
+    Ok((Status::Created, Json(ApiMessage(row))))
+}
+
+#[utoipa::path(tag = "chat", responses((status = 200, body = MessageOut), (status = 404)))]
+#[get("/messages/<id>")]
+async fn get_message(id: &str, db: &State<DatabaseConnection>) -> Result<Json<ApiMessage>> {
+    Ok(Json(ApiMessage(chat::messages::get(db, id).await?)))
+}
+
+#[utoipa::path(tag = "chat", responses((status = 200), (status = 404)))]
+#[delete("/messages/<id>")]
+async fn delete_message(id: &str, delivery: &State<Delivery>) -> Result<Json<Value>> {
+    let message = delivery.delete_message(id).await?;
+    Ok(Json(json!({ "status": "deleted", "id": message.id })))
+}
+
+/// The chat service's health, as ChatFlow's gateway checks it: 503 while the database is
+/// away.
+#[utoipa::path(tag = "chat", responses((status = 200), (status = 503)))]
+#[get("/health")]
+async fn chat_health(
+    db: &State<DatabaseConnection>,
+    hub: &State<Arc<dyn Hub>>,
+    events: &State<Events>,
+) -> (Status, Json<Value>) {
+    let (status, Json(mut body)) = check(db, &***hub, events).await;
+    body["service"] = json!("chat");
+    if status == Status::Ok {
+        body["status"] = json!("healthy");
+    }
+    body["messages"] = json!(crate::db::messages::count(db).await.ok());
+    (status, Json(body))
+}

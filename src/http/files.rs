@@ -1,0 +1,208 @@
+//! `/api/files`, as ChatFlow's file service answers: multipart uploads streamed into the
+//! store, lists, metadata, downloads and deletion. Downloads stream back as attachments
+//! with `nosniff`, so an upload can never run as a page of this site.
+
+use crate::db::files::StoredFile;
+use crate::domain::limits::page_limit;
+use crate::domain::{Error, Result};
+use crate::files::{Body, FileOut, Files, ENVELOPE};
+use rocket::data::{Data, ToByteUnit};
+use rocket::http::{ContentType, Header, Status};
+use rocket::request::{self, FromRequest, Request};
+use rocket::response::{self, Responder, Response};
+use rocket::serde::json::Json;
+use rocket::{delete, get, post, State};
+use serde_json::{json, Value};
+use utoipa::ToSchema;
+
+super::mount![
+    upload,
+    list,
+    list_chatflow,
+    metadata,
+    download,
+    remove,
+    files_health
+];
+
+/// The upload's form, for the OpenAPI document.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct UploadForm {
+    #[schema(value_type = String, format = Binary)]
+    file: Vec<u8>,
+}
+
+/// The request's `Content-Length`, when it gave one.
+pub struct BodyLength(Option<u64>);
+
+#[rocket::async_trait]
+impl<'r> FromRequest<'r> for BodyLength {
+    type Error = ();
+
+    async fn from_request(req: &'r Request<'_>) -> request::Outcome<Self, ()> {
+        let length = req
+            .headers()
+            .get_one("Content-Length")
+            .and_then(|v| v.parse().ok());
+        request::Outcome::Success(BodyLength(length))
+    }
+}
+
+/// Uploads one file: multipart/form-data with the field `file`.
+#[utoipa::path(tag = "files",
+    params(("uploaded_by" = Option<String>, Query), ("room_id" = Option<String>, Query)),
+    request_body(content = UploadForm, content_type = "multipart/form-data"),
+    responses((status = 201, body = FileOut), (status = 400), (status = 413), (status = 415), (status = 503)))]
+#[post("/upload?<uploaded_by>&<room_id>", data = "<data>")]
+async fn upload(
+    uploaded_by: Option<&str>,
+    room_id: Option<&str>,
+    content_type: Option<&ContentType>,
+    length: BodyLength,
+    data: Data<'_>,
+    files: &State<Files>,
+) -> Result<(Status, Json<FileOut>)> {
+    // Refused before a byte is read: a body larger than any file we take.
+    if length.0.is_some_and(|n| n > files.max_bytes + ENVELOPE) {
+        return Err(Error::PayloadTooLarge(format!(
+            "file is larger than {} bytes",
+            files.max_bytes
+        )));
+    }
+    let boundary = content_type
+        .filter(|t| t.is_form_data())
+        .and_then(|t| t.params().find(|(k, _)| *k == "boundary"))
+        .map(|(_, v)| v.to_string())
+        .ok_or_else(|| {
+            Error::UnsupportedMediaType("send multipart/form-data with a field named file".into())
+        })?;
+    let body = tokio_util::io::ReaderStream::new(data.open((files.max_bytes + ENVELOPE).bytes()));
+    let row = files.upload(body, boundary, uploaded_by, room_id).await?;
+    Ok((Status::Created, Json(row.into())))
+}
+
+/// Files, newest first; `room_id` keeps one room's.
+#[utoipa::path(tag = "files",
+    params(("room_id" = Option<String>, Query), ("limit" = Option<u64>, Query, description = "1 to 200, default 50")),
+    responses((status = 200, body = Vec<FileOut>)))]
+#[get("/?<room_id>&<limit>")]
+async fn list(
+    room_id: Option<&str>,
+    limit: Option<&str>,
+    files: &State<Files>,
+) -> Result<Json<Vec<FileOut>>> {
+    let rows = files.list(room_id, page_limit(limit)?).await?;
+    Ok(Json(rows.into_iter().map(FileOut::from).collect()))
+}
+
+/// The same list at ChatFlow's path (`GET /files` of its file service).
+#[utoipa::path(tag = "files",
+    params(("room_id" = Option<String>, Query), ("limit" = Option<u64>, Query)),
+    responses((status = 200, body = Vec<FileOut>)))]
+#[get("/files?<room_id>&<limit>")]
+async fn list_chatflow(
+    room_id: Option<&str>,
+    limit: Option<&str>,
+    files: &State<Files>,
+) -> Result<Json<Vec<FileOut>>> {
+    list(room_id, limit, files).await
+}
+
+#[utoipa::path(tag = "files", responses((status = 200, body = FileOut), (status = 404)))]
+#[get("/<id>", rank = 2)]
+async fn metadata(id: &str, files: &State<Files>) -> Result<Json<FileOut>> {
+    Ok(Json(files.get(id).await?.into()))
+}
+
+/// The file's bytes, streamed from the store, as an attachment.
+#[utoipa::path(tag = "files", responses((status = 200), (status = 404), (status = 503)))]
+#[get("/<id>/download")]
+async fn download(id: &str, files: &State<Files>) -> Result<Download> {
+    let (row, body) = files.open(id).await?;
+    Ok(Download { row, body })
+}
+
+pub struct Download {
+    row: StoredFile,
+    body: Body,
+}
+
+impl<'r> Responder<'r, 'static> for Download {
+    fn respond_to(self, _: &'r Request<'_>) -> response::Result<'static> {
+        let content_type =
+            ContentType::parse_flexible(&self.row.content_type).unwrap_or(ContentType::Binary);
+        Response::build()
+            .header(content_type)
+            .header(Header::new(
+                "Content-Disposition",
+                attachment(&self.row.original_name),
+            ))
+            .header(Header::new("X-Content-Type-Options", "nosniff"))
+            .header(Header::new("Content-Security-Policy", "sandbox"))
+            .streamed_body(self.body)
+            .ok()
+    }
+}
+
+#[utoipa::path(tag = "files", responses((status = 200), (status = 404), (status = 503)))]
+#[delete("/<id>")]
+async fn remove(id: &str, files: &State<Files>) -> Result<Json<Value>> {
+    let id = files.delete(id).await?;
+    Ok(Json(json!({ "status": "deleted", "id": id })))
+}
+
+/// 503 while the store (S3, MinIO or the folder) does not answer.
+#[utoipa::path(tag = "files", responses((status = 200), (status = 503)))]
+#[get("/health")]
+async fn files_health(files: &State<Files>) -> (Status, Json<Value>) {
+    let store = &files.store;
+    let checked = store.check().await;
+    let body = json!({
+        "status": if checked.is_ok() { "healthy" } else { "unavailable" },
+        "service": "files",
+        "store": {
+            "kind": store.kind,
+            "location": store.location,
+            "state": if checked.is_ok() { "up" } else { "down" },
+            "error": checked.as_ref().err(),
+        },
+        "max_bytes": files.max_bytes,
+    });
+    let status = if checked.is_ok() {
+        Status::Ok
+    } else {
+        Status::ServiceUnavailable
+    };
+    (status, Json(body))
+}
+
+/// `attachment` with the name twice: plain ASCII for old clients, UTF-8 (RFC 6266) for
+/// the rest.
+fn attachment(name: &str) -> String {
+    let ascii: String = name
+        .chars()
+        .map(|c| {
+            if c.is_ascii_graphic() && c != '"' && c != '\\' || c == ' ' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    let encoded = percent_encoding::utf8_percent_encode(name, percent_encoding::NON_ALPHANUMERIC);
+    format!("attachment; filename=\"{ascii}\"; filename*=UTF-8''{encoded}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::attachment;
+
+    #[test]
+    fn attachment_names_are_quoted_safely() {
+        assert_eq!(
+            attachment("résumé \"final\".pdf"),
+            "attachment; filename=\"r_sum_ _final_.pdf\"; filename*=UTF-8''r%C3%A9sum%C3%A9%20%22final%22%2Epdf"
+        );
+    }
+}

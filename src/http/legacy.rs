@@ -1,0 +1,239 @@
+//! The Flask original's chat: `GET` and `POST /api/chat/<room>`, answered exactly as it
+//! does, with cheap polling on top, invisible to clients that send none of it: an `ETag`
+//! with `304` on `If-None-Match`, `?after=<id>` for the lines after a known message,
+//! `?wait=<seconds>` to hold the request until a message arrives, and the same data as
+//! JSON (`?format=json` or `Accept: application/json`). Errors are one line of plain text.
+
+use super::legacy_body::PostBody;
+use super::Plain;
+use crate::chat::{Transcript, Transcripts, View};
+use crate::delivery::Delivery;
+use crate::domain::message::new_message;
+use crate::domain::{Error, Limits, MessageJson, RoomName, Shape};
+use crate::realtime::Hub;
+use rocket::http::{ContentType, Header, Status};
+use rocket::request::{FromRequest, Outcome, Request};
+use rocket::response::{self, Responder, Response};
+use rocket::{get, post, State};
+use sea_orm::DatabaseConnection;
+use serde::Serialize;
+use std::io::Cursor;
+use std::sync::Arc;
+use std::time::Duration;
+
+super::mount![get_transcript, post_message];
+
+/// The legacy POST's fields, for the OpenAPI document.
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+pub struct LegacyPost {
+    /// `Anonymous` when absent.
+    username: Option<String>,
+    msg: String,
+}
+
+/// One line per message, oldest first; 200 with an empty body for a room with none, since
+/// the original page stops polling for good after one failed request.
+#[utoipa::path(tag = "legacy",
+    params(("room" = String, Path, description = "any name but rooms, messages and health"),
+        ("after" = Option<i64>, Query, description = "only the lines after this message id"),
+        ("wait" = Option<u64>, Query, description = "hold the answer up to this many seconds (at most 30) until a message comes"),
+        ("format" = Option<String>, Query, description = "json: the same lines as JSON")),
+    responses((status = 200, description = "one line per message, oldest first", content_type = "text/plain"),
+        (status = 304, description = "If-None-Match holds the current ETag")))]
+#[get("/<room>?<after>&<wait>&<format>")]
+#[allow(clippy::too_many_arguments)]
+async fn get_transcript(
+    room: Result<RoomName, Error>,
+    after: Option<&str>,
+    wait: Option<&str>,
+    format: Option<&str>,
+    headers: PollHeaders,
+    db: &State<DatabaseConnection>,
+    transcripts: &State<Arc<Transcripts>>,
+    hub: &State<Arc<dyn Hub>>,
+) -> Result<PollAnswer, Plain> {
+    let room = room?;
+    let query = PollQuery::parse(after, wait, format, &headers)?;
+    // Listening starts before the room is read, so a message committed in between wakes us.
+    let mut events = query.wait.map(|_| hub.subscribe(room.as_str()).messages);
+    let mut view = transcripts.view(db, &room, query.after, query.json).await?;
+    if let (Some(wait), Some(events)) = (query.wait, events.as_mut()) {
+        if query.nothing_new(&view, &headers) {
+            // A message, or a lag (messages were missed), means: read again.
+            let _ = tokio::time::timeout(wait, events.recv()).await;
+            view = transcripts.view(db, &room, query.after, query.json).await?;
+        }
+    }
+    Ok(if headers.holds(&view.etag) {
+        PollAnswer::NotModified(view)
+    } else if query.json {
+        PollAnswer::Json {
+            room: room.as_str().to_string(),
+            view,
+        }
+    } else {
+        PollAnswer::Text(view)
+    })
+}
+
+/// 204 once the message is committed; nothing is stored on any 4xx.
+#[utoipa::path(tag = "legacy",
+    params(("room" = String, Path)),
+    request_body(content = LegacyPost, content_type = "application/x-www-form-urlencoded",
+        description = "also multipart/form-data or JSON with the same fields"),
+    responses((status = 204, description = "stored"), (status = 400), (status = 413)))]
+#[post("/<room>", data = "<body>")]
+async fn post_message(
+    room: Result<RoomName, Error>,
+    body: Result<PostBody, Error>,
+    limits: &State<Limits>,
+    delivery: &State<Delivery>,
+) -> Result<Status, Plain> {
+    let room = room?;
+    let body = body?;
+    let message = new_message(body.username.as_deref(), body.msg.as_deref(), limits)?;
+    delivery.post(&room, message).await?;
+    Ok(Status::NoContent)
+}
+
+impl<'r> Responder<'r, 'static> for Transcript {
+    fn respond_to(self, _: &'r Request<'_>) -> response::Result<'static> {
+        let bytes = self.0;
+        Response::build()
+            .status(Status::Ok)
+            .header(ContentType::new("text", "plain").with_params(("charset", "utf-8")))
+            // One write for the whole body instead of Rocket's default 4 KiB chunks.
+            .max_chunk_size(bytes.len().clamp(4096, 1 << 20))
+            .sized_body(bytes.len(), Cursor::new(bytes))
+            .ok()
+    }
+}
+
+/// The longest a poll is held.
+pub const MAX_WAIT: Duration = Duration::from_secs(30);
+
+/// The headers a poll may carry.
+pub struct PollHeaders {
+    if_none_match: Option<String>,
+    accepts_json: bool,
+}
+
+#[rocket::async_trait]
+impl<'r> FromRequest<'r> for PollHeaders {
+    type Error = std::convert::Infallible;
+
+    async fn from_request(req: &'r Request<'_>) -> Outcome<Self, Self::Error> {
+        Outcome::Success(PollHeaders {
+            if_none_match: req.headers().get_one("If-None-Match").map(str::to_string),
+            accepts_json: req
+                .accept()
+                .is_some_and(|a| a.preferred().media_type().is_json()),
+        })
+    }
+}
+
+impl PollHeaders {
+    /// True when the client already holds this version of the room.
+    pub fn holds(&self, etag: &str) -> bool {
+        self.if_none_match.as_deref().is_some_and(|tags| {
+            tags.split(',')
+                .map(|t| t.trim().trim_start_matches("W/"))
+                .any(|t| t == etag || t == "*")
+        })
+    }
+}
+
+/// The query of a poll, checked.
+pub struct PollQuery {
+    pub after: Option<i64>,
+    pub wait: Option<Duration>,
+    pub json: bool,
+}
+
+impl PollQuery {
+    pub fn parse(
+        after: Option<&str>,
+        wait: Option<&str>,
+        format: Option<&str>,
+        headers: &PollHeaders,
+    ) -> Result<Self, Error> {
+        let after = after
+            .map(|a| {
+                a.parse::<i64>()
+                    .map_err(|_| Error::bad_request("after must be a message id"))
+            })
+            .transpose()?;
+        let wait = wait
+            .map(|w| {
+                w.parse::<f64>()
+                    .ok()
+                    .filter(|s| s.is_finite() && *s >= 0.0)
+                    .map(|s| Duration::from_secs_f64(s).min(MAX_WAIT))
+                    .ok_or_else(|| Error::bad_request("wait must be a number of seconds"))
+            })
+            .transpose()?;
+        let json = match format {
+            None => headers.accepts_json,
+            Some("json") => true,
+            Some("text") => false,
+            Some(_) => return Err(Error::bad_request("format must be text or json")),
+        };
+        Ok(PollQuery { after, wait, json })
+    }
+
+    /// Whether the answer would tell the client nothing new, so a `wait` should hold it.
+    pub fn nothing_new(&self, view: &View, headers: &PollHeaders) -> bool {
+        headers.holds(&view.etag) || (self.after.is_some() && view.count == 0)
+    }
+}
+
+pub enum PollAnswer {
+    NotModified(View),
+    Text(View),
+    Json { room: String, view: View },
+}
+
+#[derive(Serialize)]
+struct JsonTranscript<'a> {
+    room: &'a str,
+    last_id: i64,
+    messages: Vec<MessageJson<'a>>,
+}
+
+impl<'r> Responder<'r, 'static> for PollAnswer {
+    fn respond_to(self, req: &'r Request<'_>) -> response::Result<'static> {
+        let (mut response, view) = match self {
+            PollAnswer::NotModified(view) => (
+                Response::build().status(Status::NotModified).finalize(),
+                view,
+            ),
+            PollAnswer::Text(view) => (view.text.clone().respond_to(req)?, view),
+            PollAnswer::Json { room, view } => {
+                let body = JsonTranscript {
+                    room: &room,
+                    last_id: view.last_id,
+                    messages: view
+                        .rows
+                        .iter()
+                        .map(|m| MessageJson(m, Shape::Legacy))
+                        .collect(),
+                };
+                let body = serde_json::to_vec(&body).map_err(|err| {
+                    tracing::error!(error = %err, "transcript not written as JSON");
+                    Status::InternalServerError
+                })?;
+                let response = Response::build()
+                    .header(ContentType::JSON)
+                    .sized_body(body.len(), Cursor::new(body))
+                    .finalize();
+                (response, view)
+            }
+        };
+        response.set_header(Header::new("ETag", view.etag.to_string()));
+        response.set_header(Header::new("X-Last-Message-Id", view.last_id.to_string()));
+        // Polls must reach the server (or revalidate), never be answered by a cache.
+        response.set_header(Header::new("Cache-Control", "no-cache"));
+        Ok(response)
+    }
+}

@@ -1,0 +1,99 @@
+//! `/api/notifications`, as ChatFlow's notification service answers.
+
+use crate::domain::limits::page_limit;
+use crate::domain::{Error, Result};
+use crate::notifications::{NewNotification, NotificationOut, Notifier};
+use rocket::http::Status;
+use rocket::serde::json::Json;
+use rocket::{delete, get, patch, post, State};
+use serde_json::{json, Value};
+
+super::mount![
+    create,
+    list,
+    unread_count,
+    mark_read,
+    read_all,
+    remove,
+    notifications_health,
+];
+
+/// Creates a notification and pushes it to the user's open sockets.
+#[utoipa::path(tag = "notifications", request_body = NewNotification,
+    responses((status = 201, body = NotificationOut), (status = 400)))]
+#[post("/", data = "<body>")]
+async fn create(
+    body: Result<Json<NewNotification>, rocket::serde::json::Error<'_>>,
+    notifier: &State<Notifier>,
+) -> Result<(Status, Json<NotificationOut>)> {
+    let body = super::json_body(body)?;
+    Ok((Status::Created, Json(notifier.create(body).await?)))
+}
+
+/// The user's notifications, newest first.
+#[utoipa::path(tag = "notifications",
+    params(("unread_only" = Option<bool>, Query), ("limit" = Option<u64>, Query, description = "1 to 200, default 50")),
+    responses((status = 200, body = Vec<NotificationOut>), (status = 400)))]
+#[get("/<user_id>?<unread_only>&<limit>")]
+async fn list(
+    user_id: &str,
+    unread_only: Option<&str>,
+    limit: Option<&str>,
+    notifier: &State<Notifier>,
+) -> Result<Json<Vec<NotificationOut>>> {
+    let unread_only = match unread_only {
+        None | Some("false" | "0") => false,
+        Some("true" | "1") => true,
+        Some(_) => return Err(Error::bad_request("unread_only must be true or false")),
+    };
+    let limit = page_limit(limit)?;
+    Ok(Json(notifier.list(user_id, unread_only, limit).await?))
+}
+
+#[utoipa::path(tag = "notifications", responses((status = 200)))]
+#[get("/<user_id>/unread-count")]
+async fn unread_count(user_id: &str, notifier: &State<Notifier>) -> Result<Json<Value>> {
+    let count = notifier.unread_count(user_id).await?;
+    Ok(Json(json!({ "user_id": user_id, "unread_count": count })))
+}
+
+#[utoipa::path(tag = "notifications", responses((status = 200), (status = 404)))]
+#[patch("/<id>/read")]
+async fn mark_read(id: &str, notifier: &State<Notifier>) -> Result<Json<Value>> {
+    notifier.mark_read(id).await?;
+    Ok(Json(json!({ "status": "ok", "id": id })))
+}
+
+#[utoipa::path(tag = "notifications", responses((status = 200)))]
+#[patch("/<user_id>/read-all")]
+async fn read_all(user_id: &str, notifier: &State<Notifier>) -> Result<Json<Value>> {
+    let updated = notifier.read_all(user_id).await?;
+    Ok(Json(
+        json!({ "status": "ok", "user_id": user_id, "updated": updated }),
+    ))
+}
+
+#[utoipa::path(tag = "notifications", responses((status = 200), (status = 404)))]
+#[delete("/<id>")]
+async fn remove(id: &str, notifier: &State<Notifier>) -> Result<Json<Value>> {
+    notifier.delete(id).await?;
+    Ok(Json(json!({ "status": "deleted", "id": id })))
+}
+
+#[utoipa::path(tag = "notifications", responses((status = 200), (status = 503)))]
+#[get("/health")]
+async fn notifications_health(notifier: &State<Notifier>) -> (Status, Json<Value>) {
+    if notifier.up().await {
+        (
+            Status::Ok,
+            Json(json!({ "status": "healthy", "service": "notifications", "database": "up" })),
+        )
+    } else {
+        (
+            Status::ServiceUnavailable,
+            Json(
+                json!({ "status": "unavailable", "service": "notifications", "database": "down" }),
+            ),
+        )
+    }
+}

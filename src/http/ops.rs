@@ -1,0 +1,88 @@
+//! Operations: `/health` and `/healthz` (200 while the database answers, 503 while it does
+//! not) and `/metrics` in the Prometheus text format, over the leaf registry `metrics`.
+
+use crate::events::Events;
+use crate::files::Files;
+use crate::metrics::METRICS;
+use crate::realtime::Hub;
+use rocket::http::{ContentType, Status};
+use rocket::serde::json::{json, Json, Value};
+use rocket::{get, State};
+use sea_orm::DatabaseConnection;
+use std::sync::Arc;
+
+super::mount![health, healthz, metrics];
+
+/// 200 while the database answers, 503 while it does not; the hub's state is shown.
+#[utoipa::path(tag = "operations", responses((status = 200), (status = 503)))]
+#[get("/health")]
+async fn health(
+    db: &State<DatabaseConnection>,
+    hub: &State<Arc<dyn Hub>>,
+    events: &State<Events>,
+) -> (Status, Json<Value>) {
+    check(db, &***hub, events).await
+}
+
+#[utoipa::path(tag = "operations", responses((status = 200), (status = 503)))]
+#[get("/healthz")]
+async fn healthz(
+    db: &State<DatabaseConnection>,
+    hub: &State<Arc<dyn Hub>>,
+    events: &State<Events>,
+) -> (Status, Json<Value>) {
+    check(db, &***hub, events).await
+}
+
+fn backend(db: &DatabaseConnection) -> String {
+    format!("{:?}", db.get_database_backend()).to_lowercase()
+}
+
+/// The database's state decides; the hub's and RabbitMQ's are reported, but chatting goes
+/// on without them: not a 503.
+pub async fn check(
+    db: &DatabaseConnection,
+    hub: &dyn Hub,
+    events: &Events,
+) -> (Status, Json<Value>) {
+    let backend = backend(db);
+    let hub = hub.state();
+    match db.ping().await {
+        Ok(()) => (
+            Status::Ok,
+            Json(json!({
+                "status": "ok",
+                "database": { "backend": backend, "state": "up" },
+                "hub": hub,
+                "events": events.state(),
+            })),
+        ),
+        Err(err) => (
+            Status::ServiceUnavailable,
+            Json(json!({
+                "status": "unavailable",
+                "database": { "backend": backend, "state": "down", "error": err.to_string() },
+                "hub": hub,
+                "events": events.state(),
+            })),
+        ),
+    }
+}
+
+/// Prometheus text format; the parts' states are read at each scrape.
+#[utoipa::path(tag = "operations", responses((status = 200, content_type = "text/plain")))]
+#[get("/metrics")]
+async fn metrics(
+    db: &State<DatabaseConnection>,
+    hub: &State<Arc<dyn Hub>>,
+    files: &State<Files>,
+) -> (ContentType, String) {
+    METRICS.set_up("database", &backend(db), db.ping().await.is_ok());
+    let hub = hub.state();
+    METRICS.set_up("hub", hub.kind, hub.state == "up");
+    let store_up = files.store.check().await.is_ok();
+    METRICS.set_up("file_store", files.store.kind, store_up);
+    let content_type =
+        ContentType::new("text", "plain").with_params([("version", "0.0.4"), ("charset", "utf-8")]);
+    (content_type, METRICS.render())
+}
