@@ -12,6 +12,7 @@ on_every_backend!(
     json_and_multipart_posts,
     username_defaults_and_fields_are_trimmed,
     bad_input_is_refused_with_a_reason_and_nothing_is_stored,
+    a_value_the_database_refuses_is_a_4xx_not_a_503,
     unicode_round_trips,
     a_message_is_always_one_transcript_line,
     rooms_are_separate_and_oldest_first,
@@ -256,6 +257,62 @@ async fn bad_input_is_refused_with_a_reason_and_nothing_is_stored(backend: Backe
         &[("username", &"ü".repeat(64)), ("msg", "x")],
     )
     .await;
+    db.drop_db().await;
+}
+
+/// A server whose name limit is above the column's (64): MariaDB and PostgreSQL refuse
+/// the row, which must be a 400 that says so (not "503 try again", which can never
+/// succeed), in either door's error form, while the posts that shared its batch are
+/// stored; SQLite does not enforce the length and stores it.
+async fn a_value_the_database_refuses_is_a_4xx_not_a_503(backend: Backend) {
+    let db = TestDb::create(backend).await;
+    let server =
+        Server::start_with(ServerOptions::new(&db.url).env("ROCKET_MAX_USERNAME_CHARS", "200"))
+            .await;
+    let room = room("refused");
+    let long_name = "n".repeat(100);
+    let refused = backend != Backend::Sqlite;
+    // One refused post among good ones, all at once, so some share its batch.
+    let posts = (0..20).map(|i| {
+        let name = if i == 10 {
+            long_name.clone()
+        } else {
+            format!("u{i}")
+        };
+        let server = &server;
+        let room = room.clone();
+        async move {
+            let msg = format!("m{i}");
+            post_form(server, &room, &[("username", &name), ("msg", &msg)]).await
+        }
+    });
+    let answers = futures_util::future::join_all(posts).await;
+    for (i, (status, body)) in answers.iter().enumerate() {
+        if i == 10 && refused {
+            assert_eq!(*status, 400, "{backend:?}: {body}");
+            assert!(body.contains("refused"), "{body}");
+            assert!(!body.contains('{'), "legacy errors are plain text: {body}");
+        } else {
+            assert_eq!(*status, 204, "{backend:?} post {i}: {body}");
+        }
+    }
+    let text = transcript(&server, &room).await;
+    assert_eq!(lines(&text).len(), if refused { 19 } else { 20 }, "{text}");
+    assert_eq!(text.contains(&long_name), !refused);
+
+    // The JSON door says it as {"detail"}.
+    let answer = call(
+        &server,
+        reqwest::Method::POST,
+        &format!("/api/chat/rooms/{room}/messages"),
+        Some(serde_json::json!({"username": long_name, "content": "x"})),
+    )
+    .await;
+    if refused {
+        assert_detail(&answer, 400, "refused");
+    } else {
+        assert_eq!(answer.0, 201, "{:?}", answer.1);
+    }
     db.drop_db().await;
 }
 

@@ -3,12 +3,12 @@
 //! commit; messages written by anything else (another process on the same database) are
 //! picked up by a cheap incremental query at most once per refresh period.
 
-use crate::db::messages;
 use crate::domain::message::transcript_line;
 use crate::domain::sync::lock;
 use crate::domain::{Error, Message, RoomName};
 use sea_orm::DatabaseConnection;
 use std::collections::{BTreeMap, HashMap};
+use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -162,6 +162,22 @@ impl Transcripts {
         after: Option<i64>,
         with_rows: bool,
     ) -> Result<View, Error> {
+        let read = |after| super::messages::since(db, room.as_str(), after);
+        self.view_with(read, room, after, with_rows).await
+    }
+
+    /// [`Transcripts::view`], reading the room's messages after an id with `read`.
+    async fn view_with<F, Fut>(
+        &self,
+        read: F,
+        room: &RoomName,
+        after: Option<i64>,
+        with_rows: bool,
+    ) -> Result<View, Error>
+    where
+        F: Fn(i64) -> Fut,
+        Fut: Future<Output = Result<Vec<Message>, Error>>,
+    {
         let plan = {
             let mut rooms = self.rooms();
             let deletions = self.deletions.load(Ordering::Relaxed);
@@ -189,7 +205,7 @@ impl Transcripts {
         match plan {
             Plan::Serve(view) => Ok(view),
             Plan::Refresh(known, deletions) => {
-                let rows = messages::in_room_between(db, room.as_str(), known, None).await;
+                let rows = read(known).await;
                 let (refreshed, deletions) = {
                     let mut rooms = self.rooms();
                     let current = self.deletions.load(Ordering::Relaxed) == deletions;
@@ -220,22 +236,26 @@ impl Transcripts {
                 };
                 match refreshed {
                     Some(view) => Ok(view),
-                    None => self.load(db, room, after, with_rows, deletions).await,
+                    None => self.load(&read, room, after, with_rows, deletions).await,
                 }
             }
-            Plan::Load(deletions) => self.load(db, room, after, with_rows, deletions).await,
+            Plan::Load(deletions) => self.load(&read, room, after, with_rows, deletions).await,
         }
     }
 
-    async fn load(
+    async fn load<F, Fut>(
         &self,
-        db: &DatabaseConnection,
+        read: &F,
         room: &RoomName,
         after: Option<i64>,
         with_rows: bool,
         deletions: u64,
-    ) -> Result<View, Error> {
-        match messages::in_room_between(db, room.as_str(), 0, None).await {
+    ) -> Result<View, Error>
+    where
+        F: Fn(i64) -> Fut,
+        Fut: Future<Output = Result<Vec<Message>, Error>>,
+    {
+        match read(0).await {
             Ok(rows) => {
                 let mut rooms = self.rooms();
                 if self.deletions.load(Ordering::Relaxed) != deletions {
@@ -258,7 +278,7 @@ impl Transcripts {
                 if rooms.get(room.as_str()).is_some_and(|r| !r.loaded) {
                     rooms.remove(room.as_str());
                 }
-                Err(err.into())
+                Err(err)
             }
         }
     }
@@ -289,5 +309,229 @@ impl Transcripts {
         if let Some(name) = oldest {
             rooms.remove(&name);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! The cache against a table whose reads the test holds and releases, so that a
+    //! deletion or an eviction lands exactly while a read is under way.
+
+    use super::*;
+    use std::sync::atomic::AtomicUsize;
+    use tokio::sync::Semaphore;
+
+    fn message(room: &str, id: i64) -> Message {
+        Message {
+            id,
+            room: room.into(),
+            timestamp: crate::domain::now_utc(),
+            username: "u".into(),
+            text: format!("m{id}"),
+            user_id: None,
+            message_type: "text".into(),
+            file_url: None,
+        }
+    }
+
+    /// One room's rows. A read sees the rows as they are when it starts (as a query
+    /// does), then waits for a permit before it answers.
+    struct Table {
+        rows: Mutex<Vec<Message>>,
+        gate: Semaphore,
+        reads: AtomicUsize,
+    }
+
+    impl Table {
+        fn new(rows: Vec<Message>, open: bool) -> Arc<Table> {
+            let permits = if open { Semaphore::MAX_PERMITS } else { 0 };
+            Arc::new(Table {
+                rows: Mutex::new(rows),
+                gate: Semaphore::new(permits),
+                reads: AtomicUsize::new(0),
+            })
+        }
+
+        fn reader(
+            self: &Arc<Self>,
+        ) -> impl Fn(i64) -> std::pin::Pin<Box<dyn Future<Output = Result<Vec<Message>, Error>> + Send>>
+        {
+            let table = self.clone();
+            move |after| {
+                let snapshot: Vec<Message> = lock(&table.rows)
+                    .iter()
+                    .filter(|m| m.id > after)
+                    .cloned()
+                    .collect();
+                table.reads.fetch_add(1, Ordering::SeqCst);
+                let table = table.clone();
+                Box::pin(async move {
+                    table
+                        .gate
+                        .acquire()
+                        .await
+                        .map_err(|_| Error::Internal("closed".into()))?
+                        .forget();
+                    Ok(snapshot)
+                })
+            }
+        }
+
+        async fn started(&self, reads: usize) {
+            while self.reads.load(Ordering::SeqCst) < reads {
+                tokio::task::yield_now().await;
+            }
+        }
+    }
+
+    fn ids(view: &View) -> Vec<i64> {
+        view.rows.iter().map(|m| m.id).collect()
+    }
+
+    fn room(name: &str) -> RoomName {
+        RoomName::parse(name).unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_load_and_the_posts_recorded_meanwhile_are_one_transcript() {
+        let cache = Transcripts::new(Duration::from_secs(3600), 10);
+        let table = Table::new(vec![message("r", 1)], false);
+        let read = table.reader();
+        let r = room("r");
+        let load = cache.view_with(&read, &r, None, true);
+        tokio::pin!(load);
+        // The load has begun (its room is held) when this post commits.
+        tokio::select! { _ = &mut load => panic!("the gate is closed"), _ = table.started(1) => {} }
+        cache.record(&message("r", 2));
+        table.gate.add_permits(1);
+        let view = load.await.unwrap();
+        assert_eq!(ids(&view), [1, 2]);
+        assert_eq!(view.etag.as_ref(), "\"2-2\"");
+        // Served from memory now: no further read.
+        let again = cache
+            .view_with(&read, &room("r"), Some(1), true)
+            .await
+            .unwrap();
+        assert_eq!(ids(&again), [2]);
+        assert_eq!(table.reads.load(Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test]
+    async fn a_deletion_racing_a_load_is_not_undone_by_it() {
+        let cache = Transcripts::new(Duration::from_secs(3600), 10);
+        let table = Table::new(vec![message("r", 1), message("r", 2)], false);
+        let read = table.reader();
+        let r = room("r");
+        let load = cache.view_with(&read, &r, None, true);
+        tokio::pin!(load);
+        tokio::select! { _ = &mut load => panic!("the gate is closed"), _ = table.started(1) => {} }
+        // Message 2 is deleted while the read that still holds it is under way.
+        lock(&table.rows).retain(|m| m.id != 2);
+        cache.forget("r");
+        table.gate.add_permits(Semaphore::MAX_PERMITS);
+        // The racing read may answer its own request...
+        assert_eq!(ids(&load.await.unwrap()), [1, 2]);
+        // ...but is not kept: the next read loads afresh and never shows message 2 again.
+        let next = cache
+            .view_with(&read, &room("r"), None, true)
+            .await
+            .unwrap();
+        assert_eq!(ids(&next), [1]);
+        assert_eq!(table.reads.load(Ordering::SeqCst), 2);
+        let cached = cache
+            .view_with(&read, &room("r"), None, true)
+            .await
+            .unwrap();
+        assert_eq!(ids(&cached), [1]);
+    }
+
+    #[tokio::test]
+    async fn a_room_evicted_during_its_refresh_misses_no_post() {
+        // One room fits; every read refreshes.
+        let cache = Transcripts::new(Duration::ZERO, 1);
+        let a = Table::new(vec![message("a", 1)], true);
+        let read_a = a.reader();
+        assert_eq!(
+            ids(&cache
+                .view_with(&read_a, &room("a"), None, true)
+                .await
+                .unwrap()),
+            [1]
+        );
+
+        // Room a's refresh is held...
+        a.gate.forget_permits(Semaphore::MAX_PERMITS);
+        let room_a = room("a");
+        let refresh = cache.view_with(&read_a, &room_a, None, true);
+        tokio::pin!(refresh);
+        tokio::select! { _ = &mut refresh => panic!("the gate is closed"), _ = a.started(2) => {} }
+        // ...while room b's first read evicts it.
+        let b = Table::new(vec![message("b", 5)], true);
+        let read_b = b.reader();
+        assert_eq!(
+            ids(&cache
+                .view_with(&read_b, &room("b"), None, true)
+                .await
+                .unwrap()),
+            [5]
+        );
+        assert!(!cache.rooms().contains_key("a"));
+
+        // The refresh finds its room gone and loads it again; a post commits meanwhile.
+        a.gate.add_permits(1);
+        tokio::select! { _ = &mut refresh => panic!("the reload is held"), _ = a.started(3) => {} }
+        assert!(
+            cache.rooms().contains_key("a"),
+            "held again before the reload's query"
+        );
+        lock(&a.rows).push(message("a", 6));
+        cache.record(&message("a", 6));
+        a.gate.add_permits(1);
+        assert_eq!(ids(&refresh.await.unwrap()), [1, 6]);
+    }
+
+    #[tokio::test]
+    async fn the_least_recently_read_room_goes_first() {
+        let cache = Transcripts::new(Duration::from_secs(3600), 2);
+        let t = Table::new(Vec::new(), true);
+        let read = t.reader();
+        for name in ["a", "b"] {
+            cache
+                .view_with(&read, &room(name), None, false)
+                .await
+                .unwrap();
+        }
+        cache
+            .view_with(&read, &room("a"), None, false)
+            .await
+            .unwrap();
+        cache
+            .view_with(&read, &room("c"), None, false)
+            .await
+            .unwrap();
+        let held: std::collections::BTreeSet<String> = cache.rooms().keys().cloned().collect();
+        assert_eq!(held, ["a", "c"].map(String::from).into());
+    }
+
+    #[tokio::test]
+    async fn a_failed_first_read_holds_nothing_and_a_failed_refresh_serves_the_cache() {
+        let cache = Transcripts::new(Duration::ZERO, 10);
+        let fail = |_| async { Err::<Vec<Message>, _>(Error::Unavailable("down".into())) };
+        assert!(cache
+            .view_with(fail, &room("r"), None, false)
+            .await
+            .is_err());
+        assert!(cache.rooms().is_empty());
+        let t = Table::new(vec![message("r", 1)], true);
+        cache
+            .view_with(t.reader(), &room("r"), None, false)
+            .await
+            .unwrap();
+        let view = cache.view_with(fail, &room("r"), None, true).await.unwrap();
+        assert_eq!(
+            ids(&view),
+            [1],
+            "the database is away: pollers keep what is here"
+        );
     }
 }
