@@ -334,6 +334,8 @@ mod tests {
         }
     }
 
+    type Read = std::pin::Pin<Box<dyn Future<Output = Result<Vec<Message>, Error>> + Send>>;
+
     /// One room's rows. A read sees the rows as they are when it starts (as a query
     /// does), then waits for a permit before it answers.
     struct Table {
@@ -352,10 +354,7 @@ mod tests {
             })
         }
 
-        fn reader(
-            self: &Arc<Self>,
-        ) -> impl Fn(i64) -> std::pin::Pin<Box<dyn Future<Output = Result<Vec<Message>, Error>> + Send>>
-        {
+        fn reader(self: &Arc<Self>) -> impl Fn(i64) -> Read {
             let table = self.clone();
             move |after| {
                 let snapshot: Vec<Message> = lock(&table.rows)
