@@ -28,12 +28,18 @@ use rocket_dyn_templates::Template;
 use std::sync::Arc;
 use std::time::Duration;
 
-/// Builds the server: reads settings, connects to (and migrates) the database, starts the
-/// hub and the pipeline, and mounts everything.
+/// Builds the server from `Rocket.toml` and the environment.
 pub async fn build() -> Result<Rocket<Build>, Box<dyn std::error::Error>> {
+    build_from(config::figment()).await
+}
+
+/// Builds the server from these settings: connects to (and migrates) the database, starts
+/// the hub and the pipeline, and mounts everything.
+pub async fn build_from(
+    figment: rocket::figment::Figment,
+) -> Result<Rocket<Build>, Box<dyn std::error::Error>> {
     // Two TLS back ends are linked (sqlx's and the S3 client's); rustls wants one chosen.
     let _ = rustls::crypto::ring::default_provider().install_default();
-    let figment = config::figment();
     let settings: config::Settings = figment.extract()?;
     // Multipart bodies are read by Rocket's form parser under Rocket's own limits.
     let figment = figment

@@ -70,3 +70,97 @@ pub async fn delete(db: &DatabaseConnection, id: &str) -> Result<Message, Error>
 pub async fn since(db: &DatabaseConnection, room: &str, after: i64) -> Result<Vec<Message>, Error> {
     Ok(table::in_room_between(db, room, after, None).await?)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::db::memory;
+    use crate::db::messages::{insert_batch, InsertMode, ToInsert};
+    use crate::domain::message::new_message;
+    use crate::domain::{Limits, RoomName};
+
+    async fn post(db: &DatabaseConnection, room: &str, texts: &[&str]) -> Vec<i64> {
+        crate::chat::Rooms::default()
+            .ensure(db, &RoomName::parse(room).unwrap())
+            .await
+            .unwrap();
+        let rows: Vec<ToInsert> = texts
+            .iter()
+            .map(|t| ToInsert {
+                room: room.into(),
+                message: new_message(Some("u"), Some(t), &Limits::default()).unwrap(),
+            })
+            .collect();
+        let committed = insert_batch(db, &rows, InsertMode::Returning, false)
+            .await
+            .unwrap();
+        committed.into_iter().map(|(m, _)| m.id).collect()
+    }
+
+    fn texts(rows: &[Message]) -> Vec<&str> {
+        rows.iter().map(|m| m.text.as_str()).collect()
+    }
+
+    #[tokio::test]
+    async fn history_pages_both_ways_and_searches() {
+        let db = memory().await;
+        let ids = post(&db, "r", &["one", "Two", "three", "50% off", "a_b"]).await;
+        post(&db, "other", &["two elsewhere"]).await;
+        let q = |limit, before, after, q| HistoryQuery {
+            limit,
+            before,
+            after,
+            q,
+        };
+        let all = history(&db, "r", HistoryQuery::default()).await.unwrap();
+        assert_eq!(texts(&all), ["one", "Two", "three", "50% off", "a_b"]);
+        let newest = history(&db, "r", q(Some("2"), None, None, None))
+            .await
+            .unwrap();
+        assert_eq!(texts(&newest), ["50% off", "a_b"]);
+        let before = ids[2].to_string();
+        let older = history(&db, "r", q(Some("1"), Some(&before), None, None))
+            .await
+            .unwrap();
+        assert_eq!(texts(&older), ["Two"]);
+        let after = ids[0].to_string();
+        let forward = history(&db, "r", q(Some("2"), None, Some(&after), None))
+            .await
+            .unwrap();
+        assert_eq!(texts(&forward), ["Two", "three"]);
+        let found = history(&db, "r", q(None, None, None, Some("TWO")))
+            .await
+            .unwrap();
+        assert_eq!(texts(&found), ["Two"]);
+        // LIKE's wildcards match only themselves.
+        let percent = history(&db, "r", q(None, None, None, Some("%")))
+            .await
+            .unwrap();
+        assert_eq!(texts(&percent), ["50% off"]);
+        let underscore = history(&db, "r", q(None, None, None, Some("_")))
+            .await
+            .unwrap();
+        assert_eq!(texts(&underscore), ["a_b"]);
+        for bad in [
+            q(Some("0"), None, None, None),
+            q(None, Some("x"), None, None),
+            q(None, None, None, Some(&"q".repeat(201))),
+        ] {
+            assert_eq!(history(&db, "r", bad).await.unwrap_err().status_code(), 400);
+        }
+        let missing = history(&db, "nope", HistoryQuery::default()).await;
+        assert_eq!(missing.unwrap_err().status_code(), 404);
+    }
+
+    #[tokio::test]
+    async fn one_message_is_read_and_deleted_by_id() {
+        let db = memory().await;
+        let ids = post(&db, "r", &["a", "b"]).await;
+        let id = ids[0].to_string();
+        assert_eq!(get(&db, &id).await.unwrap().text, "a");
+        assert_eq!(delete(&db, &id).await.unwrap().text, "a");
+        assert_eq!(get(&db, &id).await.unwrap_err().status_code(), 404);
+        assert_eq!(get(&db, "x").await.unwrap_err().status_code(), 400);
+        assert_eq!(texts(&since(&db, "r", 0).await.unwrap()), ["b"]);
+    }
+}

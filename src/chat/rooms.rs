@@ -123,3 +123,64 @@ pub async fn delete(db: &DatabaseConnection, id: &str) -> Result<(Room, u64), Er
     let deleted = table::delete_with_messages(db, &room.id).await?;
     Ok((room, deleted))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::db::memory;
+
+    fn new_room(name: &str) -> NewRoom {
+        NewRoom {
+            name: Some(name.into()),
+            ..NewRoom::default()
+        }
+    }
+
+    #[tokio::test]
+    async fn rooms_are_created_once_with_ids_made_from_names() {
+        let db = memory().await;
+        let before = list(&db).await.unwrap().len(); // the default rooms
+        let room = create(&db, new_room("Dev Ops")).await.unwrap();
+        assert_eq!(
+            (room.id.as_str(), room.name.as_str()),
+            ("dev-ops", "Dev Ops")
+        );
+        let again = create(&db, new_room("dev ops")).await.unwrap_err();
+        assert_eq!(again.status_code(), 409, "{again}");
+        for bad in [
+            NewRoom::default(),
+            new_room("rooms"),
+            new_room("a/b"),
+            NewRoom {
+                id: Some("x".into()),
+                description: Some("d".repeat(1001)),
+                ..NewRoom::default()
+            },
+        ] {
+            assert_eq!(create(&db, bad).await.unwrap_err().status_code(), 400);
+        }
+        assert_eq!(list(&db).await.unwrap().len(), before + 1);
+        assert_eq!(existing(&db, "nope").await.unwrap_err().status_code(), 404);
+    }
+
+    #[tokio::test]
+    async fn a_legacy_room_comes_into_being_once_and_goes_with_its_messages() {
+        let db = memory().await;
+        let rooms = Rooms::default();
+        let lobby = RoomName::parse("lobby").unwrap();
+        assert!(table::get(&db, "lobby").await.unwrap().is_none());
+        rooms.ensure(&db, &lobby).await.unwrap();
+        rooms.ensure(&db, &lobby).await.unwrap();
+        // Known now: a row deleted behind its back is not looked for again at once...
+        table::delete_with_messages(&db, "lobby").await.unwrap();
+        rooms.ensure(&db, &lobby).await.unwrap();
+        assert!(table::get(&db, "lobby").await.unwrap().is_none());
+        // ...until it is forgotten.
+        rooms.forget("lobby");
+        rooms.ensure(&db, &lobby).await.unwrap();
+        assert!(table::get(&db, "lobby").await.unwrap().is_some());
+        let (room, deleted) = delete(&db, "lobby").await.unwrap();
+        assert_eq!((room.id.as_str(), deleted), ("lobby", 0));
+        assert_eq!(delete(&db, "lobby").await.unwrap_err().status_code(), 404);
+    }
+}

@@ -50,6 +50,19 @@ pub async fn connect(url: &str, settings: &Settings) -> Result<DatabaseConnectio
     Ok(db)
 }
 
+/// A fresh database in memory with the schema, for the services' own tests. One
+/// connection: each SQLite connection to `:memory:` is a database of its own.
+#[cfg(test)]
+pub async fn memory() -> DatabaseConnection {
+    let settings = Settings {
+        db_max_connections: 1,
+        ..Settings::default()
+    };
+    connect("sqlite::memory:", &settings)
+        .await
+        .expect("an in-memory SQLite database")
+}
+
 /// A URL fit for logs: the password replaced.
 pub fn redact(url: &str) -> String {
     match (url.find("://"), url.rfind('@')) {

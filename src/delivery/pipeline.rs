@@ -420,3 +420,145 @@ async fn catch_up(stage: &Arc<Stage>, mut after: i64) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::db::memory;
+    use crate::domain::message::new_message;
+    use crate::domain::Limits;
+    use crate::realtime::{user_channel, InProcessHub, RedisHub};
+    use std::time::Duration;
+    use tokio::sync::broadcast;
+
+    async fn delivery(hub: Arc<dyn Hub>) -> (Delivery, DatabaseConnection) {
+        let db = memory().await;
+        let transcripts = Arc::new(Transcripts::new(Duration::from_secs(3600), 100));
+        let notifier = Notifier::new(db.clone(), hub.clone());
+        let delivery = Delivery::start(
+            db.clone(),
+            true,
+            transcripts,
+            hub,
+            None,
+            Events::off(),
+            notifier,
+        )
+        .await
+        .unwrap();
+        (delivery, db)
+    }
+
+    fn text(t: &str) -> NewMessage {
+        new_message(Some("u"), Some(t), &Limits::default()).unwrap()
+    }
+
+    async fn next_id(rx: &mut broadcast::Receiver<Event>) -> i64 {
+        match tokio::time::timeout(Duration::from_secs(5), rx.recv()).await {
+            Ok(Ok(Event::Message(m))) => m.id,
+            other => panic!("no message: {other:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_post_reaches_transcript_and_readers_before_its_poster_hears() {
+        let (delivery, db) = delivery(Arc::new(InProcessHub::new(16))).await;
+        let room = RoomName::parse("r").unwrap();
+        let mut readers = delivery.stage.hub.subscribe("r").messages;
+        let cache = &delivery.stage.transcripts;
+        // The room is held (read once, empty), so the post is recorded into it.
+        assert_eq!(cache.view(&db, &room, None, true).await.unwrap().count, 0);
+        let posted = delivery.post(&room, text("hello")).await.unwrap();
+        // Already there when the poster is answered: no waiting.
+        match readers.try_recv() {
+            Ok(Event::Message(m)) => assert_eq!(m.id, posted.id),
+            other => panic!("the reader has nothing yet: {other:?}"),
+        }
+        let view = cache.view(&db, &room, None, true).await.unwrap();
+        assert_eq!(
+            view.rows.iter().map(|m| m.id).collect::<Vec<_>>(),
+            [posted.id]
+        );
+        assert_eq!(view.rows[0].text, "hello");
+    }
+
+    #[tokio::test]
+    async fn deleting_a_message_reaches_transcript_and_readers() {
+        let (delivery, db) = delivery(Arc::new(InProcessHub::new(16))).await;
+        let room = RoomName::parse("r").unwrap();
+        let a = delivery.post(&room, text("a")).await.unwrap();
+        let b = delivery.post(&room, text("b")).await.unwrap();
+        let cache = &delivery.stage.transcripts;
+        assert_eq!(cache.view(&db, &room, None, false).await.unwrap().count, 2);
+        let mut signals = delivery.stage.hub.subscribe("r").signals;
+        delivery.delete_message(&a.id.to_string()).await.unwrap();
+        assert!(matches!(signals.try_recv(), Ok(Event::MessageDeleted { id }) if id == a.id));
+        let view = cache.view(&db, &room, None, true).await.unwrap();
+        assert_eq!(view.rows.iter().map(|m| m.id).collect::<Vec<_>>(), [b.id]);
+        let (id, deleted) = delivery.delete_room("r").await.unwrap();
+        assert_eq!((id.as_str(), deleted), ("r", 1));
+        assert!(matches!(signals.try_recv(), Ok(Event::RoomDeleted)));
+        assert_eq!(cache.view(&db, &room, None, false).await.unwrap().count, 0);
+    }
+
+    #[tokio::test]
+    async fn a_mention_notifies_the_named_user_on_their_own_channel() {
+        let (delivery, db) = delivery(Arc::new(InProcessHub::new(16))).await;
+        crate::db::users::upsert(&db, "id-bob", "Bob")
+            .await
+            .unwrap();
+        let mut bob = delivery
+            .stage
+            .hub
+            .subscribe(&user_channel("id-bob"))
+            .signals;
+        let room = RoomName::parse("r").unwrap();
+        delivery.post(&room, text("hi @bob")).await.unwrap();
+        match tokio::time::timeout(Duration::from_secs(5), bob.recv()).await {
+            Ok(Ok(Event::Notification(n))) => assert_eq!(n["notif_type"], "mention"),
+            other => panic!("no notification: {other:?}"),
+        }
+    }
+
+    /// With several replicas, a message whose predecessor has not arrived waits at the
+    /// gate while the gap is read from the database; readers get the room in id order,
+    /// each message once.
+    #[tokio::test]
+    async fn an_early_message_waits_for_the_ones_before_it() {
+        // A hub with replicas (Redis that is not there: local delivery still works).
+        let (hub, _arrivals) = RedisHub::start("redis://127.0.0.1:1", 16).unwrap();
+        let (delivery, db) = delivery(hub).await;
+        let room = RoomName::parse("r").unwrap();
+        delivery.rooms.ensure(&db, &room).await.unwrap();
+        // Three messages committed by "another replica", ordered, with their predecessors.
+        let rows: Vec<ToInsert> = ["one", "two", "three"]
+            .iter()
+            .map(|t| ToInsert {
+                room: "r".into(),
+                message: text(t),
+            })
+            .collect();
+        let committed = messages::insert_batch(&db, &rows, InsertMode::Returning, true)
+            .await
+            .unwrap();
+        let ids: Vec<i64> = committed.iter().map(|(m, _)| m.id).collect();
+        assert_eq!(
+            committed[2].1,
+            Some(ids[1]),
+            "each row knows its predecessor"
+        );
+        let mut readers = delivery.stage.hub.subscribe("r").messages;
+        let arrive = |i: usize| {
+            let (message, prev) = committed[i].clone();
+            delivery.stage.hand_on(Arc::new(message), prev, None)
+        };
+        arrive(0);
+        arrive(2); // the second is still on its way: the third waits, the gap is read
+        assert_eq!(next_id(&mut readers).await, ids[0]);
+        assert_eq!(next_id(&mut readers).await, ids[1]);
+        assert_eq!(next_id(&mut readers).await, ids[2]);
+        arrive(1); // arrives at last: already handed on
+        let own = delivery.post(&room, text("four")).await.unwrap();
+        assert_eq!(next_id(&mut readers).await, own.id, "nothing came twice");
+    }
+}

@@ -26,7 +26,7 @@ pub struct Notifier {
     hub: Arc<dyn Hub>,
 }
 
-#[derive(Serialize, Clone, ToSchema)]
+#[derive(Serialize, Clone, Debug, ToSchema)]
 pub struct NotificationOut {
     id: String,
     user_id: String,
@@ -232,7 +232,70 @@ pub fn mentioned_names(text: &str) -> BTreeSet<String> {
 
 #[cfg(test)]
 mod tests {
-    use super::mentioned_names;
+    use super::*;
+    use crate::realtime::InProcessHub;
+
+    fn new(user_id: &str, title: &str) -> NewNotification {
+        NewNotification {
+            user_id: user_id.into(),
+            title: title.into(),
+            body: "b".into(),
+            notif_type: None,
+            room_id: None,
+            from_user: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_user_lists_counts_reads_and_deletes_their_own() {
+        let db = crate::db::memory().await;
+        let hub = Arc::new(InProcessHub::new(16));
+        let mut pushed = hub.subscribe(&user_channel("ann")).signals;
+        let notifier = Notifier::new(db, hub);
+        let first = notifier.create(new("ann", "one")).await.unwrap();
+        assert!(
+            matches!(pushed.try_recv(), Ok(Event::Notification(n)) if n["id"] == first.id.as_str())
+        );
+        notifier.create(new("ann", "two")).await.unwrap();
+        notifier.create(new("bob", "not ann's")).await.unwrap();
+        assert_eq!(notifier.unread_count("ann").await.unwrap(), 2);
+        notifier.mark_read(&first.id).await.unwrap();
+        notifier.mark_read(&first.id).await.unwrap(); // twice is fine
+        let unread = notifier.list("ann", true, 50).await.unwrap();
+        assert_eq!(
+            unread.iter().map(|n| n.title.as_str()).collect::<Vec<_>>(),
+            ["two"]
+        );
+        assert_eq!(notifier.read_all("ann").await.unwrap(), 1);
+        notifier.delete(&first.id).await.unwrap();
+        assert_eq!(
+            notifier.delete(&first.id).await.unwrap_err().status_code(),
+            404
+        );
+        assert_eq!(
+            notifier.mark_read("nope").await.unwrap_err().status_code(),
+            404
+        );
+        assert_eq!(notifier.list("ann", false, 50).await.unwrap().len(), 1);
+    }
+
+    #[tokio::test]
+    async fn bad_notifications_are_refused() {
+        let notifier = Notifier::new(crate::db::memory().await, Arc::new(InProcessHub::new(16)));
+        let mut bad_type = new("ann", "t");
+        bad_type.notif_type = Some("spam".into());
+        let mut bad_room = new("ann", "t");
+        bad_room.room_id = Some("a/b".into());
+        for bad in [
+            new("", "t"),
+            new("ann", " "),
+            new("ann", &"t".repeat(201)),
+            bad_type,
+            bad_room,
+        ] {
+            assert_eq!(notifier.create(bad).await.unwrap_err().status_code(), 400);
+        }
+    }
 
     #[test]
     fn mentions_are_words_after_an_at() {
