@@ -64,6 +64,33 @@ pub struct Settings {
     pub amqp_url: Option<String>,
     /// Mount `/bench/*`, the fixed-answer routes the benchmark measures ceilings with.
     pub bench_routes: bool,
+    /// The token that makes a request an admin's (`Authorization: Bearer <token>`); also
+    /// `ADMIN_TOKEN`. Deleting rooms, messages and files needs it; with none, nobody can.
+    pub admin_token: Option<String>,
+    /// Web sites whose pages may open sockets here (`https://chat.example.com`, or `*`),
+    /// besides this server's own pages and clients that send no `Origin`.
+    pub allowed_origins: Vec<String>,
+    /// Addresses (or CIDR blocks) of proxies whose `X-Forwarded-For` / `X-Real-IP` name the
+    /// client; from anyone else those headers are ignored.
+    pub trusted_proxies: Vec<String>,
+    /// Token buckets per client address on posts, socket frames, room creation, uploads
+    /// and heartbeats (429 with `Retry-After` past them), and a cap on sockets per address.
+    pub rate_limits: bool,
+    /// Messages a client may post per minute, at every door, and in one burst.
+    pub posts_per_minute: u32,
+    pub posts_burst: u32,
+    /// Frames (messages and typing) one socket may send per minute, and in one burst.
+    pub frames_per_minute: u32,
+    pub frames_burst: u32,
+    /// Rooms a client may create per hour.
+    pub rooms_per_hour: u32,
+    /// Uploads a client may make per day, and bytes (in MiB) per day.
+    pub uploads_per_day: u32,
+    pub upload_mib_per_day: u32,
+    /// Presence heartbeats and typing calls a client may make per minute.
+    pub heartbeats_per_minute: u32,
+    /// Sockets one client address may hold open at once.
+    pub sockets_per_client: usize,
 }
 
 impl Default for Settings {
@@ -108,11 +135,30 @@ impl Default for Settings {
             .map(String::from)
             .to_vec(),
             amqp_url: None,
+            admin_token: None,
+            allowed_origins: Vec::new(),
+            trusted_proxies: Vec::new(),
+            rate_limits: false,
+            posts_per_minute: 60,
+            posts_burst: 20,
+            frames_per_minute: 240,
+            frames_burst: 60,
+            rooms_per_hour: 30,
+            uploads_per_day: 500,
+            upload_mib_per_day: 1024,
+            heartbeats_per_minute: 30,
+            sockets_per_client: 50,
         }
     }
 }
 
 impl Settings {
+    /// `ADMIN_TOKEN`, else the `admin_token` setting; blank means none.
+    pub fn admin_token(&self) -> Option<String> {
+        non_empty_env("ADMIN_TOKEN")
+            .or_else(|| self.admin_token.clone().filter(|t| !t.trim().is_empty()))
+    }
+
     /// The chat's own limits on names and messages.
     pub fn limits(&self) -> crate::domain::Limits {
         crate::domain::Limits {
@@ -129,6 +175,9 @@ struct ServerDefaults {
     port: u16,
     address: &'static str,
     log_level: &'static str,
+    /// Rocket trusts `X-Real-IP` from anyone by default; the client address is read by
+    /// `http::limits` instead, from trusted proxies only.
+    ip_header: bool,
 }
 
 pub fn figment() -> Figment {
@@ -138,6 +187,7 @@ pub fn figment() -> Figment {
             address: "0.0.0.0",
             // Requests are logged by our own fairing through `tracing`.
             log_level: "critical",
+            ip_header: false,
         }))
         .merge(Serialized::defaults(Settings::default()))
         .merge(Toml::file(Env::var_or("ROCKET_CONFIG", "Rocket.toml")).nested())

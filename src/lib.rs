@@ -95,6 +95,8 @@ pub async fn build_from(
         notifier.clone(),
     )
     .await?;
+    let limiter = http::limits::Limiter::new(&settings);
+    let trusted_proxies = http::guards::TrustedProxies::parse(&settings.trusted_proxies)?;
     let sockets = SocketState {
         db: db.clone(),
         delivery: delivery.clone(),
@@ -102,6 +104,7 @@ pub async fn build_from(
         events: events.clone(),
         presence: presence.clone(),
         limits,
+        limiter: limiter.clone(),
         settings: SocketSettings {
             ping_secs: settings.ws_ping_secs,
             announce_limit: settings.ws_announce_limit,
@@ -147,6 +150,10 @@ pub async fn build_from(
         .manage(delivery)
         .manage(limits)
         .manage(sockets)
+        .manage(limiter)
+        .manage(trusted_proxies)
+        .manage(http::guards::AdminToken(settings.admin_token()))
+        .manage(http::ws::AllowedOrigins(settings.allowed_origins.clone()))
         .manage(presence)
         .manage(notifier)
         .manage(files)

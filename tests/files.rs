@@ -217,7 +217,7 @@ async fn scenario(server: &Server) -> String {
     // Delete.
     let notes_id = notes["id"].as_str().unwrap();
     assert_eq!(
-        call(
+        admin_call(
             server,
             Method::DELETE,
             &format!("/api/files/{notes_id}"),

@@ -78,7 +78,8 @@ async fn rooms_are_listed_created_and_deleted(backend: Backend) {
 
     // Deleting a room deletes its messages; sockets in it hear of it.
     let mut ws = open_socket(&server, "/ws/legacy-room/watcher").await;
-    let (status, body) = call(&server, Method::DELETE, "/api/chat/rooms/legacy-room", None).await;
+    let (status, body) =
+        admin_call(&server, Method::DELETE, "/api/chat/rooms/legacy-room", None).await;
     assert_eq!(
         (status, body["messages_deleted"].as_u64()),
         (200, Some(1)),
@@ -95,7 +96,7 @@ async fn rooms_are_listed_created_and_deleted(backend: Backend) {
     );
     assert_eq!(transcript(&server, "legacy-room").await, "");
     assert_detail(
-        &call(&server, Method::DELETE, "/api/chat/rooms/legacy-room", None).await,
+        &admin_call(&server, Method::DELETE, "/api/chat/rooms/legacy-room", None).await,
         404,
         "does not exist",
     );
@@ -261,7 +262,7 @@ async fn messages_posted_as_json_reach_every_reader(backend: Backend) {
     assert_eq!(stored["user_id"], "bot-1");
 
     // Deleting a message: gone from history, transcript and sockets are told.
-    let (status, _) = call(
+    let (status, _) = admin_call(
         &server,
         Method::DELETE,
         &format!("/api/chat/messages/{id}"),
@@ -285,7 +286,7 @@ async fn messages_posted_as_json_reach_every_reader(backend: Backend) {
         "does not exist",
     );
     assert_detail(
-        &call(
+        &admin_call(
             &server,
             Method::DELETE,
             &format!("/api/chat/messages/{id}"),

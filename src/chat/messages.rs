@@ -2,7 +2,7 @@
 
 use crate::db::messages::{self as table, Page};
 use crate::domain::limits::{message_id, page_limit};
-use crate::domain::{Error, Message};
+use crate::domain::{Caller, Error, Message};
 use sea_orm::DatabaseConnection;
 
 /// Longest search text.
@@ -58,8 +58,9 @@ pub async fn get(db: &DatabaseConnection, id: &str) -> Result<Message, Error> {
         .ok_or_else(|| Error::not_found(format!("message {id} does not exist")))
 }
 
-/// Deletes the message; returns it.
-pub async fn delete(db: &DatabaseConnection, id: &str) -> Result<Message, Error> {
+/// Deletes the message (an admin's call); returns it.
+pub async fn delete(db: &DatabaseConnection, caller: &Caller, id: &str) -> Result<Message, Error> {
+    caller.require_admin("delete a message")?;
     let message = get(db, id).await?;
     table::delete(db, message.id).await?;
     Ok(message)
@@ -158,7 +159,13 @@ mod tests {
         let ids = post(&db, "r", &["a", "b"]).await;
         let id = ids[0].to_string();
         assert_eq!(get(&db, &id).await.unwrap().text, "a");
-        assert_eq!(delete(&db, &id).await.unwrap().text, "a");
+        let err = delete(&db, &Caller::default(), &id).await.unwrap_err();
+        assert_eq!(err.status_code(), 403);
+        let admin = Caller {
+            admin: true,
+            ..Caller::default()
+        };
+        assert_eq!(delete(&db, &admin, &id).await.unwrap().text, "a");
         assert_eq!(get(&db, &id).await.unwrap_err().status_code(), 404);
         assert_eq!(get(&db, "x").await.unwrap_err().status_code(), 400);
         assert_eq!(texts(&since(&db, "r", 0).await.unwrap()), ["b"]);

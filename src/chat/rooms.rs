@@ -3,7 +3,7 @@
 
 use crate::db::rooms::{self as table, Room};
 use crate::domain::sync::lock;
-use crate::domain::{now_utc, Error, RoomName};
+use crate::domain::{now_utc, Caller, Error, RoomName};
 use sea_orm::DatabaseConnection;
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -11,6 +11,9 @@ use std::time::{Duration, Instant};
 
 /// Another replica may delete a room: a room known to exist is trusted this long.
 const KNOWN_ROOM_TTL: Duration = Duration::from_secs(30);
+/// Rooms remembered at most; past this the record starts over (rooms come into being by
+/// posting, so the record must not grow with every name a client makes up).
+const MAX_KNOWN_ROOMS: usize = 10_000;
 
 /// Rooms known to exist in the `room` table and since when, so only a room's first post
 /// checks the table.
@@ -43,7 +46,11 @@ impl Rooms {
                 }
             }
         }
-        lock(&self.known).insert(room.as_str().to_string(), Instant::now());
+        let mut known = lock(&self.known);
+        if known.len() >= MAX_KNOWN_ROOMS {
+            known.clear();
+        }
+        known.insert(room.as_str().to_string(), Instant::now());
         Ok(())
     }
 
@@ -117,8 +124,14 @@ pub async fn create(db: &DatabaseConnection, new: NewRoom) -> Result<Room, Error
     Ok(row)
 }
 
-/// Deletes the room and its messages; returns the room and how many messages went.
-pub async fn delete(db: &DatabaseConnection, id: &str) -> Result<(Room, u64), Error> {
+/// Deletes the room and its messages (an admin's call); returns the room and how many
+/// messages went.
+pub async fn delete(
+    db: &DatabaseConnection,
+    caller: &Caller,
+    id: &str,
+) -> Result<(Room, u64), Error> {
+    caller.require_admin("delete a room")?;
     let room = existing(db, id).await?;
     let deleted = table::delete_with_messages(db, &room.id).await?;
     Ok((room, deleted))
@@ -179,8 +192,26 @@ mod tests {
         rooms.forget("lobby");
         rooms.ensure(&db, &lobby).await.unwrap();
         assert!(table::get(&db, "lobby").await.unwrap().is_some());
-        let (room, deleted) = delete(&db, "lobby").await.unwrap();
+        let anyone = Caller::default();
+        assert_eq!(
+            delete(&db, &anyone, "lobby")
+                .await
+                .unwrap_err()
+                .status_code(),
+            403
+        );
+        let admin = Caller {
+            admin: true,
+            ..Caller::default()
+        };
+        let (room, deleted) = delete(&db, &admin, "lobby").await.unwrap();
         assert_eq!((room.id.as_str(), deleted), ("lobby", 0));
-        assert_eq!(delete(&db, "lobby").await.unwrap_err().status_code(), 404);
+        assert_eq!(
+            delete(&db, &admin, "lobby")
+                .await
+                .unwrap_err()
+                .status_code(),
+            404
+        );
     }
 }

@@ -10,7 +10,22 @@ use sea_orm::{
 pub use notification::Model as Notification;
 
 pub async fn insert(db: &DatabaseConnection, row: &Notification) -> Result<(), DbErr> {
-    let active = notification::ActiveModel {
+    insert_many(db, std::slice::from_ref(row)).await
+}
+
+/// All in one statement.
+pub async fn insert_many(db: &DatabaseConnection, rows: &[Notification]) -> Result<(), DbErr> {
+    if rows.is_empty() {
+        return Ok(());
+    }
+    notification::Entity::insert_many(rows.iter().map(active))
+        .exec(db)
+        .await
+        .map(|_| ())
+}
+
+fn active(row: &Notification) -> notification::ActiveModel {
+    notification::ActiveModel {
         id: Set(row.id.clone()),
         user_id: Set(row.user_id.clone()),
         title: Set(row.title.clone()),
@@ -20,11 +35,7 @@ pub async fn insert(db: &DatabaseConnection, row: &Notification) -> Result<(), D
         from_user: Set(row.from_user.clone()),
         is_read: Set(row.is_read),
         created_at: Set(row.created_at),
-    };
-    notification::Entity::insert(active)
-        .exec(db)
-        .await
-        .map(|_| ())
+    }
 }
 
 /// The user's notifications, newest first.

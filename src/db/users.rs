@@ -2,7 +2,10 @@
 
 use super::entities::chat_user;
 use sea_orm::sea_query::OnConflict;
-use sea_orm::{ActiveValue::Set, ColumnTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter};
+use sea_orm::{
+    ActiveValue::Set, ColumnTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter, QueryOrder,
+    QuerySelect,
+};
 
 pub use chat_user::Model as User;
 
@@ -35,13 +38,17 @@ pub async fn get(db: &DatabaseConnection, user_id: &str) -> Result<Option<User>,
         .await
 }
 
-/// Users known under any of these lower-cased names.
+/// Users known under any of these lower-cased names, `limit` at most, the most recently
+/// seen first.
 pub async fn named(
     db: &DatabaseConnection,
     name_keys: impl IntoIterator<Item = String>,
+    limit: u64,
 ) -> Result<Vec<User>, DbErr> {
     chat_user::Entity::find()
         .filter(chat_user::Column::NameKey.is_in(name_keys))
+        .order_by_desc(chat_user::Column::LastSeen)
+        .limit(limit)
         .all(db)
         .await
 }

@@ -30,7 +30,7 @@ use crate::chat::{self, Rooms, Transcripts};
 use crate::db::error::{cause, Cause};
 use crate::db::messages::{self, InsertMode, ToInsert};
 use crate::domain::sync::lock;
-use crate::domain::{Error, Message, NewMessage, RoomName};
+use crate::domain::{Caller, Error, Message, NewMessage, RoomName};
 use crate::events::Events;
 use crate::metrics::METRICS;
 use crate::notifications::Notifier;
@@ -128,9 +128,9 @@ impl Delivery {
         answer.await.map_err(|_| stopped())?
     }
 
-    /// Deletes a message; every reader drops it.
-    pub async fn delete_message(&self, id: &str) -> Result<Message, Error> {
-        let message = chat::messages::delete(&self.stage.db, id).await?;
+    /// Deletes a message (see `chat::messages::delete` for who may); every reader drops it.
+    pub async fn delete_message(&self, caller: &Caller, id: &str) -> Result<Message, Error> {
+        let message = chat::messages::delete(&self.stage.db, caller, id).await?;
         self.stage.transcripts.forget(&message.room);
         self.stage
             .hub
@@ -138,9 +138,10 @@ impl Delivery {
         Ok(message)
     }
 
-    /// Deletes a room with its messages; returns how many messages went.
-    pub async fn delete_room(&self, id: &str) -> Result<(String, u64), Error> {
-        let (room, deleted) = chat::rooms::delete(&self.stage.db, id).await?;
+    /// Deletes a room with its messages (see `chat::rooms::delete` for who may); returns
+    /// how many messages went.
+    pub async fn delete_room(&self, caller: &Caller, id: &str) -> Result<(String, u64), Error> {
+        let (room, deleted) = chat::rooms::delete(&self.stage.db, caller, id).await?;
         self.rooms.forget(&room.id);
         self.stage.transcripts.forget(&room.id);
         self.stage.hub.publish(&room.id, Event::RoomDeleted);
@@ -464,7 +465,8 @@ mod tests {
     async fn a_post_reaches_transcript_and_readers_before_its_poster_hears() {
         let (delivery, db) = delivery(Arc::new(InProcessHub::new(16))).await;
         let room = RoomName::parse("r").unwrap();
-        let mut readers = delivery.stage.hub.subscribe("r").messages;
+        let mut room_r = delivery.stage.hub.subscribe("r");
+        let readers = &mut room_r.messages;
         let cache = &delivery.stage.transcripts;
         // The room is held (read once, empty), so the post is recorded into it.
         assert_eq!(cache.view(&db, &room, None, true).await.unwrap().count, 0);
@@ -490,12 +492,20 @@ mod tests {
         let b = delivery.post(&room, text("b")).await.unwrap();
         let cache = &delivery.stage.transcripts;
         assert_eq!(cache.view(&db, &room, None, false).await.unwrap().count, 2);
-        let mut signals = delivery.stage.hub.subscribe("r").signals;
-        delivery.delete_message(&a.id.to_string()).await.unwrap();
+        let mut room_r = delivery.stage.hub.subscribe("r");
+        let signals = &mut room_r.signals;
+        let admin = Caller {
+            admin: true,
+            ..Caller::default()
+        };
+        delivery
+            .delete_message(&admin, &a.id.to_string())
+            .await
+            .unwrap();
         assert!(matches!(signals.try_recv(), Ok(Event::MessageDeleted { id }) if id == a.id));
         let view = cache.view(&db, &room, None, true).await.unwrap();
         assert_eq!(view.rows.iter().map(|m| m.id).collect::<Vec<_>>(), [b.id]);
-        let (id, deleted) = delivery.delete_room("r").await.unwrap();
+        let (id, deleted) = delivery.delete_room(&admin, "r").await.unwrap();
         assert_eq!((id.as_str(), deleted), ("r", 1));
         assert!(matches!(signals.try_recv(), Ok(Event::RoomDeleted)));
         assert_eq!(cache.view(&db, &room, None, false).await.unwrap().count, 0);
@@ -507,14 +517,10 @@ mod tests {
         crate::db::users::upsert(&db, "id-bob", "Bob")
             .await
             .unwrap();
-        let mut bob = delivery
-            .stage
-            .hub
-            .subscribe(&user_channel("id-bob"))
-            .signals;
+        let mut bob = delivery.stage.hub.subscribe(&user_channel("id-bob"));
         let room = RoomName::parse("r").unwrap();
         delivery.post(&room, text("hi @bob")).await.unwrap();
-        match tokio::time::timeout(Duration::from_secs(5), bob.recv()).await {
+        match tokio::time::timeout(Duration::from_secs(5), bob.signals.recv()).await {
             Ok(Ok(Event::Notification(n))) => assert_eq!(n["notif_type"], "mention"),
             other => panic!("no notification: {other:?}"),
         }
@@ -547,18 +553,19 @@ mod tests {
             Some(ids[1]),
             "each row knows its predecessor"
         );
-        let mut readers = delivery.stage.hub.subscribe("r").messages;
+        let mut room_r = delivery.stage.hub.subscribe("r");
+        let readers = &mut room_r.messages;
         let arrive = |i: usize| {
             let (message, prev) = committed[i].clone();
             delivery.stage.hand_on(Arc::new(message), prev, None)
         };
         arrive(0);
         arrive(2); // the second is still on its way: the third waits, the gap is read
-        assert_eq!(next_id(&mut readers).await, ids[0]);
-        assert_eq!(next_id(&mut readers).await, ids[1]);
-        assert_eq!(next_id(&mut readers).await, ids[2]);
+        assert_eq!(next_id(readers).await, ids[0]);
+        assert_eq!(next_id(readers).await, ids[1]);
+        assert_eq!(next_id(readers).await, ids[2]);
         arrive(1); // arrives at last: already handed on
         let own = delivery.post(&room, text("four")).await.unwrap();
-        assert_eq!(next_id(&mut readers).await, own.id, "nothing came twice");
+        assert_eq!(next_id(readers).await, own.id, "nothing came twice");
     }
 }

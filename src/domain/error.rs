@@ -9,6 +9,12 @@ pub enum Error {
     /// nothing was stored. Sending it again cannot succeed.
     #[error("{0}")]
     BadRequest(String),
+    /// No identity, or one that is not valid: sign in.
+    #[error("{0}")]
+    Unauthorized(String),
+    /// An identity that may not do this.
+    #[error("{0}")]
+    Forbidden(String),
     #[error("{0}")]
     PayloadTooLarge(String),
     #[error("{0}")]
@@ -18,6 +24,12 @@ pub enum Error {
     /// Something with that id exists already.
     #[error("{0}")]
     Conflict(String),
+    /// Over a rate limit: the same request may succeed after `retry_after_secs`.
+    #[error("{reason}")]
+    TooManyRequests {
+        reason: String,
+        retry_after_secs: u64,
+    },
     /// The database (or another backing service) cannot be reached or is busy right now:
     /// the same request may succeed later.
     #[error("{0}")]
@@ -41,10 +53,13 @@ impl Error {
     pub fn status_code(&self) -> u16 {
         match self {
             Error::BadRequest(_) => 400,
+            Error::Unauthorized(_) => 401,
+            Error::Forbidden(_) => 403,
             Error::NotFound(_) => 404,
             Error::Conflict(_) => 409,
             Error::PayloadTooLarge(_) => 413,
             Error::UnsupportedMediaType(_) => 415,
+            Error::TooManyRequests { .. } => 429,
             Error::Internal(_) => 500,
             Error::Unavailable(_) => 503,
         }

@@ -39,13 +39,28 @@ pub fn page_limit(raw: Option<&str>) -> Result<u64, Error> {
     }
 }
 
-/// A message id given as a cursor (`after=`, `before=`, `since=`): a number.
+/// A message id given as a cursor (`after=`, `before=`, `since=`): a whole number, 0 or
+/// more.
 pub fn message_id(name: &str, raw: Option<&str>) -> Result<Option<i64>, Error> {
     raw.map(|raw| {
         raw.parse::<i64>()
-            .map_err(|_| Error::bad_request(format!("{name} must be a message id")))
+            .ok()
+            .filter(|id| *id >= 0)
+            .ok_or_else(|| Error::bad_request(format!("{name} must be a message id (0 or more)")))
     })
     .transpose()
+}
+
+/// The longest a poll is held.
+pub const MAX_WAIT_SECS: f64 = 30.0;
+
+/// `wait=`: seconds to hold a poll, 0 to 30, fractions allowed.
+pub fn wait_secs(raw: &str) -> Result<std::time::Duration, Error> {
+    raw.parse::<f64>()
+        .ok()
+        .filter(|s| (0.0..=MAX_WAIT_SECS).contains(s))
+        .map(std::time::Duration::from_secs_f64)
+        .ok_or_else(|| Error::bad_request("wait must be 0 to 30 seconds"))
 }
 
 #[cfg(test)]
@@ -65,7 +80,20 @@ mod tests {
     #[test]
     fn message_ids() {
         assert_eq!(message_id("after", Some("12")).unwrap(), Some(12));
+        assert_eq!(message_id("after", Some("0")).unwrap(), Some(0));
         assert_eq!(message_id("after", None).unwrap(), None);
-        assert!(message_id("after", Some("1.5")).is_err());
+        for bad in ["1.5", "-1", "99999999999999999999", "", "1e3"] {
+            assert!(message_id("after", Some(bad)).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn waits() {
+        assert_eq!(wait_secs("25").unwrap().as_secs(), 25);
+        assert_eq!(wait_secs("0.5").unwrap().as_millis(), 500);
+        assert_eq!(wait_secs("30").unwrap().as_secs(), 30);
+        for odd in ["1e20", "31", "-1", "NaN", "inf", "x", ""] {
+            assert_eq!(wait_secs(odd).unwrap_err().status_code(), 400, "{odd}");
+        }
     }
 }

@@ -2,6 +2,7 @@
 //! error type, time as stored, and three small mechanisms (lock recovery, random ids,
 //! back-off). Pure: no I/O, no framework, nothing from a layer above.
 
+pub mod access;
 pub mod error;
 pub mod limits;
 pub mod message;
@@ -9,6 +10,7 @@ pub mod names;
 pub mod sync;
 pub mod time;
 
+pub use access::Caller;
 pub use error::{Error, Result};
 pub use limits::Limits;
 pub use message::{Message, MessageJson, NewMessage, Peer, Shape};

@@ -9,7 +9,7 @@ pub use store::FileStore;
 
 use crate::db::files::{self as table, StoredFile};
 use crate::domain::names::{self, RoomName};
-use crate::domain::{now_utc, Error, Result};
+use crate::domain::{now_utc, Caller, Error, Result};
 use bytes::Bytes;
 use futures_util::{Stream, TryStreamExt};
 use object_store::path::Path;
@@ -200,8 +200,9 @@ impl Files {
         Ok((row, Box::new(tokio_util::io::StreamReader::new(stream))))
     }
 
-    /// Deletes the file's bytes and its row.
-    pub async fn delete(&self, id: &str) -> Result<String> {
+    /// Deletes the file's bytes and its row (an admin's call).
+    pub async fn delete(&self, caller: &Caller, id: &str) -> Result<String> {
+        caller.require_admin("delete a file")?;
         let row = self.get(id).await?;
         match self
             .store

@@ -2,13 +2,15 @@
 //! one message, and posting JSON. A message posted here takes the one delivery pipeline,
 //! so WebSocket and polling readers get it like any other.
 
+use super::limits::{Posting, RoomCreation};
 use super::ops::check;
+use super::JsonBody;
 use crate::chat::{self, messages::HistoryQuery, rooms::NewRoom};
 use crate::db::rooms::Room;
 use crate::delivery::Delivery;
 use crate::domain::message::chatflow_message;
 use crate::domain::names::{self, RoomName};
-use crate::domain::{Limits, Message, MessageJson, Result, Shape};
+use crate::domain::{Caller, Limits, Message, MessageJson, Result, Shape};
 use crate::events::Events;
 use crate::realtime::Hub;
 use rocket::http::Status;
@@ -106,13 +108,16 @@ async fn list_rooms(db: &State<DatabaseConnection>) -> Result<Json<Vec<RoomOut>>
 
 /// Creates a room; 409 if its id is taken.
 #[utoipa::path(tag = "chat", request_body = RoomIn,
-    responses((status = 201, body = RoomOut), (status = 400), (status = 409)))]
+    responses((status = 201, body = RoomOut), (status = 400), (status = 409), (status = 415),
+        (status = 429)))]
 #[post("/rooms", data = "<body>")]
 async fn create_room(
-    body: Result<Json<RoomIn>, rocket::serde::json::Error<'_>>,
+    body: Result<JsonBody<RoomIn>>,
+    flood: Result<RoomCreation>,
     db: &State<DatabaseConnection>,
 ) -> Result<(Status, Json<RoomOut>)> {
-    let body = super::json_body(body)?;
+    flood?;
+    let JsonBody(body) = body?;
     let new = NewRoom {
         id: body.id,
         name: body.name,
@@ -128,11 +133,12 @@ async fn get_room(id: &str, db: &State<DatabaseConnection>) -> Result<Json<RoomO
     Ok(Json(chat::rooms::existing(db, id).await?.into()))
 }
 
-/// Deletes a room and every message in it.
-#[utoipa::path(tag = "chat", responses((status = 200), (status = 404)))]
+/// Deletes a room and every message in it; an admin's call (the admin token as a bearer).
+#[utoipa::path(tag = "chat", security(("admin" = [])),
+    responses((status = 200), (status = 401), (status = 403), (status = 404)))]
 #[delete("/rooms/<id>")]
-async fn delete_room(id: &str, delivery: &State<Delivery>) -> Result<Json<Value>> {
-    let (id, deleted) = delivery.delete_room(id).await?;
+async fn delete_room(id: &str, caller: Caller, delivery: &State<Delivery>) -> Result<Json<Value>> {
+    let (id, deleted) = delivery.delete_room(&caller, id).await?;
     Ok(Json(
         json!({ "status": "deleted", "id": id, "messages_deleted": deleted }),
     ))
@@ -168,16 +174,19 @@ async fn room_messages(
 
 /// Posts a message; 201 once it is committed, with its id.
 #[utoipa::path(tag = "chat", request_body = NewMessageIn,
-    responses((status = 201, body = MessageOut), (status = 400), (status = 404)))]
+    responses((status = 201, body = MessageOut), (status = 400), (status = 404), (status = 415),
+        (status = 429)))]
 #[post("/rooms/<id>/messages", data = "<body>")]
 async fn post_room_message(
     id: &str,
-    body: Result<Json<NewMessageIn>, rocket::serde::json::Error<'_>>,
+    body: Result<JsonBody<NewMessageIn>>,
+    flood: Result<Posting>,
     db: &State<DatabaseConnection>,
     limits: &State<Limits>,
     delivery: &State<Delivery>,
 ) -> Result<(Status, Json<ApiMessage>)> {
-    let body = super::json_body(body)?;
+    flood?;
+    let JsonBody(body) = body?;
     let room = RoomName::parse(&chat::rooms::existing(db, id).await?.id)?;
     let user_id = body.user_id.as_deref().map(names::user_id).transpose()?;
     let username = names::username(body.username.as_deref().or(user_id.as_deref()), limits)?;
@@ -199,10 +208,16 @@ async fn get_message(id: &str, db: &State<DatabaseConnection>) -> Result<Json<Ap
     Ok(Json(ApiMessage(chat::messages::get(db, id).await?)))
 }
 
-#[utoipa::path(tag = "chat", responses((status = 200), (status = 404)))]
+/// Deletes a message; an admin's call (the admin token as a bearer).
+#[utoipa::path(tag = "chat", security(("admin" = [])),
+    responses((status = 200), (status = 401), (status = 403), (status = 404)))]
 #[delete("/messages/<id>")]
-async fn delete_message(id: &str, delivery: &State<Delivery>) -> Result<Json<Value>> {
-    let message = delivery.delete_message(id).await?;
+async fn delete_message(
+    id: &str,
+    caller: Caller,
+    delivery: &State<Delivery>,
+) -> Result<Json<Value>> {
+    let message = delivery.delete_message(&caller, id).await?;
     Ok(Json(json!({ "status": "deleted", "id": message.id })))
 }
 

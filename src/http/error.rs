@@ -5,7 +5,7 @@
 //! "internal error".
 
 use crate::domain::Error;
-use rocket::http::{ContentType, Status};
+use rocket::http::{ContentType, Header, Status};
 use rocket::response::{self, Responder, Response};
 use rocket::{catch, catchers, Catcher, Request};
 use std::io::Cursor;
@@ -40,9 +40,27 @@ fn plain(status: Status, reason: &str) -> response::Result<'static> {
         .ok()
 }
 
+/// The headers an error brings: when to come back after a 429, how to sign in after a
+/// 401.
+fn with_headers(err: &Error, response: response::Result<'static>) -> response::Result<'static> {
+    let mut response = response?;
+    match err {
+        Error::TooManyRequests {
+            retry_after_secs, ..
+        } => {
+            response.set_header(Header::new("Retry-After", retry_after_secs.to_string()));
+        }
+        Error::Unauthorized(_) => {
+            response.set_header(Header::new("WWW-Authenticate", "Bearer"));
+        }
+        _ => {}
+    }
+    Ok(response)
+}
+
 impl<'r> Responder<'r, 'static> for Error {
     fn respond_to(self, _: &'r Request<'_>) -> response::Result<'static> {
-        json(status(&self), &self.reason())
+        with_headers(&self, json(status(&self), &self.reason()))
     }
 }
 
@@ -58,7 +76,7 @@ impl From<Error> for Plain {
 
 impl<'r> Responder<'r, 'static> for Plain {
     fn respond_to(self, _: &'r Request<'_>) -> response::Result<'static> {
-        plain(status(&self.0), &self.0.reason())
+        with_headers(&self.0, plain(status(&self.0), &self.0.reason()))
     }
 }
 

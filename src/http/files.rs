@@ -2,9 +2,11 @@
 //! store, lists, metadata, downloads and deletion. Downloads stream back as attachments
 //! with `nosniff`, so an upload can never run as a page of this site.
 
+use super::guards::ClientAddr;
+use super::limits::{Limiter, Uploading};
 use crate::db::files::StoredFile;
 use crate::domain::limits::page_limit;
-use crate::domain::{Error, Result};
+use crate::domain::{Caller, Error, Result};
 use crate::files::{Body, FileOut, Files, ENVELOPE};
 use rocket::data::{Data, ToByteUnit};
 use rocket::http::{ContentType, Header, Status};
@@ -13,6 +15,7 @@ use rocket::response::{self, Responder, Response};
 use rocket::serde::json::Json;
 use rocket::{delete, get, post, State};
 use serde_json::{json, Value};
+use std::sync::Arc;
 use utoipa::ToSchema;
 
 super::mount![
@@ -53,16 +56,22 @@ impl<'r> FromRequest<'r> for BodyLength {
 #[utoipa::path(tag = "files",
     params(("uploaded_by" = Option<String>, Query), ("room_id" = Option<String>, Query)),
     request_body(content = UploadForm, content_type = "multipart/form-data"),
-    responses((status = 201, body = FileOut), (status = 400), (status = 413), (status = 415), (status = 503)))]
+    responses((status = 201, body = FileOut), (status = 400), (status = 413), (status = 415),
+        (status = 429), (status = 503)))]
 #[post("/upload?<uploaded_by>&<room_id>", data = "<data>")]
+#[allow(clippy::too_many_arguments)] // each is a part of the request Rocket hands in
 async fn upload(
     uploaded_by: Option<&str>,
     room_id: Option<&str>,
     content_type: Option<&ContentType>,
     length: BodyLength,
     data: Data<'_>,
+    flood: Result<Uploading>,
+    client: ClientAddr,
+    limiter: &State<Arc<Limiter>>,
     files: &State<Files>,
 ) -> Result<(Status, Json<FileOut>)> {
+    flood?;
     // Refused before a byte is read: a body larger than any file we take.
     if length.0.is_some_and(|n| n > files.max_bytes + ENVELOPE) {
         return Err(Error::PayloadTooLarge(format!(
@@ -70,6 +79,8 @@ async fn upload(
             files.max_bytes
         )));
     }
+    // The day's bytes are charged before reading, as much as the body may hold.
+    limiter.check_upload_bytes(client, length.0.unwrap_or(files.max_bytes))?;
     let boundary = content_type
         .filter(|t| t.is_form_data())
         .and_then(|t| t.params().find(|(k, _)| *k == "boundary"))
@@ -145,10 +156,12 @@ impl<'r> Responder<'r, 'static> for Download {
     }
 }
 
-#[utoipa::path(tag = "files", responses((status = 200), (status = 404), (status = 503)))]
+/// Deletes a file; an admin's call (the admin token as a bearer).
+#[utoipa::path(tag = "files", security(("admin" = [])),
+    responses((status = 200), (status = 401), (status = 403), (status = 404), (status = 503)))]
 #[delete("/<id>")]
-async fn remove(id: &str, files: &State<Files>) -> Result<Json<Value>> {
-    let id = files.delete(id).await?;
+async fn remove(id: &str, caller: Caller, files: &State<Files>) -> Result<Json<Value>> {
+    let id = files.delete(&caller, id).await?;
     Ok(Json(json!({ "status": "deleted", "id": id })))
 }
 

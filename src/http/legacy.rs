@@ -5,9 +5,11 @@
 //! JSON (`?format=json` or `Accept: application/json`). Errors are one line of plain text.
 
 use super::legacy_body::PostBody;
+use super::limits::Posting;
 use super::Plain;
 use crate::chat::{Transcript, Transcripts, View};
 use crate::delivery::Delivery;
+use crate::domain::limits::{message_id, wait_secs};
 use crate::domain::message::new_message;
 use crate::domain::{Error, Limits, MessageJson, RoomName, Shape};
 use crate::realtime::Hub;
@@ -56,12 +58,13 @@ async fn get_transcript(
     let room = room?;
     let query = PollQuery::parse(after, wait, format, &headers)?;
     // Listening starts before the room is read, so a message committed in between wakes us.
-    let mut events = query.wait.map(|_| hub.subscribe(room.as_str()).messages);
+    // Held for as long as the poll is: the room's channel goes with its last listener.
+    let mut events = query.wait.map(|_| hub.subscribe(room.as_str()));
     let mut view = transcripts.view(db, &room, query.after, query.json).await?;
     if let (Some(wait), Some(events)) = (query.wait, events.as_mut()) {
         if query.nothing_new(&view, &headers) {
             // A message, or a lag (messages were missed), means: read again.
-            let _ = tokio::time::timeout(wait, events.recv()).await;
+            let _ = tokio::time::timeout(wait, events.messages.recv()).await;
             view = transcripts.view(db, &room, query.after, query.json).await?;
         }
     }
@@ -82,14 +85,17 @@ async fn get_transcript(
     params(("room" = String, Path)),
     request_body(content = LegacyPost, content_type = "application/x-www-form-urlencoded",
         description = "also multipart/form-data or JSON with the same fields"),
-    responses((status = 204, description = "stored"), (status = 400), (status = 413)))]
+    responses((status = 204, description = "stored"), (status = 400), (status = 413),
+        (status = 415), (status = 429)))]
 #[post("/<room>", data = "<body>")]
 async fn post_message(
     room: Result<RoomName, Error>,
     body: Result<PostBody, Error>,
+    flood: Result<Posting, Error>,
     limits: &State<Limits>,
     delivery: &State<Delivery>,
 ) -> Result<Status, Plain> {
+    flood?;
     let room = room?;
     let body = body?;
     let message = new_message(body.username.as_deref(), body.msg.as_deref(), limits)?;
@@ -109,9 +115,6 @@ impl<'r> Responder<'r, 'static> for Transcript {
             .ok()
     }
 }
-
-/// The longest a poll is held.
-pub const MAX_WAIT: Duration = Duration::from_secs(30);
 
 /// The headers a poll may carry.
 pub struct PollHeaders {
@@ -158,21 +161,8 @@ impl PollQuery {
         format: Option<&str>,
         headers: &PollHeaders,
     ) -> Result<Self, Error> {
-        let after = after
-            .map(|a| {
-                a.parse::<i64>()
-                    .map_err(|_| Error::bad_request("after must be a message id"))
-            })
-            .transpose()?;
-        let wait = wait
-            .map(|w| {
-                w.parse::<f64>()
-                    .ok()
-                    .filter(|s| s.is_finite() && *s >= 0.0)
-                    .map(|s| Duration::from_secs_f64(s).min(MAX_WAIT))
-                    .ok_or_else(|| Error::bad_request("wait must be a number of seconds"))
-            })
-            .transpose()?;
+        let after = message_id("after", after)?;
+        let wait = wait.map(wait_secs).transpose()?;
         let json = match format {
             None => headers.accepts_json,
             Some("json") => true,

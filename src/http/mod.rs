@@ -10,8 +10,10 @@ pub mod bench;
 pub mod chat_api;
 mod error;
 pub mod files;
+pub mod guards;
 pub mod legacy;
 mod legacy_body;
+pub mod limits;
 mod log;
 pub mod notifications;
 pub mod openapi;
@@ -21,6 +23,7 @@ pub mod presence;
 pub mod ws;
 
 pub use error::{json_catchers, plain_catchers, Plain};
+pub use guards::{ClientAddr, JsonBody};
 pub use log::RequestLog;
 
 use crate::domain::{Error, Result, RoomName};
@@ -48,20 +51,5 @@ impl<'a> FromParam<'a> for RoomName {
 
     fn from_param(param: &'a str) -> Result<Self, Self::Error> {
         RoomName::parse(param)
-    }
-}
-
-/// A JSON body, or a 400 that says what is wrong with it (instead of Rocket's bare 422).
-pub fn json_body<T>(
-    body: Result<rocket::serde::json::Json<T>, rocket::serde::json::Error<'_>>,
-) -> Result<T> {
-    match body {
-        Ok(rocket::serde::json::Json(body)) => Ok(body),
-        Err(rocket::serde::json::Error::Io(err)) => Err(Error::bad_request(format!(
-            "could not read the body: {err}"
-        ))),
-        Err(rocket::serde::json::Error::Parse(_, err)) => {
-            Err(Error::bad_request(format!("invalid JSON: {err}")))
-        }
     }
 }

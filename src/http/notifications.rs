@@ -1,5 +1,6 @@
 //! `/api/notifications`, as ChatFlow's notification service answers.
 
+use super::JsonBody;
 use crate::domain::limits::page_limit;
 use crate::domain::{Error, Result};
 use crate::notifications::{NewNotification, NotificationOut, Notifier};
@@ -23,10 +24,10 @@ super::mount![
     responses((status = 201, body = NotificationOut), (status = 400)))]
 #[post("/", data = "<body>")]
 async fn create(
-    body: Result<Json<NewNotification>, rocket::serde::json::Error<'_>>,
+    body: Result<JsonBody<NewNotification>>,
     notifier: &State<Notifier>,
 ) -> Result<(Status, Json<NotificationOut>)> {
-    let body = super::json_body(body)?;
+    let JsonBody(body) = body?;
     Ok((Status::Created, Json(notifier.create(body).await?)))
 }
 

@@ -24,6 +24,16 @@ pub struct ApiDoc;
 /// answers it on (`/api/presence`).
 pub fn document() -> utoipa::openapi::OpenApi {
     let mut doc = ApiDoc::openapi();
+    // Destructive routes name this scheme: the admin token as a bearer.
+    let bearer = utoipa::openapi::security::HttpBuilder::new()
+        .scheme(utoipa::openapi::security::HttpAuthScheme::Bearer)
+        .build();
+    doc.components
+        .get_or_insert_with(Default::default)
+        .add_security_scheme(
+            "admin",
+            utoipa::openapi::security::SecurityScheme::Http(bearer),
+        );
     // The mounts at the root need no prefix.
     doc.merge(super::ops::ApiDoc::openapi());
     doc.merge(super::ws::ApiDoc::openapi());

@@ -1,6 +1,7 @@
 //! `/api/presence`: who is online and who is typing, as ChatFlow's presence service
 //! answers.
 
+use super::limits::Heartbeating;
 use crate::domain::{Result, RoomName};
 use crate::presence::{Presence, UserPresence, ONLINE_TTL};
 use rocket::http::Status;
@@ -30,13 +31,15 @@ pub struct TypingUser {
 
 /// Online for 30 s from now; send one every 15 s to stay online.
 #[utoipa::path(tag = "presence", params(("username" = Option<String>, Query)),
-    responses((status = 200), (status = 400), (status = 503)))]
+    responses((status = 200), (status = 400), (status = 429), (status = 503)))]
 #[post("/<user_id>/heartbeat?<username>")]
 async fn heartbeat(
     user_id: &str,
     username: Option<&str>,
+    flood: Result<Heartbeating>,
     presence: &State<Presence>,
 ) -> Result<Json<Value>> {
+    flood?;
     let peer = presence.heartbeat(user_id, username).await?;
     Ok(Json(json!({
         "status": "ok",
@@ -80,14 +83,16 @@ async fn offline(user_id: &str, presence: &State<Presence>) -> Result<Json<Value
 
 #[utoipa::path(tag = "presence",
     params(("room_id" = String, Query), ("username" = Option<String>, Query)),
-    responses((status = 200), (status = 400), (status = 503)))]
+    responses((status = 200), (status = 400), (status = 429), (status = 503)))]
 #[post("/<user_id>/typing?<room_id>&<username>")]
 async fn start_typing(
     user_id: &str,
     room_id: Option<&str>,
     username: Option<&str>,
+    flood: Result<Heartbeating>,
     presence: &State<Presence>,
 ) -> Result<Json<Value>> {
+    flood?;
     presence
         .typing_from_api(user_id, username, room_id, true)
         .await?;
@@ -95,13 +100,15 @@ async fn start_typing(
 }
 
 #[utoipa::path(tag = "presence", params(("room_id" = String, Query)),
-    responses((status = 200), (status = 400), (status = 503)))]
+    responses((status = 200), (status = 400), (status = 429), (status = 503)))]
 #[delete("/<user_id>/typing?<room_id>")]
 async fn stop_typing(
     user_id: &str,
     room_id: Option<&str>,
+    flood: Result<Heartbeating>,
     presence: &State<Presence>,
 ) -> Result<Json<Value>> {
+    flood?;
     presence
         .typing_from_api(user_id, None, room_id, false)
         .await?;

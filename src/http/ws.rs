@@ -7,23 +7,30 @@
 //! server first sends every message of the room after that id, then live ones, in id order
 //! without gaps or repeats, so a client that reconnects misses nothing.
 
+use super::guards::ClientAddr;
+use super::limits::{Bucket, Limiter, SocketLease};
 use crate::chat;
 use crate::delivery::Delivery;
 use crate::domain::limits::message_id;
 use crate::domain::message::chatflow_message;
 use crate::domain::names;
+use crate::domain::Error;
 use crate::domain::{Limits, Message as ChatMessage, MessageJson, Peer, Result, RoomName, Shape};
 use crate::events::Events;
 use crate::metrics::METRICS;
 use crate::presence::Presence;
 use crate::realtime::{user_channel, Event, Hub, Subscription};
+use governor::DefaultDirectRateLimiter;
 use rocket::futures::{SinkExt, StreamExt};
+use rocket::outcome::Outcome;
+use rocket::request::{self, FromRequest, Request};
 use rocket::{get, State};
 use rocket_ws::frame::{CloseCode, CloseFrame};
 use rocket_ws::{Channel, Config, Message, WebSocket};
 use sea_orm::DatabaseConnection;
 use serde::Deserialize;
 use serde_json::{json, Value};
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::broadcast::{self, error::RecvError};
@@ -36,6 +43,8 @@ const HARD_FRAME_LIMIT: usize = 1024 * 1024;
 const SEND_TIMEOUT: Duration = Duration::from_secs(10);
 /// Close code telling a client it fell behind and should reconnect with `since`.
 pub const CLOSE_RECONNECT: u16 = 4000;
+/// Frames refused in a row before a socket is closed with 1008 (policy violation).
+const MAX_STRIKES: u32 = 20;
 /// More lags than this within the window and a peer is closed with [`CLOSE_RECONNECT`].
 const MAX_LAGS: usize = 3;
 const LAG_WINDOW: Duration = Duration::from_secs(30);
@@ -60,7 +69,62 @@ pub struct SocketState {
     pub events: Events,
     pub presence: Presence,
     pub limits: Limits,
+    pub limiter: Arc<Limiter>,
     pub settings: SocketSettings,
+}
+
+/// Sites whose pages may open sockets here besides this server's own (`allowed_origins`).
+pub struct AllowedOrigins(pub Vec<String>);
+
+/// A socket opened by a page of this site, of an allowed one, or by a client that is no
+/// page (it sends no `Origin`). A page of any other site is refused: a browser would
+/// otherwise let it chat in its visitor's name.
+pub struct SiteOrigin;
+
+#[rocket::async_trait]
+impl<'r> FromRequest<'r> for SiteOrigin {
+    type Error = Error;
+
+    async fn from_request(req: &'r Request<'_>) -> request::Outcome<Self, Error> {
+        let Some(origin) = req.headers().get_one("Origin") else {
+            return Outcome::Success(SiteOrigin);
+        };
+        let allowed = req
+            .rocket()
+            .state::<AllowedOrigins>()
+            .map_or(&[][..], |a| &a.0[..]);
+        let listed = allowed
+            .iter()
+            .any(|a| a == "*" || a.trim_end_matches('/').eq_ignore_ascii_case(origin));
+        // Same site: the origin's host is the one this request was sent to. Ports are not
+        // compared: proxies commonly pass the host without it.
+        let host_of = |authority: &str| {
+            let authority = authority.rsplit('@').next().unwrap_or(authority);
+            match authority.strip_prefix('[') {
+                Some(v6) => v6.split(']').next().unwrap_or(v6).to_ascii_lowercase(),
+                None => authority
+                    .split(':')
+                    .next()
+                    .unwrap_or(authority)
+                    .to_ascii_lowercase(),
+            }
+        };
+        let origin_host = origin.split_once("://").map(|(_, rest)| host_of(rest));
+        let same = match (origin_host, req.headers().get_one("Host")) {
+            (Some(origin_host), Some(host)) => origin_host == host_of(host),
+            _ => false,
+        };
+        if listed || same {
+            Outcome::Success(SiteOrigin)
+        } else {
+            Outcome::Error((
+                rocket::http::Status::Forbidden,
+                Error::Forbidden(format!(
+                    "a socket from {origin} is refused: not this site, and not in allowed_origins"
+                )),
+            ))
+        }
+    }
 }
 
 /// The ChatFlow chat socket (see the module comment for its frames).
@@ -68,16 +132,22 @@ pub struct SocketState {
     params(("room_id" = String, Path), ("user_id" = String, Path),
         ("username" = Option<String>, Query),
         ("since" = Option<i64>, Query, description = "first every message after this id, then live ones")),
-    responses((status = 101, description = "switching to WebSocket"), (status = 400), (status = 404)))]
+    responses((status = 101, description = "switching to WebSocket"), (status = 400), (status = 403),
+        (status = 404), (status = 429)))]
 #[get("/ws/<room_id>/<user_id>?<username>&<since>")]
+#[allow(clippy::too_many_arguments)] // each is a part of the request Rocket hands in
 pub async fn connect<'r>(
     ws: WebSocket,
     room_id: Result<RoomName>,
     user_id: &'r str,
     username: Option<&'r str>,
     since: Option<&'r str>,
+    origin: Result<SiteOrigin>,
+    client: ClientAddr,
     state: &'r State<SocketState>,
 ) -> Result<Channel<'r>> {
+    origin?;
+    let lease = state.limiter.open_socket(client)?;
     let room = room_id?;
     let user_id = names::user_id(user_id)?;
     let since = message_id("since", since)?;
@@ -87,7 +157,7 @@ pub async fn connect<'r>(
     let peer = Arc::new(Peer { user_id, username });
     // Listening starts before the history is read, so nothing falls between the two.
     let events = state.hub.subscribe(room.as_str());
-    let own = state.hub.subscribe(&user_channel(&peer.user_id)).signals;
+    let own = state.hub.subscribe(&user_channel(&peer.user_id));
     // Without `since`, a peer wants what comes from now on, nothing older.
     let floor = since.unwrap_or_else(|| state.hub.highest_seen());
     let history = match since {
@@ -103,10 +173,14 @@ pub async fn connect<'r>(
     };
     let ping_every = Duration::from_secs(state.settings.ping_secs.max(1));
     let session = Session {
+        frames: state.limiter.frames(),
+        strikes: AtomicU32::new(0),
         state: state.inner().clone(),
         room,
         peer,
         ping_every,
+        client,
+        _lease: lease,
     };
     Ok(ws.config(config).channel(move |stream| {
         let run = session.run(stream, events, own, history, floor);
@@ -124,6 +198,13 @@ struct Session {
     room: RoomName,
     peer: Arc<Peer>,
     ping_every: Duration,
+    client: ClientAddr,
+    /// This socket's frame bucket (none when limits are off), and how many frames in a
+    /// row it refused.
+    frames: Option<DefaultDirectRateLimiter>,
+    strikes: AtomicU32,
+    /// The socket's place among its client's sockets, given back when it closes.
+    _lease: SocketLease,
 }
 
 enum Flow {
@@ -136,15 +217,12 @@ impl Session {
         self,
         stream: rocket_ws::stream::DuplexStream,
         events: Subscription,
-        mut own: broadcast::Receiver<Event>,
+        mut own: Subscription,
         history: Vec<ChatMessage>,
         since: i64,
     ) {
         let (mut sink, mut source) = stream.split();
-        let Subscription {
-            messages: mut events,
-            mut signals,
-        } = events;
+        let mut events = events;
         let mut sent = Sent::new(since);
         for row in &history {
             if send(&mut sink, message_json(row)).await.is_err() {
@@ -188,12 +266,13 @@ impl Session {
                                 Err(()) => break None,
                             },
                             Reply::Close => break None,
+                            Reply::CloseWith(frame) => Flow::Close(Some(frame)),
                         }
                     }
                     // The peer went away, or broke the protocol (a frame over the hard limit).
                     _ => break None,
                 },
-                event = events.recv() => match event {
+                event = events.messages.recv() => match event {
                     Ok(event) => match self.outgoing(&event, &mut sent) {
                         Some(value) => match send(&mut sink, value).await {
                             Ok(()) => Flow::Continue,
@@ -232,7 +311,7 @@ impl Session {
                     Err(RecvError::Closed) => Flow::Close(None),
                 },
                 // Typing, joins, leaves, and the user's own notifications.
-                signal = next_signal(&mut signals, &mut own) => match signal {
+                signal = next_signal(&mut events.signals, &mut own.signals) => match signal {
                     Some(event) => match self.outgoing(&event, &mut sent) {
                         Some(value) => match send(&mut sink, value).await {
                             Ok(()) => Flow::Continue,
@@ -283,6 +362,19 @@ impl Session {
         if text.len() > MAX_FRAME {
             return error(&format!("frame is larger than {MAX_FRAME} bytes"));
         }
+        if let Some(frames) = &self.frames {
+            if frames.check().is_err() {
+                // Told while it may be a burst; closed once it is plainly a flood.
+                if self.strikes.fetch_add(1, Ordering::Relaxed) >= MAX_STRIKES {
+                    return Reply::CloseWith(CloseFrame {
+                        code: CloseCode::Policy,
+                        reason: "too many frames".into(),
+                    });
+                }
+                return error("too many frames: slow down");
+            }
+            self.strikes.store(0, Ordering::Relaxed);
+        }
         let incoming: Incoming = match serde_json::from_str(&text) {
             Ok(incoming) => incoming,
             Err(err) => return error(&format!("invalid JSON: {err}")),
@@ -308,6 +400,7 @@ impl Session {
     }
 
     async fn store(&self, incoming: Incoming) -> Result<()> {
+        self.state.limiter.check(Bucket::Post, self.client)?;
         let message = chatflow_message(
             &self.peer.username,
             Some(self.peer.user_id.clone()),
@@ -410,6 +503,7 @@ enum Reply {
     Nothing,
     Send(Value),
     Close,
+    CloseWith(CloseFrame<'static>),
 }
 
 fn error(detail: &str) -> Reply {

@@ -18,12 +18,19 @@ const NOTIF_TYPES: [&str; 3] = ["message", "mention", "system"];
 /// Names looked up per message at most: a message listing a thousand `@`s notifies the
 /// first few only.
 const MAX_MENTIONS: usize = 20;
+/// Users notified per message at most, however many share the names it mentions (anyone
+/// can take any name in open mode).
+const MAX_MENTIONED_USERS: u64 = 50;
+/// Messages whose mentions are being written at once; past this, a message's mentions are
+/// dropped (and logged) rather than queued without bound.
+const MENTION_TASKS: usize = 64;
 
 /// What creates notifications: the API and the mention scanner share it.
 #[derive(Clone)]
 pub struct Notifier {
     db: DatabaseConnection,
     hub: Arc<dyn Hub>,
+    mention_tasks: Arc<tokio::sync::Semaphore>,
 }
 
 #[derive(Serialize, Clone, Debug, ToSchema)]
@@ -69,12 +76,21 @@ pub struct NewNotification {
 
 impl Notifier {
     pub fn new(db: DatabaseConnection, hub: Arc<dyn Hub>) -> Self {
-        Notifier { db, hub }
+        Notifier {
+            db,
+            hub,
+            mention_tasks: Arc::new(tokio::sync::Semaphore::new(MENTION_TASKS)),
+        }
     }
 
     /// Stores the notification, then pushes it to the user's sockets.
     async fn store(&self, row: Notification) -> Result<NotificationOut> {
         table::insert(&self.db, &row).await?;
+        Ok(self.push(row))
+    }
+
+    /// Tells the user's sockets, on every replica.
+    fn push(&self, row: Notification) -> NotificationOut {
         let out = NotificationOut::from(row);
         if let Ok(value) = serde_json::to_value(&out) {
             self.hub.publish(
@@ -82,7 +98,7 @@ impl Notifier {
                 Event::Notification(Arc::new(value)),
             );
         }
-        Ok(out)
+        out
     }
 
     /// A notification sent through the API.
@@ -168,36 +184,49 @@ impl Notifier {
         if names.is_empty() {
             return;
         }
+        let Ok(permit) = self.mention_tasks.clone().try_acquire_owned() else {
+            tracing::warn!(
+                message = row.id,
+                "too many mentions being written; these are dropped"
+            );
+            return;
+        };
         let (notifier, row) = (self.clone(), row.clone());
         tokio::spawn(async move {
             if let Err(err) = notifier.notify_mentions(&row, names).await {
                 tracing::warn!(error = %err, message = row.id, "mentions not notified");
             }
+            drop(permit);
         });
     }
 
+    /// One statement for all the users the message names, then one push each.
     async fn notify_mentions(&self, row: &Message, names: BTreeSet<String>) -> Result<()> {
-        let users = users::named(&self.db, names).await?;
+        let users = users::named(&self.db, names, MAX_MENTIONED_USERS).await?;
         let sender = row.username.to_lowercase();
-        for user in users {
-            let own = row.user_id.as_deref() == Some(user.user_id.as_str())
-                || (row.user_id.is_none() && user.name_key == sender);
-            if own {
-                continue; // naming oneself is not a mention
-            }
-            let body: String = row.text.chars().take(500).collect();
-            self.store(Notification {
+        let body: String = row.text.chars().take(500).collect();
+        let rows: Vec<Notification> = users
+            .into_iter()
+            // Naming oneself is not a mention.
+            .filter(|user| {
+                !(row.user_id.as_deref() == Some(user.user_id.as_str())
+                    || (row.user_id.is_none() && user.name_key == sender))
+            })
+            .map(|user| Notification {
                 id: uuid::Uuid::new_v4().to_string(),
                 user_id: user.user_id,
                 title: format!("{} mentioned you in #{}", row.username, row.room),
-                body,
+                body: body.clone(),
                 notif_type: "mention".into(),
                 room_id: Some(row.room.clone()),
                 from_user: Some(row.username.clone()),
                 is_read: false,
                 created_at: now_utc(),
             })
-            .await?;
+            .collect();
+        table::insert_many(&self.db, &rows).await?;
+        for row in rows {
+            self.push(row);
         }
         Ok(())
     }
@@ -250,7 +279,8 @@ mod tests {
     async fn a_user_lists_counts_reads_and_deletes_their_own() {
         let db = crate::db::memory().await;
         let hub = Arc::new(InProcessHub::new(16));
-        let mut pushed = hub.subscribe(&user_channel("ann")).signals;
+        let mut ann = hub.subscribe(&user_channel("ann"));
+        let pushed = &mut ann.signals;
         let notifier = Notifier::new(db, hub);
         let first = notifier.create(new("ann", "one")).await.unwrap();
         assert!(

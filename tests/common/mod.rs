@@ -18,6 +18,9 @@ use tokio_tungstenite::tungstenite::Message;
 
 pub const REPO: &str = env!("CARGO_MANIFEST_DIR");
 
+/// The admin token every test server gets unless its options say otherwise.
+pub const ADMIN_TOKEN: &str = "test-admin-token";
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
     Sqlite,
@@ -196,6 +199,8 @@ impl Server {
         if let Some(url) = &options.database_url {
             cmd.env("DATABASE_URL", url);
         }
+        // Destructive routes need the admin token; a test that wants none sets it blank.
+        cmd.env("ADMIN_TOKEN", ADMIN_TOKEN);
         // Uploads go to a folder of the test's own unless it names one.
         if !options.env.iter().any(|(k, _)| k == "ROCKET_FILES_DIR") {
             let dir = std::env::temp_dir().join(unique_name("ferrochat-files"));
@@ -251,6 +256,18 @@ impl Server {
     }
 
     /// Stops the process the way a container runtime does (SIGTERM) and waits for it.
+    /// The server's resident memory now, in bytes (from /proc).
+    pub fn rss_bytes(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
+            .expect("the server's /proc status");
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+            .expect("VmRSS")
+            * 1024
+    }
+
     pub fn stop(mut self) {
         let _ = Command::new("kill")
             .arg(self.child.id().to_string())
@@ -703,7 +720,31 @@ pub async fn call(
     path: &str,
     body: Option<Value>,
 ) -> (u16, Value) {
+    call_with_token(server, method, path, body, None).await
+}
+
+/// [`call`] as the admin (the test servers' [`ADMIN_TOKEN`]).
+pub async fn admin_call(
+    server: &Server,
+    method: reqwest::Method,
+    path: &str,
+    body: Option<Value>,
+) -> (u16, Value) {
+    call_with_token(server, method, path, body, Some(ADMIN_TOKEN)).await
+}
+
+/// [`call`] with `Authorization: Bearer <token>`.
+pub async fn call_with_token(
+    server: &Server,
+    method: reqwest::Method,
+    path: &str,
+    body: Option<Value>,
+    token: Option<&str>,
+) -> (u16, Value) {
     let mut req = client().request(method, format!("{}{path}", server.url));
+    if let Some(token) = token {
+        req = req.bearer_auth(token);
+    }
     if let Some(body) = body {
         req = req.json(&body);
     }

@@ -1,0 +1,332 @@
+//! Abuse limits, per client address (see `guards::ClientAddr`; an IPv6 client counts by
+//! its /64, which one subscriber usually holds whole): token buckets (governor's GCRA) on
+//! posts at every door, room creation, uploads (count and bytes a day), heartbeats and
+//! typing calls, and on each socket's frames; and a cap on sockets per address. Over a
+//! limit: 429 with `Retry-After` and a one-line reason (on a socket, an error frame). Off
+//! unless `rate_limits` is set; the defaults are far above a person chatting and far
+//! below a script flooding.
+
+use super::guards::ClientAddr;
+use crate::config::Settings;
+use crate::domain::sync::lock;
+use crate::domain::Error;
+use governor::clock::{Clock, DefaultClock};
+use governor::{DefaultDirectRateLimiter, DefaultKeyedRateLimiter, Quota, RateLimiter};
+use rocket::outcome::Outcome;
+use rocket::request::{self, FromRequest, Request};
+use std::collections::HashMap;
+use std::net::{IpAddr, Ipv6Addr};
+use std::num::NonZeroU32;
+use std::sync::{Arc, Mutex, Weak};
+use std::time::Duration;
+
+/// Clients remembered per bucket before the idle ones are forgotten at once, rather than
+/// at the next sweep: the buckets cannot grow with an attacker's supply of addresses.
+const MAX_CLIENTS: usize = 100_000;
+const SWEEP_EVERY: Duration = Duration::from_secs(60);
+
+type Keyed = DefaultKeyedRateLimiter<IpAddr>;
+
+/// What a client may do how often.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Bucket {
+    Post,
+    RoomCreation,
+    Upload,
+    Heartbeat,
+}
+
+pub struct Limiter {
+    enabled: bool,
+    posts: Keyed,
+    rooms: Keyed,
+    uploads: Keyed,
+    upload_kib: Keyed,
+    heartbeats: Keyed,
+    frames: Quota,
+    sockets: Mutex<HashMap<IpAddr, usize>>,
+    max_sockets: usize,
+}
+
+fn nonzero(n: u32) -> NonZeroU32 {
+    NonZeroU32::new(n).unwrap_or(NonZeroU32::MIN)
+}
+
+/// `n` per `period`, all of them at once at most `burst`.
+fn quota(n: u32, period: Duration, burst: u32) -> Quota {
+    let per_one = period / nonzero(n).get();
+    Quota::with_period(per_one.max(Duration::from_nanos(1)))
+        .unwrap_or_else(|| Quota::per_second(NonZeroU32::MIN))
+        .allow_burst(nonzero(burst))
+}
+
+const MINUTE: Duration = Duration::from_secs(60);
+const HOUR: Duration = Duration::from_secs(3600);
+const DAY: Duration = Duration::from_secs(86_400);
+
+impl Limiter {
+    pub fn new(settings: &Settings) -> Arc<Self> {
+        let s = settings;
+        let limiter = Arc::new(Limiter {
+            enabled: s.rate_limits,
+            posts: RateLimiter::keyed(quota(s.posts_per_minute, MINUTE, s.posts_burst)),
+            rooms: RateLimiter::keyed(quota(s.rooms_per_hour, HOUR, s.rooms_per_hour.min(10))),
+            uploads: RateLimiter::keyed(quota(s.uploads_per_day, DAY, s.uploads_per_day.min(20))),
+            upload_kib: RateLimiter::keyed(quota(
+                s.upload_mib_per_day.saturating_mul(1024),
+                DAY,
+                s.upload_mib_per_day.saturating_mul(1024),
+            )),
+            heartbeats: RateLimiter::keyed(quota(
+                s.heartbeats_per_minute,
+                MINUTE,
+                s.heartbeats_per_minute.div_ceil(2),
+            )),
+            frames: quota(s.frames_per_minute, MINUTE, s.frames_burst),
+            sockets: Mutex::default(),
+            max_sockets: s.sockets_per_client.max(1),
+        });
+        if limiter.enabled {
+            let weak = Arc::downgrade(&limiter);
+            tokio::spawn(sweep(weak));
+        }
+        limiter
+    }
+
+    fn keyed(&self, bucket: Bucket) -> &Keyed {
+        match bucket {
+            Bucket::Post => &self.posts,
+            Bucket::RoomCreation => &self.rooms,
+            Bucket::Upload => &self.uploads,
+            Bucket::Heartbeat => &self.heartbeats,
+        }
+    }
+
+    /// One more of `bucket` for this client, or 429.
+    pub fn check(&self, bucket: Bucket, client: ClientAddr) -> Result<(), Error> {
+        self.check_n(bucket, client, 1)
+    }
+
+    fn check_n(&self, bucket: Bucket, client: ClientAddr, n: u32) -> Result<(), Error> {
+        if !self.enabled {
+            return Ok(());
+        }
+        let limiter = match bucket {
+            Bucket::Upload if n > 1 => &self.upload_kib,
+            other => self.keyed(other),
+        };
+        let key = key(client.0);
+        if limiter.len() >= MAX_CLIENTS {
+            limiter.retain_recent();
+        }
+        match limiter.check_key_n(&key, nonzero(n)) {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(not_until)) => Err(too_many(
+                bucket,
+                not_until.wait_time_from(DefaultClock::default().now()),
+            )),
+            // More than a whole day's allowance at once.
+            Err(_) => Err(too_many(bucket, DAY)),
+        }
+    }
+
+    /// An upload of about `bytes`: counted against the day's bytes before it is read.
+    pub fn check_upload_bytes(&self, client: ClientAddr, bytes: u64) -> Result<(), Error> {
+        let kib = u32::try_from(bytes.div_ceil(1024))
+            .unwrap_or(u32::MAX)
+            .max(2);
+        self.check_n(Bucket::Upload, client, kib)
+    }
+
+    /// A socket's own frame bucket; none when limits are off.
+    pub fn frames(&self) -> Option<DefaultDirectRateLimiter> {
+        self.enabled.then(|| RateLimiter::direct(self.frames))
+    }
+
+    /// A socket opened by this client, or 429 when it holds as many as it may. The lease
+    /// gives the place back when dropped.
+    pub fn open_socket(self: &Arc<Self>, client: ClientAddr) -> Result<SocketLease, Error> {
+        if !self.enabled {
+            return Ok(SocketLease(None));
+        }
+        let key = key(client.0);
+        let mut sockets = lock(&self.sockets);
+        let open = sockets.entry(key).or_default();
+        if *open >= self.max_sockets {
+            return Err(Error::TooManyRequests {
+                reason: format!(
+                    "this address holds {} sockets already, the most it may",
+                    self.max_sockets
+                ),
+                retry_after_secs: 10,
+            });
+        }
+        *open += 1;
+        Ok(SocketLease(Some((Arc::downgrade(self), key))))
+    }
+}
+
+/// A socket's place among its client's sockets.
+#[derive(Debug)]
+pub struct SocketLease(Option<(Weak<Limiter>, IpAddr)>);
+
+impl Drop for SocketLease {
+    fn drop(&mut self) {
+        let Some((limiter, key)) = self.0.take() else {
+            return;
+        };
+        if let Some(limiter) = limiter.upgrade() {
+            let mut sockets = lock(&limiter.sockets);
+            if let Some(open) = sockets.get_mut(&key) {
+                *open = open.saturating_sub(1);
+                if *open == 0 {
+                    sockets.remove(&key);
+                }
+            }
+        }
+    }
+}
+
+/// IPv4 addresses as they are; IPv6 by their /64.
+fn key(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) if v6.to_ipv4_mapped().is_none() => {
+            let s = v6.segments();
+            IpAddr::V6(Ipv6Addr::new(s[0], s[1], s[2], s[3], 0, 0, 0, 0))
+        }
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+        v4 => v4,
+    }
+}
+
+fn too_many(bucket: Bucket, wait: Duration) -> Error {
+    let what = match bucket {
+        Bucket::Post => "too many messages",
+        Bucket::RoomCreation => "too many rooms created",
+        Bucket::Upload => "too many uploads",
+        Bucket::Heartbeat => "too many presence calls",
+    };
+    let secs = wait.as_secs_f64().ceil().max(1.0) as u64;
+    Error::TooManyRequests {
+        reason: format!("{what} from this address: try again in {secs} s"),
+        retry_after_secs: secs,
+    }
+}
+
+/// Forgets clients whose buckets are full again, so the maps hold only the active ones.
+async fn sweep(limiter: Weak<Limiter>) {
+    let mut tick = tokio::time::interval(SWEEP_EVERY);
+    loop {
+        tick.tick().await;
+        let Some(limiter) = limiter.upgrade() else {
+            return;
+        };
+        for keyed in [
+            &limiter.posts,
+            &limiter.rooms,
+            &limiter.uploads,
+            &limiter.upload_kib,
+            &limiter.heartbeats,
+        ] {
+            keyed.retain_recent();
+            keyed.shrink_to_fit();
+        }
+    }
+}
+
+/// A request guard per bucket: the client has room for one more of it.
+macro_rules! bucket_guard {
+    ($($guard:ident => $bucket:expr),* $(,)?) => {$(
+        pub struct $guard;
+
+        #[rocket::async_trait]
+        impl<'r> FromRequest<'r> for $guard {
+            type Error = Error;
+
+            async fn from_request(req: &'r Request<'_>) -> request::Outcome<Self, Error> {
+                let Some(limiter) = req.rocket().state::<Arc<Limiter>>() else {
+                    return Outcome::Success($guard);
+                };
+                let Some(client) = ClientAddr::of(req) else {
+                    return Outcome::Success($guard);
+                };
+                match limiter.check($bucket, client) {
+                    Ok(()) => Outcome::Success($guard),
+                    Err(err) => Outcome::Error((rocket::http::Status::TooManyRequests, err)),
+                }
+            }
+        }
+    )*};
+}
+
+bucket_guard! {
+    Posting => Bucket::Post,
+    RoomCreation => Bucket::RoomCreation,
+    Uploading => Bucket::Upload,
+    Heartbeating => Bucket::Heartbeat,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn limiter(posts_per_minute: u32, burst: u32) -> Arc<Limiter> {
+        let settings = Settings {
+            rate_limits: true,
+            posts_per_minute,
+            posts_burst: burst,
+            sockets_per_client: 2,
+            ..Settings::default()
+        };
+        Limiter::new(&settings)
+    }
+
+    #[tokio::test]
+    async fn a_burst_passes_and_a_flood_is_told_when_to_come_back() {
+        let limiter = limiter(60, 5);
+        let me = ClientAddr("10.0.0.1".parse().unwrap());
+        let other = ClientAddr("10.0.0.2".parse().unwrap());
+        for _ in 0..5 {
+            limiter.check(Bucket::Post, me).unwrap();
+        }
+        match limiter.check(Bucket::Post, me) {
+            Err(Error::TooManyRequests {
+                retry_after_secs, ..
+            }) => assert_eq!(retry_after_secs, 1),
+            other => panic!("not limited: {other:?}"),
+        }
+        limiter.check(Bucket::Post, other).unwrap();
+        // Other buckets are apart.
+        limiter.check(Bucket::Heartbeat, me).unwrap();
+    }
+
+    #[tokio::test]
+    async fn ipv6_clients_count_by_their_64() {
+        let limiter = limiter(60, 1);
+        let a = ClientAddr("2001:db8:1:2::1".parse().unwrap());
+        let b = ClientAddr("2001:db8:1:2:ffff::9".parse().unwrap());
+        limiter.check(Bucket::Post, a).unwrap();
+        assert!(limiter.check(Bucket::Post, b).is_err());
+    }
+
+    #[tokio::test]
+    async fn sockets_per_address_are_capped_and_given_back() {
+        let limiter = limiter(60, 5);
+        let me = ClientAddr("10.0.0.1".parse().unwrap());
+        let first = limiter.open_socket(me).unwrap();
+        let _second = limiter.open_socket(me).unwrap();
+        assert_eq!(limiter.open_socket(me).unwrap_err().status_code(), 429);
+        drop(first);
+        let _third = limiter.open_socket(me).unwrap();
+    }
+
+    #[tokio::test]
+    async fn off_means_off() {
+        let limiter = Limiter::new(&Settings::default());
+        let me = ClientAddr("10.0.0.1".parse().unwrap());
+        for _ in 0..1000 {
+            limiter.check(Bucket::Post, me).unwrap();
+        }
+        assert!(limiter.frames().is_none());
+    }
+}

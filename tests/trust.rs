@@ -1,0 +1,405 @@
+//! Abuse resistance and who may call what, in open mode, tried as an attacker would, over
+//! real HTTP and sockets against a real server: each attack of the trust issue is a test
+//! here, and each failed on the main before it.
+
+mod common;
+
+use common::*;
+use futures_util::{SinkExt, StreamExt};
+use reqwest::Method;
+use serde_json::json;
+use std::time::Duration;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::http::HeaderValue;
+use tokio_tungstenite::tungstenite::Message;
+
+on_every_backend!(only_the_admin_may_delete_rooms_messages_and_files);
+
+/// Who may delete, in open mode: nobody without a token, not a wrong token, the admin; and
+/// with no admin token configured, nobody at all. The same rule at every door that
+/// deletes.
+async fn only_the_admin_may_delete_rooms_messages_and_files(backend: Backend) {
+    let db = TestDb::create(backend).await;
+    let server = Server::start(&db.url).await;
+    let room = room("del");
+    post_ok(&server, &room, &[("username", "a"), ("msg", "one")]).await;
+    let (_, history) = call(
+        &server,
+        Method::GET,
+        &format!("/api/chat/rooms/{room}/messages"),
+        None,
+    )
+    .await;
+    let id = history[0]["id"].as_i64().unwrap();
+    let upload = client()
+        .post(format!("{}/api/files/upload", server.url))
+        .multipart(reqwest::multipart::Form::new().part(
+            "file",
+            reqwest::multipart::Part::bytes(b"hello".to_vec()).file_name("a.txt"),
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(upload.status(), 201);
+    let file: serde_json::Value = upload.json().await.unwrap();
+    let file_id = file["id"].as_str().unwrap().to_string();
+
+    let targets = [
+        format!("/api/chat/messages/{id}"),
+        format!("/api/files/{file_id}"),
+        format!("/api/chat/rooms/{room}"),
+    ];
+    // (who, token, expected status, words of the reason)
+    let callers: [(&str, Option<&str>, u16, &str); 2] = [
+        ("anonymous", None, 401, "admin token"),
+        ("a wrong token", Some("guess"), 403, "not the admin token"),
+    ];
+    for path in &targets {
+        for (who, token, status, words) in callers {
+            let answer = call_with_token(&server, Method::DELETE, path, None, token).await;
+            assert_detail(&answer, status, words);
+            let _ = who;
+        }
+    }
+    // Nothing was deleted by them.
+    assert_eq!(lines(&transcript(&server, &room).await), ["a: one"]);
+    for path in &targets {
+        let (status, body) = admin_call(&server, Method::DELETE, path, None).await;
+        assert_eq!(status, 200, "the admin deletes {path}: {body}");
+    }
+    assert_eq!(transcript(&server, &room).await, "");
+    drop(server);
+
+    // No admin token configured: deleting is closed to everyone, and the answer says why.
+    let server = Server::start_with(ServerOptions::new(&db.url).env("ADMIN_TOKEN", "")).await;
+    post_ok(&server, &room, &[("username", "a"), ("msg", "two")]).await;
+    for token in [None, Some(ADMIN_TOKEN)] {
+        let answer = call_with_token(
+            &server,
+            Method::DELETE,
+            &format!("/api/chat/rooms/{room}"),
+            None,
+            token,
+        )
+        .await;
+        assert_detail(&answer, 403, "ADMIN_TOKEN");
+    }
+    db.drop_db().await;
+}
+
+/// 20,000 long-polls of distinct rooms nobody uses: the server's memory stays within tens
+/// of MB of where it started (each used to leave a room channel of 4096 slots behind:
+/// 4 GB).
+#[tokio::test(flavor = "multi_thread")]
+async fn twenty_thousand_polls_of_unknown_rooms_leave_memory_flat() {
+    let db = TestDb::create(Backend::Sqlite).await;
+    let server = Server::start(&db.url).await;
+    let http = client();
+    // Warm up: the first requests grow pools and caches that then stay.
+    for i in 0..200 {
+        let res = http
+            .get(format!("{}/api/chat/warm-{i}?wait=0", server.url))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 200);
+    }
+    let before = server.rss_bytes();
+    let prefix = unique_name("nobody");
+    let polls = futures_util::stream::iter(0..20_000).map(|i| {
+        let url = format!("{}/api/chat/{prefix}-{i}?wait=0", server.url);
+        let http = http.clone();
+        async move { http.get(url).send().await.map(|r| r.status().as_u16()) }
+    });
+    let statuses: Vec<_> = polls.buffer_unordered(32).collect().await;
+    assert!(
+        statuses.iter().all(|s| matches!(s, Ok(200))),
+        "every poll answered 200"
+    );
+    let after = server.rss_bytes();
+    let grown = after.saturating_sub(before) / (1024 * 1024);
+    assert!(
+        grown < 48,
+        "memory grew {grown} MB over 20,000 unknown rooms ({before} -> {after})"
+    );
+    db.drop_db().await;
+}
+
+/// Odd numbers in queries are a 400 that says what is wrong, never a 500.
+#[tokio::test(flavor = "multi_thread")]
+async fn odd_numbers_are_refused_with_a_reason() {
+    let db = TestDb::create(Backend::Sqlite).await;
+    let server = Server::start(&db.url).await;
+    let room = room("odd");
+    post_ok(&server, &room, &[("username", "a"), ("msg", "one")]).await;
+    for query in [
+        "wait=1e20",
+        "wait=-1",
+        "wait=NaN",
+        "wait=31",
+        "after=-1",
+        "after=99999999999999999999",
+    ] {
+        let res = client()
+            .get(format!("{}/api/chat/{room}?{query}", server.url))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 400, "{query}");
+        let reason = res.text().await.unwrap();
+        assert!(
+            reason.ends_with('\n') && reason.lines().count() == 1,
+            "{query}: {reason:?}"
+        );
+    }
+    for path in [
+        format!("/api/chat/rooms/{room}/messages?limit=99999999999"),
+        format!("/api/chat/rooms/{room}/messages?after=-5"),
+        format!("/api/chat/rooms/{room}/messages?before=1e3"),
+        "/api/notifications/u1?limit=0".to_string(),
+    ] {
+        assert_eq!(
+            call(&server, Method::GET, &path, None).await.0,
+            400,
+            "{path}"
+        );
+    }
+    let ws = tokio_tungstenite::connect_async(format!(
+        "{}/ws/{room}/u1?since=-1",
+        server.url.replacen("http://", "ws://", 1)
+    ))
+    .await;
+    assert!(ws.is_err(), "a socket with since=-1 is refused");
+    db.drop_db().await;
+}
+
+/// With `rate_limits`, a flood of posts from one address gets 429s with Retry-After, and
+/// every post answered 204 is stored exactly once.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_flood_of_posts_is_told_to_wait_and_nothing_accepted_is_lost() {
+    let db = TestDb::create(Backend::Sqlite).await;
+    let server = Server::start_with(
+        ServerOptions::new(&db.url)
+            .env("ROCKET_RATE_LIMITS", "true")
+            .env("ROCKET_POSTS_PER_MINUTE", "60")
+            .env("ROCKET_POSTS_BURST", "20"),
+    )
+    .await;
+    let room = room("flood");
+    let url = format!("{}/api/chat/{room}", server.url);
+    let posts = futures_util::stream::iter(0..300).map(|i| {
+        let (http, url) = (client(), url.clone());
+        async move {
+            let res = http
+                .post(url)
+                .form(&[("username", "flood"), ("msg", &format!("m{i}"))])
+                .send()
+                .await
+                .unwrap();
+            let retry = res
+                .headers()
+                .get("retry-after")
+                .map(|v| v.to_str().unwrap().to_string());
+            (i, res.status().as_u16(), retry, res.text().await.unwrap())
+        }
+    });
+    let answers: Vec<_> = posts.buffer_unordered(16).collect().await;
+    let accepted: Vec<usize> = answers.iter().filter(|a| a.1 == 204).map(|a| a.0).collect();
+    let limited: Vec<_> = answers.iter().filter(|a| a.1 == 429).collect();
+    assert_eq!(accepted.len() + limited.len(), 300, "only 204 or 429");
+    assert!(
+        (20..=30).contains(&accepted.len()),
+        "the burst passes: {}",
+        accepted.len()
+    );
+    for (_, _, retry, reason) in &limited {
+        assert!(
+            retry.as_deref().is_some_and(|r| r.parse::<u64>().is_ok()),
+            "Retry-After"
+        );
+        assert!(reason.starts_with("too many messages"), "{reason}");
+    }
+    let mut stored: Vec<String> = lines(&transcript(&server, &room).await)
+        .into_iter()
+        .map(|l| l.trim_start_matches("flood: ").to_string())
+        .collect();
+    stored.sort();
+    let mut expected: Vec<String> = accepted.iter().map(|i| format!("m{i}")).collect();
+    expected.sort();
+    assert_eq!(stored, expected, "each accepted post once, nothing else");
+
+    // The JSON door and room creation draw on their own buckets, and say so as JSON.
+    let answer = call(
+        &server,
+        Method::POST,
+        &format!("/api/chat/rooms/{room}/messages"),
+        Some(json!({"content": "x"})),
+    )
+    .await;
+    assert_detail(&answer, 429, "too many messages");
+    db.drop_db().await;
+}
+
+fn socket_request(
+    server: &Server,
+    path: &str,
+    origin: Option<&str>,
+) -> tokio_tungstenite::tungstenite::handshake::client::Request {
+    let url = format!("{}{path}", server.url.replacen("http://", "ws://", 1));
+    let mut req = url.into_client_request().unwrap();
+    if let Some(origin) = origin {
+        req.headers_mut()
+            .insert("Origin", HeaderValue::from_str(origin).unwrap());
+    }
+    req
+}
+
+/// A page of another site cannot open a socket here (it would chat in its visitor's name);
+/// this site's pages, listed sites and clients that send no Origin can.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_socket_from_another_site_is_refused() {
+    let db = TestDb::create(Backend::Sqlite).await;
+    let server = Server::start_with(
+        ServerOptions::new(&db.url).env("ROCKET_ALLOWED_ORIGINS", "[\"https://app.example.com\"]"),
+    )
+    .await;
+    let path = "/ws/general/u1";
+    let refused = tokio_tungstenite::connect_async(socket_request(
+        &server,
+        path,
+        Some("https://evil.example"),
+    ))
+    .await;
+    match refused {
+        Err(tokio_tungstenite::tungstenite::Error::Http(res)) => assert_eq!(res.status(), 403),
+        other => panic!("a foreign origin was not refused: {:?}", other.map(|_| ())),
+    }
+    let own = server.url.clone(); // http://127.0.0.1:<port>
+    for origin in [None, Some(own.as_str()), Some("https://app.example.com")] {
+        let opened = tokio_tungstenite::connect_async(socket_request(&server, path, origin)).await;
+        assert!(opened.is_ok(), "{origin:?} refused: {:?}", opened.err());
+    }
+    db.drop_db().await;
+}
+
+/// A cross-site `fetch(..., {mode: "no-cors"})` can only send text/plain, forms or
+/// multipart: the JSON routes take none of them (415), so it creates nothing.
+#[tokio::test(flavor = "multi_thread")]
+async fn json_routes_refuse_bodies_not_sent_as_json() {
+    let db = TestDb::create(Backend::Sqlite).await;
+    let server = Server::start(&db.url).await;
+    let post = |path: &str, content_type: &str, body: &str| {
+        client()
+            .post(format!("{}{path}", server.url))
+            .header("Content-Type", content_type)
+            .body(body.to_string())
+            .send()
+    };
+    let res = post("/api/chat/rooms", "text/plain", r#"{"name": "csrf"}"#)
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 415);
+    let res = post(
+        "/api/chat/rooms/general/messages",
+        "text/plain",
+        r#"{"content": "csrf"}"#,
+    )
+    .await
+    .unwrap();
+    assert_eq!(res.status(), 415);
+    let res = post(
+        "/api/notifications",
+        "application/x-www-form-urlencoded",
+        "user_id=u&title=t&body=b",
+    )
+    .await
+    .unwrap();
+    assert_eq!(res.status(), 415);
+    let res = post("/api/chat/general", "text/plain", "username=a&msg=csrf")
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 415);
+    assert_detail(
+        &call(&server, Method::GET, "/api/chat/rooms/csrf", None).await,
+        404,
+        "does not exist",
+    );
+    let (_, history) = call(
+        &server,
+        Method::GET,
+        "/api/chat/rooms/general/messages",
+        None,
+    )
+    .await;
+    assert_eq!(history, json!([]));
+    db.drop_db().await;
+}
+
+/// With `rate_limits`: sockets per address are capped, and a socket that floods frames
+/// is told, then closed with 1008.
+#[tokio::test(flavor = "multi_thread")]
+async fn sockets_per_address_and_frames_per_socket_are_limited() {
+    let db = TestDb::create(Backend::Sqlite).await;
+    let server = Server::start_with(
+        ServerOptions::new(&db.url)
+            .env("ROCKET_RATE_LIMITS", "true")
+            .env("ROCKET_SOCKETS_PER_CLIENT", "3")
+            .env("ROCKET_FRAMES_PER_MINUTE", "60")
+            .env("ROCKET_FRAMES_BURST", "5"),
+    )
+    .await;
+    let mut open = Vec::new();
+    for i in 0..3 {
+        open.push(open_socket(&server, &format!("/ws/general/u{i}")).await);
+    }
+    let fourth =
+        tokio_tungstenite::connect_async(socket_request(&server, "/ws/general/u9", None)).await;
+    match fourth {
+        Err(tokio_tungstenite::tungstenite::Error::Http(res)) => assert_eq!(res.status(), 429),
+        other => panic!("a fourth socket was let in: {:?}", other.map(|_| ())),
+    }
+    // One closes: a place is free again.
+    drop(open.pop());
+    let mut ws = {
+        let mut tries = 0;
+        loop {
+            match tokio_tungstenite::connect_async(socket_request(&server, "/ws/general/u9", None))
+                .await
+            {
+                Ok((ws, _)) => break ws,
+                Err(_) if tries < 50 => {
+                    tries += 1;
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                Err(err) => panic!("the place was not given back: {err}"),
+            }
+        }
+    };
+    // Typing frames, as fast as they go.
+    for _ in 0..100 {
+        if ws
+            .send(Message::text(json!({"type": "typing"}).to_string()))
+            .await
+            .is_err()
+        {
+            break;
+        }
+    }
+    let mut told = false;
+    let closed = tokio::time::timeout(Duration::from_secs(10), async {
+        while let Some(frame) = ws.next().await {
+            match frame {
+                Ok(Message::Text(text)) if text.contains("too many frames") => told = true,
+                Ok(Message::Close(Some(close))) => return Some(u16::from(close.code)),
+                Ok(_) => {}
+                Err(_) => return None,
+            }
+        }
+        None
+    })
+    .await
+    .expect("the flooding socket was not closed");
+    assert!(told, "an error frame first");
+    assert_eq!(closed, Some(1008));
+    db.drop_db().await;
+}
