@@ -64,18 +64,36 @@ pub struct Settings {
     pub amqp_url: Option<String>,
     /// Mount `/bench/*`, the fixed-answer routes the benchmark measures ceilings with.
     pub bench_routes: bool,
+    /// `open` (names and ids as clients claim them) or `required` (every call signed in;
+    /// the identity wins). See README "Security".
+    pub auth: crate::domain::AuthMode,
+    /// Users (by name) who are admins once signed in.
+    pub admins: Vec<String>,
     /// The token that makes a request an admin's (`Authorization: Bearer <token>`); also
-    /// `ADMIN_TOKEN`. Deleting rooms, messages and files needs it; with none, nobody can.
+    /// `ADMIN_TOKEN`. In open mode, deleting rooms, messages and files needs it.
     pub admin_token: Option<String>,
+    /// Signs the tokens this server hands out (also `TOKEN_SECRET`); replicas must share
+    /// it. None: a random secret per process (tokens end with it).
+    pub token_secret: Option<String>,
+    /// How long a token lasts, in seconds.
+    pub token_ttl_secs: u64,
+    /// Another application's HS256 secret (also `JWT_SECRET`) or RS256/ES256 public key in
+    /// PEM (also `JWT_PUBLIC_KEY`): its JWTs (`sub`, `name`, `exp`) are identities here.
+    pub jwt_secret: Option<String>,
+    pub jwt_public_key: Option<String>,
     /// Web sites whose pages may open sockets here (`https://chat.example.com`, or `*`),
     /// besides this server's own pages and clients that send no `Origin`.
     pub allowed_origins: Vec<String>,
     /// Addresses (or CIDR blocks) of proxies whose `X-Forwarded-For` / `X-Real-IP` name the
     /// client; from anyone else those headers are ignored.
     pub trusted_proxies: Vec<String>,
-    /// Token buckets per client address on posts, socket frames, room creation, uploads
-    /// and heartbeats (429 with `Retry-After` past them), and a cap on sockets per address.
-    pub rate_limits: bool,
+    /// Token buckets per client address on posts, socket frames, room creation, uploads,
+    /// heartbeats and sign-ins (429 with `Retry-After` past them), and a cap on sockets per
+    /// address. Unset: on with `auth = "required"`, off in open mode.
+    pub rate_limits: Option<bool>,
+    /// Registrations and sign-ins a client address may try per hour; and tries per account
+    /// name (guessing a password stops after a few).
+    pub sign_ins_per_hour: u32,
     /// Messages a client may post per minute, at every door, and in one burst.
     pub posts_per_minute: u32,
     pub posts_burst: u32,
@@ -135,10 +153,17 @@ impl Default for Settings {
             .map(String::from)
             .to_vec(),
             amqp_url: None,
+            auth: crate::domain::AuthMode::Open,
+            admins: Vec::new(),
             admin_token: None,
+            token_secret: None,
+            token_ttl_secs: 24 * 3600,
+            jwt_secret: None,
+            jwt_public_key: None,
             allowed_origins: Vec::new(),
             trusted_proxies: Vec::new(),
-            rate_limits: false,
+            rate_limits: None,
+            sign_ins_per_hour: 30,
             posts_per_minute: 60,
             posts_burst: 20,
             frames_per_minute: 240,
@@ -157,6 +182,21 @@ impl Settings {
     pub fn admin_token(&self) -> Option<String> {
         non_empty_env("ADMIN_TOKEN")
             .or_else(|| self.admin_token.clone().filter(|t| !t.trim().is_empty()))
+    }
+
+    /// Whether the abuse limits are on: as set, else with `auth = "required"`.
+    pub fn rate_limits_on(&self) -> bool {
+        self.rate_limits
+            .unwrap_or(self.auth == crate::domain::AuthMode::Required)
+    }
+
+    /// `TOKEN_SECRET`, `JWT_SECRET`, `JWT_PUBLIC_KEY`, else the settings of those names.
+    pub fn token_secrets(&self) -> [Option<String>; 3] {
+        [
+            non_empty_env("TOKEN_SECRET").or_else(|| self.token_secret.clone()),
+            non_empty_env("JWT_SECRET").or_else(|| self.jwt_secret.clone()),
+            non_empty_env("JWT_PUBLIC_KEY").or_else(|| self.jwt_public_key.clone()),
+        ]
     }
 
     /// The chat's own limits on names and messages.

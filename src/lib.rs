@@ -7,6 +7,7 @@
 //! message pipeline) <- `http` (mounts) <- this file, which wires them: settings, state,
 //! fairings, one line per mount. `docs/ARCHITECTURE.md` draws it.
 
+pub mod accounts;
 pub mod chat;
 pub mod config;
 pub mod db;
@@ -95,6 +96,20 @@ pub async fn build_from(
         notifier.clone(),
     )
     .await?;
+    let [secret, jwt_secret, jwt_public_key] = settings.token_secrets();
+    if secret.is_none() && redis_url.is_some() {
+        tracing::warn!(
+            "no token_secret: each replica signs its own tokens, and the others refuse them"
+        );
+    }
+    let tokens = accounts::Tokens::new(&accounts::TokenConfig {
+        secret,
+        ttl: Some(Duration::from_secs(settings.token_ttl_secs.max(1))),
+        jwt_secret,
+        jwt_public_key,
+    })?;
+    let accounts = accounts::Accounts::new(db.clone(), tokens, &settings.admins, limits);
+    tracing::info!(auth = ?settings.auth, rate_limits = settings.rate_limits_on(), "access");
     let limiter = http::limits::Limiter::new(&settings);
     let trusted_proxies = http::guards::TrustedProxies::parse(&settings.trusted_proxies)?;
     let sockets = SocketState {
@@ -129,6 +144,7 @@ pub async fn build_from(
         .register("/ws", http::json_catchers())
         .mount("/", http::page::routes())
         .mount("/static", http::page::assets(&settings))
+        .mount("/api/auth", http::auth::routes())
         .mount("/api/chat", http::legacy::routes())
         .mount("/api/chat", http::chat_api::routes())
         .mount("/", http::ws::routes())
@@ -150,6 +166,8 @@ pub async fn build_from(
         .manage(delivery)
         .manage(limits)
         .manage(sockets)
+        .manage(accounts)
+        .manage(settings.auth)
         .manage(limiter)
         .manage(trusted_proxies)
         .manage(http::guards::AdminToken(settings.admin_token()))

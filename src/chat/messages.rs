@@ -23,9 +23,11 @@ pub struct HistoryQuery<'a> {
 /// exist.
 pub async fn history(
     db: &DatabaseConnection,
+    caller: &Caller,
     room_id: &str,
     query: HistoryQuery<'_>,
 ) -> Result<Vec<Message>, Error> {
+    caller.require_identity()?;
     let limit = page_limit(query.limit)?;
     let before = message_id("before", query.before)?;
     let after = message_id("after", query.after)?;
@@ -50,6 +52,12 @@ fn parse_id(id: &str) -> Result<i64, Error> {
         .map_err(|_| Error::bad_request("a message id is a number"))
 }
 
+/// The message as a caller asks for it, or 404.
+pub async fn read(db: &DatabaseConnection, caller: &Caller, id: &str) -> Result<Message, Error> {
+    caller.require_identity()?;
+    get(db, id).await
+}
+
 /// The message, or 404.
 pub async fn get(db: &DatabaseConnection, id: &str) -> Result<Message, Error> {
     let id = parse_id(id)?;
@@ -58,10 +66,18 @@ pub async fn get(db: &DatabaseConnection, id: &str) -> Result<Message, Error> {
         .ok_or_else(|| Error::not_found(format!("message {id} does not exist")))
 }
 
-/// Deletes the message (an admin's call); returns it.
+/// Deletes the message (its author's, its room owner's or an admin's call); returns it.
 pub async fn delete(db: &DatabaseConnection, caller: &Caller, id: &str) -> Result<Message, Error> {
-    caller.require_admin("delete a message")?;
+    caller.require_identity()?;
     let message = get(db, id).await?;
+    let owner = crate::db::rooms::get(db, &message.room)
+        .await?
+        .and_then(|room| room.owner_id);
+    caller.require_one_of(
+        "delete a message",
+        "its author, the room's owner or an admin",
+        &[message.user_id.as_deref(), owner.as_deref()],
+    )?;
     table::delete(db, message.id).await?;
     Ok(message)
 }
@@ -113,32 +129,49 @@ mod tests {
             after,
             q,
         };
-        let all = history(&db, "r", HistoryQuery::default()).await.unwrap();
+        let all = history(&db, &Caller::default(), "r", HistoryQuery::default())
+            .await
+            .unwrap();
         assert_eq!(texts(&all), ["one", "Two", "three", "50% off", "a_b"]);
-        let newest = history(&db, "r", q(Some("2"), None, None, None))
+        let newest = history(&db, &Caller::default(), "r", q(Some("2"), None, None, None))
             .await
             .unwrap();
         assert_eq!(texts(&newest), ["50% off", "a_b"]);
         let before = ids[2].to_string();
-        let older = history(&db, "r", q(Some("1"), Some(&before), None, None))
-            .await
-            .unwrap();
+        let older = history(
+            &db,
+            &Caller::default(),
+            "r",
+            q(Some("1"), Some(&before), None, None),
+        )
+        .await
+        .unwrap();
         assert_eq!(texts(&older), ["Two"]);
         let after = ids[0].to_string();
-        let forward = history(&db, "r", q(Some("2"), None, Some(&after), None))
-            .await
-            .unwrap();
+        let forward = history(
+            &db,
+            &Caller::default(),
+            "r",
+            q(Some("2"), None, Some(&after), None),
+        )
+        .await
+        .unwrap();
         assert_eq!(texts(&forward), ["Two", "three"]);
-        let found = history(&db, "r", q(None, None, None, Some("TWO")))
-            .await
-            .unwrap();
+        let found = history(
+            &db,
+            &Caller::default(),
+            "r",
+            q(None, None, None, Some("TWO")),
+        )
+        .await
+        .unwrap();
         assert_eq!(texts(&found), ["Two"]);
         // LIKE's wildcards match only themselves.
-        let percent = history(&db, "r", q(None, None, None, Some("%")))
+        let percent = history(&db, &Caller::default(), "r", q(None, None, None, Some("%")))
             .await
             .unwrap();
         assert_eq!(texts(&percent), ["50% off"]);
-        let underscore = history(&db, "r", q(None, None, None, Some("_")))
+        let underscore = history(&db, &Caller::default(), "r", q(None, None, None, Some("_")))
             .await
             .unwrap();
         assert_eq!(texts(&underscore), ["a_b"]);
@@ -147,9 +180,15 @@ mod tests {
             q(None, Some("x"), None, None),
             q(None, None, None, Some(&"q".repeat(201))),
         ] {
-            assert_eq!(history(&db, "r", bad).await.unwrap_err().status_code(), 400);
+            assert_eq!(
+                history(&db, &Caller::default(), "r", bad)
+                    .await
+                    .unwrap_err()
+                    .status_code(),
+                400
+            );
         }
-        let missing = history(&db, "nope", HistoryQuery::default()).await;
+        let missing = history(&db, &Caller::default(), "nope", HistoryQuery::default()).await;
         assert_eq!(missing.unwrap_err().status_code(), 404);
     }
 

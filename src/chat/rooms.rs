@@ -37,6 +37,7 @@ impl Rooms {
                 name: room.as_str().to_string(),
                 description: None,
                 created_at: now_utc(),
+                owner_id: None,
             };
             // Two first posts at once: the second insert fails on the key, and the room
             // exists all the same.
@@ -60,6 +61,12 @@ impl Rooms {
     }
 }
 
+/// The room as a caller asks for it, or 404.
+pub async fn get(db: &DatabaseConnection, caller: &Caller, id: &str) -> Result<Room, Error> {
+    caller.require_identity()?;
+    existing(db, id).await
+}
+
 /// The room, or 404.
 pub async fn existing(db: &DatabaseConnection, id: &str) -> Result<Room, Error> {
     table::get(db, id)
@@ -67,7 +74,8 @@ pub async fn existing(db: &DatabaseConnection, id: &str) -> Result<Room, Error> 
         .ok_or_else(|| Error::not_found(format!("room '{id}' does not exist")))
 }
 
-pub async fn list(db: &DatabaseConnection) -> Result<Vec<Room>, Error> {
+pub async fn list(db: &DatabaseConnection, caller: &Caller) -> Result<Vec<Room>, Error> {
+    caller.require_identity()?;
     Ok(table::list(db).await?)
 }
 
@@ -80,8 +88,9 @@ pub struct NewRoom {
     pub description: Option<String>,
 }
 
-/// Creates a room; 409 if its id is taken.
-pub async fn create(db: &DatabaseConnection, new: NewRoom) -> Result<Room, Error> {
+/// Creates a room, owned by its signed-in creator; 409 if its id is taken.
+pub async fn create(db: &DatabaseConnection, caller: &Caller, new: NewRoom) -> Result<Room, Error> {
+    let owner = caller.require_identity()?.map(|user| user.user_id.clone());
     let name = new.name.as_deref().map(str::trim).unwrap_or_default();
     let id = match new.id.as_deref().map(str::trim) {
         Some(id) if !id.is_empty() => id.to_string(),
@@ -113,6 +122,7 @@ pub async fn create(db: &DatabaseConnection, new: NewRoom) -> Result<Room, Error
         name: name.to_string(),
         description: description.filter(|d| !d.is_empty()),
         created_at: now_utc(),
+        owner_id: owner,
     };
     if let Err(err) = table::insert(db, &row).await {
         // Two creations at once: the loser's insert fails on the key.
@@ -124,15 +134,20 @@ pub async fn create(db: &DatabaseConnection, new: NewRoom) -> Result<Room, Error
     Ok(row)
 }
 
-/// Deletes the room and its messages (an admin's call); returns the room and how many
-/// messages went.
+/// Deletes the room and its messages (its owner's or an admin's call); returns the room
+/// and how many messages went.
 pub async fn delete(
     db: &DatabaseConnection,
     caller: &Caller,
     id: &str,
 ) -> Result<(Room, u64), Error> {
-    caller.require_admin("delete a room")?;
+    caller.require_identity()?;
     let room = existing(db, id).await?;
+    caller.require_one_of(
+        "delete a room",
+        "its owner or an admin",
+        &[room.owner_id.as_deref()],
+    )?;
     let deleted = table::delete_with_messages(db, &room.id).await?;
     Ok((room, deleted))
 }
@@ -152,13 +167,17 @@ mod tests {
     #[tokio::test]
     async fn rooms_are_created_once_with_ids_made_from_names() {
         let db = memory().await;
-        let before = list(&db).await.unwrap().len(); // the default rooms
-        let room = create(&db, new_room("Dev Ops")).await.unwrap();
+        let before = list(&db, &Caller::default()).await.unwrap().len(); // the default rooms
+        let room = create(&db, &Caller::default(), new_room("Dev Ops"))
+            .await
+            .unwrap();
         assert_eq!(
             (room.id.as_str(), room.name.as_str()),
             ("dev-ops", "Dev Ops")
         );
-        let again = create(&db, new_room("dev ops")).await.unwrap_err();
+        let again = create(&db, &Caller::default(), new_room("dev ops"))
+            .await
+            .unwrap_err();
         assert_eq!(again.status_code(), 409, "{again}");
         for bad in [
             NewRoom::default(),
@@ -170,9 +189,18 @@ mod tests {
                 ..NewRoom::default()
             },
         ] {
-            assert_eq!(create(&db, bad).await.unwrap_err().status_code(), 400);
+            assert_eq!(
+                create(&db, &Caller::default(), bad)
+                    .await
+                    .unwrap_err()
+                    .status_code(),
+                400
+            );
         }
-        assert_eq!(list(&db).await.unwrap().len(), before + 1);
+        assert_eq!(
+            list(&db, &Caller::default()).await.unwrap().len(),
+            before + 1
+        );
         assert_eq!(existing(&db, "nope").await.unwrap_err().status_code(), 404);
     }
 

@@ -58,6 +58,8 @@ pub mod room {
         #[sea_orm(column_type = "Text", nullable)]
         pub description: Option<String>,
         pub created_at: DateTime,
+        /// The signed-in user who created it; none for legacy rooms and open mode.
+        pub owner_id: Option<String>,
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
@@ -129,6 +131,29 @@ pub mod stored_file {
         pub uploaded_by: Option<String>,
         pub room_id: Option<String>,
         pub object_key: String,
+        pub created_at: DateTime,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+pub mod account {
+    use sea_orm::entity::prelude::*;
+
+    /// A registered user.
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "account")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub user_id: String,
+        pub username: String,
+        /// The name in lower case: `Alice` and `alice` are one account.
+        pub name_key: String,
+        /// Argon2, in the PHC string format.
+        pub password_hash: String,
         pub created_at: DateTime,
     }
 

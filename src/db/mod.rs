@@ -2,6 +2,7 @@
 //! the tables (`entities`), and each table's queries as functions of a connection. Errors
 //! leave as `DbErr`; `error` sorts them by cause into the domain's error.
 
+pub mod accounts;
 pub mod entities;
 pub mod error;
 pub mod files;

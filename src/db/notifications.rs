@@ -38,6 +38,12 @@ fn active(row: &Notification) -> notification::ActiveModel {
     }
 }
 
+pub async fn get(db: &DatabaseConnection, id: &str) -> Result<Option<Notification>, DbErr> {
+    notification::Entity::find_by_id(id.to_string())
+        .one(db)
+        .await
+}
+
 /// The user's notifications, newest first.
 pub async fn of_user(
     db: &DatabaseConnection,

@@ -27,6 +27,7 @@ pub async fn insert(db: &DatabaseConnection, row: &Room) -> Result<(), DbErr> {
         name: Set(row.name.clone()),
         description: Set(row.description.clone()),
         created_at: Set(row.created_at),
+        owner_id: Set(row.owner_id.clone()),
     };
     room::Entity::insert(active).exec(db).await.map(|_| ())
 }

@@ -108,9 +108,16 @@ impl Delivery {
 
     // 1. A door posts.
 
-    /// Stores one message; returns once it is committed and handed on, with its id and
-    /// timestamp. A room that does not exist yet comes into being with its first message.
-    pub async fn post(&self, room: &RoomName, message: NewMessage) -> Result<Message, Error> {
+    /// Stores one message as the caller may post it (see `chat::access`); returns once it
+    /// is committed and handed on, with its id and timestamp. A room that does not exist
+    /// yet comes into being with its first message.
+    pub async fn post(
+        &self,
+        caller: &Caller,
+        room: &RoomName,
+        mut message: NewMessage,
+    ) -> Result<Message, Error> {
+        chat::access::may_post(caller, room, &mut message)?;
         self.rooms.ensure(&self.stage.db, room).await?;
         let (done, answer) = oneshot::channel();
         let row = ToInsert {
@@ -470,7 +477,10 @@ mod tests {
         let cache = &delivery.stage.transcripts;
         // The room is held (read once, empty), so the post is recorded into it.
         assert_eq!(cache.view(&db, &room, None, true).await.unwrap().count, 0);
-        let posted = delivery.post(&room, text("hello")).await.unwrap();
+        let posted = delivery
+            .post(&Caller::default(), &room, text("hello"))
+            .await
+            .unwrap();
         // Already there when the poster is answered: no waiting.
         match readers.try_recv() {
             Ok(Event::Message(m)) => assert_eq!(m.id, posted.id),
@@ -488,8 +498,14 @@ mod tests {
     async fn deleting_a_message_reaches_transcript_and_readers() {
         let (delivery, db) = delivery(Arc::new(InProcessHub::new(16))).await;
         let room = RoomName::parse("r").unwrap();
-        let a = delivery.post(&room, text("a")).await.unwrap();
-        let b = delivery.post(&room, text("b")).await.unwrap();
+        let a = delivery
+            .post(&Caller::default(), &room, text("a"))
+            .await
+            .unwrap();
+        let b = delivery
+            .post(&Caller::default(), &room, text("b"))
+            .await
+            .unwrap();
         let cache = &delivery.stage.transcripts;
         assert_eq!(cache.view(&db, &room, None, false).await.unwrap().count, 2);
         let mut room_r = delivery.stage.hub.subscribe("r");
@@ -519,7 +535,10 @@ mod tests {
             .unwrap();
         let mut bob = delivery.stage.hub.subscribe(&user_channel("id-bob"));
         let room = RoomName::parse("r").unwrap();
-        delivery.post(&room, text("hi @bob")).await.unwrap();
+        delivery
+            .post(&Caller::default(), &room, text("hi @bob"))
+            .await
+            .unwrap();
         match tokio::time::timeout(Duration::from_secs(5), bob.signals.recv()).await {
             Ok(Ok(Event::Notification(n))) => assert_eq!(n["notif_type"], "mention"),
             other => panic!("no notification: {other:?}"),
@@ -565,7 +584,10 @@ mod tests {
         assert_eq!(next_id(readers).await, ids[1]);
         assert_eq!(next_id(readers).await, ids[2]);
         arrive(1); // arrives at last: already handed on
-        let own = delivery.post(&room, text("four")).await.unwrap();
+        let own = delivery
+            .post(&Caller::default(), &room, text("four"))
+            .await
+            .unwrap();
         assert_eq!(next_id(readers).await, own.id, "nothing came twice");
     }
 }

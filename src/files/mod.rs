@@ -83,6 +83,7 @@ impl Files {
     /// Stores the field `file` of a multipart body (`boundary` from its content type).
     pub async fn upload<S>(
         &self,
+        caller: &Caller,
         body: S,
         boundary: String,
         uploaded_by: Option<&str>,
@@ -92,6 +93,15 @@ impl Files {
         S: Stream<Item = std::result::Result<Bytes, std::io::Error>> + Send,
     {
         let uploaded_by = uploaded_by.map(names::user_id).transpose()?;
+        // Signed in, the uploader is the caller, whatever `uploaded_by` says (if it names
+        // someone else: 403).
+        if let Some(claimed) = &uploaded_by {
+            caller.acts_as(claimed)?;
+        }
+        let uploaded_by = match caller.require_identity()? {
+            Some(user) => Some(user.user_id.clone()),
+            None => uploaded_by,
+        };
         let room_id = room_id
             .map(|r| RoomName::parse(r).map(|r| r.as_str().to_string()))
             .transpose()?;
@@ -168,20 +178,27 @@ impl Files {
     }
 
     /// Files, newest first; `room_id` keeps one room's.
-    pub async fn list(&self, room_id: Option<&str>, limit: u64) -> Result<Vec<StoredFile>> {
+    pub async fn list(
+        &self,
+        caller: &Caller,
+        room_id: Option<&str>,
+        limit: u64,
+    ) -> Result<Vec<StoredFile>> {
+        caller.require_identity()?;
         Ok(table::list(&self.db, room_id, limit).await?)
     }
 
     /// The file's metadata, or 404.
-    pub async fn get(&self, id: &str) -> Result<StoredFile> {
+    pub async fn get(&self, caller: &Caller, id: &str) -> Result<StoredFile> {
+        caller.require_identity()?;
         table::get(&self.db, id)
             .await?
             .ok_or_else(|| Error::not_found(format!("file {id} does not exist")))
     }
 
     /// The file's metadata and bytes.
-    pub async fn open(&self, id: &str) -> Result<(StoredFile, Body)> {
-        let row = self.get(id).await?;
+    pub async fn open(&self, caller: &Caller, id: &str) -> Result<(StoredFile, Body)> {
+        let row = self.get(caller, id).await?;
         let got = self
             .store
             .objects
@@ -200,10 +217,14 @@ impl Files {
         Ok((row, Box::new(tokio_util::io::StreamReader::new(stream))))
     }
 
-    /// Deletes the file's bytes and its row (an admin's call).
+    /// Deletes the file's bytes and its row (its uploader's or an admin's call).
     pub async fn delete(&self, caller: &Caller, id: &str) -> Result<String> {
-        caller.require_admin("delete a file")?;
-        let row = self.get(id).await?;
+        let row = self.get(caller, id).await?;
+        caller.require_one_of(
+            "delete a file",
+            "its uploader or an admin",
+            &[row.uploaded_by.as_deref()],
+        )?;
         match self
             .store
             .objects

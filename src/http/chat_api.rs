@@ -99,21 +99,22 @@ pub struct NewMessageIn {
 }
 
 /// Rooms, oldest first.
-#[utoipa::path(tag = "chat", responses((status = 200, body = Vec<RoomOut>)))]
+#[utoipa::path(tag = "chat", responses((status = 200, body = Vec<RoomOut>), (status = 401)))]
 #[get("/rooms")]
-async fn list_rooms(db: &State<DatabaseConnection>) -> Result<Json<Vec<RoomOut>>> {
-    let rooms = chat::rooms::list(db).await?;
+async fn list_rooms(caller: Caller, db: &State<DatabaseConnection>) -> Result<Json<Vec<RoomOut>>> {
+    let rooms = chat::rooms::list(db, &caller).await?;
     Ok(Json(rooms.into_iter().map(RoomOut::from).collect()))
 }
 
 /// Creates a room; 409 if its id is taken.
 #[utoipa::path(tag = "chat", request_body = RoomIn,
-    responses((status = 201, body = RoomOut), (status = 400), (status = 409), (status = 415),
+    responses((status = 201, body = RoomOut), (status = 400), (status = 401), (status = 409), (status = 415),
         (status = 429)))]
 #[post("/rooms", data = "<body>")]
 async fn create_room(
     body: Result<JsonBody<RoomIn>>,
     flood: Result<RoomCreation>,
+    caller: Caller,
     db: &State<DatabaseConnection>,
 ) -> Result<(Status, Json<RoomOut>)> {
     flood?;
@@ -123,17 +124,21 @@ async fn create_room(
         name: body.name,
         description: body.description,
     };
-    let room = chat::rooms::create(db, new).await?;
+    let room = chat::rooms::create(db, &caller, new).await?;
     Ok((Status::Created, Json(room.into())))
 }
 
-#[utoipa::path(tag = "chat", responses((status = 200, body = RoomOut), (status = 404)))]
+#[utoipa::path(tag = "chat", responses((status = 200, body = RoomOut), (status = 401), (status = 404)))]
 #[get("/rooms/<id>")]
-async fn get_room(id: &str, db: &State<DatabaseConnection>) -> Result<Json<RoomOut>> {
-    Ok(Json(chat::rooms::existing(db, id).await?.into()))
+async fn get_room(
+    id: &str,
+    caller: Caller,
+    db: &State<DatabaseConnection>,
+) -> Result<Json<RoomOut>> {
+    Ok(Json(chat::rooms::get(db, &caller, id).await?.into()))
 }
 
-/// Deletes a room and every message in it; an admin's call (the admin token as a bearer).
+/// Deletes a room and every message in it: its owner's or an admin's call.
 #[utoipa::path(tag = "chat", security(("admin" = [])),
     responses((status = 200), (status = 401), (status = 403), (status = 404)))]
 #[delete("/rooms/<id>")]
@@ -152,7 +157,7 @@ async fn delete_room(id: &str, caller: Caller, delivery: &State<Delivery>) -> Re
         ("before" = Option<i64>, Query, description = "only messages with a smaller id"),
         ("after" = Option<i64>, Query, description = "only messages with a larger id"),
         ("q" = Option<String>, Query, description = "text to search for")),
-    responses((status = 200, body = Vec<MessageOut>), (status = 400), (status = 404)))]
+    responses((status = 200, body = Vec<MessageOut>), (status = 400), (status = 401), (status = 404)))]
 #[get("/rooms/<id>/messages?<limit>&<before>&<after>&<q>")]
 async fn room_messages(
     id: &str,
@@ -160,6 +165,7 @@ async fn room_messages(
     before: Option<&str>,
     after: Option<&str>,
     q: Option<&str>,
+    caller: Caller,
     db: &State<DatabaseConnection>,
 ) -> Result<Json<Vec<ApiMessage>>> {
     let query = HistoryQuery {
@@ -168,19 +174,20 @@ async fn room_messages(
         after,
         q,
     };
-    let rows = chat::messages::history(db, id, query).await?;
+    let rows = chat::messages::history(db, &caller, id, query).await?;
     Ok(Json(rows.into_iter().map(ApiMessage).collect()))
 }
 
 /// Posts a message; 201 once it is committed, with its id.
 #[utoipa::path(tag = "chat", request_body = NewMessageIn,
-    responses((status = 201, body = MessageOut), (status = 400), (status = 404), (status = 415),
+    responses((status = 201, body = MessageOut), (status = 400), (status = 401), (status = 404), (status = 415),
         (status = 429)))]
 #[post("/rooms/<id>/messages", data = "<body>")]
 async fn post_room_message(
     id: &str,
     body: Result<JsonBody<NewMessageIn>>,
     flood: Result<Posting>,
+    caller: Caller,
     db: &State<DatabaseConnection>,
     limits: &State<Limits>,
     delivery: &State<Delivery>,
@@ -198,17 +205,23 @@ async fn post_room_message(
         body.file_url,
         limits,
     )?;
-    let row = delivery.post(&room, message).await?;
+    let row = delivery.post(&caller, &room, message).await?;
     Ok((Status::Created, Json(ApiMessage(row))))
 }
 
-#[utoipa::path(tag = "chat", responses((status = 200, body = MessageOut), (status = 404)))]
+#[utoipa::path(tag = "chat", responses((status = 200, body = MessageOut), (status = 400), (status = 401), (status = 404)))]
 #[get("/messages/<id>")]
-async fn get_message(id: &str, db: &State<DatabaseConnection>) -> Result<Json<ApiMessage>> {
-    Ok(Json(ApiMessage(chat::messages::get(db, id).await?)))
+async fn get_message(
+    id: &str,
+    caller: Caller,
+    db: &State<DatabaseConnection>,
+) -> Result<Json<ApiMessage>> {
+    Ok(Json(ApiMessage(
+        chat::messages::read(db, &caller, id).await?,
+    )))
 }
 
-/// Deletes a message; an admin's call (the admin token as a bearer).
+/// Deletes a message: its author's, its room owner's or an admin's call.
 #[utoipa::path(tag = "chat", security(("admin" = [])),
     responses((status = 200), (status = 401), (status = 403), (status = 404)))]
 #[delete("/messages/<id>")]

@@ -4,6 +4,7 @@
 //! read the body as it is). Our own faults are logged with their details and answered
 //! "internal error".
 
+use super::guards::GuardFailure;
 use crate::domain::Error;
 use rocket::http::{ContentType, Header, Status};
 use rocket::response::{self, Responder, Response};
@@ -107,13 +108,16 @@ impl<'r> Responder<'r, 'static> for Caught {
 }
 
 #[catch(default)]
-fn json_catcher(status: Status, _: &Request<'_>) -> Caught {
-    Caught(status, true)
+fn json_catcher(status: Status, req: &Request<'_>) -> Result<Error, Caught> {
+    // A guard that failed left its reason.
+    GuardFailure::take(req).ok_or(Caught(status, true))
 }
 
 #[catch(default)]
-fn plain_catcher(status: Status, _: &Request<'_>) -> Caught {
-    Caught(status, false)
+fn plain_catcher(status: Status, req: &Request<'_>) -> Result<Plain, Caught> {
+    GuardFailure::take(req)
+        .map(Plain)
+        .ok_or(Caught(status, false))
 }
 
 /// For the JSON mounts (`/api`, `/ws`).

@@ -56,7 +56,7 @@ impl<'r> FromRequest<'r> for BodyLength {
 #[utoipa::path(tag = "files",
     params(("uploaded_by" = Option<String>, Query), ("room_id" = Option<String>, Query)),
     request_body(content = UploadForm, content_type = "multipart/form-data"),
-    responses((status = 201, body = FileOut), (status = 400), (status = 413), (status = 415),
+    responses((status = 201, body = FileOut), (status = 400), (status = 401), (status = 403), (status = 413), (status = 415),
         (status = 429), (status = 503)))]
 #[post("/upload?<uploaded_by>&<room_id>", data = "<data>")]
 #[allow(clippy::too_many_arguments)] // each is a part of the request Rocket hands in
@@ -67,6 +67,7 @@ async fn upload(
     length: BodyLength,
     data: Data<'_>,
     flood: Result<Uploading>,
+    caller: Caller,
     client: ClientAddr,
     limiter: &State<Arc<Limiter>>,
     files: &State<Files>,
@@ -89,48 +90,52 @@ async fn upload(
             Error::UnsupportedMediaType("send multipart/form-data with a field named file".into())
         })?;
     let body = tokio_util::io::ReaderStream::new(data.open((files.max_bytes + ENVELOPE).bytes()));
-    let row = files.upload(body, boundary, uploaded_by, room_id).await?;
+    let row = files
+        .upload(&caller, body, boundary, uploaded_by, room_id)
+        .await?;
     Ok((Status::Created, Json(row.into())))
 }
 
 /// Files, newest first; `room_id` keeps one room's.
 #[utoipa::path(tag = "files",
     params(("room_id" = Option<String>, Query), ("limit" = Option<u64>, Query, description = "1 to 200, default 50")),
-    responses((status = 200, body = Vec<FileOut>)))]
+    responses((status = 200, body = Vec<FileOut>), (status = 400), (status = 401)))]
 #[get("/?<room_id>&<limit>")]
 async fn list(
     room_id: Option<&str>,
     limit: Option<&str>,
+    caller: Caller,
     files: &State<Files>,
 ) -> Result<Json<Vec<FileOut>>> {
-    let rows = files.list(room_id, page_limit(limit)?).await?;
+    let rows = files.list(&caller, room_id, page_limit(limit)?).await?;
     Ok(Json(rows.into_iter().map(FileOut::from).collect()))
 }
 
 /// The same list at ChatFlow's path (`GET /files` of its file service).
 #[utoipa::path(tag = "files",
     params(("room_id" = Option<String>, Query), ("limit" = Option<u64>, Query)),
-    responses((status = 200, body = Vec<FileOut>)))]
+    responses((status = 200, body = Vec<FileOut>), (status = 400), (status = 401)))]
 #[get("/files?<room_id>&<limit>")]
 async fn list_chatflow(
     room_id: Option<&str>,
     limit: Option<&str>,
+    caller: Caller,
     files: &State<Files>,
 ) -> Result<Json<Vec<FileOut>>> {
-    list(room_id, limit, files).await
+    list(room_id, limit, caller, files).await
 }
 
-#[utoipa::path(tag = "files", responses((status = 200, body = FileOut), (status = 404)))]
+#[utoipa::path(tag = "files", responses((status = 200, body = FileOut), (status = 401), (status = 404)))]
 #[get("/<id>", rank = 2)]
-async fn metadata(id: &str, files: &State<Files>) -> Result<Json<FileOut>> {
-    Ok(Json(files.get(id).await?.into()))
+async fn metadata(id: &str, caller: Caller, files: &State<Files>) -> Result<Json<FileOut>> {
+    Ok(Json(files.get(&caller, id).await?.into()))
 }
 
 /// The file's bytes, streamed from the store, as an attachment.
-#[utoipa::path(tag = "files", responses((status = 200), (status = 404), (status = 503)))]
+#[utoipa::path(tag = "files", responses((status = 200), (status = 401), (status = 404), (status = 503)))]
 #[get("/<id>/download")]
-async fn download(id: &str, files: &State<Files>) -> Result<Download> {
-    let (row, body) = files.open(id).await?;
+async fn download(id: &str, caller: Caller, files: &State<Files>) -> Result<Download> {
+    let (row, body) = files.open(&caller, id).await?;
     Ok(Download { row, body })
 }
 
@@ -156,7 +161,7 @@ impl<'r> Responder<'r, 'static> for Download {
     }
 }
 
-/// Deletes a file; an admin's call (the admin token as a bearer).
+/// Deletes a file: its uploader's or an admin's call.
 #[utoipa::path(tag = "files", security(("admin" = [])),
     responses((status = 200), (status = 401), (status = 403), (status = 404), (status = 503)))]
 #[delete("/<id>")]

@@ -1,8 +1,10 @@
-//! What a request carries that handlers take as arguments: the caller (admin or not), the
-//! client's address (through trusted proxies only), and a JSON body that must say it is
-//! JSON.
+//! What a request carries that handlers take as arguments: the caller (who they proved to
+//! be, admin or not), the client's address (through trusted proxies only), and a JSON body
+//! that must say it is JSON. A guard that fails leaves its error where the catchers find
+//! it, so its reason reaches the client.
 
-use crate::domain::{Caller, Error};
+use crate::accounts::Accounts;
+use crate::domain::{AuthMode, Caller, Error};
 use ipnet::IpNet;
 use rocket::data::{self, Data, FromData, ToByteUnit};
 use rocket::http::Status;
@@ -15,6 +17,26 @@ use subtle::ConstantTimeEq;
 /// The admin token, if the server has one (managed state).
 pub struct AdminToken(pub Option<String>);
 
+/// The name of the session cookie: a token, as `/api/auth/login` hands out.
+pub const SESSION_COOKIE: &str = "ferrochat_session";
+
+/// The error of a guard that failed, for the catcher that answers it.
+#[derive(Default)]
+pub struct GuardFailure(std::sync::Mutex<Option<Error>>);
+
+impl GuardFailure {
+    pub fn take(req: &Request<'_>) -> Option<Error> {
+        crate::domain::sync::lock(&req.local_cache(GuardFailure::default).0).take()
+    }
+}
+
+/// Fails a guard with `err`, kept for the catcher.
+pub fn fail<T>(req: &Request<'_>, err: Error) -> request::Outcome<T, Error> {
+    let status = Status::from_code(err.status_code()).unwrap_or(Status::BadRequest);
+    *crate::domain::sync::lock(&req.local_cache(GuardFailure::default).0) = Some(err.clone());
+    Outcome::Error((status, err))
+}
+
 fn bearer<'r>(req: &'r Request<'_>) -> Option<&'r str> {
     let value = req.headers().get_one("Authorization")?;
     let (scheme, token) = value.split_once(' ')?;
@@ -24,11 +46,19 @@ fn bearer<'r>(req: &'r Request<'_>) -> Option<&'r str> {
         .filter(|t| !t.is_empty())
 }
 
+/// The caller: the admin token, or a user's token from `Authorization: Bearer`, the
+/// session cookie, or (on a socket) `?token=`. A token that is not valid is 401, in both
+/// modes: the client believes it is signed in, and should hear that it is not.
 #[rocket::async_trait]
 impl<'r> FromRequest<'r> for Caller {
-    type Error = std::convert::Infallible;
+    type Error = Error;
 
     async fn from_request(req: &'r Request<'_>) -> request::Outcome<Self, Self::Error> {
+        let mode = req
+            .rocket()
+            .state::<AuthMode>()
+            .copied()
+            .unwrap_or_default();
         let admin_token = req
             .rocket()
             .state::<AdminToken>()
@@ -39,11 +69,71 @@ impl<'r> FromRequest<'r> for Caller {
             (Some(token), Some(sent)) => token.as_bytes().ct_eq(sent.as_bytes()).into(),
             _ => false,
         };
-        Outcome::Success(Caller {
+        let mut caller = Caller {
+            mode,
+            user: None,
             admin,
             presented_token: presented.is_some(),
             admin_configured: admin_token.is_some(),
-        })
+            expires_at: None,
+        };
+        let token = match presented {
+            Some(_) if admin => None,
+            Some(token) => Some(token.to_string()),
+            None => req
+                .cookies()
+                .get(SESSION_COOKIE)
+                .map(|c| c.value().to_string())
+                .or_else(|| socket_token(req)),
+        };
+        if let (Some(token), Some(accounts)) = (token, req.rocket().state::<Accounts>()) {
+            match accounts.identify(&token) {
+                Ok((user, expires_at)) => {
+                    caller.admin |= accounts.is_admin(&user);
+                    caller.user = Some(user);
+                    caller.expires_at = Some(expires_at);
+                }
+                Err(err) => return fail(req, err),
+            }
+        }
+        Outcome::Success(caller)
+    }
+}
+
+/// `?token=` counts on socket paths only: elsewhere a token in a URL ends up in logs and
+/// browser history.
+fn socket_token(req: &Request<'_>) -> Option<String> {
+    if !req.uri().path().starts_with("/ws") {
+        return None;
+    }
+    req.query_value::<&str>("token")
+        .and_then(Result::ok)
+        .map(str::to_string)
+}
+
+/// Whether the client reached us over https (directly, or through a trusted proxy that
+/// says so in `X-Forwarded-Proto`): the session cookie is then `Secure`.
+pub mod https {
+    use super::*;
+
+    pub struct Https(pub bool);
+
+    #[rocket::async_trait]
+    impl<'r> FromRequest<'r> for Https {
+        type Error = std::convert::Infallible;
+
+        async fn from_request(req: &'r Request<'_>) -> request::Outcome<Self, Self::Error> {
+            let direct = req.rocket().config().tls_enabled();
+            let proxied = req.remote().is_some_and(|peer| {
+                req.rocket()
+                    .state::<TrustedProxies>()
+                    .is_some_and(|t| t.trusts(peer.ip()))
+            }) && req
+                .headers()
+                .get_one("X-Forwarded-Proto")
+                .is_some_and(|p| p.eq_ignore_ascii_case("https"));
+            Outcome::Success(Https(direct || proxied))
+        }
     }
 }
 
@@ -113,10 +203,7 @@ impl<'r> FromRequest<'r> for ClientAddr {
     async fn from_request(req: &'r Request<'_>) -> request::Outcome<Self, Error> {
         match ClientAddr::of(req) {
             Some(addr) => Outcome::Success(addr),
-            None => Outcome::Error((
-                Status::BadRequest,
-                Error::bad_request("the client's address is unknown"),
-            )),
+            None => fail(req, Error::bad_request("the client's address is unknown")),
         }
     }
 }

@@ -7,11 +7,11 @@
 use super::legacy_body::PostBody;
 use super::limits::Posting;
 use super::Plain;
-use crate::chat::{Transcript, Transcripts, View};
+use crate::chat::{self, Transcript, Transcripts, View};
 use crate::delivery::Delivery;
 use crate::domain::limits::{message_id, wait_secs};
 use crate::domain::message::new_message;
-use crate::domain::{Error, Limits, MessageJson, RoomName, Shape};
+use crate::domain::{Caller, Error, Limits, MessageJson, RoomName, Shape};
 use crate::realtime::Hub;
 use rocket::http::{ContentType, Header, Status};
 use rocket::request::{FromRequest, Outcome, Request};
@@ -42,7 +42,8 @@ pub struct LegacyPost {
         ("wait" = Option<u64>, Query, description = "hold the answer up to this many seconds (at most 30) until a message comes"),
         ("format" = Option<String>, Query, description = "json: the same lines as JSON")),
     responses((status = 200, description = "one line per message, oldest first", content_type = "text/plain"),
-        (status = 304, description = "If-None-Match holds the current ETag")))]
+        (status = 304, description = "If-None-Match holds the current ETag"), (status = 400),
+        (status = 401)))]
 #[get("/<room>?<after>&<wait>&<format>")]
 #[allow(clippy::too_many_arguments)]
 async fn get_transcript(
@@ -51,12 +52,14 @@ async fn get_transcript(
     wait: Option<&str>,
     format: Option<&str>,
     headers: PollHeaders,
+    caller: Caller,
     db: &State<DatabaseConnection>,
     transcripts: &State<Arc<Transcripts>>,
     hub: &State<Arc<dyn Hub>>,
 ) -> Result<PollAnswer, Plain> {
     let room = room?;
     let query = PollQuery::parse(after, wait, format, &headers)?;
+    chat::access::may_read(&caller, &room)?;
     // Listening starts before the room is read, so a message committed in between wakes us.
     // Held for as long as the poll is: the room's channel goes with its last listener.
     let mut events = query.wait.map(|_| hub.subscribe(room.as_str()));
@@ -85,13 +88,14 @@ async fn get_transcript(
     params(("room" = String, Path)),
     request_body(content = LegacyPost, content_type = "application/x-www-form-urlencoded",
         description = "also multipart/form-data or JSON with the same fields"),
-    responses((status = 204, description = "stored"), (status = 400), (status = 413),
+    responses((status = 204, description = "stored"), (status = 400), (status = 401), (status = 413),
         (status = 415), (status = 429)))]
 #[post("/<room>", data = "<body>")]
 async fn post_message(
     room: Result<RoomName, Error>,
     body: Result<PostBody, Error>,
     flood: Result<Posting, Error>,
+    caller: Caller,
     limits: &State<Limits>,
     delivery: &State<Delivery>,
 ) -> Result<Status, Plain> {
@@ -99,7 +103,7 @@ async fn post_message(
     let room = room?;
     let body = body?;
     let message = new_message(body.username.as_deref(), body.msg.as_deref(), limits)?;
-    delivery.post(&room, message).await?;
+    delivery.post(&caller, &room, message).await?;
     Ok(Status::NoContent)
 }
 

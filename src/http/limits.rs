@@ -34,6 +34,8 @@ pub enum Bucket {
     RoomCreation,
     Upload,
     Heartbeat,
+    /// Registrations and sign-ins.
+    Signing,
 }
 
 pub struct Limiter {
@@ -43,6 +45,9 @@ pub struct Limiter {
     uploads: Keyed,
     upload_kib: Keyed,
     heartbeats: Keyed,
+    signing: Keyed,
+    /// Sign-ins per account name, whoever tries them.
+    sign_ins: DefaultKeyedRateLimiter<String>,
     frames: Quota,
     sockets: Mutex<HashMap<IpAddr, usize>>,
     max_sockets: usize,
@@ -68,7 +73,7 @@ impl Limiter {
     pub fn new(settings: &Settings) -> Arc<Self> {
         let s = settings;
         let limiter = Arc::new(Limiter {
-            enabled: s.rate_limits,
+            enabled: s.rate_limits_on(),
             posts: RateLimiter::keyed(quota(s.posts_per_minute, MINUTE, s.posts_burst)),
             rooms: RateLimiter::keyed(quota(s.rooms_per_hour, HOUR, s.rooms_per_hour.min(10))),
             uploads: RateLimiter::keyed(quota(s.uploads_per_day, DAY, s.uploads_per_day.min(20))),
@@ -82,6 +87,12 @@ impl Limiter {
                 MINUTE,
                 s.heartbeats_per_minute.div_ceil(2),
             )),
+            signing: RateLimiter::keyed(quota(
+                s.sign_ins_per_hour,
+                HOUR,
+                s.sign_ins_per_hour.min(10),
+            )),
+            sign_ins: RateLimiter::keyed(quota(10, Duration::from_secs(900), 5)),
             frames: quota(s.frames_per_minute, MINUTE, s.frames_burst),
             sockets: Mutex::default(),
             max_sockets: s.sockets_per_client.max(1),
@@ -99,7 +110,28 @@ impl Limiter {
             Bucket::RoomCreation => &self.rooms,
             Bucket::Upload => &self.uploads,
             Bucket::Heartbeat => &self.heartbeats,
+            Bucket::Signing => &self.signing,
         }
+    }
+
+    /// One more sign-in try for this account name, from anywhere, or 429: five tries,
+    /// then one every 90 s.
+    pub fn check_sign_in(&self, username: &str) -> Result<(), Error> {
+        if !self.enabled {
+            return Ok(());
+        }
+        if self.sign_ins.len() >= MAX_CLIENTS {
+            self.sign_ins.retain_recent();
+        }
+        let name: String = username.trim().to_lowercase().chars().take(64).collect();
+        self.sign_ins.check_key(&name).map_err(|not_until| {
+            let wait = not_until.wait_time_from(DefaultClock::default().now());
+            let secs = wait.as_secs_f64().ceil().max(1.0) as u64;
+            Error::TooManyRequests {
+                reason: format!("too many sign-ins as {name}: try again in {secs} s"),
+                retry_after_secs: secs,
+            }
+        })
     }
 
     /// One more of `bucket` for this client, or 429.
@@ -205,6 +237,7 @@ fn too_many(bucket: Bucket, wait: Duration) -> Error {
         Bucket::RoomCreation => "too many rooms created",
         Bucket::Upload => "too many uploads",
         Bucket::Heartbeat => "too many presence calls",
+        Bucket::Signing => "too many sign-ins",
     };
     let secs = wait.as_secs_f64().ceil().max(1.0) as u64;
     Error::TooManyRequests {
@@ -227,10 +260,13 @@ async fn sweep(limiter: Weak<Limiter>) {
             &limiter.uploads,
             &limiter.upload_kib,
             &limiter.heartbeats,
+            &limiter.signing,
         ] {
             keyed.retain_recent();
             keyed.shrink_to_fit();
         }
+        limiter.sign_ins.retain_recent();
+        limiter.sign_ins.shrink_to_fit();
     }
 }
 
@@ -252,7 +288,7 @@ macro_rules! bucket_guard {
                 };
                 match limiter.check($bucket, client) {
                     Ok(()) => Outcome::Success($guard),
-                    Err(err) => Outcome::Error((rocket::http::Status::TooManyRequests, err)),
+                    Err(err) => super::guards::fail(req, err),
                 }
             }
         }
@@ -264,6 +300,7 @@ bucket_guard! {
     RoomCreation => Bucket::RoomCreation,
     Uploading => Bucket::Upload,
     Heartbeating => Bucket::Heartbeat,
+    Signing => Bucket::Signing,
 }
 
 #[cfg(test)]
@@ -272,7 +309,7 @@ mod tests {
 
     fn limiter(posts_per_minute: u32, burst: u32) -> Arc<Limiter> {
         let settings = Settings {
-            rate_limits: true,
+            rate_limits: Some(true),
             posts_per_minute,
             posts_burst: burst,
             sockets_per_client: 2,

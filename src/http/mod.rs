@@ -6,6 +6,7 @@
 //! `chat_api` (ChatFlow's rooms and history), `ws` (the ChatFlow socket), `presence`,
 //! `notifications`, `files`, `ops` (health and metrics), `openapi`, `bench`.
 
+pub mod auth;
 pub mod bench;
 pub mod chat_api;
 mod error;

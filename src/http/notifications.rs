@@ -2,7 +2,7 @@
 
 use super::JsonBody;
 use crate::domain::limits::page_limit;
-use crate::domain::{Error, Result};
+use crate::domain::{Caller, Error, Result};
 use crate::notifications::{NewNotification, NotificationOut, Notifier};
 use rocket::http::Status;
 use rocket::serde::json::Json;
@@ -21,25 +21,27 @@ super::mount![
 
 /// Creates a notification and pushes it to the user's open sockets.
 #[utoipa::path(tag = "notifications", request_body = NewNotification,
-    responses((status = 201, body = NotificationOut), (status = 400)))]
+    responses((status = 201, body = NotificationOut), (status = 400), (status = 401), (status = 403)))]
 #[post("/", data = "<body>")]
 async fn create(
     body: Result<JsonBody<NewNotification>>,
+    caller: Caller,
     notifier: &State<Notifier>,
 ) -> Result<(Status, Json<NotificationOut>)> {
     let JsonBody(body) = body?;
-    Ok((Status::Created, Json(notifier.create(body).await?)))
+    Ok((Status::Created, Json(notifier.create(&caller, body).await?)))
 }
 
 /// The user's notifications, newest first.
 #[utoipa::path(tag = "notifications",
     params(("unread_only" = Option<bool>, Query), ("limit" = Option<u64>, Query, description = "1 to 200, default 50")),
-    responses((status = 200, body = Vec<NotificationOut>), (status = 400)))]
+    responses((status = 200, body = Vec<NotificationOut>), (status = 400), (status = 401), (status = 403)))]
 #[get("/<user_id>?<unread_only>&<limit>")]
 async fn list(
     user_id: &str,
     unread_only: Option<&str>,
     limit: Option<&str>,
+    caller: Caller,
     notifier: &State<Notifier>,
 ) -> Result<Json<Vec<NotificationOut>>> {
     let unread_only = match unread_only {
@@ -48,40 +50,50 @@ async fn list(
         Some(_) => return Err(Error::bad_request("unread_only must be true or false")),
     };
     let limit = page_limit(limit)?;
-    Ok(Json(notifier.list(user_id, unread_only, limit).await?))
+    Ok(Json(
+        notifier.list(&caller, user_id, unread_only, limit).await?,
+    ))
 }
 
-#[utoipa::path(tag = "notifications", responses((status = 200)))]
+#[utoipa::path(tag = "notifications", responses((status = 200), (status = 401), (status = 403)))]
 #[get("/<user_id>/unread-count")]
-async fn unread_count(user_id: &str, notifier: &State<Notifier>) -> Result<Json<Value>> {
-    let count = notifier.unread_count(user_id).await?;
+async fn unread_count(
+    user_id: &str,
+    caller: Caller,
+    notifier: &State<Notifier>,
+) -> Result<Json<Value>> {
+    let count = notifier.unread_count(&caller, user_id).await?;
     Ok(Json(json!({ "user_id": user_id, "unread_count": count })))
 }
 
-#[utoipa::path(tag = "notifications", responses((status = 200), (status = 404)))]
+#[utoipa::path(tag = "notifications", responses((status = 200), (status = 404), (status = 401), (status = 403)))]
 #[patch("/<id>/read")]
-async fn mark_read(id: &str, notifier: &State<Notifier>) -> Result<Json<Value>> {
-    notifier.mark_read(id).await?;
+async fn mark_read(id: &str, caller: Caller, notifier: &State<Notifier>) -> Result<Json<Value>> {
+    notifier.mark_read(&caller, id).await?;
     Ok(Json(json!({ "status": "ok", "id": id })))
 }
 
-#[utoipa::path(tag = "notifications", responses((status = 200)))]
+#[utoipa::path(tag = "notifications", responses((status = 200), (status = 401), (status = 403)))]
 #[patch("/<user_id>/read-all")]
-async fn read_all(user_id: &str, notifier: &State<Notifier>) -> Result<Json<Value>> {
-    let updated = notifier.read_all(user_id).await?;
+async fn read_all(
+    user_id: &str,
+    caller: Caller,
+    notifier: &State<Notifier>,
+) -> Result<Json<Value>> {
+    let updated = notifier.read_all(&caller, user_id).await?;
     Ok(Json(
         json!({ "status": "ok", "user_id": user_id, "updated": updated }),
     ))
 }
 
-#[utoipa::path(tag = "notifications", responses((status = 200), (status = 404)))]
+#[utoipa::path(tag = "notifications", responses((status = 200), (status = 404), (status = 401), (status = 403)))]
 #[delete("/<id>")]
-async fn remove(id: &str, notifier: &State<Notifier>) -> Result<Json<Value>> {
-    notifier.delete(id).await?;
+async fn remove(id: &str, caller: Caller, notifier: &State<Notifier>) -> Result<Json<Value>> {
+    notifier.delete(&caller, id).await?;
     Ok(Json(json!({ "status": "deleted", "id": id })))
 }
 
-#[utoipa::path(tag = "notifications", responses((status = 200), (status = 503)))]
+#[utoipa::path(tag = "notifications", responses((status = 200), (status = 503), (status = 401), (status = 403)))]
 #[get("/health")]
 async fn notifications_health(notifier: &State<Notifier>) -> (Status, Json<Value>) {
     if notifier.up().await {

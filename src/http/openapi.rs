@@ -11,6 +11,7 @@ use utoipa_swagger_ui::SwaggerUi;
         description = "The Flask polling chat's API, the ChatFlow chat, presence, notifications and files, in one server."
     ),
     nest(
+        (path = "/api/auth", api = super::auth::ApiDoc),
         (path = "/api/chat", api = super::legacy::ApiDoc),
         (path = "/api/chat", api = super::chat_api::ApiDoc),
         (path = "/api/presence", api = super::presence::ApiDoc),

@@ -2,7 +2,7 @@
 //! answers.
 
 use super::limits::Heartbeating;
-use crate::domain::{Result, RoomName};
+use crate::domain::{Caller, Result, RoomName};
 use crate::presence::{Presence, UserPresence, ONLINE_TTL};
 use rocket::http::Status;
 use rocket::serde::json::Json;
@@ -37,10 +37,11 @@ async fn heartbeat(
     user_id: &str,
     username: Option<&str>,
     flood: Result<Heartbeating>,
+    caller: Caller,
     presence: &State<Presence>,
 ) -> Result<Json<Value>> {
     flood?;
-    let peer = presence.heartbeat(user_id, username).await?;
+    let peer = presence.heartbeat(&caller, user_id, username).await?;
     Ok(Json(json!({
         "status": "ok",
         "user_id": peer.user_id,
@@ -51,9 +52,9 @@ async fn heartbeat(
 /// Everyone online now.
 #[utoipa::path(tag = "presence", responses((status = 200, body = Vec<UserPresence>), (status = 503)))]
 #[get("/")]
-async fn online(presence: &State<Presence>) -> Result<Json<Vec<UserPresence>>> {
+async fn online(caller: Caller, presence: &State<Presence>) -> Result<Json<Vec<UserPresence>>> {
     let now = chrono::Utc::now();
-    let users = presence.online().await?;
+    let users = presence.online(&caller).await?;
     Ok(Json(
         users
             .into_iter()
@@ -69,15 +70,19 @@ async fn online(presence: &State<Presence>) -> Result<Json<Vec<UserPresence>>> {
 
 #[utoipa::path(tag = "presence", responses((status = 200, body = UserPresence), (status = 503)))]
 #[get("/<user_id>")]
-async fn user(user_id: &str, presence: &State<Presence>) -> Result<Json<UserPresence>> {
-    Ok(Json(presence.user(user_id).await?))
+async fn user(
+    user_id: &str,
+    caller: Caller,
+    presence: &State<Presence>,
+) -> Result<Json<UserPresence>> {
+    Ok(Json(presence.user(&caller, user_id).await?))
 }
 
 /// Offline now (the page calls this when it closes).
 #[utoipa::path(tag = "presence", responses((status = 200), (status = 503)))]
 #[delete("/<user_id>")]
-async fn offline(user_id: &str, presence: &State<Presence>) -> Result<Json<Value>> {
-    let user_id = presence.offline(user_id).await?;
+async fn offline(user_id: &str, caller: Caller, presence: &State<Presence>) -> Result<Json<Value>> {
+    let user_id = presence.offline(&caller, user_id).await?;
     Ok(Json(json!({ "status": "offline", "user_id": user_id })))
 }
 
@@ -90,11 +95,12 @@ async fn start_typing(
     room_id: Option<&str>,
     username: Option<&str>,
     flood: Result<Heartbeating>,
+    caller: Caller,
     presence: &State<Presence>,
 ) -> Result<Json<Value>> {
     flood?;
     presence
-        .typing_from_api(user_id, username, room_id, true)
+        .typing_from_api(&caller, user_id, username, room_id, true)
         .await?;
     Ok(Json(json!({ "status": "ok" })))
 }
@@ -106,11 +112,12 @@ async fn stop_typing(
     user_id: &str,
     room_id: Option<&str>,
     flood: Result<Heartbeating>,
+    caller: Caller,
     presence: &State<Presence>,
 ) -> Result<Json<Value>> {
     flood?;
     presence
-        .typing_from_api(user_id, None, room_id, false)
+        .typing_from_api(&caller, user_id, None, room_id, false)
         .await?;
     Ok(Json(json!({ "status": "ok" })))
 }
@@ -119,10 +126,11 @@ async fn stop_typing(
 #[get("/rooms/<room_id>/typing")]
 async fn typing_in_room(
     room_id: Result<RoomName>,
+    caller: Caller,
     presence: &State<Presence>,
 ) -> Result<Json<Vec<TypingUser>>> {
     let room = room_id?;
-    let typing = presence.typing_in(&room).await?;
+    let typing = presence.typing_in(&caller, &room).await?;
     Ok(Json(
         typing
             .into_iter()

@@ -14,7 +14,7 @@ use crate::delivery::Delivery;
 use crate::domain::limits::message_id;
 use crate::domain::message::chatflow_message;
 use crate::domain::names;
-use crate::domain::Error;
+use crate::domain::{Caller, Error};
 use crate::domain::{Limits, Message as ChatMessage, MessageJson, Peer, Result, RoomName, Shape};
 use crate::events::Events;
 use crate::metrics::METRICS;
@@ -43,6 +43,8 @@ const HARD_FRAME_LIMIT: usize = 1024 * 1024;
 const SEND_TIMEOUT: Duration = Duration::from_secs(10);
 /// Close code telling a client it fell behind and should reconnect with `since`.
 pub const CLOSE_RECONNECT: u16 = 4000;
+/// Close code telling a client its token expired: sign in again, then reconnect.
+pub const CLOSE_SIGN_IN: u16 = 4001;
 /// Frames refused in a row before a socket is closed with 1008 (policy violation).
 const MAX_STRIKES: u32 = 20;
 /// More lags than this within the window and a peer is closed with [`CLOSE_RECONNECT`].
@@ -131,8 +133,9 @@ impl<'r> FromRequest<'r> for SiteOrigin {
 #[utoipa::path(tag = "realtime",
     params(("room_id" = String, Path), ("user_id" = String, Path),
         ("username" = Option<String>, Query),
+        ("token" = Option<String>, Query, description = "a token, for clients that cannot send headers on a socket"),
         ("since" = Option<i64>, Query, description = "first every message after this id, then live ones")),
-    responses((status = 101, description = "switching to WebSocket"), (status = 400), (status = 403),
+    responses((status = 101, description = "switching to WebSocket"), (status = 400), (status = 401), (status = 403),
         (status = 404), (status = 429)))]
 #[get("/ws/<room_id>/<user_id>?<username>&<since>")]
 #[allow(clippy::too_many_arguments)] // each is a part of the request Rocket hands in
@@ -144,6 +147,7 @@ pub async fn connect<'r>(
     since: Option<&'r str>,
     origin: Result<SiteOrigin>,
     client: ClientAddr,
+    caller: Caller,
     state: &'r State<SocketState>,
 ) -> Result<Channel<'r>> {
     origin?;
@@ -151,8 +155,14 @@ pub async fn connect<'r>(
     let room = room_id?;
     let user_id = names::user_id(user_id)?;
     let since = message_id("since", since)?;
-    // Checked as a post's would be; none means the user id.
-    let username = names::username(Some(username.unwrap_or(&user_id)), &state.limits)?;
+    // The path's user id must be the caller's own when signed in.
+    caller.acts_as(&user_id)?;
+    chat::access::may_read(&caller, &room)?;
+    // Checked as a post's would be; none means the user id. Signed in: their name.
+    let username = match &caller.user {
+        Some(user) => user.username.clone(),
+        None => names::username(Some(username.unwrap_or(&user_id)), &state.limits)?,
+    };
     chat::rooms::existing(&state.db, room.as_str()).await?;
     let peer = Arc::new(Peer { user_id, username });
     // Listening starts before the history is read, so nothing falls between the two.
@@ -173,6 +183,7 @@ pub async fn connect<'r>(
     };
     let ping_every = Duration::from_secs(state.settings.ping_secs.max(1));
     let session = Session {
+        caller,
         frames: state.limiter.frames(),
         strikes: AtomicU32::new(0),
         state: state.inner().clone(),
@@ -194,6 +205,8 @@ pub async fn connect<'r>(
 }
 
 struct Session {
+    /// Who opened the socket; what it posts is posted as them.
+    caller: Caller,
     state: SocketState,
     room: RoomName,
     peer: Arc<Peer>,
@@ -321,6 +334,10 @@ impl Session {
                     },
                     None => Flow::Close(None),
                 },
+                _ = token_expiry(self.caller.expires_at) => Flow::Close(Some(CloseFrame {
+                    code: CloseCode::from(CLOSE_SIGN_IN),
+                    reason: "the token expired: sign in again".into(),
+                })),
                 _ = ping.tick() => {
                     if heard.elapsed() > self.ping_every * 2 + Duration::from_secs(5) {
                         Flow::Close(Some(CloseFrame { code: CloseCode::Away, reason: "no answer to ping".into() }))
@@ -409,7 +426,10 @@ impl Session {
             incoming.file_url,
             &self.state.limits,
         )?;
-        self.state.delivery.post(&self.room, message).await?;
+        self.state
+            .delivery
+            .post(&self.caller, &self.room, message)
+            .await?;
         Ok(())
     }
 
@@ -531,6 +551,19 @@ async fn next_signal(
             Err(RecvError::Lagged(_)) => continue,
             Err(RecvError::Closed) => return None,
         }
+    }
+}
+
+/// Resolves when a token expiring at `expires_at` (Unix seconds) has; never without one.
+async fn token_expiry(expires_at: Option<u64>) {
+    match expires_at {
+        Some(at) => {
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs());
+            tokio::time::sleep(Duration::from_secs(at.saturating_sub(now))).await
+        }
+        None => std::future::pending().await,
     }
 }
 

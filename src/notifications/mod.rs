@@ -6,7 +6,7 @@
 use crate::db::notifications::{self as table, Notification};
 use crate::db::users;
 use crate::domain::names::{self, RoomName};
-use crate::domain::{now_utc, Error, Message, Result};
+use crate::domain::{now_utc, Caller, Error, Message, Result};
 use crate::realtime::{user_channel, Event, Hub};
 use sea_orm::DatabaseConnection;
 use serde::{Deserialize, Serialize};
@@ -101,9 +101,11 @@ impl Notifier {
         out
     }
 
-    /// A notification sent through the API.
-    pub async fn create(&self, new: NewNotification) -> Result<NotificationOut> {
+    /// A notification sent through the API; a signed-in user notifies only themselves
+    /// (an admin, anyone).
+    pub async fn create(&self, caller: &Caller, new: NewNotification) -> Result<NotificationOut> {
         let user_id = names::user_id(&new.user_id)?;
+        caller.acts_as(&user_id)?;
         let notif_type = new.notif_type.unwrap_or_else(|| "message".into());
         if !NOTIF_TYPES.contains(&notif_type.as_str()) {
             return Err(Error::bad_request(
@@ -139,21 +141,38 @@ impl Notifier {
     /// The user's notifications, newest first, `limit` at most.
     pub async fn list(
         &self,
+        caller: &Caller,
         user_id: &str,
         unread_only: bool,
         limit: u64,
     ) -> Result<Vec<NotificationOut>> {
         let user_id = names::user_id(user_id)?;
+        caller.acts_as(&user_id)?;
         let rows = table::of_user(&self.db, &user_id, unread_only, limit).await?;
         Ok(rows.into_iter().map(NotificationOut::from).collect())
     }
 
-    pub async fn unread_count(&self, user_id: &str) -> Result<u64> {
+    pub async fn unread_count(&self, caller: &Caller, user_id: &str) -> Result<u64> {
         let user_id = names::user_id(user_id)?;
+        caller.acts_as(&user_id)?;
         Ok(table::unread_count(&self.db, &user_id).await?)
     }
 
-    pub async fn mark_read(&self, id: &str) -> Result<()> {
+    /// A notification, if the caller may touch it: their own (anyone's in open mode).
+    async fn own(&self, caller: &Caller, id: &str) -> Result<Notification> {
+        caller.require_identity()?;
+        let row = table::get(&self.db, id)
+            .await?
+            .ok_or_else(|| Error::not_found("notification not found"))?;
+        // Someone else's is as good as absent: its id tells nothing.
+        caller
+            .acts_as(&row.user_id)
+            .map_err(|_| Error::not_found("notification not found"))?;
+        Ok(row)
+    }
+
+    pub async fn mark_read(&self, caller: &Caller, id: &str) -> Result<()> {
+        self.own(caller, id).await?;
         if !table::mark_read(&self.db, id).await? {
             return Err(Error::not_found("notification not found"));
         }
@@ -161,12 +180,14 @@ impl Notifier {
     }
 
     /// Marks all the user's notifications read; returns how many were unread.
-    pub async fn read_all(&self, user_id: &str) -> Result<u64> {
+    pub async fn read_all(&self, caller: &Caller, user_id: &str) -> Result<u64> {
         let user_id = names::user_id(user_id)?;
+        caller.acts_as(&user_id)?;
         Ok(table::mark_all_read(&self.db, &user_id).await?)
     }
 
-    pub async fn delete(&self, id: &str) -> Result<()> {
+    pub async fn delete(&self, caller: &Caller, id: &str) -> Result<()> {
+        self.own(caller, id).await?;
         if !table::delete(&self.db, id).await? {
             return Err(Error::not_found("notification not found"));
         }
@@ -282,36 +303,52 @@ mod tests {
         let mut ann = hub.subscribe(&user_channel("ann"));
         let pushed = &mut ann.signals;
         let notifier = Notifier::new(db, hub);
-        let first = notifier.create(new("ann", "one")).await.unwrap();
+        let any = Caller::default();
+        let first = notifier.create(&any, new("ann", "one")).await.unwrap();
         assert!(
             matches!(pushed.try_recv(), Ok(Event::Notification(n)) if n["id"] == first.id.as_str())
         );
-        notifier.create(new("ann", "two")).await.unwrap();
-        notifier.create(new("bob", "not ann's")).await.unwrap();
-        assert_eq!(notifier.unread_count("ann").await.unwrap(), 2);
-        notifier.mark_read(&first.id).await.unwrap();
-        notifier.mark_read(&first.id).await.unwrap(); // twice is fine
-        let unread = notifier.list("ann", true, 50).await.unwrap();
+        notifier.create(&any, new("ann", "two")).await.unwrap();
+        notifier
+            .create(&any, new("bob", "not ann's"))
+            .await
+            .unwrap();
+        assert_eq!(notifier.unread_count(&any, "ann").await.unwrap(), 2);
+        notifier.mark_read(&any, &first.id).await.unwrap();
+        notifier.mark_read(&any, &first.id).await.unwrap(); // twice is fine
+        let unread = notifier.list(&any, "ann", true, 50).await.unwrap();
         assert_eq!(
             unread.iter().map(|n| n.title.as_str()).collect::<Vec<_>>(),
             ["two"]
         );
-        assert_eq!(notifier.read_all("ann").await.unwrap(), 1);
-        notifier.delete(&first.id).await.unwrap();
+        assert_eq!(notifier.read_all(&any, "ann").await.unwrap(), 1);
+        notifier.delete(&any, &first.id).await.unwrap();
         assert_eq!(
-            notifier.delete(&first.id).await.unwrap_err().status_code(),
+            notifier
+                .delete(&any, &first.id)
+                .await
+                .unwrap_err()
+                .status_code(),
             404
         );
         assert_eq!(
-            notifier.mark_read("nope").await.unwrap_err().status_code(),
+            notifier
+                .mark_read(&any, "nope")
+                .await
+                .unwrap_err()
+                .status_code(),
             404
         );
-        assert_eq!(notifier.list("ann", false, 50).await.unwrap().len(), 1);
+        assert_eq!(
+            notifier.list(&any, "ann", false, 50).await.unwrap().len(),
+            1
+        );
     }
 
     #[tokio::test]
     async fn bad_notifications_are_refused() {
         let notifier = Notifier::new(crate::db::memory().await, Arc::new(InProcessHub::new(16)));
+        let any = Caller::default();
         let mut bad_type = new("ann", "t");
         bad_type.notif_type = Some("spam".into());
         let mut bad_room = new("ann", "t");
@@ -323,7 +360,10 @@ mod tests {
             bad_type,
             bad_room,
         ] {
-            assert_eq!(notifier.create(bad).await.unwrap_err().status_code(), 400);
+            assert_eq!(
+                notifier.create(&any, bad).await.unwrap_err().status_code(),
+                400
+            );
         }
     }
 

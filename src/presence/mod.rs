@@ -10,7 +10,7 @@ pub use store::{MemoryStore, PresenceStore, RedisStore};
 use crate::db::users;
 use crate::domain::names::{self, RoomName};
 use crate::domain::sync::{lock, random_u64};
-use crate::domain::{Error, Limits, Peer, Result};
+use crate::domain::{Caller, Error, Limits, Peer, Result};
 use crate::realtime::{Event, Hub};
 use sea_orm::DatabaseConnection;
 use serde::Serialize;
@@ -81,9 +81,15 @@ impl Presence {
         Ok(presence)
     }
 
-    /// Online for [`ONLINE_TTL`] from now, under `username` (the user id when none).
-    pub async fn heartbeat(&self, user_id: &str, username: Option<&str>) -> Result<Peer> {
-        let peer = self.peer(user_id, username)?;
+    /// Online for [`ONLINE_TTL`] from now, under `username` (the user id when none; the
+    /// caller's own name when signed in).
+    pub async fn heartbeat(
+        &self,
+        caller: &Caller,
+        user_id: &str,
+        username: Option<&str>,
+    ) -> Result<Peer> {
+        let peer = self.peer_of(caller, user_id, username)?;
         self.mark_online(&peer.user_id, &peer.username).await?;
         Ok(peer)
     }
@@ -94,22 +100,31 @@ impl Presence {
         Ok(())
     }
 
-    /// A user id and name as a client sends them, checked; no name means the user id.
-    pub fn peer(&self, user_id: &str, username: Option<&str>) -> Result<Peer> {
+    /// A user id and name as a client sends them, checked; no name means the user id. A
+    /// signed-in caller is themselves: the id must be theirs, the name is theirs.
+    fn peer_of(&self, caller: &Caller, user_id: &str, username: Option<&str>) -> Result<Peer> {
         let user_id = names::user_id(user_id)?;
+        caller.acts_as(&user_id)?;
+        if let Some(user) = caller.require_identity()? {
+            if user.user_id == user_id {
+                return Ok(user.clone());
+            }
+        }
         let username = names::username(Some(username.unwrap_or(&user_id)), &self.limits)?;
         Ok(Peer { user_id, username })
     }
 
     /// Everyone online now, by name: (user id, name).
-    pub async fn online(&self) -> Result<Vec<(String, String)>> {
+    pub async fn online(&self, caller: &Caller) -> Result<Vec<(String, String)>> {
+        caller.require_identity()?;
         let mut users = self.store.online().await?;
         users.sort_by(|a, b| a.1.cmp(&b.1).then(a.0.cmp(&b.0)));
         Ok(users)
     }
 
     /// Whether the user is online, under which name, and when they were last seen if not.
-    pub async fn user(&self, user_id: &str) -> Result<UserPresence> {
+    pub async fn user(&self, caller: &Caller, user_id: &str) -> Result<UserPresence> {
+        caller.require_identity()?;
         let user_id = names::user_id(user_id)?;
         if let Some(username) = self.store.user(&user_id).await? {
             return Ok(UserPresence {
@@ -130,8 +145,9 @@ impl Presence {
         })
     }
 
-    pub async fn offline(&self, user_id: &str) -> Result<String> {
+    pub async fn offline(&self, caller: &Caller, user_id: &str) -> Result<String> {
         let user_id = names::user_id(user_id)?;
+        caller.acts_as(&user_id)?;
         self.store.set_offline(&user_id).await?;
         Ok(user_id)
     }
@@ -140,23 +156,30 @@ impl Presence {
     /// online under, else the user id.
     pub async fn typing_from_api(
         &self,
+        caller: &Caller,
         user_id: &str,
         username: Option<&str>,
         room: Option<&str>,
         active: bool,
     ) -> Result<()> {
         let user_id = names::user_id(user_id)?;
+        caller.acts_as(&user_id)?;
         let known = match username {
             Some(_) => None,
             None => self.store.user(&user_id).await.ok().flatten(),
         };
-        let peer = self.peer(&user_id, username.or(known.as_deref()))?;
+        let peer = self.peer_of(caller, &user_id, username.or(known.as_deref()))?;
         let room = RoomName::parse(room.ok_or_else(|| Error::bad_request("room_id is required"))?)?;
         self.typing(room.as_str(), Arc::new(peer), active).await
     }
 
     /// Who is typing in the room, by name: (user id, name).
-    pub async fn typing_in(&self, room: &RoomName) -> Result<Vec<(String, String)>> {
+    pub async fn typing_in(
+        &self,
+        caller: &Caller,
+        room: &RoomName,
+    ) -> Result<Vec<(String, String)>> {
+        caller.require_identity()?;
         let mut typing = self.store.typing(room.as_str()).await?;
         typing.sort_by(|a, b| a.1.cmp(&b.1));
         Ok(typing)

@@ -6,6 +6,7 @@ use sea_orm_migration::prelude::*;
 mod m20261122_000001_create_message;
 mod m20261122_000002_rooms_and_message_kinds;
 mod m20261122_000003_users_notifications_files;
+mod m20261122_000004_accounts;
 
 pub struct Migrator;
 
@@ -16,6 +17,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261122_000001_create_message::Migration),
             Box::new(m20261122_000002_rooms_and_message_kinds::Migration),
             Box::new(m20261122_000003_users_notifications_files::Migration),
+            Box::new(m20261122_000004_accounts::Migration),
         ]
     }
 }

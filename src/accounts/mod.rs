@@ -1,0 +1,248 @@
+//! Accounts and the tokens that carry an identity. Registration and sign-in keep an argon2
+//! hash of the password; a token is a JWT: ours (HS256, signed with `token_secret`), or
+//! another application's, as Centrifugo accepts them (`JWT_SECRET` for HS256,
+//! `JWT_PUBLIC_KEY` for RS256/ES256), whose `sub` is the user id and `name` the display
+//! name. `exp` is enforced; `alg: none`, a wrong key or an expired token is refused.
+
+mod tokens;
+
+pub use tokens::{TokenConfig, Tokens};
+
+use crate::db::accounts::{self as table, Account};
+use crate::domain::names::{self};
+use crate::domain::{now_utc, Error, Limits, Peer, Result};
+use argon2::password_hash::{rand_core::OsRng, PasswordHash, SaltString};
+use argon2::{Argon2, PasswordHasher, PasswordVerifier};
+use sea_orm::DatabaseConnection;
+use std::sync::LazyLock;
+
+pub const MIN_PASSWORD_CHARS: usize = 8;
+/// Hashing a long password costs the same as a short one, but reading it does not.
+pub const MAX_PASSWORD_CHARS: usize = 256;
+
+/// A signed-in user and the token that proves it.
+#[derive(Clone, Debug)]
+pub struct Session {
+    pub user: Peer,
+    pub token: String,
+    pub expires_in_secs: u64,
+}
+
+pub struct Accounts {
+    db: DatabaseConnection,
+    tokens: Tokens,
+    /// Names (lower case) of the users who are admins.
+    admins: Vec<String>,
+    limits: Limits,
+}
+
+impl Accounts {
+    pub fn new(db: DatabaseConnection, tokens: Tokens, admins: &[String], limits: Limits) -> Self {
+        Accounts {
+            db,
+            tokens,
+            admins: admins.iter().map(|a| a.trim().to_lowercase()).collect(),
+            limits,
+        }
+    }
+
+    /// A new account; 409 when the name is taken (ignoring case), 400 for a password
+    /// under 8 characters.
+    pub async fn register(&self, username: &str, password: &str) -> Result<Session> {
+        let username = names::username(Some(username), &self.limits)?;
+        if username.trim().is_empty() || username == names::DEFAULT_USERNAME {
+            return Err(Error::bad_request("choose a username"));
+        }
+        check_password(password)?;
+        if table::named(&self.db, &username).await?.is_some() {
+            return Err(taken(&username));
+        }
+        let hash = hash(password.to_string()).await?;
+        let account = Account {
+            user_id: uuid::Uuid::new_v4().to_string(),
+            name_key: username.to_lowercase(),
+            username,
+            password_hash: hash,
+            created_at: now_utc(),
+        };
+        if let Err(err) = table::insert(&self.db, &account).await {
+            // Two registrations of one name at once: the unique index decides.
+            return Err(match table::named(&self.db, &account.username).await? {
+                Some(_) => taken(&account.username),
+                None => err.into(),
+            });
+        }
+        Ok(self.session(account))
+    }
+
+    /// Signs in; 401 for an unknown name or a wrong password, alike and in the same time.
+    pub async fn login(&self, username: &str, password: &str) -> Result<Session> {
+        if password.chars().count() > MAX_PASSWORD_CHARS {
+            return Err(wrong());
+        }
+        let account = table::named(&self.db, username.trim()).await?;
+        let stored = account
+            .as_ref()
+            .map_or_else(|| DUMMY_HASH.clone(), |a| a.password_hash.clone());
+        let matches = verify(password.to_string(), stored).await?;
+        match account {
+            Some(account) if matches => Ok(self.session(account)),
+            _ => Err(wrong()),
+        }
+    }
+
+    /// The user a token proves and when the token expires (Unix seconds), or 401.
+    pub fn identify(&self, token: &str) -> Result<(Peer, u64)> {
+        let (peer, expires_at) = self.tokens.verify(token)?;
+        let user_id = names::user_id(&peer.user_id)
+            .map_err(|_| Error::Unauthorized("the token's subject is not a user id".into()))?;
+        let username = names::username(Some(&peer.username), &self.limits)
+            .map_err(|_| Error::Unauthorized("the token's name is not a user name".into()))?;
+        Ok((Peer { user_id, username }, expires_at))
+    }
+
+    /// Users named in `admins` are admins.
+    pub fn is_admin(&self, user: &Peer) -> bool {
+        self.admins.contains(&user.username.to_lowercase())
+    }
+
+    /// The account's current name, for `/api/auth/me` (a token may be older than a rename).
+    pub async fn get(&self, user_id: &str) -> Result<Option<Account>> {
+        Ok(table::get(&self.db, user_id).await?)
+    }
+
+    fn session(&self, account: Account) -> Session {
+        let user = Peer {
+            user_id: account.user_id,
+            username: account.username,
+        };
+        let (token, expires_in_secs) = self.tokens.issue(&user);
+        Session {
+            user,
+            token,
+            expires_in_secs,
+        }
+    }
+
+    /// How long our tokens last.
+    pub fn token_ttl_secs(&self) -> u64 {
+        self.tokens.ttl_secs()
+    }
+}
+
+fn taken(name: &str) -> Error {
+    Error::Conflict(format!("the name {name} is taken"))
+}
+
+fn wrong() -> Error {
+    Error::Unauthorized("wrong username or password".into())
+}
+
+fn check_password(password: &str) -> Result<()> {
+    let chars = password.chars().count();
+    if chars < MIN_PASSWORD_CHARS {
+        return Err(Error::bad_request(format!(
+            "the password must be at least {MIN_PASSWORD_CHARS} characters"
+        )));
+    }
+    if chars > MAX_PASSWORD_CHARS {
+        return Err(Error::bad_request(format!(
+            "the password must be at most {MAX_PASSWORD_CHARS} characters"
+        )));
+    }
+    Ok(())
+}
+
+/// A hash of nothing anyone knows, checked when the name is unknown so that an unknown
+/// name takes as long as a wrong password.
+static DUMMY_HASH: LazyLock<String> = LazyLock::new(|| {
+    let salt = SaltString::generate(&mut OsRng);
+    Argon2::default()
+        .hash_password(uuid::Uuid::new_v4().as_bytes(), &salt)
+        .map(|h| h.to_string())
+        .unwrap_or_default()
+});
+
+/// Argon2 takes tens of milliseconds on purpose: off the async threads.
+async fn hash(password: String) -> Result<String> {
+    tokio::task::spawn_blocking(move || {
+        let salt = SaltString::generate(&mut OsRng);
+        Argon2::default()
+            .hash_password(password.as_bytes(), &salt)
+            .map(|h| h.to_string())
+            .map_err(|e| Error::Internal(format!("password not hashed: {e}")))
+    })
+    .await
+    .map_err(|e| Error::Internal(format!("hashing stopped: {e}")))?
+}
+
+async fn verify(password: String, stored: String) -> Result<bool> {
+    tokio::task::spawn_blocking(move || {
+        let Ok(parsed) = PasswordHash::new(&stored) else {
+            return false;
+        };
+        Argon2::default()
+            .verify_password(password.as_bytes(), &parsed)
+            .is_ok()
+    })
+    .await
+    .map_err(|e| Error::Internal(format!("verifying stopped: {e}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn accounts() -> Accounts {
+        let tokens = Tokens::new(&TokenConfig::default()).unwrap();
+        Accounts::new(
+            crate::db::memory().await,
+            tokens,
+            &["Root".to_string()],
+            Limits::default(),
+        )
+    }
+
+    #[tokio::test]
+    async fn register_sign_in_and_be_known_by_the_token() {
+        let accounts = accounts().await;
+        let ann = accounts.register("Ann", "correct horse").await.unwrap();
+        assert_eq!(accounts.identify(&ann.token).unwrap().0, ann.user);
+        assert_eq!(
+            accounts
+                .register("ann", "another one")
+                .await
+                .unwrap_err()
+                .status_code(),
+            409,
+            "names are one ignoring case"
+        );
+        assert_eq!(
+            accounts
+                .register("bob", "short")
+                .await
+                .unwrap_err()
+                .status_code(),
+            400
+        );
+        let again = accounts.login("ANN", "correct horse").await.unwrap();
+        assert_eq!(again.user, ann.user);
+        for (name, password) in [("ann", "wrong password"), ("nobody", "correct horse")] {
+            assert_eq!(
+                accounts
+                    .login(name, password)
+                    .await
+                    .unwrap_err()
+                    .status_code(),
+                401
+            );
+        }
+        assert_eq!(
+            accounts.identify("not.a.token").unwrap_err().status_code(),
+            401
+        );
+        let root = accounts.register("root", "rootroot").await.unwrap();
+        assert!(accounts.is_admin(&root.user));
+        assert!(!accounts.is_admin(&ann.user));
+    }
+}

@@ -1,0 +1,124 @@
+//! `/api/auth`: register, sign in and out, and who am I. A token is returned to use as
+//! `Authorization: Bearer`, and set as the session cookie (HttpOnly, SameSite=Lax, Secure
+//! behind https) for the page; a socket takes it as `?token=` or the cookie.
+
+use super::guards::{https, SESSION_COOKIE};
+use super::limits::{Limiter, Signing};
+use super::JsonBody;
+use crate::accounts::{Accounts, Session};
+use crate::domain::{Caller, Error, Result};
+use rocket::http::{Cookie, CookieJar, SameSite, Status};
+use rocket::serde::json::Json;
+use rocket::{get, post, State};
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+use std::sync::Arc;
+use utoipa::ToSchema;
+
+super::mount![register, login, logout, me];
+
+#[derive(Deserialize, ToSchema)]
+pub struct Credentials {
+    username: String,
+    /// At least 8 characters.
+    password: String,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct SignedIn {
+    user_id: String,
+    username: String,
+    /// Send as `Authorization: Bearer <token>`, or `?token=` on a socket.
+    token: String,
+    expires_in: u64,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct Me {
+    user_id: String,
+    username: String,
+    /// `admin` for admins.
+    roles: Vec<&'static str>,
+}
+
+fn signed_in(session: Session, cookies: &CookieJar<'_>, secure: bool) -> Json<SignedIn> {
+    let cookie = Cookie::build((SESSION_COOKIE, session.token.clone()))
+        .http_only(true)
+        .same_site(SameSite::Lax)
+        .secure(secure)
+        .path("/")
+        .max_age(rocket::time::Duration::seconds(
+            i64::try_from(session.expires_in_secs).unwrap_or(i64::MAX),
+        ));
+    cookies.add(cookie);
+    Json(SignedIn {
+        user_id: session.user.user_id,
+        username: session.user.username,
+        token: session.token,
+        expires_in: session.expires_in_secs,
+    })
+}
+
+/// A new account, signed in at once; 409 when the name is taken.
+#[utoipa::path(tag = "auth", request_body = Credentials,
+    responses((status = 201, body = SignedIn), (status = 400), (status = 409), (status = 415),
+        (status = 429)))]
+#[post("/register", data = "<body>")]
+async fn register(
+    body: Result<JsonBody<Credentials>>,
+    flood: Result<Signing>,
+    https: https::Https,
+    accounts: &State<Accounts>,
+    cookies: &CookieJar<'_>,
+) -> Result<(Status, Json<SignedIn>)> {
+    flood?;
+    let JsonBody(body) = body?;
+    let session = accounts.register(&body.username, &body.password).await?;
+    Ok((Status::Created, signed_in(session, cookies, https.0)))
+}
+
+/// Signs in: the token, and the session cookie.
+#[utoipa::path(tag = "auth", request_body = Credentials,
+    responses((status = 200, body = SignedIn), (status = 401), (status = 415), (status = 429)))]
+#[post("/login", data = "<body>")]
+async fn login(
+    body: Result<JsonBody<Credentials>>,
+    flood: Result<Signing>,
+    https: https::Https,
+    accounts: &State<Accounts>,
+    limiter: &State<Arc<Limiter>>,
+    cookies: &CookieJar<'_>,
+) -> Result<Json<SignedIn>> {
+    flood?;
+    let JsonBody(body) = body?;
+    limiter.check_sign_in(&body.username)?;
+    let session = accounts.login(&body.username, &body.password).await?;
+    Ok(signed_in(session, cookies, https.0))
+}
+
+/// Forgets the session cookie. A token handed out stays valid until it expires.
+#[utoipa::path(tag = "auth", responses((status = 200)))]
+#[post("/logout")]
+async fn logout(cookies: &CookieJar<'_>) -> Json<Value> {
+    cookies.remove(Cookie::build(SESSION_COOKIE).path("/"));
+    Json(json!({ "status": "signed out" }))
+}
+
+/// Who the caller is signed in as.
+#[utoipa::path(tag = "auth", responses((status = 200, body = Me), (status = 401)))]
+#[get("/me")]
+async fn me(caller: Caller, accounts: &State<Accounts>) -> Result<Json<Me>> {
+    let Some(user) = caller.user else {
+        return Err(Error::Unauthorized("not signed in".into()));
+    };
+    // The account's name now, if it is one of ours; an external token's as it says.
+    let username = match accounts.get(&user.user_id).await? {
+        Some(account) => account.username,
+        None => user.username,
+    };
+    Ok(Json(Me {
+        user_id: user.user_id,
+        username,
+        roles: if caller.admin { vec!["admin"] } else { vec![] },
+    }))
+}
