@@ -18,13 +18,23 @@ $(function () {
   var pollTimer = null, polling = false, pollBackoff = POLL_MS;
   var socket = null, socketBackoff = 1000, fetchingNew = false, moreToFetch = false;
 
-  var userId = localStorage.getItem("ferrochat.user_id");
+  // Signed in, the page is the user's (the server wrote who into it); otherwise the name
+  // and id are this browser's own choice, as in the original.
+  var signedIn = document.body.getAttribute("data-user-id");
+  var userId = signedIn || localStorage.getItem("ferrochat.user_id");
   if (!userId) {
     userId = "web-" + Math.random().toString(36).slice(2, 12);
     localStorage.setItem("ferrochat.user_id", userId);
   }
-  $name.val(localStorage.getItem("ferrochat.username") || "");
-  $name.on("change", function () { localStorage.setItem("ferrochat.username", $name.val()); });
+  if (signedIn) {
+    $name.val(document.body.getAttribute("data-username")).prop("readonly", true);
+    $("#signout").on("click", function () {
+      $.post("/api/auth/logout").always(function () { location.reload(); });
+    });
+  } else {
+    $name.val(localStorage.getItem("ferrochat.username") || "");
+    $name.on("change", function () { localStorage.setItem("ferrochat.username", $name.val()); });
+  }
   window.ferrochat = { // for social.js, tests and the curious
     mode: "starting",
     room: room,

@@ -433,3 +433,109 @@ async fn the_page_shows_presence_typing_files_and_mentions() {
     }
     db.drop_db().await;
 }
+
+/// With `auth = "required"`, the page asks a newcomer to sign in, registers them, and
+/// then chats under their own name; a wrong password is told on the page.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_page_signs_in_when_auth_is_required() {
+    let db = TestDb::create(Backend::Sqlite).await;
+    let server =
+        Server::start_with(ServerOptions::new(&db.url).env("ROCKET_AUTH", "required")).await;
+    let driver = ChromeDriver::start().await;
+    let browser = driver.browser().await;
+    let room = room("signin");
+    browser
+        .goto(&format!("{}/{room}", server.url))
+        .await
+        .unwrap();
+    let heading = browser
+        .find(Locator::Css("h1"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(heading, format!("Sign in to {room}"));
+
+    let type_in = |id: &'static str, text: &'static str| {
+        let browser = browser.clone();
+        async move {
+            let field = browser.find(Locator::Id(id)).await.unwrap();
+            field.clear().await.unwrap();
+            field.send_keys(text).await.unwrap();
+        }
+    };
+    type_in("signin-name", "carol").await;
+    type_in("signin-password", "a long secret").await;
+    browser
+        .find(Locator::Id("register-button"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    // Registered and signed in: the room, under her name, which she cannot change.
+    browser
+        .wait()
+        .for_element(Locator::Id("chat"))
+        .await
+        .unwrap();
+    let me = browser
+        .find(Locator::Id("me"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(me, "carol");
+    let name = browser.find(Locator::Id("username")).await.unwrap();
+    assert_eq!(
+        name.attr("readonly").await.unwrap().as_deref(),
+        Some("true")
+    );
+    let msg = browser.find(Locator::Id("msg")).await.unwrap();
+    msg.send_keys("signed in and chatting\u{E007}")
+        .await
+        .unwrap();
+    wait_for_chat(&browser, "carol: signed in and chatting").await;
+
+    // Signed out, then a wrong password: the page says so and stays.
+    browser
+        .find(Locator::Id("signout"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    browser
+        .wait()
+        .for_element(Locator::Id("signin"))
+        .await
+        .unwrap();
+    type_in("signin-name", "carol").await;
+    type_in("signin-password", "not her secret").await;
+    browser
+        .find(Locator::Id("signin-button"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    let mut said = String::new();
+    for _ in 0..100 {
+        said = browser
+            .find(Locator::Id("signin-error"))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        if !said.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(said, "wrong username or password");
+    browser.close().await.unwrap();
+    db.drop_db().await;
+}

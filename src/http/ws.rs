@@ -554,14 +554,16 @@ async fn next_signal(
     }
 }
 
-/// Resolves when a token expiring at `expires_at` (Unix seconds) has; never without one.
+/// Resolves once a token expiring at `expires_at` (Unix seconds; valid through that
+/// second, as the token check counts it) no longer is; never without one.
 async fn token_expiry(expires_at: Option<u64>) {
     match expires_at {
         Some(at) => {
             let now = std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| d.as_secs());
-            tokio::time::sleep(Duration::from_secs(at.saturating_sub(now))).await
+                .unwrap_or_default();
+            let end = Duration::from_secs(at.saturating_add(1));
+            tokio::time::sleep(end.saturating_sub(now)).await
         }
         None => std::future::pending().await,
     }

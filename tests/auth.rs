@@ -1,0 +1,480 @@
+//! Identity and permissions over real HTTP and sockets: accounts and tokens, `auth =
+//! "required"` at every door, who may delete what, other applications' JWTs, and sockets
+//! whose token expires.
+
+mod common;
+
+use common::*;
+use futures_util::StreamExt;
+use reqwest::Method;
+use serde_json::{json, Value};
+use std::time::Duration;
+use tokio_tungstenite::tungstenite::Message;
+
+fn required(db: &TestDb) -> ServerOptions {
+    ServerOptions::new(&db.url)
+        .env("ROCKET_AUTH", "required")
+        .env("ROCKET_ADMINS", "[\"root\"]")
+}
+
+/// Registers (or signs in, if taken) and returns the user id and token.
+async fn sign_up(server: &Server, name: &str) -> (String, String) {
+    let (status, body) = call(
+        server,
+        Method::POST,
+        "/api/auth/register",
+        Some(json!({"username": name, "password": "correct horse"})),
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+    (
+        body["user_id"].as_str().unwrap().to_string(),
+        body["token"].as_str().unwrap().to_string(),
+    )
+}
+
+async fn as_user(
+    server: &Server,
+    method: Method,
+    path: &str,
+    body: Option<Value>,
+    token: &str,
+) -> (u16, Value) {
+    call_with_token(server, method, path, body, Some(token)).await
+}
+
+async fn post_form_as(
+    server: &Server,
+    room: &str,
+    fields: &[(&str, &str)],
+    token: Option<&str>,
+) -> u16 {
+    let mut req = client()
+        .post(format!("{}/api/chat/{room}", server.url))
+        .form(fields);
+    if let Some(token) = token {
+        req = req.bearer_auth(token);
+    }
+    req.send().await.unwrap().status().as_u16()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn register_sign_in_and_out() {
+    let db = TestDb::create(Backend::Sqlite).await;
+    let server = Server::start(&db.url).await;
+    let (user_id, token) = sign_up(&server, "Ann").await;
+    let taken = call(
+        &server,
+        Method::POST,
+        "/api/auth/register",
+        Some(json!({"username": "ann", "password": "another one"})),
+    )
+    .await;
+    assert_detail(&taken, 409, "taken");
+    let short = call(
+        &server,
+        Method::POST,
+        "/api/auth/register",
+        Some(json!({"username": "bob", "password": "short"})),
+    )
+    .await;
+    assert_detail(&short, 400, "at least 8");
+    let wrong = call(
+        &server,
+        Method::POST,
+        "/api/auth/login",
+        Some(json!({"username": "ann", "password": "wrong password"})),
+    )
+    .await;
+    assert_detail(&wrong, 401, "wrong username or password");
+
+    let me = as_user(&server, Method::GET, "/api/auth/me", None, &token).await;
+    assert_eq!(
+        me,
+        (
+            200,
+            json!({"user_id": user_id, "username": "Ann", "roles": []})
+        )
+    );
+    assert_detail(
+        &call(&server, Method::GET, "/api/auth/me", None).await,
+        401,
+        "not signed in",
+    );
+
+    // Signing in sets the session cookie, which then is the identity.
+    let http = reqwest::Client::builder()
+        .cookie_store(true)
+        .build()
+        .unwrap();
+    let res = http
+        .post(format!("{}/api/auth/login", server.url))
+        .json(&json!({"username": "ANN", "password": "correct horse"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let cookie = res.headers()["set-cookie"].to_str().unwrap().to_string();
+    for flag in ["ferrochat_session=", "HttpOnly", "SameSite=Lax", "Path=/"] {
+        assert!(cookie.contains(flag), "{cookie}");
+    }
+    assert!(!cookie.contains("Secure"), "plain http: not Secure");
+    let me: Value = http
+        .get(format!("{}/api/auth/me", server.url))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(me["user_id"], user_id.as_str());
+    http.post(format!("{}/api/auth/logout", server.url))
+        .send()
+        .await
+        .unwrap();
+    let after = http
+        .get(format!("{}/api/auth/me", server.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(after.status(), 401);
+    // A token that is not valid is 401, not silently anonymous.
+    let forged = as_user(&server, Method::GET, "/api/chat/rooms", None, "not-a-token").await;
+    assert_detail(&forged, 401, "not valid");
+    db.drop_db().await;
+}
+
+on_every_backend!(required_mode_at_every_door, who_may_delete_what);
+
+/// In `required` mode, an anonymous call is 401 at every door but the page, sign-in and
+/// health; signed in, the identity wins over any name or id the client writes.
+async fn required_mode_at_every_door(backend: Backend) {
+    let db = TestDb::create(backend).await;
+    let server = Server::start_with(required(&db)).await;
+    let room = room("req");
+    for (method, path) in [
+        (Method::GET, format!("/api/chat/{room}")),
+        (Method::GET, format!("/api/chat/{room}?wait=1")),
+        (Method::GET, "/api/chat/rooms".to_string()),
+        (Method::GET, "/api/chat/rooms/general".to_string()),
+        (
+            Method::GET,
+            "/api/chat/rooms/general/messages?q=x".to_string(),
+        ),
+        (Method::GET, "/api/presence".to_string()),
+        (Method::POST, "/api/presence/u1/heartbeat".to_string()),
+        (Method::GET, "/api/notifications/u1".to_string()),
+        (Method::GET, "/api/files".to_string()),
+    ] {
+        let (status, body) = call(&server, method.clone(), &path, None).await;
+        assert_eq!(status, 401, "anonymous {method} {path}: {body}");
+    }
+    assert_eq!(
+        post_form_as(&server, &room, &[("username", "a"), ("msg", "hi")], None).await,
+        401
+    );
+    let res = client()
+        .get(format!("{}/api/chat/{room}", server.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.headers()["www-authenticate"], "Bearer");
+    assert_eq!(
+        res.text().await.unwrap().lines().count(),
+        1,
+        "one plain line on the legacy route"
+    );
+    let ws = tokio_tungstenite::connect_async(format!(
+        "{}/ws/general/u1",
+        server.url.replacen("http://", "ws://", 1)
+    ))
+    .await;
+    assert!(ws.is_err(), "an anonymous socket is refused");
+    for path in ["/", &format!("/{room}"), "/health"] {
+        assert_eq!(
+            client()
+                .get(format!("{}{path}", server.url))
+                .send()
+                .await
+                .unwrap()
+                .status(),
+            200,
+            "{path}"
+        );
+    }
+
+    let (ann_id, ann) = sign_up(&server, "ann").await;
+    let (bob_id, _bob) = sign_up(&server, "bob").await;
+    // The legacy form's username is ignored: the message is Ann's.
+    assert_eq!(
+        post_form_as(
+            &server,
+            &room,
+            &[("username", "mallory"), ("msg", "hello")],
+            Some(&ann)
+        )
+        .await,
+        204
+    );
+    let res = client()
+        .get(format!("{}/api/chat/{room}", server.url))
+        .bearer_auth(&ann)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(lines(&res.text().await.unwrap()), ["ann: hello"]);
+    // The JSON API's user_id and username too.
+    let (status, posted) = as_user(
+        &server,
+        Method::POST,
+        &format!("/api/chat/rooms/{room}/messages"),
+        Some(json!({"content": "as bob?", "user_id": bob_id, "username": "bob"})),
+        &ann,
+    )
+    .await;
+    assert_eq!(status, 201, "{posted}");
+    assert_eq!(
+        (posted["user_id"].as_str(), posted["username"].as_str()),
+        (Some(ann_id.as_str()), Some("ann"))
+    );
+    // Another's socket path, presence, notifications: 403.
+    let other = tokio_tungstenite::connect_async(format!(
+        "{}/ws/{room}/{bob_id}?token={ann}",
+        server.url.replacen("http://", "ws://", 1)
+    ))
+    .await;
+    match other {
+        Err(tokio_tungstenite::tungstenite::Error::Http(res)) => assert_eq!(res.status(), 403),
+        other => panic!("another's socket was opened: {:?}", other.map(|_| ())),
+    }
+    for (method, path) in [
+        (Method::POST, format!("/api/presence/{bob_id}/heartbeat")),
+        (Method::GET, format!("/api/notifications/{bob_id}")),
+        (
+            Method::PATCH,
+            format!("/api/notifications/{bob_id}/read-all"),
+        ),
+    ] {
+        assert_eq!(
+            as_user(&server, method.clone(), &path, None, &ann).await.0,
+            403,
+            "{method} {path}"
+        );
+    }
+    // Her own socket, by ?token=: what she sends is hers.
+    let mut ws = open_socket(&server, &format!("/ws/{room}/{ann_id}?token={ann}")).await;
+    send(
+        &mut ws,
+        json!({"type": "message", "content": "from the socket"}),
+    )
+    .await;
+    let got = next_of(&mut ws, &["message"]).await;
+    assert_eq!(
+        (got["username"].as_str(), got["user_id"].as_str()),
+        (Some("ann"), Some(ann_id.as_str()))
+    );
+    db.drop_db().await;
+}
+
+/// Who may delete what, by caller: anonymous, another user, the author, the room's owner,
+/// the uploader, an admin (a user named in `admins`, or the admin token).
+async fn who_may_delete_what(backend: Backend) {
+    let db = TestDb::create(backend).await;
+    let server = Server::start_with(required(&db)).await;
+    let (_, olga) = sign_up(&server, "olga").await; // the room's owner
+    let (_, ann) = sign_up(&server, "ann").await; // the author
+    let (_, bob) = sign_up(&server, "bob").await; // someone else
+    let (_, root) = sign_up(&server, "root").await; // an admin by name
+    let room = room("perm");
+    let (status, _) = as_user(
+        &server,
+        Method::POST,
+        "/api/chat/rooms",
+        Some(json!({"id": room})),
+        &olga,
+    )
+    .await;
+    assert_eq!(status, 201);
+    let post = |token: String| {
+        let server = &server;
+        let room = room.clone();
+        async move {
+            let (status, m) = as_user(
+                server,
+                Method::POST,
+                &format!("/api/chat/rooms/{room}/messages"),
+                Some(json!({"content": "x"})),
+                &token,
+            )
+            .await;
+            assert_eq!(status, 201);
+            m["id"].as_i64().unwrap()
+        }
+    };
+    // (caller, may delete Ann's message)
+    let table: [(&str, Option<&str>, u16); 6] = [
+        ("anonymous", None, 401),
+        ("another user", Some(&bob), 403),
+        ("the author", Some(&ann), 200),
+        ("the room's owner", Some(&olga), 200),
+        ("an admin by name", Some(&root), 200),
+        ("the admin token", Some(ADMIN_TOKEN), 200),
+    ];
+    for (who, token, expected) in table {
+        let id = post(ann.clone()).await;
+        let (status, body) = call_with_token(
+            &server,
+            Method::DELETE,
+            &format!("/api/chat/messages/{id}"),
+            None,
+            token,
+        )
+        .await;
+        assert_eq!(status, expected, "{who} deleting a message: {body}");
+    }
+    // Files: the uploader or an admin.
+    let upload = client()
+        .post(format!(
+            "{}/api/files/upload?uploaded_by=someone-else",
+            server.url
+        ))
+        .bearer_auth(&ann)
+        .multipart(reqwest::multipart::Form::new().part(
+            "file",
+            reqwest::multipart::Part::bytes(b"hi".to_vec()).file_name("a.txt"),
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(upload.status(), 403, "uploading in someone else's name");
+    let upload = client()
+        .post(format!("{}/api/files/upload", server.url))
+        .bearer_auth(&ann)
+        .multipart(reqwest::multipart::Form::new().part(
+            "file",
+            reqwest::multipart::Part::bytes(b"hi".to_vec()).file_name("a.txt"),
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(upload.status(), 201);
+    let file: Value = upload.json().await.unwrap();
+    let file_path = format!("/api/files/{}", file["id"].as_str().unwrap());
+    assert_eq!(
+        as_user(&server, Method::DELETE, &file_path, None, &bob)
+            .await
+            .0,
+        403
+    );
+    assert_eq!(
+        as_user(&server, Method::DELETE, &file_path, None, &ann)
+            .await
+            .0,
+        200
+    );
+    // The room: its owner or an admin; not the author of a message in it.
+    let room_path = format!("/api/chat/rooms/{room}");
+    assert_eq!(
+        as_user(&server, Method::DELETE, &room_path, None, &ann)
+            .await
+            .0,
+        403
+    );
+    assert_eq!(
+        as_user(&server, Method::DELETE, &room_path, None, &olga)
+            .await
+            .0,
+        200
+    );
+    db.drop_db().await;
+}
+
+/// Another application's tokens (as Centrifugo takes them): `sub` and `name`, `exp`
+/// enforced; a wrong key, an expired token or `alg: none` is 401.
+#[tokio::test(flavor = "multi_thread")]
+async fn another_applications_jwts_are_identities() {
+    use jsonwebtoken::{encode, EncodingKey, Header};
+    let db = TestDb::create(Backend::Sqlite).await;
+    let server = Server::start_with(required(&db).env("JWT_SECRET", "shared with the shop")).await;
+    let now = chrono::Utc::now().timestamp();
+    let token = |secret: &str, exp: i64| {
+        encode(
+            &Header::default(),
+            &json!({"sub": "shop-42", "name": "Seller", "exp": exp}),
+            &EncodingKey::from_secret(secret.as_bytes()),
+        )
+        .unwrap()
+    };
+    let good = token("shared with the shop", now + 600);
+    let me = as_user(&server, Method::GET, "/api/auth/me", None, &good).await;
+    assert_eq!(
+        (me.0, me.1["user_id"].as_str(), me.1["username"].as_str()),
+        (200, Some("shop-42"), Some("Seller"))
+    );
+    use base64::Engine;
+    let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let none = format!(
+        "{}.{}.",
+        b64.encode(r#"{"alg":"none","typ":"JWT"}"#),
+        b64.encode(json!({"sub": "shop-42", "exp": now + 600}).to_string())
+    );
+    for (what, bad) in [
+        ("a wrong key", token("not the key", now + 600)),
+        ("expired", token("shared with the shop", now - 600)),
+        ("alg none", none),
+    ] {
+        let answer = as_user(&server, Method::GET, "/api/chat/rooms", None, &bad).await;
+        assert_eq!(answer.0, 401, "{what}: {:?}", answer.1);
+    }
+    db.drop_db().await;
+}
+
+/// A socket whose token expires is closed with 4001: sign in again.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_socket_closes_when_its_token_expires() {
+    let db = TestDb::create(Backend::Sqlite).await;
+    let server = Server::start_with(required(&db).env("ROCKET_TOKEN_TTL_SECS", "2")).await;
+    let (user_id, token) = sign_up(&server, "ann").await;
+    let mut ws = open_socket(&server, &format!("/ws/general/{user_id}?token={token}")).await;
+    let code = tokio::time::timeout(Duration::from_secs(10), async {
+        while let Some(frame) = ws.next().await {
+            if let Ok(Message::Close(Some(close))) = frame {
+                return Some(u16::from(close.code));
+            }
+        }
+        None
+    })
+    .await
+    .expect("the socket was not closed");
+    assert_eq!(code, Some(4001));
+    // And the token no longer opens one.
+    let again = tokio_tungstenite::connect_async(format!(
+        "{}/ws/general/{user_id}?token={token}",
+        server.url.replacen("http://", "ws://", 1)
+    ))
+    .await;
+    assert!(again.is_err());
+    db.drop_db().await;
+}
+
+/// Guessing a password stops after a few tries (rate limits are on in required mode).
+#[tokio::test(flavor = "multi_thread")]
+async fn guessing_a_password_is_stopped() {
+    let db = TestDb::create(Backend::Sqlite).await;
+    let server = Server::start_with(required(&db)).await;
+    sign_up(&server, "ann").await;
+    let mut statuses = Vec::new();
+    for i in 0..8 {
+        let (status, _) = call(
+            &server,
+            Method::POST,
+            "/api/auth/login",
+            Some(json!({"username": "ann", "password": format!("guess {i}")})),
+        )
+        .await;
+        statuses.push(status);
+    }
+    assert!(statuses[..5].iter().all(|s| *s == 401), "{statuses:?}");
+    assert!(statuses[5..].iter().all(|s| *s == 429), "{statuses:?}");
+    db.drop_db().await;
+}
