@@ -73,17 +73,12 @@ async fn only_the_admin_may_delete_rooms_messages_and_files(backend: Backend) {
     // No admin token configured: deleting is closed to everyone, and the answer says why.
     let server = Server::start_with(ServerOptions::new(&db.url).env("ADMIN_TOKEN", "")).await;
     post_ok(&server, &room, &[("username", "a"), ("msg", "two")]).await;
-    for token in [None, Some(ADMIN_TOKEN)] {
-        let answer = call_with_token(
-            &server,
-            Method::DELETE,
-            &format!("/api/chat/rooms/{room}"),
-            None,
-            token,
-        )
-        .await;
-        assert_detail(&answer, 403, "ADMIN_TOKEN");
-    }
+    let path = format!("/api/chat/rooms/{room}");
+    let anonymous = call_with_token(&server, Method::DELETE, &path, None, None).await;
+    assert_detail(&anonymous, 403, "ADMIN_TOKEN");
+    // The old token is no credential here any more.
+    let stale = call_with_token(&server, Method::DELETE, &path, None, Some(ADMIN_TOKEN)).await;
+    assert_detail(&stale, 401, "not valid");
     db.drop_db().await;
 }
 
