@@ -31,6 +31,16 @@ if "ferro_post_redis" in r:
     print(row("POST, replica with the Redis hub (rooms locked per commit)", "ferro_post_redis", "peer_post",
               "ceiling_slap", "mariadb-slap"))
 
+auth = [(what, r[a], r[o]) for what, a, o in (("GET 100-message room", "auth_get100", "ferro_get100"),
+                                               ("POST a message", "auth_post", "ferro_post"))
+        if a in r and o in r]
+if auth:
+    print('\n| auth = "required", bearer token | req/s | p99 ms | open mode, same run: req/s, p99 ms | required / open |')
+    print("|---|---|---|---|---|")
+    for what, a, o in auth:
+        print(f"| {what} | {a['rps']:,.0f} | {a['p99_ms']:.1f} | {o['rps']:,.0f}, {o['p99_ms']:.1f} | "
+              f"**{100 * a['rps'] / o['rps']:.0f}%** |")
+
 hello, c304 = r.get("ceiling_hello"), r.get("ferro_304")
 if hello and c304:
     print(f"\n| cheap polling | req/s | p99 ms | against the hello-world route ({hello['rps']:,.0f}/s, p99 {hello['p99_ms']:.1f} ms) |")
