@@ -398,3 +398,35 @@ async fn sockets_per_address_and_frames_per_socket_are_limited() {
     assert_eq!(closed, Some(1008));
     db.drop_db().await;
 }
+
+/// A socket's `since=0` in a room of more messages than one replay page gets them all, in
+/// order, once each (read page by page, never all at once).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_long_replay_comes_page_by_page_and_whole() {
+    let db = TestDb::create(Backend::Sqlite).await;
+    let server = Server::start(&db.url).await;
+    let room = room("replay");
+    let url = format!("{}/api/chat/{room}", server.url);
+    let posts = futures_util::stream::iter(0..1_200).map(|i| {
+        let (http, url) = (client(), url.clone());
+        async move {
+            let res = http
+                .post(url)
+                .form(&[("msg", format!("m{i}"))])
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(res.status(), 204);
+        }
+    });
+    posts.buffer_unordered(16).collect::<Vec<()>>().await;
+    let mut ws = open_socket(&server, &format!("/ws/{room}/reader?since=0")).await;
+    let got = messages_until(&mut ws, 1_200, Duration::from_secs(30)).await;
+    let ids: Vec<i64> = got.iter().map(|m| m["id"].as_i64().unwrap()).collect();
+    assert_eq!(ids.len(), 1_200);
+    assert!(
+        ids.windows(2).all(|w| w[0] < w[1]),
+        "in id order, once each"
+    );
+    db.drop_db().await;
+}

@@ -82,10 +82,24 @@ pub async fn delete(db: &DatabaseConnection, caller: &Caller, id: &str) -> Resul
     Ok(message)
 }
 
-/// Every message of the room after `after`, oldest first: what a socket that reconnects
-/// with `since` missed.
+/// Rows a socket's replay reads at a time: a `since=0` in a room of a million messages
+/// is sent page by page, never held whole.
+pub const REPLAY_PAGE: u64 = 500;
+
+/// The room's messages after `after`, oldest first, [`REPLAY_PAGE`] at most: what a socket
+/// that reconnects with `since` missed; a full page means there may be more after it.
 pub async fn since(db: &DatabaseConnection, room: &str, after: i64) -> Result<Vec<Message>, Error> {
-    Ok(table::in_room_between(db, room, after, None).await?)
+    Ok(table::page(
+        db,
+        room,
+        Page {
+            before: None,
+            after: Some(after),
+            search: None,
+            limit: REPLAY_PAGE,
+        },
+    )
+    .await?)
 }
 
 #[cfg(test)]
@@ -208,5 +222,14 @@ mod tests {
         assert_eq!(get(&db, &id).await.unwrap_err().status_code(), 404);
         assert_eq!(get(&db, "x").await.unwrap_err().status_code(), 400);
         assert_eq!(texts(&since(&db, "r", 0).await.unwrap()), ["b"]);
+        // A replay is read a page at a time.
+        let many: Vec<String> = (0..REPLAY_PAGE + 5).map(|i| format!("m{i}")).collect();
+        let many: Vec<&str> = many.iter().map(String::as_str).collect();
+        let ids = post(&db, "big", &many).await;
+        let first = since(&db, "big", 0).await.unwrap();
+        assert_eq!(first.len() as u64, REPLAY_PAGE);
+        let rest = since(&db, "big", first.last().unwrap().id).await.unwrap();
+        assert_eq!(rest.len(), 5);
+        assert_eq!(rest.last().unwrap().id, *ids.last().unwrap());
     }
 }

@@ -237,11 +237,8 @@ impl Session {
         let (mut sink, mut source) = stream.split();
         let mut events = events;
         let mut sent = Sent::new(since);
-        for row in &history {
-            if send(&mut sink, message_json(row)).await.is_err() {
-                return;
-            }
-            sent.insert(row.id);
+        if self.replay(&mut sink, &mut sent, history).await.is_err() {
+            return;
         }
         let room = self.room.as_str();
         METRICS.websockets_open.inc();
@@ -305,16 +302,10 @@ impl Session {
                             Box::pin(chat::messages::since(&self.state.db, room, sent.resume_from())).await.ok()
                         };
                         match rows {
-                            Some(rows) => {
-                                let mut flow = Flow::Continue;
-                                for row in rows.iter().filter(|row| sent.insert(row.id)) {
-                                    if send(&mut sink, message_json(row)).await.is_err() {
-                                        flow = Flow::Close(None);
-                                        break;
-                                    }
-                                }
-                                flow
-                            }
+                            Some(rows) => match Box::pin(self.replay(&mut sink, &mut sent, rows)).await {
+                                Ok(()) => Flow::Continue,
+                                Err(()) => Flow::Close(None),
+                            },
                             None => Flow::Close(Some(CloseFrame {
                                 code: CloseCode::from(CLOSE_RECONNECT),
                                 reason: format!("too slow: reconnect with since={}", sent.resume_from()).into(),
@@ -367,6 +358,33 @@ impl Session {
         }
         Box::pin(self.state.presence.socket_closed(&self.peer, room)).await;
         METRICS.websockets_open.dec();
+    }
+
+    /// Sends `page` (the room's messages after what the peer has), then the pages after
+    /// it, one page read at a time; messages sent before are skipped. A page the database
+    /// cannot give ends the replay: live messages go on, and a gap shows as a lag later.
+    async fn replay(
+        &self,
+        sink: &mut Sink,
+        sent: &mut Sent,
+        mut page: Vec<ChatMessage>,
+    ) -> Result<(), ()> {
+        loop {
+            let full = page.len() as u64 >= chat::messages::REPLAY_PAGE;
+            let Some(last) = page.last().map(|m| m.id) else {
+                return Ok(());
+            };
+            for row in page.iter().filter(|row| sent.insert(row.id)) {
+                send(sink, message_json(row)).await?;
+            }
+            if !full {
+                return Ok(());
+            }
+            page = match chat::messages::since(&self.state.db, self.room.as_str(), last).await {
+                Ok(next) => next,
+                Err(_) => return Ok(()),
+            };
+        }
     }
 
     async fn on_frame(&self, frame: Message) -> Reply {
