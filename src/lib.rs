@@ -3,7 +3,7 @@
 //!
 //! Layers, each a folder, each importing only from those below it (`scripts/layers`
 //! checks): `domain` <- `config`, `metrics` <- `db` <- `realtime`, `events` (transports)
-//! <- `chat`, `presence`, `notifications`, `files` (services) <- `delivery` (the one
+//! <- `accounts`, `chat`, `presence`, `notifications`, `files` (services) <- `delivery` (the one
 //! message pipeline) <- `http` (mounts) <- this file, which wires them: settings, state,
 //! fairings, one line per mount. `docs/ARCHITECTURE.md` draws it.
 
