@@ -2,11 +2,13 @@
 //! WebSocket webchats, on Rocket and SeaORM.
 //!
 //! Layers, each a folder, each importing only from those below it (`scripts/layers`
-//! checks): `domain` <- `config`, `metrics` <- `db` <- `realtime`, `events` (transports)
-//! <- `accounts`, `chat`, `presence`, `notifications`, `files` (services) <- `delivery` (the one
-//! message pipeline) <- `http` (mounts) <- this file, which wires them: settings, state,
-//! fairings, one line per mount. `docs/ARCHITECTURE.md` draws it.
+//! checks): `domain` <- `config`, `metrics` <- `db` <- `realtime`, `events` (transports),
+//! `access` (who may read a room) <- `accounts`, `chat`, `presence`, `notifications`,
+//! `files` (services) <- `delivery` (the one message pipeline) <- `http` (mounts) <- this
+//! file, which wires them: settings, state, fairings, one line per mount.
+//! `docs/ARCHITECTURE.md` draws it.
 
+pub mod access;
 pub mod accounts;
 pub mod chat;
 pub mod config;
@@ -72,23 +74,32 @@ pub async fn build_from(
     };
 
     // Services, and the pipeline over them.
+    let access = Arc::new(access::RoomAccess::new(db.clone()));
     let transcripts = Arc::new(chat::Transcripts::new(
         Duration::from_millis(settings.transcript_refresh_ms),
         settings.transcript_cache_rooms,
     ));
-    let notifier = notifications::Notifier::new(db.clone(), hub.clone());
-    let presence = presence::Presence::new(redis_url.as_deref(), db.clone(), hub.clone(), limits)?;
+    let notifier = notifications::Notifier::new(db.clone(), hub.clone(), access.clone());
+    let presence = presence::Presence::new(
+        redis_url.as_deref(),
+        db.clone(),
+        hub.clone(),
+        access.clone(),
+        limits,
+    )?;
     let store = files::FileStore::from_env(&settings.files_dir)?;
     tracing::info!(kind = store.kind, location = %store.location, "file store");
     let files = files::Files::new(
         store,
         db.clone(),
+        access.clone(),
         settings.max_upload_bytes,
         settings.allowed_file_types.clone(),
     );
     let delivery = delivery::Delivery::start(
         db.clone(),
         settings.db_insert_returning,
+        access.clone(),
         transcripts.clone(),
         hub.clone(),
         arrivals,
@@ -114,6 +125,7 @@ pub async fn build_from(
     let trusted_proxies = http::guards::TrustedProxies::parse(&settings.trusted_proxies)?;
     let sockets = SocketState {
         db: db.clone(),
+        access: access.clone(),
         delivery: delivery.clone(),
         hub: hub.clone(),
         events: events.clone(),
@@ -163,6 +175,7 @@ pub async fn build_from(
         .manage(hub)
         .manage(events)
         .manage(transcripts)
+        .manage(access)
         .manage(delivery)
         .manage(limits)
         .manage(sockets)

@@ -1,5 +1,6 @@
 //! A room's history: pages, search, one message.
 
+use crate::access::RoomAccess;
 use crate::db::messages::{self as table, Page};
 use crate::domain::limits::{message_id, page_limit};
 use crate::domain::{Caller, Error, Message};
@@ -20,14 +21,15 @@ pub struct HistoryQuery<'a> {
 /// The room's newest `limit` messages (default 50, at most 200), oldest first. `before`
 /// pages back from a message id, `after` forward from one (the oldest after it first);
 /// `q` keeps messages whose text holds it, ignoring case. 404 for a room that does not
-/// exist.
+/// exist, or is private and not the caller's.
 pub async fn history(
     db: &DatabaseConnection,
+    access: &RoomAccess,
     caller: &Caller,
     room_id: &str,
     query: HistoryQuery<'_>,
 ) -> Result<Vec<Message>, Error> {
-    caller.require_identity()?;
+    access.may_read(caller, room_id).await?;
     let limit = page_limit(query.limit)?;
     let before = message_id("before", query.before)?;
     let after = message_id("after", query.after)?;
@@ -52,24 +54,40 @@ fn parse_id(id: &str) -> Result<i64, Error> {
         .map_err(|_| Error::bad_request("a message id is a number"))
 }
 
-/// The message as a caller asks for it, or 404.
-pub async fn read(db: &DatabaseConnection, caller: &Caller, id: &str) -> Result<Message, Error> {
+/// The message as a caller asks for it, or 404 (also for one in a private room they are
+/// not in).
+pub async fn read(
+    db: &DatabaseConnection,
+    access: &RoomAccess,
+    caller: &Caller,
+    id: &str,
+) -> Result<Message, Error> {
     caller.require_identity()?;
-    get(db, id).await
+    let message = get(db, id).await?;
+    if !access.sees(caller, &message.room).await? {
+        return Err(missing(message.id));
+    }
+    Ok(message)
+}
+
+fn missing(id: i64) -> Error {
+    Error::not_found(format!("message {id} does not exist"))
 }
 
 /// The message, or 404.
 pub async fn get(db: &DatabaseConnection, id: &str) -> Result<Message, Error> {
     let id = parse_id(id)?;
-    table::get(db, id)
-        .await?
-        .ok_or_else(|| Error::not_found(format!("message {id} does not exist")))
+    table::get(db, id).await?.ok_or_else(|| missing(id))
 }
 
 /// Deletes the message (its author's, its room owner's or an admin's call); returns it.
-pub async fn delete(db: &DatabaseConnection, caller: &Caller, id: &str) -> Result<Message, Error> {
-    caller.require_identity()?;
-    let message = get(db, id).await?;
+pub async fn delete(
+    db: &DatabaseConnection,
+    access: &RoomAccess,
+    caller: &Caller,
+    id: &str,
+) -> Result<Message, Error> {
+    let message = read(db, access, caller, id).await?;
     let owner = crate::db::rooms::get(db, &message.room)
         .await?
         .and_then(|room| room.owner_id);
@@ -135,6 +153,7 @@ mod tests {
     #[tokio::test]
     async fn history_pages_both_ways_and_searches() {
         let db = memory().await;
+        let access = RoomAccess::new(db.clone());
         let ids = post(&db, "r", &["one", "Two", "three", "50% off", "a_b"]).await;
         post(&db, "other", &["two elsewhere"]).await;
         let q = |limit, before, after, q| HistoryQuery {
@@ -143,17 +162,30 @@ mod tests {
             after,
             q,
         };
-        let all = history(&db, &Caller::default(), "r", HistoryQuery::default())
-            .await
-            .unwrap();
+        let all = history(
+            &db,
+            &access,
+            &Caller::default(),
+            "r",
+            HistoryQuery::default(),
+        )
+        .await
+        .unwrap();
         assert_eq!(texts(&all), ["one", "Two", "three", "50% off", "a_b"]);
-        let newest = history(&db, &Caller::default(), "r", q(Some("2"), None, None, None))
-            .await
-            .unwrap();
+        let newest = history(
+            &db,
+            &access,
+            &Caller::default(),
+            "r",
+            q(Some("2"), None, None, None),
+        )
+        .await
+        .unwrap();
         assert_eq!(texts(&newest), ["50% off", "a_b"]);
         let before = ids[2].to_string();
         let older = history(
             &db,
+            &access,
             &Caller::default(),
             "r",
             q(Some("1"), Some(&before), None, None),
@@ -164,6 +196,7 @@ mod tests {
         let after = ids[0].to_string();
         let forward = history(
             &db,
+            &access,
             &Caller::default(),
             "r",
             q(Some("2"), None, Some(&after), None),
@@ -173,6 +206,7 @@ mod tests {
         assert_eq!(texts(&forward), ["Two", "three"]);
         let found = history(
             &db,
+            &access,
             &Caller::default(),
             "r",
             q(None, None, None, Some("TWO")),
@@ -181,13 +215,25 @@ mod tests {
         .unwrap();
         assert_eq!(texts(&found), ["Two"]);
         // LIKE's wildcards match only themselves.
-        let percent = history(&db, &Caller::default(), "r", q(None, None, None, Some("%")))
-            .await
-            .unwrap();
+        let percent = history(
+            &db,
+            &access,
+            &Caller::default(),
+            "r",
+            q(None, None, None, Some("%")),
+        )
+        .await
+        .unwrap();
         assert_eq!(texts(&percent), ["50% off"]);
-        let underscore = history(&db, &Caller::default(), "r", q(None, None, None, Some("_")))
-            .await
-            .unwrap();
+        let underscore = history(
+            &db,
+            &access,
+            &Caller::default(),
+            "r",
+            q(None, None, None, Some("_")),
+        )
+        .await
+        .unwrap();
         assert_eq!(texts(&underscore), ["a_b"]);
         for bad in [
             q(Some("0"), None, None, None),
@@ -195,30 +241,40 @@ mod tests {
             q(None, None, None, Some(&"q".repeat(201))),
         ] {
             assert_eq!(
-                history(&db, &Caller::default(), "r", bad)
+                history(&db, &access, &Caller::default(), "r", bad)
                     .await
                     .unwrap_err()
                     .status_code(),
                 400
             );
         }
-        let missing = history(&db, &Caller::default(), "nope", HistoryQuery::default()).await;
+        let missing = history(
+            &db,
+            &access,
+            &Caller::default(),
+            "nope",
+            HistoryQuery::default(),
+        )
+        .await;
         assert_eq!(missing.unwrap_err().status_code(), 404);
     }
 
     #[tokio::test]
     async fn one_message_is_read_and_deleted_by_id() {
         let db = memory().await;
+        let access = RoomAccess::new(db.clone());
         let ids = post(&db, "r", &["a", "b"]).await;
         let id = ids[0].to_string();
         assert_eq!(get(&db, &id).await.unwrap().text, "a");
-        let err = delete(&db, &Caller::default(), &id).await.unwrap_err();
+        let err = delete(&db, &access, &Caller::default(), &id)
+            .await
+            .unwrap_err();
         assert_eq!(err.status_code(), 403);
         let admin = Caller {
             admin: true,
             ..Caller::default()
         };
-        assert_eq!(delete(&db, &admin, &id).await.unwrap().text, "a");
+        assert_eq!(delete(&db, &access, &admin, &id).await.unwrap().text, "a");
         assert_eq!(get(&db, &id).await.unwrap_err().status_code(), 404);
         assert_eq!(get(&db, "x").await.unwrap_err().status_code(), 400);
         assert_eq!(texts(&since(&db, "r", 0).await.unwrap()), ["b"]);

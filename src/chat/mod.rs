@@ -1,9 +1,8 @@
-//! The chat's rules, callable without HTTP: who may read and write a room (`access`),
-//! rooms (which exist, creating and deleting them), the history of a room, and the
-//! transcripts the legacy poll reads from memory.
-//! Writing a message is `delivery`'s: it goes through the one pipeline.
+//! The chat's rules, callable without HTTP: rooms (which exist, creating, sharing and
+//! deleting them), the history of a room, and the transcripts the legacy poll reads from
+//! memory. Who may read a room is `access`'s; writing a message is `delivery`'s: it goes
+//! through the one pipeline.
 
-pub mod access;
 pub mod messages;
 pub mod rooms;
 pub mod transcript;

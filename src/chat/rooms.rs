@@ -1,9 +1,12 @@
 //! Rooms: a legacy room comes into being with its first message; the ChatFlow API creates
 //! them with a name and description, lists and deletes them.
 
-use crate::db::rooms::{self as table, Room};
+use crate::access::RoomAccess;
+use crate::db::error::{cause, Cause};
+use crate::db::rooms::{self as table, Member, Room};
+use crate::domain::names;
 use crate::domain::sync::lock;
-use crate::domain::{now_utc, Caller, Error, RoomName};
+use crate::domain::{now_utc, Caller, Error, RoomName, Visibility};
 use sea_orm::DatabaseConnection;
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -38,6 +41,7 @@ impl Rooms {
                 description: None,
                 created_at: now_utc(),
                 owner_id: None,
+                visibility: Visibility::Public.as_str().into(),
             };
             // Two first posts at once: the second insert fails on the key, and the room
             // exists all the same.
@@ -61,9 +65,17 @@ impl Rooms {
     }
 }
 
-/// The room as a caller asks for it, or 404.
-pub async fn get(db: &DatabaseConnection, caller: &Caller, id: &str) -> Result<Room, Error> {
-    caller.require_identity()?;
+/// Members a private room may have at most.
+pub const MAX_MEMBERS: u64 = 1_000;
+
+/// The room as a caller asks for it, or 404 (also for a private room they are not in).
+pub async fn get(
+    db: &DatabaseConnection,
+    access: &RoomAccess,
+    caller: &Caller,
+    id: &str,
+) -> Result<Room, Error> {
+    access.may_read(caller, id).await?;
     existing(db, id).await
 }
 
@@ -74,9 +86,11 @@ pub async fn existing(db: &DatabaseConnection, id: &str) -> Result<Room, Error> 
         .ok_or_else(|| Error::not_found(format!("room '{id}' does not exist")))
 }
 
+/// The rooms the caller may see: the public ones and their own private and direct ones
+/// (an admin: all).
 pub async fn list(db: &DatabaseConnection, caller: &Caller) -> Result<Vec<Room>, Error> {
-    caller.require_identity()?;
-    Ok(table::list(db).await?)
+    let user = caller.require_identity()?.map(|u| u.user_id.as_str());
+    Ok(table::list_visible(db, user, caller.admin).await?)
 }
 
 /// A room as the API asks for it.
@@ -86,11 +100,24 @@ pub struct NewRoom {
     pub id: Option<String>,
     pub name: Option<String>,
     pub description: Option<String>,
+    /// Only its owner, its members and admins see it.
+    pub private: bool,
 }
 
-/// Creates a room, owned by its signed-in creator; 409 if its id is taken.
+/// Creates a room, owned by its signed-in creator; 409 if its id is taken. A private
+/// room needs a signed-in creator (or an admin): nobody else could ever be its member.
 pub async fn create(db: &DatabaseConnection, caller: &Caller, new: NewRoom) -> Result<Room, Error> {
     let owner = caller.require_identity()?.map(|user| user.user_id.clone());
+    if new.private && owner.is_none() && !caller.admin {
+        return Err(Error::Unauthorized(
+            "sign in to create a private room: its members are signed-in users".into(),
+        ));
+    }
+    let visibility = if new.private {
+        Visibility::Private
+    } else {
+        Visibility::Public
+    };
     let name = new.name.as_deref().map(str::trim).unwrap_or_default();
     let id = match new.id.as_deref().map(str::trim) {
         Some(id) if !id.is_empty() => id.to_string(),
@@ -123,6 +150,7 @@ pub async fn create(db: &DatabaseConnection, caller: &Caller, new: NewRoom) -> R
         description: description.filter(|d| !d.is_empty()),
         created_at: now_utc(),
         owner_id: owner,
+        visibility: visibility.as_str().into(),
     };
     if let Err(err) = table::insert(db, &row).await {
         // Two creations at once: the loser's insert fails on the key.
@@ -138,11 +166,11 @@ pub async fn create(db: &DatabaseConnection, caller: &Caller, new: NewRoom) -> R
 /// and how many messages went.
 pub async fn delete(
     db: &DatabaseConnection,
+    access: &RoomAccess,
     caller: &Caller,
     id: &str,
 ) -> Result<(Room, u64), Error> {
-    caller.require_identity()?;
-    let room = existing(db, id).await?;
+    let room = get(db, access, caller, id).await?;
     caller.require_one_of(
         "delete a room",
         "its owner or an admin",
@@ -150,6 +178,168 @@ pub async fn delete(
     )?;
     let deleted = table::delete_with_messages(db, &room.id).await?;
     Ok((room, deleted))
+}
+
+/// The members of a room the caller may see, in the order they were added (none for a
+/// public room).
+pub async fn members(
+    db: &DatabaseConnection,
+    access: &RoomAccess,
+    caller: &Caller,
+    id: &str,
+) -> Result<Vec<Member>, Error> {
+    let room = get(db, access, caller, id).await?;
+    Ok(table::members(db, &room.id, MAX_MEMBERS).await?)
+}
+
+/// A room whose members change: private (a direct room's two are fixed, a public room has
+/// none), and the caller its owner or an admin.
+async fn shared_room(
+    db: &DatabaseConnection,
+    access: &RoomAccess,
+    caller: &Caller,
+    id: &str,
+    action: &str,
+    also: Option<&str>,
+) -> Result<Room, Error> {
+    let room = get(db, access, caller, id).await?;
+    match Visibility::parse(&room.visibility) {
+        Visibility::Private => {}
+        Visibility::Public => {
+            return Err(Error::bad_request(format!(
+                "room '{}' is public: only a private room has members",
+                room.id
+            )))
+        }
+        Visibility::Direct => {
+            return Err(Error::bad_request(format!(
+                "room '{}' is a direct conversation: its two members are fixed",
+                room.id
+            )))
+        }
+    }
+    caller.require_one_of(
+        action,
+        "the room's owner or an admin",
+        &[room.owner_id.as_deref(), also],
+    )?;
+    Ok(room)
+}
+
+/// Adds a member to a private room (its owner's or an admin's call); adding one who is a
+/// member already changes nothing. Returns the member and whether they are new.
+pub async fn add_member(
+    db: &DatabaseConnection,
+    access: &RoomAccess,
+    caller: &Caller,
+    id: &str,
+    user_id: &str,
+) -> Result<(Member, bool), Error> {
+    let user_id = names::user_id(user_id)?;
+    let room = shared_room(db, access, caller, id, "add members", None).await?;
+    if table::is_member(db, &room.id, &user_id).await? {
+        let existing = table::members(db, &room.id, MAX_MEMBERS)
+            .await?
+            .into_iter()
+            .find(|m| m.user_id == user_id);
+        if let Some(member) = existing {
+            return Ok((member, false));
+        }
+    }
+    if table::count_members(db, &room.id).await? >= MAX_MEMBERS {
+        return Err(Error::Conflict(format!(
+            "room '{}' has {MAX_MEMBERS} members, the most it may",
+            room.id
+        )));
+    }
+    let member = Member {
+        room_id: room.id,
+        user_id,
+        added_at: now_utc(),
+    };
+    match table::add_member(db, &member).await {
+        Ok(()) => Ok((member, true)),
+        // Added twice at once: the second insert fails on the key, and they are a member.
+        Err(err) if cause(&err) == Cause::Duplicate => Ok((member, false)),
+        Err(err) => Err(err.into()),
+    }
+}
+
+/// Removes a member from a private room: the owner's or an admin's call, or the member's
+/// own (leaving). 404 if they are not a member.
+pub async fn remove_member(
+    db: &DatabaseConnection,
+    access: &RoomAccess,
+    caller: &Caller,
+    id: &str,
+    user_id: &str,
+) -> Result<Room, Error> {
+    let user_id = names::user_id(user_id)?;
+    let room = shared_room(db, access, caller, id, "remove members", Some(&user_id)).await?;
+    if !table::remove_member(db, &room.id, &user_id).await? {
+        return Err(Error::not_found(format!(
+            "{user_id} is not a member of room '{}'",
+            room.id
+        )));
+    }
+    Ok(room)
+}
+
+/// The id of the direct room of two users: the same whoever asks, and no other pair's.
+pub fn direct_room_id(a: &str, b: &str) -> String {
+    let (first, second) = if a <= b { (a, b) } else { (b, a) };
+    // Ids hold no NUL, so the pair is read back one way only.
+    let pair = format!("{first}\0{second}");
+    let id = uuid::Uuid::new_v5(&uuid::Uuid::NAMESPACE_OID, pair.as_bytes());
+    format!("dm-{}", id.simple())
+}
+
+/// The direct room of the signed-in caller and `other`, created on first asking; the
+/// room, and whether it is new.
+pub async fn direct(
+    db: &DatabaseConnection,
+    caller: &Caller,
+    other: &str,
+) -> Result<(Room, bool), Error> {
+    let other = names::user_id(other)?;
+    let me = match caller.require_identity()? {
+        Some(user) => user.user_id.clone(),
+        None => {
+            return Err(Error::Unauthorized(
+                "sign in first: a direct conversation is between signed-in users".into(),
+            ))
+        }
+    };
+    if me == other {
+        return Err(Error::bad_request(
+            "a direct conversation needs someone else: that is your own id",
+        ));
+    }
+    let id = direct_room_id(&me, &other);
+    if let Some(room) = table::get(db, &id).await? {
+        return Ok((room, false));
+    }
+    let (first, second) = if me <= other {
+        (&me, &other)
+    } else {
+        (&other, &me)
+    };
+    let row = Room {
+        id: id.clone(),
+        name: format!("{first}, {second}"),
+        description: None,
+        created_at: now_utc(),
+        owner_id: None,
+        visibility: Visibility::Direct.as_str().into(),
+    };
+    match table::insert_with_members(db, &row, &[me.clone(), other.clone()]).await {
+        Ok(()) => Ok((row, true)),
+        // Both asked at once: the other's insert made it.
+        Err(err) => match table::get(db, &id).await? {
+            Some(room) => Ok((room, false)),
+            None => Err(err.into()),
+        },
+    }
 }
 
 #[cfg(test)]
@@ -207,6 +397,7 @@ mod tests {
     #[tokio::test]
     async fn a_legacy_room_comes_into_being_once_and_goes_with_its_messages() {
         let db = memory().await;
+        let access = RoomAccess::new(db.clone());
         let rooms = Rooms::default();
         let lobby = RoomName::parse("lobby").unwrap();
         assert!(table::get(&db, "lobby").await.unwrap().is_none());
@@ -222,7 +413,7 @@ mod tests {
         assert!(table::get(&db, "lobby").await.unwrap().is_some());
         let anyone = Caller::default();
         assert_eq!(
-            delete(&db, &anyone, "lobby")
+            delete(&db, &access, &anyone, "lobby")
                 .await
                 .unwrap_err()
                 .status_code(),
@@ -232,14 +423,135 @@ mod tests {
             admin: true,
             ..Caller::default()
         };
-        let (room, deleted) = delete(&db, &admin, "lobby").await.unwrap();
+        let (room, deleted) = delete(&db, &access, &admin, "lobby").await.unwrap();
         assert_eq!((room.id.as_str(), deleted), ("lobby", 0));
         assert_eq!(
-            delete(&db, &admin, "lobby")
+            delete(&db, &access, &admin, "lobby")
                 .await
                 .unwrap_err()
                 .status_code(),
             404
         );
+    }
+
+    fn user(id: &str) -> Caller {
+        Caller {
+            mode: crate::domain::AuthMode::Required,
+            user: Some(crate::domain::Peer {
+                user_id: id.into(),
+                username: id.into(),
+            }),
+            ..Caller::default()
+        }
+    }
+
+    fn code<T: std::fmt::Debug>(r: Result<T, Error>) -> u16 {
+        r.map(|_| 200).unwrap_or_else(|e| e.status_code())
+    }
+
+    #[tokio::test]
+    async fn a_private_room_is_shared_by_its_owner_only() {
+        let db = memory().await;
+        let access = RoomAccess::new(db.clone());
+        let (olga, bob, mia) = (user("olga"), user("bob"), user("mia"));
+        let new = NewRoom {
+            name: Some("Club".into()),
+            private: true,
+            ..NewRoom::default()
+        };
+        let room = create(&db, &olga, new).await.unwrap();
+        assert_eq!(
+            (room.visibility.as_str(), room.owner_id.as_deref()),
+            ("private", Some("olga"))
+        );
+        let listed = |c: Caller| {
+            let db = db.clone();
+            async move {
+                list(&db, &c)
+                    .await
+                    .unwrap()
+                    .into_iter()
+                    .any(|r| r.id == "club")
+            }
+        };
+        assert!(listed(olga.clone()).await);
+        assert!(!listed(bob.clone()).await);
+        // Anonymous in open mode cannot make one: nobody could ever be its member.
+        let anonymous = NewRoom {
+            name: Some("x".into()),
+            private: true,
+            ..NewRoom::default()
+        };
+        assert_eq!(code(create(&db, &Caller::default(), anonymous).await), 401);
+        // A non-member does not see it to add anyone; the owner does.
+        assert_eq!(
+            code(add_member(&db, &access, &bob, "club", "bob").await),
+            404
+        );
+        let (_, new) = add_member(&db, &access, &olga, "club", "bob")
+            .await
+            .unwrap();
+        assert!(new);
+        let (_, again) = add_member(&db, &access, &olga, "club", "bob")
+            .await
+            .unwrap();
+        assert!(!again, "adding twice changes nothing");
+        access.forget("club");
+        assert!(listed(bob.clone()).await);
+        assert_eq!(code(get(&db, &access, &bob, "club").await), 200);
+        // A member is not the owner: they may not add others, nor delete the room.
+        assert_eq!(
+            code(add_member(&db, &access, &bob, "club", "mia").await),
+            403
+        );
+        assert_eq!(code(delete(&db, &access, &bob, "club").await), 403);
+        assert_eq!(code(get(&db, &access, &mia, "club").await), 404);
+        assert_eq!(
+            members(&db, &access, &olga, "club")
+                .await
+                .unwrap()
+                .iter()
+                .map(|m| m.user_id.as_str())
+                .collect::<Vec<_>>(),
+            ["bob"]
+        );
+        // A member may leave; then they see nothing.
+        remove_member(&db, &access, &bob, "club", "bob")
+            .await
+            .unwrap();
+        access.forget("club");
+        assert_eq!(code(get(&db, &access, &bob, "club").await), 404);
+        assert_eq!(
+            code(remove_member(&db, &access, &olga, "club", "bob").await),
+            404
+        );
+        // A public room has no members to add.
+        create(&db, &olga, new_room("open")).await.unwrap();
+        assert_eq!(
+            code(add_member(&db, &access, &olga, "open", "bob").await),
+            400
+        );
+    }
+
+    #[tokio::test]
+    async fn a_direct_room_is_the_same_whoever_asks_and_no_one_elses() {
+        let db = memory().await;
+        let access = RoomAccess::new(db.clone());
+        let (ann, bob, eve) = (user("ann"), user("bob"), user("eve"));
+        let (room, new) = direct(&db, &ann, "bob").await.unwrap();
+        assert!(new);
+        let (same, new) = direct(&db, &bob, "ann").await.unwrap();
+        assert!(!new);
+        assert_eq!(room.id, same.id);
+        assert_eq!(room.visibility, "direct");
+        assert_ne!(direct(&db, &ann, "eve").await.unwrap().0.id, room.id);
+        assert_eq!(code(get(&db, &access, &bob, &room.id).await), 200);
+        assert_eq!(code(get(&db, &access, &eve, &room.id).await), 404);
+        assert_eq!(
+            code(add_member(&db, &access, &ann, &room.id, "eve").await),
+            400
+        );
+        assert_eq!(code(direct(&db, &ann, "ann").await), 400);
+        assert_eq!(code(direct(&db, &Caller::default(), "ann").await), 401);
     }
 }

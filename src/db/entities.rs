@@ -60,6 +60,28 @@ pub mod room {
         pub created_at: DateTime,
         /// The signed-in user who created it; none for legacy rooms and open mode.
         pub owner_id: Option<String>,
+        /// `public`, `private` or `direct` (see `domain::Visibility`).
+        pub visibility: String,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+pub mod room_member {
+    use sea_orm::entity::prelude::*;
+
+    /// A member of a private or direct room.
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "room_member")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub room_id: String,
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub user_id: String,
+        pub added_at: DateTime,
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -2,8 +2,8 @@
 
 use super::entities::stored_file;
 use sea_orm::{
-    ActiveValue::Set, ColumnTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter, QueryOrder,
-    QuerySelect,
+    ActiveValue::Set, ColumnTrait, Condition, DatabaseConnection, DbErr, EntityTrait, QueryFilter,
+    QueryOrder, QuerySelect,
 };
 
 pub use stored_file::Model as StoredFile;
@@ -25,13 +25,23 @@ pub async fn insert(db: &DatabaseConnection, row: &StoredFile) -> Result<(), DbE
         .map(|_| ())
 }
 
-/// Files, newest first; with `room`, that room's only.
+/// Files, newest first; with `room`, that room's only. Unless `all` (an admin), files of
+/// rooms `user` may not read are left out (see `rooms::hidden_from`).
 pub async fn list(
     db: &DatabaseConnection,
     room: Option<&str>,
     limit: u64,
+    user: Option<&str>,
+    all: bool,
 ) -> Result<Vec<StoredFile>, DbErr> {
     let mut query = stored_file::Entity::find();
+    if !all {
+        query = query.filter(
+            Condition::any()
+                .add(stored_file::Column::RoomId.is_null())
+                .add(stored_file::Column::RoomId.not_in_subquery(super::rooms::hidden_from(user))),
+        );
+    }
     if let Some(room) = room {
         query = query.filter(stored_file::Column::RoomId.eq(room));
     }

@@ -1,20 +1,43 @@
-//! The `room` table's queries.
+//! The `room` and `room_member` tables' queries.
 
-use super::entities::{message, room};
+use super::entities::{message, room, room_member};
+use sea_orm::sea_query::{Query, SelectStatement};
 use sea_orm::{
-    ActiveValue::Set, ColumnTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter, QueryOrder,
-    TransactionTrait,
+    ActiveValue::Set, ColumnTrait, Condition, DatabaseConnection, DbErr, EntityTrait,
+    PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, TransactionTrait,
 };
 
 pub use room::Model as Room;
+pub use room_member::Model as Member;
 
 pub async fn get(db: &DatabaseConnection, id: &str) -> Result<Option<Room>, DbErr> {
     room::Entity::find_by_id(id.to_string()).one(db).await
 }
 
-/// Every room, oldest first.
-pub async fn list(db: &DatabaseConnection) -> Result<Vec<Room>, DbErr> {
-    room::Entity::find()
+/// The rooms a caller may see, oldest first: the public ones, and the private and direct
+/// ones `user` owns or is a member of; with `all` (an admin), every room.
+pub async fn list_visible(
+    db: &DatabaseConnection,
+    user: Option<&str>,
+    all: bool,
+) -> Result<Vec<Room>, DbErr> {
+    let mut visible = Condition::any().add(room::Column::Visibility.eq("public"));
+    if let Some(user) = user {
+        visible = visible.add(room::Column::OwnerId.eq(user)).add(
+            room::Column::Id.in_subquery(
+                Query::select()
+                    .column(room_member::Column::RoomId)
+                    .from(room_member::Entity)
+                    .and_where(room_member::Column::UserId.eq(user))
+                    .to_owned(),
+            ),
+        );
+    }
+    let mut query = room::Entity::find();
+    if !all {
+        query = query.filter(visible);
+    }
+    query
         .order_by_asc(room::Column::CreatedAt)
         .order_by_asc(room::Column::Id)
         .all(db)
@@ -28,11 +51,41 @@ pub async fn insert(db: &DatabaseConnection, row: &Room) -> Result<(), DbErr> {
         description: Set(row.description.clone()),
         created_at: Set(row.created_at),
         owner_id: Set(row.owner_id.clone()),
+        visibility: Set(row.visibility.clone()),
     };
     room::Entity::insert(active).exec(db).await.map(|_| ())
 }
 
-/// Deletes the room and every message in it, together; returns how many messages went.
+/// Creates a room with its first members, together.
+pub async fn insert_with_members(
+    db: &DatabaseConnection,
+    row: &Room,
+    members: &[String],
+) -> Result<(), DbErr> {
+    let txn = db.begin().await?;
+    let active = room::ActiveModel {
+        id: Set(row.id.clone()),
+        name: Set(row.name.clone()),
+        description: Set(row.description.clone()),
+        created_at: Set(row.created_at),
+        owner_id: Set(row.owner_id.clone()),
+        visibility: Set(row.visibility.clone()),
+    };
+    room::Entity::insert(active).exec(&txn).await?;
+    if !members.is_empty() {
+        room_member::Entity::insert_many(members.iter().map(|user| room_member::ActiveModel {
+            room_id: Set(row.id.clone()),
+            user_id: Set(user.clone()),
+            added_at: Set(row.created_at),
+        }))
+        .exec(&txn)
+        .await?;
+    }
+    txn.commit().await
+}
+
+/// Deletes the room, its members and every message in it, together; returns how many
+/// messages went.
 pub async fn delete_with_messages(db: &DatabaseConnection, id: &str) -> Result<u64, DbErr> {
     let txn = db.begin().await?;
     let deleted = message::Entity::delete_many()
@@ -40,9 +93,94 @@ pub async fn delete_with_messages(db: &DatabaseConnection, id: &str) -> Result<u
         .exec(&txn)
         .await?
         .rows_affected;
+    room_member::Entity::delete_many()
+        .filter(room_member::Column::RoomId.eq(id))
+        .exec(&txn)
+        .await?;
     room::Entity::delete_by_id(id.to_string())
         .exec(&txn)
         .await?;
     txn.commit().await?;
     Ok(deleted)
+}
+
+pub async fn is_member(db: &DatabaseConnection, room: &str, user: &str) -> Result<bool, DbErr> {
+    Ok(
+        room_member::Entity::find_by_id((room.to_string(), user.to_string()))
+            .one(db)
+            .await?
+            .is_some(),
+    )
+}
+
+/// The room's members, in the order they were added, at most `limit`.
+pub async fn members(
+    db: &DatabaseConnection,
+    room: &str,
+    limit: u64,
+) -> Result<Vec<Member>, DbErr> {
+    room_member::Entity::find()
+        .filter(room_member::Column::RoomId.eq(room))
+        .order_by_asc(room_member::Column::AddedAt)
+        .order_by_asc(room_member::Column::UserId)
+        .limit(limit)
+        .all(db)
+        .await
+}
+
+pub async fn count_members(db: &DatabaseConnection, room: &str) -> Result<u64, DbErr> {
+    room_member::Entity::find()
+        .filter(room_member::Column::RoomId.eq(room))
+        .count(db)
+        .await
+}
+
+pub async fn add_member(db: &DatabaseConnection, member: &Member) -> Result<(), DbErr> {
+    room_member::Entity::insert(room_member::ActiveModel {
+        room_id: Set(member.room_id.clone()),
+        user_id: Set(member.user_id.clone()),
+        added_at: Set(member.added_at),
+    })
+    .exec(db)
+    .await
+    .map(|_| ())
+}
+
+/// Whether there was such a member.
+pub async fn remove_member(db: &DatabaseConnection, room: &str, user: &str) -> Result<bool, DbErr> {
+    Ok(room_member::Entity::delete_many()
+        .filter(room_member::Column::RoomId.eq(room))
+        .filter(room_member::Column::UserId.eq(user))
+        .exec(db)
+        .await?
+        .rows_affected
+        > 0)
+}
+
+/// The ids of the rooms `user` may not read (private or direct, neither owned by them nor
+/// shared with them), as a subquery: other tables' lists leave out what is theirs.
+pub fn hidden_from(user: Option<&str>) -> SelectStatement {
+    let mut closed = Query::select();
+    closed
+        .column(room::Column::Id)
+        .from(room::Entity)
+        .and_where(room::Column::Visibility.ne("public"));
+    if let Some(user) = user {
+        closed
+            .cond_where(
+                Condition::any()
+                    .add(room::Column::OwnerId.is_null())
+                    .add(room::Column::OwnerId.ne(user)),
+            )
+            .and_where(
+                room::Column::Id.not_in_subquery(
+                    Query::select()
+                        .column(room_member::Column::RoomId)
+                        .from(room_member::Entity)
+                        .and_where(room_member::Column::UserId.eq(user))
+                        .to_owned(),
+                ),
+            );
+    }
+    closed.to_owned()
 }

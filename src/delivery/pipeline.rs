@@ -26,9 +26,11 @@
 //! before its predecessor is parked, and a task of its own reads the gap.
 
 use super::order::{Admit, RoomOrder};
+use crate::access::RoomAccess;
 use crate::chat::{self, Rooms, Transcripts};
 use crate::db::error::{cause, Cause};
 use crate::db::messages::{self, InsertMode, ToInsert};
+use crate::db::rooms::Member;
 use crate::domain::sync::lock;
 use crate::domain::{Caller, Error, Message, NewMessage, RoomName};
 use crate::events::Events;
@@ -57,6 +59,7 @@ pub struct Delivery {
 /// What happens to a committed message, from whichever replica it came.
 struct Stage {
     db: DatabaseConnection,
+    access: Arc<RoomAccess>,
     transcripts: Arc<Transcripts>,
     hub: Arc<dyn Hub>,
     events: Events,
@@ -79,6 +82,7 @@ impl Delivery {
     pub async fn start(
         db: DatabaseConnection,
         insert_returning: bool,
+        access: Arc<RoomAccess>,
         transcripts: Arc<Transcripts>,
         hub: Arc<dyn Hub>,
         arrivals: Option<mpsc::Receiver<Arrival>>,
@@ -89,6 +93,7 @@ impl Delivery {
         let stage = Arc::new(Stage {
             gate: hub.replicated().then(Mutex::default),
             db,
+            access,
             transcripts,
             hub,
             events,
@@ -108,7 +113,7 @@ impl Delivery {
 
     // 1. A door posts.
 
-    /// Stores one message as the caller may post it (see `chat::access`); returns once it
+    /// Stores one message as the caller may post it (see `access`); returns once it
     /// is committed and handed on, with its id and timestamp. A room that does not exist
     /// yet comes into being with its first message.
     pub async fn post(
@@ -117,7 +122,10 @@ impl Delivery {
         room: &RoomName,
         mut message: NewMessage,
     ) -> Result<Message, Error> {
-        chat::access::may_post(caller, room, &mut message)?;
+        self.stage
+            .access
+            .may_post(caller, room, &mut message)
+            .await?;
         self.rooms.ensure(&self.stage.db, room).await?;
         let (done, answer) = oneshot::channel();
         let row = ToInsert {
@@ -137,7 +145,8 @@ impl Delivery {
 
     /// Deletes a message (see `chat::messages::delete` for who may); every reader drops it.
     pub async fn delete_message(&self, caller: &Caller, id: &str) -> Result<Message, Error> {
-        let message = chat::messages::delete(&self.stage.db, caller, id).await?;
+        let message =
+            chat::messages::delete(&self.stage.db, &self.stage.access, caller, id).await?;
         self.stage.transcripts.forget(&message.room);
         self.stage
             .hub
@@ -148,11 +157,48 @@ impl Delivery {
     /// Deletes a room with its messages (see `chat::rooms::delete` for who may); returns
     /// how many messages went.
     pub async fn delete_room(&self, caller: &Caller, id: &str) -> Result<(String, u64), Error> {
-        let (room, deleted) = chat::rooms::delete(&self.stage.db, caller, id).await?;
+        let (room, deleted) =
+            chat::rooms::delete(&self.stage.db, &self.stage.access, caller, id).await?;
         self.rooms.forget(&room.id);
         self.stage.transcripts.forget(&room.id);
+        self.stage.access.forget(&room.id);
         self.stage.hub.publish(&room.id, Event::RoomDeleted);
         Ok((room.id, deleted))
+    }
+
+    /// Adds a member to a private room (see `chat::rooms::add_member` for who may); every
+    /// replica reads the room's rule again.
+    pub async fn add_member(
+        &self,
+        caller: &Caller,
+        room: &str,
+        user_id: &str,
+    ) -> Result<(Member, bool), Error> {
+        let added =
+            chat::rooms::add_member(&self.stage.db, &self.stage.access, caller, room, user_id)
+                .await?;
+        self.access_changed(&added.0.room_id);
+        Ok(added)
+    }
+
+    /// Removes a member from a private room (see `chat::rooms::remove_member`); their
+    /// sockets in it are closed and their polls of it answer 404, on every replica.
+    pub async fn remove_member(
+        &self,
+        caller: &Caller,
+        room: &str,
+        user_id: &str,
+    ) -> Result<(), Error> {
+        let room =
+            chat::rooms::remove_member(&self.stage.db, &self.stage.access, caller, room, user_id)
+                .await?;
+        self.access_changed(&room.id);
+        Ok(())
+    }
+
+    fn access_changed(&self, room: &str) {
+        self.stage.access.forget(room);
+        self.stage.hub.publish(room, Event::AccessChanged);
     }
 }
 
@@ -401,10 +447,23 @@ async fn arrive(stage: Arc<Stage>, mut arrivals: mpsc::Receiver<Arrival>) {
                 ..
             } => {
                 stage.transcripts.forget(&room);
+                stage.access.forget(&room);
                 stage.hub.deliver(&room, event);
             }
+            Arrival::Event {
+                room,
+                event: Event::AccessChanged,
+                ..
+            } => {
+                stage.access.forget(&room);
+                stage.hub.deliver(&room, Event::AccessChanged);
+            }
             Arrival::Event { room, event, .. } => stage.hub.deliver(&room, event),
-            Arrival::Reconnected { after } => catch_up(&stage, after).await,
+            Arrival::Reconnected { after } => {
+                // Rules changed meanwhile went unheard.
+                stage.access.forget_all();
+                catch_up(&stage, after).await
+            }
         }
     }
 }
@@ -442,10 +501,12 @@ mod tests {
     async fn delivery(hub: Arc<dyn Hub>) -> (Delivery, DatabaseConnection) {
         let db = memory().await;
         let transcripts = Arc::new(Transcripts::new(Duration::from_secs(3600), 100));
-        let notifier = Notifier::new(db.clone(), hub.clone());
+        let access = Arc::new(RoomAccess::new(db.clone()));
+        let notifier = Notifier::new(db.clone(), hub.clone(), access.clone());
         let delivery = Delivery::start(
             db.clone(),
             true,
+            access,
             transcripts,
             hub,
             None,

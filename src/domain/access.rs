@@ -18,6 +18,34 @@ pub enum AuthMode {
     Required,
 }
 
+/// Who may read a room: anyone the mode lets in, or only its owner and members (a private
+/// room), or only its two people (a direct room).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Visibility {
+    Public,
+    Private,
+    Direct,
+}
+
+impl Visibility {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Visibility::Public => "public",
+            Visibility::Private => "private",
+            Visibility::Direct => "direct",
+        }
+    }
+
+    /// As stored; anything unknown is taken as private, the side that shows nothing.
+    pub fn parse(stored: &str) -> Self {
+        match stored {
+            "public" => Visibility::Public,
+            "direct" => Visibility::Direct,
+            _ => Visibility::Private,
+        }
+    }
+}
+
 /// The caller of a request.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Caller {

@@ -10,7 +10,7 @@ pub mod names;
 pub mod sync;
 pub mod time;
 
-pub use access::{AuthMode, Caller};
+pub use access::{AuthMode, Caller, Visibility};
 pub use error::{Error, Result};
 pub use limits::Limits;
 pub use message::{Message, MessageJson, NewMessage, Peer, Shape};

@@ -7,6 +7,7 @@ mod store;
 
 pub use store::FileStore;
 
+use crate::access::RoomAccess;
 use crate::db::files::{self as table, StoredFile};
 use crate::domain::names::{self, RoomName};
 use crate::domain::{now_utc, Caller, Error, Result};
@@ -16,6 +17,7 @@ use object_store::path::Path;
 use object_store::{ObjectStoreExt, WriteMultipart};
 use sea_orm::DatabaseConnection;
 use serde::Serialize;
+use std::sync::Arc;
 use utoipa::ToSchema;
 
 /// What the multipart envelope around a file may add to its size.
@@ -28,6 +30,7 @@ const PARTS_IN_FLIGHT: usize = 2;
 pub struct Files {
     pub store: FileStore,
     db: DatabaseConnection,
+    access: Arc<RoomAccess>,
     pub max_bytes: u64,
     allowed: Vec<String>,
 }
@@ -36,12 +39,14 @@ impl Files {
     pub fn new(
         store: FileStore,
         db: DatabaseConnection,
+        access: Arc<RoomAccess>,
         max_bytes: u64,
         allowed: Vec<String>,
     ) -> Self {
         Files {
             store,
             db,
+            access,
             max_bytes,
             allowed,
         }
@@ -105,6 +110,10 @@ impl Files {
         let room_id = room_id
             .map(|r| RoomName::parse(r).map(|r| r.as_str().to_string()))
             .transpose()?;
+        // A file for a room is the room's: only who may read it may add to it.
+        if let Some(room) = &room_id {
+            self.access.may_read(caller, room).await?;
+        }
         let too_large =
             || Error::PayloadTooLarge(format!("file is larger than {} bytes", self.max_bytes));
         let mut multipart = multer::Multipart::new(body, boundary);
@@ -177,23 +186,31 @@ impl Files {
         ))
     }
 
-    /// Files, newest first; `room_id` keeps one room's.
+    /// Files, newest first; `room_id` keeps one room's. Files of private rooms the caller
+    /// is not in are not listed.
     pub async fn list(
         &self,
         caller: &Caller,
         room_id: Option<&str>,
         limit: u64,
     ) -> Result<Vec<StoredFile>> {
-        caller.require_identity()?;
-        Ok(table::list(&self.db, room_id, limit).await?)
+        let user = caller.require_identity()?.map(|u| u.user_id.as_str());
+        if let Some(room) = room_id {
+            self.access.may_read(caller, room).await?;
+        }
+        Ok(table::list(&self.db, room_id, limit, user, caller.admin).await?)
     }
 
-    /// The file's metadata, or 404.
+    /// The file's metadata, or 404 (also for a file of a private room the caller is not
+    /// in).
     pub async fn get(&self, caller: &Caller, id: &str) -> Result<StoredFile> {
         caller.require_identity()?;
-        table::get(&self.db, id)
-            .await?
-            .ok_or_else(|| Error::not_found(format!("file {id} does not exist")))
+        let missing = || Error::not_found(format!("file {id} does not exist"));
+        let row = table::get(&self.db, id).await?.ok_or_else(missing)?;
+        match &row.room_id {
+            Some(room) if !self.access.sees(caller, room).await? => Err(missing()),
+            _ => Ok(row),
+        }
     }
 
     /// The file's metadata and bytes.

@@ -5,8 +5,9 @@
 use super::limits::{Posting, RoomCreation};
 use super::ops::check;
 use super::JsonBody;
+use crate::access::RoomAccess;
 use crate::chat::{self, messages::HistoryQuery, rooms::NewRoom};
-use crate::db::rooms::Room;
+use crate::db::rooms::{Member, Room};
 use crate::delivery::Delivery;
 use crate::domain::message::chatflow_message;
 use crate::domain::names::{self, RoomName};
@@ -31,6 +32,10 @@ super::mount![
     post_room_message,
     get_message,
     delete_message,
+    list_members,
+    add_member,
+    remove_member,
+    direct_room,
     chat_health,
 ];
 
@@ -41,6 +46,10 @@ pub struct RoomOut {
     description: Option<String>,
     #[schema(value_type = String, format = DateTime)]
     created_at: chrono::DateTime<chrono::Utc>,
+    /// `public`, `private` (its owner, members and admins only) or `direct`.
+    visibility: String,
+    /// Who created it, when a signed-in user did.
+    owner_id: Option<String>,
 }
 
 impl From<Room> for RoomOut {
@@ -50,8 +59,33 @@ impl From<Room> for RoomOut {
             name: r.name,
             description: r.description,
             created_at: r.created_at.and_utc(),
+            visibility: r.visibility,
+            owner_id: r.owner_id,
         }
     }
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct MemberOut {
+    room_id: String,
+    user_id: String,
+    #[schema(value_type = String, format = DateTime)]
+    added_at: chrono::DateTime<chrono::Utc>,
+}
+
+impl From<Member> for MemberOut {
+    fn from(m: Member) -> Self {
+        MemberOut {
+            room_id: m.room_id,
+            user_id: m.user_id,
+            added_at: m.added_at.and_utc(),
+        }
+    }
+}
+
+#[derive(Deserialize, ToSchema)]
+pub struct MemberIn {
+    user_id: String,
 }
 
 /// A message as the API shows it, for the OpenAPI document; written by
@@ -86,6 +120,9 @@ pub struct RoomIn {
     id: Option<String>,
     name: Option<String>,
     description: Option<String>,
+    /// Only its owner (the signed-in creator), its members and admins see it.
+    #[serde(default)]
+    private: bool,
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -98,7 +135,8 @@ pub struct NewMessageIn {
     file_url: Option<String>,
 }
 
-/// Rooms, oldest first.
+/// The rooms the caller may see, oldest first: the public ones and their own private
+/// and direct ones.
 #[utoipa::path(tag = "chat", responses((status = 200, body = Vec<RoomOut>), (status = 401)))]
 #[get("/rooms")]
 async fn list_rooms(caller: Caller, db: &State<DatabaseConnection>) -> Result<Json<Vec<RoomOut>>> {
@@ -123,6 +161,7 @@ async fn create_room(
         id: body.id,
         name: body.name,
         description: body.description,
+        private: body.private,
     };
     let room = chat::rooms::create(db, &caller, new).await?;
     Ok((Status::Created, Json(room.into())))
@@ -134,8 +173,11 @@ async fn get_room(
     id: &str,
     caller: Caller,
     db: &State<DatabaseConnection>,
+    access: &State<Arc<RoomAccess>>,
 ) -> Result<Json<RoomOut>> {
-    Ok(Json(chat::rooms::get(db, &caller, id).await?.into()))
+    Ok(Json(
+        chat::rooms::get(db, access, &caller, id).await?.into(),
+    ))
 }
 
 /// Deletes a room and every message in it: its owner's or an admin's call.
@@ -167,6 +209,7 @@ async fn room_messages(
     q: Option<&str>,
     caller: Caller,
     db: &State<DatabaseConnection>,
+    access: &State<Arc<RoomAccess>>,
 ) -> Result<Json<Vec<ApiMessage>>> {
     let query = HistoryQuery {
         limit,
@@ -174,7 +217,7 @@ async fn room_messages(
         after,
         q,
     };
-    let rows = chat::messages::history(db, &caller, id, query).await?;
+    let rows = chat::messages::history(db, access, &caller, id, query).await?;
     Ok(Json(rows.into_iter().map(ApiMessage).collect()))
 }
 
@@ -215,9 +258,10 @@ async fn get_message(
     id: &str,
     caller: Caller,
     db: &State<DatabaseConnection>,
+    access: &State<Arc<RoomAccess>>,
 ) -> Result<Json<ApiMessage>> {
     Ok(Json(ApiMessage(
-        chat::messages::read(db, &caller, id).await?,
+        chat::messages::read(db, access, &caller, id).await?,
     )))
 }
 
@@ -232,6 +276,73 @@ async fn delete_message(
 ) -> Result<Json<Value>> {
     let message = delivery.delete_message(&caller, id).await?;
     Ok(Json(json!({ "status": "deleted", "id": message.id })))
+}
+
+/// A room's members (none for a public room), in the order they were added.
+#[utoipa::path(tag = "chat",
+    responses((status = 200, body = Vec<MemberOut>), (status = 401), (status = 404)))]
+#[get("/rooms/<id>/members")]
+async fn list_members(
+    id: &str,
+    caller: Caller,
+    db: &State<DatabaseConnection>,
+    access: &State<Arc<RoomAccess>>,
+) -> Result<Json<Vec<MemberOut>>> {
+    let members = chat::rooms::members(db, access, &caller, id).await?;
+    Ok(Json(members.into_iter().map(MemberOut::from).collect()))
+}
+
+/// Adds a member to a private room: its owner's or an admin's call. 201 when they are
+/// new, 200 when they were a member already.
+#[utoipa::path(tag = "chat", request_body = MemberIn,
+    responses((status = 201, body = MemberOut), (status = 200, body = MemberOut), (status = 400),
+        (status = 401), (status = 403), (status = 404), (status = 409), (status = 415), (status = 429)))]
+#[post("/rooms/<id>/members", data = "<body>")]
+async fn add_member(
+    id: &str,
+    body: Result<JsonBody<MemberIn>>,
+    flood: Result<RoomCreation>,
+    caller: Caller,
+    delivery: &State<Delivery>,
+) -> Result<(Status, Json<MemberOut>)> {
+    flood?;
+    let JsonBody(body) = body?;
+    let (member, new) = delivery.add_member(&caller, id, &body.user_id).await?;
+    let status = if new { Status::Created } else { Status::Ok };
+    Ok((status, Json(member.into())))
+}
+
+/// Removes a member from a private room: the owner's or an admin's call, or the member's
+/// own (leaving). Their sockets in the room are closed with 4003.
+#[utoipa::path(tag = "chat",
+    responses((status = 204), (status = 400), (status = 401), (status = 403), (status = 404)))]
+#[delete("/rooms/<id>/members/<user_id>")]
+async fn remove_member(
+    id: &str,
+    user_id: &str,
+    caller: Caller,
+    delivery: &State<Delivery>,
+) -> Result<Status> {
+    delivery.remove_member(&caller, id, user_id).await?;
+    Ok(Status::NoContent)
+}
+
+/// The direct conversation of the signed-in caller and `user_id`: the same room whoever
+/// asks first, seen by those two (and admins) only. 201 when it is new, else 200.
+#[utoipa::path(tag = "chat",
+    responses((status = 201, body = RoomOut), (status = 200, body = RoomOut), (status = 400),
+        (status = 401), (status = 429)))]
+#[post("/direct/<user_id>")]
+async fn direct_room(
+    user_id: &str,
+    flood: Result<RoomCreation>,
+    caller: Caller,
+    db: &State<DatabaseConnection>,
+) -> Result<(Status, Json<RoomOut>)> {
+    flood?;
+    let (room, new) = chat::rooms::direct(db, &caller, user_id).await?;
+    let status = if new { Status::Created } else { Status::Ok };
+    Ok((status, Json(room.into())))
 }
 
 /// The chat service's health, as ChatFlow's gateway checks it: 503 while the database is

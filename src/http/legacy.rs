@@ -7,7 +7,8 @@
 use super::legacy_body::PostBody;
 use super::limits::Posting;
 use super::Plain;
-use crate::chat::{self, Transcript, Transcripts, View};
+use crate::access::RoomAccess;
+use crate::chat::{Transcript, Transcripts, View};
 use crate::delivery::Delivery;
 use crate::domain::limits::{message_id, wait_secs};
 use crate::domain::message::new_message;
@@ -43,7 +44,7 @@ pub struct LegacyPost {
         ("format" = Option<String>, Query, description = "json: the same lines as JSON")),
     responses((status = 200, description = "one line per message, oldest first", content_type = "text/plain"),
         (status = 304, description = "If-None-Match holds the current ETag"), (status = 400),
-        (status = 401)))]
+        (status = 401), (status = 404, description = "a private room the caller is not in")))]
 #[get("/<room>?<after>&<wait>&<format>")]
 #[allow(clippy::too_many_arguments)]
 async fn get_transcript(
@@ -54,12 +55,13 @@ async fn get_transcript(
     headers: PollHeaders,
     caller: Caller,
     db: &State<DatabaseConnection>,
+    access: &State<Arc<RoomAccess>>,
     transcripts: &State<Arc<Transcripts>>,
     hub: &State<Arc<dyn Hub>>,
 ) -> Result<PollAnswer, Plain> {
     let room = room?;
     let query = PollQuery::parse(after, wait, format, &headers)?;
-    chat::access::may_read(&caller, &room)?;
+    access.may_read(&caller, room.as_str()).await?;
     // Listening starts before the room is read, so a message committed in between wakes us.
     // Held for as long as the poll is: the room's channel goes with its last listener.
     let mut events = query.wait.map(|_| hub.subscribe(room.as_str()));
@@ -68,6 +70,8 @@ async fn get_transcript(
         if query.nothing_new(&view, &headers) {
             // A message, or a lag (messages were missed), means: read again.
             let _ = tokio::time::timeout(wait, events.messages.recv()).await;
+            // The wake-up may be the caller's leaving the room.
+            access.may_read(&caller, room.as_str()).await?;
             view = transcripts.view(db, &room, query.after, query.json).await?;
         }
     }
@@ -88,7 +92,8 @@ async fn get_transcript(
     params(("room" = String, Path)),
     request_body(content = LegacyPost, content_type = "application/x-www-form-urlencoded",
         description = "also multipart/form-data or JSON with the same fields"),
-    responses((status = 204, description = "stored"), (status = 400), (status = 401), (status = 413),
+    responses((status = 204, description = "stored"), (status = 400), (status = 401),
+        (status = 404, description = "a private room the caller is not in"), (status = 413),
         (status = 415), (status = 429)))]
 #[post("/<room>", data = "<body>")]
 async fn post_message(

@@ -9,6 +9,7 @@
 
 use super::guards::ClientAddr;
 use super::limits::{Bucket, Limiter, SocketLease};
+use crate::access::RoomAccess;
 use crate::chat;
 use crate::delivery::Delivery;
 use crate::domain::limits::message_id;
@@ -45,6 +46,9 @@ const SEND_TIMEOUT: Duration = Duration::from_secs(10);
 pub const CLOSE_RECONNECT: u16 = 4000;
 /// Close code telling a client its token expired: sign in again, then reconnect.
 pub const CLOSE_SIGN_IN: u16 = 4001;
+/// Close code telling a client it may no longer read the room (removed from a private
+/// room): reconnecting will not help.
+pub const CLOSE_NO_ACCESS: u16 = 4003;
 /// Frames refused in a row before a socket is closed with 1008 (policy violation).
 const MAX_STRIKES: u32 = 20;
 /// More lags than this within the window and a peer is closed with [`CLOSE_RECONNECT`].
@@ -66,6 +70,7 @@ pub struct SocketSettings {
 #[derive(Clone)]
 pub struct SocketState {
     pub db: DatabaseConnection,
+    pub access: Arc<RoomAccess>,
     pub delivery: Delivery,
     pub hub: Arc<dyn Hub>,
     pub events: Events,
@@ -157,7 +162,7 @@ pub async fn connect<'r>(
     let since = message_id("since", since)?;
     // The path's user id must be the caller's own when signed in.
     caller.acts_as(&user_id)?;
-    chat::access::may_read(&caller, &room)?;
+    state.access.may_read(&caller, room.as_str()).await?;
     // Checked as a post's would be; none means the user id. Signed in: their name.
     let username = match &caller.user {
         Some(user) => user.username.clone(),
@@ -283,6 +288,7 @@ impl Session {
                     _ => break None,
                 },
                 event = events.messages.recv() => match event {
+                    Ok(Event::AccessChanged) => Box::pin(self.still_admitted()).await,
                     Ok(event) => match self.outgoing(&event, &mut sent) {
                         Some(value) => match send(&mut sink, value).await {
                             Ok(()) => Flow::Continue,
@@ -293,7 +299,11 @@ impl Session {
                     // Events were missed: a burst (thousands joining at once) or a peer
                     // that reads slowly. Messages are read back from the database; a peer
                     // that keeps falling behind is told to reconnect with `since`.
-                    Err(RecvError::Lagged(_)) => {
+                    Err(RecvError::Lagged(_)) => 'lagged: {
+                        // A change of access may be among what was missed.
+                        if let closed @ Flow::Close(_) = Box::pin(self.still_admitted()).await {
+                            break 'lagged closed;
+                        }
                         lags.retain(|at: &Instant| at.elapsed() < LAG_WINDOW);
                         lags.push(Instant::now());
                         let rows = if lags.len() > MAX_LAGS {
@@ -387,6 +397,24 @@ impl Session {
         }
     }
 
+    /// Whether the caller may still read the room (after its members changed): if not,
+    /// the socket closes with [`CLOSE_NO_ACCESS`]. A database that cannot say keeps the
+    /// socket open: the next change, or reconnect, checks again.
+    async fn still_admitted(&self) -> Flow {
+        match self
+            .state
+            .access
+            .sees(&self.caller, self.room.as_str())
+            .await
+        {
+            Ok(false) => Flow::Close(Some(CloseFrame {
+                code: CloseCode::from(CLOSE_NO_ACCESS),
+                reason: "you are no longer a member of this room".into(),
+            })),
+            _ => Flow::Continue,
+        }
+    }
+
     async fn on_frame(&self, frame: Message) -> Reply {
         let text = match frame {
             Message::Text(text) => text,
@@ -476,6 +504,8 @@ impl Session {
                 "type": "message_deleted", "id": id, "room_id": room,
             })),
             Event::RoomDeleted => Some(json!({ "type": "room_deleted", "room_id": room })),
+            // Handled by the session: it checks whether its caller may still read.
+            Event::AccessChanged => None,
             Event::Notification(notification) => {
                 let mut frame = json!({ "type": "notification" });
                 if let (Some(frame), Some(fields)) =

@@ -3,6 +3,7 @@
 //! `@someone` notifies every user id known under that name (see [`crate::presence`]), and
 //! every new notification is pushed live to its user's open WebSockets.
 
+use crate::access::RoomAccess;
 use crate::db::notifications::{self as table, Notification};
 use crate::db::users;
 use crate::domain::names::{self, RoomName};
@@ -30,6 +31,7 @@ const MENTION_TASKS: usize = 64;
 pub struct Notifier {
     db: DatabaseConnection,
     hub: Arc<dyn Hub>,
+    access: Arc<RoomAccess>,
     mention_tasks: Arc<tokio::sync::Semaphore>,
 }
 
@@ -75,10 +77,11 @@ pub struct NewNotification {
 }
 
 impl Notifier {
-    pub fn new(db: DatabaseConnection, hub: Arc<dyn Hub>) -> Self {
+    pub fn new(db: DatabaseConnection, hub: Arc<dyn Hub>, access: Arc<RoomAccess>) -> Self {
         Notifier {
             db,
             hub,
+            access,
             mention_tasks: Arc::new(tokio::sync::Semaphore::new(MENTION_TASKS)),
         }
     }
@@ -221,9 +224,17 @@ impl Notifier {
         });
     }
 
-    /// One statement for all the users the message names, then one push each.
+    /// One statement for all the users the message names, then one push each. In a
+    /// private room only those who may read it are told.
     async fn notify_mentions(&self, row: &Message, names: BTreeSet<String>) -> Result<()> {
-        let users = users::named(&self.db, names, MAX_MENTIONED_USERS).await?;
+        let mut users = users::named(&self.db, names, MAX_MENTIONED_USERS).await?;
+        let mut readers = Vec::with_capacity(users.len());
+        for user in users.drain(..) {
+            if self.access.user_may_read(&user.user_id, &row.room).await? {
+                readers.push(user);
+            }
+        }
+        let users = readers;
         let sender = row.username.to_lowercase();
         let body: String = row.text.chars().take(500).collect();
         let rows: Vec<Notification> = users
@@ -302,7 +313,8 @@ mod tests {
         let hub = Arc::new(InProcessHub::new(16));
         let mut ann = hub.subscribe(&user_channel("ann"));
         let pushed = &mut ann.signals;
-        let notifier = Notifier::new(db, hub);
+        let access = Arc::new(RoomAccess::new(db.clone()));
+        let notifier = Notifier::new(db, hub, access);
         let any = Caller::default();
         let first = notifier.create(&any, new("ann", "one")).await.unwrap();
         assert!(
@@ -347,7 +359,9 @@ mod tests {
 
     #[tokio::test]
     async fn bad_notifications_are_refused() {
-        let notifier = Notifier::new(crate::db::memory().await, Arc::new(InProcessHub::new(16)));
+        let db = crate::db::memory().await;
+        let access = Arc::new(RoomAccess::new(db.clone()));
+        let notifier = Notifier::new(db, Arc::new(InProcessHub::new(16)), access);
         let any = Caller::default();
         let mut bad_type = new("ann", "t");
         bad_type.notif_type = Some("spam".into());

@@ -7,6 +7,7 @@ mod store;
 
 pub use store::{MemoryStore, PresenceStore, RedisStore};
 
+use crate::access::RoomAccess;
 use crate::db::users;
 use crate::domain::names::{self, RoomName};
 use crate::domain::sync::{lock, random_u64};
@@ -35,6 +36,7 @@ pub struct Inner {
     db: DatabaseConnection,
     limits: Limits,
     hub: Arc<dyn Hub>,
+    access: Arc<RoomAccess>,
     replica: String,
     /// Open sockets on this replica: user id → (count, name).
     sockets: Mutex<HashMap<String, (usize, String)>>,
@@ -54,6 +56,7 @@ impl Presence {
         redis_url: Option<&str>,
         db: DatabaseConnection,
         hub: Arc<dyn Hub>,
+        access: Arc<RoomAccess>,
         limits: Limits,
     ) -> Result<Self, redis::RedisError> {
         let store: Arc<dyn PresenceStore> = match redis_url {
@@ -65,6 +68,7 @@ impl Presence {
             db,
             limits,
             hub,
+            access,
             replica: format!("{:x}-{:x}", std::process::id(), random_u64()),
             sockets: Mutex::default(),
             remembered: Mutex::default(),
@@ -170,6 +174,7 @@ impl Presence {
         };
         let peer = self.peer_of(caller, &user_id, username.or(known.as_deref()))?;
         let room = RoomName::parse(room.ok_or_else(|| Error::bad_request("room_id is required"))?)?;
+        self.access.may_read(caller, room.as_str()).await?;
         self.typing(room.as_str(), Arc::new(peer), active).await
     }
 
@@ -179,7 +184,7 @@ impl Presence {
         caller: &Caller,
         room: &RoomName,
     ) -> Result<Vec<(String, String)>> {
-        caller.require_identity()?;
+        self.access.may_read(caller, room.as_str()).await?;
         let mut typing = self.store.typing(room.as_str()).await?;
         typing.sort_by(|a, b| a.1.cmp(&b.1));
         Ok(typing)

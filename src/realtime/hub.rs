@@ -35,6 +35,8 @@ pub enum Event {
     MessageDeleted { id: i64 },
     /// The room was deleted with all its messages.
     RoomDeleted,
+    /// Who may read the room changed (a member added or removed): readers check again.
+    AccessChanged,
     /// A notification (JSON as the notifications API shows it), on its user's channel.
     Notification(Arc<serde_json::Value>),
 }
@@ -146,7 +148,9 @@ impl LocalFanout {
         let mut rooms = lock(&self.rooms);
         if let Some(channels) = rooms.get(room) {
             let tx = match event {
-                Event::Message(_) => &channels.messages,
+                // A change of who may read must not be dropped in a burst, and must
+                // come before the messages that follow it.
+                Event::Message(_) | Event::AccessChanged => &channels.messages,
                 _ => &channels.signals,
             };
             // No receiver left: the room's channels go until someone listens again.
