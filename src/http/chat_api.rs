@@ -201,6 +201,7 @@ async fn delete_room(id: &str, caller: Caller, delivery: &State<Delivery>) -> Re
         ("q" = Option<String>, Query, description = "text to search for")),
     responses((status = 200, body = Vec<MessageOut>), (status = 400), (status = 401), (status = 404)))]
 #[get("/rooms/<id>/messages?<limit>&<before>&<after>&<q>")]
+#[allow(clippy::too_many_arguments)] // each is a part of the request Rocket hands in
 async fn room_messages(
     id: &str,
     limit: Option<&str>,

@@ -99,7 +99,7 @@ async fn upload(
 /// Files, newest first; `room_id` keeps one room's.
 #[utoipa::path(tag = "files",
     params(("room_id" = Option<String>, Query), ("limit" = Option<u64>, Query, description = "1 to 200, default 50")),
-    responses((status = 200, body = Vec<FileOut>), (status = 400), (status = 401)))]
+    responses((status = 200, body = Vec<FileOut>), (status = 400), (status = 401), (status = 404)))]
 #[get("/?<room_id>&<limit>")]
 async fn list(
     room_id: Option<&str>,
@@ -114,7 +114,7 @@ async fn list(
 /// The same list at ChatFlow's path (`GET /files` of its file service).
 #[utoipa::path(tag = "files",
     params(("room_id" = Option<String>, Query), ("limit" = Option<u64>, Query)),
-    responses((status = 200, body = Vec<FileOut>), (status = 400), (status = 401)))]
+    responses((status = 200, body = Vec<FileOut>), (status = 400), (status = 401), (status = 404)))]
 #[get("/files?<room_id>&<limit>")]
 async fn list_chatflow(
     room_id: Option<&str>,

@@ -88,7 +88,8 @@ async fn offline(user_id: &str, caller: Caller, presence: &State<Presence>) -> R
 
 #[utoipa::path(tag = "presence",
     params(("room_id" = String, Query), ("username" = Option<String>, Query)),
-    responses((status = 200), (status = 400), (status = 429), (status = 503)))]
+    responses((status = 200), (status = 400), (status = 401), (status = 403), (status = 404), (status = 429),
+        (status = 503)))]
 #[post("/<user_id>/typing?<room_id>&<username>")]
 async fn start_typing(
     user_id: &str,
