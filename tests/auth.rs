@@ -478,3 +478,40 @@ async fn guessing_a_password_is_stopped() {
     assert!(statuses[5..].iter().all(|s| *s == 429), "{statuses:?}");
     db.drop_db().await;
 }
+
+/// Signed in, a user has buckets of their own: people behind one address do not share
+/// them, and one account's flood is stopped whoever else posts from there.
+#[tokio::test(flavor = "multi_thread")]
+async fn limits_count_per_user_when_signed_in() {
+    let db = TestDb::create(Backend::Sqlite).await;
+    let server = Server::start_with(
+        required(&db)
+            .env("ROCKET_POSTS_PER_MINUTE", "1")
+            .env("ROCKET_POSTS_BURST", "3"),
+    )
+    .await;
+    let (_, ann) = sign_up(&server, "ann").await;
+    let (_, bob) = sign_up(&server, "bob").await;
+    let room = room("per-user");
+    let fields = [("msg", "hi")];
+    for _ in 0..3 {
+        assert_eq!(post_form_as(&server, &room, &fields, Some(&ann)).await, 204);
+    }
+    let res = client()
+        .post(format!("{}/api/chat/{room}", server.url))
+        .bearer_auth(&ann)
+        .form(&fields)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 429);
+    let reason = res.text().await.unwrap();
+    assert!(reason.contains("from this user"), "{reason}");
+    // Bob, from the same address, has his own.
+    for _ in 0..3 {
+        assert_eq!(post_form_as(&server, &room, &fields, Some(&bob)).await, 204);
+    }
+    assert_eq!(post_form_as(&server, &room, &fields, Some(&bob)).await, 429);
+    server.stop();
+    db.drop_db().await;
+}

@@ -10,11 +10,13 @@ pub use tokens::{TokenConfig, Tokens};
 
 use crate::db::accounts::{self as table, Account};
 use crate::domain::names::{self};
+use crate::domain::sync::lock;
 use crate::domain::{now_utc, Error, Limits, Peer, Result};
 use argon2::password_hash::{rand_core::OsRng, PasswordHash, SaltString};
 use argon2::{Argon2, PasswordHasher, PasswordVerifier};
 use sea_orm::DatabaseConnection;
-use std::sync::LazyLock;
+use std::collections::HashMap;
+use std::sync::{LazyLock, Mutex};
 
 pub const MIN_PASSWORD_CHARS: usize = 8;
 /// Hashing a long password costs the same as a short one, but reading it does not.
@@ -34,6 +36,19 @@ pub struct Accounts {
     /// Names (lower case) of the users who are admins.
     admins: Vec<String>,
     limits: Limits,
+    /// Tokens that proved valid, with who they name and until when: checking a signature
+    /// and parsing claims on every request of a signed-in client costs more than the rest
+    /// of a poll. Only a valid token gets in, so made-up tokens cannot grow it.
+    verified: Mutex<HashMap<String, (Peer, u64)>>,
+}
+
+/// Valid tokens remembered at most; past this the record starts over.
+const MAX_VERIFIED: usize = 10_000;
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
 }
 
 impl Accounts {
@@ -43,6 +58,7 @@ impl Accounts {
             tokens,
             admins: admins.iter().map(|a| a.trim().to_lowercase()).collect(),
             limits,
+            verified: Mutex::default(),
         }
     }
 
@@ -93,6 +109,25 @@ impl Accounts {
 
     /// The user a token proves and when the token expires (Unix seconds), or 401.
     pub fn identify(&self, token: &str) -> Result<(Peer, u64)> {
+        if let Some((peer, expires_at)) = lock(&self.verified).get(token) {
+            // Valid through its `exp` second, as the token check counts it.
+            if *expires_at >= unix_now() {
+                return Ok((peer.clone(), *expires_at));
+            }
+        }
+        let (peer, expires_at) = self.verify(token)?;
+        let mut verified = lock(&self.verified);
+        if verified.len() >= MAX_VERIFIED {
+            verified.retain(|_, (_, exp)| *exp >= unix_now());
+            if verified.len() >= MAX_VERIFIED {
+                verified.clear();
+            }
+        }
+        verified.insert(token.to_string(), (peer.clone(), expires_at));
+        Ok((peer, expires_at))
+    }
+
+    fn verify(&self, token: &str) -> Result<(Peer, u64)> {
         let (peer, expires_at) = self.tokens.verify(token)?;
         let user_id = names::user_id(&peer.user_id)
             .map_err(|_| Error::Unauthorized("the token's subject is not a user id".into()))?;
@@ -244,5 +279,36 @@ mod tests {
         let root = accounts.register("root", "rootroot").await.unwrap();
         assert!(accounts.is_admin(&root.user));
         assert!(!accounts.is_admin(&ann.user));
+    }
+
+    #[tokio::test]
+    async fn a_remembered_token_still_ends_at_its_expiry() {
+        let tokens = Tokens::new(&TokenConfig {
+            ttl: Some(std::time::Duration::ZERO),
+            ..TokenConfig::default()
+        })
+        .unwrap();
+        let accounts = Accounts::new(crate::db::memory().await, tokens, &[], Limits::default());
+        let peer = Peer {
+            user_id: "u1".into(),
+            username: "Ann".into(),
+        };
+        let (token, _) = accounts.tokens.issue(&peer);
+        assert_eq!(accounts.identify(&token).unwrap().0, peer);
+        assert_eq!(accounts.identify(&token).unwrap().0, peer, "from memory");
+        std::thread::sleep(std::time::Duration::from_millis(1100));
+        assert_eq!(accounts.identify(&token).unwrap_err().status_code(), 401);
+        assert_eq!(
+            accounts
+                .identify("made.up.token")
+                .unwrap_err()
+                .status_code(),
+            401
+        );
+        assert_eq!(
+            lock(&accounts.verified).len(),
+            1,
+            "only valid tokens are kept"
+        );
     }
 }

@@ -81,7 +81,8 @@ async fn upload(
         )));
     }
     // The day's bytes are charged before reading, as much as the body may hold.
-    limiter.check_upload_bytes(client, length.0.unwrap_or(files.max_bytes))?;
+    let user = caller.user.as_ref().map(|u| u.user_id.as_str());
+    limiter.check_upload_bytes(client, user, length.0.unwrap_or(files.max_bytes))?;
     let boundary = content_type
         .filter(|t| t.is_form_data())
         .and_then(|t| t.params().find(|(k, _)| *k == "boundary"))

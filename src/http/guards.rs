@@ -54,50 +54,60 @@ impl<'r> FromRequest<'r> for Caller {
     type Error = Error;
 
     async fn from_request(req: &'r Request<'_>) -> request::Outcome<Self, Self::Error> {
-        let mode = req
-            .rocket()
-            .state::<AuthMode>()
-            .copied()
-            .unwrap_or_default();
-        let admin_token = req
-            .rocket()
-            .state::<AdminToken>()
-            .and_then(|t| t.0.as_deref());
-        let presented = bearer(req);
-        // Compared in constant time: how long a wrong guess took says nothing of the token.
-        let admin = match (admin_token, presented) {
-            (Some(token), Some(sent)) => token.as_bytes().ct_eq(sent.as_bytes()).into(),
-            _ => false,
-        };
-        let mut caller = Caller {
-            mode,
-            user: None,
-            admin,
-            presented_token: presented.is_some(),
-            admin_configured: admin_token.is_some(),
-            expires_at: None,
-        };
-        let token = match presented {
-            Some(_) if admin => None,
-            Some(token) => Some(token.to_string()),
-            None => req
-                .cookies()
-                .get(SESSION_COOKIE)
-                .map(|c| c.value().to_string())
-                .or_else(|| socket_token(req)),
-        };
-        if let (Some(token), Some(accounts)) = (token, req.rocket().state::<Accounts>()) {
-            match accounts.identify(&token) {
-                Ok((user, expires_at)) => {
-                    caller.admin |= accounts.is_admin(&user);
-                    caller.user = Some(user);
-                    caller.expires_at = Some(expires_at);
-                }
-                Err(err) => return fail(req, err),
-            }
+        // Worked out once per request: the limit guards ask for it too.
+        let outcome = req
+            .local_cache_async(async { CallerOf(identify(req)) })
+            .await;
+        match &outcome.0 {
+            Ok(caller) => Outcome::Success(caller.clone()),
+            Err(err) => fail(req, err.clone()),
         }
-        Outcome::Success(caller)
     }
+}
+
+/// The caller of this request, as worked out once.
+struct CallerOf(Result<Caller, Error>);
+
+fn identify(req: &Request<'_>) -> Result<Caller, Error> {
+    let mode = req
+        .rocket()
+        .state::<AuthMode>()
+        .copied()
+        .unwrap_or_default();
+    let admin_token = req
+        .rocket()
+        .state::<AdminToken>()
+        .and_then(|t| t.0.as_deref());
+    let presented = bearer(req);
+    // Compared in constant time: how long a wrong guess took says nothing of the token.
+    let admin = match (admin_token, presented) {
+        (Some(token), Some(sent)) => token.as_bytes().ct_eq(sent.as_bytes()).into(),
+        _ => false,
+    };
+    let mut caller = Caller {
+        mode,
+        user: None,
+        admin,
+        presented_token: presented.is_some(),
+        admin_configured: admin_token.is_some(),
+        expires_at: None,
+    };
+    let token = match presented {
+        Some(_) if admin => None,
+        Some(token) => Some(token.to_string()),
+        None => req
+            .cookies()
+            .get(SESSION_COOKIE)
+            .map(|c| c.value().to_string())
+            .or_else(|| socket_token(req)),
+    };
+    if let (Some(token), Some(accounts)) = (token, req.rocket().state::<Accounts>()) {
+        let (user, expires_at) = accounts.identify(&token)?;
+        caller.admin |= accounts.is_admin(&user);
+        caller.user = Some(user);
+        caller.expires_at = Some(expires_at);
+    }
+    Ok(caller)
 }
 
 /// `?token=` counts on socket paths only: elsewhere a token in a URL ends up in logs and

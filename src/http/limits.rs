@@ -1,5 +1,7 @@
-//! Abuse limits, per client address (see `guards::ClientAddr`; an IPv6 client counts by
-//! its /64, which one subscriber usually holds whole): token buckets (governor's GCRA) on
+//! Abuse limits, per signed-in user, else per client address (see `guards::ClientAddr`;
+//! an IPv6 client counts by its /64, which one subscriber usually holds whole): so people
+//! behind one address (an office, a campus) who sign in do not share a bucket, and a
+//! flood from one account is stopped wherever it comes from. Token buckets (governor's GCRA) on
 //! posts at every door, room creation, uploads (count and bytes a day), heartbeats and
 //! typing calls, and on each socket's frames; and a cap on sockets per address. Over a
 //! limit: 429 with `Retry-After` and a one-line reason (on a socket, an error frame). Off
@@ -25,7 +27,14 @@ use std::time::Duration;
 const MAX_CLIENTS: usize = 100_000;
 const SWEEP_EVERY: Duration = Duration::from_secs(60);
 
-type Keyed = DefaultKeyedRateLimiter<IpAddr>;
+type Keyed = DefaultKeyedRateLimiter<Key>;
+
+/// Whose bucket: a signed-in user's, or an address's.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+enum Key {
+    User(Arc<str>),
+    Addr(IpAddr),
+}
 
 /// What a client may do how often.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -134,12 +143,23 @@ impl Limiter {
         })
     }
 
-    /// One more of `bucket` for this client, or 429.
-    pub fn check(&self, bucket: Bucket, client: ClientAddr) -> Result<(), Error> {
-        self.check_n(bucket, client, 1)
+    /// One more of `bucket` for this user (signed in), else this client address, or 429.
+    pub fn check(
+        &self,
+        bucket: Bucket,
+        client: ClientAddr,
+        user: Option<&str>,
+    ) -> Result<(), Error> {
+        self.check_n(bucket, client, user, 1)
     }
 
-    fn check_n(&self, bucket: Bucket, client: ClientAddr, n: u32) -> Result<(), Error> {
+    fn check_n(
+        &self,
+        bucket: Bucket,
+        client: ClientAddr,
+        user: Option<&str>,
+        n: u32,
+    ) -> Result<(), Error> {
         if !self.enabled {
             return Ok(());
         }
@@ -147,7 +167,11 @@ impl Limiter {
             Bucket::Upload if n > 1 => &self.upload_kib,
             other => self.keyed(other),
         };
-        let key = key(client.0);
+        let key = match user {
+            // Sign-ins are counted by address: whoever tries them has not proven anyone.
+            Some(user) if bucket != Bucket::Signing => Key::User(Arc::from(user)),
+            _ => Key::Addr(key(client.0)),
+        };
         if limiter.len() >= MAX_CLIENTS {
             limiter.retain_recent();
         }
@@ -155,19 +179,25 @@ impl Limiter {
             Ok(Ok(())) => Ok(()),
             Ok(Err(not_until)) => Err(too_many(
                 bucket,
+                &key,
                 not_until.wait_time_from(DefaultClock::default().now()),
             )),
             // More than a whole day's allowance at once.
-            Err(_) => Err(too_many(bucket, DAY)),
+            Err(_) => Err(too_many(bucket, &key, DAY)),
         }
     }
 
     /// An upload of about `bytes`: counted against the day's bytes before it is read.
-    pub fn check_upload_bytes(&self, client: ClientAddr, bytes: u64) -> Result<(), Error> {
+    pub fn check_upload_bytes(
+        &self,
+        client: ClientAddr,
+        user: Option<&str>,
+        bytes: u64,
+    ) -> Result<(), Error> {
         let kib = u32::try_from(bytes.div_ceil(1024))
             .unwrap_or(u32::MAX)
             .max(2);
-        self.check_n(Bucket::Upload, client, kib)
+        self.check_n(Bucket::Upload, client, user, kib)
     }
 
     /// A socket's own frame bucket; none when limits are off.
@@ -231,7 +261,7 @@ fn key(ip: IpAddr) -> IpAddr {
     }
 }
 
-fn too_many(bucket: Bucket, wait: Duration) -> Error {
+fn too_many(bucket: Bucket, key: &Key, wait: Duration) -> Error {
     let what = match bucket {
         Bucket::Post => "too many messages",
         Bucket::RoomCreation => "too many rooms created",
@@ -239,9 +269,13 @@ fn too_many(bucket: Bucket, wait: Duration) -> Error {
         Bucket::Heartbeat => "too many presence calls",
         Bucket::Signing => "too many sign-ins",
     };
+    let from = match key {
+        Key::User(_) => "from this user",
+        Key::Addr(_) => "from this address",
+    };
     let secs = wait.as_secs_f64().ceil().max(1.0) as u64;
     Error::TooManyRequests {
-        reason: format!("{what} from this address: try again in {secs} s"),
+        reason: format!("{what} {from}: try again in {secs} s"),
         retry_after_secs: secs,
     }
 }
@@ -287,7 +321,11 @@ macro_rules! bucket_guard {
                 let Some(client) = ClientAddr::of(req) else {
                     return Outcome::Success($guard);
                 };
-                match limiter.check($bucket, client) {
+                // The caller is worked out once per request (and cached): a token that is
+                // not valid fails the handler's own `Caller` guard.
+                let caller = req.guard::<crate::domain::Caller>().await.succeeded();
+                let user = caller.as_ref().and_then(|c| c.user.as_ref()).map(|u| u.user_id.as_str());
+                match limiter.check($bucket, client, user) {
                     Ok(()) => Outcome::Success($guard),
                     Err(err) => super::guards::fail(req, err),
                 }
@@ -325,17 +363,25 @@ mod tests {
         let me = ClientAddr("10.0.0.1".parse().unwrap());
         let other = ClientAddr("10.0.0.2".parse().unwrap());
         for _ in 0..5 {
-            limiter.check(Bucket::Post, me).unwrap();
+            limiter.check(Bucket::Post, me, None).unwrap();
         }
-        match limiter.check(Bucket::Post, me) {
+        match limiter.check(Bucket::Post, me, None) {
             Err(Error::TooManyRequests {
                 retry_after_secs, ..
             }) => assert_eq!(retry_after_secs, 1),
             other => panic!("not limited: {other:?}"),
         }
-        limiter.check(Bucket::Post, other).unwrap();
+        limiter.check(Bucket::Post, other, None).unwrap();
+        // A signed-in user has a bucket of their own, wherever they come from.
+        limiter.check(Bucket::Post, me, Some("ann")).unwrap();
+        for _ in 1..5 {
+            limiter.check(Bucket::Post, other, Some("ann")).unwrap();
+        }
+        let err = limiter.check(Bucket::Post, other, Some("ann")).unwrap_err();
+        assert!(err.to_string().contains("from this user"), "{err}");
+        limiter.check(Bucket::Post, me, Some("bob")).unwrap();
         // Other buckets are apart.
-        limiter.check(Bucket::Heartbeat, me).unwrap();
+        limiter.check(Bucket::Heartbeat, me, None).unwrap();
     }
 
     #[tokio::test]
@@ -343,8 +389,8 @@ mod tests {
         let limiter = limiter(60, 1);
         let a = ClientAddr("2001:db8:1:2::1".parse().unwrap());
         let b = ClientAddr("2001:db8:1:2:ffff::9".parse().unwrap());
-        limiter.check(Bucket::Post, a).unwrap();
-        assert!(limiter.check(Bucket::Post, b).is_err());
+        limiter.check(Bucket::Post, a, None).unwrap();
+        assert!(limiter.check(Bucket::Post, b, None).is_err());
     }
 
     #[tokio::test]
@@ -363,7 +409,7 @@ mod tests {
         let limiter = Limiter::new(&Settings::default());
         let me = ClientAddr("10.0.0.1".parse().unwrap());
         for _ in 0..1000 {
-            limiter.check(Bucket::Post, me).unwrap();
+            limiter.check(Bucket::Post, me, None).unwrap();
         }
         assert!(limiter.frames().is_none());
     }

@@ -463,7 +463,8 @@ impl Session {
     }
 
     async fn store(&self, incoming: Incoming) -> Result<()> {
-        self.state.limiter.check(Bucket::Post, self.client)?;
+        let user = self.caller.user.as_ref().map(|u| u.user_id.as_str());
+        self.state.limiter.check(Bucket::Post, self.client, user)?;
         let message = chatflow_message(
             &self.peer.username,
             Some(self.peer.user_id.clone()),
