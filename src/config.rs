@@ -28,6 +28,8 @@ pub struct Settings {
     pub transcript_refresh_ms: u64,
     /// How many room transcripts are held in memory at most.
     pub transcript_cache_rooms: usize,
+    /// Messages a room's transcript (the legacy GET) holds and answers at most: the newest.
+    pub transcript_max_messages: usize,
     pub db_max_connections: u32,
     /// How long a request waits for a database connection before it gets 503, in seconds.
     pub db_timeout_secs: u64,
@@ -121,6 +123,7 @@ impl Default for Settings {
             max_body_bytes: 64 * 1024,
             transcript_refresh_ms: 1000,
             transcript_cache_rooms: 10_000,
+            transcript_max_messages: 5_000,
             db_max_connections: 16,
             db_timeout_secs: 3,
             db_startup_wait_secs: 30,

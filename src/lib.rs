@@ -78,6 +78,7 @@ pub async fn build_from(
     let transcripts = Arc::new(chat::Transcripts::new(
         Duration::from_millis(settings.transcript_refresh_ms),
         settings.transcript_cache_rooms,
+        settings.transcript_max_messages,
     ));
     let notifier = notifications::Notifier::new(db.clone(), hub.clone(), access.clone());
     let presence = presence::Presence::new(

@@ -6,7 +6,12 @@ mod common;
 use common::*;
 use std::time::{Duration, Instant};
 
-on_every_backend!(etag_and_not_modified, after_and_json, long_poll);
+on_every_backend!(
+    etag_and_not_modified,
+    after_and_json,
+    long_poll,
+    a_big_room_answers_its_newest_messages_whole
+);
 
 async fn get(url: &str, etag: Option<&str>) -> reqwest::Response {
     let mut req = client().get(url);
@@ -178,5 +183,48 @@ async fn long_poll(backend: Backend) {
     tokio::time::sleep(Duration::from_millis(500)).await;
     post_ok(&server, &room, &[("username", "c"), ("msg", "three")]).await;
     assert_eq!(lines(&held.await.unwrap()), ["c: three"]);
+    db.drop_db().await;
+}
+
+/// A room larger than a socket replay's page (500) is answered whole on its first read,
+/// and a room larger than `transcript_max_messages` answers its newest that many, for the
+/// whole transcript and for `?after=`: no poll reads or sends a room without bound.
+async fn a_big_room_answers_its_newest_messages_whole(backend: Backend) {
+    let db = TestDb::create(backend).await;
+    let server = Server::start_with(
+        ServerOptions::new(&db.url).env("ROCKET_TRANSCRIPT_MAX_MESSAGES", "300"),
+    )
+    .await;
+    let (big, small) = (room("big"), room("big-520"));
+    for i in 0..400 {
+        post_ok(
+            &server,
+            &big,
+            &[("username", "p"), ("msg", &format!("m{i:03}"))],
+        )
+        .await;
+    }
+    for i in 0..520 {
+        post_ok(
+            &server,
+            &small,
+            &[("username", "p"), ("msg", &format!("s{i:03}"))],
+        )
+        .await;
+    }
+    let whole = lines(&transcript(&server, &big).await);
+    assert_eq!(whole.len(), 300, "the newest 300");
+    assert!(whole[0].ends_with("p: m100"), "{}", whole[0]);
+    assert!(whole[299].ends_with("p: m399"), "{}", whole[299]);
+    let url = format!("{}/api/chat/{big}?format=json&after=0", server.url);
+    let json: serde_json::Value = get(&url, None).await.json().await.unwrap();
+    assert_eq!(json["messages"].as_array().unwrap().len(), 300);
+    // A fresh server, nothing cached: its first read of a 520-message room is whole.
+    server.stop();
+    let again = Server::start(&db.url).await;
+    let first = lines(&transcript(&again, &small).await);
+    assert_eq!(first.len(), 520);
+    assert!(first[0].ends_with("p: s000"), "{}", first[0]);
+    again.stop();
     db.drop_db().await;
 }

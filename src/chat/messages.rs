@@ -120,6 +120,24 @@ pub async fn since(db: &DatabaseConnection, room: &str, after: i64) -> Result<Ve
     .await?)
 }
 
+/// What a transcript holds of a room: from nothing (`after` 0), its newest `limit`
+/// messages; after a known id, the `limit` oldest after it (the rest come with the next
+/// read). Oldest first.
+pub async fn recent(
+    db: &DatabaseConnection,
+    room: &str,
+    after: i64,
+    limit: usize,
+) -> Result<Vec<Message>, Error> {
+    let page = Page {
+        before: None,
+        after: (after > 0).then_some(after),
+        search: None,
+        limit: limit as u64,
+    };
+    Ok(table::page(db, room, page).await?)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

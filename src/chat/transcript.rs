@@ -61,11 +61,15 @@ impl Room {
         }
     }
 
-    fn add(&mut self, row: &Message) {
+    /// Adds a message, keeping the newest `max` only.
+    fn add(&mut self, row: &Message, max: usize) {
         self.entries.entry(row.id).or_insert_with(|| {
             let line = transcript_line(row.timestamp, &row.username, &row.text);
             (line, Arc::new(row.clone()))
         });
+        while self.entries.len() > max {
+            self.entries.pop_first();
+        }
         self.full = None;
     }
 
@@ -127,6 +131,9 @@ pub struct Transcripts {
     rooms: Mutex<HashMap<String, Room>>,
     refresh: Duration,
     capacity: usize,
+    /// Messages held per room at most: the newest. So a room's transcript costs at most
+    /// this much memory, and a poll never reads or sends a room of a million messages.
+    max_messages: usize,
     /// Counts deletions (see `forget`), changed with `rooms` held: a read of the database
     /// that began before a deletion may hold the deleted message, and is not kept.
     deletions: AtomicU64,
@@ -140,11 +147,12 @@ enum Plan {
 }
 
 impl Transcripts {
-    pub fn new(refresh: Duration, capacity: usize) -> Self {
+    pub fn new(refresh: Duration, capacity: usize, max_messages: usize) -> Self {
         Transcripts {
             rooms: Mutex::new(HashMap::new()),
             refresh,
             capacity: capacity.max(1),
+            max_messages: max_messages.max(1),
             deletions: AtomicU64::new(0),
         }
     }
@@ -153,8 +161,9 @@ impl Transcripts {
         lock(&self.rooms)
     }
 
-    /// The room's messages after `after` (all of them without it; none for a room nobody
-    /// has written in), with the room's ETag.
+    /// The room's messages after `after` (all of them without it, the newest
+    /// `max_messages` at most; none for a room nobody has written in), with the room's
+    /// ETag.
     pub async fn view(
         &self,
         db: &DatabaseConnection,
@@ -162,7 +171,7 @@ impl Transcripts {
         after: Option<i64>,
         with_rows: bool,
     ) -> Result<View, Error> {
-        let read = |after| super::messages::since(db, room.as_str(), after);
+        let read = |after| super::messages::recent(db, room.as_str(), after, self.max_messages);
         self.view_with(read, room, after, with_rows).await
     }
 
@@ -213,7 +222,9 @@ impl Transcripts {
                         Some(r) if r.loaded => {
                             match rows {
                                 // Rows read before a deletion may hold the deleted message.
-                                Ok(rows) if current => rows.iter().for_each(|row| r.add(row)),
+                                Ok(rows) if current => {
+                                    rows.iter().for_each(|row| r.add(row, self.max_messages))
+                                }
                                 Ok(_) => {}
                                 // The database is away: what this server committed is all
                                 // here already, so pollers keep getting it (a failed poll
@@ -262,13 +273,13 @@ impl Transcripts {
                     // Something was deleted while this read ran: answer from it, keep
                     // nothing; the next read loads afresh.
                     let mut r = Room::new();
-                    rows.iter().for_each(|row| r.add(row));
+                    rows.iter().for_each(|row| r.add(row, self.max_messages));
                     return Ok(r.view(after, with_rows));
                 }
                 let r = rooms
                     .entry(room.as_str().to_string())
                     .or_insert_with(Room::new);
-                rows.iter().for_each(|row| r.add(row));
+                rows.iter().for_each(|row| r.add(row, self.max_messages));
                 r.loaded = true;
                 r.checked = Instant::now();
                 Ok(r.view(after, with_rows))
@@ -286,7 +297,7 @@ impl Transcripts {
     /// Adds a message this server has just committed to its room, if the room is held.
     pub fn record(&self, row: &Message) {
         if let Some(r) = self.rooms().get_mut(&row.room) {
-            r.add(row);
+            r.add(row, self.max_messages);
         }
     }
 
@@ -393,7 +404,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_load_and_the_posts_recorded_meanwhile_are_one_transcript() {
-        let cache = Transcripts::new(Duration::from_secs(3600), 10);
+        let cache = Transcripts::new(Duration::from_secs(3600), 10, 1000);
         let table = Table::new(vec![message("r", 1)], false);
         let read = table.reader();
         let r = room("r");
@@ -417,7 +428,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_deletion_racing_a_load_is_not_undone_by_it() {
-        let cache = Transcripts::new(Duration::from_secs(3600), 10);
+        let cache = Transcripts::new(Duration::from_secs(3600), 10, 1000);
         let table = Table::new(vec![message("r", 1), message("r", 2)], false);
         let read = table.reader();
         let r = room("r");
@@ -447,7 +458,7 @@ mod tests {
     #[tokio::test]
     async fn a_room_evicted_during_its_refresh_misses_no_post() {
         // One room fits; every read refreshes.
-        let cache = Transcripts::new(Duration::ZERO, 1);
+        let cache = Transcripts::new(Duration::ZERO, 1, 1000);
         let a = Table::new(vec![message("a", 1)], true);
         let read_a = a.reader();
         assert_eq!(
@@ -491,7 +502,7 @@ mod tests {
 
     #[tokio::test]
     async fn the_least_recently_read_room_goes_first() {
-        let cache = Transcripts::new(Duration::from_secs(3600), 2);
+        let cache = Transcripts::new(Duration::from_secs(3600), 2, 1000);
         let t = Table::new(Vec::new(), true);
         let read = t.reader();
         for name in ["a", "b"] {
@@ -514,7 +525,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_failed_first_read_holds_nothing_and_a_failed_refresh_serves_the_cache() {
-        let cache = Transcripts::new(Duration::ZERO, 10);
+        let cache = Transcripts::new(Duration::ZERO, 10, 1000);
         let fail = |_| async { Err::<Vec<Message>, _>(Error::Unavailable("down".into())) };
         assert!(cache
             .view_with(fail, &room("r"), None, false)
