@@ -254,6 +254,16 @@ async fn a_private_room_is_invisible_to_non_members(backend: Backend) {
         .await;
         assert_eq!(history.as_array().unwrap().len(), 1, "{mode}: {history}");
 
+        // An admin (the admin token) sees it at every HTTP door.
+        for (door, status) in doors(&server, &room, &bob_id, Some(ADMIN_TOKEN)).await {
+            let ok = [200, 201, 204, 304].contains(&status);
+            // The admin token is no user: a socket needs a user's token.
+            assert!(
+                ok || door == "socket",
+                "{mode}: the admin at {door}: {status}"
+            );
+        }
+
         // Only the owner shares it: bob cannot add himself, nor can mia.
         let add = |token: String, user: String| {
             let (server, room) = (&server, room.clone());
