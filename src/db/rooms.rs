@@ -44,16 +44,19 @@ pub async fn list_visible(
         .await
 }
 
-pub async fn insert(db: &DatabaseConnection, row: &Room) -> Result<(), DbErr> {
-    let active = room::ActiveModel {
+fn active(row: &Room) -> room::ActiveModel {
+    room::ActiveModel {
         id: Set(row.id.clone()),
         name: Set(row.name.clone()),
         description: Set(row.description.clone()),
         created_at: Set(row.created_at),
         owner_id: Set(row.owner_id.clone()),
         visibility: Set(row.visibility.clone()),
-    };
-    room::Entity::insert(active).exec(db).await.map(|_| ())
+    }
+}
+
+pub async fn insert(db: &DatabaseConnection, row: &Room) -> Result<(), DbErr> {
+    room::Entity::insert(active(row)).exec(db).await.map(|_| ())
 }
 
 /// Creates a room with its first members, together.
@@ -63,15 +66,7 @@ pub async fn insert_with_members(
     members: &[String],
 ) -> Result<(), DbErr> {
     let txn = db.begin().await?;
-    let active = room::ActiveModel {
-        id: Set(row.id.clone()),
-        name: Set(row.name.clone()),
-        description: Set(row.description.clone()),
-        created_at: Set(row.created_at),
-        owner_id: Set(row.owner_id.clone()),
-        visibility: Set(row.visibility.clone()),
-    };
-    room::Entity::insert(active).exec(&txn).await?;
+    room::Entity::insert(active(row)).exec(&txn).await?;
     if !members.is_empty() {
         room_member::Entity::insert_many(members.iter().map(|user| room_member::ActiveModel {
             room_id: Set(row.id.clone()),
