@@ -111,6 +111,12 @@ pub struct Settings {
     pub heartbeats_per_minute: u32,
     /// Sockets one client address may hold open at once.
     pub sockets_per_client: usize,
+    /// On SIGTERM or SIGINT: how long readiness says 503 while everything is still served
+    /// (so a balancer stops routing here), before sockets are closed with 1012.
+    pub shutdown_drain_secs: u64,
+    /// The whole stop, drain included, is over within this many seconds (Kubernetes kills
+    /// a pod 30 s after it asked it to stop, `preStop` included).
+    pub shutdown_grace_secs: u64,
 }
 
 impl Default for Settings {
@@ -176,6 +182,8 @@ impl Default for Settings {
             upload_mib_per_day: 1024,
             heartbeats_per_minute: 30,
             sockets_per_client: 50,
+            shutdown_drain_secs: 5,
+            shutdown_grace_secs: 20,
         }
     }
 }

@@ -12,7 +12,7 @@ use lapin::options::{BasicPublishOptions, ConfirmSelectOptions, ExchangeDeclareO
 use lapin::types::FieldTable;
 use lapin::{BasicProperties, Connection, ConnectionProperties, ExchangeKind};
 use serde_json::{json, Value};
-use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::mpsc;
@@ -29,6 +29,8 @@ const UP: u8 = 2;
 pub struct Events {
     tx: Option<mpsc::Sender<(&'static str, Vec<u8>)>>,
     state: Arc<AtomicU8>,
+    /// Queued or being published; a stopping server waits for none (bounded).
+    pending: Arc<AtomicUsize>,
 }
 
 impl Events {
@@ -37,6 +39,7 @@ impl Events {
         Events {
             tx: None,
             state: Arc::new(AtomicU8::new(OFF)),
+            pending: Arc::default(),
         }
     }
 
@@ -44,10 +47,12 @@ impl Events {
     pub fn start(url: String) -> Self {
         let (tx, rx) = mpsc::channel(BACKLOG);
         let state = Arc::new(AtomicU8::new(DOWN));
-        tokio::spawn(publisher(url, rx, state.clone()));
+        let pending = Arc::new(AtomicUsize::new(0));
+        tokio::spawn(publisher(url, rx, state.clone(), pending.clone()));
         Events {
             tx: Some(tx),
             state,
+            pending,
         }
     }
 
@@ -58,6 +63,11 @@ impl Events {
             UP => "up",
             _ => "down",
         }
+    }
+
+    /// Events not yet confirmed by RabbitMQ.
+    pub fn pending(&self) -> usize {
+        self.pending.load(Ordering::Relaxed)
     }
 
     /// The message as the JSON API shows it (`GET /api/chat/messages/<id>`).
@@ -92,7 +102,9 @@ impl Events {
 
     fn send(&self, kind: &'static str, event: Value) {
         let Some(tx) = &self.tx else { return };
+        self.pending.fetch_add(1, Ordering::Relaxed);
         if tx.try_send((kind, event.to_string().into_bytes())).is_err() {
+            self.pending.fetch_sub(1, Ordering::Relaxed);
             METRICS
                 .events_published
                 .with_label_values(&["dropped"])
@@ -105,6 +117,7 @@ async fn publisher(
     url: String,
     mut rx: mpsc::Receiver<(&'static str, Vec<u8>)>,
     state: Arc<AtomicU8>,
+    pending: Arc<AtomicUsize>,
 ) {
     let mut attempt = 0u32;
     // An event whose publish failed is sent first on the next connection.
@@ -152,10 +165,13 @@ async fn publisher(
                     .await
             };
             match tokio::time::timeout(CONNECT_TIMEOUT, published).await {
-                Ok(Ok(_)) => METRICS
-                    .events_published
-                    .with_label_values(&["published"])
-                    .inc(),
+                Ok(Ok(_)) => {
+                    pending.fetch_sub(1, Ordering::Relaxed);
+                    METRICS
+                        .events_published
+                        .with_label_values(&["published"])
+                        .inc()
+                }
                 failed => {
                     let reason = match failed {
                         Ok(Err(err)) => err.to_string(),

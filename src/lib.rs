@@ -2,7 +2,7 @@
 //! WebSocket webchats, on Rocket and SeaORM.
 //!
 //! Layers, each a folder, each importing only from those below it (`scripts/layers`
-//! checks): `domain` <- `config`, `metrics` <- `db` <- `realtime`, `events` (transports),
+//! checks): `domain` <- `config`, `metrics`, `lifecycle` <- `db` <- `realtime`, `events` (transports),
 //! `access` (who may read a room) <- `accounts`, `chat`, `presence`, `notifications`,
 //! `files` (services) <- `delivery` (the one message pipeline) <- `http` (mounts) <- this
 //! file, which wires them: settings, state, fairings, one line per mount.
@@ -18,6 +18,7 @@ pub mod domain;
 pub mod events;
 pub mod files;
 pub mod http;
+pub mod lifecycle;
 pub mod metrics;
 pub mod notifications;
 pub mod presence;
@@ -30,6 +31,16 @@ use rocket::{Build, Rocket};
 use rocket_dyn_templates::Template;
 use std::sync::Arc;
 use std::time::Duration;
+
+/// After the server stopped: sends on what the hub and RabbitMQ still hold (bounded).
+pub async fn finish(rocket: &Rocket<rocket::Ignite>) {
+    if let (Some(hub), Some(events)) = (
+        rocket.state::<Arc<dyn Hub>>(),
+        rocket.state::<events::Events>(),
+    ) {
+        http::shutdown::flush(&**hub, events, http::shutdown::FLUSH_WITHIN).await;
+    }
+}
 
 /// Builds the server from `Rocket.toml` and the environment.
 pub async fn build() -> Result<Rocket<Build>, Box<dyn std::error::Error>> {
@@ -50,6 +61,19 @@ pub async fn build_from(
         .merge(("limits.form", settings.max_body_bytes))
         .merge(("limits.string", settings.max_body_bytes));
     let limits = settings.limits();
+    // Rocket's own signal handling would stop accepting connections at once; ours drains
+    // first (`http::shutdown`) and then tells Rocket to stop.
+    let drain = Duration::from_secs(settings.shutdown_drain_secs);
+    let grace = Duration::from_secs(settings.shutdown_grace_secs);
+    let figment = figment
+        .merge(("shutdown.ctrlc", false))
+        .merge(("shutdown.signals", Vec::<String>::new()))
+        .merge((
+            "shutdown.grace",
+            http::shutdown::request_grace(drain, grace),
+        ))
+        .merge(("shutdown.mercy", 1));
+    let lifecycle = lifecycle::Lifecycle::default();
 
     let url = config::database_url(&settings);
     tracing::info!(database = %db::redact(&url), "connecting to the database");
@@ -137,12 +161,14 @@ pub async fn build_from(
             ping_secs: settings.ws_ping_secs,
             announce_limit: settings.ws_announce_limit,
         },
+        lifecycle: lifecycle.clone(),
     };
 
     let mut rocket = rocket::custom(figment)
         .attach(Template::fairing())
         .attach(http::RequestLog)
-        .attach(AdHoc::on_liftoff("listening", |rocket| {
+        .attach(http::shutdown::CloseWhileStopping)
+        .attach(AdHoc::on_liftoff("listening", move |rocket| {
             Box::pin(async move {
                 let config = rocket.config();
                 tracing::info!(
@@ -150,6 +176,11 @@ pub async fn build_from(
                     config.address,
                     config.port
                 );
+                if let Some(lifecycle) = rocket.state::<lifecycle::Lifecycle>() {
+                    let stop =
+                        http::shutdown::on_signal(rocket.shutdown(), lifecycle.clone(), drain);
+                    tokio::spawn(stop);
+                }
             })
         }))
         .register("/", http::plain_catchers())
@@ -172,6 +203,7 @@ pub async fn build_from(
             .mount("/bench", http::bench::routes());
     }
     Ok(rocket
+        .manage(lifecycle)
         .manage(db)
         .manage(hub)
         .manage(events)

@@ -26,7 +26,10 @@ async fn main() -> ExitCode {
         }
     };
     match rocket.launch().await {
-        Ok(_) => ExitCode::SUCCESS,
+        Ok(stopped) => {
+            ferrochat::finish(&stopped).await;
+            ExitCode::SUCCESS
+        }
         Err(err) => {
             tracing::error!(error = %err, "server stopped");
             ExitCode::FAILURE

@@ -290,3 +290,143 @@ async fn mariadb_messages_from_elsewhere_appear() {
 async fn postgres_messages_from_elsewhere_appear() {
     messages_from_elsewhere_appear(Backend::Postgres).await
 }
+
+/// Liveness touches nothing; readiness follows the database.
+#[tokio::test(flavor = "multi_thread")]
+async fn liveness_and_readiness_probes() {
+    let db = TestDb::create(Backend::MariaDb).await;
+    let proxy = Proxy::start("127.0.0.1:3306").await;
+    let url = db
+        .url
+        .replace("@127.0.0.1:3306", &format!("@127.0.0.1:{}", proxy.port));
+    assert_ne!(url, db.url);
+    let server =
+        Server::start_with(ServerOptions::new(&url).env("ROCKET_DB_TIMEOUT_SECS", "1")).await;
+    let get = |path: &str| {
+        let url = format!("{}{path}", server.url);
+        async move {
+            let res = client().get(url).send().await.unwrap();
+            (
+                res.status().as_u16(),
+                res.json::<serde_json::Value>().await.unwrap(),
+            )
+        }
+    };
+    assert_eq!(get("/health/live").await.0, 200);
+    let (status, body) = get("/health/ready").await;
+    assert_eq!(
+        (status, body["checks"]["database"].as_str()),
+        (200, Some("up"))
+    );
+    proxy.cut().await;
+    let (status, body) = get("/health/ready").await;
+    assert_eq!(status, 503, "{body}");
+    assert!(
+        body["reason"].as_str().unwrap().contains("database"),
+        "{body}"
+    );
+    // The process itself still answers: no restart for a database that is away.
+    assert_eq!(get("/health/live").await.0, 200);
+    proxy.restore();
+    assert!(
+        eventually(Duration::from_secs(10), || async {
+            get("/health/ready").await.0 == 200
+        })
+        .await
+    );
+    db.drop_db().await;
+}
+
+/// SIGTERM: readiness says 503 at once while everything else is still served, a new
+/// socket is refused with 503, open sockets are closed with 1012 and a `since` after the
+/// drain, nothing accepted is lost, and the process exits 0 within the grace.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_stopping_server_drains_then_closes_sockets_with_1012() {
+    use futures_util::StreamExt;
+    use tokio_tungstenite::tungstenite::Message;
+    let db = TestDb::create(Backend::Sqlite).await;
+    let options = || {
+        ServerOptions::new(&db.url)
+            .env("ROCKET_SHUTDOWN_DRAIN_SECS", "2")
+            .env("ROCKET_SHUTDOWN_GRACE_SECS", "10")
+    };
+    let mut server = Server::start_with(options()).await;
+    let room = room("stopping");
+    post_ok(&server, &room, &[("username", "a"), ("msg", "before")]).await;
+    let status = |path: &str| {
+        let url = format!("{}{path}", server.url);
+        async move { client().get(url).send().await.unwrap().status().as_u16() }
+    };
+    assert_eq!(status("/health/ready").await, 200);
+    let mut ws = open_socket(&server, &format!("/ws/{room}/stayer")).await;
+    assert_eq!(
+        next_of(&mut ws, &["user_joined"]).await["user_id"],
+        "stayer"
+    );
+
+    let signalled = std::time::Instant::now();
+    server.terminate();
+    assert!(
+        eventually(Duration::from_millis(500), || async {
+            status("/health/ready").await == 503
+        })
+        .await,
+        "readiness says 503 at once"
+    );
+    // Still serving: health, posts (delivered to the open socket), reads.
+    assert_eq!(status("/health").await, 200);
+    assert_eq!(status("/health/live").await, 200);
+    post_ok(
+        &server,
+        &room,
+        &[("username", "a"), ("msg", "during the drain")],
+    )
+    .await;
+    let during = next_of(&mut ws, &["message"]).await;
+    assert_eq!(during["content"], "during the drain");
+    let ws_url = server.url.replacen("http://", "ws://", 1);
+    match tokio_tungstenite::connect_async(format!("{ws_url}/ws/{room}/late")).await {
+        Err(tokio_tungstenite::tungstenite::Error::Http(res)) => {
+            assert_eq!(res.status().as_u16(), 503)
+        }
+        other => panic!("a new socket while draining: {:?}", other.map(|_| ())),
+    }
+    // After the drain, the open socket is told to reconnect, with where to resume.
+    let close = loop {
+        match tokio::time::timeout(Duration::from_secs(5), ws.next()).await {
+            Ok(Some(Ok(Message::Close(frame)))) => break frame.expect("a close frame"),
+            Ok(Some(Ok(_))) => continue,
+            other => panic!("expected close 1012, got {other:?}"),
+        }
+    };
+    assert!(
+        signalled.elapsed() >= Duration::from_millis(1900),
+        "sockets stay open through the drain"
+    );
+    assert_eq!(u16::from(close.code), 1012);
+    let since: i64 = close
+        .reason
+        .rsplit("since=")
+        .next()
+        .and_then(|id| id.parse().ok())
+        .unwrap_or_else(|| panic!("no since= in {:?}", close.reason));
+    assert!(since < during["id"].as_i64().unwrap());
+    assert_eq!(
+        server.wait_exit(Duration::from_secs(10)).await,
+        Some(0),
+        "exits 0 within the grace"
+    );
+
+    // Coming back (here: the same server restarted) with that since misses nothing.
+    let server = Server::start_with(options()).await;
+    assert_eq!(
+        lines(&transcript(&server, &room).await),
+        ["a: before", "a: during the drain"]
+    );
+    let mut again = open_socket(&server, &format!("/ws/{room}/stayer?since={since}")).await;
+    assert_eq!(
+        next_of(&mut again, &["message"]).await["content"],
+        "during the drain"
+    );
+    db.drop_db().await;
+}

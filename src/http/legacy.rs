@@ -13,6 +13,7 @@ use crate::delivery::Delivery;
 use crate::domain::limits::{message_id, wait_secs};
 use crate::domain::message::new_message;
 use crate::domain::{Caller, Error, Limits, MessageJson, RoomName, Shape};
+use crate::lifecycle::Lifecycle;
 use crate::realtime::Hub;
 use rocket::http::{ContentType, Header, Status};
 use rocket::request::{FromRequest, Outcome, Request};
@@ -58,6 +59,7 @@ async fn get_transcript(
     access: &State<Arc<RoomAccess>>,
     transcripts: &State<Arc<Transcripts>>,
     hub: &State<Arc<dyn Hub>>,
+    lifecycle: &State<Lifecycle>,
 ) -> Result<PollAnswer, Plain> {
     let room = room?;
     let query = PollQuery::parse(after, wait, format, &headers)?;
@@ -68,8 +70,15 @@ async fn get_transcript(
     let mut view = transcripts.view(db, &room, query.after, query.json).await?;
     if let (Some(wait), Some(events)) = (query.wait, events.as_mut()) {
         if query.nothing_new(&view, &headers) {
-            // A message, or a lag (messages were missed), means: read again.
-            let _ = tokio::time::timeout(wait, events.messages.recv()).await;
+            // A message, or a lag (messages were missed), means: read again. A server
+            // that is stopping answers at once, and the next poll goes elsewhere.
+            let _ = tokio::time::timeout(wait, async {
+                tokio::select! {
+                    _ = events.messages.recv() => {}
+                    () = lifecycle.closing() => {}
+                }
+            })
+            .await;
             // The wake-up may be the caller's leaving the room.
             access.may_read(&caller, room.as_str()).await?;
             view = transcripts.view(db, &room, query.after, query.json).await?;

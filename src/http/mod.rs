@@ -21,6 +21,7 @@ pub mod openapi;
 pub mod ops;
 pub mod page;
 pub mod presence;
+pub mod shutdown;
 pub mod ws;
 
 pub use error::{json_catchers, plain_catchers, Plain};

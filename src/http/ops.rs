@@ -1,8 +1,11 @@
 //! Operations: `/health` and `/healthz` (200 while the database answers, 503 while it does
-//! not) and `/metrics` in the Prometheus text format, over the leaf registry `metrics`.
+//! not), the probes of an orchestrator (`/health/live`: the process answers;
+//! `/health/ready`: it should be sent traffic) and `/metrics` in the Prometheus text
+//! format, over the leaf registry `metrics`.
 
 use crate::events::Events;
 use crate::files::Files;
+use crate::lifecycle::Lifecycle;
 use crate::metrics::METRICS;
 use crate::realtime::Hub;
 use rocket::http::{ContentType, Status};
@@ -11,7 +14,7 @@ use rocket::{get, State};
 use sea_orm::DatabaseConnection;
 use std::sync::Arc;
 
-super::mount![health, healthz, metrics];
+super::mount![health, healthz, live, ready, metrics];
 
 /// 200 while the database answers, 503 while it does not; the hub's state is shown.
 #[utoipa::path(tag = "operations", responses((status = 200), (status = 503)))]
@@ -32,6 +35,65 @@ async fn healthz(
     events: &State<Events>,
 ) -> (Status, Json<Value>) {
     check(db, &***hub, events).await
+}
+
+/// Liveness: the process answers. It touches no dependency, so a database that is away
+/// makes the server unready, never restarted for it.
+#[utoipa::path(tag = "operations", responses((status = 200)))]
+#[get("/health/live")]
+fn live() -> Json<Value> {
+    Json(json!({ "status": "ok" }))
+}
+
+/// Readiness: 200 while the database, Redis (when replicas share it) and the file store
+/// answer and the server is not stopping; 503 with the reason otherwise, so a balancer
+/// sends requests elsewhere.
+#[utoipa::path(tag = "operations", responses((status = 200), (status = 503)))]
+#[get("/health/ready")]
+async fn ready(
+    db: &State<DatabaseConnection>,
+    hub: &State<Arc<dyn Hub>>,
+    files: &State<Files>,
+    lifecycle: &State<Lifecycle>,
+) -> (Status, Json<Value>) {
+    if lifecycle.stopping() {
+        return (
+            Status::ServiceUnavailable,
+            Json(json!({ "status": "draining", "reason": "the server is stopping" })),
+        );
+    }
+    let (database, store) = tokio::join!(db.ping(), files.store.check());
+    let hub = hub.state();
+    let mut down = Vec::new();
+    if database.is_err() {
+        down.push("database");
+    }
+    if hub.kind == "redis" && hub.state != "up" {
+        down.push("redis");
+    }
+    if store.is_err() {
+        down.push("file store");
+    }
+    let checks = json!({
+        "database": if database.is_ok() { "up" } else { "down" },
+        "hub": hub,
+        "file_store": if store.is_ok() { "up" } else { "down" },
+    });
+    if down.is_empty() {
+        (
+            Status::Ok,
+            Json(json!({ "status": "ok", "checks": checks })),
+        )
+    } else {
+        (
+            Status::ServiceUnavailable,
+            Json(json!({
+                "status": "unavailable",
+                "reason": format!("unreachable: {}", down.join(", ")),
+                "checks": checks,
+            })),
+        )
+    }
 }
 
 fn backend(db: &DatabaseConnection) -> String {

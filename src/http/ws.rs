@@ -6,6 +6,10 @@
 //! `error` for a frame it could not take (the connection stays). With `since=<id>` the
 //! server first sends every message of the room after that id, then live ones, in id order
 //! without gaps or repeats, so a client that reconnects misses nothing.
+//!
+//! When the server stops (SIGTERM), new sockets get 503 while it drains, then open ones
+//! are closed with 1012 ("service restart", reason `reconnect with since=<id>`): connect
+//! again, through the balancer, and nothing is missed.
 
 use super::guards::ClientAddr;
 use super::limits::{Bucket, Limiter, SocketLease};
@@ -18,6 +22,7 @@ use crate::domain::names;
 use crate::domain::{Caller, Error};
 use crate::domain::{Limits, Message as ChatMessage, MessageJson, Peer, Result, RoomName, Shape};
 use crate::events::Events;
+use crate::lifecycle::Lifecycle;
 use crate::metrics::METRICS;
 use crate::presence::Presence;
 use crate::realtime::{user_channel, Event, Hub, Subscription};
@@ -49,6 +54,9 @@ pub const CLOSE_SIGN_IN: u16 = 4001;
 /// Close code telling a client it may no longer read the room (removed from a private
 /// room): reconnecting will not help.
 pub const CLOSE_NO_ACCESS: u16 = 4003;
+/// Close code of a server that is stopping (1012, "service restart"): reconnect, with
+/// `since`, and another replica answers.
+pub const CLOSE_RESTART: u16 = 1012;
 /// Frames refused in a row before a socket is closed with 1008 (policy violation).
 const MAX_STRIKES: u32 = 20;
 /// More lags than this within the window and a peer is closed with [`CLOSE_RECONNECT`].
@@ -78,6 +86,7 @@ pub struct SocketState {
     pub limits: Limits,
     pub limiter: Arc<Limiter>,
     pub settings: SocketSettings,
+    pub lifecycle: Lifecycle,
 }
 
 /// Sites whose pages may open sockets here besides this server's own (`allowed_origins`).
@@ -141,7 +150,7 @@ impl<'r> FromRequest<'r> for SiteOrigin {
         ("token" = Option<String>, Query, description = "a token, for clients that cannot send headers on a socket"),
         ("since" = Option<i64>, Query, description = "first every message after this id, then live ones")),
     responses((status = 101, description = "switching to WebSocket"), (status = 400), (status = 401), (status = 403),
-        (status = 404), (status = 429)))]
+        (status = 404), (status = 429), (status = 503)))]
 #[get("/ws/<room_id>/<user_id>?<username>&<since>")]
 #[allow(clippy::too_many_arguments)] // each is a part of the request Rocket hands in
 pub async fn connect<'r>(
@@ -156,6 +165,11 @@ pub async fn connect<'r>(
     state: &'r State<SocketState>,
 ) -> Result<Channel<'r>> {
     origin?;
+    if state.lifecycle.stopping() {
+        return Err(Error::Unavailable(
+            "the server is restarting: connect again".into(),
+        ));
+    }
     let lease = state.limiter.open_socket(client)?;
     let room = room_id?;
     let user_id = names::user_id(user_id)?;
@@ -267,6 +281,8 @@ impl Session {
         let mut ping = tokio::time::interval(self.ping_every);
         ping.tick().await;
         let mut heard = Instant::now();
+        let closing = self.state.lifecycle.closing();
+        tokio::pin!(closing);
         let close = loop {
             let flow = tokio::select! {
                 frame = source.next() => match frame {
@@ -335,6 +351,10 @@ impl Session {
                     },
                     None => Flow::Close(None),
                 },
+                () = &mut closing => Flow::Close(Some(CloseFrame {
+                    code: CloseCode::from(CLOSE_RESTART),
+                    reason: format!("service restart: reconnect with since={}", sent.resume_from()).into(),
+                })),
                 _ = token_expiry(self.caller.expires_at) => Flow::Close(Some(CloseFrame {
                     code: CloseCode::from(CLOSE_SIGN_IN),
                     reason: "the token expired: sign in again".into(),

@@ -71,6 +71,12 @@ pub trait Hub: Send + Sync {
     }
     /// For `/health`: which hub, and whether it is connected.
     fn state(&self) -> HubState;
+
+    /// Events handed to the hub and not yet sent on to the other replicas; a stopping
+    /// server waits for none (bounded) before it exits.
+    fn pending(&self) -> usize {
+        0
+    }
 }
 
 #[derive(Clone, Debug, Serialize)]

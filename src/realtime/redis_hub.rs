@@ -11,7 +11,7 @@ use super::{Event, Hub};
 use crate::domain::sync::{backoff, random_u64};
 use rocket::futures::StreamExt;
 use serde::{Deserialize, Serialize};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use tokio::sync::mpsc;
 
@@ -42,6 +42,8 @@ pub enum Arrival {
 pub struct RedisHub {
     local: LocalFanout,
     outbox: mpsc::Sender<(String, Vec<u8>)>,
+    /// In the outbox or being published.
+    pending: Arc<AtomicUsize>,
     origin: String,
     up: AtomicBool,
 }
@@ -64,14 +66,16 @@ impl RedisHub {
     ) -> Result<(Arc<Self>, mpsc::Receiver<Arrival>), redis::RedisError> {
         let client = redis::Client::open(url)?;
         let (outbox, outgoing) = mpsc::channel(OUTBOX);
+        let pending = Arc::new(AtomicUsize::new(0));
         let (inbox, arrivals) = mpsc::channel(INBOX);
         let hub = Arc::new(RedisHub {
             local: LocalFanout::new(backlog),
             outbox,
+            pending: pending.clone(),
             origin: format!("{:x}-{:x}", std::process::id(), random_u64()),
             up: AtomicBool::new(false),
         });
-        tokio::spawn(publisher(client.clone(), outgoing));
+        tokio::spawn(publisher(client.clone(), outgoing, pending));
         tokio::spawn(subscriber(client, hub.clone(), inbox));
         Ok((hub, arrivals))
     }
@@ -90,9 +94,14 @@ impl Hub for RedisHub {
         };
         if let Ok(payload) = serde_json::to_vec(&wire) {
             // Full outbox: Redis has been away for a while; see OUTBOX.
-            let _ = self
+            self.pending.fetch_add(1, Ordering::Relaxed);
+            if self
                 .outbox
-                .try_send((format!("{CHANNEL_PREFIX}{room}"), payload));
+                .try_send((format!("{CHANNEL_PREFIX}{room}"), payload))
+                .is_err()
+            {
+                self.pending.fetch_sub(1, Ordering::Relaxed);
+            }
         }
     }
 
@@ -123,9 +132,17 @@ impl Hub for RedisHub {
             state,
         }
     }
+
+    fn pending(&self) -> usize {
+        self.pending.load(Ordering::Relaxed)
+    }
 }
 
-async fn publisher(client: redis::Client, mut rx: mpsc::Receiver<(String, Vec<u8>)>) {
+async fn publisher(
+    client: redis::Client,
+    mut rx: mpsc::Receiver<(String, Vec<u8>)>,
+    pending: Arc<AtomicUsize>,
+) {
     let mut conn: Option<redis::aio::MultiplexedConnection> = None;
     let mut failures = 0u32;
     while let Some((channel, payload)) = rx.recv().await {
@@ -162,6 +179,7 @@ async fn publisher(client: redis::Client, mut rx: mpsc::Receiver<(String, Vec<u8
                 }
             }
         }
+        pending.fetch_sub(1, Ordering::Relaxed);
     }
 }
 

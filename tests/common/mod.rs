@@ -199,6 +199,9 @@ impl Server {
         if let Some(url) = &options.database_url {
             cmd.env("DATABASE_URL", url);
         }
+        // A test that stops servers should not wait out the 5 s drain a balancer needs;
+        // the tests of the stop itself set their own.
+        cmd.env("ROCKET_SHUTDOWN_DRAIN_SECS", "0");
         // Destructive routes need the admin token; a test that wants none sets it blank.
         cmd.env("ADMIN_TOKEN", ADMIN_TOKEN);
         // Uploads go to a folder of the test's own unless it names one.
@@ -255,7 +258,6 @@ impl Server {
         self.log.lock().unwrap().clone()
     }
 
-    /// Stops the process the way a container runtime does (SIGTERM) and waits for it.
     /// The server's resident memory now, in bytes (from /proc).
     pub fn rss_bytes(&self) -> u64 {
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
@@ -268,6 +270,30 @@ impl Server {
             * 1024
     }
 
+    /// Sends SIGTERM, as a container runtime does, and returns at once.
+    pub fn terminate(&self) {
+        let status = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .expect("kill");
+        assert!(status.success(), "SIGTERM sent");
+    }
+
+    /// The exit code once the process ended, if it did within `within`.
+    pub async fn wait_exit(&mut self, within: Duration) -> Option<i32> {
+        let deadline = std::time::Instant::now() + within;
+        loop {
+            if let Some(status) = self.child.try_wait().expect("try_wait") {
+                return Some(status.code().unwrap_or(-1));
+            }
+            if std::time::Instant::now() > deadline {
+                return None;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Stops the process the way a container runtime does (SIGTERM) and waits for it.
     pub fn stop(mut self) {
         let _ = Command::new("kill")
             .arg(self.child.id().to_string())
@@ -573,13 +599,19 @@ impl Nginx {
             .unwrap()
             .port();
         let site = std::fs::read_to_string(format!("{REPO}/deploy/nginx.conf")).unwrap();
+        // The shipped upstream line, with its health-check parameters, once per replica.
+        let line = site
+            .lines()
+            .find(|l| l.trim_start().starts_with("server chat:5000"))
+            .expect("deploy/nginx.conf names its upstream `server chat:5000 ...;`")
+            .to_string();
         let servers: String = replicas
             .iter()
-            .map(|r| format!("server {};\n    ", r.url.trim_start_matches("http://")))
+            .map(|r| line.replace("chat:5000", r.url.trim_start_matches("http://")) + "\n")
             .collect();
-        assert!(site.contains("server chat:5000;") && site.contains("listen 80;"));
+        assert!(site.contains("listen 80;"));
         let site = site
-            .replace("server chat:5000;", servers.trim_end())
+            .replace(&format!("{line}\n"), &servers)
             .replace("listen 80;", &format!("listen 127.0.0.1:{port};"));
         let d = dir.path().display();
         std::fs::write(dir.path().join("site.conf"), site).unwrap();
