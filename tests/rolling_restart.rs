@@ -1,0 +1,344 @@
+//! A rolling restart, as Kubernetes or `docker compose up` with a new image does it:
+//! three replicas behind the shipped nginx configuration on MariaDB and Redis, each in
+//! turn stopped with SIGTERM and started again, while sockets and long-pollers read and
+//! posters write through nginx.
+
+mod common;
+
+use common::*;
+use futures_util::StreamExt;
+use serde_json::Value;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::watch;
+use tokio_tungstenite::tungstenite::{self, Message};
+
+const SOCKETS: usize = 200;
+const POLLERS: usize = 200;
+const POSTERS: usize = 2;
+
+/// What one reader saw: every message id in the order it came, and how long each
+/// reconnection took (sockets).
+#[derive(Debug, Default)]
+struct Seen {
+    ids: Vec<i64>,
+    reconnects: Vec<Duration>,
+    /// Answers that were 5xx but not 503, and anything else a reader should never get.
+    faults: Vec<String>,
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_rolling_restart_loses_nothing_and_every_socket_comes_back() {
+    let db = TestDb::create(Backend::MariaDb).await;
+    let redis = Redis::start().await;
+    let ports: Vec<u16> = (0..3).map(|_| free_port()).collect();
+    let start = |port: u16| {
+        let options = ServerOptions::new(&db.url)
+            .env("REDIS_URL", &redis.url())
+            .env("ROCKET_PORT", &port.to_string())
+            .env("ROCKET_SHUTDOWN_DRAIN_SECS", "2")
+            .env("ROCKET_SHUTDOWN_GRACE_SECS", "10");
+        async move {
+            let server = Server::start_with(options).await;
+            let up = eventually(Duration::from_secs(10), || async {
+                hub_state(&server).await == "up"
+            })
+            .await;
+            assert!(up, "hub connected to Redis");
+            server
+        }
+    };
+    let mut replicas = Vec::new();
+    for port in &ports {
+        replicas.push(start(*port).await);
+    }
+    let nginx = Nginx::start(&replicas.iter().collect::<Vec<_>>()).await;
+    let front = nginx.url.clone();
+    let room = room("rolling");
+    let first: Value = {
+        let res = client()
+            .post(format!("{front}/api/chat/{room}"))
+            .form(&[("username", "w"), ("msg", "start")])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 204);
+        get_json(&format!("{front}/api/chat/{room}?format=json")).await
+    };
+    let start_id = first["last_id"].as_i64().unwrap();
+
+    // The readers read until they have every message up to `done` (set at the end).
+    let (done_tx, done) = watch::channel(None::<i64>);
+    let mut readers = Vec::new();
+    for i in 0..SOCKETS {
+        let (front, room, done) = (front.clone(), room.clone(), done.clone());
+        readers.push(tokio::spawn(socket_reader(front, room, i, start_id, done)));
+    }
+    for _ in 0..POLLERS {
+        let (front, room, done) = (front.clone(), room.clone(), done.clone());
+        readers.push(tokio::spawn(poller(front, room, start_id, done)));
+    }
+    // Every socket is open before the first restart.
+    let listeners = eventually(Duration::from_secs(30), || async {
+        let mut open = 0;
+        for r in &replicas {
+            let metrics = get_text(&format!("{}/metrics", r.url)).await;
+            open += metrics
+                .lines()
+                .find_map(|l| l.strip_prefix("ferrochat_websockets_open "))
+                .and_then(|v| v.trim().parse::<f64>().ok())
+                .unwrap_or(0.0) as usize;
+        }
+        open >= SOCKETS
+    })
+    .await;
+    assert!(listeners, "every socket opened through nginx");
+
+    let (stop_tx, stop) = watch::channel(false);
+    let posters: Vec<_> = (0..POSTERS)
+        .map(|p| tokio::spawn(poster(front.clone(), room.clone(), p, stop.clone())))
+        .collect();
+
+    // Each replica in turn: SIGTERM, exit 0 within the grace, start again on its port.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    for (i, port) in ports.iter().enumerate() {
+        let mut old = std::mem::replace(&mut replicas[i], Server::at("http://stopped"));
+        old.terminate();
+        assert_eq!(
+            old.wait_exit(Duration::from_secs(15)).await,
+            Some(0),
+            "replica {i} exits 0 within its grace"
+        );
+        replicas[i] = start(*port).await;
+        // nginx leaves a replica that refused a connection alone for fail_timeout (5 s).
+        tokio::time::sleep(Duration::from_secs(6)).await;
+    }
+    stop_tx.send(true).unwrap();
+    let mut accepted = Vec::new();
+    let mut post_faults = Vec::new();
+    for poster in posters {
+        let (ok, faults) = poster.await.unwrap();
+        accepted.extend(ok);
+        post_faults.extend(faults);
+    }
+    assert!(post_faults.is_empty(), "posts: {post_faults:?}");
+    assert!(accepted.len() > 100, "posts went on: {}", accepted.len());
+
+    // What is stored after `start`, in id order, straight from the database.
+    let mut stored: Vec<(i64, String)> = Vec::new();
+    let mut after = start_id;
+    loop {
+        let page: Value = get_json(&format!(
+            "{}/api/chat/rooms/{room}/messages?after={after}&limit=200",
+            replicas[0].url
+        ))
+        .await;
+        let page = page.as_array().unwrap();
+        if page.is_empty() {
+            break;
+        }
+        for m in page {
+            stored.push((
+                m["id"].as_i64().unwrap(),
+                m["content"].as_str().unwrap().into(),
+            ));
+        }
+        after = stored.last().unwrap().0;
+    }
+    let mut texts: Vec<&str> = stored.iter().map(|(_, t)| t.as_str()).collect();
+    texts.sort();
+    accepted.sort();
+    assert_eq!(
+        texts, accepted,
+        "every accepted post is stored, and nothing else"
+    );
+    let ids: Vec<i64> = stored.iter().map(|(id, _)| *id).collect();
+    done_tx.send(Some(*ids.last().unwrap())).unwrap();
+
+    let mut slowest = Duration::ZERO;
+    for (n, reader) in readers.into_iter().enumerate() {
+        let seen = Arc::new(reader.await.unwrap());
+        let what = if n < SOCKETS { "socket" } else { "poller" };
+        assert!(seen.faults.is_empty(), "{what} {n}: {:?}", seen.faults);
+        assert_eq!(seen.ids, ids, "{what} {n}: every message once, in order");
+        if n < SOCKETS {
+            assert!(
+                !seen.reconnects.is_empty(),
+                "socket {n} was on a replica that stopped"
+            );
+        }
+        slowest = seen.reconnects.iter().copied().fold(slowest, Duration::max);
+    }
+    assert!(
+        slowest <= Duration::from_secs(5),
+        "every socket is back within 5 s (slowest {slowest:?})"
+    );
+    db.drop_db().await;
+}
+
+/// Posts every 50 ms until told to stop; the texts answered 204, and any answer that is
+/// neither 204 nor 503.
+async fn poster(
+    front: String,
+    room: String,
+    p: usize,
+    stop: watch::Receiver<bool>,
+) -> (Vec<String>, Vec<String>) {
+    let (mut accepted, mut faults) = (Vec::new(), Vec::new());
+    let http = client();
+    let mut n = 0;
+    while !*stop.borrow() {
+        let msg = format!("p{p}-{n:05}");
+        n += 1;
+        match http
+            .post(format!("{front}/api/chat/{room}"))
+            .form(&[("username", "w"), ("msg", &msg)])
+            .send()
+            .await
+        {
+            Ok(res) if res.status() == 204 => accepted.push(msg),
+            Ok(res) if res.status() == 503 => {}
+            Ok(res) => faults.push(format!("{msg}: {}", res.status())),
+            Err(err) => faults.push(format!("{msg}: {err}")),
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    (accepted, faults)
+}
+
+/// A ChatFlow-contract client: reads messages; when the server closes with 1012 it
+/// reconnects through nginx with `since` = the last id it has.
+async fn socket_reader(
+    front: String,
+    room: String,
+    i: usize,
+    start_id: i64,
+    done: watch::Receiver<Option<i64>>,
+) -> Seen {
+    let ws_front = front.replacen("http://", "ws://", 1);
+    let mut seen = Seen::default();
+    let mut last = start_id;
+    let mut closed_at: Option<Instant> = None;
+    loop {
+        let url = format!("{ws_front}/ws/{room}/r{i}?since={last}");
+        let mut ws = match tokio_tungstenite::connect_async(&url).await {
+            Ok((ws, _)) => ws,
+            Err(tungstenite::Error::Http(res)) if res.status() == 503 => {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+            Err(err) => {
+                if closed_at.is_some_and(|at| at.elapsed() < Duration::from_secs(10)) {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+                seen.faults.push(format!("connect: {err}"));
+                return seen;
+            }
+        };
+        if let Some(at) = closed_at.take() {
+            seen.reconnects.push(at.elapsed());
+        }
+        loop {
+            if done.borrow().is_some_and(|end| last >= end) {
+                return seen;
+            }
+            let frame = match tokio::time::timeout(Duration::from_millis(200), ws.next()).await {
+                Err(_) => continue,
+                Ok(frame) => frame,
+            };
+            match frame {
+                Some(Ok(Message::Text(text))) => {
+                    let Ok(value) = serde_json::from_str::<Value>(&text) else {
+                        seen.faults.push(format!("not JSON: {text}"));
+                        continue;
+                    };
+                    if value["type"] == "message" {
+                        let id = value["id"].as_i64().unwrap_or(0);
+                        if id <= last {
+                            seen.faults.push(format!("{id} after {last}"));
+                        }
+                        seen.ids.push(id);
+                        last = last.max(id);
+                    }
+                }
+                Some(Ok(Message::Close(frame))) => {
+                    match frame {
+                        Some(f) if u16::from(f.code) == 1012 => {
+                            let hint: Option<i64> = f
+                                .reason
+                                .rsplit("since=")
+                                .next()
+                                .and_then(|v| v.parse().ok());
+                            if hint.is_none_or(|hint| hint > last) {
+                                seen.faults
+                                    .push(format!("close hint {:?} past {last}", f.reason));
+                            }
+                        }
+                        other => seen.faults.push(format!("closed with {other:?}")),
+                    }
+                    closed_at = Some(Instant::now());
+                    break;
+                }
+                Some(Ok(_)) => {}
+                Some(Err(err)) => {
+                    seen.faults.push(format!("socket: {err}"));
+                    return seen;
+                }
+                None => {
+                    seen.faults.push("cut without a close frame".into());
+                    return seen;
+                }
+            }
+        }
+    }
+}
+
+/// A long-poller of the Flask original's API (JSON, `after`, `wait`), through nginx.
+async fn poller(
+    front: String,
+    room: String,
+    start_id: i64,
+    done: watch::Receiver<Option<i64>>,
+) -> Seen {
+    let http = client();
+    let mut seen = Seen::default();
+    let mut last = start_id;
+    while !done.borrow().is_some_and(|end| last >= end) {
+        let url = format!("{front}/api/chat/{room}?format=json&after={last}&wait=5");
+        let res = match http.get(&url).send().await {
+            Ok(res) => res,
+            Err(err) => {
+                seen.faults.push(format!("poll: {err}"));
+                return seen;
+            }
+        };
+        match res.status().as_u16() {
+            200 => {}
+            503 => {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+            other => {
+                seen.faults.push(format!("poll: {other}"));
+                return seen;
+            }
+        }
+        let body: Value = match res.json().await {
+            Ok(body) => body,
+            Err(err) => {
+                seen.faults.push(format!("poll body: {err}"));
+                return seen;
+            }
+        };
+        for m in body["messages"].as_array().into_iter().flatten() {
+            let id = m["id"].as_i64().unwrap_or(0);
+            if id <= last {
+                seen.faults.push(format!("{id} after {last}"));
+            }
+            seen.ids.push(id);
+            last = last.max(id);
+        }
+    }
+    seen
+}
