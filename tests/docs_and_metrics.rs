@@ -5,6 +5,7 @@ mod common;
 
 use common::*;
 use reqwest::Method;
+use serde_json::Value;
 use std::time::Duration;
 
 /// Every route Rocket mounts, but the page and its assets, is in the document, by method.
@@ -123,5 +124,71 @@ async fn docs_work_offline_and_metrics_count() {
     })
     .await;
     assert!(closed, "a closed socket is no longer counted");
+    db.drop_db().await;
+}
+
+/// Every metric the Grafana dashboard draws is in README's table, and every name in that
+/// table is served by `/metrics` of a server that chatted (RabbitMQ events included).
+#[tokio::test(flavor = "multi_thread")]
+async fn the_dashboard_and_the_readme_name_served_metrics() {
+    let names = |text: &str| -> std::collections::BTreeSet<String> {
+        let mut names = std::collections::BTreeSet::new();
+        let mut rest = text;
+        while let Some(at) = rest.find("ferrochat_") {
+            let name: String = rest[at..]
+                .chars()
+                .take_while(|c| c.is_ascii_lowercase() || *c == '_')
+                .collect();
+            rest = &rest[at + name.len()..];
+            let base = ["_bucket", "_sum", "_count"]
+                .iter()
+                .find_map(|s| name.strip_suffix(s))
+                .unwrap_or(&name);
+            names.insert(base.to_string());
+        }
+        names
+    };
+    let dashboard = std::fs::read_to_string(format!(
+        "{}/deploy/grafana/dashboards/ferrochat.json",
+        env!("CARGO_MANIFEST_DIR")
+    ))
+    .unwrap();
+    let _: Value = serde_json::from_str(&dashboard).expect("the dashboard is JSON");
+    let readme = std::fs::read_to_string(format!("{}/README.md", env!("CARGO_MANIFEST_DIR")))
+        .unwrap();
+    let table = readme
+        .split("### Metrics")
+        .nth(1)
+        .and_then(|s| s.split("\n\n").nth(2))
+        .expect("README has a table under ### Metrics");
+    let documented = names(table);
+    let drawn = names(&dashboard);
+    assert!(drawn.len() >= 6, "{drawn:?}");
+    assert!(
+        drawn.is_subset(&documented),
+        "drawn but not documented: {:?}",
+        drawn.difference(&documented).collect::<Vec<_>>()
+    );
+
+    let db = TestDb::create(Backend::Sqlite).await;
+    let amqp = std::env::var("FERROCHAT_TEST_AMQP_URL")
+        .unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".into());
+    let server = Server::start_with(ServerOptions::new(&db.url).env("AMQP_URL", &amqp)).await;
+    let mut ws = open_socket(&server, "/ws/general/m1?username=m").await;
+    post_ok(&server, "general", &[("msg", "counted")]).await;
+    next_of(&mut ws, &["message"]).await;
+    let served = eventually(Duration::from_secs(15), || async {
+        let text = get_text(&format!("{}/metrics", server.url)).await;
+        let served = names(
+            &text
+                .lines()
+                .filter(|l| !l.starts_with('#'))
+                .collect::<Vec<_>>()
+                .join("\n"),
+        );
+        documented.is_subset(&served)
+    })
+    .await;
+    assert!(served, "every documented metric is served: {documented:?}");
     db.drop_db().await;
 }
