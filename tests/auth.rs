@@ -147,7 +147,7 @@ async fn register_sign_in_and_out() {
 on_every_backend!(required_mode_at_every_door, who_may_delete_what);
 
 /// In `required` mode, an anonymous call is 401 at every door but the page, sign-in and
-/// health; signed in, the identity wins over any name or id the client writes.
+/// health and the probes; signed in, the identity wins over any name or id the client writes.
 async fn required_mode_at_every_door(backend: Backend) {
     let db = TestDb::create(backend).await;
     let server = Server::start_with(required(&db)).await;
@@ -190,7 +190,14 @@ async fn required_mode_at_every_door(backend: Backend) {
     ))
     .await;
     assert!(ws.is_err(), "an anonymous socket is refused");
-    for path in ["/", &format!("/{room}"), "/health"] {
+    // Probes carry no token: an orchestrator must reach them.
+    for path in [
+        "/",
+        &format!("/{room}"),
+        "/health",
+        "/health/live",
+        "/health/ready",
+    ] {
         assert_eq!(
             client()
                 .get(format!("{}{path}", server.url))

@@ -154,8 +154,8 @@ async fn the_dashboard_and_the_readme_name_served_metrics() {
     ))
     .unwrap();
     let _: Value = serde_json::from_str(&dashboard).expect("the dashboard is JSON");
-    let readme = std::fs::read_to_string(format!("{}/README.md", env!("CARGO_MANIFEST_DIR")))
-        .unwrap();
+    let readme =
+        std::fs::read_to_string(format!("{}/README.md", env!("CARGO_MANIFEST_DIR"))).unwrap();
     let table = readme
         .split("### Metrics")
         .nth(1)

@@ -5,6 +5,7 @@ mod common;
 
 use common::*;
 use futures_util::{SinkExt, StreamExt};
+use reqwest::Method;
 use serde_json::{json, Value};
 use std::time::Duration;
 use tokio_tungstenite::tungstenite::Message;
@@ -167,12 +168,12 @@ async fn bad_frames_get_an_error_and_the_socket_stays() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn unknown_rooms_and_bad_names_are_refused() {
+async fn new_rooms_go_live_and_bad_names_are_refused() {
     let db = TestDb::create(Backend::Sqlite).await;
     let server = Server::start(&db.url).await;
     let ws_url = server.url.replacen("http://", "ws://", 1);
     for (path, status) in [
-        ("/ws/no-such-room/u1", 404),
+        ("/ws/bad%01name/u1", 400),
         ("/ws/general/u1?since=abc", 400),
         (&format!("/ws/general/u1?username={}", "n".repeat(65)), 400),
     ] {
@@ -189,6 +190,37 @@ async fn unknown_rooms_and_bad_names_are_refused() {
     post_ok(&server, "brand-new", &[("msg", "first")]).await;
     let mut ws = open_socket(&server, "/ws/brand-new/u1?since=0").await;
     assert_eq!(next_of(&mut ws, &["message"]).await["content"], "first");
+    // A room nobody has written in yet (the page of `/<new room>`) goes live at once, as
+    // every room of the Flask original exists; its first message makes its row.
+    let fresh = room("fresh");
+    let (status, _) = call(
+        &server,
+        Method::GET,
+        &format!("/api/chat/rooms/{fresh}"),
+        None,
+    )
+    .await;
+    assert_eq!(status, 404, "no row yet");
+    let mut first = open_socket(&server, &format!("/ws/{fresh}/u1")).await;
+    let mut second = open_socket(&server, &format!("/ws/{fresh}/u2")).await;
+    send(
+        &mut second,
+        json!({"type": "message", "content": "hello, new room"}),
+    )
+    .await;
+    assert_eq!(
+        next_of(&mut first, &["message"]).await["content"],
+        "hello, new room"
+    );
+    let (status, _) = call(
+        &server,
+        Method::GET,
+        &format!("/api/chat/rooms/{fresh}"),
+        None,
+    )
+    .await;
+    assert_eq!(status, 200, "the first message made the room's row");
+    assert_eq!(lines(&transcript(&server, &fresh).await).len(), 1);
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -48,6 +48,10 @@ fn live() -> Json<Value> {
 /// Readiness: 200 while the database, Redis (when replicas share it) and the file store
 /// answer and the server is not stopping; 503 with the reason otherwise, so a balancer
 /// sends requests elsewhere.
+///
+/// Open to anyone, as the probes and `/health` are (a kubelet carries no token); a flood
+/// of it costs a pooled `SELECT 1` and a file store check per call, bounded by the pool
+/// and the database timeout, and holds nothing after it.
 #[utoipa::path(tag = "operations", responses((status = 200), (status = 503)))]
 #[get("/health/ready")]
 async fn ready(

@@ -150,7 +150,7 @@ impl<'r> FromRequest<'r> for SiteOrigin {
         ("token" = Option<String>, Query, description = "a token, for clients that cannot send headers on a socket"),
         ("since" = Option<i64>, Query, description = "first every message after this id, then live ones")),
     responses((status = 101, description = "switching to WebSocket"), (status = 400), (status = 401), (status = 403),
-        (status = 404), (status = 429), (status = 503)))]
+        (status = 404, description = "a private room the caller is not in"), (status = 429), (status = 503)))]
 #[get("/ws/<room_id>/<user_id>?<username>&<since>")]
 #[allow(clippy::too_many_arguments)] // each is a part of the request Rocket hands in
 pub async fn connect<'r>(
@@ -182,7 +182,10 @@ pub async fn connect<'r>(
         Some(user) => user.username.clone(),
         None => names::username(Some(username.unwrap_or(&user_id)), &state.limits)?,
     };
-    chat::rooms::existing(&state.db, room.as_str()).await?;
+    // A room no one has written in yet is open to sockets, as every room of the Flask
+    // original exists: the page of `/<new room>` goes live at once. Its socket holds its
+    // hub channel only while open (the channel goes with its last listener), and sockets
+    // per client are capped, so names made up by the thousand leave nothing behind.
     let peer = Arc::new(Peer { user_id, username });
     // Listening starts before the history is read, so nothing falls between the two.
     let events = state.hub.subscribe(room.as_str());
@@ -296,7 +299,13 @@ impl Session {
                                 Ok(()) => Flow::Continue,
                                 Err(()) => break None,
                             },
-                            Reply::Close => break None,
+                            // The peer closed: its close frame is answered (queued
+                            // by the protocol layer, sent by this flush), so the
+                            // client sees a clean closing handshake.
+                            Reply::Close => {
+                                let _ = tokio::time::timeout(SEND_TIMEOUT, sink.flush()).await;
+                                break None;
+                            }
                             Reply::CloseWith(frame) => Flow::Close(Some(frame)),
                         }
                     }
