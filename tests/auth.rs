@@ -280,6 +280,45 @@ async fn required_mode_at_every_door(backend: Backend) {
         (got["username"].as_str(), got["user_id"].as_str()),
         (Some("ann"), Some(ann_id.as_str()))
     );
+    // Seed 004's room socket: a frame's user_id must be her own; hers, or none, is her.
+    let mut room_ws = open_socket(&server, &format!("/ws/{room}?token={ann}")).await;
+    send(
+        &mut room_ws,
+        json!({"type": "message", "content": "as bob", "user_id": bob_id}),
+    )
+    .await;
+    let refused = next_of(&mut room_ws, &["error", "message"]).await;
+    assert_eq!(refused["type"], "error", "{refused}");
+    assert!(
+        refused["detail"].as_str().unwrap().contains("signed in as"),
+        "{refused}"
+    );
+    send(
+        &mut room_ws,
+        json!({"type": "message", "content": "as me", "user_id": ann_id}),
+    )
+    .await;
+    let got = next_of(&mut room_ws, &["message"]).await;
+    assert_eq!(
+        (
+            got["content"].as_str(),
+            got["user_id"].as_str(),
+            got["username"].as_str()
+        ),
+        (Some("as me"), Some(ann_id.as_str()), Some("ann"))
+    );
+    let anonymous = tokio_tungstenite::connect_async(format!(
+        "{}/ws/{room}",
+        server.url.replacen("http://", "ws://", 1)
+    ))
+    .await;
+    match anonymous {
+        Err(tokio_tungstenite::tungstenite::Error::Http(res)) => assert_eq!(res.status(), 401),
+        other => panic!(
+            "an anonymous room socket was opened: {:?}",
+            other.map(|_| ())
+        ),
+    }
     db.drop_db().await;
 }
 

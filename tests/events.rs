@@ -165,3 +165,46 @@ async fn messages_and_joins_reach_rabbitmq_and_survive_its_outage() {
     assert_eq!(contents, expected, "every event, in order, once");
     db.drop_db().await;
 }
+
+/// A server told to stop right after a burst of posts sends every event still queued
+/// for RabbitMQ before it exits.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_stopping_server_sends_the_events_it_still_holds() {
+    let (_conn, mut consumer) = listen().await;
+    let db = TestDb::create(Backend::Sqlite).await;
+    let mut server =
+        Server::start_with(ServerOptions::new(&db.url).env("AMQP_URL", &amqp_url())).await;
+    let connected = eventually(Duration::from_secs(10), || async {
+        get_json(&format!("{}/health", server.url)).await["events"] == "up"
+    })
+    .await;
+    assert!(connected, "RabbitMQ connected");
+    let room = room("flush");
+    let http = client();
+    let posts = futures_util::stream::iter(0..300).map(|i| {
+        let (http, url) = (http.clone(), format!("{}/api/chat/{room}", server.url));
+        async move {
+            let res = http
+                .post(url)
+                .form(&[("username", "ann"), ("msg", &format!("m{i}"))])
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(res.status(), 204);
+        }
+    });
+    posts.buffer_unordered(32).collect::<Vec<()>>().await;
+    // (The client keeps its idle keep-alive connections open meanwhile, as a proxy does.)
+    server.terminate();
+    let exit = server.wait_exit(Duration::from_secs(10)).await;
+    assert_eq!(exit, Some(0), "{:#?}", server.log());
+    let got = events_in(&mut consumer, &room, 300).await;
+    assert_eq!(
+        got.iter()
+            .filter(|(key, _)| key == "message_created")
+            .count(),
+        300,
+        "every stored message's event went out before the exit"
+    );
+    db.drop_db().await;
+}

@@ -338,3 +338,57 @@ async fn joins_in_a_crowded_room_are_not_announced() {
     );
     db.drop_db().await;
 }
+
+/// Seed 004's socket, `/ws/<room_id>`, as its README's clients use it: each message frame
+/// names its author (`user_id`), and every socket of the room, at every door, gets it.
+#[tokio::test(flavor = "multi_thread")]
+async fn seed_004_room_socket_chats() {
+    let db = TestDb::create(Backend::Sqlite).await;
+    let server = Server::start(&db.url).await;
+    let room = room("seed004");
+    let mut buyer = open_socket(&server, &format!("/ws/{room}")).await;
+    let mut seller = open_socket(&server, &format!("/ws/{room}")).await;
+    let mut chatflow = open_socket(&server, &format!("/ws/{room}/watcher")).await;
+    send(
+        &mut buyer,
+        json!({"type": "message", "content": "Hello, everyone!", "user_id": "user_123"}),
+    )
+    .await;
+    for ws in [&mut seller, &mut buyer, &mut chatflow] {
+        let got = next_of(ws, &["message"]).await;
+        assert_eq!(
+            (
+                got["content"].as_str(),
+                got["user_id"].as_str(),
+                got["username"].as_str(),
+                got["room_id"].as_str()
+            ),
+            (
+                Some("Hello, everyone!"),
+                Some("user_123"),
+                Some("user_123"),
+                Some(room.as_str())
+            )
+        );
+        assert!(got["id"].is_i64() && got["timestamp"].is_string(), "{got}");
+    }
+    assert_eq!(
+        lines(&transcript(&server, &room).await),
+        ["user_123: Hello, everyone!"]
+    );
+    // Without a user_id the socket's own guest id is the author; a bad one is refused.
+    send(&mut seller, json!({"type": "message", "content": "anon"})).await;
+    let got = next_of(&mut buyer, &["message"]).await;
+    assert!(
+        got["user_id"].as_str().unwrap().starts_with("guest-"),
+        "{got}"
+    );
+    send(
+        &mut seller,
+        json!({"type": "message", "content": "x", "user_id": "bad\u{1}id"}),
+    )
+    .await;
+    let err = next_of(&mut seller, &["error"]).await;
+    assert!(err["detail"].as_str().unwrap().contains("user_id"), "{err}");
+    db.drop_db().await;
+}

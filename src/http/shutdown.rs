@@ -21,11 +21,22 @@ const SOCKETS_CLOSE_WITHIN: Duration = Duration::from_secs(2);
 /// At most this long, after Rocket returned, for the hub's and RabbitMQ's queues.
 pub const FLUSH_WITHIN: Duration = Duration::from_secs(2);
 
-/// The parts of `shutdown_grace_secs` that are not Rocket's own grace for requests in
-/// flight: the drain, the sockets' close, Rocket's mercy (1 s) and the flush.
+/// Rocket's grace for requests in flight once it stops accepting, at most.
+const REQUEST_GRACE_MAX: Duration = Duration::from_secs(5);
+
+/// Rocket's own grace for requests in flight: what `shutdown_grace_secs` leaves after the
+/// drain, the sockets' close, Rocket's mercy (1 s) and the flush, and at most 5 s. Rocket
+/// waits out its whole grace while a client keeps an idle keep-alive connection open (a
+/// proxy's pool always does), so a long one would only make every stop slower; by then
+/// posts have long been answered and polls told to go, and an upload still running after
+/// it is cut (its client sees an error and sends it again, elsewhere).
 pub fn request_grace(drain: Duration, total: Duration) -> u32 {
     let others = drain + SOCKETS_CLOSE_WITHIN + Duration::from_secs(1) + FLUSH_WITHIN;
-    total.saturating_sub(others).as_secs().max(1) as u32
+    total
+        .saturating_sub(others)
+        .min(REQUEST_GRACE_MAX)
+        .as_secs()
+        .max(1) as u32
 }
 
 /// Waits for the first signal, then runs the stop (see the module's comment).

@@ -1,4 +1,6 @@
-//! `WS /ws/<room_id>/<user_id>?username=&since=`: the ChatFlow chat socket.
+//! `WS /ws/<room_id>/<user_id>?username=&since=`: the ChatFlow chat socket; and
+//! `WS /ws/<room_id>?since=`, seed 004's, whose message frames name their author
+//! (`{"type":"message","content","user_id"}`), answered in the same shape.
 //!
 //! Client frames: `{"type":"message","content"}` (optionally `"message_type":"file"` and
 //! `"file_url"`), `{"type":"typing"}`, `{"type":"stop_typing"}`. Server frames: `message`
@@ -19,6 +21,7 @@ use crate::delivery::Delivery;
 use crate::domain::limits::message_id;
 use crate::domain::message::chatflow_message;
 use crate::domain::names;
+use crate::domain::sync::random_u64;
 use crate::domain::{Caller, Error};
 use crate::domain::{Limits, Message as ChatMessage, MessageJson, Peer, Result, RoomName, Shape};
 use crate::events::Events;
@@ -63,7 +66,7 @@ const MAX_STRIKES: u32 = 20;
 const MAX_LAGS: usize = 3;
 const LAG_WINDOW: Duration = Duration::from_secs(30);
 
-super::mount![connect];
+super::mount![connect, connect_room];
 
 /// How sockets behave (settings `ws_ping_secs`, `ws_announce_limit`).
 #[derive(Clone, Copy)]
@@ -164,6 +167,65 @@ pub async fn connect<'r>(
     caller: Caller,
     state: &'r State<SocketState>,
 ) -> Result<Channel<'r>> {
+    let door = Door::ChatFlow { user_id, username };
+    open(ws, room_id, door, since, origin, client, caller, state).await
+}
+
+/// Seed 004's room socket: the same frames and answers as the ChatFlow socket, but each
+/// message frame names its author, `{"type":"message","content","user_id"}` (signed in,
+/// it must be the caller's own id, else an error frame with 403; absent: the caller).
+#[utoipa::path(tag = "realtime",
+    params(("room_id" = String, Path),
+        ("token" = Option<String>, Query, description = "a token, for clients that cannot send headers on a socket"),
+        ("since" = Option<i64>, Query, description = "first every message after this id, then live ones")),
+    responses((status = 101, description = "switching to WebSocket"), (status = 400), (status = 401), (status = 403),
+        (status = 404, description = "a private room the caller is not in"), (status = 429), (status = 503)))]
+#[get("/ws/<room_id>?<since>")]
+#[allow(clippy::too_many_arguments)]
+pub async fn connect_room<'r>(
+    ws: WebSocket,
+    room_id: Result<RoomName>,
+    since: Option<&'r str>,
+    origin: Result<SiteOrigin>,
+    client: ClientAddr,
+    caller: Caller,
+    state: &'r State<SocketState>,
+) -> Result<Channel<'r>> {
+    open(
+        ws,
+        room_id,
+        Door::Room,
+        since,
+        origin,
+        client,
+        caller,
+        state,
+    )
+    .await
+}
+
+/// Which socket route was asked, and what it says of who is there.
+enum Door<'r> {
+    /// `/ws/<room_id>/<user_id>?username=`: one author for the socket.
+    ChatFlow {
+        user_id: &'r str,
+        username: Option<&'r str>,
+    },
+    /// `/ws/<room_id>`: each message frame names its author.
+    Room,
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn open<'r>(
+    ws: WebSocket,
+    room_id: Result<RoomName>,
+    door: Door<'_>,
+    since: Option<&'r str>,
+    origin: Result<SiteOrigin>,
+    client: ClientAddr,
+    caller: Caller,
+    state: &'r State<SocketState>,
+) -> Result<Channel<'r>> {
     origin?;
     if state.lifecycle.stopping() {
         return Err(Error::Unavailable(
@@ -172,16 +234,30 @@ pub async fn connect<'r>(
     }
     let lease = state.limiter.open_socket(client)?;
     let room = room_id?;
-    let user_id = names::user_id(user_id)?;
     let since = message_id("since", since)?;
-    // The path's user id must be the caller's own when signed in.
-    caller.acts_as(&user_id)?;
-    state.access.may_read(&caller, room.as_str()).await?;
-    // Checked as a post's would be; none means the user id. Signed in: their name.
-    let username = match &caller.user {
-        Some(user) => user.username.clone(),
-        None => names::username(Some(username.unwrap_or(&user_id)), &state.limits)?,
+    let (user_id, username) = match door {
+        Door::ChatFlow { user_id, username } => {
+            let user_id = names::user_id(user_id)?;
+            // The path's user id must be the caller's own when signed in.
+            caller.acts_as(&user_id)?;
+            // Checked as a post's would be; none means the user id. Signed in: their name.
+            let username = match &caller.user {
+                Some(user) => user.username.clone(),
+                None => names::username(Some(username.unwrap_or(&user_id)), &state.limits)?,
+            };
+            (user_id, username)
+        }
+        // Who posts is said by each frame; the socket itself (its presence, its join) is
+        // the caller's, or a guest's.
+        Door::Room => match &caller.user {
+            Some(user) => (user.user_id.clone(), user.username.clone()),
+            None => (
+                format!("guest-{:08x}", random_u64() as u32),
+                "guest".to_string(),
+            ),
+        },
     };
+    state.access.may_read(&caller, room.as_str()).await?;
     // A room no one has written in yet is open to sockets, as every room of the Flask
     // original exists: the page of `/<new room>` goes live at once. Its socket holds its
     // hub channel only while open (the channel goes with its last listener), and sockets
@@ -205,6 +281,7 @@ pub async fn connect<'r>(
     };
     let ping_every = Duration::from_secs(state.settings.ping_secs.max(1));
     let session = Session {
+        authors_per_frame: matches!(door, Door::Room),
         caller,
         frames: state.limiter.frames(),
         strikes: AtomicU32::new(0),
@@ -227,6 +304,8 @@ pub async fn connect<'r>(
 }
 
 struct Session {
+    /// Seed 004's socket: a message frame's `user_id` is its author (see `author`).
+    authors_per_frame: bool,
     /// Who opened the socket; what it posts is posted as them.
     caller: Caller,
     state: SocketState,
@@ -494,9 +573,10 @@ impl Session {
     async fn store(&self, incoming: Incoming) -> Result<()> {
         let user = self.caller.user.as_ref().map(|u| u.user_id.as_str());
         self.state.limiter.check(Bucket::Post, self.client, user)?;
+        let (author_id, author_name) = self.author(incoming.user_id.as_deref())?;
         let message = chatflow_message(
-            &self.peer.username,
-            Some(self.peer.user_id.clone()),
+            &author_name,
+            Some(author_id),
             incoming.content.as_deref(),
             incoming.message_type.as_deref(),
             incoming.file_url,
@@ -507,6 +587,23 @@ impl Session {
             .post(&self.caller, &self.room, message)
             .await?;
         Ok(())
+    }
+
+    /// Who a message frame is from: the socket's peer, or on seed 004's socket the
+    /// frame's `user_id` (signed in, it must be the caller's own: the identity wins).
+    fn author(&self, claimed: Option<&str>) -> Result<(String, String)> {
+        match claimed {
+            Some(claimed) if self.authors_per_frame && self.caller.user.is_none() => {
+                let user_id = names::user_id(claimed)?;
+                let username = names::username(Some(&user_id), &self.state.limits)?;
+                Ok((user_id, username))
+            }
+            Some(claimed) if self.authors_per_frame => {
+                self.caller.acts_as(claimed)?;
+                Ok((self.peer.user_id.clone(), self.peer.username.clone()))
+            }
+            _ => Ok((self.peer.user_id.clone(), self.peer.username.clone())),
+        }
     }
 
     /// The frame an event becomes for this peer, if any.
@@ -593,6 +690,8 @@ struct Incoming {
     #[serde(rename = "type")]
     kind: String,
     content: Option<String>,
+    /// Seed 004's frames name their author.
+    user_id: Option<String>,
     message_type: Option<String>,
     file_url: Option<String>,
 }
