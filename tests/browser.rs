@@ -116,6 +116,23 @@ async fn the_page_chats_in_a_real_browser() {
         .await
         .unwrap();
     assert_eq!(jquery, "function", "jQuery is served by the app itself");
+    // A room nobody has written in yet: the page goes live on its socket at once, and no
+    // socket of it is refused.
+    let live = eventually(Duration::from_secs(10), || async {
+        browser
+            .execute("return window.ferrochat.mode", vec![])
+            .await
+            .unwrap()
+            == "websocket"
+    })
+    .await;
+    assert!(live, "the page of a new room did not get its socket");
+    let refused: Vec<String> = server
+        .log()
+        .into_iter()
+        .filter(|l| l.contains("path=/ws/") && !l.contains("status=101"))
+        .collect();
+    assert!(refused.is_empty(), "sockets refused: {refused:?}");
 
     // Type a name and a message, send with Enter.
     browser

@@ -100,6 +100,11 @@ pub async fn delete(
     Ok(message)
 }
 
+/// The id of the room's newest message, 0 when it has none.
+pub async fn last_id(db: &DatabaseConnection, room: &str) -> Result<i64, Error> {
+    Ok(table::last_id_in(db, room).await?.unwrap_or(0))
+}
+
 /// Rows a socket's replay reads at a time: a `since=0` in a room of a million messages
 /// is sent page by page, never held whole.
 pub const REPLAY_PAGE: u64 = 500;

@@ -368,6 +368,19 @@ pub async fn delete(db: &DatabaseConnection, id: i64) -> Result<bool, DbErr> {
         > 0)
 }
 
+/// The id of the room's newest message, if it has one (the (room, id) index answers it).
+pub async fn last_id_in(db: &DatabaseConnection, room: &str) -> Result<Option<i64>, DbErr> {
+    message::Entity::find()
+        .select_only()
+        .column(message::Column::Id)
+        .filter(message::Column::Room.eq(room))
+        .order_by_desc(message::Column::Id)
+        .limit(1)
+        .into_tuple::<i64>()
+        .one(db)
+        .await
+}
+
 pub async fn count(db: &DatabaseConnection) -> Result<u64, DbErr> {
     message::Entity::find().count(db).await
 }

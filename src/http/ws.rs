@@ -266,8 +266,15 @@ async fn open<'r>(
     // Listening starts before the history is read, so nothing falls between the two.
     let events = state.hub.subscribe(room.as_str());
     let own = state.hub.subscribe(&user_channel(&peer.user_id));
-    // Without `since`, a peer wants what comes from now on, nothing older.
-    let floor = since.unwrap_or_else(|| state.hub.highest_seen());
+    // Without `since`, a peer wants what comes from now on, nothing older: past the room's
+    // newest message in the database, which this replica's hub may not have heard of yet
+    // when it was committed on another one a moment ago.
+    let floor = match since {
+        Some(since) => since,
+        None => chat::messages::last_id(&state.db, room.as_str())
+            .await?
+            .max(state.hub.highest_seen()),
+    };
     let history = match since {
         Some(after) => chat::messages::since(&state.db, room.as_str(), after).await?,
         None => Vec::new(),
