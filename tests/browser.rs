@@ -118,15 +118,10 @@ async fn the_page_chats_in_a_real_browser() {
     assert_eq!(jquery, "function", "jQuery is served by the app itself");
     // A room nobody has written in yet: the page goes live on its socket at once, and no
     // socket of it is refused.
-    let live = eventually(Duration::from_secs(10), || async {
-        browser
-            .execute("return window.ferrochat.mode", vec![])
-            .await
-            .unwrap()
-            == "websocket"
-    })
-    .await;
-    assert!(live, "the page of a new room did not get its socket");
+    assert!(
+        goes_live(&browser).await,
+        "the page of a new room did not get its socket"
+    );
     let refused: Vec<String> = server
         .log()
         .into_iter()
@@ -300,6 +295,18 @@ async fn two_browsers_on_two_replicas_chat_live() {
     db.drop_db().await;
 }
 
+/// Whether the page is on its socket (not polling) within 10 s.
+async fn goes_live(browser: &Client) -> bool {
+    eventually(Duration::from_secs(10), || async {
+        browser
+            .execute("return window.ferrochat.mode", vec![])
+            .await
+            .unwrap()
+            == "websocket"
+    })
+    .await
+}
+
 /// The text of an element, "" while it is not there.
 async fn text_of(browser: &Client, css: &str) -> String {
     match browser.find(Locator::Css(css)).await {
@@ -357,15 +364,7 @@ async fn the_page_shows_presence_typing_files_and_mentions() {
     }
     let (ann, ben) = (&browsers[0], &browsers[1]);
     for browser in [ann, ben] {
-        let live = eventually(Duration::from_secs(10), || async {
-            browser
-                .execute("return window.ferrochat.mode", vec![])
-                .await
-                .unwrap()
-                == "websocket"
-        })
-        .await;
-        assert!(live, "the page did not get a socket");
+        assert!(goes_live(browser).await, "the page did not get a socket");
     }
 
     // Online.

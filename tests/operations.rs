@@ -404,12 +404,7 @@ async fn a_stopping_server_drains_then_closes_sockets_with_1012() {
         "sockets stay open through the drain"
     );
     assert_eq!(u16::from(close.code), 1012);
-    let since: i64 = close
-        .reason
-        .rsplit("since=")
-        .next()
-        .and_then(|id| id.parse().ok())
-        .unwrap_or_else(|| panic!("no since= in {:?}", close.reason));
+    let since = since_in(&close.reason);
     assert!(since < during["id"].as_i64().unwrap());
     assert_eq!(
         server.wait_exit(Duration::from_secs(10)).await,

@@ -285,12 +285,7 @@ async fn a_reader_that_keeps_falling_behind_is_told_to_reconnect() {
     }
     let close = close.expect("the lagging socket was never closed with a reason");
     assert_eq!(u16::from(close.code), 4000);
-    let since: i64 = close
-        .reason
-        .rsplit("since=")
-        .next()
-        .and_then(|id| id.parse().ok())
-        .unwrap_or_else(|| panic!("no since= in {:?}", close.reason));
+    let since = since_in(&close.reason);
 
     // Coming back with it brings every message after it, once, up to the last one sent.
     let mut again = open_socket(&server, &format!("/ws/{room}/slow?since={since}")).await;

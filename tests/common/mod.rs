@@ -547,6 +547,15 @@ impl Drop for Redis {
 pub type Socket =
     tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
+/// The `since=<id>` a close frame's reason tells the client to reconnect with.
+pub fn since_in(reason: &str) -> i64 {
+    reason
+        .rsplit("since=")
+        .next()
+        .and_then(|id| id.parse().ok())
+        .unwrap_or_else(|| panic!("no since= in {reason:?}"))
+}
+
 pub async fn open_socket(server: &Server, path: &str) -> Socket {
     let url = format!("{}{path}", server.url.replacen("http://", "ws://", 1));
     tokio_tungstenite::connect_async(url)
