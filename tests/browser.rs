@@ -125,7 +125,7 @@ async fn the_page_chats_in_a_real_browser() {
     let refused: Vec<String> = server
         .log()
         .into_iter()
-        .filter(|l| l.contains("path=/ws/") && !l.contains("status=101"))
+        .filter(|l| l.contains("path=/ws/") && (l.contains(" status=4") || l.contains(" status=5")))
         .collect();
     assert!(refused.is_empty(), "sockets refused: {refused:?}");
 

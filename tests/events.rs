@@ -196,7 +196,7 @@ async fn a_stopping_server_sends_the_events_it_still_holds() {
     posts.buffer_unordered(32).collect::<Vec<()>>().await;
     // (The client keeps its idle keep-alive connections open meanwhile, as a proxy does.)
     server.terminate();
-    let exit = server.wait_exit(Duration::from_secs(10)).await;
+    let exit = server.wait_exit(Duration::from_secs(15)).await;
     assert_eq!(exit, Some(0), "{:#?}", server.log());
     let got = events_in(&mut consumer, &room, 300).await;
     assert_eq!(
