@@ -79,7 +79,7 @@ async fn register(
 
 /// Signs in: the token, and the session cookie.
 #[utoipa::path(tag = "auth", request_body = Credentials,
-    responses((status = 200, body = SignedIn), (status = 401), (status = 415), (status = 429)))]
+    responses((status = 200, body = SignedIn), (status = 400), (status = 401), (status = 415), (status = 429)))]
 #[post("/login", data = "<body>")]
 async fn login(
     body: Result<JsonBody<Credentials>>,

@@ -167,7 +167,7 @@ async fn create_room(
     Ok((Status::Created, Json(room.into())))
 }
 
-#[utoipa::path(tag = "chat", responses((status = 200, body = RoomOut), (status = 401), (status = 404)))]
+#[utoipa::path(tag = "chat", responses((status = 200, body = RoomOut), (status = 400), (status = 401), (status = 404)))]
 #[get("/rooms/<id>")]
 async fn get_room(
     id: &str,
@@ -268,7 +268,7 @@ async fn get_message(
 
 /// Deletes a message: its author's, its room owner's or an admin's call.
 #[utoipa::path(tag = "chat", security(("admin" = [])),
-    responses((status = 200), (status = 401), (status = 403), (status = 404)))]
+    responses((status = 200), (status = 400), (status = 401), (status = 403), (status = 404)))]
 #[delete("/messages/<id>")]
 async fn delete_message(
     id: &str,
@@ -281,7 +281,7 @@ async fn delete_message(
 
 /// A room's members (none for a public room), in the order they were added.
 #[utoipa::path(tag = "chat",
-    responses((status = 200, body = Vec<MemberOut>), (status = 401), (status = 404)))]
+    responses((status = 200, body = Vec<MemberOut>), (status = 400), (status = 401), (status = 404)))]
 #[get("/rooms/<id>/members")]
 async fn list_members(
     id: &str,

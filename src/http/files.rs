@@ -56,7 +56,8 @@ impl<'r> FromRequest<'r> for BodyLength {
 #[utoipa::path(tag = "files",
     params(("uploaded_by" = Option<String>, Query), ("room_id" = Option<String>, Query)),
     request_body(content = UploadForm, content_type = "multipart/form-data"),
-    responses((status = 201, body = FileOut), (status = 400), (status = 401), (status = 403), (status = 413), (status = 415),
+    responses((status = 201, body = FileOut), (status = 400), (status = 401), (status = 403),
+        (status = 404, description = "a private room the caller is not in"), (status = 413), (status = 415),
         (status = 429), (status = 503)))]
 #[post("/upload?<uploaded_by>&<room_id>", data = "<data>")]
 #[allow(clippy::too_many_arguments)] // each is a part of the request Rocket hands in

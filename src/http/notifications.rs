@@ -21,7 +21,7 @@ super::mount![
 
 /// Creates a notification and pushes it to the user's open sockets.
 #[utoipa::path(tag = "notifications", request_body = NewNotification,
-    responses((status = 201, body = NotificationOut), (status = 400), (status = 401), (status = 403)))]
+    responses((status = 201, body = NotificationOut), (status = 400), (status = 401), (status = 403), (status = 415)))]
 #[post("/", data = "<body>")]
 async fn create(
     body: Result<JsonBody<NewNotification>>,
@@ -55,7 +55,7 @@ async fn list(
     ))
 }
 
-#[utoipa::path(tag = "notifications", responses((status = 200), (status = 401), (status = 403)))]
+#[utoipa::path(tag = "notifications", responses((status = 200), (status = 400), (status = 401), (status = 403)))]
 #[get("/<user_id>/unread-count")]
 async fn unread_count(
     user_id: &str,
@@ -66,14 +66,15 @@ async fn unread_count(
     Ok(Json(json!({ "user_id": user_id, "unread_count": count })))
 }
 
-#[utoipa::path(tag = "notifications", responses((status = 200), (status = 404), (status = 401), (status = 403)))]
+#[utoipa::path(tag = "notifications",
+    responses((status = 200), (status = 400), (status = 401), (status = 403), (status = 404)))]
 #[patch("/<id>/read")]
 async fn mark_read(id: &str, caller: Caller, notifier: &State<Notifier>) -> Result<Json<Value>> {
     notifier.mark_read(&caller, id).await?;
     Ok(Json(json!({ "status": "ok", "id": id })))
 }
 
-#[utoipa::path(tag = "notifications", responses((status = 200), (status = 401), (status = 403)))]
+#[utoipa::path(tag = "notifications", responses((status = 200), (status = 400), (status = 401), (status = 403)))]
 #[patch("/<user_id>/read-all")]
 async fn read_all(
     user_id: &str,
@@ -86,7 +87,8 @@ async fn read_all(
     ))
 }
 
-#[utoipa::path(tag = "notifications", responses((status = 200), (status = 404), (status = 401), (status = 403)))]
+#[utoipa::path(tag = "notifications",
+    responses((status = 200), (status = 400), (status = 401), (status = 403), (status = 404)))]
 #[delete("/<id>")]
 async fn remove(id: &str, caller: Caller, notifier: &State<Notifier>) -> Result<Json<Value>> {
     notifier.delete(&caller, id).await?;

@@ -31,7 +31,7 @@ pub struct TypingUser {
 
 /// Online for 30 s from now; send one every 15 s to stay online.
 #[utoipa::path(tag = "presence", params(("username" = Option<String>, Query)),
-    responses((status = 200), (status = 400), (status = 429), (status = 503)))]
+    responses((status = 200), (status = 400), (status = 401), (status = 403), (status = 429), (status = 503)))]
 #[post("/<user_id>/heartbeat?<username>")]
 async fn heartbeat(
     user_id: &str,
@@ -50,7 +50,7 @@ async fn heartbeat(
 }
 
 /// Everyone online now.
-#[utoipa::path(tag = "presence", responses((status = 200, body = Vec<UserPresence>), (status = 503)))]
+#[utoipa::path(tag = "presence", responses((status = 200, body = Vec<UserPresence>), (status = 401), (status = 503)))]
 #[get("/")]
 async fn online(caller: Caller, presence: &State<Presence>) -> Result<Json<Vec<UserPresence>>> {
     let now = chrono::Utc::now();
@@ -68,7 +68,8 @@ async fn online(caller: Caller, presence: &State<Presence>) -> Result<Json<Vec<U
     ))
 }
 
-#[utoipa::path(tag = "presence", responses((status = 200, body = UserPresence), (status = 503)))]
+#[utoipa::path(tag = "presence",
+    responses((status = 200, body = UserPresence), (status = 400), (status = 401), (status = 503)))]
 #[get("/<user_id>")]
 async fn user(
     user_id: &str,
@@ -79,7 +80,8 @@ async fn user(
 }
 
 /// Offline now (the page calls this when it closes).
-#[utoipa::path(tag = "presence", responses((status = 200), (status = 503)))]
+#[utoipa::path(tag = "presence",
+    responses((status = 200), (status = 400), (status = 401), (status = 403), (status = 503)))]
 #[delete("/<user_id>")]
 async fn offline(user_id: &str, caller: Caller, presence: &State<Presence>) -> Result<Json<Value>> {
     let user_id = presence.offline(&caller, user_id).await?;
@@ -107,7 +109,8 @@ async fn start_typing(
 }
 
 #[utoipa::path(tag = "presence", params(("room_id" = String, Query)),
-    responses((status = 200), (status = 400), (status = 429), (status = 503)))]
+    responses((status = 200), (status = 400), (status = 401), (status = 403), (status = 404), (status = 429),
+        (status = 503)))]
 #[delete("/<user_id>/typing?<room_id>")]
 async fn stop_typing(
     user_id: &str,
@@ -123,7 +126,9 @@ async fn stop_typing(
     Ok(Json(json!({ "status": "ok" })))
 }
 
-#[utoipa::path(tag = "presence", responses((status = 200, body = Vec<TypingUser>), (status = 503)))]
+#[utoipa::path(tag = "presence", params(("room_id" = String, Path)),
+    responses((status = 200, body = Vec<TypingUser>), (status = 400), (status = 401),
+        (status = 404, description = "a private room the caller is not in"), (status = 503)))]
 #[get("/rooms/<room_id>/typing")]
 async fn typing_in_room(
     room_id: Result<RoomName>,
