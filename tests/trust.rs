@@ -161,6 +161,37 @@ async fn twenty_thousand_sockets_of_new_rooms_leave_memory_flat() {
     db.drop_db().await;
 }
 
+/// The probes are open to anyone (a kubelet carries no token): 20,000 of them answer and
+/// leave memory flat; each costs a pooled `SELECT 1` at most.
+#[tokio::test(flavor = "multi_thread")]
+async fn twenty_thousand_probes_leave_memory_flat() {
+    let db = TestDb::create(Backend::Sqlite).await;
+    let server = Server::start(&db.url).await;
+    let http = client();
+    for _ in 0..200 {
+        let res = http
+            .get(format!("{}/health/ready", server.url))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 200);
+    }
+    let before = server.rss_bytes();
+    let probes = futures_util::stream::iter(0..20_000).map(|i| {
+        let path = if i % 2 == 0 { "ready" } else { "live" };
+        let (http, url) = (http.clone(), format!("{}/health/{path}?n={i}", server.url));
+        async move { http.get(url).send().await.map(|r| r.status().as_u16()) }
+    });
+    let statuses: Vec<_> = probes.buffer_unordered(32).collect().await;
+    assert!(
+        statuses.iter().all(|s| matches!(s, Ok(200))),
+        "every probe answered 200"
+    );
+    let grown = server.rss_bytes().saturating_sub(before) / (1024 * 1024);
+    assert!(grown < 48, "memory grew {grown} MB over 20,000 probes");
+    db.drop_db().await;
+}
+
 /// Odd numbers in queries are a 400 that says what is wrong, never a 500.
 #[tokio::test(flavor = "multi_thread")]
 async fn odd_numbers_are_refused_with_a_reason() {
