@@ -111,12 +111,7 @@ async fn twenty_thousand_polls_of_unknown_rooms_leave_memory_flat() {
         statuses.iter().all(|s| matches!(s, Ok(200))),
         "every poll answered 200"
     );
-    let after = server.rss_bytes();
-    let grown = after.saturating_sub(before) / (1024 * 1024);
-    assert!(
-        grown < 48,
-        "memory grew {grown} MB over 20,000 unknown rooms ({before} -> {after})"
-    );
+    assert_flat(&server, before, "20,000 polls of unknown rooms");
     db.drop_db().await;
 }
 
@@ -150,12 +145,7 @@ async fn twenty_thousand_sockets_of_new_rooms_leave_memory_flat() {
     let outcomes: Vec<_> = sockets.buffer_unordered(32).collect().await;
     let refused: Vec<_> = outcomes.iter().filter(|o| o.is_err()).take(3).collect();
     assert!(refused.is_empty(), "every socket opened: {refused:?}");
-    let after = server.rss_bytes();
-    let grown = after.saturating_sub(before) / (1024 * 1024);
-    assert!(
-        grown < 48,
-        "memory grew {grown} MB over 20,000 sockets of new rooms ({before} -> {after})"
-    );
+    assert_flat(&server, before, "20,000 sockets of new rooms");
     let hub = get_json(&format!("{}/health", server.url)).await;
     assert_eq!(hub["status"], "ok");
     db.drop_db().await;
@@ -187,9 +177,18 @@ async fn twenty_thousand_probes_leave_memory_flat() {
         statuses.iter().all(|s| matches!(s, Ok(200))),
         "every probe answered 200"
     );
-    let grown = server.rss_bytes().saturating_sub(before) / (1024 * 1024);
-    assert!(grown < 48, "memory grew {grown} MB over 20,000 probes");
+    assert_flat(&server, before, "20,000 probes");
     db.drop_db().await;
+}
+
+/// The server's memory is within tens of MB of `before` after `what`.
+fn assert_flat(server: &Server, before: u64, what: &str) {
+    let after = server.rss_bytes();
+    let grown = after.saturating_sub(before) / (1024 * 1024);
+    assert!(
+        grown < 48,
+        "memory grew {grown} MB over {what} ({before} -> {after})"
+    );
 }
 
 /// Odd numbers in queries are a 400 that says what is wrong, never a 500.

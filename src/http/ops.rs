@@ -67,12 +67,13 @@ async fn ready(
         );
     }
     let (database, store) = tokio::join!(db.ping(), files.store.check());
+    let replicated = hub.replicated();
     let hub = hub.state();
     let mut down = Vec::new();
     if database.is_err() {
         down.push("database");
     }
-    if hub.kind == "redis" && hub.state != "up" {
+    if replicated && hub.state != "up" {
         down.push("redis");
     }
     if store.is_err() {

@@ -10,7 +10,7 @@
 //! without gaps or repeats, so a client that reconnects misses nothing.
 //!
 //! When the server stops (SIGTERM), new sockets get 503 while it drains, then open ones
-//! are closed with 1012 ("service restart", reason `reconnect with since=<id>`): connect
+//! are closed with 1012 (reason `service restart: reconnect with since=<id>`): connect
 //! again, through the balancer, and nothing is missed.
 
 use super::guards::ClientAddr;
@@ -173,7 +173,8 @@ pub async fn connect<'r>(
 
 /// Seed 004's room socket: the same frames and answers as the ChatFlow socket, but each
 /// message frame names its author, `{"type":"message","content","user_id"}` (signed in,
-/// it must be the caller's own id, else an error frame with 403; absent: the caller).
+/// it must be the caller's own id, else an error frame; absent: the socket's own id, the
+/// caller's or a guest's).
 #[utoipa::path(tag = "realtime",
     params(("room_id" = String, Path),
         ("token" = Option<String>, Query, description = "a token, for clients that cannot send headers on a socket"),
