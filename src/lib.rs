@@ -148,6 +148,8 @@ pub async fn build_from(
     tracing::info!(auth = ?settings.auth, rate_limits = settings.rate_limits_on(), "access");
     let limiter = http::limits::Limiter::new(&settings);
     let trusted_proxies = http::guards::TrustedProxies::parse(&settings.trusted_proxies)?;
+    let webchat_room = domain::RoomName::parse(&settings.webchat_room)
+        .map_err(|e| format!("webchat_room: {e}"))?;
     let sockets = SocketState {
         db: db.clone(),
         access: access.clone(),
@@ -162,6 +164,7 @@ pub async fn build_from(
             announce_limit: settings.ws_announce_limit,
         },
         lifecycle: lifecycle.clone(),
+        webchat_room: webchat_room.clone(),
     };
 
     let mut rocket = rocket::custom(figment)
@@ -196,7 +199,12 @@ pub async fn build_from(
         .mount("/api/notifications", http::notifications::routes())
         .mount("/api/files", http::files::routes())
         .mount("/", http::ops::routes())
+        .mount("/", http::webchat::routes())
         .mount("/", http::openapi::routes());
+    if let Some((page, files)) = http::webchat::page(&settings) {
+        tracing::info!(dir = ?settings.webchat_page_dir, "seed 002's page at /webchat");
+        rocket = rocket.mount("/", page).mount("/static", files);
+    }
     if settings.bench_routes {
         rocket = rocket
             .manage(http::bench::Fixed::default())
@@ -212,6 +220,7 @@ pub async fn build_from(
         .manage(delivery)
         .manage(limits)
         .manage(sockets)
+        .manage(http::webchat::WebchatRoom(webchat_room))
         .manage(accounts)
         .manage(settings.auth)
         .manage(limiter)

@@ -15,6 +15,7 @@ pub struct Metrics {
     pub websockets_open: IntGauge,
     pub messages_stored: IntCounter,
     pub messages_delivered: IntCounter,
+    pub webchat_frames_dropped: IntCounter,
     pub events_published: IntCounterVec,
     up: IntGaugeVec,
 }
@@ -56,6 +57,11 @@ impl Metrics {
             "Message frames sent to WebSockets by this process",
         )
         .expect("valid metric");
+        let webchat_frames_dropped = IntCounter::new(
+            "webchat_frames_dropped_total",
+            "Frames of seed 002's socket dropped as not a {text, type, ts} object",
+        )
+        .expect("valid metric");
         let events_published = IntCounterVec::new(
             Opts::new(
                 "amqp_events_total",
@@ -78,6 +84,7 @@ impl Metrics {
             Box::new(websockets_open.clone()),
             Box::new(messages_stored.clone()),
             Box::new(messages_delivered.clone()),
+            Box::new(webchat_frames_dropped.clone()),
             Box::new(events_published.clone()),
             Box::new(up.clone()),
         ] {
@@ -90,6 +97,7 @@ impl Metrics {
             websockets_open,
             messages_stored,
             messages_delivered,
+            webchat_frames_dropped,
             events_published,
             up,
         }

@@ -181,16 +181,6 @@ async fn twenty_thousand_probes_leave_memory_flat() {
     db.drop_db().await;
 }
 
-/// The server's memory is within tens of MB of `before` after `what`.
-fn assert_flat(server: &Server, before: u64, what: &str) {
-    let after = server.rss_bytes();
-    let grown = after.saturating_sub(before) / (1024 * 1024);
-    assert!(
-        grown < 48,
-        "memory grew {grown} MB over {what} ({before} -> {after})"
-    );
-}
-
 /// Odd numbers in queries are a 400 that says what is wrong, never a 500.
 #[tokio::test(flavor = "multi_thread")]
 async fn odd_numbers_are_refused_with_a_reason() {

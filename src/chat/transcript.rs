@@ -175,6 +175,22 @@ impl Transcripts {
         self.view_with(read, room, after, with_rows).await
     }
 
+    /// The room's messages stored at or after `from` (UTC), oldest first: seed 002's
+    /// history, answered from the transcript, so the newest `max_messages` at most.
+    pub async fn stored_since(
+        &self,
+        db: &DatabaseConnection,
+        room: &RoomName,
+        from: chrono::NaiveDateTime,
+    ) -> Result<Vec<Arc<Message>>, Error> {
+        let view = self.view(db, room, None, true).await?;
+        Ok(view
+            .rows
+            .into_iter()
+            .filter(|m| m.timestamp >= from)
+            .collect())
+    }
+
     /// [`Transcripts::view`], reading the room's messages after an id with `read`.
     async fn view_with<F, Fut>(
         &self,
@@ -342,6 +358,7 @@ mod tests {
             user_id: None,
             message_type: "text".into(),
             file_url: None,
+            echo: None,
         }
     }
 

@@ -22,6 +22,9 @@ pub mod message {
         /// `text`, `file` or `system`.
         pub message_type: String,
         pub file_url: Option<String>,
+        /// Seed 002's `type` and `ts`, when the message came by its socket.
+        pub client_type: Option<String>,
+        pub client_ts: Option<i64>,
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
@@ -40,6 +43,10 @@ pub mod message {
                 user_id: m.user_id,
                 message_type: m.message_type,
                 file_url: m.file_url,
+                echo: match (m.client_type, m.client_ts) {
+                    (Some(kind), Some(ts)) => Some(crate::domain::message::Echo { kind, ts }),
+                    _ => None,
+                },
             }
         }
     }

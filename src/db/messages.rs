@@ -125,6 +125,7 @@ pub async fn insert_batch(
                 user_id: row.message.user_id.clone(),
                 message_type: row.message.message_type.to_string(),
                 file_url: row.message.file_url.clone(),
+                echo: row.message.echo.clone(),
             };
             (message, prev)
         })
@@ -201,6 +202,8 @@ async fn insert_returning<C: ConnectionTrait>(
         Column::UserId,
         Column::MessageType,
         Column::FileUrl,
+        Column::ClientType,
+        Column::ClientTs,
     ]);
     for p in batch {
         insert
@@ -212,6 +215,8 @@ async fn insert_returning<C: ConnectionTrait>(
                 p.message.user_id.clone().into(),
                 p.message.message_type.into(),
                 p.message.file_url.clone().into(),
+                p.message.echo.as_ref().map(|e| e.kind.clone()).into(),
+                p.message.echo.as_ref().map(|e| e.ts).into(),
             ])
             .map_err(|e| DbErr::Custom(e.to_string()))?;
     }
@@ -257,6 +262,8 @@ async fn insert_per_row<C: ConnectionTrait>(
             user_id: Set(pending.message.user_id.clone()),
             message_type: Set(pending.message.message_type.to_string()),
             file_url: Set(pending.message.file_url.clone()),
+            client_type: Set(pending.message.echo.as_ref().map(|e| e.kind.clone())),
+            client_ts: Set(pending.message.echo.as_ref().map(|e| e.ts)),
         };
         ids.push(message::Entity::insert(row).exec(txn).await?.last_insert_id);
     }

@@ -51,6 +51,27 @@ pub fn message_id(name: &str, raw: Option<&str>) -> Result<Option<i64>, Error> {
     .transpose()
 }
 
+/// The most `minutes=` seed 002's history goes back: a day.
+pub const MAX_HISTORY_MINUTES: u32 = 24 * 60;
+
+/// `minutes=` of seed 002's history: digits only, 1 to a day; 30 when absent. The reasons
+/// are its server's.
+pub fn history_minutes(raw: Option<&str>) -> Result<u32, Error> {
+    let raw = raw.unwrap_or("30");
+    if raw.is_empty() || !raw.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(Error::bad_request("minutes is not a valid integer"));
+    }
+    // Digits that overflow are as far past a day as any.
+    let minutes = raw.parse::<u32>().unwrap_or(u32::MAX);
+    if minutes < 1 {
+        return Err(Error::bad_request("minutes must be a positive number"));
+    }
+    if minutes > MAX_HISTORY_MINUTES {
+        return Err(Error::bad_request("minutes cannot be more than 24 hours"));
+    }
+    Ok(minutes)
+}
+
 /// The longest a poll is held.
 pub const MAX_WAIT_SECS: f64 = 30.0;
 
@@ -66,6 +87,27 @@ pub fn wait_secs(raw: &str) -> Result<std::time::Duration, Error> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn history_minutes_are_digits_from_1_to_a_day() {
+        assert_eq!(history_minutes(None).unwrap(), 30);
+        assert_eq!(history_minutes(Some("1")).unwrap(), 1);
+        assert_eq!(history_minutes(Some("0030")).unwrap(), 30);
+        assert_eq!(history_minutes(Some("1440")).unwrap(), 1440);
+        for bad in [
+            "0",
+            "1441",
+            "-1",
+            "+5",
+            "1.5",
+            "",
+            "x",
+            "99999999999999999999",
+            "٣",
+        ] {
+            assert!(history_minutes(Some(bad)).is_err(), "{bad}");
+        }
+    }
 
     #[test]
     fn page_limits() {

@@ -22,7 +22,22 @@ pub struct Message {
     /// `text`, `file` or `system`.
     pub message_type: String,
     pub file_url: Option<String>,
+    /// Seed 002's own fields, when the message came by its socket. Absent from what
+    /// replicas of an older version send, so read as none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub echo: Option<Echo>,
 }
+
+/// What seed 002's client sends beside its text (`type`, `ts`), kept with the row so its
+/// sockets get back the very object it sent, on every replica and in its history.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Echo {
+    pub kind: String,
+    pub ts: i64,
+}
+
+/// Longest `type` a seed 002 frame may carry (its clients send `chat` or `message`).
+pub const MAX_ECHO_TYPE_CHARS: usize = 32;
 
 /// A message ready to store: user name defaulted and both fields trimmed and checked.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -34,6 +49,8 @@ pub struct NewMessage {
     /// `text`, `file` or `system`.
     pub message_type: &'static str,
     pub file_url: Option<String>,
+    /// Seed 002's `type` and `ts`, when it came by that door.
+    pub echo: Option<Echo>,
 }
 
 /// Who is on the other end of a WebSocket.
@@ -74,6 +91,7 @@ pub fn new_message(
         user_id: None,
         message_type: "text",
         file_url: None,
+        echo: None,
     })
 }
 
@@ -106,6 +124,46 @@ pub fn chatflow_message(
         }
     }
     Ok(message)
+}
+
+/// A text frame of seed 002's socket: exactly the keys `text`, `type` and `ts`, a
+/// string, a string and an integer, as its client and its tests send them.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct WebchatFrame {
+    text: String,
+    #[serde(rename = "type")]
+    kind: String,
+    ts: i64,
+}
+
+/// A frame of seed 002's socket as a message of `username`. Its text is kept as sent (not
+/// trimmed), since the sender gets that same object back; it is checked as any message's.
+pub fn webchat_message(
+    frame: &str,
+    username: &str,
+    user_id: Option<String>,
+    limits: &Limits,
+) -> Result<NewMessage, Error> {
+    let frame: WebchatFrame = serde_json::from_str(frame)
+        .map_err(|e| Error::bad_request(format!("not a {{text, type, ts}} object: {e}")))?;
+    let checked = new_message(Some(username), Some(&frame.text), limits)
+        .map_err(|e| Error::bad_request(e.to_string().replace("msg ", "text ")))?;
+    if frame.kind.chars().count() > MAX_ECHO_TYPE_CHARS || frame.kind.chars().any(char::is_control)
+    {
+        return Err(Error::bad_request(format!(
+            "type is longer than {MAX_ECHO_TYPE_CHARS} characters or holds control characters"
+        )));
+    }
+    Ok(NewMessage {
+        text: frame.text,
+        user_id,
+        echo: Some(Echo {
+            kind: frame.kind,
+            ts: frame.ts,
+        }),
+        ..checked
+    })
 }
 
 /// Shown in place of a line break inside a message, so that every message is exactly one
@@ -157,6 +215,10 @@ pub enum Shape {
     Socket,
     /// `GET /api/chat/<room>?format=json`: `id, room, username, text, timestamp`.
     Legacy,
+    /// Seed 002's socket and `GET /messages`: `text, type, ts` (milliseconds). Its own
+    /// clients' messages as they sent them; any other's as `"<username>: <text>"`, type
+    /// `message`, the time it was stored.
+    Webchat,
 }
 
 /// The one JSON writer of a message, in the shape its door's clients read.
@@ -167,6 +229,21 @@ impl Serialize for MessageJson<'_> {
         let MessageJson(m, shape) = self;
         let at = m.timestamp.and_utc();
         let mut map = serializer.serialize_map(None)?;
+        if *shape == Shape::Webchat {
+            match &m.echo {
+                Some(echo) => {
+                    map.serialize_entry("text", &m.text)?;
+                    map.serialize_entry("type", &echo.kind)?;
+                    map.serialize_entry("ts", &echo.ts)?;
+                }
+                None => {
+                    map.serialize_entry("text", &format!("{}: {}", m.username, m.text))?;
+                    map.serialize_entry("type", "message")?;
+                    map.serialize_entry("ts", &at.timestamp_millis())?;
+                }
+            }
+            return map.end();
+        }
         if *shape == Shape::Socket {
             map.serialize_entry("type", "message")?;
         }
@@ -251,6 +328,41 @@ mod tests {
     }
 
     #[test]
+    fn webchat_frames_are_exactly_text_type_and_ts() {
+        let m = webchat_message(
+            r#"{"type":"chat","text":" hi ","ts":17}"#,
+            "ann",
+            None,
+            &LIMITS,
+        )
+        .unwrap();
+        assert_eq!((m.text.as_str(), m.username.as_str()), (" hi ", "ann"));
+        assert_eq!(
+            m.echo,
+            Some(Echo {
+                kind: "chat".into(),
+                ts: 17
+            })
+        );
+        for bad in [
+            "hi",
+            "[]",
+            r#"{"text":"hi","type":"chat"}"#,
+            r#"{"text":"hi","type":"chat","ts":"17"}"#,
+            r#"{"text":"hi","type":"chat","ts":1.5}"#,
+            r#"{"text":1,"type":"chat","ts":17}"#,
+            r#"{"text":"hi","type":"chat","ts":17,"extra":1}"#,
+            r#"{"text":"  ","type":"chat","ts":17}"#,
+            r#"{"text":"\u001b[2J","type":"chat","ts":17}"#,
+            r#"{"text":"hi","type":"\u0000","ts":17}"#,
+        ] {
+            assert!(webchat_message(bad, "ann", None, &LIMITS).is_err(), "{bad}");
+        }
+        let long = format!(r#"{{"text":"hi","type":"{}","ts":1}}"#, "t".repeat(33));
+        assert!(webchat_message(&long, "ann", None, &LIMITS).is_err());
+    }
+
+    #[test]
     fn a_message_is_always_one_line() {
         let ts = chrono::NaiveDate::from_ymd_opt(2026, 1, 2)
             .unwrap()
@@ -267,7 +379,7 @@ mod tests {
     }
 
     #[test]
-    fn one_writer_three_shapes() {
+    fn one_writer_four_shapes() {
         let m = Message {
             id: 7,
             room: "r".into(),
@@ -277,6 +389,7 @@ mod tests {
             user_id: Some("u1".into()),
             message_type: "text".into(),
             file_url: None,
+            echo: None,
         };
         let json = |shape| serde_json::to_value(MessageJson(&m, shape)).unwrap();
         assert_eq!(
@@ -293,6 +406,21 @@ mod tests {
             json(Shape::Legacy),
             serde_json::json!({"id": 7, "room": "r", "username": "u", "text": "hi",
                 "timestamp": "1970-01-01T00:00:00Z"})
+        );
+        assert_eq!(
+            json(Shape::Webchat),
+            serde_json::json!({"text": "u: hi", "type": "message", "ts": 0})
+        );
+        let echoed = Message {
+            echo: Some(Echo {
+                kind: "chat".into(),
+                ts: 42,
+            }),
+            ..m.clone()
+        };
+        assert_eq!(
+            serde_json::to_value(MessageJson(&echoed, Shape::Webchat)).unwrap(),
+            serde_json::json!({"text": "hi", "type": "chat", "ts": 42})
         );
     }
 }

@@ -4,7 +4,8 @@
 //!
 //! Mounts: `page` (the chat page), `legacy` (the Flask original's `/api/chat/<room>`),
 //! `chat_api` (ChatFlow's rooms and history), `ws` (the ChatFlow socket), `presence`,
-//! `notifications`, `files`, `ops` (health and metrics), `openapi`, `bench`.
+//! `notifications`, `files`, `ops` (health and metrics), `webchat` (seed 002's history and
+//! page), `openapi`, `bench`.
 
 pub mod auth;
 pub mod bench;
@@ -22,6 +23,7 @@ pub mod ops;
 pub mod page;
 pub mod presence;
 pub mod shutdown;
+pub mod webchat;
 pub mod ws;
 
 pub use error::{json_catchers, plain_catchers, Plain};

@@ -1,6 +1,8 @@
-//! `WS /ws/<room_id>/<user_id>?username=&since=`: the ChatFlow chat socket; and
+//! `WS /ws/<room_id>/<user_id>?username=&since=`: the ChatFlow chat socket;
 //! `WS /ws/<room_id>?since=`, seed 004's, whose message frames name their author
-//! (`{"type":"message","content","user_id"}`), answered in the same shape.
+//! (`{"type":"message","content","user_id"}`), answered in the same shape; and `WS /ws`,
+//! seed 002's one-room socket (the `webchat_room`), which speaks only `{text, type, ts}`
+//! (see [`connect_webchat`]).
 //!
 //! Client frames: `{"type":"message","content"}` (optionally `"message_type":"file"` and
 //! `"file_url"`), `{"type":"typing"}`, `{"type":"stop_typing"}`. Server frames: `message`
@@ -19,7 +21,7 @@ use crate::access::RoomAccess;
 use crate::chat;
 use crate::delivery::Delivery;
 use crate::domain::limits::message_id;
-use crate::domain::message::chatflow_message;
+use crate::domain::message::{chatflow_message, webchat_message};
 use crate::domain::names;
 use crate::domain::sync::random_u64;
 use crate::domain::{Caller, Error};
@@ -66,7 +68,7 @@ const MAX_STRIKES: u32 = 20;
 const MAX_LAGS: usize = 3;
 const LAG_WINDOW: Duration = Duration::from_secs(30);
 
-super::mount![connect, connect_room];
+super::mount![connect, connect_room, connect_webchat];
 
 /// How sockets behave (settings `ws_ping_secs`, `ws_announce_limit`).
 #[derive(Clone, Copy)]
@@ -90,6 +92,8 @@ pub struct SocketState {
     pub limiter: Arc<Limiter>,
     pub settings: SocketSettings,
     pub lifecycle: Lifecycle,
+    /// The room of seed 002's socket (`webchat_room`).
+    pub webchat_room: RoomName,
 }
 
 /// Sites whose pages may open sockets here besides this server's own (`allowed_origins`).
@@ -205,6 +209,43 @@ pub async fn connect_room<'r>(
     .await
 }
 
+/// Seed 002's socket: one room (`webchat_room`). A text frame that is exactly
+/// `{"text", "type", "ts"}` (strings and an integer) is posted, and comes back as that
+/// same object to every socket of the room, the sender's too, on every replica; any other
+/// frame is dropped and the socket stays open. Messages from other doors arrive as
+/// `{"text": "<username>: <text>", "type": "message", "ts": <ms>}`. A message the server
+/// refuses (too many, a database that is away) is answered to its sender alone with
+/// `{"text": "[not sent: <reason>]", "type": "error", "ts": <ms>}`, which its page shows
+/// as a line. `since=<id>` replays what came after a known message, as on the others.
+#[utoipa::path(tag = "realtime",
+    params(
+        ("token" = Option<String>, Query, description = "a token, for clients that cannot send headers on a socket"),
+        ("since" = Option<i64>, Query, description = "first every message after this id, then live ones")),
+    responses((status = 101, description = "switching to WebSocket"), (status = 400), (status = 401), (status = 403),
+        (status = 404, description = "the webchat room is private and the caller is not in it"), (status = 429), (status = 503)))]
+#[get("/ws?<since>")]
+pub async fn connect_webchat<'r>(
+    ws: WebSocket,
+    since: Option<&'r str>,
+    origin: Result<SiteOrigin>,
+    client: ClientAddr,
+    caller: Caller,
+    state: &'r State<SocketState>,
+) -> Result<Channel<'r>> {
+    let room = Ok(state.webchat_room.clone());
+    open(
+        ws,
+        room,
+        Door::Webchat,
+        since,
+        origin,
+        client,
+        caller,
+        state,
+    )
+    .await
+}
+
 /// Which socket route was asked, and what it says of who is there.
 enum Door<'r> {
     /// `/ws/<room_id>/<user_id>?username=`: one author for the socket.
@@ -214,6 +255,19 @@ enum Door<'r> {
     },
     /// `/ws/<room_id>`: each message frame names its author.
     Room,
+    /// `/ws`: seed 002's `{text, type, ts}` frames, in the webchat room.
+    Webchat,
+}
+
+/// What a socket speaks, once open.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Speaks {
+    /// ChatFlow frames, one author per socket.
+    ChatFlow,
+    /// ChatFlow frames whose `user_id` names the author (seed 004).
+    AuthorPerFrame,
+    /// Seed 002's `{text, type, ts}`, messages only.
+    Webchat,
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -248,9 +302,9 @@ async fn open<'r>(
             };
             (user_id, username)
         }
-        // Who posts is said by each frame; the socket itself (its presence, its join) is
-        // the caller's, or a guest's.
-        Door::Room => match &caller.user {
+        // Who posts is said by each frame (seed 004), or nobody says (seed 002); the
+        // socket itself (its presence, its join) is the caller's, or a guest's.
+        Door::Room | Door::Webchat => match &caller.user {
             Some(user) => (user.user_id.clone(), user.username.clone()),
             None => (
                 format!("guest-{:08x}", random_u64() as u32),
@@ -288,8 +342,13 @@ async fn open<'r>(
         ..Config::default()
     };
     let ping_every = Duration::from_secs(state.settings.ping_secs.max(1));
+    let speaks = match door {
+        Door::ChatFlow { .. } => Speaks::ChatFlow,
+        Door::Room => Speaks::AuthorPerFrame,
+        Door::Webchat => Speaks::Webchat,
+    };
     let session = Session {
-        authors_per_frame: matches!(door, Door::Room),
+        speaks,
         caller,
         frames: state.limiter.frames(),
         strikes: AtomicU32::new(0),
@@ -312,8 +371,8 @@ async fn open<'r>(
 }
 
 struct Session {
-    /// Seed 004's socket: a message frame's `user_id` is its author (see `author`).
-    authors_per_frame: bool,
+    /// Which frames the socket takes and sends.
+    speaks: Speaks,
     /// Who opened the socket; what it posts is posted as them.
     caller: Caller,
     state: SocketState,
@@ -501,7 +560,7 @@ impl Session {
                 return Ok(());
             };
             for row in page.iter().filter(|row| sent.insert(row.id)) {
-                send(sink, message_json(row)).await?;
+                send(sink, self.message_json(row)).await?;
             }
             if !full {
                 return Ok(());
@@ -532,6 +591,9 @@ impl Session {
     }
 
     async fn on_frame(&self, frame: Message) -> Reply {
+        if self.speaks == Speaks::Webchat {
+            return self.on_webchat_frame(frame).await;
+        }
         let text = match frame {
             Message::Text(text) => text,
             Message::Close(_) => return Reply::Close,
@@ -578,6 +640,58 @@ impl Session {
         }
     }
 
+    /// A frame of seed 002's socket: its protocol has no error frame, so one that is not a
+    /// `{text, type, ts}` object is dropped (and counted); a flood of frames still ends
+    /// with close 1008.
+    async fn on_webchat_frame(&self, frame: Message) -> Reply {
+        let text = match frame {
+            Message::Text(text) if text.len() <= MAX_FRAME => text,
+            Message::Close(_) => return Reply::Close,
+            Message::Ping(_) | Message::Pong(_) => return Reply::Nothing,
+            _ => return dropped("not a text frame of at most 64 KiB"),
+        };
+        if let Some(frames) = &self.frames {
+            if frames.check().is_err() {
+                if self.strikes.fetch_add(1, Ordering::Relaxed) >= MAX_STRIKES {
+                    return Reply::CloseWith(CloseFrame {
+                        code: CloseCode::Policy,
+                        reason: "too many frames".into(),
+                    });
+                }
+                return dropped("too many frames");
+            }
+            self.strikes.store(0, Ordering::Relaxed);
+        }
+        let user = self.caller.user.as_ref().map(|u| u.user_id.as_str());
+        let message = match webchat_message(
+            &text,
+            &self.peer.username,
+            Some(self.peer.user_id.clone()),
+            &self.state.limits,
+        ) {
+            Ok(message) => message,
+            Err(err) => return dropped(&err.to_string()),
+        };
+        // A well-formed message the server will not take is the sender's to know.
+        let posted = match self.state.limiter.check(Bucket::Post, self.client, user) {
+            Ok(()) => {
+                self.state
+                    .delivery
+                    .post(&self.caller, &self.room, message)
+                    .await
+            }
+            Err(err) => Err(err),
+        };
+        match posted {
+            Ok(_) => Reply::Nothing, // it comes back through the hub, like everyone's
+            Err(err) => Reply::Send(json!({
+                "text": format!("[not sent: {err}]"),
+                "type": "error",
+                "ts": chrono::Utc::now().timestamp_millis(),
+            })),
+        }
+    }
+
     async fn store(&self, incoming: Incoming) -> Result<()> {
         let user = self.caller.user.as_ref().map(|u| u.user_id.as_str());
         self.state.limiter.check(Bucket::Post, self.client, user)?;
@@ -600,18 +714,28 @@ impl Session {
     /// Who a message frame is from: the socket's peer, or on seed 004's socket the
     /// frame's `user_id` (signed in, it must be the caller's own: the identity wins).
     fn author(&self, claimed: Option<&str>) -> Result<(String, String)> {
+        let authors_per_frame = self.speaks == Speaks::AuthorPerFrame;
         match claimed {
-            Some(claimed) if self.authors_per_frame && self.caller.user.is_none() => {
+            Some(claimed) if authors_per_frame && self.caller.user.is_none() => {
                 let user_id = names::user_id(claimed)?;
                 let username = names::username(Some(&user_id), &self.state.limits)?;
                 Ok((user_id, username))
             }
-            Some(claimed) if self.authors_per_frame => {
+            Some(claimed) if authors_per_frame => {
                 self.caller.acts_as(claimed)?;
                 Ok((self.peer.user_id.clone(), self.peer.username.clone()))
             }
             _ => Ok((self.peer.user_id.clone(), self.peer.username.clone())),
         }
+    }
+
+    /// A message in the shape this socket's clients read.
+    fn message_json(&self, row: &ChatMessage) -> Value {
+        let shape = match self.speaks {
+            Speaks::Webchat => Shape::Webchat,
+            Speaks::ChatFlow | Speaks::AuthorPerFrame => Shape::Socket,
+        };
+        serde_json::to_value(MessageJson(row, shape)).unwrap_or_default()
     }
 
     /// The frame an event becomes for this peer, if any.
@@ -622,8 +746,10 @@ impl Session {
             Event::Message(row) if !sent.insert(row.id) => None,
             Event::Message(row) => {
                 METRICS.messages_delivered.inc();
-                Some(message_json(row))
+                Some(self.message_json(row))
             }
+            // Seed 002's clients know of messages only.
+            _ if self.speaks == Speaks::Webchat => None,
             // Nobody needs to be told that they themselves are typing.
             Event::Typing { user, .. } if user.user_id == self.peer.user_id => None,
             Event::Typing { user, active } => Some(json!({
@@ -715,8 +841,12 @@ fn error(detail: &str) -> Reply {
     Reply::Send(json!({ "type": "error", "detail": detail }))
 }
 
-fn message_json(row: &ChatMessage) -> Value {
-    serde_json::to_value(MessageJson(row, Shape::Socket)).unwrap_or_default()
+/// A frame seed 002's socket drops: nothing is sent back (its protocol has no error
+/// frame), the reason is logged.
+fn dropped(reason: &str) -> Reply {
+    METRICS.webchat_frames_dropped.inc();
+    tracing::debug!(reason, "seed 002 frame dropped");
+    Reply::Nothing
 }
 
 /// The next signal from the room or from the user's own channel. Signals missed in a

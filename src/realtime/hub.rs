@@ -238,6 +238,7 @@ mod tests {
             user_id: None,
             message_type: "text".into(),
             file_url: None,
+            echo: None,
         }))
     }
 

@@ -547,6 +547,16 @@ impl Drop for Redis {
 pub type Socket =
     tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
+/// The server's memory is within tens of MB of `before` after `what`.
+pub fn assert_flat(server: &Server, before: u64, what: &str) {
+    let after = server.rss_bytes();
+    let grown = after.saturating_sub(before) / (1024 * 1024);
+    assert!(
+        grown < 48,
+        "memory grew {grown} MB over {what} ({before} -> {after})"
+    );
+}
+
 /// The `since=<id>` a close frame's reason tells the client to reconnect with.
 pub fn since_in(reason: &str) -> i64 {
     reason

@@ -8,6 +8,7 @@ mod m20261122_000002_rooms_and_message_kinds;
 mod m20261122_000003_users_notifications_files;
 mod m20261122_000004_accounts;
 mod m20261202_000005_private_rooms;
+mod m20261202_000006_webchat_echo;
 
 pub struct Migrator;
 
@@ -20,6 +21,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261122_000003_users_notifications_files::Migration),
             Box::new(m20261122_000004_accounts::Migration),
             Box::new(m20261202_000005_private_rooms::Migration),
+            Box::new(m20261202_000006_webchat_echo::Migration),
         ]
     }
 }
