@@ -425,3 +425,33 @@ async fn a_stopping_server_drains_then_closes_sockets_with_1012() {
     );
     db.drop_db().await;
 }
+
+/// Replicas started at the same moment on a fresh database (a Deployment's first pods,
+/// `docker compose up --scale`) all come up: they migrate in turn, not all at once.
+async fn replicas_started_together_on_a_fresh_database_all_come_up(backend: Backend) {
+    let db = TestDb::create(backend).await;
+    let servers = futures_util::future::join_all(
+        (0..4).map(|_| Server::start_with(ServerOptions::new(&db.url))),
+    )
+    .await;
+    for server in &servers {
+        post_ok(server, "together", &[("username", "a"), ("msg", "hi")]).await;
+    }
+    assert_eq!(lines(&transcript(&servers[0], "together").await).len(), 4);
+    drop(servers);
+    db.drop_db().await;
+}
+
+mod together {
+    use super::*;
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn mariadb() {
+        replicas_started_together_on_a_fresh_database_all_come_up(Backend::MariaDb).await
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn postgres() {
+        replicas_started_together_on_a_fresh_database_all_come_up(Backend::Postgres).await
+    }
+}

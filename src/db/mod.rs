@@ -13,7 +13,7 @@ pub mod rooms;
 pub mod users;
 
 use crate::config::Settings;
-use sea_orm::{ConnectOptions, Database, DatabaseConnection, DbErr};
+use sea_orm::{ConnectOptions, Database, DatabaseConnection, DbBackend, DbErr};
 use sea_orm_migration::MigratorTrait;
 use std::time::{Duration, Instant};
 
@@ -47,8 +47,75 @@ pub async fn connect(url: &str, settings: &Settings) -> Result<DatabaseConnectio
             Err(err) => return Err(err),
         }
     };
-    Migrator::up(&db, None).await?;
+    migrate(&db).await?;
     Ok(db)
+}
+
+/// Brings the schema up to date. Replicas that start together on a fresh database would
+/// each apply the migrations, and all but one fail ("table already exists"): they take
+/// turns under a lock of the database server, held by a connection of its own (not the
+/// pool's, which may have just one) for as long as the migrations run. SQLite is one
+/// file that one process writes at a time.
+async fn migrate(db: &DatabaseConnection) -> Result<(), DbErr> {
+    use sea_orm::sqlx::{self, ConnectOptions as _, Connection as _};
+    const LOCK: &str = "ferrochat_migrations";
+    // Any number, the same on every replica: PostgreSQL's advisory locks are numbered.
+    const PG_LOCK: i64 = 0x6665_7272_6f63;
+    let sqlx = |e: sqlx::Error| DbErr::Custom(format!("migration lock: {e}"));
+    match db.get_database_backend() {
+        DbBackend::MySql => {
+            let mut lock = db
+                .get_mysql_connection_pool()
+                .connect_options()
+                .connect()
+                .await
+                .map_err(sqlx)?;
+            let got: Option<i64> = sqlx::query_scalar("SELECT GET_LOCK(?, 120)")
+                .bind(LOCK)
+                .fetch_one(&mut lock)
+                .await
+                .map_err(sqlx)?;
+            if got != Some(1) {
+                return Err(DbErr::Custom(
+                    "another replica held the migration lock for 120 s".into(),
+                ));
+            }
+            let result = Migrator::up(db, None).await;
+            // Closing the connection gives the lock back too; this only says so sooner.
+            let _ = sqlx::query("SELECT RELEASE_LOCK(?)")
+                .bind(LOCK)
+                .execute(&mut lock)
+                .await;
+            let _ = lock.close().await;
+            result
+        }
+        DbBackend::Postgres => {
+            let mut lock = db
+                .get_postgres_connection_pool()
+                .connect_options()
+                .connect()
+                .await
+                .map_err(sqlx)?;
+            // As long as MySQL's GET_LOCK above waits, then an error.
+            sqlx::query("SET lock_timeout = '120s'")
+                .execute(&mut lock)
+                .await
+                .map_err(sqlx)?;
+            sqlx::query("SELECT pg_advisory_lock($1)")
+                .bind(PG_LOCK)
+                .execute(&mut lock)
+                .await
+                .map_err(sqlx)?;
+            let result = Migrator::up(db, None).await;
+            let _ = sqlx::query("SELECT pg_advisory_unlock($1)")
+                .bind(PG_LOCK)
+                .execute(&mut lock)
+                .await;
+            let _ = lock.close().await;
+            result
+        }
+        _ => Migrator::up(db, None).await,
+    }
 }
 
 /// A fresh database in memory with the schema, for the services' own tests. One
