@@ -561,3 +561,64 @@ async fn limits_count_per_user_when_signed_in() {
     server.stop();
     db.drop_db().await;
 }
+
+/// Seed 002's page in required mode: nobody anonymous reads or chats; signed in on this
+/// site, its socket and history carry the session cookie, and what it sends is the
+/// signed-in user's.
+#[tokio::test(flavor = "multi_thread")]
+async fn seed_002_in_required_mode() {
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    let db = TestDb::create(Backend::Sqlite).await;
+    let server = Server::start_with(required(&db)).await;
+    let ws_url = format!("{}/ws", server.url.replacen("http://", "ws://", 1));
+    match tokio_tungstenite::connect_async(ws_url.as_str()).await {
+        Err(tokio_tungstenite::tungstenite::Error::Http(res)) => assert_eq!(res.status(), 401),
+        other => panic!(
+            "an anonymous seed 002 socket was opened: {:?}",
+            other.map(|_| ())
+        ),
+    }
+    let res = client()
+        .get(format!("{}/messages", server.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 401);
+
+    let (_, token) = sign_up(&server, "ann").await;
+    let cookie = format!("ferrochat_session={token}");
+    let mut request = ws_url.into_client_request().unwrap();
+    request
+        .headers_mut()
+        .insert("Cookie", cookie.parse().unwrap());
+    let (mut ws, _) = tokio_tungstenite::connect_async(request).await.unwrap();
+    let sent = json!({"type": "chat", "text": "signed in", "ts": 9});
+    send(&mut ws, sent.clone()).await;
+    let echoed = loop {
+        match tokio::time::timeout(Duration::from_secs(10), ws.next()).await {
+            Ok(Some(Ok(Message::Text(text)))) => {
+                break serde_json::from_str::<Value>(&text).unwrap()
+            }
+            Ok(Some(Ok(_))) => continue,
+            other => panic!("no echo: {other:?}"),
+        }
+    };
+    assert_eq!(echoed, sent);
+    let res = client()
+        .get(format!("{}/messages", server.url))
+        .header("Cookie", &cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let body: Value = res.json().await.unwrap();
+    assert_eq!(body["messages"], json!([sent]));
+    let res = client()
+        .get(format!("{}/api/chat/general", server.url))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(lines(&res.text().await.unwrap()), ["ann: signed in"]);
+    db.drop_db().await;
+}

@@ -202,7 +202,9 @@ async fn seed_002_chats_across_two_replicas() {
         (seen["content"].as_str(), seen["username"].as_str()),
         (Some("to everyone"), Some("guest"))
     );
-    assert_eq!(expect_json(&mut two).await["text"], "to everyone");
+    for ws in [&mut one, &mut two] {
+        assert_eq!(expect_json(ws).await["text"], "to everyone");
+    }
 
     // A socket that comes back with `since` gets what it missed, in its own shape.
     let since = rows[3]["id"].as_i64().unwrap();
@@ -213,8 +215,18 @@ async fn seed_002_chats_across_two_replicas() {
         "bob: from the legacy page"
     );
     assert_eq!(expect_json(&mut back).await["text"], "to everyone");
-    // The seed-002 sockets hear nothing but messages (no joins of the watcher or of `back`).
-    assert_eq!(next_json(&mut two, Duration::from_millis(500)).await, None);
+    // Behind the shipped nginx, as its compose file runs it.
+    let nginx = Nginx::start(&[a, b]).await;
+    let mut proxied = open_socket(&Server::at(&nginx.url), "/ws").await;
+    let through = json!({"text": "through nginx", "type": "chat", "ts": 6});
+    send(&mut proxied, through.clone()).await;
+    for ws in [&mut proxied, &mut one, &mut two] {
+        assert_eq!(expect_json(ws).await, through);
+    }
+    // The seed-002 sockets hear nothing but messages (no joins of the others).
+    for ws in [&mut one, &mut two] {
+        assert_eq!(next_json(ws, Duration::from_millis(500)).await, None);
+    }
     db.drop_db().await;
 }
 

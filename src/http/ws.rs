@@ -222,6 +222,7 @@ pub async fn connect_room<'r>(
         ("token" = Option<String>, Query, description = "a token, for clients that cannot send headers on a socket"),
         ("since" = Option<i64>, Query, description = "first every message after this id, then live ones")),
     responses((status = 101, description = "switching to WebSocket"), (status = 400), (status = 401), (status = 403),
+        (status = 200, description = "asked without an upgrade: the chat page of the room named ws, as any /<room> (Rocket hands the request on)", content_type = "text/html"),
         (status = 404, description = "the webchat room is private and the caller is not in it"), (status = 429), (status = 503)))]
 #[get("/ws?<since>")]
 pub async fn connect_webchat<'r>(
