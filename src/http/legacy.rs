@@ -43,7 +43,8 @@ pub struct LegacyPost {
         ("after" = Option<i64>, Query, description = "only the lines after this message id"),
         ("wait" = Option<u64>, Query, description = "hold the answer up to this many seconds (at most 30) until a message comes"),
         ("format" = Option<String>, Query, description = "json: the same lines as JSON")),
-    responses((status = 200, description = "one line per message, oldest first", content_type = "text/plain"),
+    responses((status = 200, description = "one line per message, oldest first; as JSON with format=json or Accept: application/json",
+            content((String = "text/plain"), (LegacyTranscript = "application/json"))),
         (status = 304, description = "If-None-Match holds the current ETag"), (status = 400),
         (status = 401), (status = 404, description = "a private room the caller is not in")))]
 #[get("/<room>?<after>&<wait>&<format>")]
@@ -200,6 +201,27 @@ pub enum PollAnswer {
     NotModified(View),
     Text(View),
     Json { room: String, view: View },
+}
+
+/// The JSON form of a transcript, for the document (written by [`JsonTranscript`]).
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+pub struct LegacyTranscript {
+    room: String,
+    /// The newest message's id (0: none), for `?after=`.
+    last_id: i64,
+    messages: Vec<LegacyLine>,
+}
+
+/// One message of the JSON transcript.
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+struct LegacyLine {
+    id: i64,
+    room: String,
+    username: String,
+    text: String,
+    timestamp: chrono::DateTime<chrono::Utc>,
 }
 
 #[derive(Serialize)]

@@ -1,6 +1,7 @@
 //! `/openapi.json`, every route of the server, and `/docs`, the Swagger UI page for it,
 //! served from files built into the binary (it works with no network).
 
+use serde_json::{json, Value};
 use utoipa::OpenApi;
 use utoipa_swagger_ui::SwaggerUi;
 
@@ -47,7 +48,123 @@ pub fn document() -> utoipa::openapi::OpenApi {
             _ => (path, item),
         })
         .collect();
-    doc
+    told_whole(doc)
+}
+
+/// What every route shares, written into the document once rather than on each route:
+/// the bounds the server checks on each parameter (from the domain's own numbers), the
+/// body of every error (`{"detail"}`, one plain line on the Flask original's route), and
+/// the 503 of every route that needs the database, Redis or the file store.
+fn told_whole(doc: utoipa::openapi::OpenApi) -> utoipa::openapi::OpenApi {
+    let Ok(mut value) = serde_json::to_value(&doc) else {
+        return doc;
+    };
+    if let Some(paths) = value.get_mut("paths").and_then(Value::as_object_mut) {
+        for (path, item) in paths.iter_mut() {
+            let Some(item) = item.as_object_mut() else {
+                continue;
+            };
+            for op in item.values_mut().filter_map(Value::as_object_mut) {
+                for param in op
+                    .get_mut("parameters")
+                    .and_then(Value::as_array_mut)
+                    .into_iter()
+                    .flatten()
+                {
+                    let name = param["name"].as_str().unwrap_or_default().to_string();
+                    let place = param["in"].as_str().unwrap_or_default().to_string();
+                    if let Some(schema) = bounds(path, &name, &place) {
+                        param["schema"] = schema;
+                    }
+                }
+                let Some(responses) = op.get_mut("responses").and_then(Value::as_object_mut) else {
+                    continue;
+                };
+                if !NEEDS_NOTHING.contains(&path.as_str()) && !responses.contains_key("503") {
+                    responses.insert(
+                        "503".into(),
+                        json!({ "description": "a part it needs (the database, Redis, the file store) is away: try again" }),
+                    );
+                }
+                for (code, response) in responses.iter_mut() {
+                    if code.as_str() < "400" || response.get("content").is_some() {
+                        continue;
+                    }
+                    let body = if path == "/api/chat/{room}" {
+                        json!({ "text/plain": { "schema": { "type": "string" } } })
+                    } else {
+                        json!({ "application/json": { "schema": { "$ref": "#/components/schemas/ErrorBody" } } })
+                    };
+                    response["content"] = body;
+                    if response
+                        .get("description")
+                        .and_then(Value::as_str)
+                        .unwrap_or("")
+                        .is_empty()
+                    {
+                        response["description"] = json!(reason_of(code));
+                    }
+                }
+            }
+        }
+    }
+    value["components"]["schemas"]["ErrorBody"] = json!({
+        "type": "object",
+        "description": "why the request was refused, in one line",
+        "required": ["detail"],
+        "properties": { "detail": { "type": "string" } }
+    });
+    serde_json::from_value(value).unwrap_or(doc)
+}
+
+/// Routes that touch no database, Redis or file store, so never answer 503 for them.
+const NEEDS_NOTHING: [&str; 3] = ["/health/live", "/metrics", "/api/auth/logout"];
+
+fn reason_of(code: &str) -> &'static str {
+    match code {
+        "400" => "a parameter or the body is not what the route takes",
+        "401" => "not signed in, or the token is not valid",
+        "403" => "signed in, but not allowed",
+        "404" => "no such thing, or not one the caller may see",
+        "409" => "taken already",
+        "413" => "the body is too large",
+        "415" => "the body is not of a type the route takes",
+        "429" => "too many: come back after Retry-After seconds",
+        _ => "refused",
+    }
+}
+
+/// The schema of a parameter as the server checks it (`domain::names`, `domain::limits`).
+fn bounds(path: &str, name: &str, place: &str) -> Option<Value> {
+    use crate::domain::limits::{MAX_PAGE, MAX_WAIT_SECS};
+    use crate::domain::names::{MAX_ROOM_CHARS, MAX_USER_ID_CHARS};
+    // No `/` (rooms), no control characters, no line or paragraph separator.
+    let name_chars = "^[^\\u0000-\\u001f\\u007f-\\u009f\\u2028\\u2029]+$";
+    let room = json!({ "type": "string", "minLength": 1, "maxLength": MAX_ROOM_CHARS,
+        "pattern": name_chars.replace("^[^", "^[^/") });
+    let id = json!({ "type": "integer", "format": "int64", "minimum": 0 });
+    Some(match (place, name) {
+        // `/api/chat/rooms` and the others are the JSON API's own routes.
+        ("path", "room") if path == "/api/chat/{room}" => {
+            let mut legacy = room;
+            legacy["not"] = json!({ "enum": crate::domain::names::RESERVED_ROOMS });
+            legacy
+        }
+        ("path", "room" | "room_id") => room,
+        ("path", "id") if path.starts_with("/api/chat/rooms/") => room,
+        ("path", "id") if path.starts_with("/api/chat/messages/") => {
+            json!({ "type": "string", "pattern": "^[0-9]{1,18}$" })
+        }
+        ("path", "user_id") => json!({ "type": "string", "minLength": 1,
+            "maxLength": MAX_USER_ID_CHARS, "pattern": name_chars }),
+        ("query", "limit") => json!({ "type": "integer", "minimum": 1, "maximum": MAX_PAGE }),
+        ("query", "after" | "before" | "since") => id,
+        ("query", "wait") => json!({ "type": "number", "minimum": 0, "maximum": MAX_WAIT_SECS }),
+        ("query", "format") if path == "/api/chat/{room}" => {
+            json!({ "type": "string", "enum": ["text", "json"] })
+        }
+        _ => return None,
+    })
 }
 
 pub fn routes() -> Vec<rocket::Route> {
