@@ -45,6 +45,17 @@ async fn the_document_lists_every_route() {
         checked += 1;
     }
     assert!(checked >= 35, "only {checked} routes checked");
+    // Generated clients name a method after each operation id: two alike collide.
+    let mut ids = std::collections::HashSet::new();
+    for (path, item) in paths {
+        for (method, op) in item.as_object().unwrap() {
+            let id = op["operationId"].as_str().unwrap_or_default();
+            assert!(
+                ids.insert(id.to_string()),
+                "operationId {id} of {method} {path} is taken"
+            );
+        }
+    }
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -224,6 +235,59 @@ async fn schemathesis_finds_nothing_untrue_in_required_mode() {
     db.drop_db().await;
 }
 
+/// A client generated from the document works: openapi-python-client (`OPENAPI_PYTHON_CLIENT`,
+/// which `scripts/test` installs) generates one from `/openapi.json`, and
+/// `tests/clients/generated_client.py` signs up, creates a room, posts at two doors and reads
+/// both back through it, every answer parsed into its generated model.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_client_generated_from_the_document_chats() {
+    let generator =
+        std::env::var("OPENAPI_PYTHON_CLIENT").unwrap_or_else(|_| "openapi-python-client".into());
+    let generator = std::fs::canonicalize(&generator)
+        .unwrap_or_else(|e| panic!("{generator} is required (scripts/test installs it): {e}"));
+    // The generated package needs httpx and attrs, which the generator's own venv has.
+    let python = generator.with_file_name("python");
+    let db = TestDb::create(Backend::Sqlite).await;
+    let server = Server::start(&db.url).await;
+    let dir = tempfile::tempdir().unwrap();
+    let doc = get_text(&format!("{}/openapi.json", server.url)).await;
+    std::fs::write(dir.path().join("openapi.json"), doc).unwrap();
+    let generated = tokio::process::Command::new(&generator)
+        .current_dir(dir.path())
+        .args([
+            "generate",
+            "--path",
+            "openapi.json",
+            "--output-path",
+            "client",
+        ])
+        .output()
+        .await
+        .unwrap();
+    let said = String::from_utf8_lossy(&generated.stdout).to_string()
+        + &String::from_utf8_lossy(&generated.stderr);
+    assert!(generated.status.success(), "generation failed: {said}");
+    // A part of the document it could not read is left out of the client with a warning.
+    assert!(
+        !said.contains("Unable to"),
+        "the generator skipped part of the document: {said}"
+    );
+    let run = tokio::process::Command::new(&python)
+        .arg(format!("{REPO}/tests/clients/generated_client.py"))
+        .arg(&server.url)
+        .env("PYTHONPATH", dir.path().join("client"))
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        run.status.success(),
+        "the generated client failed:\n{}\n{}",
+        String::from_utf8_lossy(&run.stdout),
+        String::from_utf8_lossy(&run.stderr)
+    );
+    db.drop_db().await;
+}
+
 /// Runs schemathesis with the four checks against `server`, with three fixed seeds (one
 /// run of 30 examples per operation misses some answers; fixed seeds keep every CI run
 /// the same), and fails on any finding.
@@ -275,4 +339,109 @@ async fn schemathesis(server: &Server, extra: &[&str]) {
             "seed {seed}: {summary}"
         );
     }
+}
+
+/// With the database away, every operation of the document answers a status the document
+/// declares for it (most of them 503), never a 500, and its error body is the documented
+/// one: what schemathesis cannot bring about, tried once per operation.
+#[tokio::test(flavor = "multi_thread")]
+async fn with_the_database_away_every_operation_answers_as_documented() {
+    let db = TestDb::create(Backend::MariaDb).await;
+    let proxy = Proxy::start("127.0.0.1:3306").await;
+    let url = db
+        .url
+        .replace("@127.0.0.1:3306", &format!("@127.0.0.1:{}", proxy.port));
+    assert_ne!(url, db.url);
+    let server = Server::start_with(
+        ServerOptions::new(&url)
+            .env("ROCKET_DB_TIMEOUT_SECS", "1")
+            .env("ROCKET_AUTH", "required"),
+    )
+    .await;
+    let (status, body) = call(
+        &server,
+        reqwest::Method::POST,
+        "/api/auth/register",
+        Some(serde_json::json!({"username": "away", "password": "correct horse"})),
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+    let token = body["token"].as_str().unwrap().to_string();
+    let user_id = body["user_id"].as_str().unwrap().to_string();
+    let doc = get_json(&format!("{}/openapi.json", server.url)).await;
+
+    proxy.cut().await;
+    let mut unavailable = 0;
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        // A socket's answer is the upgrade; its refusals are tried in tests/websocket.rs.
+        if path.starts_with("/ws") {
+            continue;
+        }
+        for (method, op) in item.as_object().unwrap() {
+            let filled = path
+                .replace("{room}", "away")
+                .replace("{room_id}", "away")
+                .replace("{user_id}", &user_id)
+                .replace(
+                    "{id}",
+                    if path.contains("/messages/") {
+                        "1"
+                    } else {
+                        "away"
+                    },
+                );
+            let method = reqwest::Method::from_bytes(method.to_uppercase().as_bytes()).unwrap();
+            let mut request = client()
+                .request(method.clone(), format!("{}{filled}", server.url))
+                .bearer_auth(&token);
+            if let Some(content) = op["requestBody"]["content"].as_object() {
+                request = if content.contains_key("application/json") {
+                    request.json(&serde_json::json!({
+                        "name": "away", "content": "hi", "user_id": user_id,
+                        "username": "away", "password": "correct horse",
+                        "title": "t", "body": "b"
+                    }))
+                } else if content.contains_key("multipart/form-data") {
+                    request.multipart(reqwest::multipart::Form::new().part(
+                        "file",
+                        reqwest::multipart::Part::bytes(b"hi".to_vec()).file_name("a.txt"),
+                    ))
+                } else {
+                    request.form(&[("msg", "hi")])
+                };
+            }
+            let res = request.send().await.unwrap();
+            let status = res.status().as_u16().to_string();
+            let kind = res
+                .headers()
+                .get("content-type")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("")
+                .to_string();
+            let body = res.text().await.unwrap();
+            let what = format!("{method} {path} -> {status} {kind}: {body}");
+            assert!(
+                op["responses"].get(&status).is_some(),
+                "undocumented: {what}"
+            );
+            assert_ne!(status, "500", "{what}");
+            if status == "503" {
+                unavailable += 1;
+                let content = op["responses"]["503"]["content"].as_object().unwrap();
+                let declared = content.keys().any(|k| kind.starts_with(k.as_str()));
+                assert!(declared, "content type not declared: {what}");
+                if kind.starts_with("application/json") {
+                    let detail: serde_json::Value = serde_json::from_str(&body).unwrap();
+                    assert!(
+                        detail["detail"].is_string() || detail["status"].is_string(),
+                        "{what}"
+                    );
+                }
+            }
+        }
+    }
+    // The database is behind nearly everything: sign-in, rooms, history, files, notifications.
+    assert!(unavailable >= 25, "only {unavailable} operations said 503");
+    proxy.restore();
+    db.drop_db().await;
 }

@@ -20,11 +20,11 @@ use utoipa::ToSchema;
 
 super::mount![
     upload,
-    list,
+    list_files,
     list_chatflow,
     metadata,
     download,
-    remove,
+    remove_file,
     files_health
 ];
 
@@ -103,7 +103,7 @@ async fn upload(
     params(("room_id" = Option<String>, Query), ("limit" = Option<u64>, Query, description = "1 to 200, default 50")),
     responses((status = 200, body = Vec<FileOut>), (status = 400), (status = 401), (status = 404)))]
 #[get("/?<room_id>&<limit>")]
-async fn list(
+async fn list_files(
     room_id: Option<&str>,
     limit: Option<&str>,
     caller: Caller,
@@ -124,7 +124,7 @@ async fn list_chatflow(
     caller: Caller,
     files: &State<Files>,
 ) -> Result<Json<Vec<FileOut>>> {
-    list(room_id, limit, caller, files).await
+    list_files(room_id, limit, caller, files).await
 }
 
 #[utoipa::path(tag = "files", responses((status = 200, body = FileOut), (status = 401), (status = 404)))]
@@ -134,7 +134,9 @@ async fn metadata(id: &str, caller: Caller, files: &State<Files>) -> Result<Json
 }
 
 /// The file's bytes, streamed from the store, as an attachment.
-#[utoipa::path(tag = "files", responses((status = 200), (status = 401), (status = 404), (status = 503)))]
+#[utoipa::path(tag = "files", responses(
+        (status = 200, description = "the file's bytes, with the type it was uploaded as", content_type = "*/*", body = Vec<u8>),
+        (status = 401), (status = 404), (status = 503)))]
 #[get("/<id>/download")]
 async fn download(id: &str, caller: Caller, files: &State<Files>) -> Result<Download> {
     let (row, body) = files.open(&caller, id).await?;
@@ -167,7 +169,7 @@ impl<'r> Responder<'r, 'static> for Download {
 #[utoipa::path(tag = "files", security(("admin" = [])),
     responses((status = 200), (status = 401), (status = 403), (status = 404), (status = 503)))]
 #[delete("/<id>")]
-async fn remove(id: &str, caller: Caller, files: &State<Files>) -> Result<Json<Value>> {
+async fn remove_file(id: &str, caller: Caller, files: &State<Files>) -> Result<Json<Value>> {
     let id = files.delete(&caller, id).await?;
     Ok(Json(json!({ "status": "deleted", "id": id })))
 }

@@ -11,11 +11,11 @@ use serde_json::{json, Value};
 
 super::mount![
     create,
-    list,
+    list_notifications,
     unread_count,
     mark_read,
     read_all,
-    remove,
+    remove_notification,
     notifications_health,
 ];
 
@@ -37,7 +37,7 @@ async fn create(
     params(("unread_only" = Option<bool>, Query), ("limit" = Option<u64>, Query, description = "1 to 200, default 50")),
     responses((status = 200, body = Vec<NotificationOut>), (status = 400), (status = 401), (status = 403)))]
 #[get("/<user_id>?<unread_only>&<limit>")]
-async fn list(
+async fn list_notifications(
     user_id: &str,
     unread_only: Option<&str>,
     limit: Option<&str>,
@@ -90,7 +90,11 @@ async fn read_all(
 #[utoipa::path(tag = "notifications",
     responses((status = 200), (status = 400), (status = 401), (status = 403), (status = 404)))]
 #[delete("/<id>")]
-async fn remove(id: &str, caller: Caller, notifier: &State<Notifier>) -> Result<Json<Value>> {
+async fn remove_notification(
+    id: &str,
+    caller: Caller,
+    notifier: &State<Notifier>,
+) -> Result<Json<Value>> {
     notifier.delete(&caller, id).await?;
     Ok(Json(json!({ "status": "deleted", "id": id })))
 }

@@ -87,6 +87,22 @@ fn told_whole(doc: utoipa::openapi::OpenApi) -> utoipa::openapi::OpenApi {
                     );
                 }
                 for (code, response) in responses.iter_mut() {
+                    // Every response has a description (generated clients refuse one
+                    // without).
+                    if response
+                        .get("description")
+                        .and_then(Value::as_str)
+                        .unwrap_or("")
+                        .is_empty()
+                    {
+                        response["description"] = json!(reason_of(code));
+                    }
+                    // The routes that declare no body answer a JSON object (a status, a
+                    // count, what was deleted).
+                    if code.starts_with('2') && code != "204" && response.get("content").is_none() {
+                        response["content"] =
+                            json!({ "application/json": { "schema": { "type": "object" } } });
+                    }
                     if code.as_str() < "400" || response.get("content").is_some() {
                         continue;
                     }
@@ -122,6 +138,11 @@ const NEEDS_NOTHING: [&str; 3] = ["/health/live", "/metrics", "/api/auth/logout"
 
 fn reason_of(code: &str) -> &'static str {
     match code {
+        "101" => "switching to WebSocket",
+        "200" => "OK",
+        "201" => "created",
+        "204" => "done; no body",
+        "304" => "not modified since the ETag given",
         "400" => "a parameter or the body is not what the route takes",
         "401" => "not signed in, or the token is not valid",
         "403" => "signed in, but not allowed",
