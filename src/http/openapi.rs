@@ -112,14 +112,6 @@ fn told_whole(doc: utoipa::openapi::OpenApi) -> utoipa::openapi::OpenApi {
                         json!({ "application/json": { "schema": { "$ref": "#/components/schemas/ErrorBody" } } })
                     };
                     response["content"] = body;
-                    if response
-                        .get("description")
-                        .and_then(Value::as_str)
-                        .unwrap_or("")
-                        .is_empty()
-                    {
-                        response["description"] = json!(reason_of(code));
-                    }
                 }
             }
         }

@@ -604,18 +604,10 @@ impl Session {
         if text.len() > MAX_FRAME {
             return error(&format!("frame is larger than {MAX_FRAME} bytes"));
         }
-        if let Some(frames) = &self.frames {
-            if frames.check().is_err() {
-                // Told while it may be a burst; closed once it is plainly a flood.
-                if self.strikes.fetch_add(1, Ordering::Relaxed) >= MAX_STRIKES {
-                    return Reply::CloseWith(CloseFrame {
-                        code: CloseCode::Policy,
-                        reason: "too many frames".into(),
-                    });
-                }
-                return error("too many frames: slow down");
-            }
-            self.strikes.store(0, Ordering::Relaxed);
+        match self.frame_budget() {
+            Budget::Left => {}
+            Budget::Over => return error("too many frames: slow down"),
+            Budget::Flood(close) => return close,
         }
         let incoming: Incoming = match serde_json::from_str(&text) {
             Ok(incoming) => incoming,
@@ -641,6 +633,26 @@ impl Session {
         }
     }
 
+    /// Whether the socket may send this frame: over its bucket it is told (or, on seed
+    /// 002's socket, the frame is dropped) while it may be a burst, and closed with 1008
+    /// once it is plainly a flood.
+    fn frame_budget(&self) -> Budget {
+        let Some(frames) = &self.frames else {
+            return Budget::Left;
+        };
+        if frames.check().is_ok() {
+            self.strikes.store(0, Ordering::Relaxed);
+            return Budget::Left;
+        }
+        if self.strikes.fetch_add(1, Ordering::Relaxed) >= MAX_STRIKES {
+            return Budget::Flood(Reply::CloseWith(CloseFrame {
+                code: CloseCode::Policy,
+                reason: "too many frames".into(),
+            }));
+        }
+        Budget::Over
+    }
+
     /// A frame of seed 002's socket: its protocol has no error frame, so one that is not a
     /// `{text, type, ts}` object is dropped (and counted); a flood of frames still ends
     /// with close 1008.
@@ -651,17 +663,10 @@ impl Session {
             Message::Ping(_) | Message::Pong(_) => return Reply::Nothing,
             _ => return dropped("not a text frame of at most 64 KiB"),
         };
-        if let Some(frames) = &self.frames {
-            if frames.check().is_err() {
-                if self.strikes.fetch_add(1, Ordering::Relaxed) >= MAX_STRIKES {
-                    return Reply::CloseWith(CloseFrame {
-                        code: CloseCode::Policy,
-                        reason: "too many frames".into(),
-                    });
-                }
-                return dropped("too many frames");
-            }
-            self.strikes.store(0, Ordering::Relaxed);
+        match self.frame_budget() {
+            Budget::Left => {}
+            Budget::Over => return dropped("too many frames"),
+            Budget::Flood(close) => return close,
         }
         let user = self.caller.user.as_ref().map(|u| u.user_id.as_str());
         let message = match webchat_message(
@@ -829,6 +834,13 @@ struct Incoming {
     user_id: Option<String>,
     message_type: Option<String>,
     file_url: Option<String>,
+}
+
+/// What a socket's frame bucket says of one more frame.
+enum Budget {
+    Left,
+    Over,
+    Flood(Reply),
 }
 
 enum Reply {
