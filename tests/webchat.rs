@@ -362,3 +362,49 @@ async fn the_webchat_room_is_a_setting() {
     assert!(said.contains("webchat_room"), "{said}");
     db.drop_db().await;
 }
+
+/// Who may call `GET /messages`: whoever may read the room; what stops a flood of it: it is
+/// answered from the room's transcript in memory and holds nothing after. 20,000 distinct
+/// queries (valid and not) leave the server's memory flat.
+#[tokio::test(flavor = "multi_thread")]
+async fn twenty_thousand_history_queries_leave_memory_flat() {
+    let db = TestDb::create(Backend::Sqlite).await;
+    let server = Server::start(&db.url).await;
+    let mut ws = open_socket(&server, "/ws").await;
+    for i in 0..50 {
+        send(
+            &mut ws,
+            json!({"text": format!("m{i}"), "type": "chat", "ts": i}),
+        )
+        .await;
+        expect_json(&mut ws).await;
+    }
+    let http = client();
+    for _ in 0..200 {
+        assert_eq!(history(&server, "").await.0, 200);
+    }
+    let before = server.rss_bytes();
+    let queries = futures_util::stream::iter(0..20_000).map(|i| {
+        // 1 to 1440 are answered; 0, 1441 and up, and the odd ones are refused.
+        let minutes = match i % 5 {
+            0 => format!("{}", 1441 + i),
+            1 => format!("x{i}"),
+            _ => format!("{}", i % 1441),
+        };
+        let url = format!("{}/messages?minutes={minutes}", server.url);
+        let http = http.clone();
+        async move {
+            let res = http.get(url).send().await.unwrap();
+            (res.status().as_u16(), minutes)
+        }
+    });
+    let answers: Vec<_> = queries.buffer_unordered(32).collect().await;
+    for (status, minutes) in &answers {
+        let valid = minutes
+            .parse::<u32>()
+            .is_ok_and(|m| (1..=1440).contains(&m));
+        assert_eq!(*status, if valid { 200 } else { 400 }, "minutes={minutes}");
+    }
+    assert_flat(&server, before, "20,000 history queries");
+    db.drop_db().await;
+}
