@@ -347,11 +347,7 @@ async fn schemathesis(server: &Server, extra: &[&str]) {
 #[tokio::test(flavor = "multi_thread")]
 async fn with_the_database_away_every_operation_answers_as_documented() {
     let db = TestDb::create(Backend::MariaDb).await;
-    let proxy = Proxy::start("127.0.0.1:3306").await;
-    let url = db
-        .url
-        .replace("@127.0.0.1:3306", &format!("@127.0.0.1:{}", proxy.port));
-    assert_ne!(url, db.url);
+    let (proxy, url) = database_behind_proxy(&db).await;
     let server = Server::start_with(
         ServerOptions::new(&url)
             .env("ROCKET_DB_TIMEOUT_SECS", "1")

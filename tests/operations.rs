@@ -120,17 +120,7 @@ async fn a_database_the_flask_original_filled_is_adopted() {
 /// everything works again when the link is back, without a restart.
 async fn database_outage_and_recovery(backend: Backend) {
     let db = TestDb::create(backend).await;
-    let upstream = match backend {
-        Backend::MariaDb => "127.0.0.1:3306",
-        Backend::Postgres => "127.0.0.1:5432",
-        Backend::Sqlite => unreachable!("SQLite is a file"),
-    };
-    let proxy = Proxy::start(upstream).await;
-    let proxied = db.url.replace(
-        &format!("@{upstream}"),
-        &format!("@127.0.0.1:{}", proxy.port),
-    );
-    assert_ne!(proxied, db.url);
+    let (proxy, proxied) = database_behind_proxy(&db).await;
     let server =
         Server::start_with(ServerOptions::new(&proxied).env("ROCKET_DB_TIMEOUT_SECS", "1")).await;
     let room = room("outage");
@@ -295,11 +285,7 @@ async fn postgres_messages_from_elsewhere_appear() {
 #[tokio::test(flavor = "multi_thread")]
 async fn liveness_and_readiness_probes() {
     let db = TestDb::create(Backend::MariaDb).await;
-    let proxy = Proxy::start("127.0.0.1:3306").await;
-    let url = db
-        .url
-        .replace("@127.0.0.1:3306", &format!("@127.0.0.1:{}", proxy.port));
-    assert_ne!(url, db.url);
+    let (proxy, url) = database_behind_proxy(&db).await;
     let server =
         Server::start_with(ServerOptions::new(&url).env("ROCKET_DB_TIMEOUT_SECS", "1")).await;
     let get = |path: &str| {

@@ -454,6 +454,23 @@ impl Proxy {
 }
 
 /// Polls `check` until it returns true or `timeout` passes.
+/// A proxy in front of the test database's server, and the database's URL through it, so
+/// a test can cut the database off under a running server.
+pub async fn database_behind_proxy(db: &TestDb) -> (Proxy, String) {
+    let upstream = match db.backend {
+        Backend::MariaDb => "127.0.0.1:3306",
+        Backend::Postgres => "127.0.0.1:5432",
+        Backend::Sqlite => panic!("SQLite is a file: there is no link to cut"),
+    };
+    let proxy = Proxy::start(upstream).await;
+    let url = db.url.replace(
+        &format!("@{upstream}"),
+        &format!("@127.0.0.1:{}", proxy.port),
+    );
+    assert_ne!(url, db.url, "the database URL names {upstream}");
+    (proxy, url)
+}
+
 pub async fn eventually<F, Fut>(timeout: Duration, mut check: F) -> bool
 where
     F: FnMut() -> Fut,
