@@ -17,6 +17,8 @@ use argon2::{Argon2, PasswordHasher, PasswordVerifier};
 use sea_orm::DatabaseConnection;
 use std::collections::HashMap;
 use std::sync::{LazyLock, Mutex};
+use std::time::Duration;
+use tokio::sync::Semaphore;
 
 pub const MIN_PASSWORD_CHARS: usize = 8;
 /// Hashing a long password costs the same as a short one, but reading it does not.
@@ -198,21 +200,37 @@ static DUMMY_HASH: LazyLock<String> = LazyLock::new(|| {
         .unwrap_or_default()
 });
 
-/// Argon2 takes tens of milliseconds on purpose: off the async threads.
+/// Argon2 takes tens of milliseconds and 19 MiB on purpose, for each hash while it runs:
+/// off the async threads, and at most one per core at once, so that a flood of sign-ins
+/// waits its turn instead of taking memory in proportion to how many arrive together.
+static HASHING: LazyLock<Semaphore> =
+    LazyLock::new(|| Semaphore::new(std::thread::available_parallelism().map_or(2, |n| n.get())));
+/// A sign-in that has waited this long for its turn is told to come back (503).
+const HASHING_WAIT: Duration = Duration::from_secs(10);
+
+async fn argon2<T: Send + 'static>(work: impl FnOnce() -> T + Send + 'static) -> Result<T> {
+    let _turn = tokio::time::timeout(HASHING_WAIT, HASHING.acquire())
+        .await
+        .map_err(|_| Error::Unavailable("too many sign-ins at once: try again shortly".into()))?
+        .map_err(|e| Error::Internal(format!("hashing closed: {e}")))?;
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|e| Error::Internal(format!("hashing stopped: {e}")))
+}
+
 async fn hash(password: String) -> Result<String> {
-    tokio::task::spawn_blocking(move || {
+    argon2(move || {
         let salt = SaltString::generate(&mut OsRng);
         Argon2::default()
             .hash_password(password.as_bytes(), &salt)
             .map(|h| h.to_string())
             .map_err(|e| Error::Internal(format!("password not hashed: {e}")))
     })
-    .await
-    .map_err(|e| Error::Internal(format!("hashing stopped: {e}")))?
+    .await?
 }
 
 async fn verify(password: String, stored: String) -> Result<bool> {
-    tokio::task::spawn_blocking(move || {
+    argon2(move || {
         let Ok(parsed) = PasswordHash::new(&stored) else {
             return false;
         };
@@ -221,7 +239,6 @@ async fn verify(password: String, stored: String) -> Result<bool> {
             .is_ok()
     })
     .await
-    .map_err(|e| Error::Internal(format!("verifying stopped: {e}")))
 }
 
 #[cfg(test)]

@@ -1,0 +1,402 @@
+//! The hostile volume, over every operation of the OpenAPI document: distinct requests by
+//! the thousand, with made-up names, ids, numbers, bodies and tokens, each answered with a
+//! status the document declares for it and never a 5xx, while the server's memory stays
+//! where it was. Inputs that key something the server keeps in memory (rooms, users,
+//! tokens, account names, socket frames) get 20,000 distinct values each.
+
+mod common;
+
+use common::*;
+use futures_util::{SinkExt, StreamExt};
+use reqwest::Method;
+use serde_json::{json, Value};
+use std::collections::BTreeMap;
+use tokio_tungstenite::tungstenite::Message;
+
+/// Distinct requests per operation of the document.
+const PER_OPERATION: usize = 1_000;
+const HOSTILE: usize = 20_000;
+
+/// One value for a path parameter, the i-th of a cycle of good and bad shapes: what the
+/// sweep made beforehand, a name never seen, one over the length limit, control
+/// characters, an encoded `/`, a reserved word, a number out of range, and so on.
+fn path_value(name: &str, path: &str, known: &Known, i: usize) -> String {
+    if i % 8 == 1 {
+        return match name {
+            "user_id" if path.starts_with("/api/chat/direct/") || path.contains("/members/") => {
+                known.other_user_id.clone()
+            }
+            "user_id" => known.user_id.clone(),
+            "id" if path.starts_with("/api/chat/messages/") => known.message_id.clone(),
+            "id" if path.starts_with("/api/files/") => known.file_id.clone(),
+            "id" if path.starts_with("/api/notifications/") => known.notification_id.clone(),
+            _ => known.room.clone(),
+        };
+    }
+    if name == "id" && path.starts_with("/api/chat/messages/") {
+        return match i % 6 {
+            0 | 1 => format!("{}", 1_000_000 + i),
+            2 => format!("-{i}"),
+            3 => format!("99999999999999999999{i}"),
+            4 => format!("1e{i}"),
+            _ => format!("x{i}"),
+        };
+    }
+    match i % 8 {
+        0 => format!("h{i}"),
+        2 => format!("{}{i}", "r".repeat(70)),
+        3 => format!("c%01{i}"),
+        4 => format!("a%2F{i}"),
+        5 => format!("%C3%A9t%C3%A9-{i}"),
+        6 => ["rooms", "messages", "health", "files"][i / 8 % 4].to_string(),
+        _ => format!("%20%20{i}%20"),
+    }
+}
+
+/// One value for a query parameter of the given schema type.
+fn query_value(name: &str, kind: &str, i: usize) -> Option<String> {
+    // A valid `wait` holds the poll for seconds: only 0 and bad ones here.
+    if name == "wait" {
+        return Some(["0", "-1", "NaN", "31", "1e20", "0x10"][i % 6].to_string());
+    }
+    if name == "token" {
+        return None;
+    }
+    Some(match (kind, i % 7) {
+        (_, 6) => return None,
+        ("integer", 0 | 1) => format!("{}", i % 150 + 1),
+        ("integer", 2) => format!("-{i}"),
+        ("integer", 3) => format!("{i}.5"),
+        ("integer", 4) => format!("99999999999999999999{i}"),
+        ("integer", _) => format!("n{i}"),
+        ("boolean", 0 | 1) => "true".into(),
+        ("boolean", 2) => "false".into(),
+        ("boolean", _) => format!("maybe{i}"),
+        ("number", _) => format!("{i}.25"),
+        (_, 0 | 1) => format!("s{i}"),
+        (_, 2) => "q".repeat(70 + i % 100),
+        (_, 3) => format!("%01{i}"),
+        (_, 4) => format!("%E2%80%AE{i}"),
+        _ => String::new(),
+    })
+}
+
+/// A JSON body with every field the operations read, distinct in each request, or one
+/// that is broken in its own way.
+fn json_body(known: &Known, i: usize) -> (Option<&'static str>, Vec<u8>) {
+    // The sweep's own user, now and then, so that a sign-in succeeds too.
+    let (username, password) = if i % 16 == 1 {
+        (known.username.clone(), PASSWORD.to_string())
+    } else {
+        (format!("user{i}"), format!("password-{i}"))
+    };
+    let whole = json!({
+        "name": format!("n{i}"), "content": format!("c{i}"), "user_id": format!("u{i}"),
+        "username": username, "password": password,
+        "title": format!("t{i}"), "body": format!("b{i}"), "type": "mention",
+        "private": i % 2 == 0, "description": format!("d{i}"),
+    });
+    let kind = Some("application/json");
+    match i % 8 {
+        0 | 1 => (kind, whole.to_string().into_bytes()),
+        2 => (kind, format!("{{\"name\": \"n{i}\", ").into_bytes()),
+        3 => (kind, format!("[{i}]").into_bytes()),
+        4 => (
+            kind,
+            json!({"name": i, "content": [i], "user_id": {"a": i}, "username": null})
+                .to_string()
+                .into_bytes(),
+        ),
+        5 => (
+            kind,
+            json!({"name": "x".repeat(70_000)}).to_string().into_bytes(),
+        ),
+        6 => (Some("text/plain"), format!("name=n{i}").into_bytes()),
+        _ => (kind, Vec::new()),
+    }
+}
+
+fn form_body(i: usize) -> (Option<&'static str>, Vec<u8>) {
+    let kind = Some("application/x-www-form-urlencoded");
+    match i % 7 {
+        0 | 1 => (kind, format!("username=u{i}&msg=m{i}").into_bytes()),
+        2 => (kind, format!("username=u{i}").into_bytes()),
+        3 => (kind, format!("msg={}", "m".repeat(70_000)).into_bytes()),
+        4 => (kind, format!("msg=%zz{i}&username=%").into_bytes()),
+        5 => (
+            Some("application/json"),
+            format!("{{\"msg\":\"m{i}\"}}").into_bytes(),
+        ),
+        _ => (
+            kind,
+            format!("username={}&msg=m{i}", "u".repeat(200)).into_bytes(),
+        ),
+    }
+}
+
+fn multipart_body(i: usize) -> (Option<String>, Vec<u8>) {
+    let boundary = format!("b0undary{i}");
+    let kind = Some(format!("multipart/form-data; boundary={boundary}"));
+    let part = |field: &str, name: &str| {
+        format!(
+            "--{boundary}\r\nContent-Disposition: form-data; name=\"{field}\"; \
+             filename=\"{name}\"\r\nContent-Type: text/plain\r\n\r\nhello {i}\r\n--{boundary}--\r\n"
+        )
+        .into_bytes()
+    };
+    match i % 5 {
+        0 | 1 => (kind, part("file", &format!("f{i}.txt"))),
+        2 => (kind, part("other", &format!("f{i}.txt"))),
+        3 => (kind, format!("--{boundary}\r\nbroken {i}").into_bytes()),
+        _ => (kind, part("file", &format!("../../{}{i}", "e".repeat(300)))),
+    }
+}
+
+const PASSWORD: &str = "correct horse";
+
+/// What the sweep makes before it starts, so that some of its requests find something.
+struct Known {
+    token: String,
+    user_id: String,
+    username: String,
+    other_user_id: String,
+    room: String,
+    message_id: String,
+    file_id: String,
+    notification_id: String,
+}
+
+/// The i-th request of the operation, and a description for failures.
+fn request(
+    server: &Server,
+    known: &Known,
+    path: &str,
+    method: &Method,
+    op: &Value,
+    i: usize,
+) -> (reqwest::RequestBuilder, String) {
+    let mut filled = path.to_string();
+    let mut query = Vec::new();
+    for p in op["parameters"].as_array().into_iter().flatten() {
+        let name = p["name"].as_str().unwrap_or_default();
+        let kind = p["schema"]["type"].as_str().unwrap_or("string");
+        if p["in"] == "path" {
+            let value = path_value(name, path, known, i);
+            filled = filled.replace(&format!("{{{name}}}"), &value);
+        } else if p["in"] == "query" {
+            if let Some(value) = query_value(name, kind, i) {
+                query.push(format!("{name}={value}"));
+            }
+        }
+    }
+    let url = if query.is_empty() {
+        format!("{}{filled}", server.url)
+    } else {
+        format!("{}{filled}?{}", server.url, query.join("&"))
+    };
+    let mut req = client().request(method.clone(), &url);
+    req = match i % 5 {
+        0 => req.bearer_auth(ADMIN_TOKEN),
+        1 => req.bearer_auth(&known.token),
+        2 => req.bearer_auth(format!("made.up.{i}")),
+        _ => req,
+    };
+    if let Some(content) = op["requestBody"]["content"].as_object() {
+        let (kind, body) = if content.contains_key("application/json") {
+            let (k, b) = json_body(known, i);
+            (k.map(String::from), b)
+        } else if content.contains_key("multipart/form-data") {
+            multipart_body(i)
+        } else {
+            let (k, b) = form_body(i);
+            (k.map(String::from), b)
+        };
+        if let Some(kind) = kind {
+            req = req.header("content-type", kind);
+        }
+        req = req.body(body);
+    }
+    (req, format!("{method} {url}"))
+}
+
+/// Every operation of the document, 1,000 distinct requests each, good and bad mixed: each
+/// answer is a status the operation declares, never a 5xx (everything it needs is up), and
+/// the server's memory after them all is within tens of MB of where it was.
+#[tokio::test(flavor = "multi_thread")]
+async fn every_operation_answers_distinct_hostile_requests_as_documented() {
+    let db = TestDb::create(Backend::Sqlite).await;
+    let server = Server::start(&db.url).await;
+    let known = make_known(&server).await;
+    let doc = get_json(&format!("{}/openapi.json", server.url)).await;
+    let mut operations: Vec<Operation> = Vec::new();
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        // Sockets are swept below and in tests/trust.rs, frame by frame.
+        if path.starts_with("/ws") {
+            continue;
+        }
+        for (method, op) in item.as_object().unwrap() {
+            let method = Method::from_bytes(method.to_uppercase().as_bytes()).unwrap();
+            operations.push((path.clone(), method, op.clone()));
+        }
+    }
+    // What deletes goes last, the room last of all, so the rest find what was made.
+    operations.sort_by_key(|(path, method, _)| {
+        (*method == Method::DELETE, path == "/api/chat/rooms/{id}")
+    });
+    assert!(operations.len() >= 45, "{} operations", operations.len());
+
+    // Warm up: pools, caches and buffers that grow once and stay; nothing deleted yet.
+    let deletes = operations
+        .iter()
+        .position(|(_, method, _)| *method == Method::DELETE);
+    let keeping = &operations[..deletes.unwrap_or(operations.len())];
+    for outcome in sweep(&server, &known, keeping, 0..40).await {
+        outcome.unwrap();
+    }
+    let before = server.rss_bytes();
+    let outcomes = sweep(&server, &known, &operations, 40..40 + PER_OPERATION).await;
+    let wrong: Vec<_> = outcomes
+        .iter()
+        .filter_map(|o| o.as_ref().err())
+        .take(10)
+        .collect();
+    assert!(
+        wrong.is_empty(),
+        "{} wrong answers, as: {wrong:#?}",
+        outcomes.iter().filter(|o| o.is_err()).count()
+    );
+    // The sweep went deep, not only into the guards: most operations took some of it.
+    let mut statuses: BTreeMap<&str, Vec<u16>> = BTreeMap::new();
+    for (path, status) in outcomes.iter().flatten() {
+        statuses.entry(path).or_default().push(*status);
+    }
+    let refused_all: Vec<_> = statuses
+        .iter()
+        .filter(|(_, seen)| seen.iter().all(|s| *s >= 400))
+        .map(|(path, _)| *path)
+        .collect();
+    assert!(
+        refused_all.is_empty(),
+        "operations that refused every request: {refused_all:?}"
+    );
+    assert_flat(&server, before, "a sweep of every operation");
+    db.drop_db().await;
+}
+
+type Operation = (String, Method, Value);
+
+/// The requests `range` of every operation, 32 at a time: each answer's status, or what
+/// was wrong with it.
+async fn sweep(
+    server: &Server,
+    known: &Known,
+    operations: &[Operation],
+    range: std::ops::Range<usize>,
+) -> Vec<Result<(String, u16), String>> {
+    let requests = operations.iter().flat_map(|(path, method, op)| {
+        range
+            .clone()
+            .map(move |i| (path, op, request(server, known, path, method, op, i)))
+    });
+    futures_util::stream::iter(requests)
+        .map(|(path, op, (req, what))| async move {
+            let status = match req.send().await {
+                Ok(res) => res.status().as_u16(),
+                Err(err) => return Err(format!("{what}: {err}")),
+            };
+            let declared = op["responses"].get(status.to_string()).is_some();
+            if status >= 500 || !declared {
+                let listed: Vec<_> = op["responses"]
+                    .as_object()
+                    .map(|r| r.keys().cloned().collect())
+                    .unwrap_or_default();
+                return Err(format!("{what} -> {status} (declared: {listed:?})"));
+            }
+            Ok((path.clone(), status))
+        })
+        .buffer_unordered(32)
+        .collect()
+        .await
+}
+
+async fn register(server: &Server, username: &str) -> Value {
+    let (status, body) = call(
+        server,
+        Method::POST,
+        "/api/auth/register",
+        Some(json!({"username": username, "password": PASSWORD})),
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+    body
+}
+
+/// Two users, a private room of the first with the second a member and a message in it, a file
+/// and a notification.
+async fn make_known(server: &Server) -> Known {
+    let username = unique_name("sweep");
+    let me = register(server, &username).await;
+    let other = register(server, &unique_name("other")).await;
+    let token = me["token"].as_str().unwrap().to_string();
+    let room = unique_name("swept");
+    let made = call_with_token(
+        server,
+        Method::POST,
+        "/api/chat/rooms",
+        Some(json!({"name": room, "private": true})),
+        Some(&token),
+    )
+    .await;
+    assert_eq!(made.0, 201, "{:?}", made.1);
+    let message = call_with_token(
+        server,
+        Method::POST,
+        &format!("/api/chat/rooms/{room}/messages"),
+        Some(json!({"content": "hello"})),
+        Some(&token),
+    )
+    .await;
+    assert_eq!(message.0, 201, "{:?}", message.1);
+    let other_user_id = other["user_id"].as_str().unwrap().to_string();
+    let member = call_with_token(
+        server,
+        Method::POST,
+        &format!("/api/chat/rooms/{room}/members"),
+        Some(json!({"user_id": other_user_id})),
+        Some(&token),
+    )
+    .await;
+    assert_eq!(member.0, 201, "{:?}", member.1);
+    let upload = client()
+        .post(format!("{}/api/files/upload?room_id={room}", server.url))
+        .bearer_auth(&token)
+        .multipart(reqwest::multipart::Form::new().part(
+            "file",
+            reqwest::multipart::Part::bytes(b"hello".to_vec()).file_name("a.txt"),
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(upload.status(), 201);
+    let file: Value = upload.json().await.unwrap();
+    let user_id = me["user_id"].as_str().unwrap().to_string();
+    let notification = call_with_token(
+        server,
+        Method::POST,
+        "/api/notifications",
+        Some(json!({"user_id": user_id, "title": "t", "body": "b"})),
+        Some(&token),
+    )
+    .await;
+    assert_eq!(notification.0, 201, "{:?}", notification.1);
+    Known {
+        token,
+        user_id,
+        username,
+        other_user_id,
+        room,
+        message_id: message.1["id"].to_string(),
+        file_id: file["id"].as_str().unwrap().into(),
+        notification_id: notification.1["id"].as_str().unwrap().into(),
+    }
+}
