@@ -400,3 +400,183 @@ async fn make_known(server: &Server) -> Known {
         notification_id: notification.1["id"].as_str().unwrap().into(),
     }
 }
+
+/// Sign-ins of names nobody has, 64 at once: each is a 401 (or a 503 after waiting its turn
+/// too long), and the server's peak memory stays within a few hashes of where it was.
+/// Each argon2 hash takes 19 MiB while it runs; 64 at once took 1.2 GB.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_flood_of_sign_ins_waits_its_turn_at_the_hash() {
+    let db = TestDb::create(Backend::Sqlite).await;
+    let server = Server::start(&db.url).await;
+    let http = client();
+    let login = |i: usize| {
+        let req = http
+            .post(format!("{}/api/auth/login", server.url))
+            .json(&json!({"username": format!("nobody-{i}"), "password": format!("guess-{i}")}));
+        async move { req.send().await.map(|r| r.status().as_u16()) }
+    };
+    for i in 0..8 {
+        assert_eq!(login(i).await.unwrap(), 401);
+    }
+    let (before, peak_before) = (server.rss_bytes(), server.peak_rss_bytes());
+    let statuses: Vec<_> = futures_util::stream::iter(8..608)
+        .map(login)
+        .buffer_unordered(64)
+        .collect()
+        .await;
+    let wrong: Vec<_> = statuses
+        .iter()
+        .filter(|s| !matches!(s, Ok(401 | 503)))
+        .take(5)
+        .collect();
+    assert!(
+        wrong.is_empty(),
+        "each sign-in answered 401 or 503: {wrong:?}"
+    );
+    assert!(statuses.iter().any(|s| matches!(s, Ok(401))));
+    let peak = server
+        .peak_rss_bytes()
+        .saturating_sub(peak_before.max(before))
+        / (1024 * 1024);
+    assert!(peak < 160, "peak memory grew {peak} MB over 600 sign-ins");
+    assert_flat(&server, before, "600 sign-ins");
+    db.drop_db().await;
+}
+
+/// With sign-in required and rate limits on: 20,000 sign-ins, each as another name, and
+/// 20,000 made-up tokens, from one address. The sign-ins are told to wait (429) once the
+/// address's bucket is empty, each token is a 401, and memory stays flat: neither names
+/// nor tokens that never proved valid are kept.
+#[tokio::test(flavor = "multi_thread")]
+async fn twenty_thousand_made_up_names_and_tokens_leave_memory_flat() {
+    let db = TestDb::create(Backend::Sqlite).await;
+    let server =
+        Server::start_with(ServerOptions::new(&db.url).env("ROCKET_AUTH", "required")).await;
+    let http = client();
+    let attempt = |i: usize| {
+        let req = if i % 2 == 0 {
+            http.post(format!("{}/api/auth/login", server.url)).json(
+                &json!({"username": format!("name-{i}"), "password": format!("password-{i}")}),
+            )
+        } else {
+            http.get(format!("{}/api/auth/me", server.url))
+                .bearer_auth(format!("eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJ7aX0ifQ.{i}"))
+        };
+        async move { (i, req.send().await.map(|r| r.status().as_u16())) }
+    };
+    for i in 0..20 {
+        attempt(i).await.1.unwrap();
+    }
+    let before = server.rss_bytes();
+    let outcomes: Vec<_> = futures_util::stream::iter(20..20 + 2 * HOSTILE)
+        .map(attempt)
+        .buffer_unordered(32)
+        .collect()
+        .await;
+    let mut told_to_wait = 0;
+    for (i, status) in &outcomes {
+        match (i % 2, status) {
+            (0, Ok(429)) => told_to_wait += 1,
+            (0, Ok(401)) | (1, Ok(401)) => {}
+            other => panic!("request {i}: {other:?}"),
+        }
+    }
+    assert!(
+        told_to_wait > HOSTILE - 100,
+        "only {told_to_wait} sign-ins were told to wait"
+    );
+    assert_flat(
+        &server,
+        before,
+        "20,000 made-up names and 20,000 made-up tokens",
+    );
+    db.drop_db().await;
+}
+
+/// 20,000 distinct frames on one ChatFlow socket, most of them wrong in their own way
+/// (broken JSON, unknown types, missing or oversized content, binary), one in ten a
+/// message: each wrong one gets its error frame, each message comes back once, the socket
+/// stays open, and memory stays flat.
+#[tokio::test(flavor = "multi_thread")]
+async fn twenty_thousand_distinct_frames_on_a_chatflow_socket() {
+    let db = TestDb::create(Backend::Sqlite).await;
+    let server = Server::start(&db.url).await;
+    let room = room("frames");
+    let frame = |i: usize| match i % 10 {
+        0 => Message::Text(json!({"type": "message", "content": format!("m{i}")}).to_string()),
+        1 => Message::Text(format!("{{\"type\": \"message\", \"content\": \"{i}")),
+        2 => Message::Text(json!({"type": format!("t{i}")}).to_string()),
+        3 => Message::Text(json!({"type": "message", "content": i}).to_string()),
+        4 => {
+            Message::Text(json!({"type": "message", "content": " ".repeat(i % 50 + 1)}).to_string())
+        }
+        5 => Message::Text(
+            json!({"type": "message", "content": format!("{i}").repeat(20_000)}).to_string(),
+        ),
+        6 => Message::Binary(format!("{i}").into_bytes()),
+        7 => Message::Text(
+            json!({"type": "message", "content": "x", "message_type": format!("k{i}")}).to_string(),
+        ),
+        8 => Message::Text(format!("[{i}]")),
+        _ => Message::Text(json!({"content": format!("c{i}")}).to_string()),
+    };
+    let ws = open_socket(&server, &format!("/ws/{room}/u1?username=flood")).await;
+    let (mut sink, mut stream) = ws.split();
+    // Warm up.
+    for i in 0..100 {
+        sink.send(frame(i)).await.unwrap();
+    }
+    let (mut errors, mut messages) = (0, 0);
+    while errors + messages < 100 {
+        let got: Value = match stream.next().await {
+            Some(Ok(Message::Text(text))) => serde_json::from_str(&text).unwrap(),
+            other => panic!("the socket ended: {other:?}"),
+        };
+        match got["type"].as_str() {
+            Some("error") => errors += 1,
+            Some("message") => messages += 1,
+            _ => {}
+        }
+    }
+    let before = server.rss_bytes();
+    let reader = tokio::spawn(async move {
+        let (mut errors, mut contents) = (0, Vec::new());
+        while errors + contents.len() < HOSTILE {
+            let frame =
+                tokio::time::timeout(std::time::Duration::from_secs(30), stream.next()).await;
+            let got: Value = match frame {
+                Ok(Some(Ok(Message::Text(text)))) => serde_json::from_str(&text).unwrap(),
+                other => panic!("the socket ended after {errors} errors: {other:?}"),
+            };
+            match got["type"].as_str() {
+                Some("error") => errors += 1,
+                Some("message") => contents.push(got["content"].as_str().unwrap().to_string()),
+                _ => {}
+            }
+        }
+        (errors, contents, stream)
+    });
+    for i in 100..100 + HOSTILE {
+        sink.send(frame(i)).await.unwrap();
+    }
+    let (errors, contents, stream) = reader.await.unwrap();
+    assert_eq!(
+        errors,
+        HOSTILE / 10 * 9,
+        "an error frame for each wrong frame"
+    );
+    let expected: Vec<_> = (100..100 + HOSTILE)
+        .step_by(10)
+        .map(|i| format!("m{i}"))
+        .collect();
+    assert_eq!(contents, expected, "each message once, in order");
+    assert_flat(&server, before, "20,000 frames on one socket");
+    // Still open, and still chatting.
+    let mut ws = sink.reunite(stream).unwrap();
+    send(&mut ws, json!({"type": "message", "content": "still here"})).await;
+    assert_eq!(
+        next_of(&mut ws, &["message"]).await["content"],
+        "still here"
+    );
+    db.drop_db().await;
+}
