@@ -53,22 +53,62 @@ pub trait PresenceStore: Send + Sync {
 /// The presence of a single process.
 #[derive(Default)]
 pub struct MemoryStore {
-    users: Mutex<HashMap<String, (String, Instant)>>,
-    typing: Mutex<HashMap<(String, String), (String, Instant)>>,
+    users: Mutex<Lapsing<String, String>>,
+    typing: Mutex<Lapsing<(String, String), String>>,
 }
 
-fn live<K: Clone, V: Clone>(
-    map: &mut HashMap<K, (V, Instant)>,
-) -> impl Iterator<Item = (K, V)> + '_ {
-    let now = Instant::now();
-    map.retain(|_, (_, until)| *until > now);
-    map.iter().map(|(k, (v, _))| (k.clone(), v.clone()))
+/// Entries that lapse. Expired ones go when the map is read, and also when it has doubled
+/// since it was last swept: otherwise made-up user ids and rooms that nobody asks about
+/// would stay for good.
+struct Lapsing<K, V> {
+    map: HashMap<K, (V, Instant)>,
+    sweep_above: usize,
+}
+
+impl<K, V> Default for Lapsing<K, V> {
+    fn default() -> Self {
+        Lapsing {
+            map: HashMap::new(),
+            sweep_above: MIN_SWEEP,
+        }
+    }
+}
+
+/// Below this many entries the map is left to its reads.
+const MIN_SWEEP: usize = 1024;
+
+impl<K: Clone + Eq + std::hash::Hash, V: Clone> Lapsing<K, V> {
+    fn insert(&mut self, key: K, value: V, ttl: Duration) {
+        self.map.insert(key, (value, Instant::now() + ttl));
+        if self.map.len() > self.sweep_above {
+            self.sweep();
+            self.sweep_above = (2 * self.map.len()).max(MIN_SWEEP);
+        }
+    }
+
+    fn remove<Q>(&mut self, key: &Q)
+    where
+        K: std::borrow::Borrow<Q>,
+        Q: Eq + std::hash::Hash + ?Sized,
+    {
+        self.map.remove(key);
+    }
+
+    fn sweep(&mut self) {
+        let now = Instant::now();
+        self.map.retain(|_, (_, until)| *until > now);
+    }
+
+    fn live(&mut self) -> impl Iterator<Item = (K, V)> + '_ {
+        self.sweep();
+        self.map.iter().map(|(k, (v, _))| (k.clone(), v.clone()))
+    }
 }
 
 #[rocket::async_trait]
 impl PresenceStore for MemoryStore {
     async fn set_online(&self, user_id: &str, username: &str, ttl: Duration) -> Result<(), Error> {
-        lock(&self.users).insert(user_id.into(), (username.into(), Instant::now() + ttl));
+        lock(&self.users).insert(user_id.into(), username.into(), ttl);
         Ok(())
     }
 
@@ -78,11 +118,12 @@ impl PresenceStore for MemoryStore {
     }
 
     async fn online(&self) -> Result<Vec<(String, String)>, Error> {
-        Ok(live(&mut lock(&self.users)).collect())
+        Ok(lock(&self.users).live().collect())
     }
 
     async fn user(&self, user_id: &str) -> Result<Option<String>, Error> {
-        Ok(live(&mut lock(&self.users))
+        Ok(lock(&self.users)
+            .live()
             .find(|(id, _)| id == user_id)
             .map(|(_, name)| name))
     }
@@ -94,10 +135,7 @@ impl PresenceStore for MemoryStore {
         username: &str,
         ttl: Duration,
     ) -> Result<(), Error> {
-        lock(&self.typing).insert(
-            (room.into(), user_id.into()),
-            (username.into(), Instant::now() + ttl),
-        );
+        lock(&self.typing).insert((room.into(), user_id.into()), username.into(), ttl);
         Ok(())
     }
 
@@ -107,7 +145,8 @@ impl PresenceStore for MemoryStore {
     }
 
     async fn typing(&self, room: &str) -> Result<Vec<(String, String)>, Error> {
-        Ok(live(&mut lock(&self.typing))
+        Ok(lock(&self.typing)
+            .live()
             .filter(|((r, _), _)| r == room)
             .map(|((_, user), name)| (user, name))
             .collect())
@@ -388,5 +427,36 @@ mod tests {
     #[test]
     fn glob_characters_match_only_themselves() {
         assert_eq!(super::escape_glob("a*b?[c]\\"), "a\\*b\\?\\[c\\]\\\\");
+    }
+
+    /// 20,000 made-up users and typists that nobody asks about: what lapsed is swept as
+    /// the maps grow, so they hold about what is live, not everything ever written.
+    #[tokio::test]
+    async fn lapsed_entries_go_though_nobody_reads() {
+        use super::{MemoryStore, PresenceStore, MIN_SWEEP};
+        use std::time::Duration;
+        let store = MemoryStore::default();
+        for i in 0..20_000 {
+            let (user, room) = (format!("u{i}"), format!("r{i}"));
+            store.set_online(&user, "n", Duration::ZERO).await.unwrap();
+            store
+                .set_typing(&room, &user, "n", Duration::ZERO)
+                .await
+                .unwrap();
+        }
+        assert!(store.users.lock().unwrap().map.len() <= MIN_SWEEP + 1);
+        assert!(store.typing.lock().unwrap().map.len() <= MIN_SWEEP + 1);
+        // What is live stays.
+        store
+            .set_online("ann", "Ann", Duration::from_secs(60))
+            .await
+            .unwrap();
+        for i in 0..5_000 {
+            store
+                .set_online(&format!("v{i}"), "n", Duration::ZERO)
+                .await
+                .unwrap();
+        }
+        assert_eq!(store.user("ann").await.unwrap().as_deref(), Some("Ann"));
     }
 }
