@@ -580,3 +580,45 @@ async fn twenty_thousand_distinct_frames_on_a_chatflow_socket() {
     );
     db.drop_db().await;
 }
+
+/// 20,000 posts, each to a room never used before: every one answered 204 and stored, and
+/// memory stays flat (rooms, their transcripts, their order records and channels are
+/// cached with caps, not kept for every room ever named).
+#[tokio::test(flavor = "multi_thread")]
+async fn twenty_thousand_posts_to_new_rooms_leave_memory_flat() {
+    let db = TestDb::create(Backend::Sqlite).await;
+    let server = Server::start(&db.url).await;
+    let http = client();
+    let prefix = unique_name("new");
+    let post = |i: usize| {
+        let req = http
+            .post(format!("{}/api/chat/{prefix}-{i}", server.url))
+            .form(&[("username", format!("u{i}")), ("msg", format!("m{i}"))]);
+        async move { req.send().await.map(|r| r.status().as_u16()) }
+    };
+    for i in 0..200 {
+        assert_eq!(post(i).await.unwrap(), 204);
+    }
+    let before = server.rss_bytes();
+    let statuses: Vec<_> = futures_util::stream::iter(200..200 + HOSTILE)
+        .map(post)
+        .buffer_unordered(32)
+        .collect()
+        .await;
+    let wrong: Vec<_> = statuses
+        .iter()
+        .filter(|s| !matches!(s, Ok(204)))
+        .take(5)
+        .collect();
+    assert!(wrong.is_empty(), "every post answered 204: {wrong:?}");
+    assert_flat(&server, before, "20,000 posts to new rooms");
+    // Each is there, in its own room.
+    for i in [200, 10_000, 200 + HOSTILE - 1] {
+        let room = format!("{prefix}-{i}");
+        assert_eq!(
+            lines(&transcript(&server, &room).await),
+            [format!("u{i}: m{i}")]
+        );
+    }
+    db.drop_db().await;
+}
