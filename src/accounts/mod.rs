@@ -16,7 +16,7 @@ use argon2::password_hash::{rand_core::OsRng, PasswordHash, SaltString};
 use argon2::{Argon2, PasswordHasher, PasswordVerifier};
 use sea_orm::DatabaseConnection;
 use std::collections::HashMap;
-use std::sync::{LazyLock, Mutex};
+use std::sync::{Arc, LazyLock, Mutex};
 use std::time::Duration;
 use tokio::sync::Semaphore;
 
@@ -203,19 +203,28 @@ static DUMMY_HASH: LazyLock<String> = LazyLock::new(|| {
 /// Argon2 takes tens of milliseconds and 19 MiB on purpose, for each hash while it runs:
 /// off the async threads, and at most one per core at once, so that a flood of sign-ins
 /// waits its turn instead of taking memory in proportion to how many arrive together.
-static HASHING: LazyLock<Semaphore> =
-    LazyLock::new(|| Semaphore::new(std::thread::available_parallelism().map_or(2, |n| n.get())));
+static HASHING: LazyLock<Arc<Semaphore>> = LazyLock::new(|| {
+    Arc::new(Semaphore::new(
+        std::thread::available_parallelism().map_or(2, |n| n.get()),
+    ))
+});
 /// A sign-in that has waited this long for its turn is told to come back (503).
 const HASHING_WAIT: Duration = Duration::from_secs(10);
 
 async fn argon2<T: Send + 'static>(work: impl FnOnce() -> T + Send + 'static) -> Result<T> {
-    let _turn = tokio::time::timeout(HASHING_WAIT, HASHING.acquire())
+    let turn = tokio::time::timeout(HASHING_WAIT, HASHING.clone().acquire_owned())
         .await
         .map_err(|_| Error::Unavailable("too many sign-ins at once: try again shortly".into()))?
         .map_err(|e| Error::Internal(format!("hashing closed: {e}")))?;
-    tokio::task::spawn_blocking(work)
-        .await
-        .map_err(|e| Error::Internal(format!("hashing stopped: {e}")))
+    // The turn ends with the hash, not with the request: a client that hangs up does not
+    // free a turn while its hash still runs.
+    tokio::task::spawn_blocking(move || {
+        let done = work();
+        drop(turn);
+        done
+    })
+    .await
+    .map_err(|e| Error::Internal(format!("hashing stopped: {e}")))
 }
 
 async fn hash(password: String) -> Result<String> {
