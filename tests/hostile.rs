@@ -443,6 +443,56 @@ async fn a_flood_of_sign_ins_waits_its_turn_at_the_hash() {
     db.drop_db().await;
 }
 
+/// More sign-ins at once than the hash can take within its wait: those still waiting after
+/// ten seconds are told to come back (503 with a one-line reason), not queued without end,
+/// and the server signs the next one in as before.
+#[tokio::test(flavor = "multi_thread")]
+async fn sign_ins_that_wait_too_long_are_told_to_come_back() {
+    let db = TestDb::create(Backend::Sqlite).await;
+    let server = Server::start(&db.url).await;
+    let http = client();
+    let login = |i: usize| {
+        let req = http
+            .post(format!("{}/api/auth/login", server.url))
+            .json(&json!({"username": format!("late-{i}"), "password": format!("guess-{i}")}));
+        async move {
+            let res = req.send().await?;
+            let status = res.status().as_u16();
+            Ok::<_, reqwest::Error>((status, res.json::<Value>().await?))
+        }
+    };
+    // Each hash takes tens of milliseconds, one per core at once: 2,000 together cannot all
+    // have their turn within the ten seconds a sign-in waits.
+    let answers: Vec<_> = futures_util::stream::iter(0..2_000)
+        .map(login)
+        .buffer_unordered(2_000)
+        .collect()
+        .await;
+    let (mut refused, mut unknown) = (0, 0);
+    for answer in &answers {
+        match answer {
+            Ok((401, _)) => unknown += 1,
+            Ok((503, body)) => {
+                let detail = body["detail"].as_str().unwrap_or_default();
+                assert!(detail.contains("try again"), "a reason to wait: {body}");
+                assert!(!detail.contains('\n'), "one line: {detail:?}");
+                refused += 1;
+            }
+            other => panic!("each sign-in answered 401 or 503: {other:?}"),
+        }
+    }
+    assert!(unknown > 0, "some sign-ins had their turn");
+    assert!(refused > 0, "none of {unknown} sign-ins waited too long");
+    let res = http
+        .post(format!("{}/api/auth/login", server.url))
+        .json(&json!({"username": "late-again", "password": "guess"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 401, "the next sign-in has its turn");
+    db.drop_db().await;
+}
+
 /// With sign-in required and rate limits on: 20,000 sign-ins, each as another name, and
 /// 20,000 made-up tokens, from one address. The sign-ins are told to wait (429) once the
 /// address's bucket is empty, each token is a 401, and memory stays flat: neither names
