@@ -216,8 +216,8 @@ async fn argon2<T: Send + 'static>(work: impl FnOnce() -> T + Send + 'static) ->
         .await
         .map_err(|_| Error::Unavailable("too many sign-ins at once: try again shortly".into()))?
         .map_err(|e| Error::Internal(format!("hashing closed: {e}")))?;
-    // The turn ends with the hash, not with the request: a client that hangs up does not
-    // free a turn while its hash still runs.
+    // The turn ends with the hash, not with the request: should the request's future be
+    // dropped (a reset stream), its hash still runs and must not free a turn before it ends.
     tokio::task::spawn_blocking(move || {
         let done = work();
         drop(turn);
