@@ -8,11 +8,13 @@
 //! nothing, so a private room is as closed there as in required mode.
 //!
 //! Rules are read from the database and kept a few seconds per room, so a poll of a public
-//! room costs a map lookup; a change here forgets the room at once, and replicas hear of it
-//! through the hub (`Event::AccessChanged`), the time-to-live being the backstop while
-//! Redis is away.
+//! room costs a map lookup; a change (a room created, shared, deleted) forgets the room at
+//! once, and replicas hear of it through the hub (`Event::AccessChanged`, `RoomDeleted`),
+//! the time-to-live being the backstop while Redis is away. A room without a row is never
+//! remembered: it is open until it is created, and may be created private.
 
 use crate::db::rooms as table;
+use crate::domain::names;
 use crate::domain::sync::lock;
 use crate::domain::{Caller, Error, NewMessage, RoomName, Visibility};
 use sea_orm::DatabaseConnection;
@@ -37,18 +39,59 @@ struct Rule {
     members: HashMap<String, bool>,
 }
 
-/// Rooms' rules (managed state; one per process).
+/// Rooms' rules, and whose ids are proven identities' (managed state; one per process).
 pub struct RoomAccess {
     db: DatabaseConnection,
     rules: Mutex<HashMap<String, Rule>>,
+    /// User ids asked about, and whether each is an account's. An answer holds: accounts
+    /// are not deleted, and a new one gets an id the server makes, never one a client
+    /// named before.
+    accounts: Mutex<HashMap<String, bool>>,
 }
+
+/// User ids whose answer is kept at most; past this the record starts over, so made-up
+/// ids cannot grow it.
+const MAX_ACCOUNT_ANSWERS: usize = 10_000;
 
 impl RoomAccess {
     pub fn new(db: DatabaseConnection) -> Self {
         RoomAccess {
             db,
             rules: Mutex::default(),
+            accounts: Mutex::default(),
         }
+    }
+
+    /// Acting as `user_id` (a socket's path, a message's author, one's notifications,
+    /// presence and uploads). Signed in, it must be one's own (403, see
+    /// [`Caller::acts_as`]). Without an identity (open mode) an id is taken as claimed,
+    /// the seeds' way, unless it belongs to a proven identity, an account or another
+    /// application's subject: then only its token may act as it (401), or anyone could
+    /// read its notifications and speak in its name.
+    pub async fn may_act_as(&self, caller: &Caller, user_id: &str) -> Result<(), Error> {
+        caller.acts_as(user_id)?;
+        if caller.user.is_some() || caller.admin || !self.is_proven(user_id).await? {
+            return Ok(());
+        }
+        Err(Error::Unauthorized(format!(
+            "{user_id} is a registered user's id: sign in as them to act as them"
+        )))
+    }
+
+    async fn is_proven(&self, user_id: &str) -> Result<bool, Error> {
+        if names::is_external_id(user_id) {
+            return Ok(true);
+        }
+        if let Some(known) = lock(&self.accounts).get(user_id).copied() {
+            return Ok(known);
+        }
+        let account = crate::db::accounts::get(&self.db, user_id).await?.is_some();
+        let mut accounts = lock(&self.accounts);
+        if accounts.len() >= MAX_ACCOUNT_ANSWERS {
+            accounts.clear();
+        }
+        accounts.insert(user_id.to_string(), account);
+        Ok(account)
     }
 
     /// Reading a room's messages (a poll, a long-poll, history, search, a socket, its
@@ -75,6 +118,8 @@ impl RoomAccess {
         if let Some(user) = caller.require_identity()? {
             message.username = user.username.clone();
             message.user_id = Some(user.user_id.clone());
+        } else if let Some(claimed) = &message.user_id {
+            self.may_act_as(caller, claimed).await?;
         }
         Ok(())
     }
@@ -108,11 +153,14 @@ impl RoomAccess {
         let (visibility, owner, member) = match known {
             Some(known) => known,
             None => {
-                let row = table::get(&self.db, room).await?;
-                // A room without a row is a legacy room not yet posted to: public.
-                let (visibility, owner) = row.map_or((Visibility::Public, None), |row| {
-                    (Visibility::parse(&row.visibility), row.owner_id)
-                });
+                let Some(row) = table::get(&self.db, room).await? else {
+                    // A room without a row is a legacy room nobody has posted to yet: open,
+                    // but for a direct conversation's id, which only its two people's
+                    // asking creates. Not remembered: it may be created private a moment
+                    // from now, and that must hold at once, not after a time-to-live.
+                    return Ok(!names::is_direct_room_id(room));
+                };
+                let (visibility, owner) = (Visibility::parse(&row.visibility), row.owner_id);
                 let mut rules = lock(&self.rules);
                 if rules.len() >= MAX_RULES {
                     rules.clear();

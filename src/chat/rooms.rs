@@ -34,23 +34,7 @@ impl Rooms {
         if fresh {
             return Ok(());
         }
-        if table::get(db, room.as_str()).await?.is_none() {
-            let row = Room {
-                id: room.as_str().to_string(),
-                name: room.as_str().to_string(),
-                description: None,
-                created_at: now_utc(),
-                owner_id: None,
-                visibility: Visibility::Public.as_str().into(),
-            };
-            // Two first posts at once: the second insert fails on the key, and the room
-            // exists all the same.
-            if let Err(err) = table::insert(db, &row).await {
-                if table::get(db, room.as_str()).await?.is_none() {
-                    return Err(err.into());
-                }
-            }
-        }
+        table::ensure_public(db, room.as_str(), now_utc()).await?;
         let mut known = lock(&self.known);
         if known.len() >= MAX_KNOWN_ROOMS {
             known.clear();
@@ -162,14 +146,14 @@ pub async fn create(db: &DatabaseConnection, caller: &Caller, new: NewRoom) -> R
     Ok(row)
 }
 
-/// Deletes the room and its messages (its owner's or an admin's call); returns the room
-/// and how many messages went.
+/// Deletes the room with its messages and its files' rows (its owner's or an admin's
+/// call); returns the room and what went with it.
 pub async fn delete(
     db: &DatabaseConnection,
     access: &RoomAccess,
     caller: &Caller,
     id: &str,
-) -> Result<(Room, u64), Error> {
+) -> Result<(Room, table::Deleted), Error> {
     let room = get(db, access, caller, id).await?;
     caller.require_one_of(
         "delete a room",
@@ -291,7 +275,7 @@ pub fn direct_room_id(a: &str, b: &str) -> String {
     // Ids hold no NUL, so the pair is read back one way only.
     let pair = format!("{first}\0{second}");
     let id = uuid::Uuid::new_v5(&uuid::Uuid::NAMESPACE_OID, pair.as_bytes());
-    format!("dm-{}", id.simple())
+    format!("{}{}", names::DIRECT_ROOM_PREFIX, id.simple())
 }
 
 /// The direct room of the signed-in caller and `other`, created on first asking; the
@@ -317,7 +301,7 @@ pub async fn direct(
     }
     let id = direct_room_id(&me, &other);
     if let Some(room) = table::get(db, &id).await? {
-        return Ok((room, false));
+        return direct_only(room).map(|room| (room, false));
     }
     let (first, second) = if me <= other {
         (&me, &other)
@@ -336,9 +320,22 @@ pub async fn direct(
         Ok(()) => Ok((row, true)),
         // Both asked at once: the other's insert made it.
         Err(err) => match table::get(db, &id).await? {
-            Some(room) => Ok((room, false)),
+            Some(room) => direct_only(room).map(|room| (room, false)),
             None => Err(err.into()),
         },
+    }
+}
+
+/// The room under a pair's id, if it is their direct room. Any other room there (made
+/// before such ids were reserved) is someone's who could read the pair: never handed out.
+fn direct_only(room: Room) -> Result<Room, Error> {
+    if Visibility::parse(&room.visibility) == Visibility::Direct {
+        Ok(room)
+    } else {
+        Err(Error::Conflict(format!(
+            "room '{}' is not a direct conversation: an admin must delete it first",
+            room.id
+        )))
     }
 }
 
@@ -424,7 +421,7 @@ mod tests {
             ..Caller::default()
         };
         let (room, deleted) = delete(&db, &access, &admin, "lobby").await.unwrap();
-        assert_eq!((room.id.as_str(), deleted), ("lobby", 0));
+        assert_eq!((room.id.as_str(), deleted.messages), ("lobby", 0));
         assert_eq!(
             delete(&db, &access, &admin, "lobby")
                 .await

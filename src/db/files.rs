@@ -26,7 +26,8 @@ pub async fn insert(db: &DatabaseConnection, row: &StoredFile) -> Result<(), DbE
 }
 
 /// Files, newest first; with `room`, that room's only. Unless `all` (an admin), files of
-/// rooms `user` may not read are left out (see `rooms::hidden_from`).
+/// rooms `user` may not read, and of rooms that no longer exist, are left out (see
+/// `rooms::visible_to`).
 pub async fn list(
     db: &DatabaseConnection,
     room: Option<&str>,
@@ -39,7 +40,7 @@ pub async fn list(
         query = query.filter(
             Condition::any()
                 .add(stored_file::Column::RoomId.is_null())
-                .add(stored_file::Column::RoomId.not_in_subquery(super::rooms::hidden_from(user))),
+                .add(stored_file::Column::RoomId.in_subquery(super::rooms::visible_to(user))),
         );
     }
     if let Some(room) = room {

@@ -1,6 +1,6 @@
 //! The `room` and `room_member` tables' queries.
 
-use super::entities::{message, room, room_member};
+use super::entities::{message, room, room_member, stored_file};
 use sea_orm::sea_query::{Query, SelectStatement};
 use sea_orm::{
     ActiveValue::Set, ColumnTrait, Condition, DatabaseConnection, DbErr, EntityTrait,
@@ -14,13 +14,9 @@ pub async fn get(db: &DatabaseConnection, id: &str) -> Result<Option<Room>, DbEr
     room::Entity::find_by_id(id.to_string()).one(db).await
 }
 
-/// The rooms a caller may see, oldest first: the public ones, and the private and direct
-/// ones `user` owns or is a member of; with `all` (an admin), every room.
-pub async fn list_visible(
-    db: &DatabaseConnection,
-    user: Option<&str>,
-    all: bool,
-) -> Result<Vec<Room>, DbErr> {
+/// The rooms `user` may read: the public ones, and the private and direct ones they own
+/// or are a member of.
+fn visible(user: Option<&str>) -> Condition {
     let mut visible = Condition::any().add(room::Column::Visibility.eq("public"));
     if let Some(user) = user {
         visible = visible.add(room::Column::OwnerId.eq(user)).add(
@@ -33,9 +29,19 @@ pub async fn list_visible(
             ),
         );
     }
+    visible
+}
+
+/// The rooms a caller may see, oldest first (see [`visible`]); with `all` (an admin),
+/// every room.
+pub async fn list_visible(
+    db: &DatabaseConnection,
+    user: Option<&str>,
+    all: bool,
+) -> Result<Vec<Room>, DbErr> {
     let mut query = room::Entity::find();
     if !all {
-        query = query.filter(visible);
+        query = query.filter(visible(user));
     }
     query
         .order_by_asc(room::Column::CreatedAt)
@@ -59,6 +65,31 @@ pub async fn insert(db: &DatabaseConnection, row: &Room) -> Result<(), DbErr> {
     room::Entity::insert(active(row)).exec(db).await.map(|_| ())
 }
 
+/// Makes sure the room has its row, creating it public with no owner (a legacy room, by
+/// its first message or file) when it has none. Two first posts at once: the second
+/// insert fails on the key, and the room exists all the same.
+pub async fn ensure_public(
+    db: &DatabaseConnection,
+    id: &str,
+    at: sea_orm::prelude::DateTime,
+) -> Result<(), DbErr> {
+    if get(db, id).await?.is_some() {
+        return Ok(());
+    }
+    let row = Room {
+        id: id.to_string(),
+        name: id.to_string(),
+        description: None,
+        created_at: at,
+        owner_id: None,
+        visibility: "public".into(),
+    };
+    match insert(db, &row).await {
+        Err(err) if super::error::cause(&err) != super::error::Cause::Duplicate => Err(err),
+        _ => Ok(()),
+    }
+}
+
 /// Creates a room with its first members, together.
 pub async fn insert_with_members(
     db: &DatabaseConnection,
@@ -79,11 +110,19 @@ pub async fn insert_with_members(
     txn.commit().await
 }
 
-/// Deletes the room, its members and every message in it, together; returns how many
-/// messages went.
-pub async fn delete_with_messages(db: &DatabaseConnection, id: &str) -> Result<u64, DbErr> {
+/// What deleting a room took with it.
+#[derive(Debug)]
+pub struct Deleted {
+    pub messages: u64,
+    /// The store's keys of the room's files, whose rows went with the room: their bytes
+    /// are the file store's to delete.
+    pub file_keys: Vec<String>,
+}
+
+/// Deletes the room, its members, every message in it and its files' rows, together.
+pub async fn delete_with_messages(db: &DatabaseConnection, id: &str) -> Result<Deleted, DbErr> {
     let txn = db.begin().await?;
-    let deleted = message::Entity::delete_many()
+    let messages = message::Entity::delete_many()
         .filter(message::Column::Room.eq(id))
         .exec(&txn)
         .await?
@@ -92,11 +131,25 @@ pub async fn delete_with_messages(db: &DatabaseConnection, id: &str) -> Result<u
         .filter(room_member::Column::RoomId.eq(id))
         .exec(&txn)
         .await?;
+    let file_keys: Vec<String> = stored_file::Entity::find()
+        .select_only()
+        .column(stored_file::Column::ObjectKey)
+        .filter(stored_file::Column::RoomId.eq(id))
+        .into_tuple()
+        .all(&txn)
+        .await?;
+    stored_file::Entity::delete_many()
+        .filter(stored_file::Column::RoomId.eq(id))
+        .exec(&txn)
+        .await?;
     room::Entity::delete_by_id(id.to_string())
         .exec(&txn)
         .await?;
     txn.commit().await?;
-    Ok(deleted)
+    Ok(Deleted {
+        messages,
+        file_keys,
+    })
 }
 
 pub async fn is_member(db: &DatabaseConnection, room: &str, user: &str) -> Result<bool, DbErr> {
@@ -152,30 +205,13 @@ pub async fn remove_member(db: &DatabaseConnection, room: &str, user: &str) -> R
         > 0)
 }
 
-/// The ids of the rooms `user` may not read (private or direct, neither owned by them nor
-/// shared with them), as a subquery: other tables' lists leave out what is theirs.
-pub fn hidden_from(user: Option<&str>) -> SelectStatement {
-    let mut closed = Query::select();
-    closed
+/// The ids of the rooms `user` may read (see [`visible`]), for queries of what is in
+/// rooms: a room id without a row is in none, so what was left of a deleted room stays
+/// hidden.
+pub fn visible_to(user: Option<&str>) -> SelectStatement {
+    Query::select()
         .column(room::Column::Id)
         .from(room::Entity)
-        .and_where(room::Column::Visibility.ne("public"));
-    if let Some(user) = user {
-        closed
-            .cond_where(
-                Condition::any()
-                    .add(room::Column::OwnerId.is_null())
-                    .add(room::Column::OwnerId.ne(user)),
-            )
-            .and_where(
-                room::Column::Id.not_in_subquery(
-                    Query::select()
-                        .column(room_member::Column::RoomId)
-                        .from(room_member::Entity)
-                        .and_where(room_member::Column::UserId.eq(user))
-                        .to_owned(),
-                ),
-            );
-    }
-    closed.to_owned()
+        .cond_where(visible(user))
+        .to_owned()
 }

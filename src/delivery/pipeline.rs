@@ -27,10 +27,10 @@
 
 use super::order::{Admit, RoomOrder};
 use crate::access::RoomAccess;
-use crate::chat::{self, Rooms, Transcripts};
+use crate::chat::{self, rooms::NewRoom, Rooms, Transcripts};
 use crate::db::error::{cause, Cause};
 use crate::db::messages::{self, InsertMode, ToInsert};
-use crate::db::rooms::Member;
+use crate::db::rooms::{Deleted, Member, Room};
 use crate::domain::sync::lock;
 use crate::domain::{Caller, Error, Message, NewMessage, RoomName};
 use crate::events::Events;
@@ -155,9 +155,29 @@ impl Delivery {
         Ok(message)
     }
 
-    /// Deletes a room with its messages (see `chat::rooms::delete` for who may); returns
-    /// how many messages went.
-    pub async fn delete_room(&self, caller: &Caller, id: &str) -> Result<(String, u64), Error> {
+    /// Creates a room (see `chat::rooms::create`). Sockets and polls may be open on its
+    /// name already (a name with no row is open to all): every replica reads its rule
+    /// again, and readers it does not admit are let go.
+    pub async fn create_room(&self, caller: &Caller, new: NewRoom) -> Result<Room, Error> {
+        let room = chat::rooms::create(&self.stage.db, caller, new).await?;
+        self.access_changed(&room.id);
+        Ok(room)
+    }
+
+    /// The direct room of the caller and `other` (see `chat::rooms::direct`), created on
+    /// first asking, with the same care for readers already on its id as a new room.
+    pub async fn direct_room(&self, caller: &Caller, other: &str) -> Result<(Room, bool), Error> {
+        let (room, new) = chat::rooms::direct(&self.stage.db, caller, other).await?;
+        if new {
+            self.access_changed(&room.id);
+        }
+        Ok((room, new))
+    }
+
+    /// Deletes a room with its messages and files' rows (see `chat::rooms::delete` for who
+    /// may); returns its id and what went with it. Its sockets are told and let go, on
+    /// every replica.
+    pub async fn delete_room(&self, caller: &Caller, id: &str) -> Result<(String, Deleted), Error> {
         let (room, deleted) =
             chat::rooms::delete(&self.stage.db, &self.stage.access, caller, id).await?;
         self.rooms.forget(&room.id);
@@ -584,7 +604,7 @@ mod tests {
         let view = cache.view(&db, &room, None, true).await.unwrap();
         assert_eq!(view.rows.iter().map(|m| m.id).collect::<Vec<_>>(), [b.id]);
         let (id, deleted) = delivery.delete_room(&admin, "r").await.unwrap();
-        assert_eq!((id.as_str(), deleted), ("r", 1));
+        assert_eq!((id.as_str(), deleted.messages), ("r", 1));
         assert!(matches!(signals.try_recv(), Ok(Event::RoomDeleted)));
         assert_eq!(cache.view(&db, &room, None, false).await.unwrap().count, 0);
     }

@@ -112,8 +112,13 @@ pub fn chatflow_message(
         "text" => {}
         "file" => {
             let url = file_url
-                .filter(|u| !u.is_empty() && u.len() <= 2048 && !u.chars().any(char::is_control))
+                .filter(|u| !u.is_empty())
                 .ok_or_else(|| Error::bad_request("a file message needs a file_url"))?;
+            if !is_safe_file_url(&url) {
+                return Err(Error::bad_request(
+                    "file_url must be this server's /api/files/<id>/download or an https: URL",
+                ));
+            }
             message.message_type = "file";
             message.file_url = Some(url);
         }
@@ -124,6 +129,26 @@ pub fn chatflow_message(
         }
     }
     Ok(message)
+}
+
+/// A file message's link, which every client shows as a link: a download path of this
+/// server (as an upload's `download_url` gives it), or an `https:` URL. Anything else
+/// (`javascript:`, `data:`, another scheme, a path elsewhere on this site) could run or
+/// act in the reader's browser when clicked.
+pub fn is_safe_file_url(url: &str) -> bool {
+    const MAX_CHARS: usize = 2048;
+    if url.len() > MAX_CHARS || url.chars().any(|c| c.is_control() || c.is_whitespace()) {
+        return false;
+    }
+    if let Some(id) = url
+        .strip_prefix("/api/files/")
+        .and_then(|rest| rest.strip_suffix("/download"))
+    {
+        return !id.is_empty() && id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-');
+    }
+    url.get(..8)
+        .is_some_and(|scheme| scheme.eq_ignore_ascii_case("https://"))
+        && url.len() > 8
 }
 
 /// A text frame of seed 002's socket: exactly the keys `text`, `type` and `ts`, a
@@ -310,6 +335,52 @@ mod tests {
     }
 
     #[test]
+    fn file_urls_are_downloads_here_or_https() {
+        for good in [
+            "/api/files/123/download",
+            "/api/files/0b6c1f1e-7d1a-4c57-9f55-6f1c0f0c2c1e/download",
+            "https://example.com/a.png",
+            "HTTPS://example.com/a.png",
+        ] {
+            assert!(is_safe_file_url(good), "{good}");
+        }
+        for bad in [
+            "javascript:alert(1)",
+            "JavaScript:alert(1)",
+            " javascript:alert(1)",
+            "data:text/html,<script>alert(1)</script>",
+            "http://example.com/a.png",
+            "//evil.example/a.png",
+            "/api/auth/logout",
+            "/api/files/../auth/logout/download",
+            "/api/files//download",
+            "https://",
+            "https://a b",
+            &format!("https://{}", "a".repeat(2048)),
+        ] {
+            assert!(!is_safe_file_url(bad), "{bad}");
+        }
+        let limits = Limits::default();
+        let file = |url: &str| {
+            chatflow_message(
+                "a",
+                None,
+                Some("f"),
+                Some("file"),
+                Some(url.into()),
+                &limits,
+            )
+            .map(|m| m.file_url)
+            .map_err(|e| e.status_code())
+        };
+        assert_eq!(file("javascript:alert(1)"), Err(400));
+        assert_eq!(
+            file("/api/files/1/download"),
+            Ok(Some("/api/files/1/download".into()))
+        );
+    }
+
+    #[test]
     fn chatflow_messages_name_their_fields() {
         let err = chatflow_message("a", None, None, None, None, &LIMITS).unwrap_err();
         assert_eq!(err.to_string(), "content is required");
@@ -318,7 +389,7 @@ mod tests {
             None,
             Some("x"),
             Some("file"),
-            Some("/f".into()),
+            Some("/api/files/f/download".into()),
             &LIMITS,
         )
         .unwrap();

@@ -13,6 +13,27 @@ pub fn is_reserved(name: &str) -> bool {
     RESERVED_ROOMS.contains(&name)
 }
 
+/// What the id of every direct conversation begins with. Such ids are made only by
+/// asking for the direct room of two users: a room a client names (created, or posted
+/// to) may not begin with it, or anyone who can compute a pair's id (user ids are public)
+/// could create that room first, own it, and read the pair's messages.
+pub const DIRECT_ROOM_PREFIX: &str = "dm-";
+
+/// Whether `name` has the shape of a direct conversation's id (any case).
+pub fn is_direct_room_id(name: &str) -> bool {
+    name.get(..DIRECT_ROOM_PREFIX.len())
+        .is_some_and(|start| start.eq_ignore_ascii_case(DIRECT_ROOM_PREFIX))
+}
+
+/// What the user id of another application's subject (an external JWT's `sub`) begins
+/// with: those ids are a namespace apart from this server's accounts, and, like an
+/// account's, only the identity's token may act as one.
+pub const EXTERNAL_ID_PREFIX: &str = "ext:";
+
+pub fn is_external_id(user_id: &str) -> bool {
+    user_id.starts_with(EXTERNAL_ID_PREFIX)
+}
+
 /// A room name: 1 to 64 characters, no `/`, no control characters.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct RoomName(String);
@@ -36,13 +57,19 @@ impl RoomName {
         Ok(RoomName(name.to_string()))
     }
 
-    /// A room the ChatFlow API creates: any room name but the API's own words.
+    /// A room the ChatFlow API creates: any room name but the API's own words and the ids
+    /// of direct conversations.
     pub fn parse_new(name: &str) -> Result<Self, Error> {
         let room = RoomName::parse(name)?;
         if is_reserved(room.as_str()) {
             return Err(Error::bad_request(format!(
                 "'{}' is reserved for the API",
                 room.as_str()
+            )));
+        }
+        if is_direct_room_id(room.as_str()) {
+            return Err(Error::bad_request(format!(
+                "room ids beginning with '{DIRECT_ROOM_PREFIX}' are direct conversations: choose another"
             )));
         }
         Ok(room)
@@ -109,6 +136,13 @@ mod tests {
         assert!(RoomName::parse(&"x".repeat(65)).is_err());
         assert!(RoomName::parse("rooms").is_ok());
         assert!(RoomName::parse_new("rooms").is_err());
+        assert!(RoomName::parse_new("dm-0123").is_err());
+        assert!(RoomName::parse_new("DM-0123").is_err());
+        assert!(RoomName::parse_new("dmz").is_ok());
+        assert!(
+            RoomName::parse("dm-0123").is_ok(),
+            "an existing direct room is named so"
+        );
     }
 
     #[test]

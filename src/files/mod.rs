@@ -9,6 +9,7 @@ pub use store::FileStore;
 
 use crate::access::RoomAccess;
 use crate::db::files::{self as table, StoredFile};
+use crate::db::rooms;
 use crate::domain::names::{self, RoomName};
 use crate::domain::{now_utc, Caller, Error, Result};
 use bytes::Bytes;
@@ -101,7 +102,7 @@ impl Files {
         // Signed in, the uploader is the caller, whatever `uploaded_by` says (if it names
         // someone else: 403).
         if let Some(claimed) = &uploaded_by {
-            caller.acts_as(claimed)?;
+            self.access.may_act_as(caller, claimed).await?;
         }
         let uploaded_by = match caller.require_identity()? {
             Some(user) => Some(user.user_id.clone()),
@@ -110,9 +111,12 @@ impl Files {
         let room_id = room_id
             .map(|r| RoomName::parse(r).map(|r| r.as_str().to_string()))
             .transpose()?;
-        // A file for a room is the room's: only who may read it may add to it.
+        // A file for a room is the room's: only who may read it may add to it. A room
+        // nobody has posted to yet comes into being with its first file, as with its first
+        // message (a file's room must have a row: one without shows nothing).
         if let Some(room) = &room_id {
             self.access.may_read(caller, room).await?;
+            rooms::ensure_public(&self.db, room, now_utc()).await?;
         }
         let too_large =
             || Error::PayloadTooLarge(format!("file is larger than {} bytes", self.max_bytes));
@@ -209,6 +213,10 @@ impl Files {
         let row = table::get(&self.db, id).await?.ok_or_else(missing)?;
         match &row.room_id {
             Some(room) if !self.access.sees(caller, room).await? => Err(missing()),
+            // Left of a room that went: hidden, not open, whatever the room was.
+            Some(room) if !caller.admin && rooms::get(&self.db, room).await?.is_none() => {
+                Err(missing())
+            }
             _ => Ok(row),
         }
     }
@@ -232,6 +240,20 @@ impl Files {
         };
         let stream = got.into_stream().map_err(std::io::Error::other);
         Ok((row, Box::new(tokio_util::io::StreamReader::new(stream))))
+    }
+
+    /// Deletes the bytes of files whose rows went (with their room). A store that is away
+    /// leaves bytes nobody can reach any more: said in the log, never to the caller, whose
+    /// room is gone all the same.
+    pub async fn delete_objects(&self, keys: &[String]) {
+        for key in keys {
+            match self.store.objects.delete(&Path::from(key.as_str())).await {
+                Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
+                Err(err) => {
+                    tracing::warn!(key, error = ?err, "a deleted room's file stays in the store")
+                }
+            }
+        }
     }
 
     /// Deletes the file's bytes and its row (its uploader's or an admin's call).

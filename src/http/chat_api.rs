@@ -13,6 +13,7 @@ use crate::domain::message::chatflow_message;
 use crate::domain::names::{self, RoomName};
 use crate::domain::{Caller, Limits, Message, MessageJson, Result, Shape};
 use crate::events::Events;
+use crate::files::Files;
 use crate::realtime::Hub;
 use rocket::http::Status;
 use rocket::serde::json::Json;
@@ -153,7 +154,7 @@ async fn create_room(
     body: Result<JsonBody<RoomIn>>,
     flood: Result<RoomCreation>,
     caller: Caller,
-    db: &State<DatabaseConnection>,
+    delivery: &State<Delivery>,
 ) -> Result<(Status, Json<RoomOut>)> {
     flood?;
     let JsonBody(body) = body?;
@@ -163,7 +164,7 @@ async fn create_room(
         description: body.description,
         private: body.private,
     };
-    let room = chat::rooms::create(db, &caller, new).await?;
+    let room = delivery.create_room(&caller, new).await?;
     Ok((Status::Created, Json(room.into())))
 }
 
@@ -184,11 +185,20 @@ async fn get_room(
 #[utoipa::path(tag = "chat", security(("admin" = [])),
     responses((status = 200), (status = 401), (status = 403), (status = 404)))]
 #[delete("/rooms/<id>")]
-async fn delete_room(id: &str, caller: Caller, delivery: &State<Delivery>) -> Result<Json<Value>> {
+async fn delete_room(
+    id: &str,
+    caller: Caller,
+    delivery: &State<Delivery>,
+    files: &State<Files>,
+) -> Result<Json<Value>> {
     let (id, deleted) = delivery.delete_room(&caller, id).await?;
-    Ok(Json(
-        json!({ "status": "deleted", "id": id, "messages_deleted": deleted }),
-    ))
+    files.delete_objects(&deleted.file_keys).await;
+    Ok(Json(json!({
+        "status": "deleted",
+        "id": id,
+        "messages_deleted": deleted.messages,
+        "files_deleted": deleted.file_keys.len(),
+    })))
 }
 
 /// The room's newest `limit` messages (default 50, at most 200), oldest first. `before`
@@ -227,18 +237,22 @@ async fn room_messages(
     responses((status = 201, body = MessageOut), (status = 400), (status = 401), (status = 404), (status = 415),
         (status = 429)))]
 #[post("/rooms/<id>/messages", data = "<body>")]
+#[allow(clippy::too_many_arguments)] // each is a part of the request Rocket hands in
 async fn post_room_message(
     id: &str,
     body: Result<JsonBody<NewMessageIn>>,
     flood: Result<Posting>,
     caller: Caller,
     db: &State<DatabaseConnection>,
+    access: &State<Arc<RoomAccess>>,
     limits: &State<Limits>,
     delivery: &State<Delivery>,
 ) -> Result<(Status, Json<ApiMessage>)> {
     flood?;
+    // The room before the body: a caller who may not see it hears of a room that does not
+    // exist, whatever they sent, never a 400 that tells it is there.
+    let room = RoomName::parse(&chat::rooms::get(db, access, &caller, id).await?.id)?;
     let JsonBody(body) = body?;
-    let room = RoomName::parse(&chat::rooms::existing(db, id).await?.id)?;
     let user_id = body.user_id.as_deref().map(names::user_id).transpose()?;
     let username = names::username(body.username.as_deref().or(user_id.as_deref()), limits)?;
     let message = chatflow_message(
@@ -332,16 +346,16 @@ async fn remove_member(
 /// asks first, seen by those two (and admins) only. 201 when it is new, else 200.
 #[utoipa::path(tag = "chat",
     responses((status = 201, body = RoomOut), (status = 200, body = RoomOut), (status = 400),
-        (status = 401), (status = 429)))]
+        (status = 401), (status = 409, description = "the pair's id holds a room that is not their direct conversation"), (status = 429)))]
 #[post("/direct/<user_id>")]
 async fn direct_room(
     user_id: &str,
     flood: Result<RoomCreation>,
     caller: Caller,
-    db: &State<DatabaseConnection>,
+    delivery: &State<Delivery>,
 ) -> Result<(Status, Json<RoomOut>)> {
     flood?;
-    let (room, new) = chat::rooms::direct(db, &caller, user_id).await?;
+    let (room, new) = delivery.direct_room(&caller, user_id).await?;
     let status = if new { Status::Created } else { Status::Ok };
     Ok((status, Json(room.into())))
 }

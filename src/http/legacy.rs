@@ -64,10 +64,11 @@ async fn get_transcript(
 ) -> Result<PollAnswer, Plain> {
     let room = room?;
     let query = PollQuery::parse(after, wait, format, &headers)?;
-    access.may_read(&caller, room.as_str()).await?;
-    // Listening starts before the room is read, so a message committed in between wakes us.
-    // Held for as long as the poll is: the room's channel goes with its last listener.
+    // Listening starts before access is checked and the room read, so a message committed
+    // in between, or the room's being made private, wakes us. Held for as long as the poll
+    // is: the room's channel goes with its last listener.
     let mut events = query.wait.map(|_| hub.subscribe(room.as_str()));
+    access.may_read(&caller, room.as_str()).await?;
     let mut view = transcripts.view(db, &room, query.after, query.json).await?;
     if let (Some(wait), Some(events)) = (query.wait, events.as_mut()) {
         if query.nothing_new(&view, &headers) {

@@ -59,6 +59,8 @@ pub const CLOSE_SIGN_IN: u16 = 4001;
 /// Close code telling a client it may no longer read the room (removed from a private
 /// room): reconnecting will not help.
 pub const CLOSE_NO_ACCESS: u16 = 4003;
+/// Close code telling a client the room was deleted (after its `room_deleted` frame).
+pub const CLOSE_ROOM_DELETED: u16 = 4004;
 /// Close code of a server that is stopping (1012, "service restart"): reconnect, with
 /// `since`, and another replica answers.
 pub const CLOSE_RESTART: u16 = 1012;
@@ -294,8 +296,9 @@ async fn open<'r>(
     let (user_id, username) = match door {
         Door::ChatFlow { user_id, username } => {
             let user_id = names::user_id(user_id)?;
-            // The path's user id must be the caller's own when signed in.
-            caller.acts_as(&user_id)?;
+            // The path's user id must be the caller's own when signed in, and an account's
+            // only with its token.
+            state.access.may_act_as(&caller, &user_id).await?;
             // Checked as a post's would be; none means the user id. Signed in: their name.
             let username = match &caller.user {
                 Some(user) => user.username.clone(),
@@ -313,14 +316,16 @@ async fn open<'r>(
             ),
         },
     };
-    state.access.may_read(&caller, room.as_str()).await?;
+    // Listening starts before access is checked and the history read, so nothing falls
+    // between them: a room made private (or deleted) after the check is heard of by this
+    // socket's `AccessChanged` (or `RoomDeleted`).
+    let events = state.hub.subscribe(room.as_str());
     // A room no one has written in yet is open to sockets, as every room of the Flask
     // original exists: the page of `/<new room>` goes live at once. Its socket holds its
     // hub channel only while open (the channel goes with its last listener), and sockets
     // per client are capped, so names made up by the thousand leave nothing behind.
+    state.access.may_read(&caller, room.as_str()).await?;
     let peer = Arc::new(Peer { user_id, username });
-    // Listening starts before the history is read, so nothing falls between the two.
-    let events = state.hub.subscribe(room.as_str());
     let own = state.hub.subscribe(&user_channel(&peer.user_id));
     // Without `since`, a peer wants what comes from now on, nothing older: past the room's
     // newest message in the database, which this replica's hub may not have heard of yet
@@ -496,8 +501,18 @@ impl Session {
                     }
                     Err(RecvError::Closed) => Flow::Close(None),
                 },
-                // Typing, joins, leaves, and the user's own notifications.
+                // Typing, joins, leaves, the room's end, and the user's own notifications.
                 signal = next_signal(&mut events.signals, &mut own.signals) => match signal {
+                    // Told, then let go: a room of the same name made later may be private.
+                    Some(event @ Event::RoomDeleted) => {
+                        if let Some(value) = self.outgoing(&event, &mut sent) {
+                            let _ = send(&mut sink, value).await;
+                        }
+                        Flow::Close(Some(CloseFrame {
+                            code: CloseCode::from(CLOSE_ROOM_DELETED),
+                            reason: "the room was deleted".into(),
+                        }))
+                    }
                     Some(event) => match self.outgoing(&event, &mut sent) {
                         Some(value) => match send(&mut sink, value).await {
                             Ok(()) => Flow::Continue,

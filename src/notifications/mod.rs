@@ -108,7 +108,7 @@ impl Notifier {
     /// (an admin, anyone).
     pub async fn create(&self, caller: &Caller, new: NewNotification) -> Result<NotificationOut> {
         let user_id = names::user_id(&new.user_id)?;
-        caller.acts_as(&user_id)?;
+        self.access.may_act_as(caller, &user_id).await?;
         let notif_type = new.notif_type.unwrap_or_else(|| "message".into());
         if !NOTIF_TYPES.contains(&notif_type.as_str()) {
             return Err(Error::bad_request(
@@ -150,14 +150,14 @@ impl Notifier {
         limit: u64,
     ) -> Result<Vec<NotificationOut>> {
         let user_id = names::user_id(user_id)?;
-        caller.acts_as(&user_id)?;
+        self.access.may_act_as(caller, &user_id).await?;
         let rows = table::of_user(&self.db, &user_id, unread_only, limit).await?;
         Ok(rows.into_iter().map(NotificationOut::from).collect())
     }
 
     pub async fn unread_count(&self, caller: &Caller, user_id: &str) -> Result<u64> {
         let user_id = names::user_id(user_id)?;
-        caller.acts_as(&user_id)?;
+        self.access.may_act_as(caller, &user_id).await?;
         Ok(table::unread_count(&self.db, &user_id).await?)
     }
 
@@ -168,8 +168,9 @@ impl Notifier {
             .await?
             .ok_or_else(|| Error::not_found("notification not found"))?;
         // Someone else's is as good as absent: its id tells nothing.
-        caller
-            .acts_as(&row.user_id)
+        self.access
+            .may_act_as(caller, &row.user_id)
+            .await
             .map_err(|_| Error::not_found("notification not found"))?;
         Ok(row)
     }
@@ -185,7 +186,7 @@ impl Notifier {
     /// Marks all the user's notifications read; returns how many were unread.
     pub async fn read_all(&self, caller: &Caller, user_id: &str) -> Result<u64> {
         let user_id = names::user_id(user_id)?;
-        caller.acts_as(&user_id)?;
+        self.access.may_act_as(caller, &user_id).await?;
         Ok(table::mark_all_read(&self.db, &user_id).await?)
     }
 

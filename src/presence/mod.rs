@@ -93,7 +93,7 @@ impl Presence {
         user_id: &str,
         username: Option<&str>,
     ) -> Result<Peer> {
-        let peer = self.peer_of(caller, user_id, username)?;
+        let peer = self.peer_of(caller, user_id, username).await?;
         self.mark_online(&peer.user_id, &peer.username).await?;
         Ok(peer)
     }
@@ -106,9 +106,14 @@ impl Presence {
 
     /// A user id and name as a client sends them, checked; no name means the user id. A
     /// signed-in caller is themselves: the id must be theirs, the name is theirs.
-    fn peer_of(&self, caller: &Caller, user_id: &str, username: Option<&str>) -> Result<Peer> {
+    async fn peer_of(
+        &self,
+        caller: &Caller,
+        user_id: &str,
+        username: Option<&str>,
+    ) -> Result<Peer> {
         let user_id = names::user_id(user_id)?;
-        caller.acts_as(&user_id)?;
+        self.access.may_act_as(caller, &user_id).await?;
         if let Some(user) = caller.require_identity()? {
             if user.user_id == user_id {
                 return Ok(user.clone());
@@ -151,7 +156,7 @@ impl Presence {
 
     pub async fn offline(&self, caller: &Caller, user_id: &str) -> Result<String> {
         let user_id = names::user_id(user_id)?;
-        caller.acts_as(&user_id)?;
+        self.access.may_act_as(caller, &user_id).await?;
         self.store.set_offline(&user_id).await?;
         Ok(user_id)
     }
@@ -167,12 +172,14 @@ impl Presence {
         active: bool,
     ) -> Result<()> {
         let user_id = names::user_id(user_id)?;
-        caller.acts_as(&user_id)?;
+        self.access.may_act_as(caller, &user_id).await?;
         let known = match username {
             Some(_) => None,
             None => self.store.user(&user_id).await.ok().flatten(),
         };
-        let peer = self.peer_of(caller, &user_id, username.or(known.as_deref()))?;
+        let peer = self
+            .peer_of(caller, &user_id, username.or(known.as_deref()))
+            .await?;
         let room = RoomName::parse(room.ok_or_else(|| Error::bad_request("room_id is required"))?)?;
         self.access.may_read(caller, room.as_str()).await?;
         self.typing(room.as_str(), Arc::new(peer), active).await
