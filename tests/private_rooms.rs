@@ -460,3 +460,183 @@ on_every_backend!(
     a_private_room_is_invisible_to_non_members,
     a_direct_conversation_is_its_two_peoples
 );
+
+/// On MariaDB, whose databases are made `utf8mb4_unicode_ci` as a real user's are, ids
+/// compare byte for byte in SQL as they do in Rust: a signed-in `BOB` or `bob ` is not
+/// `bob`, so neither is a member of his private room, nor sees his room's files or his
+/// notifications. And every id column of the schema has a binary collation, so one added
+/// later without it shows here.
+#[tokio::test(flavor = "multi_thread")]
+async fn ids_differing_in_case_or_trailing_spaces_are_other_users_on_mariadb() {
+    use jsonwebtoken::{encode, EncodingKey, Header};
+    use sea_orm::{ConnectionTrait, Statement};
+    let db = TestDb::create(Backend::MariaDb).await;
+    let secret = "the shop's HS256 secret, well over thirty-two bytes";
+    let server = Server::start_with(
+        ServerOptions::new(&db.url)
+            .env("ROCKET_AUTH", "required")
+            .env("JWT_SECRET", secret),
+    )
+    .await;
+    let exp = chrono::Utc::now().timestamp() + 600;
+    let signed_in = |sub: &'static str, name: &'static str| {
+        let token = encode(
+            &Header::default(),
+            &json!({"sub": sub, "name": name, "exp": exp}),
+            &EncodingKey::from_secret(secret.as_bytes()),
+        )
+        .unwrap();
+        let server = &server;
+        async move {
+            let (status, me) =
+                call_with_token(server, Method::GET, "/api/auth/me", None, Some(&token)).await;
+            assert_eq!(status, 200, "{me}");
+            (me["user_id"].as_str().unwrap().to_string(), token)
+        }
+    };
+    let (_, alice) = signed_in("alice", "Alice").await;
+    let (bob_id, bob) = signed_in("bob", "Bob").await;
+    let impostors = [
+        signed_in("BOB", "Upper").await,
+        signed_in("bob ", "Spaced").await,
+    ];
+    let room = room("plans");
+    let (status, created) = call_with_token(
+        &server,
+        Method::POST,
+        "/api/chat/rooms",
+        Some(json!({"id": room, "private": true})),
+        Some(&alice),
+    )
+    .await;
+    assert_eq!(status, 201, "{created}");
+    let (status, added) = call_with_token(
+        &server,
+        Method::POST,
+        &format!("/api/chat/rooms/{room}/members"),
+        Some(json!({"user_id": bob_id})),
+        Some(&alice),
+    )
+    .await;
+    assert_eq!(status, 201, "{added}");
+    let upload = client()
+        .post(format!("{}/api/files/upload?room_id={room}", server.url))
+        .bearer_auth(&bob)
+        .multipart(reqwest::multipart::Form::new().part(
+            "file",
+            reqwest::multipart::Part::bytes(b"plan".to_vec()).file_name("plan.txt"),
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(upload.status(), 201);
+    let file: Value = upload.json().await.unwrap();
+    let file = format!("/api/files/{}", file["id"].as_str().unwrap());
+    let sql = db.connect().await;
+    sql.execute_raw(Statement::from_sql_and_values(
+        sea_orm::DbBackend::MySql,
+        "INSERT INTO notification (id, user_id, title, body, notif_type, is_read, created_at) \
+         VALUES ('n-1', ?, 'for bob', 'the plan is secret', 'mention', 0, NOW(6))",
+        [bob_id.clone().into()],
+    ))
+    .await
+    .unwrap();
+    let path_id = |id: &str| id.replace(' ', "%20");
+    let unread = |token: String, id: String| {
+        let server = &server;
+        async move {
+            let path = format!("/api/notifications/{}/unread-count", path_id(&id));
+            call_with_token(server, Method::GET, &path, None, Some(&token)).await
+        }
+    };
+
+    // Bob himself: the room, its file and his notification.
+    assert_eq!(
+        call_with_token(&server, Method::GET, &file, None, Some(&bob))
+            .await
+            .0,
+        200
+    );
+    assert_eq!(
+        unread(bob.clone(), bob_id.clone()).await.1["unread_count"],
+        1
+    );
+
+    for (id, token) in &impostors {
+        assert_ne!(id, &bob_id);
+        for (door, status) in doors(&server, &room, &path_id(id), Some(token)).await {
+            assert_eq!(status, 404, "{id:?} at {door}");
+        }
+        for path in [file.clone(), format!("{file}/download")] {
+            let status = call_with_token(&server, Method::GET, &path, None, Some(token))
+                .await
+                .0;
+            assert_eq!(status, 404, "{id:?} reading {path}");
+        }
+        let (_, files) =
+            call_with_token(&server, Method::GET, "/api/files", None, Some(token)).await;
+        assert_eq!(files, json!([]), "{id:?} lists files");
+        let (_, rooms) =
+            call_with_token(&server, Method::GET, "/api/chat/rooms", None, Some(token)).await;
+        assert!(
+            !rooms
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|r| r["id"] == room.as_str()),
+            "{id:?} sees the room listed"
+        );
+        let (status, listed) = call_with_token(
+            &server,
+            Method::GET,
+            &format!("/api/notifications/{}", path_id(id)),
+            None,
+            Some(token),
+        )
+        .await;
+        assert_eq!((status, listed), (200, json!([])), "{id:?}'s notifications");
+        assert_eq!(
+            unread(token.clone(), id.clone()).await.1["unread_count"],
+            0,
+            "{id:?}'s unread count"
+        );
+        let path = format!("/api/notifications/{}/read-all", path_id(id));
+        call_with_token(&server, Method::PATCH, &path, None, Some(token)).await;
+    }
+    assert_eq!(
+        unread(bob.clone(), bob_id.clone()).await.1["unread_count"],
+        1,
+        "bob's notification is still unread"
+    );
+
+    // Every id column, as the schema now stands.
+    let rows = sql
+        .query_all_raw(Statement::from_string(
+            sea_orm::DbBackend::MySql,
+            "SELECT CONCAT(TABLE_NAME, '.', COLUMN_NAME), COLLATION_NAME \
+             FROM information_schema.COLUMNS \
+             WHERE TABLE_SCHEMA = DATABASE() AND COLLATION_NAME IS NOT NULL \
+             AND (COLUMN_NAME IN ('id', 'room', 'uploaded_by', 'name_key', 'object_key') \
+                  OR COLUMN_NAME LIKE '%\\_id')",
+        ))
+        .await
+        .unwrap();
+    let columns: Vec<(String, String)> = rows
+        .iter()
+        .map(|row| {
+            (
+                row.try_get_by_index(0).unwrap(),
+                row.try_get_by_index(1).unwrap(),
+            )
+        })
+        .collect();
+    assert!(columns.len() >= 15, "{columns:?}");
+    for (column, collation) in &columns {
+        assert!(
+            collation.ends_with("_bin"),
+            "{column} compares by {collation}"
+        );
+    }
+    server.stop();
+    db.drop_db().await;
+}

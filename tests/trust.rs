@@ -460,6 +460,106 @@ async fn sockets_per_address_and_frames_per_socket_are_limited() {
     db.drop_db().await;
 }
 
+/// Behind the shipped nginx, with `trusted_proxies` naming it: a client that writes a new
+/// `X-Forwarded-For` on every request is still one address, at each of nginx's locations
+/// (sign-ins, sockets, uploads). nginx reaches the server from 127.0.0.1, the client nginx
+/// from 127.0.0.2, so the two are told apart as a proxy and its client would be.
+#[tokio::test(flavor = "multi_thread")]
+async fn behind_the_shipped_nginx_a_forged_forwarded_for_is_still_one_address() {
+    let db = TestDb::create(Backend::Sqlite).await;
+    let server = Server::start_with(
+        ServerOptions::new(&db.url)
+            .env("ROCKET_RATE_LIMITS", "true")
+            .env("ROCKET_TRUSTED_PROXIES", r#"["127.0.0.1"]"#)
+            .env("ROCKET_SIGN_INS_PER_HOUR", "3")
+            .env("ROCKET_SOCKETS_PER_CLIENT", "2")
+            .env("ROCKET_UPLOADS_PER_DAY", "2"),
+    )
+    .await;
+    let nginx = Nginx::start(&[&server]).await;
+    let me: std::net::IpAddr = "127.0.0.2".parse().unwrap();
+    let http = reqwest::Client::builder()
+        .local_address(me)
+        .timeout(Duration::from_secs(10))
+        .build()
+        .unwrap();
+    let forged = |i: usize| format!("198.51.100.{i}");
+
+    // Registrations from the client, then from an address inside the trusted block (as a
+    // client on the host reaches nginx from Docker's gateway): each is one address.
+    let gateway: std::net::IpAddr = "127.0.0.1".parse().unwrap();
+    for (from, who) in [(me, "client"), (gateway, "gateway")] {
+        let http = reqwest::Client::builder()
+            .local_address(from)
+            .timeout(Duration::from_secs(10))
+            .build()
+            .unwrap();
+        let mut registrations = Vec::new();
+        for i in 0..6 {
+            let res = http
+                .post(format!("{}/api/auth/register", nginx.url))
+                .header("X-Forwarded-For", forged(i))
+                .header("X-Real-IP", forged(i))
+                .json(&json!({"username": format!("{who}{i}"), "password": "correct horse"}))
+                .send()
+                .await
+                .unwrap();
+            registrations.push(res.status().as_u16());
+        }
+        assert_eq!(
+            registrations,
+            [201, 201, 201, 429, 429, 429],
+            "registrations from the {who}"
+        );
+    }
+
+    let mut sockets = Vec::new();
+    let mut statuses = Vec::new();
+    for i in 0..4 {
+        let stream = tokio::net::TcpSocket::new_v4().unwrap();
+        stream.bind((me, 0).into()).unwrap();
+        let front = nginx.url.trim_start_matches("http://");
+        let stream = stream.connect(front.parse().unwrap()).await.unwrap();
+        let mut req = format!("ws://{front}/ws/general/rotor{i}")
+            .into_client_request()
+            .unwrap();
+        req.headers_mut().insert(
+            "X-Forwarded-For",
+            HeaderValue::from_str(&forged(i)).unwrap(),
+        );
+        match tokio_tungstenite::client_async(req, stream).await {
+            Ok((ws, _)) => {
+                sockets.push(ws);
+                statuses.push(101);
+            }
+            Err(tokio_tungstenite::tungstenite::Error::Http(res)) => {
+                statuses.push(res.status().as_u16())
+            }
+            Err(err) => panic!("socket {i}: {err}"),
+        }
+    }
+    assert_eq!(statuses, [101, 101, 429, 429], "sockets");
+
+    let mut uploads = Vec::new();
+    for i in 0..4 {
+        let part = reqwest::multipart::Part::bytes(b"hello".to_vec())
+            .file_name("note.txt")
+            .mime_str("text/plain")
+            .unwrap();
+        let res = http
+            .post(format!("{}/api/files/upload", nginx.url))
+            .header("X-Forwarded-For", forged(i))
+            .multipart(reqwest::multipart::Form::new().part("file", part))
+            .send()
+            .await
+            .unwrap();
+        uploads.push(res.status().as_u16());
+    }
+    assert_eq!(uploads, [201, 201, 429, 429], "uploads");
+    drop(sockets);
+    db.drop_db().await;
+}
+
 /// A socket's `since=0` in a room of more messages than one replay page gets them all, in
 /// order, once each (read page by page, never all at once).
 #[tokio::test(flavor = "multi_thread")]

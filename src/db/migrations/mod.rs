@@ -1,5 +1,7 @@
 //! Schema migrations, run at every start-up, so a fresh database (SQLite, MariaDB/MySQL or
-//! PostgreSQL) gets its tables before the first request.
+//! PostgreSQL) gets its tables before the first request. On MySQL/MariaDB an id column
+//! needs a binary collation, as `m20261216_000007_ids_compare_bytes` gives the existing
+//! ones (a MariaDB test checks every `id` and `*_id` column).
 
 use sea_orm_migration::prelude::*;
 
@@ -9,6 +11,7 @@ mod m20261122_000003_users_notifications_files;
 mod m20261122_000004_accounts;
 mod m20261202_000005_private_rooms;
 mod m20261202_000006_webchat_echo;
+mod m20261216_000007_ids_compare_bytes;
 
 pub struct Migrator;
 
@@ -22,6 +25,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261122_000004_accounts::Migration),
             Box::new(m20261202_000005_private_rooms::Migration),
             Box::new(m20261202_000006_webchat_echo::Migration),
+            Box::new(m20261216_000007_ids_compare_bytes::Migration),
         ]
     }
 }
