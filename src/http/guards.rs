@@ -12,6 +12,7 @@ use rocket::outcome::Outcome;
 use rocket::request::{self, FromRequest, Request};
 use serde::de::DeserializeOwned;
 use std::net::IpAddr;
+use std::sync::LazyLock;
 use subtle::ConstantTimeEq;
 
 /// The admin token, if the server has one (managed state).
@@ -110,10 +111,16 @@ fn identify(req: &Request<'_>) -> Result<Caller, Error> {
     Ok(caller)
 }
 
-/// `?token=` counts on socket paths only: elsewhere a token in a URL ends up in logs and
-/// browser history.
+/// `?token=` counts on the socket routes only (a browser's socket cannot send headers):
+/// elsewhere a token in a URL ends up in browser history and in other sites' `Referer`.
+/// Known by the route the request matched, not by its path: `/wsroom` is a room's page.
 fn socket_token(req: &Request<'_>) -> Option<String> {
-    if !req.uri().path().starts_with("/ws") {
+    static SOCKET_ROUTES: LazyLock<Vec<rocket::Route>> = LazyLock::new(super::ws::routes);
+    let route = req.route()?;
+    let socket = SOCKET_ROUTES
+        .iter()
+        .any(|r| r.method == route.method && r.uri.as_str() == route.uri.as_str());
+    if !socket {
         return None;
     }
     req.query_value::<&str>("token")
