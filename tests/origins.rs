@@ -86,3 +86,45 @@ async fn a_token_in_the_url_counts_on_sockets_only_and_is_never_logged() {
     assert!(leaked.is_empty(), "the token is in the log: {leaked:?}");
     db.drop_db().await;
 }
+
+/// A page of another port or scheme of this host is another site: with the session
+/// cookie, its socket is refused, while this server's own origin is admitted.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_socket_from_another_port_or_scheme_of_this_host_is_refused() {
+    let db = TestDb::create(Backend::Sqlite).await;
+    let server = Server::start_with(required(&db)).await;
+    let (user_id, token) = sign_up(&server, &unique_name("sock")).await;
+    let cookie = format!("ferrochat_session={token}");
+    let own = server.url.clone(); // http://127.0.0.1:<port>
+    let port = own.rsplit(':').next().unwrap();
+    let path = format!("/ws/general/{user_id}");
+    for origin in [
+        "http://127.0.0.1:6666".to_string(),
+        format!("https://127.0.0.1:{port}"),
+        "http://127.0.0.1".to_string(),
+        "null".to_string(),
+    ] {
+        let headers = [("Cookie", cookie.as_str()), ("Origin", origin.as_str())];
+        let status = socket_status(&server, &path, &headers).await;
+        assert_eq!(status, 403, "a socket from {origin} was not refused");
+    }
+    let headers = [("Cookie", cookie.as_str()), ("Origin", own.as_str())];
+    let status = socket_status(&server, &path, &headers).await;
+    assert_eq!(status, 101, "this server's own origin {own} refused");
+    // A client that is no page sends no Origin.
+    assert_eq!(
+        socket_status(&server, &path, &[("Cookie", &cookie)]).await,
+        101
+    );
+
+    // Through the shipped nginx, whose address is then the page's origin: it passes on
+    // the Host with its port.
+    let nginx = Nginx::start(&[&server]).await;
+    let front = Server::at(&nginx.url);
+    for (origin, status) in [(nginx.url.as_str(), 101), (own.as_str(), 403)] {
+        let headers = [("Cookie", cookie.as_str()), ("Origin", origin)];
+        let got = socket_status(&front, &path, &headers).await;
+        assert_eq!(got, status, "a socket through nginx from {origin}");
+    }
+    db.drop_db().await;
+}

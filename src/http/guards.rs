@@ -140,17 +140,21 @@ pub mod https {
         type Error = std::convert::Infallible;
 
         async fn from_request(req: &'r Request<'_>) -> request::Outcome<Self, Self::Error> {
-            let direct = req.rocket().config().tls_enabled();
-            let proxied = req.remote().is_some_and(|peer| {
-                req.rocket()
-                    .state::<TrustedProxies>()
-                    .is_some_and(|t| t.trusts(peer.ip()))
-            }) && req
-                .headers()
-                .get_one("X-Forwarded-Proto")
-                .is_some_and(|p| p.eq_ignore_ascii_case("https"));
-            Outcome::Success(Https(direct || proxied))
+            Outcome::Success(Https(of(req)))
         }
+    }
+
+    pub fn of(req: &Request<'_>) -> bool {
+        let direct = req.rocket().config().tls_enabled();
+        let proxied = req.remote().is_some_and(|peer| {
+            req.rocket()
+                .state::<TrustedProxies>()
+                .is_some_and(|t| t.trusts(peer.ip()))
+        }) && req
+            .headers()
+            .get_one("X-Forwarded-Proto")
+            .is_some_and(|p| p.eq_ignore_ascii_case("https"));
+        direct || proxied
     }
 }
 
