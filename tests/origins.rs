@@ -7,7 +7,7 @@ mod common;
 
 use common::*;
 use reqwest::Method;
-use serde_json::json;
+use serde_json::{json, Value};
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::http::HeaderValue;
 
@@ -126,5 +126,119 @@ async fn a_socket_from_another_port_or_scheme_of_this_host_is_refused() {
         let got = socket_status(&front, &path, &headers).await;
         assert_eq!(got, status, "a socket through nginx from {origin}");
     }
+    db.drop_db().await;
+}
+
+/// A request signed in by the session cookie that changes something must come from this
+/// site's pages (its Origin, else its Referer): a page of another site, or of another port
+/// of this host, which the browser would send the cookie with, is refused 403 and stores
+/// nothing. Clients that are no page (no Origin, no Referer), bearer tokens and anonymous
+/// posts are as before.
+#[tokio::test(flavor = "multi_thread")]
+async fn cookie_signed_changes_from_another_origin_are_refused() {
+    let db = TestDb::create(Backend::Sqlite).await;
+    let files = tempfile::tempdir().unwrap();
+    let server = Server::start_with(
+        ServerOptions::new(&db.url).env("ROCKET_FILES_DIR", files.path().to_str().unwrap()),
+    )
+    .await;
+    let name = unique_name("csrf");
+    let (_, token) = sign_up(&server, &name).await;
+    let cookie = format!("ferrochat_session={token}");
+    let room = room("csrf");
+    let own = server.url.clone();
+    let post = |headers: &[(&str, &str)], msg: &str| {
+        let mut req = client()
+            .post(format!("{}/api/chat/{room}", server.url))
+            .form(&[("username", "claimed"), ("msg", msg)]);
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        async move {
+            let res = req.send().await.unwrap();
+            let status = res.status().as_u16();
+            (status, res.json::<Value>().await.unwrap_or(Value::Null))
+        }
+    };
+    let upload = |headers: &[(&str, &str)]| {
+        let mut req = client()
+            .post(format!("{}/api/files/upload", server.url))
+            .multipart(reqwest::multipart::Form::new().part(
+                "file",
+                reqwest::multipart::Part::bytes(b"hello".to_vec()).file_name("a.txt"),
+            ));
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        async move {
+            let res = req.send().await.unwrap();
+            let status = res.status().as_u16();
+            (status, res.json::<Value>().await.unwrap_or(Value::Null))
+        }
+    };
+
+    let referer = "http://evil.example/page?x=1".to_string();
+    let other_port = "http://127.0.0.1:6666".to_string();
+    let foreign = [
+        ("Origin", "http://evil.example".to_string()),
+        ("Origin", other_port.clone()),
+        ("Origin", "null".to_string()),
+        ("Referer", referer),
+        ("Referer", format!("{other_port}/general")),
+    ];
+    for (header, value) in &foreign {
+        let headers = [("Cookie", cookie.as_str()), (*header, value.as_str())];
+        assert_detail(&post(&headers, "forged").await, 403, "session cookie");
+        assert_detail(&upload(&headers).await, 403, "session cookie");
+        let logout = client()
+            .post(format!("{}/api/auth/logout", server.url))
+            .header("Cookie", &cookie)
+            .header(*header, value)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(logout.status(), 403, "a logout from {value}");
+        assert!(logout.headers().get("set-cookie").is_none());
+    }
+    assert_eq!(
+        transcript(&server, &room).await,
+        "",
+        "a forged post was stored"
+    );
+    let stored: Vec<_> = std::fs::read_dir(files.path()).unwrap().collect();
+    assert!(stored.is_empty(), "a forged upload was stored: {stored:?}");
+    let (_, listed) = call(&server, Method::GET, "/api/files", None).await;
+    assert_eq!(listed, json!([]));
+
+    // This site's own pages; a client that is no page; a bearer token; nobody.
+    let cookie_own = [("Cookie", cookie.as_str()), ("Origin", own.as_str())];
+    let own_page = format!("{own}/{room}");
+    let cookie_referer = [("Cookie", cookie.as_str()), ("Referer", own_page.as_str())];
+    let bearer = format!("Bearer {token}");
+    let evil = "http://evil.example";
+    let bearer_evil = [("Authorization", bearer.as_str()), ("Origin", evil)];
+    let anonymous_evil = [("Origin", evil)];
+    for headers in [
+        &cookie_own[..],
+        &cookie_referer[..],
+        &[("Cookie", cookie.as_str())][..],
+        &bearer_evil[..],
+        &anonymous_evil[..],
+    ] {
+        assert_eq!(post(headers, "fine").await.0, 204, "{headers:?}");
+        assert_eq!(upload(headers).await.0, 201, "{headers:?}");
+    }
+    let lines = lines(&transcript(&server, &room).await);
+    assert_eq!(lines.len(), 5, "{lines:?}");
+    assert_eq!(lines[0], format!("{name}: fine"));
+    assert_eq!(lines[4], "claimed: fine");
+    let logout = client()
+        .post(format!("{}/api/auth/logout", server.url))
+        .header("Cookie", &cookie)
+        .header("Origin", &own)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(logout.status(), 200);
     db.drop_db().await;
 }

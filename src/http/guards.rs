@@ -96,11 +96,13 @@ fn identify(req: &Request<'_>) -> Result<Caller, Error> {
     let token = match presented {
         Some(_) if admin => None,
         Some(token) => Some(token.to_string()),
-        None => req
-            .cookies()
-            .get(SESSION_COOKIE)
-            .map(|c| c.value().to_string())
-            .or_else(|| socket_token(req)),
+        None => match req.cookies().get(SESSION_COOKIE) {
+            Some(cookie) => {
+                super::origin::check_cookie_request(req)?;
+                Some(cookie.value().to_string())
+            }
+            None => socket_token(req),
+        },
     };
     if let (Some(token), Some(accounts)) = (token, req.rocket().state::<Accounts>()) {
         let (user, expires_at) = accounts.identify(&token)?;
