@@ -242,3 +242,66 @@ async fn cookie_signed_changes_from_another_origin_are_refused() {
     assert_eq!(logout.status(), 200);
     db.drop_db().await;
 }
+
+/// `/api/files/health` says whether the store answers, not where it is nor with which
+/// keys.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_files_health_names_no_path_and_no_credentials() {
+    let db = TestDb::create(Backend::Sqlite).await;
+    let dir = tempfile::tempdir().unwrap();
+    let dir_name = dir.path().to_str().unwrap().to_string();
+    let server =
+        Server::start_with(ServerOptions::new(&db.url).env("ROCKET_FILES_DIR", &dir_name)).await;
+    let (status, health) = call(&server, Method::GET, "/api/files/health", None).await;
+    assert_eq!(
+        (status, health["store"]["state"].as_str()),
+        (200, Some("up"))
+    );
+    assert!(!health.to_string().contains(&dir_name), "{health}");
+    drop(server);
+
+    // An S3 store that does not answer: neither its address, its bucket nor its keys.
+    let endpoint = format!("127.0.0.1:{}", free_port());
+    let server = Server::start_with(
+        ServerOptions::new(&db.url)
+            .env("MINIO_ENDPOINT", &endpoint)
+            .env("MINIO_ACCESS_KEY", "accesskeyid")
+            .env("MINIO_SECRET_KEY", "secretaccesskey")
+            .env("MINIO_BUCKET", "privatebucket"),
+    )
+    .await;
+    let (status, health) = call(&server, Method::GET, "/api/files/health", None).await;
+    assert_eq!(status, 503, "{health}");
+    assert_eq!(health["store"]["state"], "down");
+    let text = health.to_string();
+    for secret in [
+        &endpoint[..],
+        "accesskeyid",
+        "secretaccesskey",
+        "privatebucket",
+    ] {
+        assert!(!text.contains(secret), "{secret} in {text}");
+    }
+    db.drop_db().await;
+}
+
+/// In required mode a stranger learns from `/api/chat/health` that the chat is up, not
+/// how many messages it holds; a signed-in caller (and open mode) still sees the count.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_chat_health_keeps_the_message_count_from_strangers() {
+    let db = TestDb::create(Backend::Sqlite).await;
+    let server = Server::start_with(required(&db)).await;
+    let (_, token) = sign_up(&server, &unique_name("count")).await;
+    let (status, health) = call(&server, Method::GET, "/api/chat/health", None).await;
+    assert_eq!((status, health["status"].as_str()), (200, Some("healthy")));
+    assert!(health.get("messages").is_none(), "{health}");
+    let signed_in =
+        call_with_token(&server, Method::GET, "/api/chat/health", None, Some(&token)).await;
+    assert_eq!(signed_in.1["messages"], 0, "{signed_in:?}");
+    drop(server);
+
+    let server = Server::start(&db.url).await;
+    let (_, health) = call(&server, Method::GET, "/api/chat/health", None).await;
+    assert_eq!(health["messages"], 0, "{health}");
+    db.drop_db().await;
+}
