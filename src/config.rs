@@ -83,9 +83,14 @@ pub struct Settings {
     /// PEM (also `JWT_PUBLIC_KEY`): its JWTs (`sub`, `name`, `exp`) are identities here.
     pub jwt_secret: Option<String>,
     pub jwt_public_key: Option<String>,
-    /// Web sites whose pages may open sockets here (`https://chat.example.com`, or `*`),
-    /// besides this server's own pages and clients that send no `Origin`.
+    /// Web sites whose pages may open sockets here and send changes signed in by the
+    /// session cookie (`https://chat.example.com`, or `*`), besides this server's own pages
+    /// and clients that send no `Origin`.
     pub allowed_origins: Vec<String>,
+    /// This server's origin as browsers see it (`https://chat.example.com`), for a proxy in
+    /// front that changes the `Host` or the scheme. None: the `Host` of each request and
+    /// the scheme it came by (`X-Forwarded-Proto` from `trusted_proxies` only).
+    pub public_origin: Option<String>,
     /// Addresses (or CIDR blocks) of proxies whose `X-Forwarded-For` / `X-Real-IP` name the
     /// client; from anyone else those headers are ignored.
     pub trusted_proxies: Vec<String>,
@@ -175,6 +180,7 @@ impl Default for Settings {
             jwt_secret: None,
             jwt_public_key: None,
             allowed_origins: Vec::new(),
+            public_origin: None,
             trusted_proxies: Vec::new(),
             rate_limits: None,
             sign_ins_per_hour: 30,

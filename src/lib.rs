@@ -148,6 +148,8 @@ pub async fn build_from(
     tracing::info!(auth = ?settings.auth, rate_limits = settings.rate_limits_on(), "access");
     let limiter = http::limits::Limiter::new(&settings);
     let trusted_proxies = http::guards::TrustedProxies::parse(&settings.trusted_proxies)?;
+    let origins =
+        http::origin::Origins::parse(settings.public_origin.as_deref(), &settings.allowed_origins)?;
     let webchat_room = domain::RoomName::parse(&settings.webchat_room)
         .map_err(|e| format!("webchat_room: {e}"))?;
     let sockets = SocketState {
@@ -226,7 +228,7 @@ pub async fn build_from(
         .manage(limiter)
         .manage(trusted_proxies)
         .manage(http::guards::AdminToken(settings.admin_token()))
-        .manage(http::ws::AllowedOrigins(settings.allowed_origins.clone()))
+        .manage(origins)
         .manage(presence)
         .manage(notifier)
         .manage(files)

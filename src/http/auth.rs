@@ -4,6 +4,7 @@
 
 use super::guards::{https, SESSION_COOKIE};
 use super::limits::{Limiter, Signing};
+use super::origin::CookieOrigin;
 use super::JsonBody;
 use crate::accounts::{Accounts, Session};
 use crate::domain::{Caller, Error, Result};
@@ -96,10 +97,11 @@ async fn login(
     Ok(signed_in(session, cookies, https.0))
 }
 
-/// Forgets the session cookie. A token handed out stays valid until it expires.
-#[utoipa::path(tag = "auth", responses((status = 200)))]
+/// Forgets the session cookie. A token handed out stays valid until it expires. Another
+/// site's page may not sign its visitor out (403).
+#[utoipa::path(tag = "auth", responses((status = 200), (status = 403)))]
 #[post("/logout")]
-async fn logout(cookies: &CookieJar<'_>) -> Json<Value> {
+async fn logout(_page: CookieOrigin, cookies: &CookieJar<'_>) -> Json<Value> {
     cookies.remove(Cookie::build(SESSION_COOKIE).path("/"));
     Json(json!({ "status": "signed out" }))
 }

@@ -174,20 +174,24 @@ async fn remove_file(id: &str, caller: Caller, files: &State<Files>) -> Result<J
     Ok(Json(json!({ "status": "deleted", "id": id })))
 }
 
-/// 503 while the store (S3, MinIO or the folder) does not answer.
+/// 503 while the store (S3, MinIO or the folder) does not answer. Anyone may ask, so the
+/// answer says whether, not where: the folder, endpoint and bucket (and the store's own
+/// error, which names them) go to the log.
 #[utoipa::path(tag = "files", responses((status = 200), (status = 503)))]
 #[get("/health")]
 async fn files_health(files: &State<Files>) -> (Status, Json<Value>) {
     let store = &files.store;
     let checked = store.check().await;
+    if let Err(err) = &checked {
+        tracing::warn!(kind = store.kind, location = %store.location, error = %err, "file store down");
+    }
     let body = json!({
         "status": if checked.is_ok() { "healthy" } else { "unavailable" },
         "service": "files",
         "store": {
             "kind": store.kind,
-            "location": store.location,
             "state": if checked.is_ok() { "up" } else { "down" },
-            "error": checked.as_ref().err(),
+            "error": checked.as_ref().err().map(|_| "the store did not answer the check (the server's log says why)"),
         },
         "max_bytes": files.max_bytes,
     });

@@ -12,6 +12,7 @@ use rocket::outcome::Outcome;
 use rocket::request::{self, FromRequest, Request};
 use serde::de::DeserializeOwned;
 use std::net::IpAddr;
+use std::sync::LazyLock;
 use subtle::ConstantTimeEq;
 
 /// The admin token, if the server has one (managed state).
@@ -95,11 +96,13 @@ fn identify(req: &Request<'_>) -> Result<Caller, Error> {
     let token = match presented {
         Some(_) if admin => None,
         Some(token) => Some(token.to_string()),
-        None => req
-            .cookies()
-            .get(SESSION_COOKIE)
-            .map(|c| c.value().to_string())
-            .or_else(|| socket_token(req)),
+        None => match req.cookies().get(SESSION_COOKIE) {
+            Some(cookie) => {
+                super::origin::check_cookie_request(req)?;
+                Some(cookie.value().to_string())
+            }
+            None => socket_token(req),
+        },
     };
     if let (Some(token), Some(accounts)) = (token, req.rocket().state::<Accounts>()) {
         let (user, expires_at) = accounts.identify(&token)?;
@@ -110,10 +113,16 @@ fn identify(req: &Request<'_>) -> Result<Caller, Error> {
     Ok(caller)
 }
 
-/// `?token=` counts on socket paths only: elsewhere a token in a URL ends up in logs and
-/// browser history.
+/// `?token=` counts on the socket routes only (a browser's socket cannot send headers):
+/// elsewhere a token in a URL ends up in browser history and in other sites' `Referer`.
+/// Known by the route the request matched, not by its path: `/wsroom` is a room's page.
 fn socket_token(req: &Request<'_>) -> Option<String> {
-    if !req.uri().path().starts_with("/ws") {
+    static SOCKET_ROUTES: LazyLock<Vec<rocket::Route>> = LazyLock::new(super::ws::routes);
+    let route = req.route()?;
+    let socket = SOCKET_ROUTES
+        .iter()
+        .any(|r| r.method == route.method && r.uri.as_str() == route.uri.as_str());
+    if !socket {
         return None;
     }
     req.query_value::<&str>("token")
@@ -133,17 +142,21 @@ pub mod https {
         type Error = std::convert::Infallible;
 
         async fn from_request(req: &'r Request<'_>) -> request::Outcome<Self, Self::Error> {
-            let direct = req.rocket().config().tls_enabled();
-            let proxied = req.remote().is_some_and(|peer| {
-                req.rocket()
-                    .state::<TrustedProxies>()
-                    .is_some_and(|t| t.trusts(peer.ip()))
-            }) && req
-                .headers()
-                .get_one("X-Forwarded-Proto")
-                .is_some_and(|p| p.eq_ignore_ascii_case("https"));
-            Outcome::Success(Https(direct || proxied))
+            Outcome::Success(Https(of(req)))
         }
+    }
+
+    pub fn of(req: &Request<'_>) -> bool {
+        let direct = req.rocket().config().tls_enabled();
+        let proxied = req.remote().is_some_and(|peer| {
+            req.rocket()
+                .state::<TrustedProxies>()
+                .is_some_and(|t| t.trusts(peer.ip()))
+        }) && req
+            .headers()
+            .get_one("X-Forwarded-Proto")
+            .is_some_and(|p| p.eq_ignore_ascii_case("https"));
+        direct || proxied
     }
 }
 

@@ -1,9 +1,79 @@
-//! One `info` line per request, and the request counters of `/metrics`.
+//! One `info` line per request, and the request counters of `/metrics`. The line's path
+//! has its secrets redacted: a log is read by more people, and kept longer, than a token
+//! lives.
 
 use crate::metrics::METRICS;
 use rocket::fairing::{Fairing, Info, Kind};
+use rocket::http::RawStr;
 use rocket::{Data, Request, Response};
 use std::time::Instant;
+
+/// Query parameters (by name, any case) whose values are credentials: a socket's
+/// `?token=`, and the names other clients give a credential in a URL.
+const SECRET_PARAMS: &[&str] = &[
+    "token",
+    "access_token",
+    "id_token",
+    "refresh_token",
+    "jwt",
+    "key",
+    "api_key",
+    "apikey",
+    "secret",
+    "password",
+    "signature",
+    "sig",
+];
+
+/// Path segments that are credentials: (a segment's name, how many segments after it the
+/// secret is). `/hooks/<id>/<secret>`: an incoming hook is authenticated by its URL alone.
+const SECRET_SEGMENTS: &[(&str, usize)] = &[("hooks", 2)];
+
+const REDACTED: &str = "<redacted>";
+
+/// `path` and `query` (both as sent, percent-encoded) with every secret in them replaced
+/// by `<redacted>`. Names are compared decoded, as Rocket reads them, so `tok%65n=` is
+/// `token=` here too.
+pub fn redacted(path: &str, query: Option<&str>) -> String {
+    let segments: Vec<&str> = path.split('/').collect();
+    let secret_at = |i: usize| {
+        SECRET_SEGMENTS.iter().any(|(name, after)| {
+            i.checked_sub(*after)
+                .and_then(|at| segments.get(at))
+                .is_some_and(|s| RawStr::new(s).url_decode_lossy().eq_ignore_ascii_case(name))
+        })
+    };
+    let mut out = segments
+        .iter()
+        .enumerate()
+        .map(|(i, s)| {
+            if secret_at(i) && !s.is_empty() {
+                REDACTED
+            } else {
+                s
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("/");
+    if let Some(query) = query {
+        let fields = query.split(['&', ';']).map(|field| {
+            let name = field.split('=').next().unwrap_or(field);
+            let spaced = name.replace('+', " ");
+            let decoded = RawStr::new(&spaced).url_decode_lossy();
+            // `token[]` or `token.x` is a `token` to a form parser.
+            let key = decoded.split(['[', '.']).next().unwrap_or_default();
+            let secret = SECRET_PARAMS.iter().any(|p| key.eq_ignore_ascii_case(p));
+            if secret && field.contains('=') {
+                format!("{name}={REDACTED}")
+            } else {
+                field.to_string()
+            }
+        });
+        out.push('?');
+        out.push_str(&fields.collect::<Vec<_>>().join("&"));
+    }
+    out
+}
 
 pub struct RequestLog;
 
@@ -38,10 +108,44 @@ impl Fairing for RequestLog {
             .observe(started.elapsed().as_secs_f64());
         tracing::info!(
             method = %req.method(),
-            path = %req.uri(),
+            path = %redacted(req.uri().path().as_str(), req.uri().query().map(|q| q.as_str())),
             status = res.status().code,
             micros = started.elapsed().as_micros() as u64,
             "request"
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::redacted;
+
+    #[test]
+    fn secrets_in_a_path_are_redacted() {
+        assert_eq!(redacted("/ws/general/u1", None), "/ws/general/u1");
+        assert_eq!(
+            redacted("/ws/general/u1", Some("token=eyJ.a.b&since=4")),
+            "/ws/general/u1?token=<redacted>&since=4"
+        );
+        assert_eq!(
+            redacted("/ws", Some("since=1&TOKEN=x&tok%65n=y&token%5B%5D=z;api_key=k")),
+            "/ws?since=1&TOKEN=<redacted>&tok%65n=<redacted>&token%5B%5D=<redacted>&api_key=<redacted>"
+        );
+        // A name alone carries no value; other parameters stay as they were.
+        assert_eq!(
+            redacted("/x", Some("token&q=token%3Da")),
+            "/x?token&q=token%3Da"
+        );
+        assert_eq!(
+            redacted("/hooks/42/s3cr3t", Some("x=1")),
+            "/hooks/42/<redacted>?x=1"
+        );
+        assert_eq!(
+            redacted("/api/hooks/42/s3cr3t/extra", None),
+            "/api/hooks/42/<redacted>/extra"
+        );
+        assert_eq!(redacted("/hooks/42", None), "/hooks/42");
+        assert_eq!(redacted("/hooks/42/", None), "/hooks/42/");
+        assert_eq!(redacted("/rooms/hooks", None), "/rooms/hooks");
     }
 }

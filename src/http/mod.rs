@@ -20,6 +20,7 @@ mod log;
 pub mod notifications;
 pub mod openapi;
 pub mod ops;
+pub mod origin;
 pub mod page;
 pub mod presence;
 pub mod shutdown;

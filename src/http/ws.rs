@@ -17,6 +17,7 @@
 
 use super::guards::ClientAddr;
 use super::limits::{Bucket, Limiter, SocketLease};
+use super::origin::SiteOrigin;
 use crate::access::RoomAccess;
 use crate::chat;
 use crate::delivery::Delivery;
@@ -33,8 +34,6 @@ use crate::presence::Presence;
 use crate::realtime::{user_channel, Event, Hub, Subscription};
 use governor::DefaultDirectRateLimiter;
 use rocket::futures::{SinkExt, StreamExt};
-use rocket::outcome::Outcome;
-use rocket::request::{self, FromRequest, Request};
 use rocket::{get, State};
 use rocket_ws::frame::{CloseCode, CloseFrame};
 use rocket_ws::{Channel, Config, Message, WebSocket};
@@ -96,60 +95,6 @@ pub struct SocketState {
     pub lifecycle: Lifecycle,
     /// The room of seed 002's socket (`webchat_room`).
     pub webchat_room: RoomName,
-}
-
-/// Sites whose pages may open sockets here besides this server's own (`allowed_origins`).
-pub struct AllowedOrigins(pub Vec<String>);
-
-/// A socket opened by a page of this site, of an allowed one, or by a client that is no
-/// page (it sends no `Origin`). A page of any other site is refused: a browser would
-/// otherwise let it chat in its visitor's name.
-pub struct SiteOrigin;
-
-#[rocket::async_trait]
-impl<'r> FromRequest<'r> for SiteOrigin {
-    type Error = Error;
-
-    async fn from_request(req: &'r Request<'_>) -> request::Outcome<Self, Error> {
-        let Some(origin) = req.headers().get_one("Origin") else {
-            return Outcome::Success(SiteOrigin);
-        };
-        let allowed = req
-            .rocket()
-            .state::<AllowedOrigins>()
-            .map_or(&[][..], |a| &a.0[..]);
-        let listed = allowed
-            .iter()
-            .any(|a| a == "*" || a.trim_end_matches('/').eq_ignore_ascii_case(origin));
-        // Same site: the origin's host is the one this request was sent to. Ports are not
-        // compared: proxies commonly pass the host without it.
-        let host_of = |authority: &str| {
-            let authority = authority.rsplit('@').next().unwrap_or(authority);
-            match authority.strip_prefix('[') {
-                Some(v6) => v6.split(']').next().unwrap_or(v6).to_ascii_lowercase(),
-                None => authority
-                    .split(':')
-                    .next()
-                    .unwrap_or(authority)
-                    .to_ascii_lowercase(),
-            }
-        };
-        let origin_host = origin.split_once("://").map(|(_, rest)| host_of(rest));
-        let same = match (origin_host, req.headers().get_one("Host")) {
-            (Some(origin_host), Some(host)) => origin_host == host_of(host),
-            _ => false,
-        };
-        if listed || same {
-            Outcome::Success(SiteOrigin)
-        } else {
-            Outcome::Error((
-                rocket::http::Status::Forbidden,
-                Error::Forbidden(format!(
-                    "a socket from {origin} is refused: not this site, and not in allowed_origins"
-                )),
-            ))
-        }
-    }
 }
 
 /// The ChatFlow chat socket (see the module comment for its frames).
