@@ -30,6 +30,9 @@ pub struct Settings {
     pub transcript_cache_rooms: usize,
     /// Messages a room's transcript (the legacy GET) holds and answers at most: the newest.
     pub transcript_max_messages: usize,
+    /// Bytes the held transcripts may take together; past it the least recently read
+    /// rooms go (and are read from the database again when next polled).
+    pub transcript_cache_bytes: usize,
     pub db_max_connections: u32,
     /// How long a request waits for a database connection before it gets 503, in seconds.
     pub db_timeout_secs: u64,
@@ -140,6 +143,7 @@ impl Default for Settings {
             transcript_refresh_ms: 1000,
             transcript_cache_rooms: 10_000,
             transcript_max_messages: 5_000,
+            transcript_cache_bytes: 64 * 1024 * 1024,
             db_max_connections: 16,
             db_timeout_secs: 3,
             db_startup_wait_secs: 30,

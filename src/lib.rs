@@ -103,6 +103,7 @@ pub async fn build_from(
         Duration::from_millis(settings.transcript_refresh_ms),
         settings.transcript_cache_rooms,
         settings.transcript_max_messages,
+        settings.transcript_cache_bytes,
     ));
     let notifier = notifications::Notifier::new(db.clone(), hub.clone(), access.clone());
     let presence = presence::Presence::new(

@@ -729,3 +729,81 @@ async fn twenty_thousand_posts_to_new_rooms_leave_memory_flat() {
     }
     db.drop_db().await;
 }
+
+/// Rooms of the longest messages, each read once: the transcript cache holds them within
+/// its byte budget (the default, 64 MiB, holds one such room; every further room lets the
+/// least recently read one go), where it kept every room it had read (1,109 MiB for 20).
+/// A room let go is read from the database again, whole and with the same ETag.
+#[tokio::test(flavor = "multi_thread")]
+async fn rooms_of_long_messages_keep_the_transcript_cache_within_its_budget() {
+    const ROOMS: usize = 20;
+    const POSTS: usize = 1_000;
+    const BUDGET_MIB: u64 = 64;
+    let db = TestDb::create(Backend::Sqlite).await;
+    let server =
+        Server::start_with(ServerOptions::new(&db.url).env("ROCKET_RATE_LIMITS", "false")).await;
+    let http = client();
+    let prefix = unique_name("long");
+    // 4,096 characters of 4 bytes each, the longest message there is.
+    let text = |i: usize| format!("{i:04}{}", "😀".repeat(4_092));
+    let post = |room: String, i: usize| {
+        let req = http
+            .post(format!("{}/api/chat/{room}", server.url))
+            .json(&json!({"username": "flood", "msg": text(i)}));
+        async move { req.send().await.map(|r| r.status().as_u16()) }
+    };
+    let read = |room: String| {
+        let req = http.get(format!("{}/api/chat/{room}", server.url));
+        async move {
+            let res = req.send().await.expect("GET");
+            assert_eq!(res.status().as_u16(), 200);
+            let etag = res.headers()["etag"].to_str().unwrap().to_string();
+            (etag, res.text().await.unwrap())
+        }
+    };
+    // The pool, the writer and the allocator's arenas warmed by one room of the same kind.
+    let warm = format!("{prefix}-warm");
+    for status in futures_util::stream::iter(0..POSTS)
+        .map(|i| post(warm.clone(), i))
+        .buffer_unordered(16)
+        .collect::<Vec<_>>()
+        .await
+    {
+        assert!(matches!(status, Ok(204)), "{status:?}");
+    }
+    read(warm).await;
+    let before = server.rss_bytes();
+    let mut first_reads = Vec::new();
+    let mut rss = Vec::new();
+    for r in 0..ROOMS {
+        let room = format!("{prefix}-{r}");
+        for status in futures_util::stream::iter(0..POSTS)
+            .map(|i| post(room.clone(), i))
+            .buffer_unordered(16)
+            .collect::<Vec<_>>()
+            .await
+        {
+            assert!(matches!(status, Ok(204)), "{status:?}");
+        }
+        let (etag, body) = read(room).await;
+        assert_eq!(body.split('\n').count(), POSTS);
+        first_reads.push((etag, body.len()));
+        rss.push(server.rss_bytes());
+    }
+    let mib = |bytes: u64| bytes / (1024 * 1024);
+    let series: Vec<u64> = rss.iter().map(|b| mib(b.saturating_sub(before))).collect();
+    let most = rss.iter().copied().max().unwrap_or(before);
+    // The budget, and what the allocator's arenas keep of rows loaded and let go (about
+    // 10 MiB more a room here, where holding every room cost 55 MiB a room).
+    assert!(
+        mib(most - before) < BUDGET_MIB + 384,
+        "memory grew {} MiB over {ROOMS} rooms of {POSTS} long messages, each read once \
+         (MiB after each room: {series:?}); the budget is {BUDGET_MIB} MiB",
+        mib(most - before)
+    );
+    // The first room was let go: read again, it is the same room.
+    let (etag, body) = read(format!("{prefix}-0")).await;
+    assert_eq!((etag, body.len()), first_reads[0]);
+    assert!(body.contains(&text(POSTS - 1)));
+    db.drop_db().await;
+}

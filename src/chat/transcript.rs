@@ -2,12 +2,19 @@
 //! answered without touching the database. The server's own posts are added as they
 //! commit; messages written by anything else (another process on the same database) are
 //! picked up by a cheap incremental query at most once per refresh period.
+//!
+//! What the rooms hold together is bounded in bytes, not only in rooms: a room of the
+//! longest messages holds tens of megabytes, so a count of rooms alone let a few thousand
+//! posts keep gigabytes. Past the budget the least recently read rooms go, and a room
+//! larger than the whole budget is answered and not kept; either is read from the
+//! database again on its next poll.
 
 use crate::domain::message::transcript_line;
 use crate::domain::sync::lock;
 use crate::domain::{Error, Message, RoomName};
+use hashlink::LinkedHashMap;
 use sea_orm::DatabaseConnection;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -23,18 +30,42 @@ impl From<String> for Transcript {
     }
 }
 
+/// What a held message costs beside its strings: the row itself, its `Arc`, and its
+/// share of the map's nodes.
+const ENTRY_OVERHEAD: usize = std::mem::size_of::<Message>() + std::mem::size_of::<Entry>() + 48;
+/// What a held room costs beside its messages and its name.
+const ROOM_OVERHEAD: usize = std::mem::size_of::<Room>() + 64;
+
+struct Entry {
+    /// The row, for the JSON form and seed 002's history.
+    row: Arc<Message>,
+    /// Where the message's line starts in [`Room::text`], once it is there.
+    at: usize,
+}
+
 struct Room {
-    /// Each message's transcript line, and the row for the JSON form.
-    entries: BTreeMap<i64, (String, Arc<Message>)>,
-    /// The joined lines and their ETag, built on the first read after a change.
-    full: Option<(Transcript, Arc<str>)>,
+    entries: BTreeMap<i64, Entry>,
+    /// The lines of the entries up to `rendered`, joined: the one rendering held, sent as
+    /// it is by the common poll and cut at an entry's line for `?after=`. Keeping each
+    /// line apart as well doubled what a room held.
+    text: Transcript,
+    /// The newest message whose line is in `text`.
+    rendered: i64,
+    /// A message older than `rendered` came (commits need not arrive in id order): the
+    /// next build renders every line again, in order.
+    rerender: bool,
+    /// The ETag of `text`, when `text` holds every entry.
+    etag: Option<Arc<str>>,
+    /// The bytes of the rows held, with their overhead.
+    row_bytes: usize,
+    /// What this room adds to [`Held::bytes`], as last settled.
+    counted: usize,
     /// False until the room's history has been read from the database once.
     loaded: bool,
     /// When a refresh was last started. Set at the start, so one request refreshes per
     /// period, and one that is dropped midway (its client went away) delays the next
     /// refresh by a period at most.
     checked: Instant,
-    last_read: Instant,
 }
 
 /// What a poll gets: the whole transcript, or the lines after a message id, with the
@@ -50,40 +81,109 @@ pub struct View {
     pub count: usize,
 }
 
+/// The heap a row's clone holds (a clone's strings are as long as their text).
+fn row_bytes(row: &Message) -> usize {
+    let opt = |s: &Option<String>| s.as_ref().map_or(0, String::len);
+    ENTRY_OVERHEAD
+        + row.room.len()
+        + row.username.len()
+        + row.text.len()
+        + opt(&row.user_id)
+        + row.message_type.len()
+        + opt(&row.file_url)
+        + row.echo.as_ref().map_or(0, |e| e.kind.len())
+}
+
 impl Room {
     fn new() -> Self {
         Room {
             entries: BTreeMap::new(),
-            full: None,
+            text: Transcript::default(),
+            rendered: i64::MIN,
+            rerender: false,
+            etag: None,
+            row_bytes: 0,
+            counted: 0,
             loaded: false,
             checked: Instant::now(),
-            last_read: Instant::now(),
         }
     }
 
     /// Adds a message, keeping the newest `max` only.
     fn add(&mut self, row: &Message, max: usize) {
-        self.entries.entry(row.id).or_insert_with(|| {
-            let line = transcript_line(row.timestamp, &row.username, &row.text);
-            (line, Arc::new(row.clone()))
-        });
-        while self.entries.len() > max {
-            self.entries.pop_first();
+        if self.entries.contains_key(&row.id) {
+            return;
         }
-        self.full = None;
+        if row.id <= self.rendered {
+            self.rerender = true;
+        }
+        self.row_bytes += row_bytes(row);
+        let row = Arc::new(row.clone());
+        self.entries.insert(row.id, Entry { row, at: 0 });
+        while self.entries.len() > max {
+            if let Some((_, gone)) = self.entries.pop_first() {
+                self.row_bytes -= row_bytes(&gone.row);
+            }
+        }
+        self.etag = None;
     }
 
     fn last_id(&self) -> i64 {
         self.entries.last_key_value().map_or(0, |(id, _)| *id)
     }
 
-    fn full(&mut self) -> (Transcript, Arc<str>) {
-        if self.full.is_none() {
-            let text = join_lines(self.entries.values().map(|(line, _)| line.as_str()));
-            let etag = format!("\"{}-{}\"", self.entries.len(), self.last_id());
-            self.full = Some((text, etag.into()));
+    /// The bytes this room holds, its name's included.
+    fn cost(&self, name: &str) -> usize {
+        ROOM_OVERHEAD + name.len() + self.row_bytes + self.text.0.len()
+    }
+
+    /// Brings `text` up to every entry: what it already holds of the entries still here is
+    /// copied as it is, and only the lines of messages added since are rendered.
+    fn render(&mut self) {
+        let old = std::mem::take(&mut self.text);
+        let (kept, from) = match self.entries.first_key_value() {
+            Some((first, e)) if !self.rerender && *first <= self.rendered => {
+                (&old.0[e.at..], self.rendered.saturating_add(1))
+            }
+            // None of the old text is still held, or all of it is rendered again.
+            _ => (&old.0[..0], i64::MIN),
+        };
+        let shift = old.0.len() - kept.len();
+        let lines: Vec<String> = self
+            .entries
+            .range(from..)
+            .map(|(_, e)| transcript_line(e.row.timestamp, &e.row.username, &e.row.text))
+            .collect();
+        let len = kept.len() + lines.iter().map(|l| l.len() + 1).sum::<usize>();
+        let mut text = Vec::with_capacity(len);
+        text.extend_from_slice(kept);
+        for (_, e) in self.entries.range_mut(..from) {
+            e.at -= shift;
         }
-        self.full.clone().unwrap_or_default()
+        for ((_, e), line) in self.entries.range_mut(from..).zip(lines) {
+            if !text.is_empty() {
+                text.push(b'\n');
+            }
+            e.at = text.len();
+            text.extend_from_slice(line.as_bytes());
+        }
+        self.text = Transcript(text.into());
+        self.rendered = self.last_id();
+        self.rerender = false;
+    }
+
+    fn full(&mut self) -> (Transcript, Arc<str>) {
+        let etag = match &self.etag {
+            Some(etag) => etag.clone(),
+            None => {
+                self.render();
+                let etag: Arc<str> =
+                    format!("\"{}-{}\"", self.entries.len(), self.last_id()).into();
+                self.etag = Some(etag.clone());
+                etag
+            }
+        };
+        (self.text.clone(), etag)
     }
 
     fn view(&mut self, after: Option<i64>, with_rows: bool) -> View {
@@ -96,12 +196,17 @@ impl Room {
             // The common poll: the shared body as it is, nothing walked.
             None => (full, self.entries.len()),
             Some(_) => (
-                join_lines(range.clone().map(|(_, (line, _))| line.as_str())),
+                range
+                    .clone()
+                    .next()
+                    .map_or_else(Transcript::default, |(_, e)| {
+                        Transcript(full.0[e.at..].into())
+                    }),
                 range.clone().count(),
             ),
         };
         let rows = if with_rows {
-            range.map(|(_, (_, row))| row.clone()).collect()
+            range.map(|(_, e)| e.row.clone()).collect()
         } else {
             Vec::new()
         };
@@ -115,26 +220,73 @@ impl Room {
     }
 }
 
-fn join_lines<'a>(lines: impl Iterator<Item = &'a str> + Clone) -> Transcript {
-    let len = lines.clone().map(|l| l.len() + 1).sum::<usize>();
-    let mut text = String::with_capacity(len);
-    for line in lines {
-        if !text.is_empty() {
-            text.push('\n');
-        }
-        text.push_str(line);
+/// The rooms, least recently read first, and the bytes they hold together.
+struct Held {
+    rooms: LinkedHashMap<String, Room>,
+    bytes: usize,
+}
+
+impl Held {
+    /// Counts what `name`'s room holds now in place of what it held when last counted.
+    fn settle(bytes: &mut usize, name: &str, room: &mut Room) {
+        let now = room.cost(name);
+        *bytes = *bytes - room.counted + now;
+        room.counted = now;
     }
-    Transcript::from(text)
+
+    fn insert(&mut self, name: &str) {
+        let mut room = Room::new();
+        Held::settle(&mut self.bytes, name, &mut room);
+        if let Some(old) = self.rooms.insert(name.to_string(), room) {
+            self.bytes -= old.counted;
+        }
+    }
+
+    fn remove(&mut self, name: &str) {
+        if let Some(room) = self.rooms.remove(name) {
+            self.bytes -= room.counted;
+        }
+    }
+
+    /// Lets the least recently read rooms go until what is held fits `budget`; `changed`
+    /// goes first when it alone is larger, as no other room's going would make it fit. A
+    /// room still loading stays: it is small, and a post committed during its load is
+    /// recorded in it.
+    fn fit(&mut self, budget: usize, changed: &str) {
+        if self.bytes <= budget {
+            return;
+        }
+        if self
+            .rooms
+            .get(changed)
+            .is_some_and(|r| r.loaded && r.counted > budget)
+        {
+            self.remove(changed);
+        }
+        while self.bytes > budget {
+            let Some(name) = self
+                .rooms
+                .iter()
+                .find(|(_, r)| r.loaded)
+                .map(|(name, _)| name.clone())
+            else {
+                return;
+            };
+            self.remove(&name);
+        }
+    }
 }
 
 pub struct Transcripts {
-    rooms: Mutex<HashMap<String, Room>>,
+    held: Mutex<Held>,
     refresh: Duration,
     capacity: usize,
-    /// Messages held per room at most: the newest. So a room's transcript costs at most
-    /// this much memory, and a poll never reads or sends a room of a million messages.
+    /// Messages held per room at most: the newest. So a poll never reads or sends a room
+    /// of a million messages.
     max_messages: usize,
-    /// Counts deletions (see `forget`), changed with `rooms` held: a read of the database
+    /// Bytes the rooms may hold together.
+    budget: usize,
+    /// Counts deletions (see `forget`), changed with `held` locked: a read of the database
     /// that began before a deletion may hold the deleted message, and is not kept.
     deletions: AtomicU64,
 }
@@ -147,18 +299,22 @@ enum Plan {
 }
 
 impl Transcripts {
-    pub fn new(refresh: Duration, capacity: usize, max_messages: usize) -> Self {
+    pub fn new(refresh: Duration, capacity: usize, max_messages: usize, budget: usize) -> Self {
         Transcripts {
-            rooms: Mutex::new(HashMap::new()),
+            held: Mutex::new(Held {
+                rooms: LinkedHashMap::new(),
+                bytes: 0,
+            }),
             refresh,
             capacity: capacity.max(1),
             max_messages: max_messages.max(1),
+            budget,
             deletions: AtomicU64::new(0),
         }
     }
 
-    fn rooms(&self) -> MutexGuard<'_, HashMap<String, Room>> {
-        lock(&self.rooms)
+    fn held(&self) -> MutexGuard<'_, Held> {
+        lock(&self.held)
     }
 
     /// The room's messages after `after` (all of them without it, the newest
@@ -204,25 +360,30 @@ impl Transcripts {
         Fut: Future<Output = Result<Vec<Message>, Error>>,
     {
         let plan = {
-            let mut rooms = self.rooms();
+            let mut held = self.held();
+            let held = &mut *held;
             let deletions = self.deletions.load(Ordering::Relaxed);
-            match rooms.get_mut(room.as_str()) {
+            // Moved to the back: the front is the least recently read.
+            match held.rooms.to_back(room.as_str()) {
                 Some(r) if r.loaded => {
-                    r.last_read = Instant::now();
                     if r.checked.elapsed() >= self.refresh {
                         r.checked = Instant::now();
                         Plan::Refresh(r.last_id(), deletions)
                     } else {
-                        Plan::Serve(r.view(after, with_rows))
+                        let view = r.view(after, with_rows);
+                        // The first read after a change renders the text anew.
+                        Held::settle(&mut held.bytes, room.as_str(), r);
+                        held.fit(self.budget, room.as_str());
+                        Plan::Serve(view)
                     }
                 }
                 // Another request is loading it; loading again is harmless.
                 Some(_) => Plan::Load(deletions),
                 None => {
-                    self.make_room_for_one(&mut rooms);
+                    self.make_room_for_one(held);
                     // Present before the query starts, so a post that commits meanwhile
                     // is recorded here and not lost between the query and the insert.
-                    rooms.insert(room.as_str().to_string(), Room::new());
+                    held.insert(room.as_str());
                     Plan::Load(deletions)
                 }
             }
@@ -232,9 +393,10 @@ impl Transcripts {
             Plan::Refresh(known, deletions) => {
                 let rows = read(known).await;
                 let (refreshed, deletions) = {
-                    let mut rooms = self.rooms();
+                    let mut held = self.held();
+                    let held = &mut *held;
                     let current = self.deletions.load(Ordering::Relaxed) == deletions;
-                    let refreshed = match rooms.get_mut(room.as_str()) {
+                    let refreshed = match held.rooms.get_mut(room.as_str()) {
                         Some(r) if r.loaded => {
                             match rows {
                                 // Rows read before a deletion may hold the deleted message.
@@ -248,14 +410,17 @@ impl Transcripts {
                                 Err(err) => tracing::warn!(error = %err, room = room.as_str(),
                                     "transcript refresh failed, serving the cached one"),
                             }
-                            Some(r.view(after, with_rows))
+                            let view = r.view(after, with_rows);
+                            Held::settle(&mut held.bytes, room.as_str(), r);
+                            held.fit(self.budget, room.as_str());
+                            Some(view)
                         }
                         // Being loaded again after a deletion.
                         Some(_) => None,
                         // Evicted meanwhile: loaded again, as on a first read.
                         None => {
-                            self.make_room_for_one(&mut rooms);
-                            rooms.insert(room.as_str().to_string(), Room::new());
+                            self.make_room_for_one(held);
+                            held.insert(room.as_str());
                             None
                         }
                     };
@@ -284,7 +449,8 @@ impl Transcripts {
     {
         match read(0).await {
             Ok(rows) => {
-                let mut rooms = self.rooms();
+                let mut held = self.held();
+                let held = &mut *held;
                 if self.deletions.load(Ordering::Relaxed) != deletions {
                     // Something was deleted while this read ran: answer from it, keep
                     // nothing; the next read loads afresh.
@@ -292,18 +458,22 @@ impl Transcripts {
                     rows.iter().for_each(|row| r.add(row, self.max_messages));
                     return Ok(r.view(after, with_rows));
                 }
-                let r = rooms
+                let r = held
+                    .rooms
                     .entry(room.as_str().to_string())
                     .or_insert_with(Room::new);
                 rows.iter().for_each(|row| r.add(row, self.max_messages));
                 r.loaded = true;
                 r.checked = Instant::now();
-                Ok(r.view(after, with_rows))
+                let view = r.view(after, with_rows);
+                Held::settle(&mut held.bytes, room.as_str(), r);
+                held.fit(self.budget, room.as_str());
+                Ok(view)
             }
             Err(err) => {
-                let mut rooms = self.rooms();
-                if rooms.get(room.as_str()).is_some_and(|r| !r.loaded) {
-                    rooms.remove(room.as_str());
+                let mut held = self.held();
+                if held.rooms.get(room.as_str()).is_some_and(|r| !r.loaded) {
+                    held.remove(room.as_str());
                 }
                 Err(err)
             }
@@ -312,29 +482,29 @@ impl Transcripts {
 
     /// Adds a message this server has just committed to its room, if the room is held.
     pub fn record(&self, row: &Message) {
-        if let Some(r) = self.rooms().get_mut(&row.room) {
+        let mut held = self.held();
+        let held = &mut *held;
+        if let Some(r) = held.rooms.get_mut(&row.room) {
             r.add(row, self.max_messages);
+            Held::settle(&mut held.bytes, &row.room, r);
+            held.fit(self.budget, &row.room);
         }
     }
 
     /// Drops a room's cached transcript (a message of it was deleted); the next read
     /// loads it again.
     pub fn forget(&self, room: &str) {
-        let mut rooms = self.rooms();
+        let mut held = self.held();
         self.deletions.fetch_add(1, Ordering::Relaxed);
-        rooms.remove(room);
+        held.remove(room);
     }
 
-    fn make_room_for_one(&self, rooms: &mut HashMap<String, Room>) {
-        if rooms.len() < self.capacity {
+    fn make_room_for_one(&self, held: &mut Held) {
+        if held.rooms.len() < self.capacity {
             return;
         }
-        let oldest = rooms
-            .iter()
-            .min_by_key(|(_, r)| r.last_read)
-            .map(|(name, _)| name.clone());
-        if let Some(name) = oldest {
-            rooms.remove(&name);
+        if let Some((_, oldest)) = held.rooms.pop_front() {
+            held.bytes -= oldest.counted;
         }
     }
 }
@@ -421,7 +591,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_load_and_the_posts_recorded_meanwhile_are_one_transcript() {
-        let cache = Transcripts::new(Duration::from_secs(3600), 10, 1000);
+        let cache = Transcripts::new(Duration::from_secs(3600), 10, 1000, usize::MAX);
         let table = Table::new(vec![message("r", 1)], false);
         let read = table.reader();
         let r = room("r");
@@ -445,7 +615,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_deletion_racing_a_load_is_not_undone_by_it() {
-        let cache = Transcripts::new(Duration::from_secs(3600), 10, 1000);
+        let cache = Transcripts::new(Duration::from_secs(3600), 10, 1000, usize::MAX);
         let table = Table::new(vec![message("r", 1), message("r", 2)], false);
         let read = table.reader();
         let r = room("r");
@@ -475,7 +645,7 @@ mod tests {
     #[tokio::test]
     async fn a_room_evicted_during_its_refresh_misses_no_post() {
         // One room fits; every read refreshes.
-        let cache = Transcripts::new(Duration::ZERO, 1, 1000);
+        let cache = Transcripts::new(Duration::ZERO, 1, 1000, usize::MAX);
         let a = Table::new(vec![message("a", 1)], true);
         let read_a = a.reader();
         assert_eq!(
@@ -502,13 +672,13 @@ mod tests {
                 .unwrap()),
             [5]
         );
-        assert!(!cache.rooms().contains_key("a"));
+        assert!(!cache.held().rooms.contains_key("a"));
 
         // The refresh finds its room gone and loads it again; a post commits meanwhile.
         a.gate.add_permits(1);
         tokio::select! { _ = &mut refresh => panic!("the reload is held"), _ = a.started(3) => {} }
         assert!(
-            cache.rooms().contains_key("a"),
+            cache.held().rooms.contains_key("a"),
             "held again before the reload's query"
         );
         lock(&a.rows).push(message("a", 6));
@@ -519,7 +689,7 @@ mod tests {
 
     #[tokio::test]
     async fn the_least_recently_read_room_goes_first() {
-        let cache = Transcripts::new(Duration::from_secs(3600), 2, 1000);
+        let cache = Transcripts::new(Duration::from_secs(3600), 2, 1000, usize::MAX);
         let t = Table::new(Vec::new(), true);
         let read = t.reader();
         for name in ["a", "b"] {
@@ -536,19 +706,19 @@ mod tests {
             .view_with(&read, &room("c"), None, false)
             .await
             .unwrap();
-        let held: std::collections::BTreeSet<String> = cache.rooms().keys().cloned().collect();
+        let held: std::collections::BTreeSet<String> = cache.held().rooms.keys().cloned().collect();
         assert_eq!(held, ["a", "c"].map(String::from).into());
     }
 
     #[tokio::test]
     async fn a_failed_first_read_holds_nothing_and_a_failed_refresh_serves_the_cache() {
-        let cache = Transcripts::new(Duration::ZERO, 10, 1000);
+        let cache = Transcripts::new(Duration::ZERO, 10, 1000, usize::MAX);
         let fail = |_| async { Err::<Vec<Message>, _>(Error::Unavailable("down".into())) };
         assert!(cache
             .view_with(fail, &room("r"), None, false)
             .await
             .is_err());
-        assert!(cache.rooms().is_empty());
+        assert!(cache.held().rooms.is_empty());
         let t = Table::new(vec![message("r", 1)], true);
         cache
             .view_with(t.reader(), &room("r"), None, false)
@@ -560,5 +730,141 @@ mod tests {
             [1],
             "the database is away: pollers keep what is here"
         );
+    }
+
+    fn long(room: &str, id: i64) -> Message {
+        Message {
+            text: "😀".repeat(1000),
+            ..message(room, id)
+        }
+    }
+
+    /// What the rooms hold, counted afresh.
+    fn recount(cache: &Transcripts) -> usize {
+        let held = cache.held();
+        held.rooms.iter().map(|(name, r)| r.cost(name)).sum()
+    }
+
+    /// The transcript as joining every row's line gives it.
+    fn joined(rows: &[Message]) -> Vec<u8> {
+        let lines: Vec<String> = rows
+            .iter()
+            .map(|m| transcript_line(m.timestamp, &m.username, &m.text))
+            .collect();
+        lines.join("\n").into_bytes()
+    }
+
+    #[tokio::test]
+    async fn the_least_recently_read_rooms_go_when_their_bytes_pass_the_budget() {
+        // Each room: 50 messages of 4 KB, twice (row and line): about 400 KB.
+        let rows = |name: &str| (1..=50).map(|id| long(name, id)).collect::<Vec<_>>();
+        let one = {
+            let probe = Transcripts::new(Duration::from_secs(3600), 100, 1000, usize::MAX);
+            let t = Table::new(rows("a"), true);
+            probe
+                .view_with(t.reader(), &room("a"), None, false)
+                .await
+                .unwrap();
+            recount(&probe)
+        };
+        assert!(one > 2 * 50 * 4000, "rows and text counted: {one}");
+        let cache = Transcripts::new(Duration::from_secs(3600), 100, 1000, 2 * one + one / 2);
+        let tables: BTreeMap<&str, _> = ["a", "b", "c"]
+            .map(|name| (name, Table::new(rows(name), true)))
+            .into();
+        for name in ["a", "b", "a", "c"] {
+            let view = cache
+                .view_with(tables[name].reader(), &room(name), None, false)
+                .await
+                .unwrap();
+            assert_eq!(view.count, 50);
+        }
+        let held: std::collections::BTreeSet<String> = cache.held().rooms.keys().cloned().collect();
+        assert_eq!(held, ["a", "c"].map(String::from).into());
+        let bytes = cache.held().bytes;
+        assert_eq!(bytes, recount(&cache));
+        assert!(cache.held().bytes <= 2 * one + one / 2);
+        // b was let go: read from its table again, the same room.
+        let again = cache
+            .view_with(tables["b"].reader(), &room("b"), None, true)
+            .await
+            .unwrap();
+        assert_eq!((again.count, again.etag.as_ref()), (50, "\"50-50\""));
+        assert_eq!(tables["b"].reads.load(Ordering::SeqCst), 2);
+    }
+
+    #[tokio::test]
+    async fn a_room_larger_than_the_budget_is_answered_and_not_kept() {
+        let cache = Transcripts::new(Duration::from_secs(3600), 100, 1000, 100_000);
+        let small = Table::new(vec![message("s", 1)], true);
+        cache
+            .view_with(small.reader(), &room("s"), None, false)
+            .await
+            .unwrap();
+        let rows: Vec<Message> = (1..=100).map(|id| long("big", id)).collect();
+        let big = Table::new(rows.clone(), true);
+        let view = cache
+            .view_with(big.reader(), &room("big"), None, false)
+            .await
+            .unwrap();
+        assert_eq!(view.text.0.as_ref(), joined(&rows));
+        let held: Vec<String> = cache.held().rooms.keys().cloned().collect();
+        assert_eq!(
+            held,
+            ["s"],
+            "the big room goes, the small one it did not need stays"
+        );
+        let bytes = cache.held().bytes;
+        assert_eq!(bytes, recount(&cache));
+        // A post to a room no longer held is not kept either.
+        cache.record(&long("big", 101));
+        assert!(!cache.held().rooms.contains_key("big"));
+    }
+
+    #[tokio::test]
+    async fn the_one_rendering_answers_as_the_joined_lines_would() {
+        // At most 8 messages; commits arrive out of id order, and some twice.
+        let cache = Transcripts::new(Duration::from_secs(3600), 10, 8, usize::MAX);
+        let mut all = vec![message("r", 2), message("r", 4)];
+        let t = Table::new(all.clone(), true);
+        let read = t.reader();
+        let r = room("r");
+        cache.view_with(&read, &r, None, false).await.unwrap();
+        for id in [5, 7, 6, 3, 9, 7, 12, 10, 11, 1, 13, 14, 8, 20] {
+            let mut m = message("r", id);
+            m.text = format!("m{id}\nsecond line\r\n{}", "é".repeat(id as usize));
+            cache.record(&m);
+            if !all.iter().any(|held| held.id == id) {
+                all.push(m);
+            }
+            all.sort_by_key(|m| m.id);
+            let newest = &all[all.len().saturating_sub(8)..];
+            // Read every other step, so some builds take several new lines at once.
+            if id % 2 == 1 {
+                continue;
+            }
+            let whole = cache.view_with(&read, &r, None, true).await.unwrap();
+            assert_eq!(whole.text.0.as_ref(), joined(newest), "after {id}");
+            assert_eq!(whole.count, newest.len());
+            for after in 0..=21 {
+                let part = cache.view_with(&read, &r, Some(after), true).await.unwrap();
+                let expected: Vec<Message> =
+                    newest.iter().filter(|m| m.id > after).cloned().collect();
+                assert_eq!(
+                    part.text.0.as_ref(),
+                    joined(&expected),
+                    "{id}, after {after}"
+                );
+                assert_eq!(part.count, expected.len());
+                assert_eq!(
+                    part.rows.iter().map(|m| m.id).collect::<Vec<_>>(),
+                    expected.iter().map(|m| m.id).collect::<Vec<_>>()
+                );
+                assert_eq!(part.etag, whole.etag);
+            }
+            let bytes = cache.held().bytes;
+            assert_eq!(bytes, recount(&cache));
+        }
+        assert_eq!(t.reads.load(Ordering::SeqCst), 1, "served from memory");
     }
 }

@@ -521,7 +521,12 @@ mod tests {
 
     async fn delivery(hub: Arc<dyn Hub>) -> (Delivery, DatabaseConnection) {
         let db = memory().await;
-        let transcripts = Arc::new(Transcripts::new(Duration::from_secs(3600), 100, 1000));
+        let transcripts = Arc::new(Transcripts::new(
+            Duration::from_secs(3600),
+            100,
+            1000,
+            usize::MAX,
+        ));
         let access = Arc::new(RoomAccess::new(db.clone()));
         let notifier = Notifier::new(db.clone(), hub.clone(), access.clone());
         let delivery = Delivery::start(

@@ -72,6 +72,9 @@ async fn get_transcript(
     let mut view = transcripts.view(db, &room, query.after, query.json).await?;
     if let (Some(wait), Some(events)) = (query.wait, events.as_mut()) {
         if query.nothing_new(&view, &headers) {
+            // Read again after the wait, so not held meanwhile: a waiter holding it would
+            // keep a room's transcript alive after the cache let it go, a copy per waiter.
+            drop(view);
             // A message, or a lag (messages were missed), means: read again. A server
             // that is stopping answers at once, and the next poll goes elsewhere.
             let _ = tokio::time::timeout(wait, async {
