@@ -622,3 +622,39 @@ async fn seed_002_in_required_mode() {
     assert_eq!(lines(&res.text().await.unwrap()), ["ann: signed in"]);
     db.drop_db().await;
 }
+
+/// A name with zero-width or bidi-control characters looks like another: refused at
+/// registration and as a posted name.
+#[tokio::test(flavor = "multi_thread")]
+async fn names_with_invisible_characters_are_refused() {
+    let db = TestDb::create(Backend::Sqlite).await;
+    let server = Server::start(&db.url).await;
+    sign_up(&server, "ann").await;
+    for invisible in ['\u{200B}', '\u{200D}', '\u{202E}', '\u{2066}', '\u{FEFF}'] {
+        let name = format!("an{invisible}n");
+        let answer = call(
+            &server,
+            Method::POST,
+            "/api/auth/register",
+            Some(json!({"username": name, "password": "correct horse"})),
+        )
+        .await;
+        assert_detail(&answer, 400, "invisible characters");
+        let (status, body) = post_form(
+            &server,
+            &room("names"),
+            &[("username", &name), ("msg", "hi")],
+        )
+        .await;
+        assert_eq!(status, 400, "{invisible:?}: {body}");
+        let answer = call(
+            &server,
+            Method::POST,
+            "/api/chat/rooms/general/messages",
+            Some(json!({"content": "hi", "username": name})),
+        )
+        .await;
+        assert_detail(&answer, 400, "invisible characters");
+    }
+    db.drop_db().await;
+}
