@@ -93,8 +93,8 @@ pub struct Settings {
     /// heartbeats and sign-ins (429 with `Retry-After` past them), and a cap on sockets per
     /// address. Unset: on with `auth = "required"`, off in open mode.
     pub rate_limits: Option<bool>,
-    /// Registrations and sign-ins a client address may try per hour; and tries per account
-    /// name (guessing a password stops after a few).
+    /// Registrations and sign-ins a client address may try per hour (wrong passwords per
+    /// account name and address are counted apart: `http::limits::FAILURES_ALLOWED`).
     pub sign_ins_per_hour: u32,
     /// Messages a client may post per minute, at every door, and in one burst.
     pub posts_per_minute: u32,

@@ -525,6 +525,45 @@ async fn guessing_a_password_is_stopped() {
     db.drop_db().await;
 }
 
+/// Only wrong passwords count, per account name and address: a stranger's guesses from
+/// elsewhere do not lock the owner out, and still stop the stranger.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_strangers_wrong_passwords_do_not_lock_the_owner_out() {
+    let db = TestDb::create(Backend::Sqlite).await;
+    let server =
+        Server::start_with(required(&db).env("ROCKET_TRUSTED_PROXIES", "[\"127.0.0.1\"]")).await;
+    // Through a trusted proxy, one address per request, as every proxy writes it.
+    let sign_in = |from: &'static str, password: String| {
+        let server = &server;
+        async move {
+            client()
+                .post(format!("{}/api/auth/login", server.url))
+                .header("X-Forwarded-For", from)
+                .json(&json!({"username": "ann", "password": password}))
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16()
+        }
+    };
+    sign_up(&server, "ann").await;
+    let mut stranger = Vec::new();
+    for i in 0..8 {
+        stranger.push(sign_in("203.0.113.66", format!("guess {i}")).await);
+    }
+    assert_eq!(stranger, [401, 401, 401, 401, 401, 429, 429, 429]);
+    for _ in 0..3 {
+        assert_eq!(sign_in("198.51.100.7", "correct horse".into()).await, 200);
+    }
+    assert_eq!(
+        sign_in("203.0.113.66", "correct horse".into()).await,
+        429,
+        "still stopped"
+    );
+    db.drop_db().await;
+}
+
 /// Signed in, a user has buckets of their own: people behind one address do not share
 /// them, and one account's flood is stopped whoever else posts from there.
 #[tokio::test(flavor = "multi_thread")]

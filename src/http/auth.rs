@@ -2,7 +2,7 @@
 //! `Authorization: Bearer`, and set as the session cookie (HttpOnly, SameSite=Lax, Secure
 //! behind https) for the page; a socket takes it as `?token=` or the cookie.
 
-use super::guards::{https, SESSION_COOKIE};
+use super::guards::{https, ClientAddr, SESSION_COOKIE};
 use super::limits::{Limiter, Signing};
 use super::JsonBody;
 use crate::accounts::{Accounts, Session};
@@ -84,16 +84,19 @@ async fn register(
 async fn login(
     body: Result<JsonBody<Credentials>>,
     flood: Result<Signing>,
+    client: Result<ClientAddr>,
     https: https::Https,
     accounts: &State<Accounts>,
     limiter: &State<Arc<Limiter>>,
     cookies: &CookieJar<'_>,
 ) -> Result<Json<SignedIn>> {
     flood?;
+    let client = client?;
     let JsonBody(body) = body?;
-    limiter.check_sign_in(&body.username)?;
-    let session = accounts.login(&body.username, &body.password).await?;
-    Ok(signed_in(session, cookies, https.0))
+    limiter.check_sign_in(&body.username, client)?;
+    let session = accounts.login(&body.username, &body.password).await;
+    limiter.count_sign_in(&body.username, client, &session);
+    Ok(signed_in(session?, cookies, https.0))
 }
 
 /// Forgets the session cookie. A token handed out stays valid until it expires.
