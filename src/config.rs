@@ -69,7 +69,8 @@ pub struct Settings {
     /// `open` (names and ids as clients claim them) or `required` (every call signed in;
     /// the identity wins). See README "Security".
     pub auth: crate::domain::AuthMode,
-    /// Users (by name) who are admins once signed in.
+    /// Users (by id, as `/api/auth/me` shows it; `ext:<sub>` for another application's)
+    /// who are admins once signed in.
     pub admins: Vec<String>,
     /// The token that makes a request an admin's (`Authorization: Bearer <token>`); also
     /// `ADMIN_TOKEN`. In open mode, deleting rooms, messages and files needs it.
@@ -83,6 +84,12 @@ pub struct Settings {
     /// PEM (also `JWT_PUBLIC_KEY`): its JWTs (`sub`, `name`, `exp`) are identities here.
     pub jwt_secret: Option<String>,
     pub jwt_public_key: Option<String>,
+    /// The `iss` and `aud` another application's JWTs must carry, each when set.
+    pub jwt_issuer: Option<String>,
+    pub jwt_audience: Option<String>,
+    /// The longest another application's JWT may live (its `exp` from its `iat`, or from
+    /// now), in seconds; longer ones are refused.
+    pub jwt_max_ttl_secs: u64,
     /// Web sites whose pages may open sockets here (`https://chat.example.com`, or `*`),
     /// besides this server's own pages and clients that send no `Origin`.
     pub allowed_origins: Vec<String>,
@@ -174,6 +181,9 @@ impl Default for Settings {
             token_ttl_secs: 24 * 3600,
             jwt_secret: None,
             jwt_public_key: None,
+            jwt_issuer: None,
+            jwt_audience: None,
+            jwt_max_ttl_secs: 24 * 3600,
             allowed_origins: Vec::new(),
             trusted_proxies: Vec::new(),
             rate_limits: None,

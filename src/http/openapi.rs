@@ -126,7 +126,7 @@ fn told_whole(doc: utoipa::openapi::OpenApi) -> utoipa::openapi::OpenApi {
 }
 
 /// Routes that touch no database, Redis or file store, so never answer 503 for them.
-const NEEDS_NOTHING: [&str; 3] = ["/health/live", "/metrics", "/api/auth/logout"];
+const NEEDS_NOTHING: [&str; 2] = ["/health/live", "/metrics"];
 
 fn reason_of(code: &str) -> &'static str {
     match code {

@@ -9,6 +9,7 @@ mod m20261122_000003_users_notifications_files;
 mod m20261122_000004_accounts;
 mod m20261202_000005_private_rooms;
 mod m20261202_000006_webchat_echo;
+mod m20261210_000007_token_generation;
 
 pub struct Migrator;
 
@@ -22,6 +23,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261122_000004_accounts::Migration),
             Box::new(m20261202_000005_private_rooms::Migration),
             Box::new(m20261202_000006_webchat_echo::Migration),
+            Box::new(m20261210_000007_token_generation::Migration),
         ]
     }
 }
