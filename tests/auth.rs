@@ -821,29 +821,36 @@ async fn short_secrets_are_refused_at_start() {
         ("TOKEN_SECRET", "hunter2hunter2"),
         ("JWT_SECRET", "shop-secret"),
     ] {
-        let out = tokio::task::spawn_blocking({
-            let url = db.url.clone();
-            move || {
-                std::process::Command::new(env!("CARGO_BIN_EXE_ferrochat"))
-                    .env_remove("TOKEN_SECRET")
-                    .env_remove("JWT_SECRET")
-                    .env(
-                        "ROCKET_CONFIG",
-                        std::path::Path::new(REPO).join("Rocket.toml"),
-                    )
-                    .env("ROCKET_ADDRESS", "127.0.0.1")
-                    .env("ROCKET_PORT", "0")
-                    .env("DATABASE_URL", url)
-                    .env("RUST_LOG", "info")
-                    .env(name, secret)
-                    .output()
-                    .unwrap()
-            }
-        });
-        let out = tokio::time::timeout(Duration::from_secs(60), out)
-            .await
-            .expect("the server did not stop")
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_ferrochat"))
+            .env_remove("TOKEN_SECRET")
+            .env_remove("JWT_SECRET")
+            .env(
+                "ROCKET_CONFIG",
+                std::path::Path::new(REPO).join("Rocket.toml"),
+            )
+            .env("ROCKET_ADDRESS", "127.0.0.1")
+            .env("ROCKET_PORT", "0")
+            .env("DATABASE_URL", &db.url)
+            .env("RUST_LOG", "info")
+            .env(name, secret)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
             .unwrap();
+        let mut exited = false;
+        for _ in 0..300 {
+            if child.try_wait().unwrap().is_some() {
+                exited = true;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        if !exited {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("{name} of {} bytes: the server started", secret.len());
+        }
+        let out = child.wait_with_output().unwrap();
         assert!(!out.status.success(), "{name}: started");
         let log = String::from_utf8_lossy(&out.stdout).to_string()
             + &String::from_utf8_lossy(&out.stderr);
