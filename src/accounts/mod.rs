@@ -256,7 +256,7 @@ impl Accounts {
 
     /// Users whose id is in `admins` are admins.
     pub fn is_admin(&self, user: &Peer) -> bool {
-        self.admins.iter().any(|id| *id == user.user_id)
+        self.admins.contains(&user.user_id)
     }
 
     /// The account's current name, for `/api/auth/me` (a token may be older than a rename).

@@ -130,6 +130,7 @@ async fn logout(
     responses((status = 200, body = SignedIn), (status = 400), (status = 401), (status = 403),
         (status = 415), (status = 429)))]
 #[post("/password", data = "<body>")]
+#[allow(clippy::too_many_arguments)] // each is a part of the request Rocket hands in
 async fn password(
     caller: Result<Caller>,
     body: Result<JsonBody<NewPassword>>,
