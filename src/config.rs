@@ -72,7 +72,8 @@ pub struct Settings {
     /// `open` (names and ids as clients claim them) or `required` (every call signed in;
     /// the identity wins). See README "Security".
     pub auth: crate::domain::AuthMode,
-    /// Users (by name) who are admins once signed in.
+    /// Users (by id, as `/api/auth/me` shows it; `ext:<sub>` for another application's)
+    /// who are admins once signed in.
     pub admins: Vec<String>,
     /// The token that makes a request an admin's (`Authorization: Bearer <token>`); also
     /// `ADMIN_TOKEN`. In open mode, deleting rooms, messages and files needs it.
@@ -86,6 +87,12 @@ pub struct Settings {
     /// PEM (also `JWT_PUBLIC_KEY`): its JWTs (`sub`, `name`, `exp`) are identities here.
     pub jwt_secret: Option<String>,
     pub jwt_public_key: Option<String>,
+    /// The `iss` and `aud` another application's JWTs must carry, each when set.
+    pub jwt_issuer: Option<String>,
+    pub jwt_audience: Option<String>,
+    /// The longest another application's JWT may live (its `exp` from its `iat`, or from
+    /// now), in seconds; longer ones are refused.
+    pub jwt_max_ttl_secs: u64,
     /// Web sites whose pages may open sockets here and send changes signed in by the
     /// session cookie (`https://chat.example.com`, or `*`), besides this server's own pages
     /// and clients that send no `Origin`.
@@ -101,8 +108,8 @@ pub struct Settings {
     /// heartbeats and sign-ins (429 with `Retry-After` past them), and a cap on sockets per
     /// address. Unset: on with `auth = "required"`, off in open mode.
     pub rate_limits: Option<bool>,
-    /// Registrations and sign-ins a client address may try per hour; and tries per account
-    /// name (guessing a password stops after a few).
+    /// Registrations and sign-ins a client address may try per hour (wrong passwords per
+    /// account name and address are counted apart: `http::limits::FAILURES_ALLOWED`).
     pub sign_ins_per_hour: u32,
     /// Messages a client may post per minute, at every door, and in one burst.
     pub posts_per_minute: u32,
@@ -183,6 +190,9 @@ impl Default for Settings {
             token_ttl_secs: 24 * 3600,
             jwt_secret: None,
             jwt_public_key: None,
+            jwt_issuer: None,
+            jwt_audience: None,
+            jwt_max_ttl_secs: 24 * 3600,
             allowed_origins: Vec::new(),
             public_origin: None,
             trusted_proxies: Vec::new(),

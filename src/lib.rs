@@ -144,7 +144,22 @@ pub async fn build_from(
         ttl: Some(Duration::from_secs(settings.token_ttl_secs.max(1))),
         jwt_secret,
         jwt_public_key,
+        jwt_issuer: settings.jwt_issuer.clone(),
+        jwt_audience: settings.jwt_audience.clone(),
+        jwt_max_ttl: Some(Duration::from_secs(settings.jwt_max_ttl_secs)),
     })?;
+    for admin in &settings.admins {
+        // `admins` named users by name until they could be squatted: say so to whoever
+        // upgrades with a name still there, rather than leave them wondering.
+        if uuid::Uuid::parse_str(admin.trim()).is_err()
+            && !admin.trim().starts_with(accounts::EXTERNAL_PREFIX)
+        {
+            tracing::warn!(
+                admin = %admin,
+                "admins lists user ids (see GET /api/auth/me), and this is not one: it makes nobody an admin"
+            );
+        }
+    }
     let accounts = accounts::Accounts::new(db.clone(), tokens, &settings.admins, limits);
     tracing::info!(auth = ?settings.auth, rate_limits = settings.rate_limits_on(), "access");
     let limiter = http::limits::Limiter::new(&settings);

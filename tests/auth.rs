@@ -11,6 +11,23 @@ use serde_json::{json, Value};
 use std::time::Duration;
 use tokio_tungstenite::tungstenite::Message;
 
+/// Another application's HS256 secret, as the tests' servers take it.
+const SHOP_SECRET: &str = "shared with the shop, 32 bytes or more";
+
+/// A JWT of another application (the shop), signed with `secret`.
+fn shop_jwt(secret: &str, claims: Value) -> String {
+    jsonwebtoken::encode(
+        &jsonwebtoken::Header::default(),
+        &claims,
+        &jsonwebtoken::EncodingKey::from_secret(secret.as_bytes()),
+    )
+    .unwrap()
+}
+
+fn unix_now() -> i64 {
+    chrono::Utc::now().timestamp()
+}
+
 fn required(db: &TestDb) -> ServerOptions {
     ServerOptions::new(&db.url)
         .env("ROCKET_AUTH", "required")
@@ -323,14 +340,23 @@ async fn required_mode_at_every_door(backend: Backend) {
 }
 
 /// Who may delete what, by caller: anonymous, another user, the author, the room's owner,
-/// the uploader, an admin (a user named in `admins`, or the admin token).
+/// the uploader, an admin (a user whose id is in `admins`, or the admin token).
 async fn who_may_delete_what(backend: Backend) {
     let db = TestDb::create(backend).await;
-    let server = Server::start_with(required(&db)).await;
+    let server = Server::start_with(
+        required(&db)
+            .env("ROCKET_ADMINS", "[\"ext:root\"]")
+            .env("JWT_SECRET", SHOP_SECRET),
+    )
+    .await;
     let (_, olga) = sign_up(&server, "olga").await; // the room's owner
     let (_, ann) = sign_up(&server, "ann").await; // the author
     let (_, bob) = sign_up(&server, "bob").await; // someone else
-    let (_, root) = sign_up(&server, "root").await; // an admin by name
+                                                  // An admin by id: the one id of theirs known before the server starts is an external one.
+    let root = shop_jwt(
+        SHOP_SECRET,
+        json!({"sub": "root", "name": "root", "exp": unix_now() + 600}),
+    );
     let room = room("perm");
     let (status, _) = as_user(
         &server,
@@ -363,7 +389,7 @@ async fn who_may_delete_what(backend: Backend) {
         ("another user", Some(&bob), 403),
         ("the author", Some(&ann), 200),
         ("the room's owner", Some(&olga), 200),
-        ("an admin by name", Some(&root), 200),
+        ("an admin by id", Some(&root), 200),
         ("the admin token", Some(ADMIN_TOKEN), 200),
     ];
     for (who, token, expected) in table {
@@ -435,27 +461,24 @@ async fn who_may_delete_what(backend: Backend) {
     db.drop_db().await;
 }
 
-/// Another application's tokens (as Centrifugo takes them): `sub` and `name`, `exp`
-/// enforced; a wrong key, an expired token or `alg: none` is 401.
+/// Another application's tokens (as Centrifugo takes them): `sub` (as `ext:<sub>`) and
+/// `name`, `exp` enforced; a wrong key, an expired token or `alg: none` is 401.
 #[tokio::test(flavor = "multi_thread")]
 async fn another_applications_jwts_are_identities() {
-    use jsonwebtoken::{encode, EncodingKey, Header};
     let db = TestDb::create(Backend::Sqlite).await;
-    let server = Server::start_with(required(&db).env("JWT_SECRET", "shared with the shop")).await;
-    let now = chrono::Utc::now().timestamp();
+    let server = Server::start_with(required(&db).env("JWT_SECRET", SHOP_SECRET)).await;
+    let now = unix_now();
     let token = |secret: &str, exp: i64| {
-        encode(
-            &Header::default(),
-            &json!({"sub": "shop-42", "name": "Seller", "exp": exp}),
-            &EncodingKey::from_secret(secret.as_bytes()),
+        shop_jwt(
+            secret,
+            json!({"sub": "shop-42", "name": "Seller", "exp": exp}),
         )
-        .unwrap()
     };
-    let good = token("shared with the shop", now + 600);
+    let good = token(SHOP_SECRET, now + 600);
     let me = as_user(&server, Method::GET, "/api/auth/me", None, &good).await;
     assert_eq!(
         (me.0, me.1["user_id"].as_str(), me.1["username"].as_str()),
-        (200, Some("shop-42"), Some("Seller"))
+        (200, Some("ext:shop-42"), Some("Seller"))
     );
     use base64::Engine;
     let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -465,12 +488,385 @@ async fn another_applications_jwts_are_identities() {
         b64.encode(json!({"sub": "shop-42", "exp": now + 600}).to_string())
     );
     for (what, bad) in [
-        ("a wrong key", token("not the key", now + 600)),
-        ("expired", token("shared with the shop", now - 600)),
+        (
+            "a wrong key",
+            token("not the key, though 32 bytes long", now + 600),
+        ),
+        ("expired", token(SHOP_SECRET, now - 600)),
         ("alg none", none),
     ] {
         let answer = as_user(&server, Method::GET, "/api/chat/rooms", None, &bad).await;
         assert_eq!(answer.0, 401, "{what}: {:?}", answer.1);
+    }
+    db.drop_db().await;
+}
+
+/// Another application's token names its own users, never ours, and makes nobody an
+/// admin by the name it says: `admins` lists ids. It is held to `nbf`, the configured
+/// `iss` and `aud`, and a lifetime of at most `jwt_max_ttl_secs`.
+#[tokio::test(flavor = "multi_thread")]
+async fn another_applications_jwts_cannot_borrow_an_account_or_be_admin() {
+    let db = TestDb::create(Backend::Sqlite).await;
+    let shared = "ours, shared by both servers, 32 bytes or more";
+    let options = || {
+        required(&db)
+            .env("TOKEN_SECRET", shared)
+            .env("JWT_SECRET", SHOP_SECRET)
+            .env("ROCKET_JWT_ISSUER", "https://shop.example")
+            .env("ROCKET_JWT_AUDIENCE", "ferrochat")
+    };
+    // `admins` as it used to be written: a name. Whoever registers it is no admin.
+    let server = Server::start_with(options()).await;
+    let (alice_id, _) = sign_up(&server, "alice").await;
+    let (root_id, root) = sign_up(&server, "Root").await;
+    let roles = |answer: (u16, Value)| (answer.0, answer.1["roles"].clone());
+    assert_eq!(
+        roles(as_user(&server, Method::GET, "/api/auth/me", None, &root).await),
+        (200, json!([])),
+        "a name in admins makes nobody an admin"
+    );
+    let now = unix_now();
+    let shop = |claims: Value| {
+        let mut all = json!({"iss": "https://shop.example", "aud": "ferrochat", "exp": now + 600});
+        all.as_object_mut()
+            .unwrap()
+            .extend(claims.as_object().unwrap().clone());
+        shop_jwt(SHOP_SECRET, all)
+    };
+    let me = as_user(
+        &server,
+        Method::GET,
+        "/api/auth/me",
+        None,
+        &shop(json!({"sub": "x", "name": "root"})),
+    )
+    .await;
+    assert_eq!(
+        (me.0, me.1["user_id"].as_str(), me.1["roles"].clone()),
+        (200, Some("ext:x"), json!([])),
+        "{me:?}"
+    );
+    // A subject equal to alice's id is the shop's user of that id, not alice.
+    let not_alice = shop(json!({"sub": alice_id, "name": "alice"}));
+    let me = as_user(&server, Method::GET, "/api/auth/me", None, &not_alice).await;
+    assert_eq!(me.1["user_id"], format!("ext:{alice_id}"), "{me:?}");
+    let (status, _) = as_user(
+        &server,
+        Method::GET,
+        &format!("/api/notifications/{alice_id}"),
+        None,
+        &not_alice,
+    )
+    .await;
+    assert_eq!(status, 403, "alice's notifications");
+    for (what, claims, why) in [
+        (
+            "not before later",
+            json!({"sub": "x", "nbf": now + 600}),
+            "not valid yet",
+        ),
+        (
+            "for ever",
+            json!({"sub": "x", "exp": 1i64 << 62}),
+            "longer than 86400 s",
+        ),
+        (
+            "issued two days ago",
+            json!({"sub": "x", "iat": now - 2 * 86400}),
+            "longer than",
+        ),
+        (
+            "another issuer",
+            json!({"sub": "x", "iss": "https://evil.example"}),
+            "issuer",
+        ),
+        (
+            "another audience",
+            json!({"sub": "x", "aud": "another"}),
+            "audience",
+        ),
+    ] {
+        let answer = as_user(&server, Method::GET, "/api/auth/me", None, &shop(claims)).await;
+        assert_detail(&answer, 401, why);
+        println!("{what}: {:?}", answer.1);
+    }
+    let no_issuer = shop_jwt(
+        SHOP_SECRET,
+        json!({"sub": "x", "aud": "ferrochat", "exp": now + 600}),
+    );
+    assert_detail(
+        &as_user(&server, Method::GET, "/api/auth/me", None, &no_issuer).await,
+        401,
+        "not valid",
+    );
+    server.stop();
+
+    // Admins by id: a local account's, and the shop's user `boss` as `ext:boss`.
+    let server = Server::start_with(
+        options().env("ROCKET_ADMINS", &json!([root_id, "ext:boss"]).to_string()),
+    )
+    .await;
+    assert_eq!(
+        roles(as_user(&server, Method::GET, "/api/auth/me", None, &root).await),
+        (200, json!(["admin"]))
+    );
+    let boss = shop(json!({"sub": "boss"}));
+    assert_eq!(
+        roles(as_user(&server, Method::GET, "/api/auth/me", None, &boss).await),
+        (200, json!(["admin"]))
+    );
+    let not_boss = shop(json!({"sub": "BOSS", "name": "boss"}));
+    assert_eq!(
+        roles(as_user(&server, Method::GET, "/api/auth/me", None, &not_boss).await),
+        (200, json!([]))
+    );
+    db.drop_db().await;
+}
+
+/// Signing out ends every session of the account, on every replica: tokens, not only
+/// the cookie. Both replicas share the database (where the revocation is) and nothing
+/// else.
+#[tokio::test(flavor = "multi_thread")]
+async fn signing_out_revokes_the_accounts_tokens_on_every_replica() {
+    let db = TestDb::create(Backend::Sqlite).await;
+    let options = || required(&db).env("TOKEN_SECRET", "ours, shared by both replicas, 32+ bytes");
+    let a = Server::start_with(options()).await;
+    let b = Server::start_with(options()).await;
+    let (_, laptop) = sign_up(&a, "ann").await;
+    let (status, phone) = call(
+        &b,
+        Method::POST,
+        "/api/auth/login",
+        Some(json!({"username": "ann", "password": "correct horse"})),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let phone = phone["token"].as_str().unwrap().to_string();
+    for (server, token) in [(&a, &laptop), (&b, &laptop), (&a, &phone), (&b, &phone)] {
+        assert_eq!(
+            as_user(server, Method::GET, "/api/auth/me", None, token)
+                .await
+                .0,
+            200
+        );
+    }
+    let (status, _) = as_user(&a, Method::POST, "/api/auth/logout", None, &laptop).await;
+    assert_eq!(status, 200);
+    for token in [&laptop, &phone] {
+        assert_detail(
+            &as_user(&a, Method::GET, "/api/auth/me", None, token).await,
+            401,
+            "revoked",
+        );
+    }
+    let revoked_on_b = eventually(Duration::from_secs(10), || async {
+        as_user(&b, Method::GET, "/api/auth/me", None, &phone)
+            .await
+            .0
+            == 401
+            && as_user(&b, Method::GET, "/api/chat/rooms", None, &laptop)
+                .await
+                .0
+                == 401
+    })
+    .await;
+    assert!(revoked_on_b, "the other replica still takes the tokens");
+    // Signing in again makes a token that works.
+    let (status, again) = call(
+        &b,
+        Method::POST,
+        "/api/auth/login",
+        Some(json!({"username": "ann", "password": "correct horse"})),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let again = again["token"].as_str().unwrap();
+    assert_eq!(
+        as_user(&a, Method::GET, "/api/auth/me", None, again)
+            .await
+            .0,
+        200
+    );
+    db.drop_db().await;
+}
+
+/// `POST /api/auth/password` changes the password given the current one; every other
+/// token stops working; the old password no longer signs in.
+#[tokio::test(flavor = "multi_thread")]
+async fn changing_the_password_revokes_the_other_tokens() {
+    let db = TestDb::create(Backend::Sqlite).await;
+    // Sign-ins per address are not what this test is about: ample for all its calls.
+    let server = Server::start_with(required(&db).env("ROCKET_SIGN_INS_PER_HOUR", "360000")).await;
+    let (_, laptop) = sign_up(&server, "ann").await;
+    let (_, phone) = call(
+        &server,
+        Method::POST,
+        "/api/auth/login",
+        Some(json!({"username": "ann", "password": "correct horse"})),
+    )
+    .await;
+    let phone = phone["token"].as_str().unwrap().to_string();
+    let change =
+        |current: &str, new: &str| json!({"current_password": current, "new_password": new});
+    assert_detail(
+        &call(
+            &server,
+            Method::POST,
+            "/api/auth/password",
+            Some(change("correct horse", "battery staple")),
+        )
+        .await,
+        401,
+        "sign in",
+    );
+    assert_detail(
+        &as_user(
+            &server,
+            Method::POST,
+            "/api/auth/password",
+            Some(change("wrong horse", "battery staple")),
+            &laptop,
+        )
+        .await,
+        403,
+        "current password is wrong",
+    );
+    assert_detail(
+        &as_user(
+            &server,
+            Method::POST,
+            "/api/auth/password",
+            Some(change("correct horse", "short")),
+            &laptop,
+        )
+        .await,
+        400,
+        "at least 8",
+    );
+    assert_detail(
+        &as_user(
+            &server,
+            Method::POST,
+            "/api/auth/password",
+            Some(json!({"new_password": 7})),
+            &laptop,
+        )
+        .await,
+        400,
+        "invalid JSON",
+    );
+    assert_eq!(
+        as_user(&server, Method::GET, "/api/auth/me", None, &phone)
+            .await
+            .0,
+        200
+    );
+    let (status, changed) = as_user(
+        &server,
+        Method::POST,
+        "/api/auth/password",
+        Some(change("correct horse", "battery staple")),
+        &laptop,
+    )
+    .await;
+    assert_eq!(status, 200, "{changed}");
+    let new = changed["token"].as_str().unwrap();
+    assert_eq!(
+        as_user(&server, Method::GET, "/api/auth/me", None, new)
+            .await
+            .0,
+        200
+    );
+    for token in [&laptop, &phone] {
+        assert_detail(
+            &as_user(&server, Method::GET, "/api/auth/me", None, token).await,
+            401,
+            "revoked",
+        );
+    }
+    let sign_in = |password: &str| {
+        call(
+            &server,
+            Method::POST,
+            "/api/auth/login",
+            Some(json!({"username": "ann", "password": password})),
+        )
+    };
+    assert_eq!(sign_in("correct horse").await.0, 401);
+    assert_eq!(sign_in("battery staple").await.0, 200);
+    // A stolen token does not make guessing the password any easier than signing in.
+    let mut statuses = Vec::new();
+    for i in 0..7 {
+        let answer = as_user(
+            &server,
+            Method::POST,
+            "/api/auth/password",
+            Some(change(&format!("guess {i}"), "mine now, thanks")),
+            new,
+        )
+        .await;
+        statuses.push(answer.0);
+    }
+    // The right password signing in just before cleared the count.
+    assert_eq!(statuses, [403, 403, 403, 403, 403, 429, 429]);
+    db.drop_db().await;
+}
+
+/// A token secret shorter than 32 bytes is refused at start, with a one-line reason that
+/// does not repeat it.
+#[tokio::test(flavor = "multi_thread")]
+async fn short_secrets_are_refused_at_start() {
+    let db = TestDb::create(Backend::Sqlite).await;
+    for (name, secret) in [
+        ("TOKEN_SECRET", "hunter2hunter2"),
+        ("JWT_SECRET", "shop-secret"),
+    ] {
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_ferrochat"))
+            .env_remove("TOKEN_SECRET")
+            .env_remove("JWT_SECRET")
+            .env(
+                "ROCKET_CONFIG",
+                std::path::Path::new(REPO).join("Rocket.toml"),
+            )
+            .env("ROCKET_ADDRESS", "127.0.0.1")
+            .env("ROCKET_PORT", "0")
+            .env("DATABASE_URL", &db.url)
+            .env("RUST_LOG", "info")
+            .env(name, secret)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut exited = false;
+        for _ in 0..300 {
+            if child.try_wait().unwrap().is_some() {
+                exited = true;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        if !exited {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("{name} of {} bytes: the server started", secret.len());
+        }
+        let out = child.wait_with_output().unwrap();
+        assert!(!out.status.success(), "{name}: started");
+        let log = String::from_utf8_lossy(&out.stdout).to_string()
+            + &String::from_utf8_lossy(&out.stderr);
+        let line = log
+            .lines()
+            .find(|l| l.contains("cannot start"))
+            .unwrap_or_else(|| panic!("{name}: {log}"));
+        assert!(
+            line.contains(&format!("{name} is {} bytes", secret.len())),
+            "{line}"
+        );
+        assert!(line.contains("at least 32"), "{line}");
+        assert!(
+            !log.contains(secret),
+            "{name}: the secret is in the log: {log}"
+        );
     }
     db.drop_db().await;
 }
@@ -522,6 +918,45 @@ async fn guessing_a_password_is_stopped() {
     }
     assert!(statuses[..5].iter().all(|s| *s == 401), "{statuses:?}");
     assert!(statuses[5..].iter().all(|s| *s == 429), "{statuses:?}");
+    db.drop_db().await;
+}
+
+/// Only wrong passwords count, per account name and address: a stranger's guesses from
+/// elsewhere do not lock the owner out, and still stop the stranger.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_strangers_wrong_passwords_do_not_lock_the_owner_out() {
+    let db = TestDb::create(Backend::Sqlite).await;
+    let server =
+        Server::start_with(required(&db).env("ROCKET_TRUSTED_PROXIES", "[\"127.0.0.1\"]")).await;
+    // Through a trusted proxy, one address per request, as every proxy writes it.
+    let sign_in = |from: &'static str, password: String| {
+        let server = &server;
+        async move {
+            client()
+                .post(format!("{}/api/auth/login", server.url))
+                .header("X-Forwarded-For", from)
+                .json(&json!({"username": "ann", "password": password}))
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16()
+        }
+    };
+    sign_up(&server, "ann").await;
+    let mut stranger = Vec::new();
+    for i in 0..8 {
+        stranger.push(sign_in("203.0.113.66", format!("guess {i}")).await);
+    }
+    assert_eq!(stranger, [401, 401, 401, 401, 401, 429, 429, 429]);
+    for _ in 0..3 {
+        assert_eq!(sign_in("198.51.100.7", "correct horse".into()).await, 200);
+    }
+    assert_eq!(
+        sign_in("203.0.113.66", "correct horse".into()).await,
+        429,
+        "still stopped"
+    );
     db.drop_db().await;
 }
 
@@ -620,5 +1055,41 @@ async fn seed_002_in_required_mode() {
         .await
         .unwrap();
     assert_eq!(lines(&res.text().await.unwrap()), ["ann: signed in"]);
+    db.drop_db().await;
+}
+
+/// A name with zero-width or bidi-control characters looks like another: refused at
+/// registration and as a posted name.
+#[tokio::test(flavor = "multi_thread")]
+async fn names_with_invisible_characters_are_refused() {
+    let db = TestDb::create(Backend::Sqlite).await;
+    let server = Server::start(&db.url).await;
+    sign_up(&server, "ann").await;
+    for invisible in ['\u{200B}', '\u{200D}', '\u{202E}', '\u{2066}', '\u{FEFF}'] {
+        let name = format!("an{invisible}n");
+        let answer = call(
+            &server,
+            Method::POST,
+            "/api/auth/register",
+            Some(json!({"username": name, "password": "correct horse"})),
+        )
+        .await;
+        assert_detail(&answer, 400, "invisible characters");
+        let (status, body) = post_form(
+            &server,
+            &room("names"),
+            &[("username", &name), ("msg", "hi")],
+        )
+        .await;
+        assert_eq!(status, 400, "{invisible:?}: {body}");
+        let answer = call(
+            &server,
+            Method::POST,
+            "/api/chat/rooms/general/messages",
+            Some(json!({"content": "hi", "username": name})),
+        )
+        .await;
+        assert_detail(&answer, 400, "invisible characters");
+    }
     db.drop_db().await;
 }

@@ -1,12 +1,13 @@
 //! Accounts and the tokens that carry an identity. Registration and sign-in keep an argon2
 //! hash of the password; a token is a JWT: ours (HS256, signed with `token_secret`), or
 //! another application's, as Centrifugo accepts them (`JWT_SECRET` for HS256,
-//! `JWT_PUBLIC_KEY` for RS256/ES256), whose `sub` is the user id and `name` the display
-//! name. `exp` is enforced; `alg: none`, a wrong key or an expired token is refused.
+//! `JWT_PUBLIC_KEY` for RS256/ES256), whose `sub` is the user id (as `ext:<sub>`) and
+//! `name` the display name. `exp` is enforced; `alg: none`, a wrong key or an expired
+//! token is refused. Signing out and changing the password revoke an account's tokens.
 
 mod tokens;
 
-pub use tokens::{TokenConfig, Tokens};
+pub use tokens::{TokenConfig, Tokens, Verified, EXTERNAL_PREFIX, MIN_SECRET_BYTES};
 
 use crate::db::accounts::{self as table, Account};
 use crate::domain::names::{self};
@@ -17,7 +18,7 @@ use argon2::{Argon2, PasswordHasher, PasswordVerifier};
 use sea_orm::DatabaseConnection;
 use std::collections::HashMap;
 use std::sync::{Arc, LazyLock, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio::sync::Semaphore;
 
 pub const MIN_PASSWORD_CHARS: usize = 8;
@@ -35,17 +36,26 @@ pub struct Session {
 pub struct Accounts {
     db: DatabaseConnection,
     tokens: Tokens,
-    /// Names (lower case) of the users who are admins.
+    /// Ids of the users who are admins, compared byte for byte: a name could be
+    /// registered by anyone first, and an external token may say any name.
     admins: Vec<String>,
     limits: Limits,
-    /// Tokens that proved valid, with who they name and until when: checking a signature
-    /// and parsing claims on every request of a signed-in client costs more than the rest
-    /// of a poll. Only a valid token gets in, so made-up tokens cannot grow it.
-    verified: Mutex<HashMap<String, (Peer, u64)>>,
+    /// Tokens that proved valid, with what they say: checking a signature and parsing
+    /// claims on every request of a signed-in client costs more than the rest of a poll.
+    /// Only a valid token gets in, so made-up tokens cannot grow it.
+    verified: Mutex<HashMap<String, Verified>>,
+    /// Accounts' token generations as the database last said, and when: revocation is
+    /// stored in the database so that every replica sees it, and asked at most every
+    /// [`REVOCATION_RECHECK`] per account rather than on every request.
+    generations: Mutex<HashMap<String, (i64, Instant)>>,
 }
 
-/// Valid tokens remembered at most; past this the record starts over.
+/// Valid tokens (and accounts' generations) remembered at most; past this the record
+/// starts over.
 const MAX_VERIFIED: usize = 10_000;
+
+/// How long a replica may go on taking a token that another replica revoked.
+pub const REVOCATION_RECHECK: Duration = Duration::from_secs(2);
 
 fn unix_now() -> u64 {
     std::time::SystemTime::now()
@@ -58,9 +68,10 @@ impl Accounts {
         Accounts {
             db,
             tokens,
-            admins: admins.iter().map(|a| a.trim().to_lowercase()).collect(),
+            admins: admins.iter().map(|a| a.trim().to_string()).collect(),
             limits,
             verified: Mutex::default(),
+            generations: Mutex::default(),
         }
     }
 
@@ -82,6 +93,7 @@ impl Accounts {
             username,
             password_hash: hash,
             created_at: now_utc(),
+            token_generation: 0,
         };
         if let Err(err) = table::insert(&self.db, &account).await {
             // Two registrations of one name at once: the unique index decides.
@@ -109,38 +121,142 @@ impl Accounts {
         }
     }
 
-    /// The user a token proves and when the token expires (Unix seconds), or 401.
-    pub fn identify(&self, token: &str) -> Result<(Peer, u64)> {
-        if let Some((peer, expires_at)) = lock(&self.verified).get(token) {
+    /// The user a token proves and when the token expires (Unix seconds), or 401; one of
+    /// our tokens also has to be of its account's current generation (not revoked).
+    pub async fn identify(&self, token: &str) -> Result<(Peer, u64)> {
+        let verified = self.verified(token)?;
+        if let Some(generation) = verified.generation {
+            let current = self
+                .generation(&verified.peer.user_id)
+                .await?
+                .ok_or_else(|| {
+                    Error::Unauthorized("the token's account is gone: sign in again".into())
+                })?;
+            if i64::try_from(generation).map_or(true, |g| g < current) {
+                return Err(Error::Unauthorized(
+                    "the token was revoked (signed out, or the password changed): sign in again"
+                        .into(),
+                ));
+            }
+        }
+        Ok((verified.peer, verified.expires_at))
+    }
+
+    fn verified(&self, token: &str) -> Result<Verified> {
+        if let Some(verified) = lock(&self.verified).get(token) {
             // Valid through its `exp` second, as the token check counts it.
-            if *expires_at >= unix_now() {
-                return Ok((peer.clone(), *expires_at));
+            if verified.expires_at >= unix_now() {
+                return Ok(verified.clone());
             }
         }
-        let (peer, expires_at) = self.verify(token)?;
-        let mut verified = lock(&self.verified);
-        if verified.len() >= MAX_VERIFIED {
-            verified.retain(|_, (_, exp)| *exp >= unix_now());
-            if verified.len() >= MAX_VERIFIED {
-                verified.clear();
+        let verified = self.verify(token)?;
+        let mut cache = lock(&self.verified);
+        if cache.len() >= MAX_VERIFIED {
+            cache.retain(|_, v| v.expires_at >= unix_now());
+            if cache.len() >= MAX_VERIFIED {
+                cache.clear();
             }
         }
-        verified.insert(token.to_string(), (peer.clone(), expires_at));
-        Ok((peer, expires_at))
+        cache.insert(token.to_string(), verified.clone());
+        Ok(verified)
     }
 
-    fn verify(&self, token: &str) -> Result<(Peer, u64)> {
-        let (peer, expires_at) = self.tokens.verify(token)?;
-        let user_id = names::user_id(&peer.user_id)
+    fn verify(&self, token: &str) -> Result<Verified> {
+        let verified = self.tokens.verify(token)?;
+        let user_id = names::user_id(&verified.peer.user_id)
             .map_err(|_| Error::Unauthorized("the token's subject is not a user id".into()))?;
-        let username = names::username(Some(&peer.username), &self.limits)
+        let username = names::username(Some(&verified.peer.username), &self.limits)
             .map_err(|_| Error::Unauthorized("the token's name is not a user name".into()))?;
-        Ok((Peer { user_id, username }, expires_at))
+        Ok(Verified {
+            peer: Peer { user_id, username },
+            ..verified
+        })
     }
 
-    /// Users named in `admins` are admins.
+    /// The account's token generation, from memory if the database said it lately. While
+    /// the database is away, what it said last stands (it cannot have changed meanwhile
+    /// through this replica, and a sign-out elsewhere needs the database too).
+    async fn generation(&self, user_id: &str) -> Result<Option<i64>> {
+        let known = lock(&self.generations).get(user_id).copied();
+        if let Some((generation, at)) = known {
+            if at.elapsed() < REVOCATION_RECHECK {
+                return Ok(Some(generation));
+            }
+        }
+        match table::token_generation(&self.db, user_id).await {
+            Ok(Some(generation)) => {
+                self.remember_generation(user_id, generation);
+                Ok(Some(generation))
+            }
+            Ok(None) => {
+                lock(&self.generations).remove(user_id);
+                Ok(None)
+            }
+            Err(_) if known.is_some() => Ok(known.map(|(generation, _)| generation)),
+            Err(err) => Err(err.into()),
+        }
+    }
+
+    fn remember_generation(&self, user_id: &str, generation: i64) {
+        let mut generations = lock(&self.generations);
+        if generations.len() >= MAX_VERIFIED && !generations.contains_key(user_id) {
+            generations.retain(|_, (_, at)| at.elapsed() < REVOCATION_RECHECK);
+            if generations.len() >= MAX_VERIFIED {
+                generations.clear();
+            }
+        }
+        generations.insert(user_id.to_string(), (generation, Instant::now()));
+    }
+
+    /// Signs the user out everywhere: every token of their account stops working, here
+    /// at once and on other replicas within [`REVOCATION_RECHECK`]. Another application's
+    /// tokens are its own to revoke.
+    pub async fn sign_out(&self, user: &Peer) -> Result<()> {
+        if user.user_id.starts_with(EXTERNAL_PREFIX) {
+            return Ok(());
+        }
+        table::revoke_tokens(&self.db, &user.user_id, None).await?;
+        self.refresh_generation(&user.user_id).await
+    }
+
+    /// A new password, given the current one (403 if it is wrong): every token handed out
+    /// so far is revoked, and the session returned is the only one.
+    pub async fn change_password(&self, user: &Peer, current: &str, new: &str) -> Result<Session> {
+        if user.user_id.starts_with(EXTERNAL_PREFIX) {
+            return Err(Error::Forbidden(
+                "this identity is another application's: its password is not kept here".into(),
+            ));
+        }
+        check_password(new)?;
+        let Some(account) = table::get(&self.db, &user.user_id).await? else {
+            return Err(Error::Unauthorized(
+                "the token's account is gone: sign in again".into(),
+            ));
+        };
+        if current.chars().count() > MAX_PASSWORD_CHARS
+            || !verify(current.to_string(), account.password_hash.clone()).await?
+        {
+            return Err(Error::Forbidden("the current password is wrong".into()));
+        }
+        let hash = hash(new.to_string()).await?;
+        table::revoke_tokens(&self.db, &user.user_id, Some(hash)).await?;
+        self.refresh_generation(&user.user_id).await?;
+        let account = table::get(&self.db, &user.user_id)
+            .await?
+            .ok_or_else(|| Error::Internal("the account went while its password changed".into()))?;
+        Ok(self.session(account))
+    }
+
+    async fn refresh_generation(&self, user_id: &str) -> Result<()> {
+        if let Some(generation) = table::token_generation(&self.db, user_id).await? {
+            self.remember_generation(user_id, generation);
+        }
+        Ok(())
+    }
+
+    /// Users whose id is in `admins` are admins.
     pub fn is_admin(&self, user: &Peer) -> bool {
-        self.admins.contains(&user.username.to_lowercase())
+        self.admins.contains(&user.user_id)
     }
 
     /// The account's current name, for `/api/auth/me` (a token may be older than a rename).
@@ -153,7 +269,10 @@ impl Accounts {
             user_id: account.user_id,
             username: account.username,
         };
-        let (token, expires_in_secs) = self.tokens.issue(&user);
+        // Known now, so that the token works through a database outage that starts next.
+        self.remember_generation(&user.user_id, account.token_generation);
+        let generation = u64::try_from(account.token_generation).unwrap_or(0);
+        let (token, expires_in_secs) = self.tokens.issue(&user, generation);
         Session {
             user,
             token,
@@ -254,21 +373,16 @@ async fn verify(password: String, stored: String) -> Result<bool> {
 mod tests {
     use super::*;
 
-    async fn accounts() -> Accounts {
+    async fn accounts(admins: &[String]) -> Accounts {
         let tokens = Tokens::new(&TokenConfig::default()).unwrap();
-        Accounts::new(
-            crate::db::memory().await,
-            tokens,
-            &["Root".to_string()],
-            Limits::default(),
-        )
+        Accounts::new(crate::db::memory().await, tokens, admins, Limits::default())
     }
 
     #[tokio::test]
     async fn register_sign_in_and_be_known_by_the_token() {
-        let accounts = accounts().await;
+        let accounts = accounts(&["root".to_string()]).await;
         let ann = accounts.register("Ann", "correct horse").await.unwrap();
-        assert_eq!(accounts.identify(&ann.token).unwrap().0, ann.user);
+        assert_eq!(accounts.identify(&ann.token).await.unwrap().0, ann.user);
         assert_eq!(
             accounts
                 .register("ann", "another one")
@@ -299,12 +413,70 @@ mod tests {
             );
         }
         assert_eq!(
-            accounts.identify("not.a.token").unwrap_err().status_code(),
+            accounts
+                .identify("not.a.token")
+                .await
+                .unwrap_err()
+                .status_code(),
             401
         );
+    }
+
+    /// `admins` names ids: whoever registers a name listed there first gets nothing.
+    #[tokio::test]
+    async fn admins_are_named_by_id() {
+        let accounts = accounts(&["root".to_string()]).await;
         let root = accounts.register("root", "rootroot").await.unwrap();
-        assert!(accounts.is_admin(&root.user));
-        assert!(!accounts.is_admin(&ann.user));
+        assert!(!accounts.is_admin(&root.user), "a name is not an admin");
+        let by_id = self::accounts(&[format!(" {} ", root.user.user_id)]).await;
+        assert!(by_id.is_admin(&root.user));
+        let upper = Peer {
+            user_id: root.user.user_id.to_uppercase(),
+            ..root.user.clone()
+        };
+        assert!(!by_id.is_admin(&upper), "ids compare byte for byte");
+    }
+
+    #[tokio::test]
+    async fn signing_out_and_a_new_password_revoke_tokens() {
+        let accounts = accounts(&[]).await;
+        let ann = accounts.register("ann", "correct horse").await.unwrap();
+        let phone = accounts.login("ann", "correct horse").await.unwrap();
+        accounts.sign_out(&ann.user).await.unwrap();
+        for token in [&ann.token, &phone.token] {
+            let err = accounts.identify(token).await.unwrap_err();
+            assert!(err.to_string().contains("revoked"), "{err}");
+        }
+        let laptop = accounts.login("ann", "correct horse").await.unwrap();
+        assert!(accounts.identify(&laptop.token).await.is_ok());
+        let wrong = accounts
+            .change_password(&ann.user, "not it at all", "battery staple")
+            .await
+            .unwrap_err();
+        assert_eq!(wrong.status_code(), 403);
+        assert!(accounts.identify(&laptop.token).await.is_ok());
+        let new = accounts
+            .change_password(&ann.user, "correct horse", "battery staple")
+            .await
+            .unwrap();
+        assert_eq!(accounts.identify(&new.token).await.unwrap().0, ann.user);
+        assert_eq!(
+            accounts
+                .identify(&laptop.token)
+                .await
+                .unwrap_err()
+                .status_code(),
+            401
+        );
+        assert_eq!(
+            accounts
+                .login("ann", "correct horse")
+                .await
+                .unwrap_err()
+                .status_code(),
+            401
+        );
+        assert!(accounts.login("ann", "battery staple").await.is_ok());
     }
 
     #[tokio::test]
@@ -315,18 +487,26 @@ mod tests {
         })
         .unwrap();
         let accounts = Accounts::new(crate::db::memory().await, tokens, &[], Limits::default());
-        let peer = Peer {
-            user_id: "u1".into(),
-            username: "Ann".into(),
-        };
-        let (token, _) = accounts.tokens.issue(&peer);
-        assert_eq!(accounts.identify(&token).unwrap().0, peer);
-        assert_eq!(accounts.identify(&token).unwrap().0, peer, "from memory");
+        let ann = accounts.register("ann", "correct horse").await.unwrap();
+        assert_eq!(accounts.identify(&ann.token).await.unwrap().0, ann.user);
+        assert_eq!(
+            accounts.identify(&ann.token).await.unwrap().0,
+            ann.user,
+            "from memory"
+        );
         std::thread::sleep(std::time::Duration::from_millis(1100));
-        assert_eq!(accounts.identify(&token).unwrap_err().status_code(), 401);
+        assert_eq!(
+            accounts
+                .identify(&ann.token)
+                .await
+                .unwrap_err()
+                .status_code(),
+            401
+        );
         assert_eq!(
             accounts
                 .identify("made.up.token")
+                .await
                 .unwrap_err()
                 .status_code(),
             401

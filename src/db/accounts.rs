@@ -1,7 +1,10 @@
 //! The `account` table: registered users.
 
 use super::entities::account;
-use sea_orm::{ActiveValue::Set, ColumnTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter};
+use sea_orm::sea_query::{Expr, ExprTrait};
+use sea_orm::{
+    ActiveValue::Set, ColumnTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter, QuerySelect,
+};
 
 pub use account::Model as Account;
 
@@ -12,6 +15,7 @@ pub async fn insert(db: &DatabaseConnection, row: &Account) -> Result<(), DbErr>
         name_key: Set(row.name_key.clone()),
         password_hash: Set(row.password_hash.clone()),
         created_at: Set(row.created_at),
+        token_generation: Set(row.token_generation),
     };
     account::Entity::insert(active).exec(db).await.map(|_| ())
 }
@@ -28,4 +32,36 @@ pub async fn get(db: &DatabaseConnection, user_id: &str) -> Result<Option<Accoun
     account::Entity::find_by_id(user_id.to_string())
         .one(db)
         .await
+}
+
+/// The account's token generation; None when there is no such account.
+pub async fn token_generation(
+    db: &DatabaseConnection,
+    user_id: &str,
+) -> Result<Option<i64>, DbErr> {
+    account::Entity::find_by_id(user_id.to_string())
+        .select_only()
+        .column(account::Column::TokenGeneration)
+        .into_tuple::<i64>()
+        .one(db)
+        .await
+}
+
+/// Revokes every token of the account handed out so far (and sets a new password hash,
+/// when given), in one statement: a password changed is never left with old tokens valid.
+pub async fn revoke_tokens(
+    db: &DatabaseConnection,
+    user_id: &str,
+    new_password_hash: Option<String>,
+) -> Result<(), DbErr> {
+    let mut update = account::Entity::update_many()
+        .col_expr(
+            account::Column::TokenGeneration,
+            Expr::col(account::Column::TokenGeneration).add(1),
+        )
+        .filter(account::Column::UserId.eq(user_id));
+    if let Some(hash) = new_password_hash {
+        update = update.col_expr(account::Column::PasswordHash, Expr::value(hash));
+    }
+    update.exec(db).await.map(|_| ())
 }

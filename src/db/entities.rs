@@ -184,6 +184,8 @@ pub mod account {
         /// Argon2, in the PHC string format.
         pub password_hash: String,
         pub created_at: DateTime,
+        /// Tokens issued before the account's generation reached this are revoked.
+        pub token_generation: i64,
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -80,10 +80,23 @@ impl RoomName {
     }
 }
 
-/// Control characters, and the Unicode line and paragraph separators that some viewers
-/// break lines at.
+/// Control characters, the Unicode line and paragraph separators that some viewers
+/// break lines at, and the invisible ones that make one name look like another: zero-width
+/// spaces and joiners, the byte order mark, and bidi marks, embeddings, overrides and
+/// isolates (`ann\u{200B}` shows as `ann`; an override shows letters in another order).
 pub fn is_forbidden_in_name(c: char) -> bool {
-    c.is_control() || c == '\u{2028}' || c == '\u{2029}'
+    c.is_control()
+        || matches!(
+            c,
+            '\u{2028}'
+                | '\u{2029}'
+                | '\u{200B}'..='\u{200F}'
+                | '\u{202A}'..='\u{202E}'
+                | '\u{2060}'..='\u{2064}'
+                | '\u{2066}'..='\u{2069}'
+                | '\u{061C}'
+                | '\u{FEFF}'
+        )
 }
 
 /// A user name as sent: trimmed, `Anonymous` when blank, refused when too long or holding
@@ -102,7 +115,9 @@ pub fn username(raw: Option<&str>, limits: &Limits) -> Result<String, Error> {
         )));
     }
     if username.chars().any(is_forbidden_in_name) {
-        return Err(Error::bad_request("username contains control characters"));
+        return Err(Error::bad_request(
+            "username contains control or invisible characters",
+        ));
     }
     Ok(username.to_string())
 }
@@ -151,6 +166,15 @@ mod tests {
         assert_eq!(username(None, &limits).unwrap(), "Anonymous");
         assert_eq!(username(Some(" zoë "), &limits).unwrap(), "zoë");
         assert!(username(Some("a\u{2028}b"), &limits).is_err());
+        for invisible in [
+            '\u{200B}', '\u{200D}', '\u{200F}', '\u{202E}', '\u{2066}', '\u{FEFF}',
+        ] {
+            let err = username(Some(&format!("ann{invisible}")), &limits).unwrap_err();
+            assert!(
+                err.to_string().contains("invisible"),
+                "{invisible:?}: {err}"
+            );
+        }
         assert!(username(Some(&"é".repeat(65)), &limits).is_err());
         assert!(user_id("u-1").is_ok());
         assert!(user_id("").is_err());

@@ -1,8 +1,9 @@
-//! `/api/auth`: register, sign in and out, and who am I. A token is returned to use as
+//! `/api/auth`: register, sign in and out (which revokes the account's tokens), change the
+//! password, and who am I. A token is returned to use as
 //! `Authorization: Bearer`, and set as the session cookie (HttpOnly, SameSite=Lax, Secure
 //! behind https) for the page; a socket takes it as `?token=` or the cookie.
 
-use super::guards::{https, SESSION_COOKIE};
+use super::guards::{https, ClientAddr, SESSION_COOKIE};
 use super::limits::{Limiter, Signing};
 use super::origin::CookieOrigin;
 use super::JsonBody;
@@ -16,13 +17,20 @@ use serde_json::{json, Value};
 use std::sync::Arc;
 use utoipa::ToSchema;
 
-super::mount![register, login, logout, me];
+super::mount![register, login, logout, password, me];
 
 #[derive(Deserialize, ToSchema)]
 pub struct Credentials {
     username: String,
     /// At least 8 characters.
     password: String,
+}
+
+#[derive(Deserialize, ToSchema)]
+pub struct NewPassword {
+    current_password: String,
+    /// At least 8 characters.
+    new_password: String,
 }
 
 #[derive(Serialize, ToSchema)]
@@ -85,25 +93,69 @@ async fn register(
 async fn login(
     body: Result<JsonBody<Credentials>>,
     flood: Result<Signing>,
+    client: Result<ClientAddr>,
     https: https::Https,
     accounts: &State<Accounts>,
     limiter: &State<Arc<Limiter>>,
     cookies: &CookieJar<'_>,
 ) -> Result<Json<SignedIn>> {
     flood?;
+    let client = client?;
     let JsonBody(body) = body?;
-    limiter.check_sign_in(&body.username)?;
-    let session = accounts.login(&body.username, &body.password).await?;
-    Ok(signed_in(session, cookies, https.0))
+    limiter.check_sign_in(&body.username, client)?;
+    let session = accounts.login(&body.username, &body.password).await;
+    limiter.count_sign_in(&body.username, client, &session);
+    Ok(signed_in(session?, cookies, https.0))
 }
 
-/// Forgets the session cookie. A token handed out stays valid until it expires. Another
+/// Signs out everywhere: forgets the session cookie, and every token of the account
+/// stops working, on every replica. Without a valid token, only the cookie goes. Another
 /// site's page may not sign its visitor out (403).
 #[utoipa::path(tag = "auth", responses((status = 200), (status = 403)))]
 #[post("/logout")]
-async fn logout(_page: CookieOrigin, cookies: &CookieJar<'_>) -> Json<Value> {
+async fn logout(
+    _page: CookieOrigin,
+    caller: Result<Caller>,
+    accounts: &State<Accounts>,
+    cookies: &CookieJar<'_>,
+) -> Result<Json<Value>> {
     cookies.remove(Cookie::build(SESSION_COOKIE).path("/"));
-    Json(json!({ "status": "signed out" }))
+    if let Some(user) = caller.ok().and_then(|c| c.user) {
+        accounts.sign_out(&user).await?;
+    }
+    Ok(Json(json!({ "status": "signed out" })))
+}
+
+/// A new password, given the current one: every other token of the account stops
+/// working, and the one returned (and set as the cookie) is the session from now on. A
+/// wrong current password is 403, and counts as a wrong password at sign-in does.
+#[utoipa::path(tag = "auth", request_body = NewPassword,
+    responses((status = 200, body = SignedIn), (status = 400), (status = 401), (status = 403),
+        (status = 415), (status = 429)))]
+#[post("/password", data = "<body>")]
+#[allow(clippy::too_many_arguments)] // each is a part of the request Rocket hands in
+async fn password(
+    caller: Result<Caller>,
+    body: Result<JsonBody<NewPassword>>,
+    flood: Result<Signing>,
+    client: Result<ClientAddr>,
+    https: https::Https,
+    accounts: &State<Accounts>,
+    limiter: &State<Arc<Limiter>>,
+    cookies: &CookieJar<'_>,
+) -> Result<Json<SignedIn>> {
+    let Some(user) = caller?.user else {
+        return Err(Error::Unauthorized("sign in first".into()));
+    };
+    flood?;
+    let client = client?;
+    let JsonBody(body) = body?;
+    limiter.check_sign_in(&user.username, client)?;
+    let session = accounts
+        .change_password(&user, &body.current_password, &body.new_password)
+        .await;
+    limiter.count_sign_in(&user.username, client, &session);
+    Ok(signed_in(session?, cookies, https.0))
 }
 
 /// Who the caller is signed in as.

@@ -57,7 +57,7 @@ impl<'r> FromRequest<'r> for Caller {
     async fn from_request(req: &'r Request<'_>) -> request::Outcome<Self, Self::Error> {
         // Worked out once per request: the limit guards ask for it too.
         let outcome = req
-            .local_cache_async(async { CallerOf(identify(req)) })
+            .local_cache_async(async { CallerOf(identify(req).await) })
             .await;
         match &outcome.0 {
             Ok(caller) => Outcome::Success(caller.clone()),
@@ -69,7 +69,7 @@ impl<'r> FromRequest<'r> for Caller {
 /// The caller of this request, as worked out once.
 struct CallerOf(Result<Caller, Error>);
 
-fn identify(req: &Request<'_>) -> Result<Caller, Error> {
+async fn identify(req: &Request<'_>) -> Result<Caller, Error> {
     let mode = req
         .rocket()
         .state::<AuthMode>()
@@ -105,7 +105,7 @@ fn identify(req: &Request<'_>) -> Result<Caller, Error> {
         },
     };
     if let (Some(token), Some(accounts)) = (token, req.rocket().state::<Accounts>()) {
-        let (user, expires_at) = accounts.identify(&token)?;
+        let (user, expires_at) = accounts.identify(&token).await?;
         caller.admin |= accounts.is_admin(&user);
         caller.user = Some(user);
         caller.expires_at = Some(expires_at);

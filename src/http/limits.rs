@@ -20,7 +20,7 @@ use std::collections::HashMap;
 use std::net::{IpAddr, Ipv6Addr};
 use std::num::NonZeroU32;
 use std::sync::{Arc, Mutex, Weak};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// Clients remembered per bucket before the idle ones are forgotten at once, rather than
 /// at the next sweep: the buckets cannot grow with an attacker's supply of addresses.
@@ -55,8 +55,9 @@ pub struct Limiter {
     upload_kib: Keyed,
     heartbeats: Keyed,
     signing: Keyed,
-    /// Sign-ins per account name, whoever tries them.
-    sign_ins: DefaultKeyedRateLimiter<String>,
+    /// Wrong passwords per account name and client address. Only failures count, and
+    /// only from where they came: a stranger's guesses do not lock the owner out.
+    sign_in_failures: Mutex<HashMap<(String, IpAddr), Failures>>,
     frames: Quota,
     sockets: Mutex<HashMap<IpAddr, usize>>,
     max_sockets: usize,
@@ -101,7 +102,7 @@ impl Limiter {
                 HOUR,
                 s.sign_ins_per_hour.min(10),
             )),
-            sign_ins: RateLimiter::keyed(quota(10, Duration::from_secs(900), 5)),
+            sign_in_failures: Mutex::default(),
             frames: quota(s.frames_per_minute, MINUTE, s.frames_burst),
             sockets: Mutex::default(),
             max_sockets: s.sockets_per_client.max(1),
@@ -123,24 +124,54 @@ impl Limiter {
         }
     }
 
-    /// One more sign-in try for this account name, from anywhere, or 429: five tries,
-    /// then one every 90 s.
-    pub fn check_sign_in(&self, username: &str) -> Result<(), Error> {
+    /// Whether this account name may be tried from this address, or 429 once it has had
+    /// [`FAILURES_ALLOWED`] wrong passwords from there within [`FAILURE_WINDOW`]. Asked
+    /// before the password is checked, so a locked pair learns nothing of its guess.
+    pub fn check_sign_in(&self, username: &str, client: ClientAddr) -> Result<(), Error> {
         if !self.enabled {
             return Ok(());
         }
-        if self.sign_ins.len() >= MAX_CLIENTS {
-            self.sign_ins.retain_recent();
-        }
-        let name: String = username.trim().to_lowercase().chars().take(64).collect();
-        self.sign_ins.check_key(&name).map_err(|not_until| {
-            let wait = not_until.wait_time_from(DefaultClock::default().now());
-            let secs = wait.as_secs_f64().ceil().max(1.0) as u64;
-            Error::TooManyRequests {
-                reason: format!("too many sign-ins as {name}: try again in {secs} s"),
-                retry_after_secs: secs,
+        let key = sign_in_key(username, client);
+        let failures = lock(&self.sign_in_failures);
+        match failures.get(&key).and_then(Failures::locked_for) {
+            Some(wait) => {
+                let secs = wait.as_secs_f64().ceil().max(1.0) as u64;
+                Err(Error::TooManyRequests {
+                    reason: format!(
+                        "too many wrong passwords for {} from this address: try again in {secs} s",
+                        key.0
+                    ),
+                    retry_after_secs: secs,
+                })
             }
-        })
+            None => Ok(()),
+        }
+    }
+
+    /// How a sign-in try ended: a wrong password (401, or 403 for a wrong current password)
+    /// counts against the name from this address; a right one clears the count. Anything
+    /// else (a limit, the database away) says nothing of the password.
+    pub fn count_sign_in<T>(&self, username: &str, client: ClientAddr, result: &Result<T, Error>) {
+        if !self.enabled {
+            return;
+        }
+        let key = sign_in_key(username, client);
+        let mut failures = lock(&self.sign_in_failures);
+        match result {
+            Ok(_) => {
+                failures.remove(&key);
+            }
+            Err(Error::Unauthorized(_) | Error::Forbidden(_)) => {
+                if failures.len() >= MAX_CLIENTS && !failures.contains_key(&key) {
+                    failures.retain(|_, f| !f.lapsed());
+                    if failures.len() >= MAX_CLIENTS {
+                        failures.clear();
+                    }
+                }
+                failures.entry(key).or_insert_with(Failures::new).add();
+            }
+            Err(_) => {}
+        }
     }
 
     /// One more of `bucket` for this user (signed in), else this client address, or 429.
@@ -249,6 +280,50 @@ impl Drop for SocketLease {
     }
 }
 
+/// Wrong passwords one account name may have from one address within the window.
+pub const FAILURES_ALLOWED: u32 = 5;
+pub const FAILURE_WINDOW: Duration = Duration::from_secs(900);
+
+/// Wrong passwords since the first of a window.
+#[derive(Debug)]
+struct Failures {
+    count: u32,
+    since: Instant,
+}
+
+impl Failures {
+    fn new() -> Self {
+        Failures {
+            count: 0,
+            since: Instant::now(),
+        }
+    }
+
+    fn lapsed(&self) -> bool {
+        self.since.elapsed() >= FAILURE_WINDOW
+    }
+
+    fn add(&mut self) {
+        if self.lapsed() {
+            *self = Failures::new();
+        }
+        self.count += 1;
+    }
+
+    /// How long until the pair may be tried again, if it is locked now.
+    fn locked_for(&self) -> Option<Duration> {
+        (self.count >= FAILURES_ALLOWED && !self.lapsed())
+            .then(|| FAILURE_WINDOW.saturating_sub(self.since.elapsed()))
+    }
+}
+
+/// An account name as sign-in compares them (trimmed, any case), with the client's
+/// address as its bucket counts it.
+fn sign_in_key(username: &str, client: ClientAddr) -> (String, IpAddr) {
+    let name = username.trim().to_lowercase().chars().take(64).collect();
+    (name, key(client.0))
+}
+
 /// IPv4 addresses as they are; IPv6 by their /64.
 fn key(ip: IpAddr) -> IpAddr {
     match ip {
@@ -299,8 +374,9 @@ async fn sweep(limiter: Weak<Limiter>) {
             keyed.retain_recent();
             keyed.shrink_to_fit();
         }
-        limiter.sign_ins.retain_recent();
-        limiter.sign_ins.shrink_to_fit();
+        let mut failures = lock(&limiter.sign_in_failures);
+        failures.retain(|_, f| !f.lapsed());
+        failures.shrink_to_fit();
     }
 }
 
@@ -402,6 +478,37 @@ mod tests {
         assert_eq!(limiter.open_socket(me).unwrap_err().status_code(), 429);
         drop(first);
         let _third = limiter.open_socket(me).unwrap();
+    }
+
+    /// Only wrong passwords count, per name and address: the owner elsewhere still signs
+    /// in, and a right password clears the count.
+    #[tokio::test]
+    async fn wrong_passwords_lock_a_name_from_one_address_only() {
+        let limiter = limiter(60, 5);
+        let stranger = ClientAddr("10.0.0.66".parse().unwrap());
+        let owner = ClientAddr("10.0.0.7".parse().unwrap());
+        let wrong: Result<(), Error> = Err(Error::Unauthorized("wrong".into()));
+        for _ in 0..FAILURES_ALLOWED {
+            limiter.check_sign_in("Ann", stranger).unwrap();
+            limiter.count_sign_in("Ann", stranger, &wrong);
+        }
+        let err = limiter.check_sign_in(" ann ", stranger).unwrap_err();
+        assert_eq!(err.status_code(), 429);
+        assert!(err.to_string().contains("from this address"), "{err}");
+        limiter.check_sign_in("ann", owner).unwrap();
+        limiter.check_sign_in("bob", stranger).unwrap();
+        // Right passwords and other errors do not count; a right one starts over.
+        for _ in 0..10 {
+            limiter.count_sign_in("ann", owner, &Ok(()));
+            limiter.count_sign_in::<()>("ann", owner, &Err(Error::Unavailable("busy".into())));
+        }
+        limiter.check_sign_in("ann", owner).unwrap();
+        for _ in 1..FAILURES_ALLOWED {
+            limiter.count_sign_in("ann", owner, &wrong);
+        }
+        limiter.count_sign_in("ann", owner, &Ok(()));
+        limiter.count_sign_in("ann", owner, &wrong);
+        limiter.check_sign_in("ann", owner).unwrap();
     }
 
     #[tokio::test]

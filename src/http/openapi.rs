@@ -126,7 +126,7 @@ fn told_whole(doc: utoipa::openapi::OpenApi) -> utoipa::openapi::OpenApi {
 }
 
 /// Routes that touch no database, Redis or file store, so never answer 503 for them.
-const NEEDS_NOTHING: [&str; 3] = ["/health/live", "/metrics", "/api/auth/logout"];
+const NEEDS_NOTHING: [&str; 2] = ["/health/live", "/metrics"];
 
 fn reason_of(code: &str) -> &'static str {
     match code {
@@ -151,8 +151,9 @@ fn reason_of(code: &str) -> &'static str {
 fn bounds(path: &str, name: &str, place: &str) -> Option<Value> {
     use crate::domain::limits::{MAX_PAGE, MAX_WAIT_SECS};
     use crate::domain::names::{MAX_ROOM_CHARS, MAX_USER_ID_CHARS};
-    // No `/` (rooms), no control characters, no line or paragraph separator.
-    let name_chars = "^[^\\u0000-\\u001f\\u007f-\\u009f\\u2028\\u2029]+$";
+    // No `/` (rooms), no control characters, no line or paragraph separator, none of the
+    // invisible characters of `names::is_forbidden_in_name`.
+    let name_chars = "^[^\\u0000-\\u001f\\u007f-\\u009f\\u2028\\u2029\\u200b-\\u200f\\u202a-\\u202e\\u2060-\\u2064\\u2066-\\u2069\\u061c\\ufeff]+$";
     let room = json!({ "type": "string", "minLength": 1, "maxLength": MAX_ROOM_CHARS,
         "pattern": name_chars.replace("^[^", "^[^/") });
     let id = json!({ "type": "integer", "format": "int64", "minimum": 0 });

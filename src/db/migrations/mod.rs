@@ -12,6 +12,7 @@ mod m20261122_000004_accounts;
 mod m20261202_000005_private_rooms;
 mod m20261202_000006_webchat_echo;
 mod m20261216_000007_ids_compare_bytes;
+mod m20261216_000008_token_generation;
 
 pub struct Migrator;
 
@@ -26,6 +27,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261202_000005_private_rooms::Migration),
             Box::new(m20261202_000006_webchat_echo::Migration),
             Box::new(m20261216_000007_ids_compare_bytes::Migration),
+            Box::new(m20261216_000008_token_generation::Migration),
         ]
     }
 }
