@@ -52,7 +52,16 @@ async fn a_rolling_restart_loses_nothing_and_every_socket_comes_back() {
     for port in &ports {
         replicas.push(start(*port).await);
     }
-    let nginx = Nginx::start(&replicas.iter().collect::<Vec<_>>()).await;
+    // Its 400 readers stand for 400 people, yet all come from 127.0.0.1: the shipped
+    // per-address limit (100) would turn most of them away.
+    let nginx = Nginx::start_with(
+        &replicas.iter().collect::<Vec<_>>(),
+        &[(
+            "limit_conn per_address 100;",
+            "limit_conn per_address 1000;",
+        )],
+    )
+    .await;
     let front = nginx.url.clone();
     let room = room("rolling");
     let first: Value = {

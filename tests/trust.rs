@@ -591,3 +591,217 @@ async fn a_long_replay_comes_page_by_page_and_whole() {
     );
     db.drop_db().await;
 }
+
+/// The shipped nginx's cap per client address: 100 requests in progress, sockets included
+/// (a person's tabs, each with its socket, fit); the 101st is 429 from nginx, and a socket
+/// that closes makes room for another. On main every one of them opened.
+#[tokio::test(flavor = "multi_thread")]
+async fn behind_the_shipped_nginx_one_address_holds_100_sockets_and_no_more() {
+    let db = TestDb::create(Backend::Sqlite).await;
+    let server = Server::start(&db.url).await;
+    let nginx = Nginx::start(&[&server]).await;
+    let front = Server::at(&nginx.url);
+    let room = room("tabs");
+    let mut tabs = Vec::new();
+    for i in 0..100 {
+        tabs.push(open_socket(&front, &format!("/ws/{room}/tab{i}")).await);
+    }
+    let url = format!(
+        "{}/ws/{room}/one-too-many",
+        nginx.url.replacen("http://", "ws://", 1)
+    );
+    match tokio_tungstenite::connect_async(&url).await {
+        Err(tokio_tungstenite::tungstenite::Error::Http(res)) => assert_eq!(res.status(), 429),
+        other => panic!(
+            "the 101st socket of one address: {:?}",
+            other.map(|(_, r)| r)
+        ),
+    }
+    // Another address is counted apart.
+    let other = tokio::net::TcpSocket::new_v4().unwrap();
+    other
+        .bind(("127.0.0.2".parse::<std::net::IpAddr>().unwrap(), 0).into())
+        .unwrap();
+    let stream = other
+        .connect(nginx.url.trim_start_matches("http://").parse().unwrap())
+        .await
+        .unwrap();
+    let (_elsewhere, res) = tokio_tungstenite::client_async(url.as_str(), stream)
+        .await
+        .expect("a socket from another address");
+    assert_eq!(res.status(), 101);
+    // One tab closed, one more opens (the count is of requests in progress, not a rate).
+    tabs.pop().unwrap().close(None).await.unwrap();
+    let reopened = eventually(Duration::from_secs(5), || {
+        let url = url.clone();
+        async move { tokio_tungstenite::connect_async(&url).await.is_ok() }
+    })
+    .await;
+    assert!(reopened, "a socket in the place of a closed one");
+    db.drop_db().await;
+}
+
+/// nginx's header deadline, as deploy/nginx.conf sets it (`client_header_timeout 10s`).
+const HEADER_DEADLINE: Duration = Duration::from_secs(10);
+
+/// Slowloris through the shipped nginx: 3,000 connections from one address, each a partial
+/// request header followed by one more header line every 2 s. nginx resets each of them at
+/// its header deadline however it dribbles (nginx's default, 60 s, kept them all), nothing
+/// of them reaches the server, and meanwhile `/health` from another address answers 200
+/// within 2 s every time and the server's memory stays where it was.
+#[tokio::test(flavor = "multi_thread")]
+async fn behind_the_shipped_nginx_slow_headers_are_cut_off_and_health_answers() {
+    let slow = slow_connections_allowed(3000);
+    let db = TestDb::create(Backend::Sqlite).await;
+    let server = Server::start(&db.url).await;
+    let nginx = Nginx::start(&[&server]).await;
+    let front: std::net::SocketAddr = nginx.url.trim_start_matches("http://").parse().unwrap();
+    let before = server.rss_bytes();
+
+    // One at a time, so none waits in nginx's listen backlog: each is timed from its
+    // connect.
+    let attacker: std::net::IpAddr = "127.0.0.3".parse().unwrap();
+    let mut clients = Vec::with_capacity(slow);
+    for _ in 0..slow {
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.bind((attacker, 0).into()).unwrap();
+        let stream = socket
+            .connect(front)
+            .await
+            .expect("nginx takes the connection");
+        clients.push(tokio::spawn(dribble(stream)));
+    }
+
+    // Meanwhile, past the deadline and the margin, a fresh connection asks for /health
+    // every half second.
+    let probes = tokio::spawn(async move {
+        let http = reqwest::Client::builder()
+            .local_address("127.0.0.2".parse::<std::net::IpAddr>().unwrap())
+            .pool_max_idle_per_host(0)
+            .timeout(Duration::from_secs(2))
+            .build()
+            .unwrap();
+        let mut answers = Vec::new();
+        loop {
+            let res = http.get(format!("{}/health", nginx.url)).send().await;
+            answers.push(res.map(|r| r.status().as_u16()).map_err(|e| e.to_string()));
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            if answers.len() as u64 > HEADER_DEADLINE.as_secs() * 2 + 12 {
+                return (answers, nginx);
+            }
+        }
+    });
+    // The server's memory while every slow connection is open.
+    tokio::time::sleep(HEADER_DEADLINE / 2).await;
+    let grown = server.rss_bytes().saturating_sub(before);
+    let mut ends = Vec::with_capacity(slow);
+    for client in clients {
+        ends.push(client.await.unwrap());
+    }
+    let (answers, _nginx) = probes.await.unwrap();
+
+    let still_open = ends.iter().filter(|e| **e == SlowEnd::StillOpen).count();
+    assert_eq!(
+        still_open,
+        0,
+        "{still_open} of {slow} slow connections still open {:?} after they connected",
+        HEADER_DEADLINE + Duration::from_secs(5)
+    );
+    let answered: Vec<_> = ends
+        .iter()
+        .filter(|e| matches!(e, SlowEnd::Answered(_)))
+        .collect();
+    assert!(
+        answered.is_empty(),
+        "a header never finished was answered: {answered:?}"
+    );
+    // Cut at the deadline, not before: nginx did not turn them away for want of room.
+    let early: Vec<_> = ends
+        .iter()
+        .filter_map(|e| match e {
+            SlowEnd::Reset(after) if *after < HEADER_DEADLINE - Duration::from_secs(1) => {
+                Some(after)
+            }
+            _ => None,
+        })
+        .collect();
+    assert!(
+        early.is_empty(),
+        "closed before the deadline: {:?}",
+        &early[..5.min(early.len())]
+    );
+    let failed: Vec<_> = answers.iter().filter(|a| **a != Ok(200)).collect();
+    assert!(
+        failed.is_empty(),
+        "/health through nginx with {slow} slow connections open: {failed:?} of {} probes",
+        answers.len()
+    );
+    assert!(
+        grown < 16 << 20,
+        "the server grew {} MB while {slow} slow connections were open",
+        grown >> 20
+    );
+    db.drop_db().await;
+}
+
+#[derive(Debug, PartialEq)]
+enum SlowEnd {
+    /// nginx closed or reset the connection this long after it was opened.
+    Reset(Duration),
+    /// Bytes came back: the request was answered.
+    Answered(String),
+    /// Open past the deadline and a margin for a loaded machine.
+    StillOpen,
+}
+
+/// A request header that never ends: its first line and Host, then one line every 2 s.
+async fn dribble(mut stream: tokio::net::TcpStream) -> SlowEnd {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let opened = std::time::Instant::now();
+    let mut line = 0;
+    let mut next: Vec<u8> = b"GET /health HTTP/1.1\r\nHost: ferrochat\r\n".to_vec();
+    let mut buf = [0u8; 512];
+    while opened.elapsed() < HEADER_DEADLINE + Duration::from_secs(5) {
+        if stream.write_all(&next).await.is_err() {
+            return SlowEnd::Reset(opened.elapsed());
+        }
+        line += 1;
+        next = format!("X-Slow-{line}: still typing\r\n").into_bytes();
+        match tokio::time::timeout(Duration::from_secs(2), stream.read(&mut buf)).await {
+            Err(_) => {}
+            Ok(Ok(0)) | Ok(Err(_)) => return SlowEnd::Reset(opened.elapsed()),
+            Ok(Ok(n)) => return SlowEnd::Answered(String::from_utf8_lossy(&buf[..n]).into()),
+        }
+    }
+    SlowEnd::StillOpen
+}
+
+/// `wanted` slow connections if this process may open them and more besides (the soft
+/// limit on open files raised to the hard one, as far as it goes), else as many as it may.
+fn slow_connections_allowed(wanted: usize) -> usize {
+    // Room for the harness: the server's and nginx's pipes, the probes, the runtime.
+    const SPARE: u64 = 256;
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    {
+        let mut limit = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        // SAFETY: getrlimit and setrlimit read and write the one struct given, and touch
+        // nothing else of this process's memory.
+        let soft = unsafe {
+            if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) == 0 {
+                limit.rlim_cur = limit.rlim_max;
+                libc::setrlimit(libc::RLIMIT_NOFILE, &limit);
+                libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit);
+            }
+            limit.rlim_cur
+        };
+        let allowed = soft.saturating_sub(SPARE) as usize;
+        if allowed < wanted {
+            eprintln!("open files limited to {soft}: {allowed} slow connections, not {wanted}");
+            return allowed;
+        }
+    }
+    wanted
+}

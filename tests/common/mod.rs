@@ -637,6 +637,13 @@ pub struct Nginx {
 impl Nginx {
     /// nginx with the repository's site config, its upstream pointed at `replicas`.
     pub async fn start(replicas: &[&Server]) -> Nginx {
+        Nginx::start_with(replicas, &[]).await
+    }
+
+    /// As [`Nginx::start`], with each `(shipped, instead)` line of the site config
+    /// replaced (the shipped line must be there): for a test whose clients all come from
+    /// one address where real ones would come from many.
+    pub async fn start_with(replicas: &[&Server], replace: &[(&str, &str)]) -> Nginx {
         let dir = tempfile::tempdir().unwrap();
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
@@ -655,16 +662,31 @@ impl Nginx {
             .map(|r| line.replace("chat:5000", r.url.trim_start_matches("http://")) + "\n")
             .collect();
         assert!(site.contains("listen 80;"));
-        let site = site
+        let mut site = site
             .replace(&format!("{line}\n"), &servers)
             .replace("listen 80;", &format!("listen 127.0.0.1:{port};"));
+        for (shipped, instead) in replace {
+            assert!(site.contains(shipped), "deploy/nginx.conf has `{shipped}`");
+            site = site.replace(shipped, instead);
+        }
+        // The shipped bound on connections (deploy/nginx-main.conf's events block and the
+        // files a worker may open), in a main config of the test's own paths.
+        let main = std::fs::read_to_string(format!("{REPO}/deploy/nginx-main.conf")).unwrap();
+        let rlimit = main
+            .lines()
+            .find(|l| l.starts_with("worker_rlimit_nofile "))
+            .expect("deploy/nginx-main.conf sets worker_rlimit_nofile");
+        let events = main
+            .find("events {")
+            .and_then(|start| Some(&main[start..start + main[start..].find("\n}")? + 2]))
+            .expect("deploy/nginx-main.conf has an events block");
         let d = dir.path().display();
         std::fs::write(dir.path().join("site.conf"), site).unwrap();
         std::fs::write(
             dir.path().join("nginx.conf"),
             format!(
                 "pid {d}/nginx.pid;\nerror_log {d}/error.log;\nworker_processes 1;\n\
-                 events {{ worker_connections 4096; }}\n\
+                 {rlimit}\n{events}\n\
                  http {{\n  access_log off;\n  client_body_temp_path {d}/body;\n\
                  proxy_temp_path {d}/proxy;\n  fastcgi_temp_path {d}/fastcgi;\n\
                  uwsgi_temp_path {d}/uwsgi;\n  scgi_temp_path {d}/scgi;\n\
