@@ -152,7 +152,7 @@ pub async fn build_from(
         // `admins` named users by name until they could be squatted: say so to whoever
         // upgrades with a name still there, rather than leave them wondering.
         if uuid::Uuid::parse_str(admin.trim()).is_err()
-            && !admin.trim().starts_with(accounts::EXTERNAL_PREFIX)
+            && !domain::names::is_external_id(admin.trim())
         {
             tracing::warn!(
                 admin = %admin,

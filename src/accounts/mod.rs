@@ -7,7 +7,7 @@
 
 mod tokens;
 
-pub use tokens::{TokenConfig, Tokens, Verified, EXTERNAL_PREFIX, MIN_SECRET_BYTES};
+pub use tokens::{TokenConfig, Tokens, Verified, MIN_SECRET_BYTES};
 
 use crate::db::accounts::{self as table, Account};
 use crate::domain::names::{self};
@@ -212,7 +212,7 @@ impl Accounts {
     /// at once and on other replicas within [`REVOCATION_RECHECK`]. Another application's
     /// tokens are its own to revoke.
     pub async fn sign_out(&self, user: &Peer) -> Result<()> {
-        if user.user_id.starts_with(EXTERNAL_PREFIX) {
+        if names::is_external_id(&user.user_id) {
             return Ok(());
         }
         table::revoke_tokens(&self.db, &user.user_id, None).await?;
@@ -222,7 +222,7 @@ impl Accounts {
     /// A new password, given the current one (403 if it is wrong): every token handed out
     /// so far is revoked, and the session returned is the only one.
     pub async fn change_password(&self, user: &Peer, current: &str, new: &str) -> Result<Session> {
-        if user.user_id.starts_with(EXTERNAL_PREFIX) {
+        if names::is_external_id(&user.user_id) {
             return Err(Error::Forbidden(
                 "this identity is another application's: its password is not kept here".into(),
             ));

@@ -1,6 +1,6 @@
 //! JWTs: ours, and other applications'.
 
-use crate::domain::{Error, Peer};
+use crate::domain::{names, Error, Peer};
 use jsonwebtoken::{decode, encode, Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -10,10 +10,6 @@ const ISSUER: &str = "ferrochat";
 /// The shortest HS256 secret taken: RFC 7518 asks for a key as long as the hash (256
 /// bits), and a short one falls to an offline guess from any token it signed.
 pub const MIN_SECRET_BYTES: usize = 32;
-
-/// Where an external subject's id starts: `ext:<sub>` can never be one of our accounts'
-/// ids (UUIDs), so another application's token cannot name a local user.
-pub const EXTERNAL_PREFIX: &str = "ext:";
 
 /// Where the keys come from (settings `token_secret`, `token_ttl_secs`; `JWT_SECRET`,
 /// `JWT_PUBLIC_KEY`, `jwt_issuer`, `jwt_audience`, `jwt_max_ttl_secs`).
@@ -182,7 +178,7 @@ impl Tokens {
         let user_id = if ours {
             claims.sub
         } else {
-            format!("{EXTERNAL_PREFIX}{}", claims.sub)
+            format!("{}{}", names::EXTERNAL_ID_PREFIX, claims.sub)
         };
         Ok(Verified {
             peer: Peer {

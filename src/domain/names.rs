@@ -26,8 +26,9 @@ pub fn is_direct_room_id(name: &str) -> bool {
 }
 
 /// What the user id of another application's subject (an external JWT's `sub`) begins
-/// with: those ids are a namespace apart from this server's accounts, and, like an
-/// account's, only the identity's token may act as one.
+/// with: `ext:<sub>` can never be one of this server's accounts' ids (UUIDs), so another
+/// application's token cannot name a local user; and, as with an account's, only the
+/// identity's token may act as one.
 pub const EXTERNAL_ID_PREFIX: &str = "ext:";
 
 pub fn is_external_id(user_id: &str) -> bool {
