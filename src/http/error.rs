@@ -4,7 +4,7 @@
 //! read the body as it is). Our own faults are logged with their details and answered
 //! "internal error".
 
-use super::guards::GuardFailure;
+use super::client::GuardFailure;
 use crate::domain::Error;
 use rocket::http::{ContentType, Header, Status};
 use rocket::response::{self, Responder, Response};

@@ -8,7 +8,7 @@
 //! unless `rate_limits` is set; the defaults are far above a person chatting and far
 //! below a script flooding.
 
-use super::guards::ClientAddr;
+use super::client::ClientAddr;
 use crate::config::Settings;
 use crate::domain::sync::lock;
 use crate::domain::Error;
@@ -403,7 +403,7 @@ macro_rules! bucket_guard {
                 let user = caller.as_ref().and_then(|c| c.user.as_ref()).map(|u| u.user_id.as_str());
                 match limiter.check($bucket, client, user) {
                     Ok(()) => Outcome::Success($guard),
-                    Err(err) => super::guards::fail(req, err),
+                    Err(err) => super::client::fail(req, err),
                 }
             }
         }

@@ -5,7 +5,7 @@
 //! So a socket, and a change signed in by the cookie, is taken from this server's own
 //! origin and the configured ones only, compared whole: scheme, host and port.
 
-use super::guards::{fail, https, SESSION_COOKIE};
+use super::client::{fail, https, SESSION_COOKIE};
 use crate::domain::Error;
 use rocket::http::{Method, Status};
 use rocket::outcome::Outcome;

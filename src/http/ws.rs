@@ -15,7 +15,7 @@
 //! are closed with 1012 (reason `service restart: reconnect with since=<id>`): connect
 //! again, through the balancer, and nothing is missed.
 
-use super::guards::ClientAddr;
+use super::client::ClientAddr;
 use super::limits::{Bucket, Limiter, SocketLease};
 use super::origin::SiteOrigin;
 use crate::access::RoomAccess;
