@@ -64,17 +64,25 @@ impl Origin {
         })
     }
 
-    /// The origin this request was sent to: the scheme it came by (as a trusted proxy
-    /// says, behind one) and its `Host`.
-    fn of_request(req: &Request<'_>) -> Option<Origin> {
-        let host = req.host()?;
-        let https = https::of(req);
-        let port = host.port().unwrap_or(if https { 443 } else { 80 });
-        Some(Origin {
-            https,
-            host: host.domain().as_str().to_ascii_lowercase(),
-            port,
-        })
+    /// Whether this is the origin of the request's own site: its `Host` (host and port,
+    /// compared whole), reached by the scheme it came by. The scheme is held to only when
+    /// the request is known to have come by https (directly, or as a trusted proxy says):
+    /// a plain-http request may be an https page's own, through a proxy that took the
+    /// TLS off without being trusted to say so (a Codespace's port forwarding, a tunnel),
+    /// and another port of the host, which is what other sites on it are, is refused
+    /// either way.
+    fn is_own(&self, host: &str, port: Option<u16>, came_by_https: bool) -> bool {
+        if came_by_https && !self.https {
+            return false;
+        }
+        // No port in `Host`: the default one of the scheme the page used to reach it.
+        let port = port.unwrap_or(if self.https { 443 } else { 80 });
+        self.host == host.to_ascii_lowercase() && self.port == port
+    }
+
+    fn is_requests_own(&self, req: &Request<'_>) -> bool {
+        req.host()
+            .is_some_and(|host| self.is_own(host.domain().as_str(), host.port(), https::of(req)))
     }
 }
 
@@ -123,10 +131,10 @@ impl Origins {
             return false;
         };
         let own = match &self.public {
-            Some(public) => Some(public.clone()),
-            None => Origin::of_request(req),
+            Some(public) => *public == origin,
+            None => origin.is_requests_own(req),
         };
-        own.as_ref() == Some(&origin) || self.allowed.contains(&origin)
+        own || self.allowed.contains(&origin)
     }
 }
 
@@ -229,6 +237,23 @@ mod tests {
 
     fn o(text: &str) -> Option<Origin> {
         Origin::of_url(text)
+    }
+
+    #[test]
+    fn a_requests_own_origin_is_its_host_and_port() {
+        let page = |text: &str| o(text).unwrap();
+        // Plain http from an untrusted peer: an https page may be behind a proxy that took
+        // TLS off, so either scheme, with the host and port.
+        assert!(page("http://chat.test:5000").is_own("chat.test", Some(5000), false));
+        assert!(page("https://chat.test:5000").is_own("Chat.Test", Some(5000), false));
+        assert!(page("https://x-5000.app.github.dev").is_own("x-5000.app.github.dev", None, false));
+        assert!(page("http://x.test").is_own("x.test", None, false));
+        assert!(!page("http://chat.test:6666").is_own("chat.test", Some(5000), false));
+        assert!(!page("https://chat.test:8443").is_own("chat.test", None, false));
+        assert!(!page("http://other.test:5000").is_own("chat.test", Some(5000), false));
+        // Known to be https: an http page is another site.
+        assert!(page("https://chat.test").is_own("chat.test", None, true));
+        assert!(!page("http://chat.test:443").is_own("chat.test", None, true));
     }
 
     #[test]
