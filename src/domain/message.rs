@@ -2,7 +2,7 @@
 //! read back ([`Message`]), as one line of the legacy transcript, and as JSON
 //! ([`MessageJson`], the one writer of every door's JSON form).
 
-use crate::domain::names::{self, is_forbidden_in_name};
+use crate::domain::names::{self, is_control_or_separator};
 use crate::domain::{Error, Limits};
 use chrono::{Local, NaiveDateTime, TimeZone};
 use serde::ser::{SerializeMap, Serializer};
@@ -223,7 +223,7 @@ fn push_one_line(out: &mut String, text: &str) {
                 out.push(LINE_BREAK_MARK)
             }
             '\t' => out.push('\t'),
-            c if is_forbidden_in_name(c) => out.push('\u{FFFD}'),
+            c if is_control_or_separator(c) => out.push('\u{FFFD}'),
             c => out.push(c),
         }
     }

@@ -81,23 +81,32 @@ impl RoomName {
     }
 }
 
-/// Control characters, the Unicode line and paragraph separators that some viewers
-/// break lines at, and the invisible ones that make one name look like another: zero-width
-/// spaces and joiners, the byte order mark, and bidi marks, embeddings, overrides and
-/// isolates (`ann\u{200B}` shows as `ann`; an override shows letters in another order).
+/// Control characters, and the Unicode line and paragraph separators that some viewers
+/// break lines at: never in a name, and (line breaks and tabs apart) never shown as they
+/// are in a transcript line.
+pub fn is_control_or_separator(c: char) -> bool {
+    c.is_control() || c == '\u{2028}' || c == '\u{2029}'
+}
+
+/// The invisible characters that make one name look like another: zero-width spaces and
+/// joiners, the byte order mark, and bidi marks, embeddings, overrides and isolates
+/// (`ann\u{200B}` shows as `ann`; an override shows letters in another order). Refused in
+/// names only: a message's text keeps them (emoji sequences are joined by U+200D).
+pub fn is_invisible(c: char) -> bool {
+    matches!(
+        c,
+        '\u{200B}'..='\u{200F}'
+            | '\u{202A}'..='\u{202E}'
+            | '\u{2060}'..='\u{2064}'
+            | '\u{2066}'..='\u{2069}'
+            | '\u{061C}'
+            | '\u{FEFF}'
+    )
+}
+
+/// What a name (a room's, a user's, a user id) may not hold.
 pub fn is_forbidden_in_name(c: char) -> bool {
-    c.is_control()
-        || matches!(
-            c,
-            '\u{2028}'
-                | '\u{2029}'
-                | '\u{200B}'..='\u{200F}'
-                | '\u{202A}'..='\u{202E}'
-                | '\u{2060}'..='\u{2064}'
-                | '\u{2066}'..='\u{2069}'
-                | '\u{061C}'
-                | '\u{FEFF}'
-        )
+    is_control_or_separator(c) || is_invisible(c)
 }
 
 /// A user name as sent: trimmed, `Anonymous` when blank, refused when too long or holding
