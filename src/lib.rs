@@ -160,7 +160,8 @@ pub async fn build_from(
             );
         }
     }
-    let accounts = accounts::Accounts::new(db.clone(), tokens, &settings.admins, limits);
+    let accounts =
+        accounts::Accounts::new(db.clone(), tokens, &settings.admins, limits, hub.clone());
     tracing::info!(auth = ?settings.auth, rate_limits = settings.rate_limits_on(), "access");
     let limiter = http::limits::Limiter::new(&settings);
     let trusted_proxies = http::guards::TrustedProxies::parse(&settings.trusted_proxies)?;

@@ -503,3 +503,45 @@ async fn a_hidden_room_answers_as_a_missing_one() {
     drop(server);
     db.drop_db().await;
 }
+
+/// Item 16: signing out revokes the account's tokens everywhere, sockets included: one
+/// open on the other replica closes with 4001 (it had been kept until its token expired).
+#[tokio::test(flavor = "multi_thread")]
+async fn signing_out_closes_the_accounts_sockets_on_every_replica() {
+    let db = TestDb::create(Backend::MariaDb).await;
+    let redis = Redis::start().await;
+    let mut servers = Vec::new();
+    for _ in 0..2 {
+        let options = ServerOptions::new(&db.url)
+            .env("REDIS_URL", &redis.url())
+            .env("TOKEN_SECRET", "one secret for both replicas, 32+ bytes");
+        servers.push(Server::start_with(options).await);
+    }
+    for server in &servers {
+        let up = eventually(Duration::from_secs(10), || async {
+            hub_state(server).await == "up"
+        })
+        .await;
+        assert!(up, "hub connected to Redis");
+    }
+    let (a, b) = (&servers[0], &servers[1]);
+    let (ann, token) = sign_up(a, "ann").await;
+    let mut socket = open_socket(b, &format!("/ws/general/{ann}?token={token}")).await;
+    let mut guest = open_socket(b, "/ws/general/guest-1").await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let (status, _) =
+        call_with_token(a, Method::POST, "/api/auth/logout", None, Some(&token)).await;
+    assert_eq!(status, 200);
+    let (_, close) = until_closed(&mut socket, Duration::from_secs(10)).await;
+    assert_eq!(
+        close.map(|c| c.0),
+        Some(4001),
+        "ann's socket on the other replica"
+    );
+    // Nobody else's socket is touched.
+    post_ok(a, "general", &[("username", "g"), ("msg", "still here")]).await;
+    let got = messages_until(&mut guest, 1, Duration::from_secs(10)).await;
+    assert_eq!(contents(&got), ["still here"]);
+    drop(servers);
+    db.drop_db().await;
+}

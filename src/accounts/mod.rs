@@ -13,6 +13,7 @@ use crate::db::accounts::{self as table, Account};
 use crate::domain::names::{self};
 use crate::domain::sync::lock;
 use crate::domain::{now_utc, Error, Limits, Peer, Result};
+use crate::realtime::{user_channel, Event, Hub};
 use argon2::password_hash::{rand_core::OsRng, PasswordHash, SaltString};
 use argon2::{Argon2, PasswordHasher, PasswordVerifier};
 use sea_orm::DatabaseConnection;
@@ -48,6 +49,8 @@ pub struct Accounts {
     /// stored in the database so that every replica sees it, and asked at most every
     /// [`REVOCATION_RECHECK`] per account rather than on every request.
     generations: Mutex<HashMap<String, (i64, Instant)>>,
+    /// Where revocations are told, so the account's open sockets close on every replica.
+    hub: Arc<dyn Hub>,
 }
 
 /// Valid tokens (and accounts' generations) remembered at most; past this the record
@@ -64,7 +67,13 @@ fn unix_now() -> u64 {
 }
 
 impl Accounts {
-    pub fn new(db: DatabaseConnection, tokens: Tokens, admins: &[String], limits: Limits) -> Self {
+    pub fn new(
+        db: DatabaseConnection,
+        tokens: Tokens,
+        admins: &[String],
+        limits: Limits,
+        hub: Arc<dyn Hub>,
+    ) -> Self {
         Accounts {
             db,
             tokens,
@@ -72,6 +81,7 @@ impl Accounts {
             limits,
             verified: Mutex::default(),
             generations: Mutex::default(),
+            hub,
         }
     }
 
@@ -216,7 +226,7 @@ impl Accounts {
             return Ok(());
         }
         table::revoke_tokens(&self.db, &user.user_id, None).await?;
-        self.refresh_generation(&user.user_id).await
+        self.tokens_revoked(&user.user_id).await
     }
 
     /// A new password, given the current one (403 if it is wrong): every token handed out
@@ -240,17 +250,22 @@ impl Accounts {
         }
         let hash = hash(new.to_string()).await?;
         table::revoke_tokens(&self.db, &user.user_id, Some(hash)).await?;
-        self.refresh_generation(&user.user_id).await?;
+        self.tokens_revoked(&user.user_id).await?;
         let account = table::get(&self.db, &user.user_id)
             .await?
             .ok_or_else(|| Error::Internal("the account went while its password changed".into()))?;
         Ok(self.session(account))
     }
 
-    async fn refresh_generation(&self, user_id: &str) -> Result<()> {
+    /// After the account's tokens were revoked: this replica takes the new generation at
+    /// once, and the account's sockets, on every replica, are closed (a socket checks its
+    /// token when it opens, not after).
+    async fn tokens_revoked(&self, user_id: &str) -> Result<()> {
         if let Some(generation) = table::token_generation(&self.db, user_id).await? {
             self.remember_generation(user_id, generation);
         }
+        self.hub
+            .publish(&user_channel(user_id), Event::TokensRevoked);
         Ok(())
     }
 
@@ -373,9 +388,19 @@ async fn verify(password: String, stored: String) -> Result<bool> {
 mod tests {
     use super::*;
 
+    fn test_hub() -> Arc<dyn Hub> {
+        Arc::new(crate::realtime::InProcessHub::new(16))
+    }
+
     async fn accounts(admins: &[String]) -> Accounts {
         let tokens = Tokens::new(&TokenConfig::default()).unwrap();
-        Accounts::new(crate::db::memory().await, tokens, admins, Limits::default())
+        Accounts::new(
+            crate::db::memory().await,
+            tokens,
+            admins,
+            Limits::default(),
+            test_hub(),
+        )
     }
 
     #[tokio::test]
@@ -486,7 +511,13 @@ mod tests {
             ..TokenConfig::default()
         })
         .unwrap();
-        let accounts = Accounts::new(crate::db::memory().await, tokens, &[], Limits::default());
+        let accounts = Accounts::new(
+            crate::db::memory().await,
+            tokens,
+            &[],
+            Limits::default(),
+            test_hub(),
+        );
         let ann = accounts.register("ann", "correct horse").await.unwrap();
         assert_eq!(accounts.identify(&ann.token).await.unwrap().0, ann.user);
         assert_eq!(

@@ -458,6 +458,12 @@ impl Session {
                             reason: "the room was deleted".into(),
                         }))
                     }
+                    Some(Event::TokensRevoked) if self.caller.user.is_some() => {
+                        Flow::Close(Some(CloseFrame {
+                            code: CloseCode::from(CLOSE_SIGN_IN),
+                            reason: "signed out (or the password changed): sign in again".into(),
+                        }))
+                    }
                     Some(event) => match self.outgoing(&event, &mut sent) {
                         Some(value) => match send(&mut sink, value).await {
                             Ok(()) => Flow::Continue,
@@ -731,8 +737,9 @@ impl Session {
                 "type": "message_deleted", "id": id, "room_id": room,
             })),
             Event::RoomDeleted => Some(json!({ "type": "room_deleted", "room_id": room })),
-            // Handled by the session: it checks whether its caller may still read.
-            Event::AccessChanged => None,
+            // Handled by the session: it checks whether its caller may still read, or
+            // closes.
+            Event::AccessChanged | Event::TokensRevoked => None,
             Event::Notification(notification) => {
                 let mut frame = json!({ "type": "notification" });
                 if let (Some(frame), Some(fields)) =

@@ -39,6 +39,9 @@ pub enum Event {
     AccessChanged,
     /// A notification (JSON as the notifications API shows it), on its user's channel.
     Notification(Arc<serde_json::Value>),
+    /// The user's tokens were revoked (signed out, password changed), on their user's
+    /// channel: their sockets close, to be opened again with a token that holds.
+    TokensRevoked,
 }
 
 /// The channel of one user's own events (notifications). Room names cannot hold `/`, so
