@@ -93,6 +93,7 @@ fn json_body(known: &Known, i: usize) -> (Option<&'static str>, Vec<u8>) {
     let whole = json!({
         "name": format!("n{i}"), "content": format!("c{i}"), "user_id": format!("u{i}"),
         "username": username, "password": password,
+        "current_password": password, "new_password": format!("new-password-{i}"),
         "title": format!("t{i}"), "body": format!("b{i}"), "type": "mention",
         "private": i % 2 == 0, "description": format!("d{i}"),
     });
@@ -239,16 +240,22 @@ async fn every_operation_answers_distinct_hostile_requests_as_documented() {
             operations.push((path.clone(), method, op.clone()));
         }
     }
-    // What deletes goes last, the room last of all, so the rest find what was made.
-    operations.sort_by_key(|(path, method, _)| {
-        (*method == Method::DELETE, path == "/api/chat/rooms/{id}")
-    });
+    // What deletes goes last, the room last of all, so the rest find what was made; then
+    // what ends the sweep's session (a new password, signing out revoke its token).
+    let ends = |path: &str, method: &Method| match (path, method) {
+        ("/api/auth/password", _) => 3,
+        ("/api/auth/logout", _) => 4,
+        ("/api/chat/rooms/{id}", &Method::DELETE) => 2,
+        (_, &Method::DELETE) => 1,
+        _ => 0,
+    };
+    operations.sort_by_key(|(path, method, _)| ends(path, method));
     assert!(operations.len() >= 45, "{} operations", operations.len());
 
     // Warm up: pools, caches and buffers that grow once and stay; nothing deleted yet.
     let deletes = operations
         .iter()
-        .position(|(_, method, _)| *method == Method::DELETE);
+        .position(|(path, method, _)| ends(path, method) > 0);
     let keeping = &operations[..deletes.unwrap_or(operations.len())];
     for outcome in sweep(&server, &known, keeping, 0..40).await {
         outcome.unwrap();
