@@ -545,3 +545,67 @@ async fn signing_out_closes_the_accounts_sockets_on_every_replica() {
     drop(servers);
     db.drop_db().await;
 }
+
+/// Item 2, when no event is heard: a room made private behind the server's back (another
+/// program on the database, or a change published while Redis was away) still lets its
+/// open sockets go, at their next ping once the rule's few seconds are up.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_change_nobody_announced_lets_sockets_go_at_their_next_ping() {
+    let db = TestDb::create(Backend::Sqlite).await;
+    let server =
+        Server::start_with(ServerOptions::new(&db.url).env("ROCKET_WS_PING_SECS", "1")).await;
+    let (_, olga) = sign_up(&server, "olga").await;
+    let name = room("quiet");
+    let (status, _) = call_with_token(
+        &server,
+        Method::POST,
+        "/api/chat/rooms",
+        Some(json!({"id": name})),
+        Some(&olga),
+    )
+    .await;
+    assert_eq!(status, 201);
+    let mut eve = open_socket(&server, &format!("/ws/{name}/eve")).await;
+    use sea_orm::ConnectionTrait;
+    db.connect()
+        .await
+        .execute_unprepared(&format!(
+            "UPDATE room SET visibility = 'private' WHERE id = '{name}'"
+        ))
+        .await
+        .unwrap();
+    let (_, close) = until_closed(&mut eve, Duration::from_secs(15)).await;
+    assert_eq!(close.map(|c| c.0), Some(4003));
+    drop(server);
+    db.drop_db().await;
+}
+
+/// Item 15, for what was stored before: a `javascript:` link already in the table is sent
+/// to nobody.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_stored_script_link_is_sent_as_none() {
+    let db = TestDb::create(Backend::Sqlite).await;
+    let server = Server::start(&db.url).await;
+    post_ok(&server, "general", &[("username", "a"), ("msg", "first")]).await;
+    use sea_orm::ConnectionTrait;
+    db.connect()
+        .await
+        .execute_unprepared(
+            "UPDATE message SET message_type = 'file', file_url = 'javascript:alert(1)'",
+        )
+        .await
+        .unwrap();
+    let (_, history) = call(
+        &server,
+        Method::GET,
+        "/api/chat/rooms/general/messages",
+        None,
+    )
+    .await;
+    assert_eq!(history[0]["file_url"], Value::Null, "{history}");
+    let mut ws = open_socket(&server, "/ws/general/u-1?since=0").await;
+    let replayed = messages_until(&mut ws, 1, Duration::from_secs(10)).await;
+    assert_eq!(replayed[0]["file_url"], Value::Null, "{replayed:?}");
+    drop(server);
+    db.drop_db().await;
+}

@@ -10,7 +10,8 @@
 //! Rules are read from the database and kept a few seconds per room, so a poll of a public
 //! room costs a map lookup; a change (a room created, shared, deleted) forgets the room at
 //! once, and replicas hear of it through the hub (`Event::AccessChanged`, `RoomDeleted`),
-//! the time-to-live being the backstop while Redis is away. A room without a row is never
+//! the time-to-live being the backstop while Redis is away (open sockets ask again at each
+//! ping, so a change that went unheard lets them go too). A room without a row is never
 //! remembered: it is open until it is created, and may be created private.
 
 use crate::db::rooms as table;

@@ -5,9 +5,11 @@
 //!
 //! What the rooms hold together is bounded in bytes, not only in rooms: a room of the
 //! longest messages holds tens of megabytes, so a count of rooms alone let a few thousand
-//! posts keep gigabytes. Past the budget the least recently read rooms go, and a room
-//! larger than the whole budget is answered and not kept; either is read from the
-//! database again on its next poll.
+//! posts keep gigabytes. Past the budget the least recently read rooms go (and are read
+//! from the database again on their next poll). A room larger than the whole budget is
+//! kept alone: were it not kept, every poll of it would read and hold a copy of its own,
+//! and many polls at once many copies. So what is held is at most the budget, or one room
+//! of `max_messages` of the longest messages.
 
 use crate::domain::message::transcript_line;
 use crate::domain::sync::lock;
@@ -248,26 +250,16 @@ impl Held {
         }
     }
 
-    /// Lets the least recently read rooms go until what is held fits `budget`; `changed`
-    /// goes first when it alone is larger, as no other room's going would make it fit. A
-    /// room still loading stays: it is small, and a post committed during its load is
-    /// recorded in it.
+    /// Lets the least recently read rooms go until what is held fits `budget`, but never
+    /// `changed`, the room just read or written: when it alone is larger, it stays alone.
+    /// A room still loading stays too: it is small, and a post committed during its load
+    /// is recorded in it.
     fn fit(&mut self, budget: usize, changed: &str) {
-        if self.bytes <= budget {
-            return;
-        }
-        if self
-            .rooms
-            .get(changed)
-            .is_some_and(|r| r.loaded && r.counted > budget)
-        {
-            self.remove(changed);
-        }
         while self.bytes > budget {
             let Some(name) = self
                 .rooms
                 .iter()
-                .find(|(_, r)| r.loaded)
+                .find(|(name, r)| r.loaded && name.as_str() != changed)
                 .map(|(name, _)| name.clone())
             else {
                 return;
@@ -794,7 +786,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_room_larger_than_the_budget_is_answered_and_not_kept() {
+    async fn a_room_larger_than_the_budget_is_kept_alone() {
         let cache = Transcripts::new(Duration::from_secs(3600), 100, 1000, 100_000);
         let small = Table::new(vec![message("s", 1)], true);
         cache
@@ -811,14 +803,22 @@ mod tests {
         let held: Vec<String> = cache.held().rooms.keys().cloned().collect();
         assert_eq!(
             held,
-            ["s"],
-            "the big room goes, the small one it did not need stays"
+            ["big"],
+            "the big room stays, alone: polls of it share the one copy"
         );
         let bytes = cache.held().bytes;
         assert_eq!(bytes, recount(&cache));
-        // A post to a room no longer held is not kept either.
+        // A post to it is kept; reading the small room again lets the big one go.
         cache.record(&long("big", 101));
-        assert!(!cache.held().rooms.contains_key("big"));
+        assert!(cache.held().rooms.contains_key("big"));
+        cache
+            .view_with(small.reader(), &room("s"), None, false)
+            .await
+            .unwrap();
+        let held: Vec<String> = cache.held().rooms.keys().cloned().collect();
+        assert_eq!(held, ["s"]);
+        let bytes = cache.held().bytes;
+        assert_eq!(bytes, recount(&cache));
     }
 
     #[tokio::test]

@@ -285,7 +285,12 @@ impl Serialize for MessageJson<'_> {
         map.serialize_entry("username", &m.username)?;
         map.serialize_entry("content", &m.text)?;
         map.serialize_entry("message_type", &m.message_type)?;
-        map.serialize_entry("file_url", &m.file_url)?;
+        // Rows stored before links were checked, or by another program, may hold any
+        // scheme: a link no client should follow is sent as none.
+        map.serialize_entry(
+            "file_url",
+            &m.file_url.as_deref().filter(|url| is_safe_file_url(url)),
+        )?;
         let time_key = if *shape == Shape::Socket {
             "timestamp"
         } else {

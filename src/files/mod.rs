@@ -111,12 +111,9 @@ impl Files {
         let room_id = room_id
             .map(|r| RoomName::parse(r).map(|r| r.as_str().to_string()))
             .transpose()?;
-        // A file for a room is the room's: only who may read it may add to it. A room
-        // nobody has posted to yet comes into being with its first file, as with its first
-        // message (a file's room must have a row: one without shows nothing).
+        // A file for a room is the room's: only who may read it may add to it.
         if let Some(room) = &room_id {
             self.access.may_read(caller, room).await?;
-            rooms::ensure_public(&self.db, room, now_utc()).await?;
         }
         let too_large =
             || Error::PayloadTooLarge(format!("file is larger than {} bytes", self.max_bytes));
@@ -177,7 +174,17 @@ impl Files {
                 object_key: path.to_string(),
                 created_at: now_utc(),
             };
-            if let Err(err) = table::insert(&self.db, &row).await {
+            // A room nobody has posted to yet comes into being with its first file, as
+            // with its first message (a file's room must have a row: one without shows
+            // nothing).
+            let mut stored = match &row.room_id {
+                Some(room) => rooms::ensure_public(&self.db, room, now_utc()).await,
+                None => Ok(()),
+            };
+            if stored.is_ok() {
+                stored = table::insert(&self.db, &row).await;
+            }
+            if let Err(err) = stored {
                 // No row, no object: nothing is left behind that nobody can reach.
                 let _ = self.store.objects.delete(&path).await;
                 return Err(err.into());
@@ -279,11 +286,10 @@ impl Files {
 }
 
 fn store_down(err: object_store::Error) -> Error {
+    // The store's own words name its folder, or its endpoint and bucket: the log's, not
+    // the caller's.
     tracing::warn!(error = ?err, "file store unavailable");
-    Error::Unavailable(format!(
-        "file store unavailable: {}",
-        store::one_line(&err.to_string())
-    ))
+    Error::Unavailable("file store unavailable, try again".into())
 }
 
 fn broken(err: multer::Error) -> Error {

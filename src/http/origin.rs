@@ -144,8 +144,21 @@ fn origins<'r>(req: &'r Request<'_>) -> Option<&'r Origins> {
 
 /// A socket opened by a page of this site, of an allowed one, or by a client that is no
 /// page (it sends no `Origin`). A page of any other site is refused: a browser would
-/// otherwise let it chat in its visitor's name.
+/// otherwise let it chat in its visitor's name. Signed in by the session cookie, the
+/// page's origin must be this site's whole (another port of the host is another site,
+/// and would be using the visitor's cookie); without the cookie the socket is nobody's
+/// but what it claims, so a page of the same host on another port (the ChatFlow app on
+/// :3000 beside the API, a page of seed 004's client) is taken, as it always was.
 pub struct SiteOrigin;
+
+/// Whether `origin` names the host this request was sent to, whatever its scheme and
+/// port.
+fn same_host(req: &Request<'_>, origin: &str) -> bool {
+    match (Origin::of_url(origin), req.host()) {
+        (Some(origin), Some(host)) => origin.host == host.domain().as_str().to_ascii_lowercase(),
+        _ => false,
+    }
+}
 
 #[rocket::async_trait]
 impl<'r> FromRequest<'r> for SiteOrigin {
@@ -155,7 +168,9 @@ impl<'r> FromRequest<'r> for SiteOrigin {
         let Some(origin) = req.headers().get_one("Origin") else {
             return Outcome::Success(SiteOrigin);
         };
-        if origins(req).is_some_and(|o| o.admit(req, origin)) {
+        let cookie = req.cookies().get(SESSION_COOKIE).is_some();
+        if origins(req).is_some_and(|o| o.admit(req, origin)) || (!cookie && same_host(req, origin))
+        {
             return Outcome::Success(SiteOrigin);
         }
         Outcome::Error((

@@ -484,10 +484,18 @@ impl Session {
                 _ = ping.tick() => {
                     if heard.elapsed() > self.ping_every * 2 + Duration::from_secs(5) {
                         Flow::Close(Some(CloseFrame { code: CloseCode::Away, reason: "no answer to ping".into() }))
-                    } else if send_raw(&mut sink, Message::Ping(Vec::new())).await.is_err() {
-                        break None;
                     } else {
-                        Flow::Continue
+                        // A change of access may have gone unheard (Redis away, a publish
+                        // lost): each ping asks again, from the rule's cache as a rule.
+                        match Box::pin(self.still_admitted()).await {
+                            closed @ Flow::Close(_) => closed,
+                            Flow::Continue => {
+                                if send_raw(&mut sink, Message::Ping(Vec::new())).await.is_err() {
+                                    break None;
+                                }
+                                Flow::Continue
+                            }
+                        }
                     }
                 }
             };
