@@ -34,22 +34,6 @@ fn required(db: &TestDb) -> ServerOptions {
         .env("ROCKET_ADMINS", "[\"root\"]")
 }
 
-/// Registers (or signs in, if taken) and returns the user id and token.
-async fn sign_up(server: &Server, name: &str) -> (String, String) {
-    let (status, body) = call(
-        server,
-        Method::POST,
-        "/api/auth/register",
-        Some(json!({"username": name, "password": "correct horse"})),
-    )
-    .await;
-    assert_eq!(status, 201, "{body}");
-    (
-        body["user_id"].as_str().unwrap().to_string(),
-        body["token"].as_str().unwrap().to_string(),
-    )
-}
-
 async fn as_user(
     server: &Server,
     method: Method,

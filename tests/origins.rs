@@ -15,24 +15,8 @@ fn required(db: &TestDb) -> ServerOptions {
     ServerOptions::new(&db.url).env("ROCKET_AUTH", "required")
 }
 
-/// Registers `name` and returns its user id and token.
-async fn sign_up(server: &Server, name: &str) -> (String, String) {
-    let (status, body) = call(
-        server,
-        Method::POST,
-        "/api/auth/register",
-        Some(json!({"username": name, "password": "correct horse"})),
-    )
-    .await;
-    assert_eq!(status, 201, "{body}");
-    (
-        body["user_id"].as_str().unwrap().to_string(),
-        body["token"].as_str().unwrap().to_string(),
-    )
-}
-
 /// Opens a socket with these headers; the status of the refusal, or 101.
-async fn socket_status(server: &Server, path: &str, headers: &[(&str, &str)]) -> u16 {
+async fn socket_status_with(server: &Server, path: &str, headers: &[(&str, &str)]) -> u16 {
     let url = format!("{}{path}", server.url.replacen("http://", "ws://", 1));
     let mut req = url.into_client_request().unwrap();
     for (name, value) in headers {
@@ -69,9 +53,9 @@ async fn a_token_in_the_url_counts_on_sockets_only_and_is_never_logged() {
     assert!(!page.contains(&name), "the URL's token signed the page in");
 
     let path = format!("/ws/general/{user_id}?token={token}&since=0");
-    assert_eq!(socket_status(&server, &path, &[]).await, 101);
+    assert_eq!(socket_status_with(&server, &path, &[]).await, 101);
     let path = format!("/ws?token={token}");
-    assert_eq!(socket_status(&server, &path, &[]).await, 101);
+    assert_eq!(socket_status_with(&server, &path, &[]).await, 101);
     let log = server.log();
     let requests: Vec<_> = log.iter().filter(|l| l.contains("/ws/general/")).collect();
     assert!(
@@ -105,20 +89,20 @@ async fn a_socket_from_another_port_or_scheme_of_this_host_is_refused() {
         "null".to_string(),
     ] {
         let headers = [("Cookie", cookie.as_str()), ("Origin", origin.as_str())];
-        let status = socket_status(&server, &path, &headers).await;
+        let status = socket_status_with(&server, &path, &headers).await;
         assert_eq!(status, 403, "a socket from {origin} was not refused");
     }
     let headers = [("Cookie", cookie.as_str()), ("Origin", own.as_str())];
-    let status = socket_status(&server, &path, &headers).await;
+    let status = socket_status_with(&server, &path, &headers).await;
     assert_eq!(status, 101, "this server's own origin {own} refused");
     // The same host and port by https: a proxy this server does not trust (a Codespace's
     // forwarding) may have taken TLS off, so the page is this site's own.
     let tls_page = format!("https://127.0.0.1:{port}");
     let headers = [("Cookie", cookie.as_str()), ("Origin", tls_page.as_str())];
-    assert_eq!(socket_status(&server, &path, &headers).await, 101);
+    assert_eq!(socket_status_with(&server, &path, &headers).await, 101);
     // A client that is no page sends no Origin.
     assert_eq!(
-        socket_status(&server, &path, &[("Cookie", &cookie)]).await,
+        socket_status_with(&server, &path, &[("Cookie", &cookie)]).await,
         101
     );
 
@@ -128,7 +112,7 @@ async fn a_socket_from_another_port_or_scheme_of_this_host_is_refused() {
     let front = Server::at(&nginx.url);
     for (origin, status) in [(nginx.url.as_str(), 101), (own.as_str(), 403)] {
         let headers = [("Cookie", cookie.as_str()), ("Origin", origin)];
-        let got = socket_status(&front, &path, &headers).await;
+        let got = socket_status_with(&front, &path, &headers).await;
         assert_eq!(got, status, "a socket through nginx from {origin}");
     }
     db.drop_db().await;

@@ -10,35 +10,7 @@ use futures_util::StreamExt;
 use reqwest::Method;
 use serde_json::{json, Value};
 use std::time::Duration;
-use tokio_tungstenite::tungstenite::{self, Message};
-
-async fn sign_up(server: &Server, name: &str) -> (String, String) {
-    let (status, body) = call(
-        server,
-        Method::POST,
-        "/api/auth/register",
-        Some(json!({"username": name, "password": "correct horse"})),
-    )
-    .await;
-    assert_eq!(status, 201, "{body}");
-    (
-        body["user_id"].as_str().unwrap().to_string(),
-        body["token"].as_str().unwrap().to_string(),
-    )
-}
-
-fn ws_url(server: &Server, path: &str) -> String {
-    format!("{}{path}", server.url.replacen("http://", "ws://", 1))
-}
-
-/// The status a socket's upgrade got (101 when it opened).
-async fn socket_status(server: &Server, path: &str) -> u16 {
-    match tokio_tungstenite::connect_async(ws_url(server, path)).await {
-        Ok(_) => 101,
-        Err(tungstenite::Error::Http(res)) => res.status().as_u16(),
-        Err(err) => panic!("socket {path}: {err}"),
-    }
-}
+use tokio_tungstenite::tungstenite::Message;
 
 /// The status of a plain request (any body), with an optional bearer token.
 async fn status_of(

@@ -952,3 +952,32 @@ pub fn free_port() -> u16 {
         .unwrap()
         .port()
 }
+
+/// Registers `name` (password "correct horse"): its user id and token.
+pub async fn sign_up(server: &Server, name: &str) -> (String, String) {
+    let (status, body) = call(
+        server,
+        reqwest::Method::POST,
+        "/api/auth/register",
+        Some(serde_json::json!({"username": name, "password": "correct horse"})),
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+    (
+        body["user_id"].as_str().unwrap().to_string(),
+        body["token"].as_str().unwrap().to_string(),
+    )
+}
+
+pub fn ws_url(server: &Server, path: &str) -> String {
+    format!("{}{path}", server.url.replacen("http://", "ws://", 1))
+}
+
+/// The status a socket's upgrade got (101 when it opened).
+pub async fn socket_status(server: &Server, path: &str) -> u16 {
+    match tokio_tungstenite::connect_async(ws_url(server, path)).await {
+        Ok(_) => 101,
+        Err(tokio_tungstenite::tungstenite::Error::Http(res)) => res.status().as_u16(),
+        Err(err) => panic!("socket {path}: {err}"),
+    }
+}
