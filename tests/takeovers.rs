@@ -581,3 +581,40 @@ async fn a_stored_script_link_is_sent_as_none() {
     drop(server);
     db.drop_db().await;
 }
+
+/// Item 16's other side: a page whose session cookie was revoked elsewhere (signed out on
+/// another device) goes on as a guest in open mode, and the cookie goes; its polling is
+/// never stopped by a 401. A bearer token that no longer holds is still 401.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_revoked_cookie_leaves_an_open_mode_page_a_guest() {
+    let db = TestDb::create(Backend::Sqlite).await;
+    let server = Server::start(&db.url).await;
+    let (_, token) = sign_up(&server, "ann").await;
+    let (status, _) = call_with_token(
+        &server,
+        Method::POST,
+        "/api/auth/logout",
+        None,
+        Some(&token),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let poll = client()
+        .get(format!("{}/api/chat/general", server.url))
+        .header("Cookie", format!("ferrochat_session={token}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(poll.status().as_u16(), 200);
+    let dropped = poll
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .any(|c| c.to_str().unwrap_or("").starts_with("ferrochat_session=;"));
+    assert!(dropped, "the stale cookie is removed");
+    let (status, _) =
+        call_with_token(&server, Method::GET, "/api/chat/rooms", None, Some(&token)).await;
+    assert_eq!(status, 401, "a bearer token is told");
+    drop(server);
+    db.drop_db().await;
+}

@@ -28,7 +28,8 @@ fn bearer<'r>(req: &'r Request<'_>) -> Option<&'r str> {
 
 /// The caller: the admin token, or a user's token from `Authorization: Bearer`, the
 /// session cookie, or (on a socket) `?token=`. A token that is not valid is 401, in both
-/// modes: the client believes it is signed in, and should hear that it is not.
+/// modes: the client believes it is signed in, and should hear that it is not; but for a
+/// stale session cookie in open mode, which is dropped and the caller taken as a guest.
 #[rocket::async_trait]
 impl<'r> FromRequest<'r> for Caller {
     type Error = Error;
@@ -72,19 +73,33 @@ async fn identify(req: &Request<'_>) -> Result<Caller, Error> {
         admin_configured: admin_token.is_some(),
         expires_at: None,
     };
+    let mut from_cookie = false;
     let token = match presented {
         Some(_) if admin => None,
         Some(token) => Some(token.to_string()),
         None => match req.cookies().get(SESSION_COOKIE) {
             Some(cookie) => {
                 super::origin::check_cookie_request(req)?;
+                from_cookie = true;
                 Some(cookie.value().to_string())
             }
             None => socket_token(req),
         },
     };
     if let (Some(token), Some(accounts)) = (token, req.rocket().state::<Accounts>()) {
-        let (user, expires_at) = accounts.identify(&token).await?;
+        let (user, expires_at) = match accounts.identify(&token).await {
+            Ok(identified) => identified,
+            // A session cookie that no longer holds (signed out on another device, the
+            // password changed, expired) is no claim the page makes: in open mode the
+            // page goes on as a guest, and the cookie goes. A 401 there would stop the
+            // original page's polling for good.
+            Err(Error::Unauthorized(_)) if from_cookie && mode == AuthMode::Open => {
+                req.cookies()
+                    .remove(rocket::http::Cookie::build(SESSION_COOKIE).path("/"));
+                return Ok(caller);
+            }
+            Err(err) => return Err(err),
+        };
         caller.admin |= accounts.is_admin(&user);
         caller.user = Some(user);
         caller.expires_at = Some(expires_at);
