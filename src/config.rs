@@ -126,6 +126,21 @@ pub struct Settings {
     pub heartbeats_per_minute: u32,
     /// Sockets one client address may hold open at once.
     pub sockets_per_client: usize,
+    /// Answer through ferrochat's own listener (`http::front_door`), which gives each
+    /// request header `header_timeout_secs` to arrive whole and caps connections in all
+    /// and per address, before Rocket sees the bytes. Off only behind a proxy that does
+    /// the same (the shipped nginx): it saves a hop and two file descriptors a connection.
+    pub front_door: bool,
+    /// How long a request header may take to arrive whole, in seconds (from its first
+    /// byte; a new connection's clock starts when it is accepted).
+    pub header_timeout_secs: u64,
+    /// How long a connection may sit with no bytes either way between requests, in seconds.
+    pub idle_timeout_secs: u64,
+    /// Connections held open at once; past it new ones get 503. 0: as many as the open-file
+    /// limit allows (each takes three descriptors: the client's and both ends of the hop).
+    pub max_connections: usize,
+    /// Connections one client address may hold open at once; past it, 429.
+    pub connections_per_address: usize,
     /// On SIGTERM or SIGINT: how long readiness says 503 while everything is still served
     /// (so a balancer stops routing here), before sockets are closed with 1012.
     pub shutdown_drain_secs: u64,
@@ -207,6 +222,11 @@ impl Default for Settings {
             upload_mib_per_day: 1024,
             heartbeats_per_minute: 30,
             sockets_per_client: 50,
+            front_door: true,
+            header_timeout_secs: 10,
+            idle_timeout_secs: 120,
+            max_connections: 0,
+            connections_per_address: 256,
             shutdown_drain_secs: 5,
             shutdown_grace_secs: 20,
             webchat_room: "general".into(),

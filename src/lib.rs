@@ -74,6 +74,23 @@ pub async fn build_from(
         ))
         .merge(("shutdown.mercy", 1));
     let lifecycle = lifecycle::Lifecycle::default();
+    // The public address is the front door's, and Rocket listens behind it on loopback.
+    let front_door = match settings.front_door {
+        true => {
+            let public = std::net::SocketAddr::new(
+                figment.extract_inner("address")?,
+                figment.extract_inner("port")?,
+            );
+            let proxies = http::guards::TrustedProxies::parse(&settings.trusted_proxies)?.0;
+            Some((public, http::front_door::Limits::new(&settings, proxies)))
+        }
+        false => None,
+    };
+    let figment = match front_door {
+        Some(_) => figment.merge(("address", "127.0.0.1")).merge(("port", 0)),
+        None => figment,
+    };
+    let peers = Arc::new(http::front_door::Peers::default());
 
     let url = config::database_url(&settings);
     tracing::info!(database = %db::redact(&url), "connecting to the database");
@@ -190,20 +207,42 @@ pub async fn build_from(
         .attach(Template::fairing())
         .attach(http::RequestLog)
         .attach(http::shutdown::CloseWhileStopping)
-        .attach(AdHoc::on_liftoff("listening", move |rocket| {
-            Box::pin(async move {
-                let config = rocket.config();
-                tracing::info!(
-                    "ferrochat listening on http://{}:{}",
-                    config.address,
-                    config.port
-                );
-                if let Some(lifecycle) = rocket.state::<lifecycle::Lifecycle>() {
-                    let stop =
-                        http::shutdown::on_signal(rocket.shutdown(), lifecycle.clone(), drain);
-                    tokio::spawn(stop);
-                }
-            })
+        .attach(AdHoc::on_liftoff("listening", {
+            let peers = peers.clone();
+            move |rocket| {
+                Box::pin(async move {
+                    let config = rocket.config();
+                    let mut listening = std::net::SocketAddr::new(config.address, config.port);
+                    // Port 0 is a local client's (tests in process): nothing listens.
+                    if let Some((public, limits)) = front_door.filter(|_| config.port != 0) {
+                        match tokio::net::TcpListener::bind(public).await {
+                            Ok(listener) => {
+                                let rocket_at = listening;
+                                listening = listener.local_addr().unwrap_or(public);
+                                let door = http::front_door::serve(
+                                    listener,
+                                    rocket_at,
+                                    limits,
+                                    peers,
+                                    rocket.shutdown(),
+                                );
+                                tokio::spawn(door);
+                            }
+                            Err(err) => {
+                                // Nothing has been accepted yet: stopping here loses nothing.
+                                tracing::error!(address = %public, error = %err, "cannot listen");
+                                std::process::exit(1);
+                            }
+                        }
+                    }
+                    tracing::info!("ferrochat listening on http://{listening}");
+                    if let Some(lifecycle) = rocket.state::<lifecycle::Lifecycle>() {
+                        let stop =
+                            http::shutdown::on_signal(rocket.shutdown(), lifecycle.clone(), drain);
+                        tokio::spawn(stop);
+                    }
+                })
+            }
         }))
         .register("/", http::plain_catchers())
         .register("/api", http::json_catchers())
@@ -249,5 +288,6 @@ pub async fn build_from(
         .manage(presence)
         .manage(notifier)
         .manage(files)
+        .manage(peers)
         .manage(settings))
 }

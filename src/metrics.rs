@@ -17,6 +17,8 @@ pub struct Metrics {
     pub messages_delivered: IntCounter,
     pub webchat_frames_dropped: IntCounter,
     pub events_published: IntCounterVec,
+    pub connections_open: IntGauge,
+    pub connections_cut: IntCounterVec,
     up: IntGaugeVec,
 }
 
@@ -70,6 +72,20 @@ impl Metrics {
             &["outcome"],
         )
         .expect("valid metric");
+        let connections_open = IntGauge::new(
+            "connections_open",
+            "Client connections the front door holds now",
+        )
+        .expect("valid metric");
+        let connections_cut = IntCounterVec::new(
+            Opts::new(
+                "connections_cut_total",
+                "Client connections the front door refused or cut, by reason (busy, address, \
+                 header_timeout, idle, bad_header)",
+            ),
+            &["reason"],
+        )
+        .expect("valid metric");
         let up = IntGaugeVec::new(
             Opts::new(
                 "up",
@@ -86,6 +102,8 @@ impl Metrics {
             Box::new(messages_delivered.clone()),
             Box::new(webchat_frames_dropped.clone()),
             Box::new(events_published.clone()),
+            Box::new(connections_open.clone()),
+            Box::new(connections_cut.clone()),
             Box::new(up.clone()),
         ] {
             registry.register(metric).expect("metric names are unique");
@@ -99,6 +117,8 @@ impl Metrics {
             messages_delivered,
             webchat_frames_dropped,
             events_published,
+            connections_open,
+            connections_cut,
             up,
         }
     }

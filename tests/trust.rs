@@ -658,29 +658,71 @@ const HEADER_DEADLINE: Duration = Duration::from_secs(10);
 /// within 2 s every time and the server's memory stays where it was.
 #[tokio::test(flavor = "multi_thread")]
 async fn behind_the_shipped_nginx_slow_headers_are_cut_off_and_health_answers() {
-    let slow = slow_connections_allowed(3000);
     let db = TestDb::create(Backend::Sqlite).await;
     let server = Server::start(&db.url).await;
     let nginx = Nginx::start(&[&server]).await;
-    let front: std::net::SocketAddr = nginx.url.trim_start_matches("http://").parse().unwrap();
+    let attacker: std::net::IpAddr = "127.0.0.3".parse().unwrap();
+    slow_headers_are_cut_off(&server, &nginx.url, &[attacker]).await;
+    db.drop_db().await;
+}
+
+/// The same slowloris straight at the server, with no proxy in front (`cargo run`, a
+/// container's published port): 3,000 connections from 12 addresses, each under the
+/// default cap per address. The front door cuts each at its header deadline and none
+/// reaches Rocket; on the main before it every one stayed open, and past the file limit
+/// `/health` stopped answering.
+#[tokio::test(flavor = "multi_thread")]
+async fn straight_at_the_server_slow_headers_are_cut_off_and_health_answers() {
+    let db = TestDb::create(Backend::Sqlite).await;
+    let server = Server::start_with(
+        ServerOptions::new(&db.url).env("ROCKET_CONNECTIONS_PER_ADDRESS", "256"),
+    )
+    .await;
+    let attackers: Vec<std::net::IpAddr> = (10..22)
+        .map(|i| format!("127.0.0.{i}").parse().unwrap())
+        .collect();
+    let url = server.url.clone();
+    slow_headers_are_cut_off(&server, &url, &attackers).await;
+    let metrics = client()
+        .get(format!("{}/metrics", server.url))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("ferrochat_connections_cut_total{reason=\"header_timeout\"}"),
+        "the cuts are counted"
+    );
+    db.drop_db().await;
+}
+
+/// 3,000 slow headers at `front` (spread over `attackers`), timed from each connect: each
+/// is cut at the header deadline and none before it, none is answered, `/health` from
+/// another address answers 200 within 2 s all the while, and `server` does not grow.
+async fn slow_headers_are_cut_off(server: &Server, front: &str, attackers: &[std::net::IpAddr]) {
+    let slow = slow_connections_allowed(3000);
+    let front_addr: std::net::SocketAddr = front.trim_start_matches("http://").parse().unwrap();
     let before = server.rss_bytes();
 
-    // One at a time, so none waits in nginx's listen backlog: each is timed from its
-    // connect.
-    let attacker: std::net::IpAddr = "127.0.0.3".parse().unwrap();
+    // One at a time, so none waits in a listen backlog: each is timed from its connect.
     let mut clients = Vec::with_capacity(slow);
-    for _ in 0..slow {
+    for i in 0..slow {
         let socket = tokio::net::TcpSocket::new_v4().unwrap();
-        socket.bind((attacker, 0).into()).unwrap();
+        socket
+            .bind((attackers[i % attackers.len()], 0).into())
+            .unwrap();
         let stream = socket
-            .connect(front)
+            .connect(front_addr)
             .await
-            .expect("nginx takes the connection");
+            .expect("the connection is taken");
         clients.push(tokio::spawn(dribble(stream)));
     }
 
     // Meanwhile, past the deadline and the margin, a fresh connection asks for /health
     // every half second.
+    let health = format!("{front}/health");
     let probes = tokio::spawn(async move {
         let http = reqwest::Client::builder()
             .local_address("127.0.0.2".parse::<std::net::IpAddr>().unwrap())
@@ -690,11 +732,11 @@ async fn behind_the_shipped_nginx_slow_headers_are_cut_off_and_health_answers() 
             .unwrap();
         let mut answers = Vec::new();
         loop {
-            let res = http.get(format!("{}/health", nginx.url)).send().await;
+            let res = http.get(&health).send().await;
             answers.push(res.map(|r| r.status().as_u16()).map_err(|e| e.to_string()));
             tokio::time::sleep(Duration::from_millis(500)).await;
             if answers.len() as u64 > HEADER_DEADLINE.as_secs() * 2 + 12 {
-                return (answers, nginx);
+                return answers;
             }
         }
     });
@@ -705,7 +747,7 @@ async fn behind_the_shipped_nginx_slow_headers_are_cut_off_and_health_answers() 
     for client in clients {
         ends.push(client.await.unwrap());
     }
-    let (answers, _nginx) = probes.await.unwrap();
+    let answers = probes.await.unwrap();
 
     let still_open = ends.iter().filter(|e| **e == SlowEnd::StillOpen).count();
     assert_eq!(
@@ -720,9 +762,10 @@ async fn behind_the_shipped_nginx_slow_headers_are_cut_off_and_health_answers() 
         .collect();
     assert!(
         answered.is_empty(),
-        "a header never finished was answered: {answered:?}"
+        "a header never finished was answered: {:?}",
+        &answered[..5.min(answered.len())]
     );
-    // Cut at the deadline, not before: nginx did not turn them away for want of room.
+    // Cut at the deadline, not before: none was turned away for want of room.
     let early: Vec<_> = ends
         .iter()
         .filter_map(|e| match e {
@@ -740,13 +783,139 @@ async fn behind_the_shipped_nginx_slow_headers_are_cut_off_and_health_answers() 
     let failed: Vec<_> = answers.iter().filter(|a| **a != Ok(200)).collect();
     assert!(
         failed.is_empty(),
-        "/health through nginx with {slow} slow connections open: {failed:?} of {} probes",
+        "/health with {slow} slow connections open: {failed:?} of {} probes",
         answers.len()
     );
     assert!(
         grown < 16 << 20,
         "the server grew {} MB while {slow} slow connections were open",
         grown >> 20
+    );
+}
+
+/// The front door's caps, straight at the server: past `connections_per_address` an
+/// address is told 429 while others are still taken, past `max_connections` everyone is
+/// told 503, a connection that closes makes room again, and a kept-alive connection whose
+/// second header dribbles is cut at the deadline like a new one. Rocket still tells the
+/// clients apart by address through it (a sign-in limit per address). On the main before,
+/// every connection was taken and the dribbling one stayed open.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_front_door_caps_connections_in_all_and_per_address() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let db = TestDb::create(Backend::Sqlite).await;
+    let server = Server::start_with(
+        ServerOptions::new(&db.url)
+            .env("ROCKET_CONNECTIONS_PER_ADDRESS", "3")
+            .env("ROCKET_MAX_CONNECTIONS", "5")
+            .env("ROCKET_HEADER_TIMEOUT_SECS", "3")
+            .env("ROCKET_RATE_LIMITS", "true")
+            .env("ROCKET_SIGN_INS_PER_HOUR", "1"),
+    )
+    .await;
+    let front: std::net::SocketAddr = server.url.trim_start_matches("http://").parse().unwrap();
+    let from = |last: u8| -> std::net::IpAddr { format!("127.0.0.{last}").parse().unwrap() };
+    let connect = |ip: std::net::IpAddr| async move {
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.bind((ip, 0).into()).unwrap();
+        socket.connect(front).await.unwrap()
+    };
+    // The first line a connection is answered with, if it is answered at once.
+    async fn told(stream: &mut tokio::net::TcpStream) -> String {
+        let mut buf = vec![0u8; 512];
+        match tokio::time::timeout(Duration::from_secs(1), stream.read(&mut buf)).await {
+            Ok(Ok(n)) => String::from_utf8_lossy(&buf[..n])
+                .lines()
+                .next()
+                .unwrap_or("")
+                .to_string(),
+            _ => String::new(),
+        }
+    }
+
+    // Rocket sees each address as its own: one sign-in try per hour each.
+    let register = |ip: std::net::IpAddr, name: &'static str| {
+        let url = server.url.clone();
+        async move {
+            reqwest::Client::builder()
+                .local_address(ip)
+                .pool_max_idle_per_host(0)
+                .build()
+                .unwrap()
+                .post(format!("{url}/api/auth/register"))
+                .json(&json!({"username": name, "password": "correct horse"}))
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16()
+        }
+    };
+    assert_eq!(register(from(2), "first").await, 201);
+    assert_eq!(register(from(2), "second").await, 429);
+    assert_eq!(
+        register(from(3), "third").await,
+        201,
+        "another address, its own limit"
+    );
+
+    let mut held = Vec::new();
+    for _ in 0..3 {
+        held.push(connect(from(2)).await);
+    }
+    let mut fourth = connect(from(2)).await;
+    let line = told(&mut fourth).await;
+    assert!(
+        line.starts_with("HTTP/1.1 429"),
+        "the fourth from one address: {line:?}"
+    );
+    held.push(connect(from(3)).await);
+    held.push(connect(from(4)).await);
+    let mut sixth = connect(from(5)).await;
+    let line = told(&mut sixth).await;
+    assert!(
+        line.starts_with("HTTP/1.1 503"),
+        "the sixth in all: {line:?}"
+    );
+
+    // One closes: its place is free again, for a request that is answered.
+    drop(held.remove(0));
+    let mut again = None;
+    for _ in 0..20 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let mut stream = connect(from(2)).await;
+        stream
+            .write_all(b"GET /health HTTP/1.1\r\nHost: ferrochat\r\n\r\n")
+            .await
+            .unwrap();
+        let line = told(&mut stream).await;
+        if line.starts_with("HTTP/1.1 200") {
+            again = Some(stream);
+            break;
+        }
+    }
+    let mut kept = again.expect("a closed connection makes room for another");
+
+    // That connection, kept alive, starts a second header and never ends it: cut at the
+    // deadline, as a new connection's would be.
+    let opened = std::time::Instant::now();
+    kept.write_all(b"GET /health HTTP/1.1\r\n").await.unwrap();
+    let mut buf = [0u8; 256];
+    let end = loop {
+        if kept.write_all(b"X-Slow: still typing\r\n").await.is_err() {
+            break opened.elapsed();
+        }
+        match tokio::time::timeout(Duration::from_secs(1), kept.read(&mut buf)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => break opened.elapsed(),
+            Ok(Ok(n)) => panic!("answered: {}", String::from_utf8_lossy(&buf[..n])),
+            Err(_) if opened.elapsed() > Duration::from_secs(10) => {
+                panic!("a dribbled second header is still open after 10 s")
+            }
+            Err(_) => {}
+        }
+    };
+    assert!(
+        end >= Duration::from_secs(2),
+        "cut at the 3 s deadline, not at once: {end:?}"
     );
     db.drop_db().await;
 }

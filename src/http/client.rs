@@ -8,7 +8,8 @@ use ipnet::IpNet;
 use rocket::http::Status;
 use rocket::outcome::Outcome;
 use rocket::request::{self, FromRequest, Request};
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
 
 /// The name of the session cookie: a token, as `/api/auth/login` hands out.
 pub const SESSION_COOKIE: &str = "ferrochat_session";
@@ -48,7 +49,7 @@ pub mod https {
 
     pub fn of(req: &Request<'_>) -> bool {
         let direct = req.rocket().config().tls_enabled();
-        let proxied = req.remote().is_some_and(|peer| {
+        let proxied = peer(req).is_some_and(|peer| {
             req.rocket()
                 .state::<TrustedProxies>()
                 .is_some_and(|t| t.trusts(peer.ip()))
@@ -58,6 +59,18 @@ pub mod https {
             .is_some_and(|p| p.eq_ignore_ascii_case("https"));
         direct || proxied
     }
+}
+
+/// The other end of the client's connection: the client itself, also when
+/// `http::front_door` relayed it to Rocket (Rocket then sees the relay).
+pub fn peer(req: &Request<'_>) -> Option<SocketAddr> {
+    let remote = req.remote()?;
+    Some(
+        match req.rocket().state::<Arc<super::front_door::Peers>>() {
+            Some(peers) => peers.client_of(remote),
+            None => remote,
+        },
+    )
 }
 
 /// Proxies whose forwarding headers are believed (managed state).
@@ -96,7 +109,7 @@ pub struct ClientAddr(pub IpAddr);
 
 impl ClientAddr {
     pub fn of(req: &Request<'_>) -> Option<ClientAddr> {
-        let peer = req.remote()?.ip();
+        let peer = peer(req)?.ip();
         let Some(trusted) = req.rocket().state::<TrustedProxies>() else {
             return Some(ClientAddr(peer.to_canonical()));
         };

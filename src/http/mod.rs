@@ -13,6 +13,7 @@ pub mod chat_api;
 pub mod client;
 mod error;
 pub mod files;
+pub mod front_door;
 pub mod guards;
 pub mod legacy;
 mod legacy_body;

@@ -204,6 +204,15 @@ impl Server {
         cmd.env("ROCKET_SHUTDOWN_DRAIN_SECS", "0");
         // Destructive routes need the admin token; a test that wants none sets it blank.
         cmd.env("ADMIN_TOKEN", ADMIN_TOKEN);
+        // Every test's clients come from 127.0.0.1, hundreds at a time in some: the cap
+        // per address is for the front door's own tests, which set it.
+        if !options
+            .env
+            .iter()
+            .any(|(k, _)| k == "ROCKET_CONNECTIONS_PER_ADDRESS")
+        {
+            cmd.env("ROCKET_CONNECTIONS_PER_ADDRESS", "1000000");
+        }
         // Uploads go to a folder of the test's own unless it names one.
         if !options.env.iter().any(|(k, _)| k == "ROCKET_FILES_DIR") {
             let dir = std::env::temp_dir().join(unique_name("ferrochat-files"));
