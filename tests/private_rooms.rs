@@ -30,6 +30,23 @@ async fn status_of(
     req.send().await.unwrap().status().as_u16()
 }
 
+/// The status of the Flask original's poll, where a hidden room reads as a name nobody
+/// has posted in (200, no lines, the ETag of no messages): counted as that door's 404.
+async fn legacy_read_status(server: &Server, path: &str, token: Option<&str>) -> u16 {
+    let mut req = client().get(format!("{}{path}", server.url));
+    if let Some(token) = token {
+        req = req.bearer_auth(token);
+    }
+    let res = req.send().await.unwrap();
+    let status = res.status().as_u16();
+    let nothing = res.headers().get("etag").and_then(|e| e.to_str().ok()) == Some("\"0-0\"");
+    let body = res.text().await.unwrap();
+    match status {
+        200 if nothing && body.is_empty() => 404,
+        other => other,
+    }
+}
+
 /// Every door of `room`, as `token` (none: anonymous) calls it: (door, status).
 async fn doors(
     server: &Server,
@@ -41,25 +58,11 @@ async fn doors(
     let mut door = |name: &str, status: u16| seen.push((name.to_string(), status));
     door(
         "legacy GET",
-        status_of(
-            server,
-            Method::GET,
-            &format!("/api/chat/{room}"),
-            token,
-            None,
-        )
-        .await,
+        legacy_read_status(server, &format!("/api/chat/{room}"), token).await,
     );
     door(
         "legacy long-poll",
-        status_of(
-            server,
-            Method::GET,
-            &format!("/api/chat/{room}?after=0&wait=1"),
-            token,
-            None,
-        )
-        .await,
+        legacy_read_status(server, &format!("/api/chat/{room}?after=0&wait=1"), token).await,
     );
     door(
         "legacy POST",
@@ -347,14 +350,7 @@ async fn a_private_room_is_invisible_to_non_members(backend: Backend) {
             "{mode}: the removed member's socket"
         );
         assert_eq!(
-            status_of(
-                &server,
-                Method::GET,
-                &format!("/api/chat/{room}"),
-                Some(&bob),
-                None
-            )
-            .await,
+            legacy_read_status(&server, &format!("/api/chat/{room}"), Some(&bob)).await,
             404,
             "{mode}"
         );

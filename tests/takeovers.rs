@@ -163,14 +163,12 @@ async fn a_socket_opened_before_a_room_is_private_is_let_go() {
     let (frames, close) = until_closed(&mut eve, Duration::from_secs(10)).await;
     assert!(contents(&frames).is_empty(), "eve read {frames:?}");
     assert_eq!(close.map(|c| c.0), Some(4003), "eve's socket is let go");
+    // The held poll is answered with what a name nobody posted in has: nothing new.
     let held = held.await.unwrap();
-    assert_eq!(
-        held.status().as_u16(),
-        404,
-        "the held poll learns the room is closed"
-    );
+    assert_eq!(held.status().as_u16(), 304, "the held poll learns nothing");
     assert!(!held.text().await.unwrap().contains("just us"));
-    // Nothing remembers the name as open: at once, on both replicas, every door is shut.
+    // Nothing remembers the name as open: at once, on both replicas, every door is shut
+    // (the Flask original's poll reads it as a name with no messages).
     for server in [a, b] {
         assert_eq!(socket_status(server, &format!("/ws/{name}/eve")).await, 404);
         let res = client()
@@ -178,7 +176,9 @@ async fn a_socket_opened_before_a_room_is_private_is_let_go() {
             .send()
             .await
             .unwrap();
-        assert_eq!(res.status().as_u16(), 404);
+        assert_eq!(res.status().as_u16(), 200);
+        assert_eq!(res.headers()["etag"], "\"0-0\"");
+        assert_eq!(res.text().await.unwrap(), "");
     }
 
     // A public room, deleted, then made again private.
@@ -472,6 +472,68 @@ async fn a_hidden_room_answers_as_a_missing_one() {
         assert_eq!(answers[0].0, 404, "{body}: {answers:?}");
         assert_eq!(answers[0], answers[1], "{body}: hidden and missing alike");
     }
+
+    // The Flask original's poll answers any name with its lines (none for a new name): a
+    // hidden room reads exactly as a name nobody has posted in, as text and as JSON, its
+    // ETag and last id too. On the main before, it was 404 against 200.
+    let (status, _) = call_with_token(
+        &server,
+        Method::POST,
+        &format!("/api/chat/rooms/{hidden}/messages"),
+        Some(json!({"content": "olga's secret"})),
+        Some(&olga),
+    )
+    .await;
+    assert_eq!(status, 201);
+    let read = |id: String, query: &'static str| {
+        let url = format!("{}/api/chat/{id}{query}", server.url);
+        let eve = eve.clone();
+        async move {
+            let res = client().get(url).bearer_auth(eve).send().await.unwrap();
+            let header = |name: &str| {
+                res.headers()
+                    .get(name)
+                    .map(|v| v.to_str().unwrap().to_string())
+            };
+            let seen = (
+                res.status().as_u16(),
+                header("etag"),
+                header("x-last-message-id"),
+            );
+            let body = res.text().await.unwrap().replace(id.as_str(), "<id>");
+            (seen, body)
+        }
+    };
+    for query in ["", "?after=0", "?format=json"] {
+        let hidden_answer = read(hidden.clone(), query).await;
+        let missing_answer = read(missing.clone(), query).await;
+        assert_eq!(hidden_answer.0 .0, 200, "{query}");
+        assert!(!hidden_answer.1.contains("secret"), "{query}");
+        assert_eq!(
+            hidden_answer, missing_answer,
+            "{query}: hidden and missing alike"
+        );
+    }
+    // A long-poll on it is not woken by the room's messages: it waits its second out, as
+    // on a name where nothing happens, and learns nothing.
+    let started = std::time::Instant::now();
+    let poll = tokio::spawn(read(hidden.clone(), "?after=0&wait=1"));
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let (status, _) = call_with_token(
+        &server,
+        Method::POST,
+        &format!("/api/chat/rooms/{hidden}/messages"),
+        Some(json!({"content": "another secret"})),
+        Some(&olga),
+    )
+    .await;
+    assert_eq!(status, 201);
+    let (seen, body) = poll.await.unwrap();
+    assert!(
+        started.elapsed() >= Duration::from_millis(900),
+        "woken early"
+    );
+    assert_eq!((seen.0, body.as_str()), (200, ""));
     drop(server);
     db.drop_db().await;
 }
