@@ -680,3 +680,77 @@ async fn a_revoked_cookie_leaves_an_open_mode_page_a_guest() {
     drop(server);
     db.drop_db().await;
 }
+
+/// A registered account is mentionable by its name from its registration, never seen
+/// online; and in open mode, 60 guests heartbeating under that name neither receive its
+/// mentions nor push it out of the count of users a mention reaches (on the main before,
+/// the 50 most recently seen squatters were told and the account was not).
+#[tokio::test(flavor = "multi_thread")]
+async fn an_accounts_name_is_its_own_in_mentions() {
+    let db = TestDb::create(Backend::Sqlite).await;
+    let server = Server::start(&db.url).await;
+    let name = unique_name("dana");
+    let (_, dana) = sign_up(&server, &name).await;
+    let room = room("mention");
+    post_ok(
+        &server,
+        &room,
+        &[("username", "ann"), ("msg", &format!("@{name} first"))],
+    )
+    .await;
+    let unread = |token: String| {
+        let server = &server;
+        async move {
+            let (_, me) =
+                call_with_token(server, Method::GET, "/api/auth/me", None, Some(&token)).await;
+            let id = me["user_id"].as_str().unwrap().to_string();
+            let path = format!("/api/notifications/{id}/unread-count");
+            call_with_token(server, Method::GET, &path, None, Some(&token))
+                .await
+                .1["unread_count"]
+                .as_u64()
+                .unwrap()
+        }
+    };
+    let told = eventually(Duration::from_secs(5), || {
+        let dana = dana.clone();
+        let unread = &unread;
+        async move { unread(dana).await == 1 }
+    })
+    .await;
+    assert!(
+        told,
+        "an account never seen online is mentioned by its name"
+    );
+
+    for i in 0..60 {
+        let path = format!("/api/presence/squat-{i}/heartbeat?username={name}");
+        assert_eq!(call(&server, Method::POST, &path, None).await.0, 200);
+    }
+    post_ok(
+        &server,
+        &room,
+        &[("username", "ann"), ("msg", &format!("@{name} again"))],
+    )
+    .await;
+    let told = eventually(Duration::from_secs(5), || {
+        let dana = dana.clone();
+        let unread = &unread;
+        async move { unread(dana).await == 2 }
+    })
+    .await;
+    assert!(
+        told,
+        "the account is still told, with 60 guests under its name"
+    );
+    for i in [0, 30, 59] {
+        let path = format!("/api/notifications/squat-{i}");
+        assert_eq!(
+            call(&server, Method::GET, &path, None).await.1,
+            json!([]),
+            "squat-{i}"
+        );
+    }
+    drop(server);
+    db.drop_db().await;
+}

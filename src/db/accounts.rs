@@ -28,6 +28,17 @@ pub async fn named(db: &DatabaseConnection, username: &str) -> Result<Option<Acc
         .await
 }
 
+/// The accounts under any of these lower-cased names (a name is one account's at most).
+pub async fn with_names(
+    db: &DatabaseConnection,
+    name_keys: impl IntoIterator<Item = String>,
+) -> Result<Vec<Account>, DbErr> {
+    account::Entity::find()
+        .filter(account::Column::NameKey.is_in(name_keys))
+        .all(db)
+        .await
+}
+
 pub async fn get(db: &DatabaseConnection, user_id: &str) -> Result<Option<Account>, DbErr> {
     account::Entity::find_by_id(user_id.to_string())
         .one(db)

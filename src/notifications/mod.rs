@@ -5,7 +5,7 @@
 
 use crate::access::RoomAccess;
 use crate::db::notifications::{self as table, Notification};
-use crate::db::users;
+use crate::db::{accounts, users};
 use crate::domain::names::{self, RoomName};
 use crate::domain::{now_utc, Caller, Error, Message, Result};
 use crate::realtime::{user_channel, Event, Hub};
@@ -225,14 +225,36 @@ impl Notifier {
         });
     }
 
+    /// Who a message's names are: an account's name is that account's alone, from its
+    /// registration on (however many others claim it in open mode, they are not told, and
+    /// they cannot push the account out of the count); any other name is whoever was last
+    /// seen under it, `MAX_MENTIONED_USERS` in all.
+    async fn mentioned(&self, names: BTreeSet<String>) -> Result<Vec<(String, String)>> {
+        let owned = accounts::with_names(&self.db, names.clone()).await?;
+        let mut found: Vec<(String, String)> = owned
+            .into_iter()
+            .map(|account| (account.user_id, account.name_key))
+            .collect();
+        let taken: BTreeSet<&str> = found.iter().map(|(_, name)| name.as_str()).collect();
+        let rest: Vec<String> = names
+            .into_iter()
+            .filter(|name| !taken.contains(name.as_str()))
+            .collect();
+        let room_left = MAX_MENTIONED_USERS.saturating_sub(found.len() as u64);
+        if !rest.is_empty() && room_left > 0 {
+            let seen = users::named(&self.db, rest, room_left).await?;
+            found.extend(seen.into_iter().map(|user| (user.user_id, user.name_key)));
+        }
+        Ok(found)
+    }
+
     /// One statement for all the users the message names, then one push each. In a
     /// private room only those who may read it are told.
     async fn notify_mentions(&self, row: &Message, names: BTreeSet<String>) -> Result<()> {
-        let mut users = users::named(&self.db, names, MAX_MENTIONED_USERS).await?;
-        let mut readers = Vec::with_capacity(users.len());
-        for user in users.drain(..) {
-            if self.access.user_may_read(&user.user_id, &row.room).await? {
-                readers.push(user);
+        let mut readers = Vec::new();
+        for (user_id, name_key) in self.mentioned(names).await? {
+            if self.access.user_may_read(&user_id, &row.room).await? {
+                readers.push((user_id, name_key));
             }
         }
         let users = readers;
@@ -241,13 +263,13 @@ impl Notifier {
         let rows: Vec<Notification> = users
             .into_iter()
             // Naming oneself is not a mention.
-            .filter(|user| {
-                !(row.user_id.as_deref() == Some(user.user_id.as_str())
-                    || (row.user_id.is_none() && user.name_key == sender))
+            .filter(|(user_id, name_key)| {
+                !(row.user_id.as_deref() == Some(user_id.as_str())
+                    || (row.user_id.is_none() && *name_key == sender))
             })
-            .map(|user| Notification {
+            .map(|(user_id, _)| Notification {
                 id: uuid::Uuid::new_v4().to_string(),
-                user_id: user.user_id,
+                user_id,
                 title: format!("{} mentioned you in #{}", row.username, row.room),
                 body: body.clone(),
                 notif_type: "mention".into(),
