@@ -177,8 +177,13 @@ pub async fn build_from(
             );
         }
     }
-    let accounts =
-        accounts::Accounts::new(db.clone(), tokens, &settings.admins, limits, hub.clone());
+    let accounts = Arc::new(accounts::Accounts::new(
+        db.clone(),
+        tokens,
+        &settings.admins,
+        limits,
+        hub.clone(),
+    ));
     tracing::info!(auth = ?settings.auth, rate_limits = settings.rate_limits_on(), "access");
     let limiter = http::limits::Limiter::new(&settings);
     let trusted_proxies = http::guards::TrustedProxies::parse(&settings.trusted_proxies)?;
@@ -188,6 +193,7 @@ pub async fn build_from(
         .map_err(|e| format!("webchat_room: {e}"))?;
     let sockets = SocketState {
         db: db.clone(),
+        accounts: accounts.clone(),
         access: access.clone(),
         delivery: delivery.clone(),
         hub: hub.clone(),

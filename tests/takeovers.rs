@@ -754,3 +754,30 @@ async fn an_accounts_name_is_its_own_in_mentions() {
     drop(server);
     db.drop_db().await;
 }
+
+/// Item 16, when no event is heard: an account signed out behind the server's back (the
+/// `TokensRevoked` publish lost while Redis was away, here a generation bumped in the
+/// database) still has its open sockets closed with 4001, at their next ping once the
+/// account's few seconds are up. On the main before, the socket stayed open until its
+/// token expired.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_sign_out_nobody_announced_closes_sockets_at_their_next_ping() {
+    let db = TestDb::create(Backend::Sqlite).await;
+    let server =
+        Server::start_with(ServerOptions::new(&db.url).env("ROCKET_WS_PING_SECS", "1")).await;
+    let (olga_id, olga) = sign_up(&server, "olga").await;
+    let name = room("quiet");
+    let mut socket = open_socket(&server, &format!("/ws/{name}/{olga_id}?token={olga}")).await;
+    use sea_orm::ConnectionTrait;
+    db.connect()
+        .await
+        .execute_unprepared(&format!(
+            "UPDATE account SET token_generation = token_generation + 1 WHERE user_id = '{olga_id}'"
+        ))
+        .await
+        .unwrap();
+    let (_, close) = until_closed(&mut socket, Duration::from_secs(15)).await;
+    assert_eq!(close.map(|c| c.0), Some(4001));
+    drop(server);
+    db.drop_db().await;
+}

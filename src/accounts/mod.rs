@@ -133,7 +133,7 @@ impl Accounts {
 
     /// The user a token proves and when the token expires (Unix seconds), or 401; one of
     /// our tokens also has to be of its account's current generation (not revoked).
-    pub async fn identify(&self, token: &str) -> Result<(Peer, u64)> {
+    pub async fn identify(&self, token: &str) -> Result<(Peer, u64, Option<u64>)> {
         let verified = self.verified(token)?;
         if let Some(generation) = verified.generation {
             let current = self
@@ -149,7 +149,19 @@ impl Accounts {
                 ));
             }
         }
-        Ok((verified.peer, verified.expires_at))
+        Ok((verified.peer, verified.expires_at, verified.generation))
+    }
+
+    /// Whether a token of ours of this generation still holds for the account (not
+    /// revoked since, the account not gone): what an open socket asks at each ping, in
+    /// case the revocation's event went unheard. From memory when the database said it
+    /// within [`REVOCATION_RECHECK`]; while the database cannot say, it holds.
+    pub async fn still_holds(&self, user_id: &str, generation: u64) -> bool {
+        match self.generation(user_id).await {
+            Ok(Some(current)) => i64::try_from(generation).is_ok_and(|g| g >= current),
+            Ok(None) => false,
+            Err(_) => true,
+        }
     }
 
     fn verified(&self, token: &str) -> Result<Verified> {

@@ -60,6 +60,9 @@ pub struct Caller {
     pub admin_configured: bool,
     /// When the identity's token expires (Unix seconds); a socket closes then.
     pub expires_at: Option<u64>,
+    /// The generation of the identity's token, when it is one of ours: an open socket
+    /// asks at each ping whether the account has revoked it since.
+    pub token_generation: Option<u64>,
 }
 
 impl Caller {

@@ -77,7 +77,7 @@ async fn register(
     body: Result<JsonBody<Credentials>>,
     flood: Result<Signing>,
     https: https::Https,
-    accounts: &State<Accounts>,
+    accounts: &State<Arc<Accounts>>,
     cookies: &CookieJar<'_>,
 ) -> Result<(Status, Json<SignedIn>)> {
     flood?;
@@ -95,7 +95,7 @@ async fn login(
     flood: Result<Signing>,
     client: Result<ClientAddr>,
     https: https::Https,
-    accounts: &State<Accounts>,
+    accounts: &State<Arc<Accounts>>,
     limiter: &State<Arc<Limiter>>,
     cookies: &CookieJar<'_>,
 ) -> Result<Json<SignedIn>> {
@@ -116,7 +116,7 @@ async fn login(
 async fn logout(
     _page: CookieOrigin,
     caller: Result<Caller>,
-    accounts: &State<Accounts>,
+    accounts: &State<Arc<Accounts>>,
     cookies: &CookieJar<'_>,
 ) -> Result<Json<Value>> {
     cookies.remove(Cookie::build(SESSION_COOKIE).path("/"));
@@ -140,7 +140,7 @@ async fn password(
     flood: Result<Signing>,
     client: Result<ClientAddr>,
     https: https::Https,
-    accounts: &State<Accounts>,
+    accounts: &State<Arc<Accounts>>,
     limiter: &State<Arc<Limiter>>,
     cookies: &CookieJar<'_>,
 ) -> Result<Json<SignedIn>> {
@@ -161,7 +161,7 @@ async fn password(
 /// Who the caller is signed in as.
 #[utoipa::path(tag = "auth", responses((status = 200, body = Me), (status = 401)))]
 #[get("/me")]
-async fn me(caller: Caller, accounts: &State<Accounts>) -> Result<Json<Me>> {
+async fn me(caller: Caller, accounts: &State<Arc<Accounts>>) -> Result<Json<Me>> {
     let Some(user) = caller.user else {
         return Err(Error::Unauthorized("not signed in".into()));
     };

@@ -11,7 +11,7 @@ use rocket::http::Status;
 use rocket::outcome::Outcome;
 use rocket::request::{self, FromRequest, Request};
 use serde::de::DeserializeOwned;
-use std::sync::LazyLock;
+use std::sync::{Arc, LazyLock};
 use subtle::ConstantTimeEq;
 
 /// The admin token, if the server has one (managed state).
@@ -72,6 +72,7 @@ async fn identify(req: &Request<'_>) -> Result<Caller, Error> {
         presented_token: presented.is_some(),
         admin_configured: admin_token.is_some(),
         expires_at: None,
+        token_generation: None,
     };
     let mut from_cookie = false;
     let token = match presented {
@@ -86,8 +87,8 @@ async fn identify(req: &Request<'_>) -> Result<Caller, Error> {
             None => socket_token(req),
         },
     };
-    if let (Some(token), Some(accounts)) = (token, req.rocket().state::<Accounts>()) {
-        let (user, expires_at) = match accounts.identify(&token).await {
+    if let (Some(token), Some(accounts)) = (token, req.rocket().state::<Arc<Accounts>>()) {
+        let (user, expires_at, generation) = match accounts.identify(&token).await {
             Ok(identified) => identified,
             // A session cookie that no longer holds (signed out on another device, the
             // password changed, expired) is no claim the page makes: in open mode the
@@ -103,6 +104,7 @@ async fn identify(req: &Request<'_>) -> Result<Caller, Error> {
         caller.admin |= accounts.is_admin(&user);
         caller.user = Some(user);
         caller.expires_at = Some(expires_at);
+        caller.token_generation = generation;
     }
     Ok(caller)
 }

@@ -19,6 +19,7 @@ use super::client::ClientAddr;
 use super::limits::{Bucket, Limiter, SocketLease};
 use super::origin::SiteOrigin;
 use crate::access::RoomAccess;
+use crate::accounts::Accounts;
 use crate::chat;
 use crate::delivery::Delivery;
 use crate::domain::limits::message_id;
@@ -84,6 +85,7 @@ pub struct SocketSettings {
 #[derive(Clone)]
 pub struct SocketState {
     pub db: DatabaseConnection,
+    pub accounts: Arc<Accounts>,
     pub access: Arc<RoomAccess>,
     pub delivery: Delivery,
     pub hub: Arc<dyn Hub>,
@@ -485,8 +487,9 @@ impl Session {
                     if heard.elapsed() > self.ping_every * 2 + Duration::from_secs(5) {
                         Flow::Close(Some(CloseFrame { code: CloseCode::Away, reason: "no answer to ping".into() }))
                     } else {
-                        // A change of access may have gone unheard (Redis away, a publish
-                        // lost): each ping asks again, from the rule's cache as a rule.
+                        // A change of access or a sign-out may have gone unheard (Redis
+                        // away, a publish lost): each ping asks again, from the rule's
+                        // and the account's caches as a rule.
                         match Box::pin(self.still_admitted()).await {
                             closed @ Flow::Close(_) => closed,
                             Flow::Continue => {
@@ -547,10 +550,24 @@ impl Session {
         }
     }
 
-    /// Whether the caller may still read the room (after its members changed): if not,
-    /// the socket closes with [`CLOSE_NO_ACCESS`]. A database that cannot say keeps the
-    /// socket open: the next change, or reconnect, checks again.
+    /// Whether the caller's token still holds (not revoked by a sign-out or a new
+    /// password: else [`CLOSE_SIGN_IN`]) and they may still read the room (after its
+    /// members changed: else [`CLOSE_NO_ACCESS`]). A database that cannot say keeps the
+    /// socket open: the next change, ping or reconnect checks again.
     async fn still_admitted(&self) -> Flow {
+        if let (Some(user), Some(generation)) = (&self.caller.user, self.caller.token_generation) {
+            if !self
+                .state
+                .accounts
+                .still_holds(&user.user_id, generation)
+                .await
+            {
+                return Flow::Close(Some(CloseFrame {
+                    code: CloseCode::from(CLOSE_SIGN_IN),
+                    reason: "signed out (or the password changed): sign in again".into(),
+                }));
+            }
+        }
         match self
             .state
             .access
