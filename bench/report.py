@@ -45,6 +45,20 @@ if rounds:
         ratios.sort()
         print(f"| {what} | median | | | **{100 * ratios[len(ratios) // 2]:.0f}%** |")
 
+rounds = sorted(int(k.rsplit("_", 1)[1]) for k in r if k.startswith("door_on_get_"))
+if rounds:
+    print('\n| the front door against none | round | without req/s, p99 ms | with req/s, p99 ms | with / without |')
+    print("|---|---|---|---|---|")
+    for what, kind in (("GET 100-message room", "get"), ("GET fixed 1000 lines", "fixed")):
+        ratios = []
+        for n in rounds:
+            o, a = r[f"door_off_{kind}_{n}"], r[f"door_on_{kind}_{n}"]
+            ratios.append(a["rps"] / o["rps"])
+            print(f"| {what} | {n} | {o['rps']:,.0f}, {o['p99_ms']:.1f} | {a['rps']:,.0f}, {a['p99_ms']:.1f} | "
+                  f"{100 * ratios[-1]:.0f}% |")
+        ratios.sort()
+        print(f"| {what} | median | | | **{100 * ratios[len(ratios) // 2]:.0f}%** |")
+
 hello, c304 = r.get("ceiling_hello"), r.get("ferro_304")
 if hello and c304:
     print(f"\n| cheap polling | req/s | p99 ms | against the hello-world route ({hello['rps']:,.0f}/s, p99 {hello['p99_ms']:.1f} ms) |")
