@@ -235,8 +235,8 @@ pub enum Shape {
     /// The ChatFlow REST API and events: `id, room_id, user_id, username, content,
     /// message_type, file_url, created_at`.
     Api,
-    /// A ChatFlow socket frame: `type: "message"`, the API's fields, and `timestamp` in
-    /// place of `created_at`.
+    /// The body of a room socket's `message` frame (`realtime::ServerFrame` adds its
+    /// `type`): the API's fields, with `timestamp` in place of `created_at`.
     Socket,
     /// `GET /api/chat/<room>?format=json`: `id, room, username, text, timestamp`.
     Legacy,
@@ -247,6 +247,7 @@ pub enum Shape {
 }
 
 /// The one JSON writer of a message, in the shape its door's clients read.
+#[derive(Debug)]
 pub struct MessageJson<'a>(pub &'a Message, pub Shape);
 
 impl Serialize for MessageJson<'_> {
@@ -268,9 +269,6 @@ impl Serialize for MessageJson<'_> {
                 }
             }
             return map.end();
-        }
-        if *shape == Shape::Socket {
-            map.serialize_entry("type", "message")?;
         }
         map.serialize_entry("id", &m.id)?;
         if *shape == Shape::Legacy {
@@ -475,7 +473,6 @@ mod tests {
                 "created_at": "1970-01-01T00:00:00Z"})
         );
         let socket = json(Shape::Socket);
-        assert_eq!(socket["type"], "message");
         assert_eq!(socket["timestamp"], "1970-01-01T00:00:00Z");
         assert!(socket.get("created_at").is_none());
         assert_eq!(

@@ -27,20 +27,21 @@ use crate::domain::message::{chatflow_message, webchat_message};
 use crate::domain::names;
 use crate::domain::sync::random_u64;
 use crate::domain::{Caller, Error};
-use crate::domain::{Limits, Message as ChatMessage, MessageJson, Peer, Result, RoomName, Shape};
+use crate::domain::{Limits, Message as ChatMessage, Peer, Result, RoomName};
 use crate::events::Events;
 use crate::lifecycle::Lifecycle;
 use crate::metrics::METRICS;
 use crate::presence::Presence;
-use crate::realtime::{user_channel, Event, Hub, Subscription};
+use crate::realtime::frames::to_text;
+use crate::realtime::{
+    user_channel, ClientFrame, Event, Hub, RelayFrame, ServerFrame, Subscription,
+};
 use governor::DefaultDirectRateLimiter;
 use rocket::futures::{SinkExt, StreamExt};
 use rocket::{get, State};
 use rocket_ws::frame::{CloseCode, CloseFrame};
 use rocket_ws::{Channel, Config, Message, WebSocket};
 use sea_orm::DatabaseConnection;
-use serde::Deserialize;
-use serde_json::{json, Value};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -600,28 +601,33 @@ impl Session {
             Budget::Over => return error("too many frames: slow down"),
             Budget::Flood(close) => return close,
         }
-        let incoming: Incoming = match serde_json::from_str(&text) {
-            Ok(incoming) => incoming,
-            Err(err) => return error(&format!("invalid JSON: {err}")),
+        let frame = match ClientFrame::parse(&text) {
+            Ok(frame) => frame,
+            Err(err) => return error(&err),
         };
-        let room = self.room.as_str();
-        match incoming.kind.as_str() {
-            "message" => match self.store(incoming).await {
+        match frame {
+            ClientFrame::Message {
+                content,
+                user_id,
+                message_type,
+                file_url,
+            } => match self.store(content, user_id, message_type, file_url).await {
                 Ok(()) => Reply::Nothing, // it comes back through the hub, like everyone's
                 Err(err) => error(&err.to_string()),
             },
-            "typing" | "stop_typing" => {
-                let active = incoming.kind == "typing";
-                // A presence store that is away loses the REST view only; sockets are told.
-                let _ = self
-                    .state
-                    .presence
-                    .typing(room, self.peer.clone(), active)
-                    .await;
-                Reply::Nothing
-            }
-            other => error(&format!("unknown type '{other}'")),
+            ClientFrame::Typing => self.typing(true).await,
+            ClientFrame::StopTyping => self.typing(false).await,
         }
+    }
+
+    async fn typing(&self, active: bool) -> Reply {
+        // A presence store that is away loses the REST view only; sockets are told.
+        let _ = self
+            .state
+            .presence
+            .typing(self.room.as_str(), self.peer.clone(), active)
+            .await;
+        Reply::Nothing
     }
 
     /// Whether the socket may send this frame: over its bucket it is told (or, on seed
@@ -681,24 +687,29 @@ impl Session {
         };
         match posted {
             Ok(_) => Reply::Nothing, // it comes back through the hub, like everyone's
-            Err(err) => Reply::Send(json!({
-                "text": format!("[not sent: {err}]"),
-                "type": "error",
-                "ts": chrono::Utc::now().timestamp_millis(),
-            })),
+            Err(err) => Reply::Send(to_text(&RelayFrame::not_sent(
+                &err.to_string(),
+                chrono::Utc::now().timestamp_millis(),
+            ))),
         }
     }
 
-    async fn store(&self, incoming: Incoming) -> Result<()> {
+    async fn store(
+        &self,
+        content: Option<String>,
+        claimed: Option<String>,
+        message_type: Option<String>,
+        file_url: Option<String>,
+    ) -> Result<()> {
         let user = self.caller.user.as_ref().map(|u| u.user_id.as_str());
         self.state.limiter.check(Bucket::Post, self.client, user)?;
-        let (author_id, author_name) = self.author(incoming.user_id.as_deref())?;
+        let (author_id, author_name) = self.author(claimed.as_deref())?;
         let message = chatflow_message(
             &author_name,
             Some(author_id),
-            incoming.content.as_deref(),
-            incoming.message_type.as_deref(),
-            incoming.file_url,
+            content.as_deref(),
+            message_type.as_deref(),
+            file_url,
             &self.state.limits,
         )?;
         self.state
@@ -726,17 +737,16 @@ impl Session {
         }
     }
 
-    /// A message in the shape this socket's clients read.
-    fn message_json(&self, row: &ChatMessage) -> Value {
-        let shape = match self.speaks {
-            Speaks::Webchat => Shape::Webchat,
-            Speaks::ChatFlow | Speaks::AuthorPerFrame => Shape::Socket,
-        };
-        serde_json::to_value(MessageJson(row, shape)).unwrap_or_default()
+    /// A message in the frame this socket's clients read.
+    fn message_json(&self, row: &ChatMessage) -> String {
+        match self.speaks {
+            Speaks::Webchat => to_text(&RelayFrame::message(row)),
+            Speaks::ChatFlow | Speaks::AuthorPerFrame => to_text(&ServerFrame::message(row)),
+        }
     }
 
     /// The frame an event becomes for this peer, if any.
-    fn outgoing(&self, event: &Event, sent: &mut Sent) -> Option<Value> {
+    fn outgoing(&self, event: &Event, sent: &mut Sent) -> Option<String> {
         let room = self.room.as_str();
         match event {
             // Already sent: with the history, or again after a Redis outage.
@@ -749,32 +759,26 @@ impl Session {
             _ if self.speaks == Speaks::Webchat => None,
             // Nobody needs to be told that they themselves are typing.
             Event::Typing { user, .. } if user.user_id == self.peer.user_id => None,
-            Event::Typing { user, active } => Some(json!({
-                "type": if *active { "typing" } else { "stop_typing" },
-                "user_id": user.user_id, "username": user.username, "room_id": room,
+            Event::Typing { user, active } => {
+                Some(to_text(&ServerFrame::typing(user, room, *active)))
+            }
+            Event::Joined { user, at } => {
+                Some(to_text(&ServerFrame::presence(user, room, *at, true)))
+            }
+            Event::Left { user, at } => {
+                Some(to_text(&ServerFrame::presence(user, room, *at, false)))
+            }
+            Event::MessageDeleted { id } => Some(to_text(&ServerFrame::MessageDeleted {
+                id: *id,
+                room_id: room,
             })),
-            Event::Joined { user, at } | Event::Left { user, at } => Some(json!({
-                "type": if matches!(event, Event::Joined { .. }) { "user_joined" } else { "user_left" },
-                "user_id": user.user_id, "username": user.username, "room_id": room,
-                "timestamp": at,
-            })),
-            Event::MessageDeleted { id } => Some(json!({
-                "type": "message_deleted", "id": id, "room_id": room,
-            })),
-            Event::RoomDeleted => Some(json!({ "type": "room_deleted", "room_id": room })),
+            Event::RoomDeleted => Some(to_text(&ServerFrame::RoomDeleted { room_id: room })),
             // Handled by the session: it checks whether its caller may still read, or
             // closes.
             Event::AccessChanged | Event::TokensRevoked => None,
-            Event::Notification(notification) => {
-                let mut frame = json!({ "type": "notification" });
-                if let (Some(frame), Some(fields)) =
-                    (frame.as_object_mut(), notification.as_object())
-                {
-                    frame.extend(fields.iter().map(|(k, v)| (k.clone(), v.clone())));
-                    frame.insert("type".into(), json!("notification"));
-                }
-                Some(frame)
-            }
+            Event::Notification(notification) => notification
+                .as_object()
+                .map(|fields| to_text(&ServerFrame::Notification(fields))),
         }
     }
 }
@@ -817,17 +821,6 @@ impl Sent {
     }
 }
 
-#[derive(Deserialize)]
-struct Incoming {
-    #[serde(rename = "type")]
-    kind: String,
-    content: Option<String>,
-    /// Seed 004's frames name their author.
-    user_id: Option<String>,
-    message_type: Option<String>,
-    file_url: Option<String>,
-}
-
 /// What a socket's frame bucket says of one more frame.
 enum Budget {
     Left,
@@ -837,13 +830,14 @@ enum Budget {
 
 enum Reply {
     Nothing,
-    Send(Value),
+    /// A frame's text.
+    Send(String),
     Close,
     CloseWith(CloseFrame<'static>),
 }
 
 fn error(detail: &str) -> Reply {
-    Reply::Send(json!({ "type": "error", "detail": detail }))
+    Reply::Send(to_text(&ServerFrame::Error { detail }))
 }
 
 /// A frame seed 002's socket drops: nothing is sent back (its protocol has no error
@@ -891,8 +885,8 @@ async fn token_expiry(expires_at: Option<u64>) {
 
 type Sink = rocket::futures::stream::SplitSink<rocket_ws::stream::DuplexStream, Message>;
 
-async fn send(sink: &mut Sink, value: Value) -> Result<(), ()> {
-    send_raw(sink, Message::Text(value.to_string())).await
+async fn send(sink: &mut Sink, frame: String) -> Result<(), ()> {
+    send_raw(sink, Message::Text(frame)).await
 }
 
 /// A peer that does not take a frame within [`SEND_TIMEOUT`] has stopped reading: it is
