@@ -1,7 +1,7 @@
 //! Events for other services (seed 004's chat room service publishes to RabbitMQ): with
-//! `AMQP_URL` set, every stored message and every join is published as JSON to the
-//! durable topic exchange `ferrochat.events`, routing keys `message_created` and
-//! `user_joined`. Chatting never waits for RabbitMQ: events queue in memory (up to
+//! `AMQP_URL` set, every stored, edited and deleted message and every join is published as
+//! JSON to the durable topic exchange `ferrochat.events`, routing keys `message_created`,
+//! `message_updated`, `message_deleted` and `user_joined`. Chatting never waits for RabbitMQ: events queue in memory (up to
 //! [`BACKLOG`]) while it is away, go out in order when it is back, and past the backlog
 //! are dropped and counted.
 
@@ -81,6 +81,27 @@ impl Events {
                 "event": "message_created",
                 "message": MessageJson(row, Shape::Api),
             }),
+        );
+    }
+
+    /// A message edited: its shape as `message_created` gives it, with the new text and
+    /// `edited_at`.
+    pub fn message_updated(&self, row: &Message) {
+        self.message_event("message_updated", row);
+    }
+
+    /// A message deleted: its shape as it was.
+    pub fn message_deleted(&self, row: &Message) {
+        self.message_event("message_deleted", row);
+    }
+
+    fn message_event(&self, kind: &'static str, row: &Message) {
+        if self.tx.is_none() {
+            return;
+        }
+        self.send(
+            kind,
+            json!({ "event": kind, "message": MessageJson(row, Shape::Api) }),
         );
     }
 

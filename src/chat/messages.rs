@@ -3,7 +3,8 @@
 use crate::access::RoomAccess;
 use crate::db::messages::{self as table, Page};
 use crate::domain::limits::{message_id, page_limit};
-use crate::domain::{Caller, Error, Message};
+use crate::domain::message::chatflow_message;
+use crate::domain::{now_utc, Caller, Error, Limits, Message};
 use sea_orm::DatabaseConnection;
 
 /// Longest search text.
@@ -78,6 +79,33 @@ fn missing(id: i64) -> Error {
 pub async fn get(db: &DatabaseConnection, id: &str) -> Result<Message, Error> {
     let id = parse_id(id)?;
     table::get(db, id).await?.ok_or_else(|| missing(id))
+}
+
+/// Edits the message's text (its author's call, signed in, or an admin's; 404 to whoever
+/// may not read its room); `content` follows the rules of a post. Returns it as it now is.
+pub async fn edit(
+    db: &DatabaseConnection,
+    access: &RoomAccess,
+    caller: &Caller,
+    id: &str,
+    content: Option<&str>,
+    limits: &Limits,
+) -> Result<Message, Error> {
+    let mut message = read(db, access, caller, id).await?;
+    caller.require_one_of(
+        "edit a message",
+        "its author or an admin",
+        &[message.user_id.as_deref()],
+    )?;
+    // The post rules, applied by the one function that applies them to posts.
+    let text = chatflow_message(&message.username, None, content, None, None, limits)?.text;
+    let at = now_utc();
+    if !table::set_text(db, message.id, &text, at).await? {
+        return Err(missing(message.id));
+    }
+    message.text = text;
+    message.edited_at = Some(at);
+    Ok(message)
 }
 
 /// Deletes the message (its author's, its room owner's or an admin's call); returns it.

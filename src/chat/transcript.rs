@@ -187,8 +187,19 @@ impl Room {
             Some(etag) => etag.clone(),
             None => {
                 self.render();
-                let etag: Arc<str> =
-                    format!("\"{}-{}\"", self.entries.len(), self.last_id()).into();
+                // An edit changes no count and no id: the newest edit's time is part of
+                // the tag once there is one, so a poll holding the old text reads again.
+                let edited = self.entries.values().filter_map(|e| e.row.edited_at).max();
+                let etag: Arc<str> = match edited {
+                    None => format!("\"{}-{}\"", self.entries.len(), self.last_id()),
+                    Some(at) => format!(
+                        "\"{}-{}-{}\"",
+                        self.entries.len(),
+                        self.last_id(),
+                        at.and_utc().timestamp_micros()
+                    ),
+                }
+                .into();
                 self.etag = Some(etag.clone());
                 etag
             }
@@ -529,6 +540,7 @@ mod tests {
             message_type: "text".into(),
             file_url: None,
             echo: None,
+            edited_at: None,
         }
     }
 

@@ -25,6 +25,8 @@ pub mod message {
         /// Seed 002's `type` and `ts`, when the message came by its socket.
         pub client_type: Option<String>,
         pub client_ts: Option<i64>,
+        /// When its author last edited it, in UTC; none until then.
+        pub edited_at: Option<DateTime>,
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
@@ -47,6 +49,7 @@ pub mod message {
                     (Some(kind), Some(ts)) => Some(crate::domain::message::Echo { kind, ts }),
                     _ => None,
                 },
+                edited_at: m.edited_at,
             }
         }
     }

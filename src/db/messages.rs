@@ -126,6 +126,7 @@ pub async fn insert_batch(
                 message_type: row.message.message_type.to_string(),
                 file_url: row.message.file_url.clone(),
                 echo: row.message.echo.clone(),
+                edited_at: None,
             };
             (message, prev)
         })
@@ -264,6 +265,7 @@ async fn insert_per_row<C: ConnectionTrait>(
             file_url: Set(pending.message.file_url.clone()),
             client_type: Set(pending.message.echo.as_ref().map(|e| e.kind.clone())),
             client_ts: Set(pending.message.echo.as_ref().map(|e| e.ts)),
+            edited_at: NotSet,
         };
         ids.push(message::Entity::insert(row).exec(txn).await?.last_insert_id);
     }
@@ -367,6 +369,22 @@ pub async fn get(db: &DatabaseConnection, id: i64) -> Result<Option<Message>, Db
 }
 
 /// True if a row was deleted.
+/// Sets a message's text and when it was edited; false when there is no such message.
+pub async fn set_text(
+    db: &DatabaseConnection,
+    id: i64,
+    text: &str,
+    edited_at: chrono::NaiveDateTime,
+) -> Result<bool, DbErr> {
+    let done = message::Entity::update_many()
+        .col_expr(message::Column::Text, Expr::value(text))
+        .col_expr(message::Column::EditedAt, Expr::value(edited_at))
+        .filter(message::Column::Id.eq(id))
+        .exec(db)
+        .await?;
+    Ok(done.rows_affected > 0)
+}
+
 pub async fn delete(db: &DatabaseConnection, id: i64) -> Result<bool, DbErr> {
     Ok(message::Entity::delete_by_id(id)
         .exec(db)

@@ -32,7 +32,7 @@ use crate::db::error::{cause, Cause};
 use crate::db::messages::{self, InsertMode, ToInsert};
 use crate::db::rooms::{Deleted, Member, Room};
 use crate::domain::sync::lock;
-use crate::domain::{Caller, Error, Message, NewMessage, RoomName};
+use crate::domain::{Caller, Error, Limits, Message, NewMessage, RoomName};
 use crate::events::Events;
 use crate::metrics::METRICS;
 use crate::notifications::Notifier;
@@ -149,9 +149,37 @@ impl Delivery {
         let message =
             chat::messages::delete(&self.stage.db, &self.stage.access, caller, id).await?;
         self.stage.transcripts.forget(&message.room);
+        self.stage.events.message_deleted(&message);
         self.stage
             .hub
             .publish(&message.room, Event::MessageDeleted { id: message.id });
+        Ok(message)
+    }
+
+    /// Edits a message's text (see `chat::messages::edit` for who may); every reader of
+    /// its room, on every replica, is told, and polls read the new text.
+    pub async fn edit_message(
+        &self,
+        caller: &Caller,
+        id: &str,
+        content: Option<&str>,
+        limits: &Limits,
+    ) -> Result<Message, Error> {
+        let message = chat::messages::edit(
+            &self.stage.db,
+            &self.stage.access,
+            caller,
+            id,
+            content,
+            limits,
+        )
+        .await?;
+        self.stage.transcripts.forget(&message.room);
+        self.stage.events.message_updated(&message);
+        self.stage.hub.publish(
+            &message.room,
+            Event::MessageUpdated(Arc::new(message.clone())),
+        );
         Ok(message)
     }
 
@@ -464,7 +492,10 @@ async fn arrive(stage: Arc<Stage>, mut arrivals: mpsc::Receiver<Arrival>) {
             } => stage.hand_on(message, prev, None),
             Arrival::Event {
                 room,
-                event: event @ (Event::MessageDeleted { .. } | Event::RoomDeleted),
+                event:
+                    event @ (Event::MessageDeleted { .. }
+                    | Event::MessageUpdated(_)
+                    | Event::RoomDeleted),
                 ..
             } => {
                 stage.transcripts.forget(&room);

@@ -26,6 +26,10 @@ pub struct Message {
     /// replicas of an older version send, so read as none.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub echo: Option<Echo>,
+    /// When its author last edited it, in UTC; none until then (and from replicas of an
+    /// older version).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub edited_at: Option<NaiveDateTime>,
 }
 
 /// What seed 002's client sends beside its text (`type`, `ts`), kept with the row so its
@@ -233,7 +237,7 @@ fn push_one_line(out: &mut String, text: &str) {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Shape {
     /// The ChatFlow REST API and events: `id, room_id, user_id, username, content,
-    /// message_type, file_url, created_at`.
+    /// message_type, file_url, created_at, edited_at` (null until edited).
     Api,
     /// The body of a room socket's `message` frame (`realtime::ServerFrame` adds its
     /// `type`): the API's fields, with `timestamp` in place of `created_at`.
@@ -295,6 +299,7 @@ impl Serialize for MessageJson<'_> {
             "created_at"
         };
         map.serialize_entry(time_key, &at)?;
+        map.serialize_entry("edited_at", &m.edited_at.map(|at| at.and_utc()))?;
         map.end()
     }
 }
@@ -464,13 +469,14 @@ mod tests {
             message_type: "text".into(),
             file_url: None,
             echo: None,
+            edited_at: None,
         };
         let json = |shape| serde_json::to_value(MessageJson(&m, shape)).unwrap();
         assert_eq!(
             json(Shape::Api),
             serde_json::json!({"id": 7, "room_id": "r", "user_id": "u1", "username": "u",
                 "content": "hi", "message_type": "text", "file_url": null,
-                "created_at": "1970-01-01T00:00:00Z"})
+                "created_at": "1970-01-01T00:00:00Z", "edited_at": null})
         );
         let socket = json(Shape::Socket);
         assert_eq!(socket["timestamp"], "1970-01-01T00:00:00Z");

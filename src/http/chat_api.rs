@@ -17,7 +17,7 @@ use crate::files::Files;
 use crate::realtime::Hub;
 use rocket::http::Status;
 use rocket::serde::json::Json;
-use rocket::{delete, get, post, State};
+use rocket::{delete, get, patch, post, State};
 use sea_orm::DatabaseConnection;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
@@ -32,6 +32,7 @@ super::mount![
     room_messages,
     post_room_message,
     get_message,
+    edit_message,
     delete_message,
     list_members,
     add_member,
@@ -104,10 +105,19 @@ pub struct MessageOut {
     file_url: Option<String>,
     #[schema(value_type = String, format = DateTime)]
     created_at: chrono::DateTime<chrono::Utc>,
+    /// When its author last edited it; null until then.
+    #[schema(value_type = Option<String>, format = DateTime)]
+    edited_at: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 /// A message in the API's JSON.
 pub struct ApiMessage(Message);
+
+/// An edit: the message's new text.
+#[derive(Deserialize, ToSchema)]
+pub struct EditIn {
+    content: Option<String>,
+}
 
 impl Serialize for ApiMessage {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
@@ -278,6 +288,30 @@ async fn get_message(
     Ok(Json(ApiMessage(
         chat::messages::read(db, access, &caller, id).await?,
     )))
+}
+
+/// Edits a message's text: its author's call (signed in) or an admin's. Every reader of
+/// its room is told (`message_updated` on the sockets), and every history shows the new
+/// text.
+#[utoipa::path(tag = "chat", request_body = EditIn, security(("admin" = [])),
+    responses((status = 200, body = MessageOut), (status = 400), (status = 401), (status = 403),
+        (status = 404), (status = 415), (status = 429)))]
+#[patch("/messages/<id>", data = "<body>")]
+async fn edit_message(
+    id: &str,
+    body: Result<JsonBody<EditIn>>,
+    flood: Result<Posting>,
+    caller: Caller,
+    limits: &State<Limits>,
+    delivery: &State<Delivery>,
+) -> Result<Json<ApiMessage>> {
+    // An edit is a post as far as floods go: the same bucket.
+    flood?;
+    let JsonBody(body) = body?;
+    let row = delivery
+        .edit_message(&caller, id, body.content.as_deref(), limits)
+        .await?;
+    Ok(Json(ApiMessage(row)))
 }
 
 /// Deletes a message: its author's, its room owner's or an admin's call.

@@ -768,6 +768,7 @@ impl Session {
             Event::Left { user, at } => {
                 Some(to_text(&ServerFrame::presence(user, room, *at, false)))
             }
+            Event::MessageUpdated(row) => Some(to_text(&ServerFrame::message_updated(row))),
             Event::MessageDeleted { id } => Some(to_text(&ServerFrame::MessageDeleted {
                 id: *id,
                 room_id: room,

@@ -46,6 +46,8 @@ pub enum ServerFrame<'a> {
     StopTyping(Who<'a>),
     UserJoined(Presence<'a>),
     UserLeft(Presence<'a>),
+    /// A message's text was edited: the message as it now is, with `edited_at`.
+    MessageUpdated(MessageJson<'a>),
     MessageDeleted {
         id: i64,
         room_id: &'a str,
@@ -82,6 +84,10 @@ pub struct Presence<'a> {
 impl<'a> ServerFrame<'a> {
     pub fn message(row: &'a Message) -> Self {
         ServerFrame::Message(MessageJson(row, Shape::Socket))
+    }
+
+    pub fn message_updated(row: &'a Message) -> Self {
+        ServerFrame::MessageUpdated(MessageJson(row, Shape::Socket))
     }
 
     pub fn typing(user: &'a Peer, room_id: &'a str, active: bool) -> Self {
@@ -285,6 +291,7 @@ mod tests {
             message_type: "text".into(),
             file_url: None,
             echo: None,
+            edited_at: None,
         };
         let frame = to_text(&ServerFrame::message(&row));
         assert!(frame.starts_with(r#"{"type":"message","id":7,"#), "{frame}");
@@ -292,7 +299,7 @@ mod tests {
             serde_json::from_str::<Value>(&frame).unwrap(),
             json!({"type": "message", "id": 7, "room_id": "r", "user_id": "u1",
                 "username": "u", "content": "hi", "message_type": "text", "file_url": null,
-                "timestamp": "1970-01-01T00:00:00Z"})
+                "timestamp": "1970-01-01T00:00:00Z", "edited_at": null})
         );
         assert_eq!(
             value(&RelayFrame::message(&row)),

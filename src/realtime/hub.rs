@@ -31,6 +31,8 @@ pub enum Event {
         user: Arc<Peer>,
         at: chrono::DateTime<chrono::Utc>,
     },
+    /// A message's text was edited: it as it now is.
+    MessageUpdated(Arc<Message>),
     /// A message was deleted through the API; readers drop it.
     MessageDeleted { id: i64 },
     /// The room was deleted with all its messages.
@@ -159,7 +161,9 @@ impl LocalFanout {
             let tx = match event {
                 // A change of who may read must not be dropped in a burst, and must
                 // come before the messages that follow it.
-                Event::Message(_) | Event::AccessChanged => &channels.messages,
+                Event::Message(_) | Event::MessageUpdated(_) | Event::AccessChanged => {
+                    &channels.messages
+                }
                 _ => &channels.signals,
             };
             // No receiver left: the room's channels go until someone listens again.
@@ -242,6 +246,7 @@ mod tests {
             message_type: "text".into(),
             file_url: None,
             echo: None,
+            edited_at: None,
         }))
     }
 

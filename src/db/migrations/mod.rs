@@ -13,6 +13,7 @@ mod m20261202_000005_private_rooms;
 mod m20261202_000006_webchat_echo;
 mod m20261216_000007_ids_compare_bytes;
 mod m20261216_000008_token_generation;
+mod m20261217_000009_message_edited_at;
 
 pub struct Migrator;
 
@@ -28,6 +29,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261202_000006_webchat_echo::Migration),
             Box::new(m20261216_000007_ids_compare_bytes::Migration),
             Box::new(m20261216_000008_token_generation::Migration),
+            Box::new(m20261217_000009_message_edited_at::Migration),
         ]
     }
 }

@@ -1,0 +1,305 @@
+//! Conversations beyond posting, over real HTTP and sockets on SQLite, MariaDB and
+//! PostgreSQL: editing a message (`PATCH /api/chat/messages/<id>`), who may, and every
+//! reader told: the room's sockets on every replica, the JSON history, the Flask
+//! original's transcript (same time and author, the new text, a new ETag).
+
+mod common;
+
+use common::*;
+use reqwest::Method;
+use serde_json::{json, Value};
+
+on_every_backend!(
+    only_the_author_or_an_admin_edits_and_every_reader_sees_it,
+    an_edit_is_refused_in_a_room_one_cannot_see
+);
+
+/// A public room made by the holder of `token`.
+async fn public_room(server: &Server, prefix: &str, token: &str) -> String {
+    let name = room(prefix);
+    let (status, body) = call_with_token(
+        server,
+        Method::POST,
+        "/api/chat/rooms",
+        Some(json!({"id": name})),
+        Some(token),
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+    name
+}
+
+async fn edit(server: &Server, id: i64, body: Value, token: Option<&str>) -> (u16, Value) {
+    let path = format!("/api/chat/messages/{id}");
+    call_with_token(server, Method::PATCH, &path, Some(body), token).await
+}
+
+/// Open mode: ann (signed in) posts; anonymous callers, bob and a wrong token may not
+/// edit it (401, 403, 403); ann may, and so may the admin. Her socket's room hears
+/// `message_updated` with the new text and `edited_at`; the JSON history and the legacy
+/// transcript show the new text in the same line (same time, same author), and a poll
+/// holding the old ETag reads again. Content follows the post rules.
+async fn only_the_author_or_an_admin_edits_and_every_reader_sees_it(backend: Backend) {
+    let db = TestDb::create(backend).await;
+    let server = Server::start(&db.url).await;
+    let (ann_id, ann) = sign_up(&server, &unique_name("ann")).await;
+    let (_, bob) = sign_up(&server, &unique_name("bob")).await;
+    let room = public_room(&server, "edits", &ann).await;
+    let (status, posted) = call_with_token(
+        &server,
+        Method::POST,
+        &format!("/api/chat/rooms/{room}/messages"),
+        Some(json!({"content": "teh plan"})),
+        Some(&ann),
+    )
+    .await;
+    assert_eq!(status, 201, "{posted}");
+    assert_eq!(posted["edited_at"], Value::Null);
+    let id = posted["id"].as_i64().unwrap();
+    let transcript = |etag: Option<String>| {
+        let url = format!("{}/api/chat/{room}", server.url);
+        async move {
+            let mut req = client().get(url);
+            if let Some(etag) = etag {
+                req = req.header("If-None-Match", etag);
+            }
+            let res = req.send().await.unwrap();
+            let etag = res.headers()["etag"].to_str().unwrap().to_string();
+            (res.status().as_u16(), etag, res.text().await.unwrap())
+        }
+    };
+    let (_, etag_before, before) = transcript(None).await;
+    assert!(before.ends_with(": teh plan"), "{before}");
+
+    let mut watcher = open_socket(&server, &format!("/ws/{room}/watcher")).await;
+    next_about(&mut watcher, "user_joined", "watcher").await;
+
+    // Who may not: nobody anonymous, not another user, not a wrong token.
+    let fixed = json!({"content": "the plan"});
+    assert_detail(
+        &edit(&server, id, fixed.clone(), None).await,
+        401,
+        "sign in",
+    );
+    assert_detail(
+        &edit(&server, id, fixed.clone(), Some(&bob)).await,
+        403,
+        "author",
+    );
+    assert_eq!(
+        edit(&server, id, fixed.clone(), Some("not-a-token"))
+            .await
+            .0,
+        401
+    );
+    // Content as a post's: blank, control characters and over-long text are 400.
+    assert_eq!(
+        edit(&server, id, json!({"content": "  "}), Some(&ann))
+            .await
+            .0,
+        400
+    );
+    assert_eq!(edit(&server, id, json!({}), Some(&ann)).await.0, 400);
+    assert_eq!(
+        edit(&server, id, json!({"content": "a\u{1b}[2J"}), Some(&ann))
+            .await
+            .0,
+        400
+    );
+    let long = "x".repeat(4097);
+    assert_eq!(
+        edit(&server, id, json!({"content": long}), Some(&ann))
+            .await
+            .0,
+        400
+    );
+    // Not a message: 404; not a number: 400.
+    assert_eq!(
+        edit(&server, id + 1000, fixed.clone(), Some(&ann)).await.0,
+        404
+    );
+    assert_eq!(
+        call_with_token(
+            &server,
+            Method::PATCH,
+            "/api/chat/messages/x",
+            Some(fixed.clone()),
+            Some(&ann)
+        )
+        .await
+        .0,
+        400
+    );
+    let (_, _, unchanged) = transcript(None).await;
+    assert_eq!(unchanged, before, "nothing refused changed the text");
+
+    // The author may.
+    let (status, edited) = edit(&server, id, fixed.clone(), Some(&ann)).await;
+    assert_eq!(status, 200, "{edited}");
+    assert_eq!(edited["content"], "the plan");
+    assert_eq!(edited["id"], id);
+    assert_eq!(edited["user_id"], ann_id.as_str());
+    assert_eq!(edited["created_at"], posted["created_at"]);
+    let edited_at = edited["edited_at"].as_str().expect("edited_at").to_string();
+    assert!(chrono::DateTime::parse_from_rfc3339(&edited_at).is_ok());
+
+    let frame = next_of(&mut watcher, &["message_updated"]).await;
+    assert_eq!(frame["id"], id);
+    assert_eq!(frame["room_id"], room.as_str());
+    assert_eq!(frame["content"], "the plan");
+    assert_eq!(frame["edited_at"], edited_at.as_str());
+
+    let (_, history) = call(
+        &server,
+        Method::GET,
+        &format!("/api/chat/rooms/{room}/messages"),
+        None,
+    )
+    .await;
+    assert_eq!(history[0]["content"], "the plan");
+    assert_eq!(history[0]["edited_at"], edited_at.as_str());
+    // The Flask original's line: same time, same author, the new text; its ETag moved, so
+    // a poll that held the old one reads the new text.
+    let (status, etag_after, after) = transcript(Some(etag_before.clone())).await;
+    assert_eq!(status, 200, "a poll holding the old ETag reads again");
+    assert_ne!(etag_after, etag_before);
+    assert_eq!(after, before.replace("teh plan", "the plan"));
+
+    // The admin may too; a second edit is seen again.
+    let (status, again) = edit(
+        &server,
+        id,
+        json!({"content": "the plan, v2"}),
+        Some(ADMIN_TOKEN),
+    )
+    .await;
+    assert_eq!(status, 200, "{again}");
+    let frame = next_of(&mut watcher, &["message_updated"]).await;
+    assert_eq!(frame["content"], "the plan, v2");
+    let (_, _, last) = transcript(None).await;
+    assert!(last.ends_with(": the plan, v2"), "{last}");
+    db.drop_db().await;
+}
+
+/// A message of a private room is 404 to whoever is not in it, signed in or not, the
+/// same as a message that does not exist; its text is untouched.
+async fn an_edit_is_refused_in_a_room_one_cannot_see(backend: Backend) {
+    let db = TestDb::create(backend).await;
+    let server = Server::start(&db.url).await;
+    let (_, olga) = sign_up(&server, &unique_name("olga")).await;
+    let (_, eve) = sign_up(&server, &unique_name("eve")).await;
+    let hidden = room("hidden");
+    let (status, _) = call_with_token(
+        &server,
+        Method::POST,
+        "/api/chat/rooms",
+        Some(json!({"id": hidden, "private": true})),
+        Some(&olga),
+    )
+    .await;
+    assert_eq!(status, 201);
+    let (_, posted) = call_with_token(
+        &server,
+        Method::POST,
+        &format!("/api/chat/rooms/{hidden}/messages"),
+        Some(json!({"content": "ours"})),
+        Some(&olga),
+    )
+    .await;
+    let id = posted["id"].as_i64().unwrap();
+    for token in [Some(eve.as_str()), None] {
+        let (status, answer) = edit(&server, id, json!({"content": "mine now"}), token).await;
+        let (missing, _) = edit(&server, id + 1000, json!({"content": "x"}), token).await;
+        assert_eq!((status, missing), (404, 404), "{answer}");
+    }
+    let (_, history) = call_with_token(
+        &server,
+        Method::GET,
+        &format!("/api/chat/rooms/{hidden}/messages"),
+        None,
+        Some(&olga),
+    )
+    .await;
+    assert_eq!(history[0]["content"], "ours");
+    db.drop_db().await;
+}
+
+/// Two replicas on MariaDB and Redis: an edit made on one reaches the sockets of the
+/// room on the other, and the other's cached transcript reads the new text.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_edit_reaches_every_replica() {
+    let db = TestDb::create(Backend::MariaDb).await;
+    let redis = Redis::start().await;
+    let servers = replicas(&db, &redis, 2).await;
+    let (a, b) = (&servers[0], &servers[1]);
+    let (_, ann) = sign_up(a, &unique_name("ann")).await;
+    let room = public_room(a, "replicas", &ann).await;
+    let mut on_b = open_socket(b, &format!("/ws/{room}/reader")).await;
+    next_about(&mut on_b, "user_joined", "reader").await;
+    let (_, posted) = call_with_token(
+        a,
+        Method::POST,
+        &format!("/api/chat/rooms/{room}/messages"),
+        Some(json!({"content": "frist"})),
+        Some(&ann),
+    )
+    .await;
+    let id = posted["id"].as_i64().unwrap();
+    next_of(&mut on_b, &["message"]).await;
+    // b holds the room's transcript in memory from here.
+    let text = client()
+        .get(format!("{}/api/chat/{room}", b.url))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(text.ends_with(": frist"));
+
+    let (status, _) = edit(a, id, json!({"content": "first"}), Some(&ann)).await;
+    assert_eq!(status, 200);
+    let frame = next_of(&mut on_b, &["message_updated"]).await;
+    assert_eq!(
+        (frame["id"].as_i64(), frame["content"].as_str()),
+        (Some(id), Some("first"))
+    );
+    let text = client()
+        .get(format!("{}/api/chat/{room}", b.url))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(text.ends_with(": first"), "{text}");
+    drop(servers);
+    db.drop_db().await;
+}
+
+/// Required mode: an edit without a token is 401 before anything else, another user's is
+/// 403, the author's 200.
+#[tokio::test(flavor = "multi_thread")]
+async fn in_required_mode_an_edit_is_the_signed_in_authors() {
+    let db = TestDb::create(Backend::Sqlite).await;
+    let server =
+        Server::start_with(ServerOptions::new(&db.url).env("ROCKET_AUTH", "required")).await;
+    let (_, ann) = sign_up(&server, &unique_name("ann")).await;
+    let (_, bob) = sign_up(&server, &unique_name("bob")).await;
+    let room = public_room(&server, "required", &ann).await;
+    let (_, posted) = call_with_token(
+        &server,
+        Method::POST,
+        &format!("/api/chat/rooms/{room}/messages"),
+        Some(json!({"content": "draft"})),
+        Some(&ann),
+    )
+    .await;
+    let id = posted["id"].as_i64().unwrap();
+    let body = json!({"content": "final"});
+    assert_eq!(edit(&server, id, body.clone(), None).await.0, 401);
+    assert_eq!(edit(&server, id, body.clone(), Some(&bob)).await.0, 403);
+    let (status, edited) = edit(&server, id, body, Some(&ann)).await;
+    assert_eq!((status, edited["content"].as_str()), (200, Some("final")));
+    db.drop_db().await;
+}
