@@ -39,6 +39,8 @@ const MAX_HEAD_BYTES: usize = 32 * 1024;
 const CHUNK: usize = 8192;
 /// Header lines a request may have.
 const MAX_HEADERS: usize = 128;
+/// How long an answer Rocket sent before closing its end may take to come down.
+const ANSWER_AFTER_CLOSE: Duration = Duration::from_secs(5);
 /// Descriptors kept for everything but relayed connections (database, Redis, files, logs).
 const SPARE_DESCRIPTORS: u64 = 512;
 
@@ -390,6 +392,7 @@ impl Relay {
         )
         .await;
         let _ = to_client.shutdown().await;
+        linger(&mut from_client, buf).await;
     }
 
     async fn relay(
@@ -411,6 +414,12 @@ impl Relay {
             result = &mut up => match result {
                 Ok(()) => {
                     let _ = tokio::time::timeout(self.limits.idle_timeout, down).await;
+                }
+                // Rocket may answer a request before its body (a 404 or a 413 needs none
+                // of it) and close: the body then cannot be written, and the answer is
+                // on its way down.
+                Err(Cut::Io) => {
+                    let _ = tokio::time::timeout(ANSWER_AFTER_CLOSE, down).await;
                 }
                 Err(cut) => self.count(cut),
             },
@@ -519,6 +528,24 @@ impl Relay {
             Cut::Io => return,
         };
         METRICS.connections_cut.with_label_values(&[label]).inc();
+    }
+}
+
+/// What a client still sends once its connection is over (the rest of a body Rocket
+/// refused without reading it, a request sent behind the last one) is read and dropped
+/// for a moment before the socket closes: closing with bytes unread resets the
+/// connection, and a reset can reach the client before the answer it has not read yet.
+async fn linger(from_client: &mut (impl AsyncRead + Unpin), mut buf: Vec<u8>) {
+    const LINGER: Duration = Duration::from_secs(2);
+    const MOST: usize = 1 << 20;
+    let mut read = 0;
+    let deadline = tokio::time::Instant::now() + LINGER;
+    while read < MOST {
+        buf.clear();
+        match tokio::time::timeout_at(deadline, read_some(from_client, &mut buf, CHUNK)).await {
+            Ok(Ok(n)) if n > 0 => read += n,
+            _ => return,
+        }
     }
 }
 
