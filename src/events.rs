@@ -1,7 +1,8 @@
 //! Events for other services (seed 004's chat room service publishes to RabbitMQ): with
 //! `AMQP_URL` set, every stored, edited and deleted message and every join is published as
 //! JSON to the durable topic exchange `ferrochat.events`, routing keys `message_created`,
-//! `message_updated`, `message_deleted` and `user_joined`. Chatting never waits for RabbitMQ: events queue in memory (up to
+//! `message_updated`, `message_deleted`, `reaction_added`, `reaction_removed` and
+//! `user_joined`. Chatting never waits for RabbitMQ: events queue in memory (up to
 //! [`BACKLOG`]) while it is away, go out in order when it is back, and past the backlog
 //! are dropped and counted.
 
@@ -93,6 +94,34 @@ impl Events {
     /// A message deleted: its shape as it was.
     pub fn message_deleted(&self, row: &Message) {
         self.message_event("message_deleted", row);
+    }
+
+    /// A reaction added or taken off (`reaction_added`, `reaction_removed`): the message,
+    /// the emoji, who, and how many of it the message has now.
+    pub fn reaction(
+        &self,
+        room: &str,
+        message_id: i64,
+        emoji: &str,
+        user_id: &str,
+        count: u64,
+        added: bool,
+    ) {
+        if self.tx.is_none() {
+            return;
+        }
+        let kind = if added {
+            "reaction_added"
+        } else {
+            "reaction_removed"
+        };
+        self.send(
+            kind,
+            json!({
+                "event": kind, "message_id": message_id, "room_id": room, "emoji": emoji,
+                "user_id": user_id, "count": count,
+            }),
+        );
     }
 
     fn message_event(&self, kind: &'static str, row: &Message) {

@@ -1,7 +1,9 @@
 //! Conversations beyond posting, over real HTTP and sockets on SQLite, MariaDB and
 //! PostgreSQL: editing a message (`PATCH /api/chat/messages/<id>`), who may, and every
 //! reader told: the room's sockets on every replica, the JSON history, the Flask
-//! original's transcript (same time and author, the new text, a new ETag).
+//! original's transcript (same time and author, the new text, a new ETag); reactions
+//! (`PUT`/`DELETE /api/chat/messages/<id>/reactions/<emoji>`), once per user and emoji,
+//! 20 emoji a message, counted in the history with `me`, told to the sockets.
 
 mod common;
 
@@ -11,7 +13,8 @@ use serde_json::{json, Value};
 
 on_every_backend!(
     only_the_author_or_an_admin_edits_and_every_reader_sees_it,
-    an_edit_is_refused_in_a_room_one_cannot_see
+    an_edit_is_refused_in_a_room_one_cannot_see,
+    reactions_count_once_per_user_and_every_reader_sees_them
 );
 
 /// A public room made by the holder of `token`.
@@ -225,7 +228,8 @@ async fn an_edit_is_refused_in_a_room_one_cannot_see(backend: Backend) {
 }
 
 /// Two replicas on MariaDB and Redis: an edit made on one reaches the sockets of the
-/// room on the other, and the other's cached transcript reads the new text.
+/// room on the other, and the other's cached transcript reads the new text; a reaction
+/// too.
 #[tokio::test(flavor = "multi_thread")]
 async fn an_edit_reaches_every_replica() {
     let db = TestDb::create(Backend::MariaDb).await;
@@ -273,6 +277,14 @@ async fn an_edit_reaches_every_replica() {
         .await
         .unwrap();
     assert!(text.ends_with(": first"), "{text}");
+    // A reaction made on a is heard on b.
+    let (status, _) = react(a, Method::PUT, id, "👀", (Some(&ann), None)).await;
+    assert_eq!(status, 200);
+    let frame = next_of(&mut on_b, &["reaction_added"]).await;
+    assert_eq!(
+        (frame["message_id"].as_i64(), frame["emoji"].as_str()),
+        (Some(id), Some("👀"))
+    );
     drop(servers);
     db.drop_db().await;
 }
@@ -301,5 +313,247 @@ async fn in_required_mode_an_edit_is_the_signed_in_authors() {
     assert_eq!(edit(&server, id, body.clone(), Some(&bob)).await.0, 403);
     let (status, edited) = edit(&server, id, body, Some(&ann)).await;
     assert_eq!((status, edited["content"].as_str()), (200, Some("final")));
+    db.drop_db().await;
+}
+
+async fn react(
+    server: &Server,
+    method: Method,
+    id: i64,
+    emoji: &str,
+    as_whom: (Option<&str>, Option<&str>),
+) -> (u16, Value) {
+    let (token, user_id) = as_whom;
+    let emoji = percent_encoding::utf8_percent_encode(emoji, percent_encoding::NON_ALPHANUMERIC);
+    let query = user_id.map_or(String::new(), |u| format!("?user_id={u}"));
+    let path = format!("/api/chat/messages/{id}/reactions/{emoji}{query}");
+    call_with_token(server, method, &path, None, token).await
+}
+
+/// Open mode: bob (signed in) and a guest naming itself react; a second PUT changes
+/// nothing and tells nobody; who is who holds (no id of an account without its token,
+/// no one else's id when signed in); the history counts each emoji with `me` for the
+/// reader; a DELETE takes one's own off; a message holds 20 different emoji at most; a
+/// message of a private room is 404 to a stranger.
+async fn reactions_count_once_per_user_and_every_reader_sees_them(backend: Backend) {
+    let db = TestDb::create(backend).await;
+    let server = Server::start(&db.url).await;
+    let (ann_id, ann) = sign_up(&server, &unique_name("ann")).await;
+    let (bob_id, bob) = sign_up(&server, &unique_name("bob")).await;
+    let room = public_room(&server, "reacts", &ann).await;
+    let (_, posted) = call_with_token(
+        &server,
+        Method::POST,
+        &format!("/api/chat/rooms/{room}/messages"),
+        Some(json!({"content": "lunch?"})),
+        Some(&ann),
+    )
+    .await;
+    assert_eq!(posted["reactions"], json!([]));
+    let id = posted["id"].as_i64().unwrap();
+    let mut watcher = open_socket(&server, &format!("/ws/{room}/watcher")).await;
+    next_about(&mut watcher, "user_joined", "watcher").await;
+
+    let (status, answer) = react(&server, Method::PUT, id, "👍", (Some(&bob), None)).await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(
+        answer,
+        json!({"message_id": id, "emoji": "👍", "count": 1, "me": true})
+    );
+    let frame = next_of(&mut watcher, &["reaction_added", "reaction_removed"]).await;
+    assert_eq!(
+        frame,
+        json!({"type": "reaction_added", "message_id": id, "room_id": room, "emoji": "👍",
+            "user_id": bob_id, "count": 1})
+    );
+    // Again: the same answer, and no frame (the next one is the guest's).
+    let (status, again) = react(&server, Method::PUT, id, "👍", (Some(&bob), None)).await;
+    assert_eq!((status, again["count"].as_u64()), (200, Some(1)));
+    let (status, _) = react(&server, Method::PUT, id, "👍", (None, Some("guest-1"))).await;
+    assert_eq!(status, 200);
+    let frame = next_of(&mut watcher, &["reaction_added", "reaction_removed"]).await;
+    assert_eq!(
+        (frame["user_id"].as_str(), frame["count"].as_u64()),
+        (Some("guest-1"), Some(2))
+    );
+
+    // Who is who.
+    assert_eq!(
+        react(&server, Method::PUT, id, "👍", (None, None)).await.0,
+        400
+    );
+    assert_eq!(
+        react(&server, Method::PUT, id, "👍", (None, Some(&ann_id)))
+            .await
+            .0,
+        401
+    );
+    assert_eq!(
+        react(&server, Method::PUT, id, "👍", (Some(&bob), Some(&ann_id)))
+            .await
+            .0,
+        403
+    );
+    // What is a reaction.
+    for bad in ["a", "👍👍", ":No:", " "] {
+        assert_eq!(
+            react(&server, Method::PUT, id, bad, (Some(&bob), None))
+                .await
+                .0,
+            400,
+            "{bad:?}"
+        );
+    }
+    assert_eq!(
+        react(&server, Method::PUT, id, ":+1:", (Some(&ann), None))
+            .await
+            .0,
+        200
+    );
+    let frame = next_of(&mut watcher, &["reaction_added", "reaction_removed"]).await;
+    assert_eq!(
+        (frame["emoji"].as_str(), frame["count"].as_u64()),
+        (Some(":+1:"), Some(1))
+    );
+    assert_eq!(
+        react(&server, Method::PUT, id + 1000, "👍", (Some(&bob), None))
+            .await
+            .0,
+        404
+    );
+
+    // The history counts them, in the order they first came, with `me` for its reader.
+    let history = |token: Option<String>, query: &'static str| {
+        let path = format!("/api/chat/rooms/{room}/messages{query}");
+        let server = &server;
+        async move {
+            let (status, body) =
+                call_with_token(server, Method::GET, &path, None, token.as_deref()).await;
+            assert_eq!(status, 200, "{body}");
+            body[0]["reactions"].clone()
+        }
+    };
+    assert_eq!(
+        history(Some(bob.clone()), "").await,
+        json!([{"emoji": "👍", "count": 2, "me": true}, {"emoji": ":+1:", "count": 1, "me": false}])
+    );
+    assert_eq!(
+        history(None, "?user_id=guest-1").await,
+        json!([{"emoji": "👍", "count": 2, "me": true}, {"emoji": ":+1:", "count": 1, "me": false}])
+    );
+    let (_, one) = call_with_token(
+        &server,
+        Method::GET,
+        &format!("/api/chat/messages/{id}"),
+        None,
+        Some(&ann),
+    )
+    .await;
+    assert_eq!(
+        one["reactions"][1],
+        json!({"emoji": ":+1:", "count": 1, "me": true})
+    );
+
+    // Taking one's own off: 204 and a frame; again: 204 and none.
+    let (status, _) = react(&server, Method::DELETE, id, "👍", (Some(&bob), None)).await;
+    assert_eq!(status, 204);
+    let frame = next_of(&mut watcher, &["reaction_added", "reaction_removed"]).await;
+    assert_eq!(
+        (
+            frame["type"].as_str(),
+            frame["user_id"].as_str(),
+            frame["count"].as_u64()
+        ),
+        (Some("reaction_removed"), Some(bob_id.as_str()), Some(1))
+    );
+    assert_eq!(
+        react(&server, Method::DELETE, id, "👍", (Some(&bob), None))
+            .await
+            .0,
+        204
+    );
+
+    // 20 different emoji a message: 2 so far, 18 more, then no 21st; one already there
+    // may still be added by someone else.
+    for i in 0..18 {
+        let emoji = format!(":e{i}:");
+        assert_eq!(
+            react(&server, Method::PUT, id, &emoji, (Some(&bob), None))
+                .await
+                .0,
+            200
+        );
+    }
+    let (status, full) = react(
+        &server,
+        Method::PUT,
+        id,
+        ":one-too-many:",
+        (Some(&bob), None),
+    )
+    .await;
+    assert_eq!(status, 400, "{full}");
+    assert!(full["detail"].as_str().unwrap().contains("20"), "{full}");
+    assert_eq!(
+        react(&server, Method::PUT, id, ":e3:", (Some(&ann), None))
+            .await
+            .0,
+        200
+    );
+    let frame = next_of(&mut watcher, &["reaction_removed", "reaction_added"]).await;
+    assert_eq!(
+        frame["emoji"], ":e0:",
+        "the next frame after the removal is the next change"
+    );
+
+    // A private room's message is 404 to a stranger, signed in or naming itself.
+    let hidden = common::room("hidden");
+    let (status, _) = call_with_token(
+        &server,
+        Method::POST,
+        "/api/chat/rooms",
+        Some(json!({"id": hidden, "private": true})),
+        Some(&ann),
+    )
+    .await;
+    assert_eq!(status, 201);
+    let (_, secret) = call_with_token(
+        &server,
+        Method::POST,
+        &format!("/api/chat/rooms/{hidden}/messages"),
+        Some(json!({"content": "ours"})),
+        Some(&ann),
+    )
+    .await;
+    let secret = secret["id"].as_i64().unwrap();
+    assert_eq!(
+        react(&server, Method::PUT, secret, "👍", (Some(&bob), None))
+            .await
+            .0,
+        404
+    );
+    assert_eq!(
+        react(&server, Method::PUT, secret, "👍", (None, Some("guest-1")))
+            .await
+            .0,
+        404
+    );
+
+    // A message deleted takes its reactions with it.
+    let (status, _) = call_with_token(
+        &server,
+        Method::DELETE,
+        &format!("/api/chat/messages/{id}"),
+        None,
+        Some(&ann),
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        react(&server, Method::PUT, id, "👍", (Some(&bob), None))
+            .await
+            .0,
+        404
+    );
     db.drop_db().await;
 }

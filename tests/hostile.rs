@@ -21,6 +21,14 @@ const HOSTILE: usize = 20_000;
 /// sweep made beforehand, a name never seen, one over the length limit, control
 /// characters, an encoded `/`, a reserved word, a number out of range, and so on.
 fn path_value(name: &str, path: &str, known: &Known, i: usize) -> String {
+    if name == "emoji" {
+        return match i % 4 {
+            0 => format!(":e{}:", i % 30),
+            1 => "%F0%9F%91%8D".into(),
+            2 => format!("x{i}"),
+            _ => "%F0%9F%91%8D%F0%9F%91%8D".into(),
+        };
+    }
     if i % 8 == 1 {
         return match name {
             "user_id" if path.starts_with("/api/chat/direct/") || path.contains("/members/") => {
@@ -812,5 +820,87 @@ async fn rooms_of_long_messages_keep_the_transcript_cache_within_its_budget() {
     let (etag, body) = read(format!("{prefix}-0")).await;
     assert_eq!((etag, body.len()), first_reads[0]);
     assert!(body.contains(&text(POSTS - 1)));
+    db.drop_db().await;
+}
+
+/// Reactions under hostile volume (open mode, limits off): 20,000 distinct emoji on one
+/// message are 20 taken and the rest 400; 20,000 guests reacting with one emoji are each
+/// counted once; what a reader gets stays one entry per emoji; memory stays flat.
+#[tokio::test(flavor = "multi_thread")]
+async fn twenty_thousand_reactions_on_one_message_stay_bounded() {
+    // MariaDB: 20,000 transactions commit in groups there; SQLite commits one at a time.
+    let db = TestDb::create(Backend::MariaDb).await;
+    let server = Server::start(&db.url).await;
+    let http = client();
+    let room = room("reactions");
+    post_ok(&server, &room, &[("username", "u"), ("msg", "react to me")]).await;
+    post_ok(&server, &room, &[("username", "u"), ("msg", "and to me")]).await;
+    let (_, history) = call(
+        &server,
+        Method::GET,
+        &format!("/api/chat/rooms/{room}/messages"),
+        None,
+    )
+    .await;
+    let ids: Vec<i64> = history
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["id"].as_i64().unwrap())
+        .collect();
+    let put = |id: i64, emoji: String, user: String| {
+        let req = http.put(format!(
+            "{}/api/chat/messages/{id}/reactions/{emoji}?user_id={user}",
+            server.url
+        ));
+        async move { req.send().await.map(|r| r.status().as_u16()) }
+    };
+    let before = server.rss_bytes();
+    let statuses: Vec<_> = futures_util::stream::iter(0..HOSTILE)
+        .map(|i| put(ids[0], format!(":h{i}:"), format!("guest-{}", i % 7)))
+        .buffer_unordered(32)
+        .collect()
+        .await;
+    let taken = statuses.iter().filter(|s| matches!(s, Ok(200))).count();
+    let refused = statuses.iter().filter(|s| matches!(s, Ok(400))).count();
+    let others: std::collections::BTreeSet<_> = statuses
+        .iter()
+        .filter(|s| !matches!(s, Ok(200) | Ok(400)))
+        .map(|s| format!("{s:?}"))
+        .take(5)
+        .collect();
+    assert_eq!(
+        (taken, refused),
+        (20, HOSTILE - 20),
+        "20 different emoji a message; others: {others:?}"
+    );
+    let statuses: Vec<_> = futures_util::stream::iter(0..HOSTILE)
+        .map(|i| put(ids[1], "%F0%9F%8E%89".into(), format!("guest-{i}")))
+        .buffer_unordered(32)
+        .collect()
+        .await;
+    let wrong: Vec<_> = statuses
+        .iter()
+        .filter(|s| !matches!(s, Ok(200)))
+        .take(5)
+        .collect();
+    assert!(
+        wrong.is_empty(),
+        "every guest's reaction is taken: {wrong:?}"
+    );
+    assert_flat(&server, before, "40,000 reactions");
+    // Oldest first: the message of 20 short names, then the one of 20,000 guests.
+    let (_, history) = call(
+        &server,
+        Method::GET,
+        &format!("/api/chat/rooms/{room}/messages?user_id=guest-7"),
+        None,
+    )
+    .await;
+    assert_eq!(history[0]["reactions"].as_array().map(Vec::len), Some(20));
+    assert_eq!(
+        history[1]["reactions"],
+        json!([{"emoji": "🎉", "count": HOSTILE, "me": true}])
+    );
     db.drop_db().await;
 }

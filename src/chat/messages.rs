@@ -17,6 +17,8 @@ pub struct HistoryQuery<'a> {
     pub before: Option<&'a str>,
     pub after: Option<&'a str>,
     pub q: Option<&'a str>,
+    /// Who reads, for each reaction's `me`, when the caller is not signed in (open mode).
+    pub user_id: Option<&'a str>,
 }
 
 /// The room's newest `limit` messages (default 50, at most 200), oldest first. `before`
@@ -40,6 +42,7 @@ pub async fn history(
             "q is longer than {MAX_SEARCH_CHARS} characters"
         )));
     }
+    let viewer = viewer(access, caller, query.user_id).await?;
     let room = super::rooms::existing(db, room_id).await?;
     let page = Page {
         before,
@@ -47,7 +50,25 @@ pub async fn history(
         search,
         limit,
     };
-    Ok(table::page(db, &room.id, page).await?)
+    let mut rows = table::page(db, &room.id, page).await?;
+    super::reactions::attach(db, &mut rows, viewer.as_deref()).await?;
+    Ok(rows)
+}
+
+/// Whose reactions are `me` in what a caller reads: the signed-in caller's, or in open
+/// mode the `user_id` an anonymous caller names (as it may act as it), or nobody's.
+pub async fn viewer(
+    access: &RoomAccess,
+    caller: &Caller,
+    claimed: Option<&str>,
+) -> Result<Option<String>, Error> {
+    match (&caller.user, claimed) {
+        (Some(user), _) => Ok(Some(user.user_id.clone())),
+        (None, Some(_)) => super::reactions::reactor(access, caller, claimed)
+            .await
+            .map(Some),
+        (None, None) => Ok(None),
+    }
 }
 
 fn parse_id(id: &str) -> Result<i64, Error> {
@@ -212,6 +233,7 @@ mod tests {
             before,
             after,
             q,
+            user_id: None,
         };
         let all = history(
             &db,

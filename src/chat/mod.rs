@@ -4,6 +4,7 @@
 //! through the one pipeline.
 
 pub mod messages;
+pub mod reactions;
 pub mod rooms;
 pub mod transcript;
 

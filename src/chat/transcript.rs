@@ -541,6 +541,7 @@ mod tests {
             file_url: None,
             echo: None,
             edited_at: None,
+            reactions: Vec::new(),
         }
     }
 

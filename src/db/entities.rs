@@ -50,9 +50,32 @@ pub mod message {
                     _ => None,
                 },
                 edited_at: m.edited_at,
+                reactions: Vec::new(),
             }
         }
     }
+}
+
+pub mod reaction {
+    use sea_orm::entity::prelude::*;
+
+    /// One user's reaction to one message: one row per message, user and emoji.
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "reaction")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub message_id: i64,
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub user_id: String,
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub emoji: String,
+        pub created_at: DateTime,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
 }
 
 pub mod room {

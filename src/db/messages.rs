@@ -127,6 +127,7 @@ pub async fn insert_batch(
                 file_url: row.message.file_url.clone(),
                 echo: row.message.echo.clone(),
                 edited_at: None,
+                reactions: Vec::new(),
             };
             (message, prev)
         })
@@ -385,12 +386,17 @@ pub async fn set_text(
     Ok(done.rows_affected > 0)
 }
 
+/// Deletes the message with its reactions.
 pub async fn delete(db: &DatabaseConnection, id: i64) -> Result<bool, DbErr> {
-    Ok(message::Entity::delete_by_id(id)
-        .exec(db)
+    let txn = db.begin().await?;
+    super::reactions::delete_of(&txn, &[id]).await?;
+    let deleted = message::Entity::delete_by_id(id)
+        .exec(&txn)
         .await?
         .rows_affected
-        > 0)
+        > 0;
+    txn.commit().await?;
+    Ok(deleted)
 }
 
 /// The id of the room's newest message, if it has one (the (room, id) index answers it).

@@ -9,6 +9,7 @@ pub mod files;
 pub mod messages;
 mod migrations;
 pub mod notifications;
+pub mod reactions;
 pub mod rooms;
 pub mod users;
 

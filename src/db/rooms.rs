@@ -1,6 +1,6 @@
 //! The `room` and `room_member` tables' queries.
 
-use super::entities::{message, room, room_member, stored_file};
+use super::entities::{message, reaction, room, room_member, stored_file};
 use sea_orm::sea_query::{Query, SelectStatement};
 use sea_orm::{
     ActiveValue::Set, ColumnTrait, Condition, DatabaseConnection, DbErr, EntityTrait,
@@ -124,6 +124,18 @@ pub struct Deleted {
 /// Deletes the room, its members, every message in it and its files' rows, together.
 pub async fn delete_with_messages(db: &DatabaseConnection, id: &str) -> Result<Deleted, DbErr> {
     let txn = db.begin().await?;
+    reaction::Entity::delete_many()
+        .filter(
+            reaction::Column::MessageId.in_subquery(
+                Query::select()
+                    .column(message::Column::Id)
+                    .from(message::Entity)
+                    .and_where(message::Column::Room.eq(id))
+                    .to_owned(),
+            ),
+        )
+        .exec(&txn)
+        .await?;
     let messages = message::Entity::delete_many()
         .filter(message::Column::Room.eq(id))
         .exec(&txn)

@@ -27,6 +27,7 @@
 
 use super::order::{Admit, RoomOrder};
 use crate::access::RoomAccess;
+use crate::chat::reactions::Reacted;
 use crate::chat::{self, rooms::NewRoom, Rooms, Transcripts};
 use crate::db::error::{cause, Cause};
 use crate::db::messages::{self, InsertMode, ToInsert};
@@ -181,6 +182,46 @@ impl Delivery {
             Event::MessageUpdated(Arc::new(message.clone())),
         );
         Ok(message)
+    }
+
+    /// Adds (`add`) or takes off a reaction (see `chat::reactions` for who may); when
+    /// that changed anything, every reader of the room on every replica is told.
+    pub async fn react(
+        &self,
+        caller: &Caller,
+        message_id: &str,
+        emoji: &str,
+        user_id: Option<&str>,
+        add: bool,
+    ) -> Result<Reacted, Error> {
+        let (db, access) = (&self.stage.db, &self.stage.access);
+        let reacted = match add {
+            true => chat::reactions::add(db, access, caller, message_id, emoji, user_id).await?,
+            false => {
+                chat::reactions::remove(db, access, caller, message_id, emoji, user_id).await?
+            }
+        };
+        if reacted.changed {
+            self.stage.events.reaction(
+                &reacted.room,
+                reacted.message_id,
+                &reacted.emoji,
+                &reacted.user_id,
+                reacted.count,
+                reacted.added,
+            );
+            self.stage.hub.publish(
+                &reacted.room,
+                Event::Reaction {
+                    message_id: reacted.message_id,
+                    emoji: reacted.emoji.clone(),
+                    user_id: reacted.user_id.clone(),
+                    count: reacted.count,
+                    added: reacted.added,
+                },
+            );
+        }
+        Ok(reacted)
     }
 
     /// Creates a room (see `chat::rooms::create`). Sockets and polls may be open on its

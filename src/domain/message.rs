@@ -30,6 +30,19 @@ pub struct Message {
     /// older version).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub edited_at: Option<NaiveDateTime>,
+    /// Its reactions, as the reader who asked sees them (read with a page of history;
+    /// none on a message as it is delivered, which has none yet).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub reactions: Vec<ReactionCount>,
+}
+
+/// One reaction on a message as a reader sees it: the emoji, how many reacted with it,
+/// and whether the reader did.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReactionCount {
+    pub emoji: String,
+    pub count: u64,
+    pub me: bool,
 }
 
 /// What seed 002's client sends beside its text (`type`, `ts`), kept with the row so its
@@ -300,6 +313,7 @@ impl Serialize for MessageJson<'_> {
         };
         map.serialize_entry(time_key, &at)?;
         map.serialize_entry("edited_at", &m.edited_at.map(|at| at.and_utc()))?;
+        map.serialize_entry("reactions", &m.reactions)?;
         map.end()
     }
 }
@@ -470,13 +484,14 @@ mod tests {
             file_url: None,
             echo: None,
             edited_at: None,
+            reactions: Vec::new(),
         };
         let json = |shape| serde_json::to_value(MessageJson(&m, shape)).unwrap();
         assert_eq!(
             json(Shape::Api),
             serde_json::json!({"id": 7, "room_id": "r", "user_id": "u1", "username": "u",
                 "content": "hi", "message_type": "text", "file_url": null,
-                "created_at": "1970-01-01T00:00:00Z", "edited_at": null})
+                "created_at": "1970-01-01T00:00:00Z", "edited_at": null, "reactions": []})
         );
         let socket = json(Shape::Socket);
         assert_eq!(socket["timestamp"], "1970-01-01T00:00:00Z");

@@ -104,6 +104,46 @@ pub fn is_invisible(c: char) -> bool {
     )
 }
 
+/// A reaction as a client names it: one emoji (one grapheme cluster of at most 32 bytes,
+/// such as `👍`, `👍🏽` or a family joined by U+200D), or a short name `:[a-z0-9_+-]{1,32}:`
+/// (`:+1:`, `:party_parrot:`). Letters, digits and punctuation alone are no emoji (their
+/// forms are the short names); nothing invisible stands alone or reorders text.
+pub fn reaction(raw: &str) -> Result<String, Error> {
+    use unicode_segmentation::UnicodeSegmentation;
+    const MAX_BYTES: usize = 32;
+    let refused = || {
+        Error::bad_request(
+            "a reaction is one emoji (at most 32 bytes) or a :short_name: of a-z, 0-9, _, + and -",
+        )
+    };
+    if let Some(name) = raw.strip_prefix(':').and_then(|r| r.strip_suffix(':')) {
+        let ok = (1..=32).contains(&name.len())
+            && name
+                .bytes()
+                .all(|b| matches!(b, b'a'..=b'z' | b'0'..=b'9' | b'_' | b'+' | b'-'));
+        return if ok {
+            Ok(raw.to_string())
+        } else {
+            Err(refused())
+        };
+    }
+    let mut clusters = raw.graphemes(true);
+    let one = clusters.next().is_some() && clusters.next().is_none();
+    let joiners = |c: char| matches!(c, '\u{200D}' | '\u{FE0E}' | '\u{FE0F}');
+    let ok = one
+        && raw.len() <= MAX_BYTES
+        && !raw.is_ascii()
+        && !raw.chars().any(|c| {
+            is_control_or_separator(c) || c.is_whitespace() || (is_invisible(c) && !joiners(c))
+        })
+        && !raw.starts_with(joiners);
+    if ok {
+        Ok(raw.to_string())
+    } else {
+        Err(refused())
+    }
+}
+
 /// What a name (a room's, a user's, a user id) may not hold.
 pub fn is_forbidden_in_name(c: char) -> bool {
     is_control_or_separator(c) || is_invisible(c)
@@ -190,5 +230,44 @@ mod tests {
         assert!(user_id("").is_err());
         assert!(user_id(&"x".repeat(65)).is_err());
         assert!(user_id("a\nb").is_err());
+    }
+
+    #[test]
+    fn a_reaction_is_one_emoji_or_a_short_name() {
+        for good in [
+            "👍",
+            "👍🏽",
+            "👨\u{200D}👩\u{200D}👧",
+            "❤\u{FE0F}",
+            "🇫🇷",
+            ":+1:",
+            ":party_parrot:",
+            ":a-b:",
+        ] {
+            assert_eq!(reaction(good).ok().as_deref(), Some(good), "{good:?}");
+        }
+        for bad in [
+            "",
+            "a",
+            "ok",
+            "👍👍",
+            " 👍",
+            "👍 ",
+            ":",
+            "::",
+            ":Big:",
+            ":a b:",
+            ":x\u{0}:",
+            "\u{200B}",
+            "\u{200D}👍",
+            "\u{202E}",
+            "\u{FEFF}",
+            "\n",
+            &format!(":{}:", "a".repeat(33)),
+            // One cluster over 32 bytes: a long chain of joined emoji.
+            &["👨"; 9].join("\u{200D}"),
+        ] {
+            assert!(reaction(bad).is_err(), "{bad:?}");
+        }
     }
 }

@@ -17,7 +17,7 @@ use crate::files::Files;
 use crate::realtime::Hub;
 use rocket::http::Status;
 use rocket::serde::json::Json;
-use rocket::{delete, get, patch, post, State};
+use rocket::{delete, get, patch, post, put, State};
 use sea_orm::DatabaseConnection;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
@@ -34,6 +34,8 @@ super::mount![
     get_message,
     edit_message,
     delete_message,
+    add_reaction,
+    remove_reaction,
     list_members,
     add_member,
     remove_member,
@@ -108,6 +110,18 @@ pub struct MessageOut {
     /// When its author last edited it; null until then.
     #[schema(value_type = Option<String>, format = DateTime)]
     edited_at: Option<chrono::DateTime<chrono::Utc>>,
+    /// Each emoji reacted with, in the order they first came: how many, and whether the
+    /// reader did.
+    reactions: Vec<ReactionCountOut>,
+}
+
+/// One emoji on a message, as a reader sees it (`domain::ReactionCount`).
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct ReactionCountOut {
+    emoji: String,
+    count: u64,
+    me: bool,
 }
 
 /// A message in the API's JSON.
@@ -218,9 +232,10 @@ async fn delete_room(
         ("limit" = Option<u64>, Query, description = "1 to 200, default 50"),
         ("before" = Option<i64>, Query, description = "only messages with a smaller id"),
         ("after" = Option<i64>, Query, description = "only messages with a larger id"),
-        ("q" = Option<String>, Query, description = "text to search for")),
-    responses((status = 200, body = Vec<MessageOut>), (status = 400), (status = 401), (status = 404)))]
-#[get("/rooms/<id>/messages?<limit>&<before>&<after>&<q>")]
+        ("q" = Option<String>, Query, description = "text to search for"),
+        ("user_id" = Option<String>, Query, description = "who reads, for each reaction's `me`, when not signed in")),
+    responses((status = 200, body = Vec<MessageOut>), (status = 400), (status = 401), (status = 403), (status = 404)))]
+#[get("/rooms/<id>/messages?<limit>&<before>&<after>&<q>&<user_id>")]
 #[allow(clippy::too_many_arguments)] // each is a part of the request Rocket hands in
 async fn room_messages(
     id: &str,
@@ -228,6 +243,7 @@ async fn room_messages(
     before: Option<&str>,
     after: Option<&str>,
     q: Option<&str>,
+    user_id: Option<&str>,
     caller: Caller,
     db: &State<DatabaseConnection>,
     access: &State<Arc<RoomAccess>>,
@@ -237,6 +253,7 @@ async fn room_messages(
         before,
         after,
         q,
+        user_id,
     };
     let rows = chat::messages::history(db, access, &caller, id, query).await?;
     Ok(Json(rows.into_iter().map(ApiMessage).collect()))
@@ -277,17 +294,80 @@ async fn post_room_message(
     Ok((Status::Created, Json(ApiMessage(row))))
 }
 
-#[utoipa::path(tag = "chat", responses((status = 200, body = MessageOut), (status = 400), (status = 401), (status = 404)))]
-#[get("/messages/<id>")]
+#[utoipa::path(tag = "chat", params(
+        ("user_id" = Option<String>, Query, description = "who reads, for each reaction's `me`, when not signed in")),
+    responses((status = 200, body = MessageOut), (status = 400), (status = 401), (status = 403), (status = 404)))]
+#[get("/messages/<id>?<user_id>")]
 async fn get_message(
     id: &str,
+    user_id: Option<&str>,
     caller: Caller,
     db: &State<DatabaseConnection>,
     access: &State<Arc<RoomAccess>>,
 ) -> Result<Json<ApiMessage>> {
-    Ok(Json(ApiMessage(
-        chat::messages::read(db, access, &caller, id).await?,
-    )))
+    let mut message = chat::messages::read(db, access, &caller, id).await?;
+    let viewer = chat::messages::viewer(access, &caller, user_id).await?;
+    chat::reactions::attach(db, std::slice::from_mut(&mut message), viewer.as_deref()).await?;
+    Ok(Json(ApiMessage(message)))
+}
+
+/// A reaction as it now stands on the message.
+#[derive(Serialize, ToSchema)]
+pub struct ReactionOut {
+    message_id: i64,
+    emoji: String,
+    /// How many reacted with it.
+    count: u64,
+    /// Whether the caller did.
+    me: bool,
+}
+
+/// Reacts to a message with one emoji or a `:short_name:` (idempotent: a second time
+/// changes nothing and tells nobody). A signed-in caller reacts as themselves; in open
+/// mode an anonymous caller names itself with `?user_id=`. At most 20
+/// different reactions a message.
+#[utoipa::path(tag = "chat", params(
+        ("emoji" = String, Path, description = "one emoji (at most 32 bytes) or :short_name:"),
+        ("user_id" = Option<String>, Query, description = "who reacts, when not signed in")),
+    responses((status = 200, body = ReactionOut), (status = 400), (status = 401), (status = 403),
+        (status = 404), (status = 429)))]
+#[put("/messages/<id>/reactions/<emoji>?<user_id>")]
+async fn add_reaction(
+    id: &str,
+    emoji: &str,
+    user_id: Option<&str>,
+    flood: Result<Posting>,
+    caller: Caller,
+    delivery: &State<Delivery>,
+) -> Result<Json<ReactionOut>> {
+    flood?;
+    let reacted = delivery.react(&caller, id, emoji, user_id, true).await?;
+    Ok(Json(ReactionOut {
+        message_id: reacted.message_id,
+        emoji: reacted.emoji,
+        count: reacted.count,
+        me: true,
+    }))
+}
+
+/// Takes the caller's reaction off a message (idempotent): 204.
+#[utoipa::path(tag = "chat", params(
+        ("emoji" = String, Path, description = "one emoji (at most 32 bytes) or :short_name:"),
+        ("user_id" = Option<String>, Query, description = "who reacted, when not signed in")),
+    responses((status = 204), (status = 400), (status = 401), (status = 403), (status = 404),
+        (status = 429)))]
+#[delete("/messages/<id>/reactions/<emoji>?<user_id>")]
+async fn remove_reaction(
+    id: &str,
+    emoji: &str,
+    user_id: Option<&str>,
+    flood: Result<Posting>,
+    caller: Caller,
+    delivery: &State<Delivery>,
+) -> Result<Status> {
+    flood?;
+    delivery.react(&caller, id, emoji, user_id, false).await?;
+    Ok(Status::NoContent)
 }
 
 /// Edits a message's text: its author's call (signed in) or an admin's. Every reader of

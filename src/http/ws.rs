@@ -32,7 +32,7 @@ use crate::events::Events;
 use crate::lifecycle::Lifecycle;
 use crate::metrics::METRICS;
 use crate::presence::Presence;
-use crate::realtime::frames::to_text;
+use crate::realtime::frames::{to_text, ReactionFrame};
 use crate::realtime::{
     user_channel, ClientFrame, Event, Hub, RelayFrame, ServerFrame, Subscription,
 };
@@ -769,6 +769,25 @@ impl Session {
                 Some(to_text(&ServerFrame::presence(user, room, *at, false)))
             }
             Event::MessageUpdated(row) => Some(to_text(&ServerFrame::message_updated(row))),
+            Event::Reaction {
+                message_id,
+                emoji,
+                user_id,
+                count,
+                added,
+            } => {
+                let reaction = ReactionFrame {
+                    message_id: *message_id,
+                    room_id: room,
+                    emoji,
+                    user_id,
+                    count: *count,
+                };
+                Some(to_text(&match added {
+                    true => ServerFrame::ReactionAdded(reaction),
+                    false => ServerFrame::ReactionRemoved(reaction),
+                }))
+            }
             Event::MessageDeleted { id } => Some(to_text(&ServerFrame::MessageDeleted {
                 id: *id,
                 room_id: room,

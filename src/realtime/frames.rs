@@ -48,6 +48,8 @@ pub enum ServerFrame<'a> {
     UserLeft(Presence<'a>),
     /// A message's text was edited: the message as it now is, with `edited_at`.
     MessageUpdated(MessageJson<'a>),
+    ReactionAdded(ReactionFrame<'a>),
+    ReactionRemoved(ReactionFrame<'a>),
     MessageDeleted {
         id: i64,
         room_id: &'a str,
@@ -62,6 +64,16 @@ pub enum ServerFrame<'a> {
     Error {
         detail: &'a str,
     },
+}
+
+/// A reaction added or taken off, and how many of that emoji the message has now.
+#[derive(Debug, Serialize)]
+pub struct ReactionFrame<'a> {
+    pub message_id: i64,
+    pub room_id: &'a str,
+    pub emoji: &'a str,
+    pub user_id: &'a str,
+    pub count: u64,
 }
 
 /// Who a typing frame is about.
@@ -256,6 +268,17 @@ mod tests {
             }),
             r#"{"type":"message_deleted","id":7,"room_id":"general"}"#
         );
+        let reaction = ReactionFrame {
+            message_id: 7,
+            room_id: "general",
+            emoji: "👍",
+            user_id: "u1",
+            count: 2,
+        };
+        assert_eq!(
+            to_text(&ServerFrame::ReactionAdded(reaction)),
+            r#"{"type":"reaction_added","message_id":7,"room_id":"general","emoji":"👍","user_id":"u1","count":2}"#
+        );
         assert_eq!(
             to_text(&ServerFrame::RoomDeleted { room_id: "general" }),
             r#"{"type":"room_deleted","room_id":"general"}"#
@@ -292,6 +315,7 @@ mod tests {
             file_url: None,
             echo: None,
             edited_at: None,
+            reactions: Vec::new(),
         };
         let frame = to_text(&ServerFrame::message(&row));
         assert!(frame.starts_with(r#"{"type":"message","id":7,"#), "{frame}");
@@ -299,7 +323,7 @@ mod tests {
             serde_json::from_str::<Value>(&frame).unwrap(),
             json!({"type": "message", "id": 7, "room_id": "r", "user_id": "u1",
                 "username": "u", "content": "hi", "message_type": "text", "file_url": null,
-                "timestamp": "1970-01-01T00:00:00Z", "edited_at": null})
+                "timestamp": "1970-01-01T00:00:00Z", "edited_at": null, "reactions": []})
         );
         assert_eq!(
             value(&RelayFrame::message(&row)),

@@ -33,6 +33,15 @@ pub enum Event {
     },
     /// A message's text was edited: it as it now is.
     MessageUpdated(Arc<Message>),
+    /// A reaction was added to one of the room's messages, or taken off: how many of
+    /// that emoji it has now.
+    Reaction {
+        message_id: i64,
+        emoji: String,
+        user_id: String,
+        count: u64,
+        added: bool,
+    },
     /// A message was deleted through the API; readers drop it.
     MessageDeleted { id: i64 },
     /// The room was deleted with all its messages.
@@ -161,9 +170,10 @@ impl LocalFanout {
             let tx = match event {
                 // A change of who may read must not be dropped in a burst, and must
                 // come before the messages that follow it.
-                Event::Message(_) | Event::MessageUpdated(_) | Event::AccessChanged => {
-                    &channels.messages
-                }
+                Event::Message(_)
+                | Event::MessageUpdated(_)
+                | Event::Reaction { .. }
+                | Event::AccessChanged => &channels.messages,
                 _ => &channels.signals,
             };
             // No receiver left: the room's channels go until someone listens again.
@@ -247,6 +257,7 @@ mod tests {
             file_url: None,
             echo: None,
             edited_at: None,
+            reactions: Vec::new(),
         }))
     }
 

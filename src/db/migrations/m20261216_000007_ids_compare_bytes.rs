@@ -50,7 +50,7 @@ impl MigrationTrait for Migration {
     }
 }
 
-async fn binary_collation(manager: &SchemaManager<'_>) -> Result<String, DbErr> {
+pub(super) async fn binary_collation(manager: &SchemaManager<'_>) -> Result<String, DbErr> {
     let db = manager.get_connection();
     for name in BINARY {
         let found = db

@@ -14,6 +14,7 @@ mod m20261202_000006_webchat_echo;
 mod m20261216_000007_ids_compare_bytes;
 mod m20261216_000008_token_generation;
 mod m20261217_000009_message_edited_at;
+mod m20261217_000010_reactions;
 
 pub struct Migrator;
 
@@ -30,6 +31,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261216_000007_ids_compare_bytes::Migration),
             Box::new(m20261216_000008_token_generation::Migration),
             Box::new(m20261217_000009_message_edited_at::Migration),
+            Box::new(m20261217_000010_reactions::Migration),
         ]
     }
 }

@@ -1,0 +1,120 @@
+//! Reactions to messages: who reacts, what they may react with, and the counts each reader
+//! sees. The rows are `db::reactions`'; telling readers is the pipeline's.
+
+use super::messages;
+use crate::access::RoomAccess;
+use crate::db::reactions::{self as table, Added, MAX_PER_MESSAGE};
+use crate::domain::{names, Caller, Error, Message};
+use sea_orm::DatabaseConnection;
+
+/// A reaction added or taken off.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Reacted {
+    pub message_id: i64,
+    pub room: String,
+    pub emoji: String,
+    pub user_id: String,
+    /// How many reactions of that emoji the message has now.
+    pub count: u64,
+    pub added: bool,
+    /// Whether anything changed: a second PUT, or a DELETE of what is not there, changes
+    /// nothing and is told to nobody.
+    pub changed: bool,
+}
+
+/// Who reacts: a signed-in caller is themselves (a `user_id` naming anyone else is 403);
+/// in open mode an anonymous caller names itself with `user_id`, an account's only with
+/// its token (401), as at every door that takes a user id.
+pub async fn reactor(
+    access: &RoomAccess,
+    caller: &Caller,
+    claimed: Option<&str>,
+) -> Result<String, Error> {
+    match (caller.require_identity()?, claimed) {
+        (Some(user), None) => Ok(user.user_id.clone()),
+        (Some(user), Some(claimed)) if claimed == user.user_id => Ok(user.user_id.clone()),
+        (Some(user), Some(claimed)) => Err(Error::Forbidden(format!(
+            "you are signed in as {}, not {claimed}",
+            user.user_id
+        ))),
+        (None, Some(claimed)) => {
+            let user_id = names::user_id(claimed)?;
+            access.may_act_as(caller, &user_id).await?;
+            Ok(user_id)
+        }
+        (None, None) => Err(Error::bad_request(
+            "say who reacts: sign in, or name yourself with user_id",
+        )),
+    }
+}
+
+/// Adds the reaction (idempotent): 404 for a message the caller may not read, 400 for
+/// what is no emoji or a message with [`MAX_PER_MESSAGE`] others already.
+pub async fn add(
+    db: &DatabaseConnection,
+    access: &RoomAccess,
+    caller: &Caller,
+    message_id: &str,
+    emoji: &str,
+    claimed: Option<&str>,
+) -> Result<Reacted, Error> {
+    let message = messages::read(db, access, caller, message_id).await?;
+    let emoji = names::reaction(emoji)?;
+    let user_id = reactor(access, caller, claimed).await?;
+    let (count, changed) = match table::add(db, message.id, &user_id, &emoji).await? {
+        Added::Now(count) => (count, true),
+        Added::Already(count) => (count, false),
+        Added::Full => {
+            return Err(Error::bad_request(format!(
+                "a message holds at most {MAX_PER_MESSAGE} different reactions"
+            )))
+        }
+    };
+    Ok(Reacted {
+        message_id: message.id,
+        room: message.room,
+        emoji,
+        user_id,
+        count,
+        added: true,
+        changed,
+    })
+}
+
+/// Takes the caller's reaction off (idempotent), under the same rules as adding it.
+pub async fn remove(
+    db: &DatabaseConnection,
+    access: &RoomAccess,
+    caller: &Caller,
+    message_id: &str,
+    emoji: &str,
+    claimed: Option<&str>,
+) -> Result<Reacted, Error> {
+    let message = messages::read(db, access, caller, message_id).await?;
+    let emoji = names::reaction(emoji)?;
+    let user_id = reactor(access, caller, claimed).await?;
+    let (changed, count) = table::remove(db, message.id, &user_id, &emoji).await?;
+    Ok(Reacted {
+        message_id: message.id,
+        room: message.room,
+        emoji,
+        user_id,
+        count,
+        added: false,
+        changed,
+    })
+}
+
+/// Gives each message its reactions as `viewer` sees them: one read for the whole page.
+pub async fn attach(
+    db: &DatabaseConnection,
+    messages: &mut [Message],
+    viewer: Option<&str>,
+) -> Result<(), Error> {
+    let ids: Vec<i64> = messages.iter().map(|m| m.id).collect();
+    let mut found = table::of(db, &ids, viewer).await?;
+    for message in messages {
+        message.reactions = found.remove(&message.id).unwrap_or_default();
+    }
+    Ok(())
+}
