@@ -14,7 +14,8 @@ use serde_json::{json, Value};
 on_every_backend!(
     only_the_author_or_an_admin_edits_and_every_reader_sees_it,
     an_edit_is_refused_in_a_room_one_cannot_see,
-    reactions_count_once_per_user_and_every_reader_sees_them
+    reactions_count_once_per_user_and_every_reader_sees_them,
+    a_reply_shows_what_it_answers_until_that_is_deleted
 );
 
 /// A public room made by the holder of `token`.
@@ -555,5 +556,117 @@ async fn reactions_count_once_per_user_and_every_reader_sees_them(backend: Backe
             .0,
         404
     );
+    db.drop_db().await;
+}
+
+/// A reply (JSON API or socket frame) names a message of its room: it carries `reply_to`
+/// and a preview of the original (author, first 140 characters) in what it is posted
+/// with, on the sockets and in the history; a message of another room, or none, is 400;
+/// once the original is deleted the reply keeps `reply_to` and shows no preview.
+async fn a_reply_shows_what_it_answers_until_that_is_deleted(backend: Backend) {
+    let db = TestDb::create(backend).await;
+    let server = Server::start(&db.url).await;
+    let (_, ann) = sign_up(&server, &unique_name("ann")).await;
+    let (_, bob) = sign_up(&server, &unique_name("bob")).await;
+    let room = public_room(&server, "replies", &ann).await;
+    let other = public_room(&server, "elsewhere", &ann).await;
+    let post = |room: String, body: Value, token: String| {
+        let server = &server;
+        async move {
+            call_with_token(
+                server,
+                Method::POST,
+                &format!("/api/chat/rooms/{room}/messages"),
+                Some(body),
+                Some(&token),
+            )
+            .await
+        }
+    };
+    let long = format!("{} and then some", "é".repeat(150));
+    let (_, original) = post(room.clone(), json!({"content": long}), ann.clone()).await;
+    let original_id = original["id"].as_i64().unwrap();
+    let (_, elsewhere) = post(other.clone(), json!({"content": "not here"}), ann.clone()).await;
+    let mut watcher = open_socket(&server, &format!("/ws/{room}/watcher")).await;
+    next_about(&mut watcher, "user_joined", "watcher").await;
+
+    let preview = json!({"id": original_id, "username": original["username"],
+        "content": "é".repeat(140)});
+    let (status, reply) = post(
+        room.clone(),
+        json!({"content": "agreed", "reply_to": original_id}),
+        bob.clone(),
+    )
+    .await;
+    assert_eq!(status, 201, "{reply}");
+    assert_eq!(reply["reply_to"], original_id);
+    assert_eq!(reply["reply_preview"], preview);
+    let frame = next_of(&mut watcher, &["message"]).await;
+    assert_eq!(
+        (frame["content"].as_str(), &frame["reply_preview"]),
+        (Some("agreed"), &preview)
+    );
+
+    // By a socket frame too.
+    send(
+        &mut watcher,
+        json!({"type": "message", "content": "me too", "reply_to": original_id}),
+    )
+    .await;
+    let frame = next_of(&mut watcher, &["message"]).await;
+    assert_eq!(
+        (frame["content"].as_str(), &frame["reply_preview"]),
+        (Some("me too"), &preview)
+    );
+    // Not a message of this room, or none at all: 400 at both doors, nothing stored.
+    for answered in [elsewhere["id"].as_i64().unwrap(), original_id + 1000] {
+        let (status, answer) = post(
+            room.clone(),
+            json!({"content": "x", "reply_to": answered}),
+            bob.clone(),
+        )
+        .await;
+        assert_eq!(status, 400, "{answer}");
+        send(
+            &mut watcher,
+            json!({"type": "message", "content": "x", "reply_to": answered}),
+        )
+        .await;
+        let error = next_of(&mut watcher, &["error", "message"]).await;
+        assert_eq!(error["type"], "error", "{error}");
+    }
+
+    let history = |room: String| {
+        let server = &server;
+        async move {
+            call(
+                server,
+                Method::GET,
+                &format!("/api/chat/rooms/{room}/messages"),
+                None,
+            )
+            .await
+            .1
+        }
+    };
+    let listed = history(room.clone()).await;
+    let listed = listed.as_array().unwrap();
+    assert_eq!(listed.len(), 3, "the original and two replies: {listed:?}");
+    assert_eq!(listed[0]["reply_to"], Value::Null);
+    assert_eq!(listed[0]["reply_preview"], Value::Null);
+    assert_eq!(listed[1]["reply_preview"], preview);
+
+    let (status, _) = call_with_token(
+        &server,
+        Method::DELETE,
+        &format!("/api/chat/messages/{original_id}"),
+        None,
+        Some(&ann),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let listed = history(room.clone()).await;
+    assert_eq!(listed[0]["reply_to"], original_id);
+    assert_eq!(listed[0]["reply_preview"], Value::Null);
     db.drop_db().await;
 }

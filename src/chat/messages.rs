@@ -4,7 +4,7 @@ use crate::access::RoomAccess;
 use crate::db::messages::{self as table, Page};
 use crate::domain::limits::{message_id, page_limit};
 use crate::domain::message::chatflow_message;
-use crate::domain::{now_utc, Caller, Error, Limits, Message};
+use crate::domain::{now_utc, Caller, Error, Limits, Message, ReplyPreview, RoomName};
 use sea_orm::DatabaseConnection;
 
 /// Longest search text.
@@ -51,8 +51,51 @@ pub async fn history(
         limit,
     };
     let mut rows = table::page(db, &room.id, page).await?;
-    super::reactions::attach(db, &mut rows, viewer.as_deref()).await?;
+    complete(db, &mut rows, viewer.as_deref()).await?;
     Ok(rows)
+}
+
+/// Gives messages read from the table what a reader sees beside their rows: their
+/// reactions (with `me` for `viewer`) and the previews of the messages they answer.
+pub async fn complete(
+    db: &DatabaseConnection,
+    messages: &mut [Message],
+    viewer: Option<&str>,
+) -> Result<(), Error> {
+    super::reactions::attach(db, messages, viewer).await?;
+    attach_previews(db, messages).await
+}
+
+/// The previews of the messages these answer, one read for them all; a reply whose
+/// original is deleted keeps `reply_to` and shows none.
+async fn attach_previews(db: &DatabaseConnection, messages: &mut [Message]) -> Result<(), Error> {
+    let ids: Vec<i64> = messages.iter().filter_map(|m| m.reply_to).collect();
+    if ids.is_empty() {
+        return Ok(());
+    }
+    let originals = table::with_ids(db, ids).await?;
+    for message in messages {
+        message.reply_preview = message
+            .reply_to
+            .and_then(|id| originals.iter().find(|o| o.id == id))
+            .map(ReplyPreview::of);
+    }
+    Ok(())
+}
+
+/// The preview of message `id` for a reply posted to `room`: 400 unless it is a message
+/// of that very room (a reply never shows another room's text).
+pub async fn answerable(
+    db: &DatabaseConnection,
+    room: &RoomName,
+    id: i64,
+) -> Result<ReplyPreview, Error> {
+    match table::get(db, id).await? {
+        Some(original) if original.room == room.as_str() => Ok(ReplyPreview::of(&original)),
+        _ => Err(Error::bad_request(
+            "reply_to must be the id of a message of this room",
+        )),
+    }
 }
 
 /// Whose reactions are `me` in what a caller reads: the signed-in caller's, or in open
@@ -126,6 +169,7 @@ pub async fn edit(
     }
     message.text = text;
     message.edited_at = Some(at);
+    attach_previews(db, std::slice::from_mut(&mut message)).await?;
     Ok(message)
 }
 

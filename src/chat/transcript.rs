@@ -542,6 +542,8 @@ mod tests {
             echo: None,
             edited_at: None,
             reactions: Vec::new(),
+            reply_to: None,
+            reply_preview: None,
         }
     }
 

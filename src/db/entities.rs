@@ -27,6 +27,8 @@ pub mod message {
         pub client_ts: Option<i64>,
         /// When its author last edited it, in UTC; none until then.
         pub edited_at: Option<DateTime>,
+        /// The message of the same room it answers, if it is a reply.
+        pub reply_to: Option<i64>,
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
@@ -51,6 +53,8 @@ pub mod message {
                 },
                 edited_at: m.edited_at,
                 reactions: Vec::new(),
+                reply_to: m.reply_to,
+                reply_preview: None,
             }
         }
     }

@@ -128,6 +128,8 @@ pub async fn insert_batch(
                 echo: row.message.echo.clone(),
                 edited_at: None,
                 reactions: Vec::new(),
+                reply_to: row.message.reply_to,
+                reply_preview: row.message.reply_preview.clone(),
             };
             (message, prev)
         })
@@ -206,6 +208,7 @@ async fn insert_returning<C: ConnectionTrait>(
         Column::FileUrl,
         Column::ClientType,
         Column::ClientTs,
+        Column::ReplyTo,
     ]);
     for p in batch {
         insert
@@ -219,6 +222,7 @@ async fn insert_returning<C: ConnectionTrait>(
                 p.message.file_url.clone().into(),
                 p.message.echo.as_ref().map(|e| e.kind.clone()).into(),
                 p.message.echo.as_ref().map(|e| e.ts).into(),
+                p.message.reply_to.into(),
             ])
             .map_err(|e| DbErr::Custom(e.to_string()))?;
     }
@@ -267,6 +271,7 @@ async fn insert_per_row<C: ConnectionTrait>(
             client_type: Set(pending.message.echo.as_ref().map(|e| e.kind.clone())),
             client_ts: Set(pending.message.echo.as_ref().map(|e| e.ts)),
             edited_at: NotSet,
+            reply_to: Set(pending.message.reply_to),
         };
         ids.push(message::Entity::insert(row).exec(txn).await?.last_insert_id);
     }
@@ -370,6 +375,17 @@ pub async fn get(db: &DatabaseConnection, id: i64) -> Result<Option<Message>, Db
 }
 
 /// True if a row was deleted.
+/// The messages of these ids that exist (a page's replies' originals).
+pub async fn with_ids(db: &DatabaseConnection, ids: Vec<i64>) -> Result<Vec<Message>, DbErr> {
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    Ok(all(message::Entity::find()
+        .filter(message::Column::Id.is_in(ids))
+        .all(db)
+        .await?))
+}
+
 /// Sets a message's text and when it was edited; false when there is no such message.
 pub async fn set_text(
     db: &DatabaseConnection,

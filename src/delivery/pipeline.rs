@@ -128,6 +128,10 @@ impl Delivery {
             .access
             .may_post(caller, room, &mut message)
             .await?;
+        if let Some(answered) = message.reply_to {
+            message.reply_preview =
+                Some(chat::messages::answerable(&self.stage.db, room, answered).await?);
+        }
         self.rooms.ensure(&self.stage.db, room).await?;
         let (done, answer) = oneshot::channel();
         let row = ToInsert {

@@ -34,6 +34,12 @@ pub struct Message {
     /// none on a message as it is delivered, which has none yet).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub reactions: Vec<ReactionCount>,
+    /// The message of the room it answers, if it is a reply.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reply_to: Option<i64>,
+    /// What it shows of that message; none once that message is deleted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reply_preview: Option<ReplyPreview>,
 }
 
 /// One reaction on a message as a reader sees it: the emoji, how many reacted with it,
@@ -68,6 +74,31 @@ pub struct NewMessage {
     pub file_url: Option<String>,
     /// Seed 002's `type` and `ts`, when it came by that door.
     pub echo: Option<Echo>,
+    /// The message of the same room this one answers, and (once the pipeline has found
+    /// it there) what of it the reply shows.
+    pub reply_to: Option<i64>,
+    pub reply_preview: Option<ReplyPreview>,
+}
+
+/// What a reply shows of the message it answers: who wrote it and the start of its text.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReplyPreview {
+    pub id: i64,
+    pub username: String,
+    pub content: String,
+}
+
+impl ReplyPreview {
+    /// Characters of the answered message a preview keeps.
+    pub const CHARS: usize = 140;
+
+    pub fn of(message: &Message) -> ReplyPreview {
+        ReplyPreview {
+            id: message.id,
+            username: message.username.clone(),
+            content: message.text.chars().take(Self::CHARS).collect(),
+        }
+    }
 }
 
 /// Who is on the other end of a WebSocket.
@@ -109,6 +140,8 @@ pub fn new_message(
         message_type: "text",
         file_url: None,
         echo: None,
+        reply_to: None,
+        reply_preview: None,
     })
 }
 
@@ -314,6 +347,8 @@ impl Serialize for MessageJson<'_> {
         map.serialize_entry(time_key, &at)?;
         map.serialize_entry("edited_at", &m.edited_at.map(|at| at.and_utc()))?;
         map.serialize_entry("reactions", &m.reactions)?;
+        map.serialize_entry("reply_to", &m.reply_to)?;
+        map.serialize_entry("reply_preview", &m.reply_preview)?;
         map.end()
     }
 }
@@ -485,13 +520,16 @@ mod tests {
             echo: None,
             edited_at: None,
             reactions: Vec::new(),
+            reply_to: None,
+            reply_preview: None,
         };
         let json = |shape| serde_json::to_value(MessageJson(&m, shape)).unwrap();
         assert_eq!(
             json(Shape::Api),
             serde_json::json!({"id": 7, "room_id": "r", "user_id": "u1", "username": "u",
                 "content": "hi", "message_type": "text", "file_url": null,
-                "created_at": "1970-01-01T00:00:00Z", "edited_at": null, "reactions": []})
+                "created_at": "1970-01-01T00:00:00Z", "edited_at": null, "reactions": [],
+                "reply_to": null, "reply_preview": null})
         );
         let socket = json(Shape::Socket);
         assert_eq!(socket["timestamp"], "1970-01-01T00:00:00Z");

@@ -13,6 +13,6 @@ pub mod time;
 pub use access::{AuthMode, Caller, Visibility};
 pub use error::{Error, Result};
 pub use limits::Limits;
-pub use message::{Message, MessageJson, NewMessage, Peer, ReactionCount, Shape};
+pub use message::{Message, MessageJson, NewMessage, Peer, ReactionCount, ReplyPreview, Shape};
 pub use names::RoomName;
 pub use time::now_utc;

@@ -113,6 +113,20 @@ pub struct MessageOut {
     /// Each emoji reacted with, in the order they first came: how many, and whether the
     /// reader did.
     reactions: Vec<ReactionCountOut>,
+    /// The id of the message of the room it answers, if it is a reply.
+    reply_to: Option<i64>,
+    /// What it shows of that message (its first 140 characters); null when it answers
+    /// none, or that message is deleted.
+    reply_preview: Option<ReplyPreviewOut>,
+}
+
+/// What a reply shows of the message it answers (`domain::ReplyPreview`).
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct ReplyPreviewOut {
+    id: i64,
+    username: String,
+    content: String,
 }
 
 /// One emoji on a message, as a reader sees it (`domain::ReactionCount`).
@@ -158,6 +172,8 @@ pub struct NewMessageIn {
     /// `text` (default) or `file`, which needs `file_url`.
     message_type: Option<String>,
     file_url: Option<String>,
+    /// The id of the message of this room it answers.
+    reply_to: Option<i64>,
 }
 
 /// The rooms the caller may see, oldest first: the public ones and their own private
@@ -282,7 +298,7 @@ async fn post_room_message(
     let JsonBody(body) = body?;
     let user_id = body.user_id.as_deref().map(names::user_id).transpose()?;
     let username = names::username(body.username.as_deref().or(user_id.as_deref()), limits)?;
-    let message = chatflow_message(
+    let mut message = chatflow_message(
         &username,
         user_id,
         body.content.as_deref(),
@@ -290,6 +306,7 @@ async fn post_room_message(
         body.file_url,
         limits,
     )?;
+    message.reply_to = body.reply_to;
     let row = delivery.post(&caller, &room, message).await?;
     Ok((Status::Created, Json(ApiMessage(row))))
 }
@@ -307,7 +324,7 @@ async fn get_message(
 ) -> Result<Json<ApiMessage>> {
     let mut message = chat::messages::read(db, access, &caller, id).await?;
     let viewer = chat::messages::viewer(access, &caller, user_id).await?;
-    chat::reactions::attach(db, std::slice::from_mut(&mut message), viewer.as_deref()).await?;
+    chat::messages::complete(db, std::slice::from_mut(&mut message), viewer.as_deref()).await?;
     Ok(Json(ApiMessage(message)))
 }
 

@@ -611,7 +611,11 @@ impl Session {
                 user_id,
                 message_type,
                 file_url,
-            } => match self.store(content, user_id, message_type, file_url).await {
+                reply_to,
+            } => match self
+                .store(content, user_id, message_type, file_url, reply_to)
+                .await
+            {
                 Ok(()) => Reply::Nothing, // it comes back through the hub, like everyone's
                 Err(err) => error(&err.to_string()),
             },
@@ -700,11 +704,12 @@ impl Session {
         claimed: Option<String>,
         message_type: Option<String>,
         file_url: Option<String>,
+        reply_to: Option<i64>,
     ) -> Result<()> {
         let user = self.caller.user.as_ref().map(|u| u.user_id.as_str());
         self.state.limiter.check(Bucket::Post, self.client, user)?;
         let (author_id, author_name) = self.author(claimed.as_deref())?;
-        let message = chatflow_message(
+        let mut message = chatflow_message(
             &author_name,
             Some(author_id),
             content.as_deref(),
@@ -712,6 +717,7 @@ impl Session {
             file_url,
             &self.state.limits,
         )?;
+        message.reply_to = reply_to;
         self.state
             .delivery
             .post(&self.caller, &self.room, message)

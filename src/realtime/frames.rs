@@ -17,6 +17,8 @@ pub enum ClientFrame {
         user_id: Option<String>,
         message_type: Option<String>,
         file_url: Option<String>,
+        /// The id of the message of the room it answers.
+        reply_to: Option<i64>,
     },
     Typing,
     StopTyping,
@@ -187,6 +189,7 @@ mod tests {
                 user_id: None,
                 message_type: None,
                 file_url: None,
+                reply_to: None,
             })
         );
         assert_eq!(
@@ -198,6 +201,7 @@ mod tests {
                 user_id: None,
                 message_type: Some("file".into()),
                 file_url: Some("/api/files/1/download".into()),
+                reply_to: None,
             })
         );
         assert_eq!(
@@ -316,6 +320,8 @@ mod tests {
             echo: None,
             edited_at: None,
             reactions: Vec::new(),
+            reply_to: None,
+            reply_preview: None,
         };
         let frame = to_text(&ServerFrame::message(&row));
         assert!(frame.starts_with(r#"{"type":"message","id":7,"#), "{frame}");
@@ -323,7 +329,8 @@ mod tests {
             serde_json::from_str::<Value>(&frame).unwrap(),
             json!({"type": "message", "id": 7, "room_id": "r", "user_id": "u1",
                 "username": "u", "content": "hi", "message_type": "text", "file_url": null,
-                "timestamp": "1970-01-01T00:00:00Z", "edited_at": null, "reactions": []})
+                "timestamp": "1970-01-01T00:00:00Z", "edited_at": null, "reactions": [],
+                "reply_to": null, "reply_preview": null})
         );
         assert_eq!(
             value(&RelayFrame::message(&row)),

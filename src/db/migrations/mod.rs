@@ -15,6 +15,7 @@ mod m20261216_000007_ids_compare_bytes;
 mod m20261216_000008_token_generation;
 mod m20261217_000009_message_edited_at;
 mod m20261217_000010_reactions;
+mod m20261217_000011_replies;
 
 pub struct Migrator;
 
@@ -32,6 +33,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261216_000008_token_generation::Migration),
             Box::new(m20261217_000009_message_edited_at::Migration),
             Box::new(m20261217_000010_reactions::Migration),
+            Box::new(m20261217_000011_replies::Migration),
         ]
     }
 }
