@@ -75,9 +75,16 @@ async fn attach_previews(db: &DatabaseConnection, messages: &mut [Message]) -> R
     }
     let originals = table::with_ids(db, ids).await?;
     for message in messages {
+        // The original of the same room only: an id freed by a deletion may be given
+        // again (SQLite without AUTOINCREMENT, MySQL before 8 after a restart), and a
+        // reply must never show another room's text.
         message.reply_preview = message
             .reply_to
-            .and_then(|id| originals.iter().find(|o| o.id == id))
+            .and_then(|id| {
+                originals
+                    .iter()
+                    .find(|o| o.id == id && o.room == message.room)
+            })
             .map(ReplyPreview::of);
     }
     Ok(())
@@ -169,7 +176,8 @@ pub async fn edit(
     }
     message.text = text;
     message.edited_at = Some(at);
-    attach_previews(db, std::slice::from_mut(&mut message)).await?;
+    // Counts without `me`: the edited message goes to every reader alike.
+    complete(db, std::slice::from_mut(&mut message), None).await?;
     Ok(message)
 }
 
@@ -205,7 +213,7 @@ pub const REPLAY_PAGE: u64 = 500;
 /// The room's messages after `after`, oldest first, [`REPLAY_PAGE`] at most: what a socket
 /// that reconnects with `since` missed; a full page means there may be more after it.
 pub async fn since(db: &DatabaseConnection, room: &str, after: i64) -> Result<Vec<Message>, Error> {
-    Ok(table::page(
+    let mut rows = table::page(
         db,
         room,
         Page {
@@ -215,7 +223,9 @@ pub async fn since(db: &DatabaseConnection, room: &str, after: i64) -> Result<Ve
             limit: REPLAY_PAGE,
         },
     )
-    .await?)
+    .await?;
+    complete(db, &mut rows, None).await?;
+    Ok(rows)
 }
 
 /// What a transcript holds of a room: from nothing (`after` 0), its newest `limit`

@@ -64,6 +64,12 @@ pub async fn add(
     let (count, changed) = match table::add(db, message.id, &user_id, &emoji).await? {
         Added::Now(count) => (count, true),
         Added::Already(count) => (count, false),
+        Added::Gone => {
+            return Err(Error::not_found(format!(
+                "message {} does not exist",
+                message.id
+            )))
+        }
         Added::Full => {
             return Err(Error::bad_request(format!(
                 "a message holds at most {MAX_PER_MESSAGE} different reactions"

@@ -374,7 +374,6 @@ pub async fn get(db: &DatabaseConnection, id: i64) -> Result<Option<Message>, Db
         .map(Message::from))
 }
 
-/// True if a row was deleted.
 /// The messages of these ids that exist (a page's replies' originals).
 pub async fn with_ids(db: &DatabaseConnection, ids: Vec<i64>) -> Result<Vec<Message>, DbErr> {
     if ids.is_empty() {
@@ -402,15 +401,16 @@ pub async fn set_text(
     Ok(done.rows_affected > 0)
 }
 
-/// Deletes the message with its reactions.
+/// Deletes the message with its reactions; true if there was one. The message's row
+/// first, as a reaction being added holds it first: never each waiting on the other.
 pub async fn delete(db: &DatabaseConnection, id: i64) -> Result<bool, DbErr> {
     let txn = db.begin().await?;
-    super::reactions::delete_of(&txn, &[id]).await?;
     let deleted = message::Entity::delete_by_id(id)
         .exec(&txn)
         .await?
         .rows_affected
         > 0;
+    super::reactions::delete_of(&txn, &[id]).await?;
     txn.commit().await?;
     Ok(deleted)
 }

@@ -21,6 +21,8 @@ pub enum Added {
     Already(u64),
     /// The message holds [`MAX_PER_MESSAGE`] other emoji already.
     Full,
+    /// The message is gone (deleted meanwhile).
+    Gone,
 }
 
 /// Adds `user_id`'s `emoji` to the message; the row is taken back if it made the
@@ -69,7 +71,9 @@ pub async fn add(
             .and_where(message::Column::Id.eq(message_id))
             .lock(LockType::Update)
             .to_owned();
-        txn.query_all_raw(backend.build(&lock)).await?;
+        if txn.query_all_raw(backend.build(&lock)).await?.is_empty() {
+            return Ok(Added::Gone);
+        }
         let key = (message_id, user_id.to_string(), emoji.to_string());
         match reaction::Entity::find_by_id(key).one(&txn).await? {
             Some(_) => 0,
@@ -80,6 +84,13 @@ pub async fn add(
             }
         }
     };
+    // On SQLite nothing held the message: a delete may have come first, and the row
+    // would be left with no message (this writer's lock keeps one from coming now).
+    let present = message::Entity::find_by_id(message_id).count(&txn).await? > 0;
+    if !present {
+        txn.rollback().await?;
+        return Ok(Added::Gone);
+    }
     if inserted == 0 {
         let count = count(&txn, message_id, emoji).await?;
         txn.commit().await?;

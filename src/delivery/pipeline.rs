@@ -448,7 +448,12 @@ impl Stage {
     /// opened while this one was read.
     async fn fill(&self, gap: Gap) -> Option<Gap> {
         let Gap { room, after, up_to } = gap;
-        let rows = messages::in_room_between(&self.db, &room, after, Some(up_to + 1)).await;
+        let mut rows = messages::in_room_between(&self.db, &room, after, Some(up_to + 1)).await;
+        if let Ok(rows) = rows.as_mut() {
+            // Replies show what they answer (a preview is not a column): without it
+            // they go on all the same.
+            let _ = chat::messages::complete(&self.db, rows, None).await;
+        }
         let mut gate = lock(self.gate.as_ref()?);
         gate.filling.remove(&room);
         match rows {
@@ -570,7 +575,8 @@ async fn catch_up(stage: &Arc<Stage>, mut after: i64) {
     loop {
         match messages::all_after(&stage.db, after, CATCH_UP_PAGE).await {
             Ok(rows) if rows.is_empty() => return,
-            Ok(rows) => {
+            Ok(mut rows) => {
+                let _ = chat::messages::complete(&stage.db, &mut rows, None).await;
                 for row in rows {
                     after = row.id;
                     stage.hand_on(Arc::new(row), None, None);

@@ -30,8 +30,8 @@ pub struct Message {
     /// older version).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub edited_at: Option<NaiveDateTime>,
-    /// Its reactions, as the reader who asked sees them (read with a page of history;
-    /// none on a message as it is delivered, which has none yet).
+    /// Its reactions: as the reader who asked sees them in a page of history, their
+    /// counts (no `me`) in replays and edits, none on a new message.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub reactions: Vec<ReactionCount>,
     /// The message of the room it answers, if it is a reply.

@@ -106,8 +106,9 @@ pub fn is_invisible(c: char) -> bool {
 
 /// A reaction as a client names it: one emoji (one grapheme cluster of at most 32 bytes,
 /// such as `👍`, `👍🏽` or a family joined by U+200D), or a short name `:[a-z0-9_+-]{1,32}:`
-/// (`:+1:`, `:party_parrot:`). Letters, digits and punctuation alone are no emoji (their
-/// forms are the short names); nothing invisible stands alone or reorders text.
+/// (`:+1:`, `:party_parrot:`). ASCII alone is no emoji (its forms are the short names);
+/// nothing invisible stands alone or reorders text. Other single characters (`é`, `中`)
+/// pass: a person may react with any one of them.
 pub fn reaction(raw: &str) -> Result<String, Error> {
     use unicode_segmentation::UnicodeSegmentation;
     const MAX_BYTES: usize = 32;

@@ -11,7 +11,7 @@
 //! connection silent both ways for `idle_timeout_secs` is closed. Only then are its bytes
 //! relayed, unchanged, to Rocket on loopback, so a header that never ends never reaches it.
 //!
-//! Rocket sees the relay's end as the peer, so [`Peers`] maps the relay's local port back to
+//! Rocket sees the relay's end as the peer, so [`Peers`] maps the relay's end back to
 //! the client's address (`http::client` reads it). A request body is relayed by its
 //! `Content-Length`, after which the next request's header has its own deadline; a body
 //! sent chunked, an upgrade (a WebSocket) or a header this relay does not follow ends the
@@ -106,11 +106,11 @@ fn from_open_file_limit() -> usize {
     }
 }
 
-/// Clients of the connections relayed to Rocket, by the local port of the relay's end
-/// (managed state). Only a loopback peer can be a relay, and no other loopback connection
-/// to Rocket's port can share a relay's local port while it is open.
+/// Clients of the connections relayed to Rocket, by the address of the relay's end
+/// (managed state): no other connection to Rocket's port can have that address while the
+/// relay's is open.
 #[derive(Default)]
-pub struct Peers(Mutex<HashMap<u16, SocketAddr>>);
+pub struct Peers(Mutex<HashMap<SocketAddr, SocketAddr>>);
 
 impl Peers {
     /// The client that `peer` relays for; `peer` itself when it is no relay of ours.
@@ -118,17 +118,17 @@ impl Peers {
         if !peer.ip().to_canonical().is_loopback() {
             return peer;
         }
-        lock(&self.0).get(&peer.port()).copied().unwrap_or(peer)
+        lock(&self.0).get(&peer).copied().unwrap_or(peer)
     }
 
-    fn register(self: &Arc<Self>, relay_port: u16, client: SocketAddr) -> Registered {
-        lock(&self.0).insert(relay_port, client);
-        Registered(self.clone(), relay_port)
+    fn register(self: &Arc<Self>, relay_end: SocketAddr, client: SocketAddr) -> Registered {
+        lock(&self.0).insert(relay_end, client);
+        Registered(self.clone(), relay_end)
     }
 }
 
 /// A relay's entry in [`Peers`], removed when the relay ends.
-struct Registered(Arc<Peers>, u16);
+struct Registered(Arc<Peers>, SocketAddr);
 
 impl Drop for Registered {
     fn drop(&mut self) {
@@ -382,7 +382,7 @@ impl Relay {
         let Ok(relay_end) = backend.local_addr() else {
             return;
         };
-        let _registered = self.peers.register(relay_end.port(), addr);
+        let _registered = self.peers.register(relay_end, addr);
         let (from_backend, mut to_backend) = backend.into_split();
         self.relay(
             (&mut from_client, &mut to_client),
@@ -421,7 +421,12 @@ impl Relay {
                 Err(Cut::Io) => {
                     let _ = tokio::time::timeout(ANSWER_AFTER_CLOSE, down).await;
                 }
-                Err(cut) => self.count(cut),
+                // A later request's header that never ended, or was no header: the
+                // answers to the ones before it still go down, for a moment.
+                Err(cut) => {
+                    self.count(cut);
+                    let _ = tokio::time::timeout(ANSWER_AFTER_CLOSE, down).await;
+                }
             },
             _ = &mut down => {}
         }
@@ -439,6 +444,10 @@ impl Relay {
         loop {
             to_backend.write_all(&buf[..head_len]).await?;
             buf.drain(..head_len);
+            // A large header's buffer is not kept for the connection's life (a socket's).
+            if buf.capacity() > 4 * CHUNK {
+                buf.shrink_to(CHUNK);
+            }
             self.activity.touch();
             match framing {
                 Framing::None => {}
