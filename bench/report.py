@@ -31,33 +31,28 @@ if "ferro_post_redis" in r:
     print(row("POST, replica with the Redis hub (rooms locked per commit)", "ferro_post_redis", "peer_post",
               "ceiling_slap", "mariadb-slap"))
 
-rounds = sorted(int(k.rsplit("_", 1)[1]) for k in r if k.startswith("ab_open_get_"))
-if rounds:
-    print('\n| auth = "required" (bearer token) against open mode | round | open req/s, p99 ms | required req/s, p99 ms | required / open |')
+def alternating(title, base, other, rows, left, right):
+    """A table of A/B rounds: each round's ratio of `other` to `base`, and their median."""
+    rounds = sorted(int(k.rsplit("_", 1)[1]) for k in r if k.startswith(f"{other}_{rows[0][1]}_"))
+    if not rounds:
+        return
+    print(f"\n| {title} | round | {left} req/s, p99 ms | {right} req/s, p99 ms | {right} / {left} |")
     print("|---|---|---|---|---|")
-    for what, kind in (("GET 100-message room", "get"), ("POST a message", "post")):
+    for what, kind in rows:
         ratios = []
         for n in rounds:
-            o, a = r[f"ab_open_{kind}_{n}"], r[f"ab_auth_{kind}_{n}"]
+            o, a = r[f"{base}_{kind}_{n}"], r[f"{other}_{kind}_{n}"]
             ratios.append(a["rps"] / o["rps"])
             print(f"| {what} | {n} | {o['rps']:,.0f}, {o['p99_ms']:.1f} | {a['rps']:,.0f}, {a['p99_ms']:.1f} | "
                   f"{100 * ratios[-1]:.0f}% |")
         ratios.sort()
         print(f"| {what} | median | | | **{100 * ratios[len(ratios) // 2]:.0f}%** |")
 
-rounds = sorted(int(k.rsplit("_", 1)[1]) for k in r if k.startswith("door_on_get_"))
-if rounds:
-    print('\n| the front door against none | round | without req/s, p99 ms | with req/s, p99 ms | with / without |')
-    print("|---|---|---|---|---|")
-    for what, kind in (("GET 100-message room", "get"), ("GET fixed 1000 lines", "fixed")):
-        ratios = []
-        for n in rounds:
-            o, a = r[f"door_off_{kind}_{n}"], r[f"door_on_{kind}_{n}"]
-            ratios.append(a["rps"] / o["rps"])
-            print(f"| {what} | {n} | {o['rps']:,.0f}, {o['p99_ms']:.1f} | {a['rps']:,.0f}, {a['p99_ms']:.1f} | "
-                  f"{100 * ratios[-1]:.0f}% |")
-        ratios.sort()
-        print(f"| {what} | median | | | **{100 * ratios[len(ratios) // 2]:.0f}%** |")
+
+alternating('auth = "required" (bearer token) against open mode', "ab_open", "ab_auth",
+            [("GET 100-message room", "get"), ("POST a message", "post")], "open", "required")
+alternating("the front door against none", "door_off", "door_on",
+            [("GET 100-message room", "get"), ("GET fixed 1000 lines", "fixed")], "without", "with")
 
 hello, c304 = r.get("ceiling_hello"), r.get("ferro_304")
 if hello and c304:

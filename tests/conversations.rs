@@ -18,6 +18,12 @@ on_every_backend!(
     a_reply_shows_what_it_answers_until_that_is_deleted
 );
 
+/// Posts `body` to the room through the JSON API, as the holder of `token`.
+async fn say(server: &Server, room: &str, body: Value, token: &str) -> (u16, Value) {
+    let path = format!("/api/chat/rooms/{room}/messages");
+    call_with_token(server, Method::POST, &path, Some(body), Some(token)).await
+}
+
 /// A public room made by the holder of `token`.
 async fn public_room(server: &Server, prefix: &str, token: &str) -> String {
     let name = room(prefix);
@@ -49,14 +55,7 @@ async fn only_the_author_or_an_admin_edits_and_every_reader_sees_it(backend: Bac
     let (ann_id, ann) = sign_up(&server, &unique_name("ann")).await;
     let (_, bob) = sign_up(&server, &unique_name("bob")).await;
     let room = public_room(&server, "edits", &ann).await;
-    let (status, posted) = call_with_token(
-        &server,
-        Method::POST,
-        &format!("/api/chat/rooms/{room}/messages"),
-        Some(json!({"content": "teh plan"})),
-        Some(&ann),
-    )
-    .await;
+    let (status, posted) = say(&server, &room, json!({"content": "teh plan"}), &ann).await;
     assert_eq!(status, 201, "{posted}");
     assert_eq!(posted["edited_at"], Value::Null);
     let id = posted["id"].as_i64().unwrap();
@@ -202,14 +201,7 @@ async fn an_edit_is_refused_in_a_room_one_cannot_see(backend: Backend) {
     )
     .await;
     assert_eq!(status, 201);
-    let (_, posted) = call_with_token(
-        &server,
-        Method::POST,
-        &format!("/api/chat/rooms/{hidden}/messages"),
-        Some(json!({"content": "ours"})),
-        Some(&olga),
-    )
-    .await;
+    let (_, posted) = say(&server, &hidden, json!({"content": "ours"}), &olga).await;
     let id = posted["id"].as_i64().unwrap();
     for token in [Some(eve.as_str()), None] {
         let (status, answer) = edit(&server, id, json!({"content": "mine now"}), token).await;
@@ -241,14 +233,7 @@ async fn an_edit_reaches_every_replica() {
     let room = public_room(a, "replicas", &ann).await;
     let mut on_b = open_socket(b, &format!("/ws/{room}/reader")).await;
     next_about(&mut on_b, "user_joined", "reader").await;
-    let (_, posted) = call_with_token(
-        a,
-        Method::POST,
-        &format!("/api/chat/rooms/{room}/messages"),
-        Some(json!({"content": "frist"})),
-        Some(&ann),
-    )
-    .await;
+    let (_, posted) = say(a, &room, json!({"content": "frist"}), &ann).await;
     let id = posted["id"].as_i64().unwrap();
     next_of(&mut on_b, &["message"]).await;
     // b holds the room's transcript in memory from here.
@@ -300,14 +285,7 @@ async fn in_required_mode_an_edit_is_the_signed_in_authors() {
     let (_, ann) = sign_up(&server, &unique_name("ann")).await;
     let (_, bob) = sign_up(&server, &unique_name("bob")).await;
     let room = public_room(&server, "required", &ann).await;
-    let (_, posted) = call_with_token(
-        &server,
-        Method::POST,
-        &format!("/api/chat/rooms/{room}/messages"),
-        Some(json!({"content": "draft"})),
-        Some(&ann),
-    )
-    .await;
+    let (_, posted) = say(&server, &room, json!({"content": "draft"}), &ann).await;
     let id = posted["id"].as_i64().unwrap();
     let body = json!({"content": "final"});
     assert_eq!(edit(&server, id, body.clone(), None).await.0, 401);
@@ -342,14 +320,7 @@ async fn reactions_count_once_per_user_and_every_reader_sees_them(backend: Backe
     let (ann_id, ann) = sign_up(&server, &unique_name("ann")).await;
     let (bob_id, bob) = sign_up(&server, &unique_name("bob")).await;
     let room = public_room(&server, "reacts", &ann).await;
-    let (_, posted) = call_with_token(
-        &server,
-        Method::POST,
-        &format!("/api/chat/rooms/{room}/messages"),
-        Some(json!({"content": "lunch?"})),
-        Some(&ann),
-    )
-    .await;
+    let (_, posted) = say(&server, &room, json!({"content": "lunch?"}), &ann).await;
     assert_eq!(posted["reactions"], json!([]));
     let id = posted["id"].as_i64().unwrap();
     let mut watcher = open_socket(&server, &format!("/ws/{room}/watcher")).await;
@@ -518,14 +489,7 @@ async fn reactions_count_once_per_user_and_every_reader_sees_them(backend: Backe
     )
     .await;
     assert_eq!(status, 201);
-    let (_, secret) = call_with_token(
-        &server,
-        Method::POST,
-        &format!("/api/chat/rooms/{hidden}/messages"),
-        Some(json!({"content": "ours"})),
-        Some(&ann),
-    )
-    .await;
+    let (_, secret) = say(&server, &hidden, json!({"content": "ours"}), &ann).await;
     let secret = secret["id"].as_i64().unwrap();
     assert_eq!(
         react(&server, Method::PUT, secret, "👍", (Some(&bob), None))
@@ -572,16 +536,7 @@ async fn a_reply_shows_what_it_answers_until_that_is_deleted(backend: Backend) {
     let other = public_room(&server, "elsewhere", &ann).await;
     let post = |room: String, body: Value, token: String| {
         let server = &server;
-        async move {
-            call_with_token(
-                server,
-                Method::POST,
-                &format!("/api/chat/rooms/{room}/messages"),
-                Some(body),
-                Some(&token),
-            )
-            .await
-        }
+        async move { say(server, &room, body, &token).await }
     };
     let long = format!("{} and then some", "é".repeat(150));
     let (_, original) = post(room.clone(), json!({"content": long}), ann.clone()).await;

@@ -48,33 +48,40 @@ pub async fn reactor(
     }
 }
 
-/// Adds the reaction (idempotent): 404 for a message the caller may not read, 400 for
-/// what is no emoji or a message with [`MAX_PER_MESSAGE`] others already.
-pub async fn add(
+/// Adds the reaction (`add`) or takes the caller's off, idempotent either way: 404 for a
+/// message the caller may not read (or deleted meanwhile), 400 for what is no emoji or a
+/// message with [`MAX_PER_MESSAGE`] others already.
+pub async fn react(
     db: &DatabaseConnection,
     access: &RoomAccess,
     caller: &Caller,
     message_id: &str,
     emoji: &str,
     claimed: Option<&str>,
+    add: bool,
 ) -> Result<Reacted, Error> {
     let message = messages::read(db, access, caller, message_id).await?;
     let emoji = names::reaction(emoji)?;
     let user_id = reactor(access, caller, claimed).await?;
-    let (count, changed) = match table::add(db, message.id, &user_id, &emoji).await? {
-        Added::Now(count) => (count, true),
-        Added::Already(count) => (count, false),
-        Added::Gone => {
-            return Err(Error::not_found(format!(
-                "message {} does not exist",
-                message.id
-            )))
+    let (count, changed) = if add {
+        match table::add(db, message.id, &user_id, &emoji).await? {
+            Added::Now(count) => (count, true),
+            Added::Already(count) => (count, false),
+            Added::Gone => {
+                return Err(Error::not_found(format!(
+                    "message {} does not exist",
+                    message.id
+                )))
+            }
+            Added::Full => {
+                return Err(Error::bad_request(format!(
+                    "a message holds at most {MAX_PER_MESSAGE} different reactions"
+                )))
+            }
         }
-        Added::Full => {
-            return Err(Error::bad_request(format!(
-                "a message holds at most {MAX_PER_MESSAGE} different reactions"
-            )))
-        }
+    } else {
+        let (removed, count) = table::remove(db, message.id, &user_id, &emoji).await?;
+        (count, removed)
     };
     Ok(Reacted {
         message_id: message.id,
@@ -82,31 +89,7 @@ pub async fn add(
         emoji,
         user_id,
         count,
-        added: true,
-        changed,
-    })
-}
-
-/// Takes the caller's reaction off (idempotent), under the same rules as adding it.
-pub async fn remove(
-    db: &DatabaseConnection,
-    access: &RoomAccess,
-    caller: &Caller,
-    message_id: &str,
-    emoji: &str,
-    claimed: Option<&str>,
-) -> Result<Reacted, Error> {
-    let message = messages::read(db, access, caller, message_id).await?;
-    let emoji = names::reaction(emoji)?;
-    let user_id = reactor(access, caller, claimed).await?;
-    let (changed, count) = table::remove(db, message.id, &user_id, &emoji).await?;
-    Ok(Reacted {
-        message_id: message.id,
-        room: message.room,
-        emoji,
-        user_id,
-        count,
-        added: false,
+        added: add,
         changed,
     })
 }

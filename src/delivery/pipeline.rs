@@ -199,12 +199,8 @@ impl Delivery {
         add: bool,
     ) -> Result<Reacted, Error> {
         let (db, access) = (&self.stage.db, &self.stage.access);
-        let reacted = match add {
-            true => chat::reactions::add(db, access, caller, message_id, emoji, user_id).await?,
-            false => {
-                chat::reactions::remove(db, access, caller, message_id, emoji, user_id).await?
-            }
-        };
+        let reacted =
+            chat::reactions::react(db, access, caller, message_id, emoji, user_id, add).await?;
         if reacted.changed {
             self.stage.events.reaction(
                 &reacted.room,
