@@ -13,10 +13,11 @@
 //!
 //! Rocket sees the relay's end as the peer, so [`Peers`] maps the relay's end back to
 //! the client's address (`http::client` reads it). A request body is relayed by its
-//! `Content-Length`, after which the next request's header has its own deadline; a body
-//! sent chunked, an upgrade (a WebSocket) or a header this relay does not follow ends the
-//! reading of headers: from there the bytes go through as they come, with the idle limit
-//! and the caps still on.
+//! `Content-Length`, after which the next request's header has its own deadline. An
+//! upgrade Rocket grants (`101`, a WebSocket), a body sent chunked, or a header this
+//! relay does not follow ends the reading of headers: from there the bytes go through as
+//! they come, with the idle limit and the caps still on. An upgrade Rocket refuses leaves
+//! the connection an HTTP one, each header under its deadline.
 
 use crate::domain::sync::lock;
 use crate::metrics::METRICS;
@@ -254,6 +255,7 @@ pub async fn serve(
                     limits: limits.clone(),
                     peers: peers.clone(),
                     activity: Activity::new(started),
+                    upgrade: Mutex::new(None),
                 };
                 tokio::spawn(async move {
                     let _admission = admission;
@@ -342,8 +344,11 @@ enum Framing {
     None,
     /// A body of this many bytes, then the next request's header.
     Length(u64),
-    /// Chunked, an upgrade, or anything this relay does not follow: the rest of the
-    /// connection goes through as it comes.
+    /// An upgrade asked for (a socket's handshake): if Rocket's answer is `101`, the rest
+    /// of the connection goes through as it comes; if not, the next request follows.
+    Upgrade,
+    /// Chunked, or anything this relay does not follow: the rest of the connection goes
+    /// through as it comes.
     Through,
 }
 
@@ -352,6 +357,9 @@ struct Relay {
     limits: Limits,
     peers: Arc<Peers>,
     activity: Activity,
+    /// Told, by the first bytes Rocket sends after an upgrade was asked for, whether they
+    /// are a `101`.
+    upgrade: Mutex<Option<tokio::sync::oneshot::Sender<bool>>>,
 }
 
 impl Relay {
@@ -408,7 +416,7 @@ impl Relay {
             let _ = to_backend.shutdown().await;
             result
         };
-        let down = copy_down(from_backend, to_client, &self.activity);
+        let down = self.copy_down(from_backend, to_client);
         tokio::pin!(up, down);
         tokio::select! {
             result = &mut up => match result {
@@ -442,6 +450,12 @@ impl Relay {
     ) -> Result<(), Cut> {
         let (mut head_len, mut framing) = first;
         loop {
+            // Listening for the answer starts before the request goes out.
+            let answer = (framing == Framing::Upgrade).then(|| {
+                let (tell, told) = tokio::sync::oneshot::channel();
+                *lock(&self.upgrade) = Some(tell);
+                told
+            });
             to_backend.write_all(&buf[..head_len]).await?;
             buf.drain(..head_len);
             // A large header's buffer is not kept for the connection's life (a socket's).
@@ -467,13 +481,16 @@ impl Relay {
                         }
                     }
                 }
-                Framing::Through => loop {
-                    to_backend.write_all(buf).await?;
-                    buf.clear();
-                    if self.read_idle(from_client, buf, CHUNK).await? == 0 {
-                        return Ok(());
+                Framing::Upgrade => {
+                    let Some(told) = answer else { return Ok(()) };
+                    match tokio::time::timeout(self.limits.idle_timeout, told).await {
+                        Ok(Ok(true)) => return self.through(from_client, to_backend, buf).await,
+                        Ok(Ok(false)) => {}
+                        // Rocket closed, or said nothing for the idle limit.
+                        Ok(Err(_)) | Err(_) => return Ok(()),
                     }
-                },
+                }
+                Framing::Through => return self.through(from_client, to_backend, buf).await,
             }
             // Between requests: the next header's first byte may take as long as the idle
             // limit allows; from then on the whole header has the header deadline.
@@ -487,6 +504,46 @@ impl Relay {
                 Ok(Ok(None)) => return Ok(()),
                 Ok(Err(cut)) => return Err(cut),
                 Err(_) => return Err(Cut::HeaderTimeout),
+            }
+        }
+    }
+
+    /// The rest of the connection, as it comes (the idle limit still holds).
+    async fn through(
+        &self,
+        from_client: &mut (impl AsyncRead + Unpin),
+        to_backend: &mut (impl AsyncWrite + Unpin),
+        buf: &mut Vec<u8>,
+    ) -> Result<(), Cut> {
+        loop {
+            to_backend.write_all(buf).await?;
+            buf.clear();
+            if self.read_idle(from_client, buf, CHUNK).await? == 0 {
+                return Ok(());
+            }
+        }
+    }
+
+    /// Rocket's answers to the client, as they come; the first bytes after an upgrade
+    /// was asked for say whether it was granted.
+    async fn copy_down(
+        &self,
+        mut from_backend: impl AsyncRead + Unpin,
+        to_client: &mut (impl AsyncWrite + Unpin),
+    ) {
+        let mut chunk = vec![0u8; 8192];
+        loop {
+            match from_backend.read(&mut chunk).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => {
+                    self.activity.touch();
+                    if let Some(tell) = lock(&self.upgrade).take() {
+                        let _ = tell.send(chunk[..n].starts_with(b"HTTP/1.1 101"));
+                    }
+                    if to_client.write_all(&chunk[..n]).await.is_err() {
+                        return;
+                    }
+                }
             }
         }
     }
@@ -558,26 +615,6 @@ async fn linger(from_client: &mut (impl AsyncRead + Unpin), mut buf: Vec<u8>) {
     }
 }
 
-/// Rocket's answers to the client, as they come.
-async fn copy_down(
-    mut from_backend: impl AsyncRead + Unpin,
-    to_client: &mut (impl AsyncWrite + Unpin),
-    activity: &Activity,
-) {
-    let mut chunk = vec![0u8; 8192];
-    loop {
-        match from_backend.read(&mut chunk).await {
-            Ok(0) | Err(_) => return,
-            Ok(n) => {
-                activity.touch();
-                if to_client.write_all(&chunk[..n]).await.is_err() {
-                    return;
-                }
-            }
-        }
-    }
-}
-
 /// A header refused: its status and the one line that says why.
 const TOO_LARGE: (&str, &str) = (
     "431 Request Header Fields Too Large",
@@ -638,11 +675,14 @@ fn parse_head(buf: &[u8]) -> Result<Option<(usize, Framing)>, Cut> {
         Err(_) => return Err(Cut::BadHeader(MALFORMED)),
     };
     let mut length = None;
+    let mut upgrade = false;
     let mut through = request.method == Some("CONNECT");
     for header in request.headers.iter() {
         let name = header.name;
-        if name.eq_ignore_ascii_case("transfer-encoding") || name.eq_ignore_ascii_case("upgrade") {
+        if name.eq_ignore_ascii_case("transfer-encoding") {
             through = true;
+        } else if name.eq_ignore_ascii_case("upgrade") {
+            upgrade = true;
         } else if name.eq_ignore_ascii_case("content-length") {
             let value = std::str::from_utf8(header.value)
                 .ok()
@@ -656,10 +696,11 @@ fn parse_head(buf: &[u8]) -> Result<Option<(usize, Framing)>, Cut> {
             }
         }
     }
-    let framing = match (through, length) {
-        (true, _) => Framing::Through,
-        (false, Some(0) | None) => Framing::None,
-        (false, Some(n)) => Framing::Length(n),
+    let framing = match (through, upgrade, length) {
+        (true, _, _) | (false, true, Some(1..)) => Framing::Through,
+        (false, true, _) => Framing::Upgrade,
+        (false, false, Some(0) | None) => Framing::None,
+        (false, false, Some(n)) => Framing::Length(n),
     };
     Ok(Some((len, framing)))
 }
@@ -698,9 +739,13 @@ mod tests {
 
     #[test]
     fn what_the_relay_cannot_follow_goes_through_whole() {
+        assert_eq!(
+            framing("GET /ws/a/b HTTP/1.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n"),
+            Some(Framing::Upgrade)
+        );
         for head in [
             "POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n",
-            "GET /ws/a/b HTTP/1.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n",
+            "POST /x HTTP/1.1\r\nUpgrade: h2c\r\nContent-Length: 3\r\n\r\n",
             "POST / HTTP/1.1\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\n",
             "POST / HTTP/1.1\r\nContent-Length: five\r\n\r\n",
             "POST / HTTP/1.1\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n",
