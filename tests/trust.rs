@@ -954,6 +954,61 @@ async fn the_front_door_caps_connections_in_all_and_per_address() {
         }
     };
     assert!(end >= Duration::from_secs(2), "{end:?}");
+
+    // A body sent chunked is followed chunk by chunk: the post is stored, and the next
+    // header on that connection is held to the deadline too.
+    drop(asked);
+    let mut chunked = None;
+    let room = room("chunked");
+    for _ in 0..20 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let mut stream = connect(from(7)).await;
+        let request = format!(
+            "POST /api/chat/{room} HTTP/1.1\r\nHost: ferrochat\r\n\
+             Content-Type: application/x-www-form-urlencoded\r\nTransfer-Encoding: chunked\r\n\r\n\
+             a\r\nusername=c\r\na\r\n&msg=chunk\r\n0\r\n\r\n"
+        );
+        stream.write_all(request.as_bytes()).await.unwrap();
+        let line = told(&mut stream).await;
+        if line.starts_with("HTTP/1.1 204") {
+            chunked = Some(stream);
+            break;
+        }
+        assert!(!line.starts_with("HTTP/1.1 4"), "{line}");
+    }
+    let mut chunked = chunked.expect("a chunked post through the front door");
+    let transcript = client()
+        .get(format!("{}/api/chat/{room}", server.url))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(transcript.ends_with("c: chunk"), "{transcript:?}");
+    let opened = std::time::Instant::now();
+    chunked
+        .write_all(b"GET /health HTTP/1.1\r\n")
+        .await
+        .unwrap();
+    let end = loop {
+        if chunked
+            .write_all(b"X-Slow: still typing\r\n")
+            .await
+            .is_err()
+        {
+            break opened.elapsed();
+        }
+        match tokio::time::timeout(Duration::from_secs(1), chunked.read(&mut buf)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => break opened.elapsed(),
+            Ok(Ok(n)) => panic!("answered: {}", String::from_utf8_lossy(&buf[..n])),
+            Err(_) if opened.elapsed() > Duration::from_secs(10) => {
+                panic!("a dribbled header after a chunked body is still open after 10 s")
+            }
+            Err(_) => {}
+        }
+    };
+    assert!(end >= Duration::from_secs(2), "{end:?}");
     db.drop_db().await;
 }
 

@@ -13,9 +13,9 @@
 //!
 //! Rocket sees the relay's end as the peer, so [`Peers`] maps the relay's end back to
 //! the client's address (`http::client` reads it). A request body is relayed by its
-//! `Content-Length`, after which the next request's header has its own deadline. An
-//! upgrade Rocket grants (`101`, a WebSocket), a body sent chunked, or a header this
-//! relay does not follow ends the reading of headers: from there the bytes go through as
+//! `Content-Length`, or chunk by chunk when sent chunked, after which the next request's
+//! header has its own deadline. An upgrade Rocket grants (`101`, a WebSocket), or a header
+//! this relay does not follow, ends the reading of headers: from there the bytes go through as
 //! they come, with the idle limit and the caps still on. An upgrade Rocket refuses leaves
 //! the connection an HTTP one, each header under its deadline.
 
@@ -38,6 +38,8 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 const MAX_HEAD_BYTES: usize = 32 * 1024;
 /// The most read from a client at once.
 const CHUNK: usize = 8192;
+/// The longest chunk-size or trailer line followed.
+const MAX_LINE: usize = 8192;
 /// Header lines a request may have.
 const MAX_HEADERS: usize = 128;
 /// How long an answer Rocket sent before closing its end may take to come down.
@@ -347,8 +349,10 @@ enum Framing {
     /// An upgrade asked for (a socket's handshake): if Rocket's answer is `101`, the rest
     /// of the connection goes through as it comes; if not, the next request follows.
     Upgrade,
-    /// Chunked, or anything this relay does not follow: the rest of the connection goes
-    /// through as it comes.
+    /// A body sent chunked, followed chunk by chunk, then the next request's header.
+    Chunked,
+    /// Anything this relay does not follow (a `CONNECT`, two lengths, a length that is no
+    /// number, an upgrade with a body): the rest of the connection goes through as it comes.
     Through,
 }
 
@@ -465,20 +469,14 @@ impl Relay {
             self.activity.touch();
             match framing {
                 Framing::None => {}
-                Framing::Length(mut left) => {
-                    // What came with the header first, then the rest as it comes.
-                    loop {
-                        let held = (buf.len() as u64).min(left) as usize;
-                        to_backend.write_all(&buf[..held]).await?;
-                        buf.drain(..held);
-                        left -= held as u64;
-                        if left == 0 {
-                            break;
-                        }
-                        let want = left.min(CHUNK as u64) as usize;
-                        if self.read_idle(from_client, buf, want).await? == 0 {
-                            return Ok(());
-                        }
+                Framing::Length(left) => {
+                    if !self.relay_bytes(from_client, to_backend, buf, left).await? {
+                        return Ok(());
+                    }
+                }
+                Framing::Chunked => {
+                    if !self.relay_chunks(from_client, to_backend, buf).await? {
+                        return Ok(());
                     }
                 }
                 Framing::Upgrade => {
@@ -504,6 +502,84 @@ impl Relay {
                 Ok(Ok(None)) => return Ok(()),
                 Ok(Err(cut)) => return Err(cut),
                 Err(_) => return Err(Cut::HeaderTimeout),
+            }
+        }
+    }
+
+    /// Exactly `left` bytes of a body (what came with the header first, then the rest as
+    /// it comes); false when the client closed first.
+    async fn relay_bytes(
+        &self,
+        from_client: &mut (impl AsyncRead + Unpin),
+        to_backend: &mut (impl AsyncWrite + Unpin),
+        buf: &mut Vec<u8>,
+        mut left: u64,
+    ) -> Result<bool, Cut> {
+        loop {
+            let held = (buf.len() as u64).min(left) as usize;
+            to_backend.write_all(&buf[..held]).await?;
+            buf.drain(..held);
+            left -= held as u64;
+            if left == 0 {
+                return Ok(true);
+            }
+            let want = left.min(CHUNK as u64) as usize;
+            if self.read_idle(from_client, buf, want).await? == 0 {
+                return Ok(false);
+            }
+        }
+    }
+
+    /// A body sent chunked: each chunk's size line, its bytes and their line end, then
+    /// the last chunk's trailer lines up to an empty one; false when the client closed
+    /// first. A size line or trailer line that is no such thing ends the connection.
+    async fn relay_chunks(
+        &self,
+        from_client: &mut (impl AsyncRead + Unpin),
+        to_backend: &mut (impl AsyncWrite + Unpin),
+        buf: &mut Vec<u8>,
+    ) -> Result<bool, Cut> {
+        loop {
+            let (used, size) = loop {
+                match httparse::parse_chunk_size(buf) {
+                    Ok(httparse::Status::Complete(found)) => break found,
+                    Ok(httparse::Status::Partial) if buf.len() < MAX_LINE => {
+                        if self.read_idle(from_client, buf, CHUNK).await? == 0 {
+                            return Ok(false);
+                        }
+                    }
+                    _ => return Err(Cut::BadHeader(MALFORMED)),
+                }
+            };
+            to_backend.write_all(&buf[..used]).await?;
+            buf.drain(..used);
+            if size > 0 {
+                // The chunk's bytes and the line end after them.
+                let whole = size.saturating_add(2);
+                if !self
+                    .relay_bytes(from_client, to_backend, buf, whole)
+                    .await?
+                {
+                    return Ok(false);
+                }
+                continue;
+            }
+            // The last chunk: trailer lines, each whole, until the empty one.
+            loop {
+                let Some(end) = buf.windows(2).position(|w| w == b"\r\n") else {
+                    if buf.len() >= MAX_LINE {
+                        return Err(Cut::BadHeader(MALFORMED));
+                    }
+                    if self.read_idle(from_client, buf, CHUNK).await? == 0 {
+                        return Ok(false);
+                    }
+                    continue;
+                };
+                to_backend.write_all(&buf[..end + 2]).await?;
+                buf.drain(..end + 2);
+                if end == 0 {
+                    return Ok(true);
+                }
             }
         }
     }
@@ -676,11 +752,16 @@ fn parse_head(buf: &[u8]) -> Result<Option<(usize, Framing)>, Cut> {
     };
     let mut length = None;
     let mut upgrade = false;
+    let mut chunked = false;
     let mut through = request.method == Some("CONNECT");
     for header in request.headers.iter() {
         let name = header.name;
         if name.eq_ignore_ascii_case("transfer-encoding") {
-            through = true;
+            // Only `chunked` alone is followed; any other coding, or a list, goes through.
+            match header.value.eq_ignore_ascii_case(b"chunked") && !chunked {
+                true => chunked = true,
+                false => through = true,
+            }
         } else if name.eq_ignore_ascii_case("upgrade") {
             upgrade = true;
         } else if name.eq_ignore_ascii_case("content-length") {
@@ -696,11 +777,16 @@ fn parse_head(buf: &[u8]) -> Result<Option<(usize, Framing)>, Cut> {
             }
         }
     }
-    let framing = match (through, upgrade, length) {
-        (true, _, _) | (false, true, Some(1..)) => Framing::Through,
-        (false, true, _) => Framing::Upgrade,
-        (false, false, Some(0) | None) => Framing::None,
-        (false, false, Some(n)) => Framing::Length(n),
+    // A chunked body with a length too is a smuggler's request: Rocket refuses it, and this
+    // relay follows neither.
+    let framing = match (through, chunked, upgrade, length) {
+        (true, ..) | (_, true, _, Some(_)) | (_, true, true, _) | (_, _, true, Some(1..)) => {
+            Framing::Through
+        }
+        (_, true, false, None) => Framing::Chunked,
+        (_, false, true, _) => Framing::Upgrade,
+        (_, false, false, Some(0) | None) => Framing::None,
+        (_, false, false, Some(n)) => Framing::Length(n),
     };
     Ok(Some((len, framing)))
 }
@@ -743,8 +829,12 @@ mod tests {
             framing("GET /ws/a/b HTTP/1.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n"),
             Some(Framing::Upgrade)
         );
+        assert_eq!(
+            framing("POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n"),
+            Some(Framing::Chunked)
+        );
         for head in [
-            "POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n",
+            "POST / HTTP/1.1\r\nTransfer-Encoding: gzip, chunked\r\n\r\n",
             "POST /x HTTP/1.1\r\nUpgrade: h2c\r\nContent-Length: 3\r\n\r\n",
             "POST / HTTP/1.1\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\n",
             "POST / HTTP/1.1\r\nContent-Length: five\r\n\r\n",
