@@ -1,7 +1,6 @@
 //! Reactions to messages: who reacts, what they may react with, and the counts each reader
 //! sees. The rows are `db::reactions`'; telling readers is the pipeline's.
 
-use super::messages;
 use crate::access::RoomAccess;
 use crate::db::reactions::{self as table, Added, MAX_PER_MESSAGE};
 use crate::domain::{names, Caller, Error, Message};
@@ -48,19 +47,18 @@ pub async fn reactor(
     }
 }
 
-/// Adds the reaction (`add`) or takes the caller's off, idempotent either way: 404 for a
-/// message the caller may not read (or deleted meanwhile), 400 for what is no emoji or a
-/// message with [`MAX_PER_MESSAGE`] others already.
+/// Adds the reaction (`add`) or takes the caller's off a message the caller may read
+/// (`chat::messages::read`), idempotent either way: 404 for one deleted meanwhile, 400 for
+/// what is no emoji or a message with [`MAX_PER_MESSAGE`] others already.
 pub async fn react(
     db: &DatabaseConnection,
     access: &RoomAccess,
     caller: &Caller,
-    message_id: &str,
+    message: &Message,
     emoji: &str,
     claimed: Option<&str>,
     add: bool,
 ) -> Result<Reacted, Error> {
-    let message = messages::read(db, access, caller, message_id).await?;
     let emoji = names::reaction(emoji)?;
     let user_id = reactor(access, caller, claimed).await?;
     let (count, changed) = if add {
@@ -85,7 +83,7 @@ pub async fn react(
     };
     Ok(Reacted {
         message_id: message.id,
-        room: message.room,
+        room: message.room.clone(),
         emoji,
         user_id,
         count,

@@ -199,8 +199,9 @@ impl Delivery {
         add: bool,
     ) -> Result<Reacted, Error> {
         let (db, access) = (&self.stage.db, &self.stage.access);
+        let message = chat::messages::read(db, access, caller, message_id).await?;
         let reacted =
-            chat::reactions::react(db, access, caller, message_id, emoji, user_id, add).await?;
+            chat::reactions::react(db, access, caller, &message, emoji, user_id, add).await?;
         if reacted.changed {
             self.stage.events.reaction(
                 &reacted.room,
