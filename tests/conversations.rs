@@ -26,12 +26,17 @@ async fn say(server: &Server, room: &str, body: Value, token: &str) -> (u16, Val
 
 /// A public room made by the holder of `token`.
 async fn public_room(server: &Server, prefix: &str, token: &str) -> String {
+    make_room(server, prefix, false, token).await
+}
+
+/// A room made by the holder of `token`, private or not.
+async fn make_room(server: &Server, prefix: &str, private: bool, token: &str) -> String {
     let name = room(prefix);
     let (status, body) = call_with_token(
         server,
         Method::POST,
         "/api/chat/rooms",
-        Some(json!({"id": name})),
+        Some(json!({"id": name, "private": private})),
         Some(token),
     )
     .await;
@@ -191,16 +196,7 @@ async fn an_edit_is_refused_in_a_room_one_cannot_see(backend: Backend) {
     let server = Server::start(&db.url).await;
     let (_, olga) = sign_up(&server, &unique_name("olga")).await;
     let (_, eve) = sign_up(&server, &unique_name("eve")).await;
-    let hidden = room("hidden");
-    let (status, _) = call_with_token(
-        &server,
-        Method::POST,
-        "/api/chat/rooms",
-        Some(json!({"id": hidden, "private": true})),
-        Some(&olga),
-    )
-    .await;
-    assert_eq!(status, 201);
+    let hidden = make_room(&server, "hidden", true, &olga).await;
     let (_, posted) = say(&server, &hidden, json!({"content": "ours"}), &olga).await;
     let id = posted["id"].as_i64().unwrap();
     for token in [Some(eve.as_str()), None] {
@@ -479,16 +475,7 @@ async fn reactions_count_once_per_user_and_every_reader_sees_them(backend: Backe
     );
 
     // A private room's message is 404 to a stranger, signed in or naming itself.
-    let hidden = common::room("hidden");
-    let (status, _) = call_with_token(
-        &server,
-        Method::POST,
-        "/api/chat/rooms",
-        Some(json!({"id": hidden, "private": true})),
-        Some(&ann),
-    )
-    .await;
-    assert_eq!(status, 201);
+    let hidden = make_room(&server, "hidden", true, &ann).await;
     let (_, secret) = say(&server, &hidden, json!({"content": "ours"}), &ann).await;
     let secret = secret["id"].as_i64().unwrap();
     assert_eq!(

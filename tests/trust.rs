@@ -793,6 +793,32 @@ async fn slow_headers_are_cut_off(server: &Server, front: &str, attackers: &[std
     );
 }
 
+/// A connection whose next request header dribbles in, a line a second and never ended:
+/// it is cut at the front door's 3 s deadline, not at once, and never answered.
+async fn assert_next_header_cut(stream: &mut tokio::net::TcpStream) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let opened = std::time::Instant::now();
+    stream.write_all(b"GET /health HTTP/1.1\r\n").await.unwrap();
+    let mut buf = [0u8; 256];
+    let end = loop {
+        if stream.write_all(b"X-Slow: still typing\r\n").await.is_err() {
+            break opened.elapsed();
+        }
+        match tokio::time::timeout(Duration::from_secs(1), stream.read(&mut buf)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => break opened.elapsed(),
+            Ok(Ok(n)) => panic!("answered: {}", String::from_utf8_lossy(&buf[..n])),
+            Err(_) if opened.elapsed() > Duration::from_secs(10) => {
+                panic!("a dribbled header is still open after 10 s")
+            }
+            Err(_) => {}
+        }
+    };
+    assert!(
+        end >= Duration::from_secs(2),
+        "cut at the 3 s deadline, not at once: {end:?}"
+    );
+}
+
 /// The front door's caps, straight at the server: past `connections_per_address` an
 /// address is told 429 while others are still taken, past `max_connections` everyone is
 /// told 503, a connection that closes makes room again, and a kept-alive connection whose
@@ -897,26 +923,7 @@ async fn the_front_door_caps_connections_in_all_and_per_address() {
 
     // That connection, kept alive, starts a second header and never ends it: cut at the
     // deadline, as a new connection's would be.
-    let opened = std::time::Instant::now();
-    kept.write_all(b"GET /health HTTP/1.1\r\n").await.unwrap();
-    let mut buf = [0u8; 256];
-    let end = loop {
-        if kept.write_all(b"X-Slow: still typing\r\n").await.is_err() {
-            break opened.elapsed();
-        }
-        match tokio::time::timeout(Duration::from_secs(1), kept.read(&mut buf)).await {
-            Ok(Ok(0)) | Ok(Err(_)) => break opened.elapsed(),
-            Ok(Ok(n)) => panic!("answered: {}", String::from_utf8_lossy(&buf[..n])),
-            Err(_) if opened.elapsed() > Duration::from_secs(10) => {
-                panic!("a dribbled second header is still open after 10 s")
-            }
-            Err(_) => {}
-        }
-    };
-    assert!(
-        end >= Duration::from_secs(2),
-        "cut at the 3 s deadline, not at once: {end:?}"
-    );
+    assert_next_header_cut(&mut kept).await;
 
     // An upgrade Rocket does not grant (a plain route answers 200, not 101) leaves the
     // connection an HTTP one: its next header is held to the deadline too.
@@ -938,22 +945,7 @@ async fn the_front_door_caps_connections_in_all_and_per_address() {
         }
     }
     let mut asked = asked.expect("an upgrade asked of /health is answered 200");
-    let opened = std::time::Instant::now();
-    asked.write_all(b"GET /health HTTP/1.1\r\n").await.unwrap();
-    let end = loop {
-        if asked.write_all(b"X-Slow: still typing\r\n").await.is_err() {
-            break opened.elapsed();
-        }
-        match tokio::time::timeout(Duration::from_secs(1), asked.read(&mut buf)).await {
-            Ok(Ok(0)) | Ok(Err(_)) => break opened.elapsed(),
-            Ok(Ok(n)) => panic!("answered: {}", String::from_utf8_lossy(&buf[..n])),
-            Err(_) if opened.elapsed() > Duration::from_secs(10) => {
-                panic!("a dribbled header after a refused upgrade is still open after 10 s")
-            }
-            Err(_) => {}
-        }
-    };
-    assert!(end >= Duration::from_secs(2), "{end:?}");
+    assert_next_header_cut(&mut asked).await;
 
     // A body sent chunked is followed chunk by chunk: the post is stored, and the next
     // header on that connection is held to the deadline too.
@@ -986,29 +978,7 @@ async fn the_front_door_caps_connections_in_all_and_per_address() {
         .await
         .unwrap();
     assert!(transcript.ends_with("c: chunk"), "{transcript:?}");
-    let opened = std::time::Instant::now();
-    chunked
-        .write_all(b"GET /health HTTP/1.1\r\n")
-        .await
-        .unwrap();
-    let end = loop {
-        if chunked
-            .write_all(b"X-Slow: still typing\r\n")
-            .await
-            .is_err()
-        {
-            break opened.elapsed();
-        }
-        match tokio::time::timeout(Duration::from_secs(1), chunked.read(&mut buf)).await {
-            Ok(Ok(0)) | Ok(Err(_)) => break opened.elapsed(),
-            Ok(Ok(n)) => panic!("answered: {}", String::from_utf8_lossy(&buf[..n])),
-            Err(_) if opened.elapsed() > Duration::from_secs(10) => {
-                panic!("a dribbled header after a chunked body is still open after 10 s")
-            }
-            Err(_) => {}
-        }
-    };
-    assert!(end >= Duration::from_secs(2), "{end:?}");
+    assert_next_header_cut(&mut chunked).await;
     db.drop_db().await;
 }
 
