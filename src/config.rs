@@ -105,8 +105,8 @@ pub struct Settings {
     /// client; from anyone else those headers are ignored.
     pub trusted_proxies: Vec<String>,
     /// Token buckets per client address on posts, socket frames, room creation, uploads,
-    /// heartbeats and sign-ins (429 with `Retry-After` past them), and a cap on sockets per
-    /// address. Unset: on with `auth = "required"`, off in open mode.
+    /// heartbeats, sign-ins, read marks and searches (429 with `Retry-After` past them),
+    /// and a cap on sockets per address. Unset: on with `auth = "required"`, off in open mode.
     pub rate_limits: Option<bool>,
     /// Registrations and sign-ins a client address may try per hour (wrong passwords per
     /// account name and address are counted apart: `http::limits::FAILURES_ALLOWED`).
@@ -124,6 +124,10 @@ pub struct Settings {
     pub upload_mib_per_day: u32,
     /// Presence heartbeats and typing calls a client may make per minute.
     pub heartbeats_per_minute: u32,
+    /// Rooms a client may mark read per minute (each is a write).
+    pub read_marks_per_minute: u32,
+    /// Searches across rooms a client may make per minute (each reads a full-text index).
+    pub searches_per_minute: u32,
     /// Sockets one client address may hold open at once.
     pub sockets_per_client: usize,
     /// Answer through ferrochat's own listener (`http::front_door`), which gives each
@@ -221,6 +225,8 @@ impl Default for Settings {
             uploads_per_day: 500,
             upload_mib_per_day: 1024,
             heartbeats_per_minute: 30,
+            read_marks_per_minute: 120,
+            searches_per_minute: 30,
             sockets_per_client: 50,
             front_door: true,
             header_timeout_secs: 10,

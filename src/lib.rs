@@ -262,6 +262,7 @@ pub async fn build_from(
         .mount("/api/presence", http::presence::routes())
         .mount("/api/notifications", http::notifications::routes())
         .mount("/api/files", http::files::routes())
+        .mount("/api", http::search::routes())
         .mount("/", http::ops::routes())
         .mount("/", http::webchat::routes())
         .mount("/", http::openapi::routes());

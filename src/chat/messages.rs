@@ -114,9 +114,7 @@ pub async fn viewer(
 ) -> Result<Option<String>, Error> {
     match (&caller.user, claimed) {
         (Some(user), _) => Ok(Some(user.user_id.clone())),
-        (None, Some(_)) => super::reactions::reactor(access, caller, claimed)
-            .await
-            .map(Some),
+        (None, Some(_)) => super::acting_user(access, caller, claimed).await.map(Some),
         (None, None) => Ok(None),
     }
 }

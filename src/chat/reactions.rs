@@ -21,32 +21,6 @@ pub struct Reacted {
     pub changed: bool,
 }
 
-/// Who reacts: a signed-in caller is themselves (a `user_id` naming anyone else is 403);
-/// in open mode an anonymous caller names itself with `user_id`, an account's only with
-/// its token (401), as at every door that takes a user id.
-pub async fn reactor(
-    access: &RoomAccess,
-    caller: &Caller,
-    claimed: Option<&str>,
-) -> Result<String, Error> {
-    match (caller.require_identity()?, claimed) {
-        (Some(user), None) => Ok(user.user_id.clone()),
-        (Some(user), Some(claimed)) if claimed == user.user_id => Ok(user.user_id.clone()),
-        (Some(user), Some(claimed)) => Err(Error::Forbidden(format!(
-            "you are signed in as {}, not {claimed}",
-            user.user_id
-        ))),
-        (None, Some(claimed)) => {
-            let user_id = names::user_id(claimed)?;
-            access.may_act_as(caller, &user_id).await?;
-            Ok(user_id)
-        }
-        (None, None) => Err(Error::bad_request(
-            "say who reacts: sign in, or name yourself with user_id",
-        )),
-    }
-}
-
 /// Adds the reaction (`add`) or takes the caller's off a message the caller may read
 /// (`chat::messages::read`), idempotent either way: 404 for one deleted meanwhile, 400 for
 /// what is no emoji or a message with [`MAX_PER_MESSAGE`] others already.
@@ -60,7 +34,7 @@ pub async fn react(
     add: bool,
 ) -> Result<Reacted, Error> {
     let emoji = names::reaction(emoji)?;
-    let user_id = reactor(access, caller, claimed).await?;
+    let user_id = super::acting_user(access, caller, claimed).await?;
     let (count, changed) = if add {
         match table::add(db, message.id, &user_id, &emoji).await? {
             Added::Now(count) => (count, true),

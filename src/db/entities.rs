@@ -107,6 +107,27 @@ pub mod room {
     impl ActiveModelBehavior for ActiveModel {}
 }
 
+pub mod room_read {
+    use sea_orm::entity::prelude::*;
+
+    /// How far one user has read one room: the last message they have seen.
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "room_read")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub user_id: String,
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub room_id: String,
+        pub last_read_id: i64,
+        pub updated_at: DateTime,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
 pub mod room_member {
     use sea_orm::entity::prelude::*;
 
@@ -166,6 +187,8 @@ pub mod notification {
         pub room_id: Option<String>,
         pub from_user: Option<String>,
         pub is_read: bool,
+        /// The message a mention is about; none for other notifications.
+        pub message_id: Option<i64>,
         pub created_at: DateTime,
     }
 

@@ -355,6 +355,74 @@ pub async fn page(
     Ok(all(rows))
 }
 
+/// Words MySQL's and MariaDB's InnoDB full-text index leaves out (its default stopword
+/// list): a search for one of them, or for a word shorter than the index's shortest
+/// token (3), is answered by `LIKE` instead, so it still finds what it asks for.
+const INNODB_STOPWORDS: [&str; 36] = [
+    "a", "about", "an", "are", "as", "at", "be", "by", "com", "de", "en", "for", "from", "how",
+    "i", "in", "is", "it", "la", "of", "on", "or", "that", "the", "this", "to", "was", "what",
+    "when", "where", "who", "will", "with", "und", "the", "www",
+];
+
+/// The newest messages (`before` an id, if given) whose text holds every one of `words`
+/// (lower-cased letters and digits; each matches the start of a word) in the rooms
+/// `readable` names (every room when none), newest first, `limit` at most. Each database
+/// answers from its own full-text index (see the `search` migration).
+pub async fn search(
+    db: &DatabaseConnection,
+    words: &[String],
+    readable: Option<sea_orm::sea_query::SelectStatement>,
+    before: Option<i64>,
+    limit: u64,
+) -> Result<Vec<Message>, DbErr> {
+    let mut query = message::Entity::find();
+    match db.get_database_backend() {
+        DbBackend::MySql => {
+            let (indexed, scanned): (Vec<&String>, Vec<&String>) = words
+                .iter()
+                .partition(|w| w.chars().count() >= 3 && !INNODB_STOPWORDS.contains(&w.as_str()));
+            if !indexed.is_empty() {
+                let against: Vec<String> = indexed.iter().map(|w| format!("+{w}*")).collect();
+                query = query.filter(Expr::cust_with_values(
+                    "MATCH (text) AGAINST (? IN BOOLEAN MODE)",
+                    [against.join(" ")],
+                ));
+            }
+            for word in scanned {
+                let pattern = format!("%{}%", escape_like(word));
+                query = query.filter(
+                    Expr::col(message::Column::Text).like(LikeExpr::new(pattern).escape('\\')),
+                );
+            }
+        }
+        DbBackend::Postgres => {
+            let tsquery: Vec<String> = words.iter().map(|w| format!("{w}:*")).collect();
+            query = query.filter(Expr::cust_with_values(
+                "to_tsvector('simple', text) @@ to_tsquery('simple', $1)",
+                [tsquery.join(" & ")],
+            ));
+        }
+        _ => {
+            let fts: Vec<String> = words.iter().map(|w| format!("\"{w}\"*")).collect();
+            query = query.filter(Expr::cust_with_values(
+                "id IN (SELECT rowid FROM message_fts WHERE message_fts MATCH ?)",
+                [fts.join(" AND ")],
+            ));
+        }
+    }
+    if let Some(readable) = readable {
+        query = query.filter(message::Column::Room.in_subquery(readable));
+    }
+    if let Some(before) = before {
+        query = query.filter(message::Column::Id.lt(before));
+    }
+    Ok(all(query
+        .order_by_desc(message::Column::Id)
+        .limit(limit)
+        .all(db)
+        .await?))
+}
+
 /// `%`, `_` and the escape character itself match only themselves.
 fn escape_like(text: &str) -> String {
     let mut out = String::with_capacity(text.len());

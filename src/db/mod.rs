@@ -10,6 +10,7 @@ pub mod messages;
 mod migrations;
 pub mod notifications;
 pub mod reactions;
+pub mod read_marks;
 pub mod rooms;
 pub mod users;
 

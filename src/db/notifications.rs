@@ -34,6 +34,7 @@ fn active(row: &Notification) -> notification::ActiveModel {
         room_id: Set(row.room_id.clone()),
         from_user: Set(row.from_user.clone()),
         is_read: Set(row.is_read),
+        message_id: Set(row.message_id),
         created_at: Set(row.created_at),
     }
 }

@@ -1,6 +1,6 @@
 //! The `room` and `room_member` tables' queries.
 
-use super::entities::{message, reaction, room, room_member, stored_file};
+use super::entities::{message, reaction, room, room_member, room_read, stored_file};
 use sea_orm::sea_query::{Query, SelectStatement};
 use sea_orm::{
     ActiveValue::Set, ColumnTrait, Condition, DatabaseConnection, DbErr, EntityTrait,
@@ -143,6 +143,10 @@ pub async fn delete_with_messages(db: &DatabaseConnection, id: &str) -> Result<D
         .rows_affected;
     room_member::Entity::delete_many()
         .filter(room_member::Column::RoomId.eq(id))
+        .exec(&txn)
+        .await?;
+    room_read::Entity::delete_many()
+        .filter(room_read::Column::RoomId.eq(id))
         .exec(&txn)
         .await?;
     let file_keys: Vec<String> = stored_file::Entity::find()

@@ -225,6 +225,31 @@ impl Delivery {
         Ok(reacted)
     }
 
+    /// Marks a room read for the acting user (see `chat::read_state::mark`); when the mark
+    /// moved, every socket of that user, on every replica, is told, so all their tabs and
+    /// devices show the same unread counts.
+    pub async fn mark_read(
+        &self,
+        caller: &Caller,
+        room_id: &str,
+        last_read_id: Option<i64>,
+        user_id: Option<&str>,
+    ) -> Result<(), Error> {
+        let (db, access) = (&self.stage.db, &self.stage.access);
+        let moved =
+            chat::read_state::mark(db, access, caller, room_id, last_read_id, user_id).await?;
+        if let Some(moved) = moved {
+            self.stage.hub.publish(
+                &crate::realtime::user_channel(&moved.user_id),
+                Event::Read {
+                    room_id: moved.room_id,
+                    last_read_id: moved.last_read_id,
+                },
+            );
+        }
+        Ok(())
+    }
+
     /// Creates a room (see `chat::rooms::create`). Sockets and polls may be open on its
     /// name already (a name with no row is open to all): every replica reads its rule
     /// again, and readers it does not admit are let go.

@@ -7,7 +7,7 @@ pub const MAX_USER_ID_CHARS: usize = 64;
 pub const DEFAULT_USERNAME: &str = "Anonymous";
 
 /// Names the ChatFlow routes take under `/api/chat`: they are not legacy rooms.
-pub const RESERVED_ROOMS: [&str; 3] = ["rooms", "messages", "health"];
+pub const RESERVED_ROOMS: [&str; 4] = ["rooms", "messages", "health", "unread"];
 
 pub fn is_reserved(name: &str) -> bool {
     RESERVED_ROOMS.contains(&name)

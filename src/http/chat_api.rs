@@ -2,7 +2,7 @@
 //! one message, and posting JSON. A message posted here takes the one delivery pipeline,
 //! so WebSocket and polling readers get it like any other.
 
-use super::limits::{Posting, RoomCreation};
+use super::limits::{MarkingRead, Posting, RoomCreation};
 use super::ops::check;
 use super::JsonBody;
 use crate::access::RoomAccess;
@@ -36,6 +36,8 @@ super::mount![
     delete_message,
     add_reaction,
     remove_reaction,
+    mark_read,
+    unread,
     list_members,
     add_member,
     remove_member,
@@ -139,7 +141,7 @@ pub struct ReactionCountOut {
 }
 
 /// A message in the API's JSON.
-pub struct ApiMessage(Message);
+pub struct ApiMessage(pub(super) Message);
 
 /// An edit: the message's new text.
 #[derive(Deserialize, ToSchema)]
@@ -385,6 +387,80 @@ async fn remove_reaction(
     flood?;
     delivery.react(&caller, id, emoji, user_id, false).await?;
     Ok(Status::NoContent)
+}
+
+/// A read mark: the last message of the room the user has read.
+#[derive(Deserialize, ToSchema)]
+pub struct ReadIn {
+    last_read_id: Option<i64>,
+    /// Who read, when not signed in (open mode); also taken as `?user_id=`.
+    user_id: Option<String>,
+}
+
+/// Marks the room read up to `last_read_id` (a mark never moves back; one past the room's
+/// newest message counts as that one). The user's sockets, on every device, are told
+/// (`{"type":"read","room_id","last_read_id"}`) when the mark moved.
+#[utoipa::path(tag = "chat", request_body = ReadIn, params(
+        ("user_id" = Option<String>, Query, description = "who read, when not signed in")),
+    responses((status = 204), (status = 400), (status = 401), (status = 403), (status = 404),
+        (status = 415), (status = 429)))]
+#[post("/rooms/<id>/read?<user_id>", data = "<body>")]
+async fn mark_read(
+    id: &str,
+    user_id: Option<&str>,
+    body: Result<JsonBody<ReadIn>>,
+    flood: Result<MarkingRead>,
+    caller: Caller,
+    delivery: &State<Delivery>,
+) -> Result<Status> {
+    flood?;
+    let JsonBody(body) = body?;
+    let user_id = user_id.or(body.user_id.as_deref());
+    delivery
+        .mark_read(&caller, id, body.last_read_id, user_id)
+        .await?;
+    Ok(Status::NoContent)
+}
+
+/// One room's unread count for the user.
+#[derive(Serialize, ToSchema)]
+pub struct UnreadOut {
+    room_id: String,
+    /// The last message the user marked read; 0 if they never marked the room.
+    last_read_id: i64,
+    /// Messages after it that are not the user's own (1000 at most: see `capped`).
+    unread: u64,
+    /// Of those, the ones that mention the user.
+    mentions: u64,
+    /// More than 1000 messages came after the mark: `unread` is a floor.
+    capped: bool,
+}
+
+/// The user's unread counts: every room they have marked read (public rooms from their
+/// first mark on) and may still read, and every private and direct room they belong to.
+#[utoipa::path(tag = "chat", params(
+        ("user_id" = Option<String>, Query, description = "whose counts, when not signed in")),
+    responses((status = 200, body = Vec<UnreadOut>), (status = 400), (status = 401), (status = 403)))]
+#[get("/unread?<user_id>")]
+async fn unread(
+    user_id: Option<&str>,
+    caller: Caller,
+    db: &State<DatabaseConnection>,
+    access: &State<Arc<RoomAccess>>,
+) -> Result<Json<Vec<UnreadOut>>> {
+    let rooms = chat::read_state::unread(db, access, &caller, user_id).await?;
+    Ok(Json(
+        rooms
+            .into_iter()
+            .map(|room| UnreadOut {
+                room_id: room.room_id,
+                last_read_id: room.last_read_id,
+                unread: room.counts.unread,
+                mentions: room.counts.mentions,
+                capped: room.counts.capped,
+            })
+            .collect(),
+    ))
 }
 
 /// Edits a message's text: its author's call (signed in) or an admin's. Every reader of

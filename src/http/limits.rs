@@ -45,6 +45,8 @@ pub enum Bucket {
     Heartbeat,
     /// Registrations and sign-ins.
     Signing,
+    ReadMark,
+    Search,
 }
 
 pub struct Limiter {
@@ -55,6 +57,8 @@ pub struct Limiter {
     upload_kib: Keyed,
     heartbeats: Keyed,
     signing: Keyed,
+    read_marks: Keyed,
+    searches: Keyed,
     /// Wrong passwords per account name and client address. Only failures count, and
     /// only from where they came: a stranger's guesses do not lock the owner out.
     sign_in_failures: Mutex<HashMap<(String, IpAddr), Failures>>,
@@ -102,6 +106,16 @@ impl Limiter {
                 HOUR,
                 s.sign_ins_per_hour.min(10),
             )),
+            read_marks: RateLimiter::keyed(quota(
+                s.read_marks_per_minute,
+                MINUTE,
+                s.read_marks_per_minute.div_ceil(2),
+            )),
+            searches: RateLimiter::keyed(quota(
+                s.searches_per_minute,
+                MINUTE,
+                s.searches_per_minute.div_ceil(3),
+            )),
             sign_in_failures: Mutex::default(),
             frames: quota(s.frames_per_minute, MINUTE, s.frames_burst),
             sockets: Mutex::default(),
@@ -121,6 +135,8 @@ impl Limiter {
             Bucket::Upload => &self.uploads,
             Bucket::Heartbeat => &self.heartbeats,
             Bucket::Signing => &self.signing,
+            Bucket::ReadMark => &self.read_marks,
+            Bucket::Search => &self.searches,
         }
     }
 
@@ -343,6 +359,8 @@ fn too_many(bucket: Bucket, key: &Key, wait: Duration) -> Error {
         Bucket::Upload => "too many uploads",
         Bucket::Heartbeat => "too many presence calls",
         Bucket::Signing => "too many sign-ins",
+        Bucket::ReadMark => "too many read marks",
+        Bucket::Search => "too many searches",
     };
     let from = match key {
         Key::User(_) => "from this user",
@@ -370,6 +388,8 @@ async fn sweep(limiter: Weak<Limiter>) {
             &limiter.upload_kib,
             &limiter.heartbeats,
             &limiter.signing,
+            &limiter.read_marks,
+            &limiter.searches,
         ] {
             keyed.retain_recent();
             keyed.shrink_to_fit();
@@ -416,6 +436,8 @@ bucket_guard! {
     Uploading => Bucket::Upload,
     Heartbeating => Bucket::Heartbeat,
     Signing => Bucket::Signing,
+    MarkingRead => Bucket::ReadMark,
+    Searching => Bucket::Search,
 }
 
 #[cfg(test)]

@@ -4,7 +4,7 @@
 //!
 //! Mounts: `page` (the chat page), `legacy` (the Flask original's `/api/chat/<room>`),
 //! `chat_api` (ChatFlow's rooms and history), `ws` (the ChatFlow socket), `presence`,
-//! `notifications`, `files`, `ops` (health and metrics), `webchat` (seed 002's history and
+//! `notifications`, `files`, `search` (across rooms), `ops` (health and metrics), `webchat` (seed 002's history and
 //! page), `openapi`, `bench`.
 
 pub mod auth;
@@ -25,6 +25,7 @@ pub mod ops;
 pub mod origin;
 pub mod page;
 pub mod presence;
+pub mod search;
 pub mod shutdown;
 pub mod webchat;
 pub mod ws;

@@ -18,6 +18,7 @@ use utoipa_swagger_ui::SwaggerUi;
         (path = "/api/presence", api = super::presence::ApiDoc),
         (path = "/api/notifications", api = super::notifications::ApiDoc),
         (path = "/api/files", api = super::files::ApiDoc),
+        (path = "/api", api = super::search::ApiDoc),
     )
 )]
 pub struct ApiDoc;

@@ -802,6 +802,13 @@ impl Session {
             // Handled by the session: it checks whether its caller may still read, or
             // closes.
             Event::AccessChanged | Event::TokensRevoked => None,
+            Event::Read {
+                room_id,
+                last_read_id,
+            } => Some(to_text(&ServerFrame::Read {
+                room_id,
+                last_read_id: *last_read_id,
+            })),
             Event::Notification(notification) => notification
                 .as_object()
                 .map(|fields| to_text(&ServerFrame::Notification(fields))),

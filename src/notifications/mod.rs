@@ -48,6 +48,8 @@ pub struct NotificationOut {
     read: bool,
     #[schema(value_type = String, format = DateTime)]
     created_at: chrono::DateTime<chrono::Utc>,
+    /// The message a mention is about (the server's own mentions only).
+    message_id: Option<i64>,
 }
 
 impl From<Notification> for NotificationOut {
@@ -62,6 +64,7 @@ impl From<Notification> for NotificationOut {
             from_user: n.from_user,
             read: n.is_read,
             created_at: n.created_at.and_utc(),
+            message_id: n.message_id,
         }
     }
 }
@@ -136,6 +139,7 @@ impl Notifier {
             room_id,
             from_user,
             is_read: false,
+            message_id: None,
             created_at: now_utc(),
         })
         .await
@@ -276,6 +280,7 @@ impl Notifier {
                 room_id: Some(row.room.clone()),
                 from_user: Some(row.username.clone()),
                 is_read: false,
+                message_id: Some(row.id),
                 created_at: now_utc(),
             })
             .collect();

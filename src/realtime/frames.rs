@@ -60,6 +60,11 @@ pub enum ServerFrame<'a> {
     RoomDeleted {
         room_id: &'a str,
     },
+    /// The user marked a room read (on this device or another): their new mark there.
+    Read {
+        room_id: &'a str,
+        last_read_id: i64,
+    },
     /// One of the user's notifications, as the notifications API lists it.
     Notification(&'a serde_json::Map<String, serde_json::Value>),
     /// What the socket could not take, in one line; the socket stays open.
@@ -286,6 +291,13 @@ mod tests {
         assert_eq!(
             to_text(&ServerFrame::RoomDeleted { room_id: "general" }),
             r#"{"type":"room_deleted","room_id":"general"}"#
+        );
+        assert_eq!(
+            to_text(&ServerFrame::Read {
+                room_id: "general",
+                last_read_id: 9
+            }),
+            r#"{"type":"read","room_id":"general","last_read_id":9}"#
         );
         assert_eq!(
             to_text(&ServerFrame::Error { detail: "no" }),

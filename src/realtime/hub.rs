@@ -48,6 +48,8 @@ pub enum Event {
     RoomDeleted,
     /// Who may read the room changed (a member added or removed): readers check again.
     AccessChanged,
+    /// The user marked a room read, on their user's channel: all their sockets hear of it.
+    Read { room_id: String, last_read_id: i64 },
     /// A notification (JSON as the notifications API shows it), on its user's channel.
     Notification(Arc<serde_json::Value>),
     /// The user's tokens were revoked (signed out, password changed), on their user's

@@ -239,6 +239,10 @@ impl Server {
                         .unwrap_or("");
                     let _ = tx.send(url.to_string());
                 }
+                // FERROCHAT_TEST_ECHO_LOG=1 shows each server's log beside a failing test.
+                if std::env::var_os("FERROCHAT_TEST_ECHO_LOG").is_some() {
+                    eprintln!("[server] {line}");
+                }
                 log_writer.lock().unwrap().push(line);
             }
         });

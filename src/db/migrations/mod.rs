@@ -16,6 +16,8 @@ mod m20261216_000008_token_generation;
 mod m20261217_000009_message_edited_at;
 mod m20261217_000010_reactions;
 mod m20261217_000011_replies;
+mod m20261218_000012_read_state;
+mod m20261218_000013_search;
 
 pub struct Migrator;
 
@@ -34,6 +36,8 @@ impl MigratorTrait for Migrator {
             Box::new(m20261217_000009_message_edited_at::Migration),
             Box::new(m20261217_000010_reactions::Migration),
             Box::new(m20261217_000011_replies::Migration),
+            Box::new(m20261218_000012_read_state::Migration),
+            Box::new(m20261218_000013_search::Migration),
         ]
     }
 }

@@ -1,0 +1,221 @@
+//! The `room_read` table: how far each user has read each room, and what came after.
+//!
+//! Counting what is unread never reads a room's whole history: each count reads at most
+//! [`COUNT_CAP`] + 1 rows through the `(room, id)` index (and a user's mentions through
+//! `(user_id, room_id, message_id)`), so its cost does not grow with the room. Past the
+//! cap the count says so (`capped`) instead of counting on.
+
+use super::entities::{room, room_member, room_read};
+use sea_orm::sea_query::Query;
+use sea_orm::{
+    ColumnTrait, ConnectionTrait, DatabaseConnection, DbBackend, DbErr, EntityTrait, QueryFilter,
+    QueryOrder, QuerySelect, Statement, Value,
+};
+
+/// Unread messages (and mentions) counted per room at most.
+pub const COUNT_CAP: u64 = 1000;
+/// Rooms whose counts one statement reads together.
+const ROOMS_PER_STATEMENT: usize = 50;
+
+/// The user's mark in the room: the last message they have read, if they ever marked it.
+pub async fn get(db: &DatabaseConnection, user: &str, room: &str) -> Result<Option<i64>, DbErr> {
+    room_read::Entity::find_by_id((user.to_string(), room.to_string()))
+        .select_only()
+        .column(room_read::Column::LastReadId)
+        .into_tuple::<i64>()
+        .one(db)
+        .await
+}
+
+/// Sets the user's mark in the room to `last_read_id` unless it is there or beyond
+/// already: two tabs marking at once leave the furthest mark, never an earlier one.
+pub async fn advance(
+    db: &DatabaseConnection,
+    user: &str,
+    room: &str,
+    last_read_id: i64,
+) -> Result<(), DbErr> {
+    let backend = db.get_database_backend();
+    let sql = match backend {
+        DbBackend::MySql => {
+            "INSERT INTO room_read (user_id, room_id, last_read_id, updated_at) \
+             VALUES (?, ?, ?, ?) ON DUPLICATE KEY UPDATE \
+             last_read_id = GREATEST(last_read_id, VALUES(last_read_id)), \
+             updated_at = VALUES(updated_at)"
+        }
+        DbBackend::Postgres => {
+            "INSERT INTO room_read (user_id, room_id, last_read_id, updated_at) \
+             VALUES ($1, $2, $3, $4) ON CONFLICT (user_id, room_id) DO UPDATE SET \
+             last_read_id = GREATEST(room_read.last_read_id, EXCLUDED.last_read_id), \
+             updated_at = EXCLUDED.updated_at"
+        }
+        _ => {
+            "INSERT INTO room_read (user_id, room_id, last_read_id, updated_at) \
+             VALUES (?, ?, ?, ?) ON CONFLICT (user_id, room_id) DO UPDATE SET \
+             last_read_id = MAX(room_read.last_read_id, excluded.last_read_id), \
+             updated_at = excluded.updated_at"
+        }
+    };
+    let values: [Value; 4] = [
+        user.into(),
+        room.into(),
+        last_read_id.into(),
+        crate::domain::now_utc().into(),
+    ];
+    db.execute_raw(Statement::from_sql_and_values(backend, sql, values))
+        .await
+        .map(|_| ())
+}
+
+/// The rooms whose unread counts a user sees, each with their mark (0: never marked):
+/// the rooms they have marked and may still read (`readable`: a statement of room ids),
+/// the most recently marked first, and with `member_of` the private and direct rooms they
+/// own or belong to. `limit` of each kind at most.
+pub async fn rooms_of(
+    db: &DatabaseConnection,
+    user: &str,
+    readable: Option<sea_orm::sea_query::SelectStatement>,
+    member_of: bool,
+    limit: u64,
+) -> Result<Vec<(String, i64)>, DbErr> {
+    let mut marked = room_read::Entity::find()
+        .select_only()
+        .column(room_read::Column::RoomId)
+        .column(room_read::Column::LastReadId)
+        .filter(room_read::Column::UserId.eq(user));
+    if let Some(readable) = readable {
+        marked = marked.filter(room_read::Column::RoomId.in_subquery(readable));
+    }
+    let mut rooms: Vec<(String, i64)> = marked
+        .order_by_desc(room_read::Column::UpdatedAt)
+        .limit(limit)
+        .into_tuple()
+        .all(db)
+        .await?;
+    if member_of {
+        let own: Vec<String> = room::Entity::find()
+            .select_only()
+            .column(room::Column::Id)
+            .filter(room::Column::Visibility.ne("public"))
+            .filter(
+                sea_orm::Condition::any()
+                    .add(room::Column::OwnerId.eq(user))
+                    .add(
+                        room::Column::Id.in_subquery(
+                            Query::select()
+                                .column(room_member::Column::RoomId)
+                                .from(room_member::Entity)
+                                .and_where(room_member::Column::UserId.eq(user))
+                                .to_owned(),
+                        ),
+                    ),
+            )
+            .order_by_asc(room::Column::Id)
+            .limit(limit)
+            .into_tuple()
+            .all(db)
+            .await?;
+        for id in own {
+            if !rooms.iter().any(|(marked, _)| *marked == id) {
+                rooms.push((id, 0));
+            }
+        }
+    }
+    Ok(rooms)
+}
+
+/// What is new in one room for one user.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Counts {
+    /// Messages after the mark that are not the user's own, [`COUNT_CAP`] at most.
+    pub unread: u64,
+    /// Of those, the ones that mention the user (their mention notifications).
+    pub mentions: u64,
+    /// More came after the mark than were counted.
+    pub capped: bool,
+}
+
+/// The counts for each of `rooms` (a room and the user's mark in it), in their order:
+/// one statement per [`ROOMS_PER_STATEMENT`] rooms, each part reading bounded windows.
+pub async fn counts(
+    db: &DatabaseConnection,
+    user: &str,
+    rooms: &[(String, i64)],
+) -> Result<Vec<Counts>, DbErr> {
+    let backend = db.get_database_backend();
+    let mut found = Vec::with_capacity(rooms.len());
+    for chunk in rooms.chunks(ROOMS_PER_STATEMENT) {
+        let mut counts = vec![
+            Counts {
+                unread: 0,
+                mentions: 0,
+                capped: false,
+            };
+            chunk.len()
+        ];
+        let (sql, values) = statement(backend, user, chunk);
+        let rows = db
+            .query_all_raw(Statement::from_sql_and_values(backend, sql, values))
+            .await?;
+        for row in rows {
+            let i: i64 = row.try_get("", "i")?;
+            let seen: i64 = row.try_get("", "seen")?;
+            let unread: i64 = row.try_get("", "unread")?;
+            let mentions: i64 = row.try_get("", "mentions")?;
+            if let Some(slot) = usize::try_from(i).ok().and_then(|i| counts.get_mut(i)) {
+                *slot = Counts {
+                    unread: (unread.max(0) as u64).min(COUNT_CAP),
+                    mentions: (mentions.max(0) as u64).min(COUNT_CAP),
+                    capped: seen.max(0) as u64 > COUNT_CAP,
+                };
+            }
+        }
+        found.extend(counts);
+    }
+    Ok(found)
+}
+
+/// One part per room, `UNION ALL`ed: the room's index in `rooms`, how many messages came
+/// after the mark (up to the cap + 1), how many of those are not the user's, and the
+/// user's mentions after the mark.
+fn statement(backend: DbBackend, user: &str, rooms: &[(String, i64)]) -> (String, Vec<Value>) {
+    let window = COUNT_CAP + 1;
+    let mut values: Vec<Value> = Vec::with_capacity(rooms.len() * 8);
+    let mut bind = |value: Value| {
+        values.push(value);
+        match backend {
+            DbBackend::Postgres => format!("${}", values.len()),
+            _ => "?".to_string(),
+        }
+    };
+    let mut parts = Vec::with_capacity(rooms.len());
+    for (i, (room, mark)) in rooms.iter().enumerate() {
+        let index = match backend {
+            DbBackend::Postgres => format!("{i}::bigint"),
+            _ => i.to_string(),
+        };
+        let (room_1, mark_1) = (bind(room.as_str().into()), bind((*mark).into()));
+        let (room_2, mark_2, user_2) = (
+            bind(room.as_str().into()),
+            bind((*mark).into()),
+            bind(user.into()),
+        );
+        let (user_3, room_3, mark_3) = (
+            bind(user.into()),
+            bind(room.as_str().into()),
+            bind((*mark).into()),
+        );
+        parts.push(format!(
+            "SELECT {index} AS i, \
+             (SELECT COUNT(*) FROM (SELECT id FROM message WHERE room = {room_1} \
+               AND id > {mark_1} ORDER BY id LIMIT {window}) s) AS seen, \
+             (SELECT COUNT(*) FROM (SELECT user_id FROM message WHERE room = {room_2} \
+               AND id > {mark_2} ORDER BY id LIMIT {window}) u \
+               WHERE u.user_id IS NULL OR u.user_id <> {user_2}) AS unread, \
+             (SELECT COUNT(*) FROM (SELECT message_id FROM notification \
+               WHERE user_id = {user_3} AND room_id = {room_3} AND notif_type = 'mention' \
+               AND message_id > {mark_3} LIMIT {window}) m) AS mentions"
+        ));
+    }
+    (parts.join(" UNION ALL "), values)
+}
