@@ -148,6 +148,10 @@ pub struct Settings {
     /// On SIGTERM or SIGINT: how long readiness says 503 while everything is still served
     /// (so a balancer stops routing here), before sockets are closed with 1012.
     pub shutdown_drain_secs: u64,
+    /// How many days a room's changes other than messages (edits, reactions, deletions)
+    /// are kept for readers that come back with an older `seq`; past them, such a reader
+    /// is told to reload (`resync`). Messages themselves are kept.
+    pub change_log_days: u32,
     /// The whole stop, drain included, is over within this many seconds (Kubernetes kills
     /// a pod 30 s after it asked it to stop, `preStop` included).
     pub shutdown_grace_secs: u64,
@@ -234,6 +238,7 @@ impl Default for Settings {
             max_connections: 0,
             connections_per_address: 256,
             shutdown_drain_secs: 5,
+            change_log_days: 30,
             shutdown_grace_secs: 20,
             webchat_room: "general".into(),
             webchat_page_dir: None,

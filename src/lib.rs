@@ -148,6 +148,7 @@ pub async fn build_from(
         arrivals,
         events.clone(),
         notifier.clone(),
+        settings.change_log_days,
     )
     .await?;
     let [secret, jwt_secret, jwt_public_key] = settings.token_secrets();

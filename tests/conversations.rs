@@ -329,10 +329,12 @@ async fn reactions_count_once_per_user_and_every_reader_sees_them(backend: Backe
         json!({"message_id": id, "emoji": "👍", "count": 1, "me": true})
     );
     let frame = next_of(&mut watcher, &["reaction_added", "reaction_removed"]).await;
+    // Numbered after the message it is about (`domain::seq`).
+    assert_eq!(frame["seq"], (id << 20) + 1);
     assert_eq!(
         frame,
         json!({"type": "reaction_added", "message_id": id, "room_id": room, "emoji": "👍",
-            "user_id": bob_id, "count": 1})
+            "user_id": bob_id, "count": 1, "seq": (id << 20) + 1})
     );
     // Again: the same answer, and no frame (the next one is the guest's).
     let (status, again) = react(&server, Method::PUT, id, "👍", (Some(&bob), None)).await;

@@ -4,7 +4,7 @@ use crate::access::RoomAccess;
 use crate::db::messages::{self as table, Page};
 use crate::domain::limits::{message_id, page_limit};
 use crate::domain::message::chatflow_message;
-use crate::domain::{now_utc, Caller, Error, Limits, Message, ReplyPreview, RoomName};
+use crate::domain::{Caller, Error, Limits, Message, ReplyPreview, RoomName};
 use sea_orm::DatabaseConnection;
 
 /// Longest search text.
@@ -150,16 +150,18 @@ pub async fn get(db: &DatabaseConnection, id: &str) -> Result<Message, Error> {
     table::get(db, id).await?.ok_or_else(|| missing(id))
 }
 
-/// Edits the message's text (its author's call, signed in, or an admin's; 404 to whoever
-/// may not read its room); `content` follows the rules of a post. Returns it as it now is.
-pub async fn edit(
+/// Checks an edit of the message's text: its author's call (signed in) or an admin's;
+/// 404 to whoever may not read its room; `content` follows the rules of a post. Returns
+/// the message as it stands (with its reactions, as every reader sees them) and its new
+/// text, for the pipeline's writer to store (`delivery::Change::Edit`).
+pub async fn check_edit(
     db: &DatabaseConnection,
     access: &RoomAccess,
     caller: &Caller,
     id: &str,
     content: Option<&str>,
     limits: &Limits,
-) -> Result<Message, Error> {
+) -> Result<(Message, String), Error> {
     let mut message = read(db, access, caller, id).await?;
     caller.require_one_of(
         "edit a message",
@@ -168,19 +170,14 @@ pub async fn edit(
     )?;
     // The post rules, applied by the one function that applies them to posts.
     let text = chatflow_message(&message.username, None, content, None, None, limits)?.text;
-    let at = now_utc();
-    if !table::set_text(db, message.id, &text, at).await? {
-        return Err(missing(message.id));
-    }
-    message.text = text;
-    message.edited_at = Some(at);
     // Counts without `me`: the edited message goes to every reader alike.
     complete(db, std::slice::from_mut(&mut message), None).await?;
-    Ok(message)
+    Ok((message, text))
 }
 
-/// Deletes the message (its author's, its room owner's or an admin's call); returns it.
-pub async fn delete(
+/// Checks a deletion of the message: its author's, its room owner's or an admin's call;
+/// 404 to whoever may not read its room. Returns the message, for the writer to delete.
+pub async fn check_delete(
     db: &DatabaseConnection,
     access: &RoomAccess,
     caller: &Caller,
@@ -195,8 +192,12 @@ pub async fn delete(
         "its author, the room's owner or an admin",
         &[message.user_id.as_deref(), owner.as_deref()],
     )?;
-    table::delete(db, message.id).await?;
     Ok(message)
+}
+
+/// 404 for a message that is gone.
+pub fn gone(id: i64) -> Error {
+    missing(id)
 }
 
 /// The id of the room's newest message, 0 when it has none.
@@ -382,6 +383,18 @@ mod tests {
         )
         .await;
         assert_eq!(missing.unwrap_err().status_code(), 404);
+    }
+
+    /// A check, then the row gone: what the pipeline's writer does.
+    async fn delete(
+        db: &DatabaseConnection,
+        access: &RoomAccess,
+        caller: &Caller,
+        id: &str,
+    ) -> Result<Message, Error> {
+        let message = check_delete(db, access, caller, id).await?;
+        table::delete(db, message.id).await?;
+        Ok(message)
     }
 
     #[tokio::test]

@@ -3,6 +3,7 @@
 //! memory. Who may read a room is `access`'s; writing a message is `delivery`'s: it goes
 //! through the one pipeline.
 
+pub mod changes;
 pub mod messages;
 pub mod reactions;
 pub mod read_state;

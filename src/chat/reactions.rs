@@ -4,7 +4,7 @@
 use crate::access::RoomAccess;
 use crate::db::reactions::{self as table, Added, MAX_PER_MESSAGE};
 use crate::domain::{names, Caller, Error, Message};
-use sea_orm::DatabaseConnection;
+use sea_orm::{ConnectionTrait, DatabaseConnection, DbErr, TransactionTrait};
 
 /// A reaction added or taken off.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -21,41 +21,51 @@ pub struct Reacted {
     pub changed: bool,
 }
 
-/// Adds the reaction (`add`) or takes the caller's off a message the caller may read
-/// (`chat::messages::read`), idempotent either way: 404 for one deleted meanwhile, 400 for
-/// what is no emoji or a message with [`MAX_PER_MESSAGE`] others already.
-pub async fn react(
-    db: &DatabaseConnection,
+/// Checks a reaction to a message the caller may read (`chat::messages::read`): the
+/// emoji (400 for what is none) and who reacts (`chat::acting_user`). Returns both, for
+/// the writer to apply.
+pub async fn check(
     access: &RoomAccess,
     caller: &Caller,
-    message: &Message,
     emoji: &str,
     claimed: Option<&str>,
-    add: bool,
-) -> Result<Reacted, Error> {
+) -> Result<(String, String), Error> {
     let emoji = names::reaction(emoji)?;
     let user_id = super::acting_user(access, caller, claimed).await?;
+    Ok((emoji, user_id))
+}
+
+/// Adds the reaction (`add`) or takes the user's off, idempotent either way; the outer
+/// error is the database's, the inner a refusal: 404 for a message deleted meanwhile,
+/// 400 for one with [`MAX_PER_MESSAGE`] others already.
+pub async fn apply<C: ConnectionTrait + TransactionTrait>(
+    db: &C,
+    message: &Message,
+    emoji: String,
+    user_id: String,
+    add: bool,
+) -> Result<Result<Reacted, Error>, DbErr> {
     let (count, changed) = if add {
         match table::add(db, message.id, &user_id, &emoji).await? {
             Added::Now(count) => (count, true),
             Added::Already(count) => (count, false),
             Added::Gone => {
-                return Err(Error::not_found(format!(
+                return Ok(Err(Error::not_found(format!(
                     "message {} does not exist",
                     message.id
-                )))
+                ))))
             }
             Added::Full => {
-                return Err(Error::bad_request(format!(
+                return Ok(Err(Error::bad_request(format!(
                     "a message holds at most {MAX_PER_MESSAGE} different reactions"
-                )))
+                ))))
             }
         }
     } else {
         let (removed, count) = table::remove(db, message.id, &user_id, &emoji).await?;
         (count, removed)
     };
-    Ok(Reacted {
+    Ok(Ok(Reacted {
         message_id: message.id,
         room: message.room.clone(),
         emoji,
@@ -63,7 +73,7 @@ pub async fn react(
         count,
         added: add,
         changed,
-    })
+    }))
 }
 
 /// Gives each message its reactions as `viewer` sees them: one read for the whole page.

@@ -43,11 +43,9 @@ pub async fn mark(
     };
     let newest = messages::last_id_in(db, &room.id).await?.unwrap_or(0);
     let last_read_id = wanted.min(newest);
-    let kept = read_marks::get(db, &user_id, &room.id).await?;
-    if kept.is_some_and(|kept| kept >= last_read_id) {
+    if !read_marks::advance(db, &user_id, &room.id, last_read_id).await? {
         return Ok(None);
     }
-    read_marks::advance(db, &user_id, &room.id, last_read_id).await?;
     Ok(Some(Moved {
         user_id,
         room_id: room.id,

@@ -146,22 +146,21 @@ pub async fn create(db: &DatabaseConnection, caller: &Caller, new: NewRoom) -> R
     Ok(row)
 }
 
-/// Deletes the room with its messages and its files' rows (its owner's or an admin's
-/// call); returns the room and what went with it.
-pub async fn delete(
+/// Checks a deletion of the room: its owner's or an admin's call (404 to whoever may not
+/// see it). Returns the room, for the writer to delete with its messages and files' rows.
+pub async fn check_delete(
     db: &DatabaseConnection,
     access: &RoomAccess,
     caller: &Caller,
     id: &str,
-) -> Result<(Room, table::Deleted), Error> {
+) -> Result<Room, Error> {
     let room = get(db, access, caller, id).await?;
     caller.require_one_of(
         "delete a room",
         "its owner or an admin",
         &[room.owner_id.as_deref()],
     )?;
-    let deleted = table::delete_with_messages(db, &room.id).await?;
-    Ok((room, deleted))
+    Ok(room)
 }
 
 /// The members of a room the caller may see, in the order they were added (none for a
@@ -342,6 +341,18 @@ fn direct_only(room: Room) -> Result<Room, Error> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A check, then the room gone with what is in it: what the pipeline's writer does.
+    async fn delete(
+        db: &DatabaseConnection,
+        access: &RoomAccess,
+        caller: &Caller,
+        id: &str,
+    ) -> Result<(Room, table::Deleted), Error> {
+        let room = check_delete(db, access, caller, id).await?;
+        let deleted = table::delete_with_messages(db, &room.id).await?;
+        Ok((room, deleted))
+    }
     use crate::db::memory;
 
     fn new_room(name: &str) -> NewRoom {

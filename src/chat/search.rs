@@ -64,9 +64,9 @@ pub async fn search(
         .collect())
 }
 
-/// The words of a search text: runs of letters and digits, lower-cased, each once, the
-/// first [`MAX_WORDS`]. 400 for a text of fewer than 2 or more than 200 characters, or
-/// one with no letter or digit.
+/// The words of a search text: runs of 2 or more letters and digits, lower-cased, each
+/// once, the first [`MAX_WORDS`]. 400 for a text of fewer than 2 or more than 200
+/// characters, or one with no such word.
 pub fn words(q: &str) -> Result<Vec<String>, Error> {
     let q = q.trim();
     let chars = q.chars().count();
@@ -78,12 +78,15 @@ pub fn words(q: &str) -> Result<Vec<String>, Error> {
     let mut words: Vec<String> = Vec::new();
     for word in q.split(|c: char| !c.is_alphanumeric()) {
         let word: String = word.chars().map(lower).collect();
-        if !word.is_empty() && !words.contains(&word) && words.len() < MAX_WORDS {
+        // A one-letter prefix matches most of any index: such a word is passed over.
+        if word.chars().count() >= 2 && !words.contains(&word) && words.len() < MAX_WORDS {
             words.push(word);
         }
     }
     if words.is_empty() {
-        return Err(Error::bad_request("q must hold a word (letters or digits)"));
+        return Err(Error::bad_request(
+            "q must hold a word of 2 or more letters or digits",
+        ));
     }
     Ok(words)
 }
@@ -185,7 +188,13 @@ mod tests {
             assert!(words(bad).is_err(), "{bad:?}");
         }
         assert!(words(&"x".repeat(201)).is_err());
-        assert_eq!(words("a b c d e f g h i j k").unwrap().len(), MAX_WORDS);
+        assert_eq!(
+            words("aa bb cc dd ee ff gg hh ii jj").unwrap().len(),
+            MAX_WORDS
+        );
+        // One letter alone is no word to search for.
+        assert_eq!(words("a plan").unwrap(), ["plan"]);
+        assert!(words("a b c").is_err());
     }
 
     #[test]

@@ -128,6 +128,48 @@ pub mod room_read {
     impl ActiveModelBehavior for ActiveModel {}
 }
 
+pub mod room_change {
+    use sea_orm::entity::prelude::*;
+
+    /// A change of a room other than a new message, as its readers were told it.
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "room_change")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub room_id: String,
+        /// Its place in the room's history (`domain::seq`).
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub seq: i64,
+        /// The event, as JSON.
+        #[sea_orm(column_type = "Text")]
+        pub event: String,
+        pub created_at: DateTime,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+pub mod change_log_pruned {
+    use sea_orm::entity::prelude::*;
+
+    /// The highest `seq` of a room whose change was pruned from the log.
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "change_log_pruned")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub room_id: String,
+        pub through: i64,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
 pub mod room_member {
     use sea_orm::entity::prelude::*;
 

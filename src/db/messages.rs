@@ -7,8 +7,9 @@
 //! and reads each room's previous message id: see `delivery` for why.
 
 use super::entities::{message, room};
-use crate::domain::{Message, NewMessage};
-use sea_orm::sea_query::{Expr, Func, LikeExpr, LockType, Order, Query, UnionType};
+use crate::domain::{seq, Message, NewMessage};
+use sea_orm::sea_query::{Expr, Func, LikeExpr, LockType, Order, Query};
+use sea_orm::TransactionSession;
 use sea_orm::{
     ActiveValue::{NotSet, Set},
     ColumnTrait, ConnectionTrait, DatabaseConnection, DbBackend, DbErr, EntityTrait, ExprTrait,
@@ -72,11 +73,12 @@ fn supports_returning(version: &str) -> bool {
     (major, minor) >= (10, 5)
 }
 
-/// A committed message and, when `ordered`, its room's previous message id.
+/// A committed message and, when `ordered`, the `seq` of its room's change before it.
 pub type Committed = (Message, Option<i64>);
 
 /// Inserts the batch: all rows are committed, or none is. With `ordered`, each row comes
-/// with its room's previous message id, read while the batch holds its rooms' locks.
+/// with the `seq` (`domain::seq`) of its room's change before it (a message, or another
+/// change), read while the batch holds its rooms' locks.
 pub async fn insert_batch(
     db: &DatabaseConnection,
     batch: &[ToInsert],
@@ -93,16 +95,17 @@ pub async fn insert_batch(
         _ => {
             let txn = db.begin().await?;
             let rooms: BTreeSet<&str> = batch.iter().map(|p| p.room.as_str()).collect();
+            let mut last = HashMap::new();
             if ordered {
                 lock_rooms(&txn, &rooms).await?;
+                let rooms: Vec<&str> = rooms.iter().copied().collect();
+                for (room, (change, newest)) in super::changes::heads(&txn, &rooms).await? {
+                    last.insert(room, std::cmp::max(change, seq::of_message(newest)));
+                }
             }
             let ids = match mode {
                 InsertMode::PerRow => insert_per_row(&txn, batch, timestamp).await?,
                 _ => insert_returning(&txn, batch, timestamp, mode).await?,
-            };
-            let last = match ids.first() {
-                Some(&first) if ordered => last_ids(&txn, rooms, first).await?,
-                _ => HashMap::new(),
             };
             txn.commit().await?;
             (ids, last)
@@ -114,7 +117,7 @@ pub async fn insert_batch(
         .map(|(row, id)| {
             let prev = ordered.then(|| {
                 let last = last.entry(row.room.clone()).or_insert(0);
-                std::mem::replace(last, id)
+                std::mem::replace(last, seq::of_message(id))
             });
             let message = Message {
                 id,
@@ -137,11 +140,23 @@ pub async fn insert_batch(
 }
 
 /// Locks the rooms until the transaction ends, in one order on every replica so two cannot
-/// wait on each other; so ids are given in commit order within a room. SQLite lets one
-/// writer in at a time anyway (from the first INSERT on), and has no row locks.
-async fn lock_rooms<C: ConnectionTrait>(txn: &C, rooms: &BTreeSet<&str>) -> Result<(), DbErr> {
+/// wait on each other; so ids and `seq`s are given in commit order within a room. SQLite
+/// has no row locks and lets one writer in at a time: there the transaction writes first
+/// (the rooms' rows, unchanged), which makes it the one writer before it reads anything (a
+/// transaction that read first could not become the writer later).
+pub async fn lock_rooms<C: ConnectionTrait>(txn: &C, rooms: &BTreeSet<&str>) -> Result<(), DbErr> {
     let backend = txn.get_database_backend();
-    if backend != DbBackend::Sqlite {
+    if backend == DbBackend::Sqlite {
+        let write = Query::update()
+            .table(room::Entity)
+            .value(
+                room::Column::Visibility,
+                Expr::col(room::Column::Visibility),
+            )
+            .and_where(room::Column::Id.is_in(rooms.iter().copied()))
+            .to_owned();
+        txn.execute_raw(backend.build(&write)).await?;
+    } else {
         let lock = Query::select()
             .column(room::Column::Id)
             .from(room::Entity)
@@ -152,42 +167,6 @@ async fn lock_rooms<C: ConnectionTrait>(txn: &C, rooms: &BTreeSet<&str>) -> Resu
         txn.query_all_raw(backend.build(&lock)).await?;
     }
     Ok(())
-}
-
-/// Each room's last message id before this batch's first (`below`). Read once this
-/// transaction is the rooms' only writer, so every earlier message of them is committed.
-/// One MAX per room, each answered from the end of the (room, id) index; a GROUP BY over
-/// the rooms would read every message of each.
-async fn last_ids<C: ConnectionTrait>(
-    txn: &C,
-    rooms: BTreeSet<&str>,
-    below: i64,
-) -> Result<HashMap<String, i64>, DbErr> {
-    let last_of = |room: &str| {
-        Query::select()
-            .expr(Expr::val(room))
-            .expr(Func::max(Expr::col(message::Column::Id)))
-            .from(message::Entity)
-            .and_where(message::Column::Room.eq(room))
-            .and_where(message::Column::Id.lt(below))
-            .to_owned()
-    };
-    let mut rooms = rooms.into_iter();
-    let Some(first) = rooms.next() else {
-        return Ok(HashMap::new());
-    };
-    let mut last = last_of(first);
-    for room in rooms {
-        last.union(UnionType::All, last_of(room));
-    }
-    let mut ids = HashMap::new();
-    let backend = txn.get_database_backend();
-    for row in txn.query_all_raw(backend.build(&last)).await? {
-        if let Some(id) = row.try_get_by_index::<Option<i64>>(1)? {
-            ids.insert(row.try_get_by_index::<String>(0)?, id);
-        }
-    }
-    Ok(ids)
 }
 
 async fn insert_returning<C: ConnectionTrait>(
@@ -298,6 +277,45 @@ pub async fn in_room_between(
     Ok(all(query.order_by_asc(message::Column::Id).all(db).await?))
 }
 
+/// Messages of a room with an id above `after` (and below `before`), oldest first,
+/// `limit` at most.
+pub async fn in_room_after(
+    db: &DatabaseConnection,
+    room: &str,
+    after: i64,
+    before: Option<i64>,
+    limit: u64,
+) -> Result<Vec<Message>, DbErr> {
+    let mut query = message::Entity::find()
+        .filter(message::Column::Room.eq(room))
+        .filter(message::Column::Id.gt(after));
+    if let Some(before) = before {
+        query = query.filter(message::Column::Id.lt(before));
+    }
+    Ok(all(query
+        .order_by_asc(message::Column::Id)
+        .limit(limit)
+        .all(db)
+        .await?))
+}
+
+/// The rooms with messages above `after`, and the lowest such id in each.
+pub async fn rooms_after(db: &DatabaseConnection, after: i64) -> Result<Vec<(String, i64)>, DbErr> {
+    let rows: Vec<(String, Option<i64>)> = message::Entity::find()
+        .select_only()
+        .column(message::Column::Room)
+        .column_as(message::Column::Id.min(), "id")
+        .filter(message::Column::Id.gt(after))
+        .group_by(message::Column::Room)
+        .into_tuple()
+        .all(db)
+        .await?;
+    Ok(rows
+        .into_iter()
+        .filter_map(|(room, id)| id.map(|id| (room, id)))
+        .collect())
+}
+
 /// Messages of every room with an id above `after`, oldest first, `limit` at most.
 pub async fn all_after(
     db: &DatabaseConnection,
@@ -364,6 +382,10 @@ const INNODB_STOPWORDS: [&str; 36] = [
     "when", "where", "who", "will", "with", "und", "the", "www",
 ];
 
+/// Messages searched (the newest) when every word of a search is one MySQL's index leaves
+/// out.
+pub const UNINDEXED_WINDOW: i64 = 50_000;
+
 /// The newest messages (`before` an id, if given) whose text holds every one of `words`
 /// (lower-cased letters and digits; each matches the start of a word) in the rooms
 /// `readable` names (every room when none), newest first, `limit` at most. Each database
@@ -387,6 +409,19 @@ pub async fn search(
                     "MATCH (text) AGAINST (? IN BOOLEAN MODE)",
                     [against.join(" ")],
                 ));
+            }
+            // Only words the index leaves out: the newest messages are read for them, a
+            // bounded window rather than the whole table.
+            if indexed.is_empty() {
+                let newest = message::Entity::find()
+                    .select_only()
+                    .column_as(message::Column::Id.max(), "id")
+                    .into_tuple::<Option<i64>>()
+                    .one(db)
+                    .await?
+                    .flatten()
+                    .unwrap_or(0);
+                query = query.filter(message::Column::Id.gt(newest - UNINDEXED_WINDOW));
             }
             for word in scanned {
                 let pattern = format!("%{}%", escape_like(word));
@@ -454,8 +489,8 @@ pub async fn with_ids(db: &DatabaseConnection, ids: Vec<i64>) -> Result<Vec<Mess
 }
 
 /// Sets a message's text and when it was edited; false when there is no such message.
-pub async fn set_text(
-    db: &DatabaseConnection,
+pub async fn set_text<C: ConnectionTrait>(
+    db: &C,
     id: i64,
     text: &str,
     edited_at: chrono::NaiveDateTime,
@@ -471,7 +506,7 @@ pub async fn set_text(
 
 /// Deletes the message with its reactions; true if there was one. The message's row
 /// first, as a reaction being added holds it first: never each waiting on the other.
-pub async fn delete(db: &DatabaseConnection, id: i64) -> Result<bool, DbErr> {
+pub async fn delete<C: ConnectionTrait + TransactionTrait>(db: &C, id: i64) -> Result<bool, DbErr> {
     let txn = db.begin().await?;
     let deleted = message::Entity::delete_by_id(id)
         .exec(&txn)

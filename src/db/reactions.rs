@@ -3,6 +3,7 @@
 use super::entities::{message, reaction};
 use crate::domain::ReactionCount;
 use sea_orm::sea_query::{LockType, OnConflict, Query};
+use sea_orm::TransactionSession;
 use sea_orm::{
     ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseConnection, DbBackend, DbErr,
     EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, TransactionTrait,
@@ -31,8 +32,8 @@ pub enum Added {
 /// first would make concurrent reactions fail as busy); elsewhere the message's row is
 /// held first, so two new emoji at once cannot both count 19 others, nor one user's two
 /// same reactions both be new.
-pub async fn add(
-    db: &DatabaseConnection,
+pub async fn add<C: ConnectionTrait + TransactionTrait>(
+    db: &C,
     message_id: i64,
     user_id: &str,
     emoji: &str,
@@ -107,8 +108,8 @@ pub async fn add(
 
 /// Takes `user_id`'s `emoji` off the message: whether it was there, and how many of that
 /// emoji are left.
-pub async fn remove(
-    db: &DatabaseConnection,
+pub async fn remove<C: ConnectionTrait>(
+    db: &C,
     message_id: i64,
     user_id: &str,
     emoji: &str,

@@ -6,10 +6,10 @@
 //! cap the count says so (`capped`) instead of counting on.
 
 use super::entities::{room, room_member, room_read};
-use sea_orm::sea_query::Query;
+use sea_orm::sea_query::{Expr, Query};
 use sea_orm::{
-    ColumnTrait, ConnectionTrait, DatabaseConnection, DbBackend, DbErr, EntityTrait, QueryFilter,
-    QueryOrder, QuerySelect, Statement, Value,
+    ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseConnection, DbBackend, DbErr,
+    EntityTrait, QueryFilter, QueryOrder, QuerySelect, Statement, Value,
 };
 
 /// Unread messages (and mentions) counted per room at most.
@@ -27,44 +27,48 @@ pub async fn get(db: &DatabaseConnection, user: &str, room: &str) -> Result<Opti
         .await
 }
 
-/// Sets the user's mark in the room to `last_read_id` unless it is there or beyond
-/// already: two tabs marking at once leave the furthest mark, never an earlier one.
+/// Moves the user's mark in the room forward to `last_read_id`; true if it moved. A mark at
+/// or beyond it already stays: two tabs marking at once leave the furthest mark, and only
+/// a move that happened is told.
 pub async fn advance(
     db: &DatabaseConnection,
     user: &str,
     room: &str,
     last_read_id: i64,
-) -> Result<(), DbErr> {
-    let backend = db.get_database_backend();
-    let sql = match backend {
-        DbBackend::MySql => {
-            "INSERT INTO room_read (user_id, room_id, last_read_id, updated_at) \
-             VALUES (?, ?, ?, ?) ON DUPLICATE KEY UPDATE \
-             last_read_id = GREATEST(last_read_id, VALUES(last_read_id)), \
-             updated_at = VALUES(updated_at)"
-        }
-        DbBackend::Postgres => {
-            "INSERT INTO room_read (user_id, room_id, last_read_id, updated_at) \
-             VALUES ($1, $2, $3, $4) ON CONFLICT (user_id, room_id) DO UPDATE SET \
-             last_read_id = GREATEST(room_read.last_read_id, EXCLUDED.last_read_id), \
-             updated_at = EXCLUDED.updated_at"
-        }
-        _ => {
-            "INSERT INTO room_read (user_id, room_id, last_read_id, updated_at) \
-             VALUES (?, ?, ?, ?) ON CONFLICT (user_id, room_id) DO UPDATE SET \
-             last_read_id = MAX(room_read.last_read_id, excluded.last_read_id), \
-             updated_at = excluded.updated_at"
-        }
+) -> Result<bool, DbErr> {
+    let now = crate::domain::now_utc();
+    let moved = room_read::Entity::update_many()
+        .col_expr(room_read::Column::LastReadId, Expr::value(last_read_id))
+        .col_expr(room_read::Column::UpdatedAt, Expr::value(now))
+        .filter(room_read::Column::UserId.eq(user))
+        .filter(room_read::Column::RoomId.eq(room))
+        .filter(room_read::Column::LastReadId.lt(last_read_id))
+        .exec(db)
+        .await?
+        .rows_affected;
+    if moved > 0 {
+        return Ok(true);
+    }
+    if get(db, user, room).await?.is_some() {
+        return Ok(false);
+    }
+    let row = room_read::ActiveModel {
+        user_id: Set(user.to_string()),
+        room_id: Set(room.to_string()),
+        last_read_id: Set(last_read_id),
+        updated_at: Set(now),
     };
-    let values: [Value; 4] = [
-        user.into(),
-        room.into(),
-        last_read_id.into(),
-        crate::domain::now_utc().into(),
-    ];
-    db.execute_raw(Statement::from_sql_and_values(backend, sql, values))
+    // Two first marks at once: the other one's insert wins, and this one moves it on.
+    match room_read::Entity::insert(row)
+        .exec_without_returning(db)
         .await
-        .map(|_| ())
+    {
+        Ok(_) => Ok(true),
+        Err(err) if super::error::cause(&err) == super::error::Cause::Duplicate => {
+            Box::pin(advance(db, user, room, last_read_id)).await
+        }
+        Err(err) => Err(err),
+    }
 }
 
 /// The rooms whose unread counts a user sees, each with their mark (0: never marked):
@@ -115,10 +119,26 @@ pub async fn rooms_of(
             .into_tuple()
             .all(db)
             .await?;
-        for id in own {
-            if !rooms.iter().any(|(marked, _)| *marked == id) {
-                rooms.push((id, 0));
-            }
+        let unlisted: Vec<String> = own
+            .into_iter()
+            .filter(|id| !rooms.iter().any(|(marked, _)| marked == id))
+            .collect();
+        // Their marks, if they fell outside the most recent ones above.
+        let marks: Vec<(String, i64)> = room_read::Entity::find()
+            .select_only()
+            .column(room_read::Column::RoomId)
+            .column(room_read::Column::LastReadId)
+            .filter(room_read::Column::UserId.eq(user))
+            .filter(room_read::Column::RoomId.is_in(unlisted.iter().cloned()))
+            .into_tuple()
+            .all(db)
+            .await?;
+        for id in unlisted {
+            let mark = marks
+                .iter()
+                .find(|(room, _)| *room == id)
+                .map_or(0, |m| m.1);
+            rooms.push((id, mark));
         }
     }
     Ok(rooms)
@@ -212,9 +232,11 @@ fn statement(backend: DbBackend, user: &str, rooms: &[(String, i64)]) -> (String
              (SELECT COUNT(*) FROM (SELECT user_id FROM message WHERE room = {room_2} \
                AND id > {mark_2} ORDER BY id LIMIT {window}) u \
                WHERE u.user_id IS NULL OR u.user_id <> {user_2}) AS unread, \
-             (SELECT COUNT(*) FROM (SELECT message_id FROM notification \
-               WHERE user_id = {user_3} AND room_id = {room_3} AND notif_type = 'mention' \
-               AND message_id > {mark_3} LIMIT {window}) m) AS mentions"
+             (SELECT COUNT(*) FROM (SELECT n.message_id FROM notification n \
+               WHERE n.user_id = {user_3} AND n.room_id = {room_3} \
+               AND n.notif_type = 'mention' AND n.message_id > {mark_3} \
+               AND EXISTS (SELECT 1 FROM message x WHERE x.id = n.message_id) \
+               LIMIT {window}) m) AS mentions"
         ));
     }
     (parts.join(" UNION ALL "), values)

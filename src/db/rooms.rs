@@ -2,9 +2,10 @@
 
 use super::entities::{message, reaction, room, room_member, room_read, stored_file};
 use sea_orm::sea_query::{Query, SelectStatement};
+use sea_orm::TransactionSession;
 use sea_orm::{
-    ActiveValue::Set, ColumnTrait, Condition, DatabaseConnection, DbErr, EntityTrait,
-    PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, TransactionTrait,
+    ActiveValue::Set, ColumnTrait, Condition, ConnectionTrait, DatabaseConnection, DbErr,
+    EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, TransactionTrait,
 };
 
 pub use room::Model as Room;
@@ -122,7 +123,10 @@ pub struct Deleted {
 }
 
 /// Deletes the room, its members, every message in it and its files' rows, together.
-pub async fn delete_with_messages(db: &DatabaseConnection, id: &str) -> Result<Deleted, DbErr> {
+pub async fn delete_with_messages<C: ConnectionTrait + TransactionTrait>(
+    db: &C,
+    id: &str,
+) -> Result<Deleted, DbErr> {
     let txn = db.begin().await?;
     reaction::Entity::delete_many()
         .filter(
@@ -163,6 +167,7 @@ pub async fn delete_with_messages(db: &DatabaseConnection, id: &str) -> Result<D
     room::Entity::delete_by_id(id.to_string())
         .exec(&txn)
         .await?;
+    super::changes::delete_room(&txn, id).await?;
     txn.commit().await?;
     Ok(Deleted {
         messages,

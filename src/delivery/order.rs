@@ -53,6 +53,11 @@ impl RoomOrder {
         }
     }
 
+    /// The last `seq` handed on in `room`, if any.
+    pub fn last(&self, room: &str) -> Option<i64> {
+        self.last.get(room).copied()
+    }
+
     /// The last id handed on in `room`, if messages up to `prev` are not all handed on.
     pub fn behind(&self, room: &str, prev: i64) -> Option<i64> {
         self.last.get(room).copied().filter(|last| *last < prev)

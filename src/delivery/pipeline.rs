@@ -32,14 +32,15 @@ use crate::chat::{self, rooms::NewRoom, Rooms, Transcripts};
 use crate::db::error::{cause, Cause};
 use crate::db::messages::{self, InsertMode, ToInsert};
 use crate::db::rooms::{Deleted, Member, Room};
+use crate::domain::seq;
 use crate::domain::sync::lock;
 use crate::domain::{Caller, Error, Limits, Message, NewMessage, RoomName};
 use crate::events::Events;
 use crate::metrics::METRICS;
 use crate::notifications::Notifier;
 use crate::realtime::{Arrival, Event, Hub};
-use sea_orm::DatabaseConnection;
-use std::collections::{BTreeMap, HashMap};
+use sea_orm::{DatabaseConnection, DatabaseTransaction, DbErr, TransactionTrait};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
 use tokio::sync::{mpsc, oneshot};
 
@@ -69,10 +70,57 @@ struct Stage {
     gate: Option<Mutex<Gate>>,
 }
 
-/// A post waiting for the writer, and where its answer goes.
-struct Pending {
-    row: ToInsert,
-    done: Answer,
+/// What waits for the writer: a post, or a change of a room already checked (who may,
+/// what it says) for the writer to apply and number (`seq`), and where the answer goes.
+enum Pending {
+    Post {
+        row: ToInsert,
+        done: Answer,
+    },
+    Change {
+        change: Change,
+        done: oneshot::Sender<Result<Changed, Error>>,
+    },
+}
+
+/// A change of a room other than a post, checked, for the writer to apply.
+enum Change {
+    /// The message as it stands, and its new text.
+    Edit {
+        message: Message,
+        text: String,
+    },
+    React {
+        message: Message,
+        emoji: String,
+        user_id: String,
+        add: bool,
+    },
+    DeleteMessage {
+        message: Message,
+    },
+    DeleteRoom {
+        room: Room,
+    },
+}
+
+impl Change {
+    fn room(&self) -> &str {
+        match self {
+            Change::Edit { message, .. }
+            | Change::React { message, .. }
+            | Change::DeleteMessage { message } => &message.room,
+            Change::DeleteRoom { room } => &room.id,
+        }
+    }
+}
+
+/// What the writer did.
+enum Changed {
+    Edited(Message),
+    Reacted(Reacted),
+    MessageDeleted(Message),
+    RoomDeleted(Room, Deleted),
 }
 
 /// Where a post's outcome goes; none for messages of other replicas.
@@ -90,6 +138,7 @@ impl Delivery {
         arrivals: Option<mpsc::Receiver<Arrival>>,
         events: Events,
         notifier: Notifier,
+        change_log_days: u32,
     ) -> Result<Self, Error> {
         let mode = messages::insert_mode(&db, insert_returning).await?;
         let stage = Arc::new(Stage {
@@ -103,6 +152,7 @@ impl Delivery {
         });
         let (queue, rx) = mpsc::channel(4 * MAX_BATCH);
         tokio::spawn(writer(stage.clone(), rx, mode));
+        tokio::spawn(prune_changes(stage.db.clone(), change_log_days));
         if let Some(arrivals) = arrivals {
             tokio::spawn(arrive(stage.clone(), arrivals));
         }
@@ -140,7 +190,7 @@ impl Delivery {
         };
         let stopped = || Error::Unavailable("the server is shutting down".into());
         self.queue
-            .send(Pending {
+            .send(Pending::Post {
                 row,
                 done: Some(done),
             })
@@ -149,20 +199,19 @@ impl Delivery {
         answer.await.map_err(|_| stopped())?
     }
 
-    /// Deletes a message (see `chat::messages::delete` for who may); every reader drops it.
+    /// Deletes a message (see `chat::messages::check_delete` for who may); every reader
+    /// drops it, and a reader that comes back with an older `seq` is told.
     pub async fn delete_message(&self, caller: &Caller, id: &str) -> Result<Message, Error> {
         let message =
-            chat::messages::delete(&self.stage.db, &self.stage.access, caller, id).await?;
-        self.stage.transcripts.forget(&message.room);
-        self.stage.events.message_deleted(&message);
-        self.stage
-            .hub
-            .publish(&message.room, Event::MessageDeleted { id: message.id });
-        Ok(message)
+            chat::messages::check_delete(&self.stage.db, &self.stage.access, caller, id).await?;
+        match self.change(Change::DeleteMessage { message }).await? {
+            Changed::MessageDeleted(message) => Ok(message),
+            _ => Err(Error::Internal("the writer answered another change".into())),
+        }
     }
 
-    /// Edits a message's text (see `chat::messages::edit` for who may); every reader of
-    /// its room, on every replica, is told, and polls read the new text.
+    /// Edits a message's text (see `chat::messages::check_edit` for who may); every reader
+    /// of its room, on every replica, is told, and polls read the new text.
     pub async fn edit_message(
         &self,
         caller: &Caller,
@@ -170,7 +219,7 @@ impl Delivery {
         content: Option<&str>,
         limits: &Limits,
     ) -> Result<Message, Error> {
-        let message = chat::messages::edit(
+        let (message, text) = chat::messages::check_edit(
             &self.stage.db,
             &self.stage.access,
             caller,
@@ -179,13 +228,10 @@ impl Delivery {
             limits,
         )
         .await?;
-        self.stage.transcripts.forget(&message.room);
-        self.stage.events.message_updated(&message);
-        self.stage.hub.publish(
-            &message.room,
-            Event::MessageUpdated(Arc::new(message.clone())),
-        );
-        Ok(message)
+        match self.change(Change::Edit { message, text }).await? {
+            Changed::Edited(message) => Ok(message),
+            _ => Err(Error::Internal("the writer answered another change".into())),
+        }
     }
 
     /// Adds (`add`) or takes off a reaction (see `chat::reactions` for who may); when
@@ -200,29 +246,28 @@ impl Delivery {
     ) -> Result<Reacted, Error> {
         let (db, access) = (&self.stage.db, &self.stage.access);
         let message = chat::messages::read(db, access, caller, message_id).await?;
-        let reacted =
-            chat::reactions::react(db, access, caller, &message, emoji, user_id, add).await?;
-        if reacted.changed {
-            self.stage.events.reaction(
-                &reacted.room,
-                reacted.message_id,
-                &reacted.emoji,
-                &reacted.user_id,
-                reacted.count,
-                reacted.added,
-            );
-            self.stage.hub.publish(
-                &reacted.room,
-                Event::Reaction {
-                    message_id: reacted.message_id,
-                    emoji: reacted.emoji.clone(),
-                    user_id: reacted.user_id.clone(),
-                    count: reacted.count,
-                    added: reacted.added,
-                },
-            );
+        let (emoji, user_id) = chat::reactions::check(access, caller, emoji, user_id).await?;
+        let change = Change::React {
+            message,
+            emoji,
+            user_id,
+            add,
+        };
+        match self.change(change).await? {
+            Changed::Reacted(reacted) => Ok(reacted),
+            _ => Err(Error::Internal("the writer answered another change".into())),
         }
-        Ok(reacted)
+    }
+
+    /// Hands a checked change to the writer, and waits for what it did.
+    async fn change(&self, change: Change) -> Result<Changed, Error> {
+        let (done, answer) = oneshot::channel();
+        let stopped = || Error::Unavailable("the server is shutting down".into());
+        self.queue
+            .send(Pending::Change { change, done })
+            .await
+            .map_err(|_| stopped())?;
+        answer.await.map_err(|_| stopped())?
     }
 
     /// Marks a room read for the acting user (see `chat::read_state::mark`); when the mark
@@ -269,17 +314,19 @@ impl Delivery {
         Ok((room, new))
     }
 
-    /// Deletes a room with its messages and files' rows (see `chat::rooms::delete` for who
-    /// may); returns its id and what went with it. Its sockets are told and let go, on
-    /// every replica.
+    /// Deletes a room with its messages and files' rows (see `chat::rooms::check_delete`
+    /// for who may); returns its id and what went with it. Its sockets are told and let
+    /// go, on every replica.
     pub async fn delete_room(&self, caller: &Caller, id: &str) -> Result<(String, Deleted), Error> {
-        let (room, deleted) =
-            chat::rooms::delete(&self.stage.db, &self.stage.access, caller, id).await?;
-        self.rooms.forget(&room.id);
-        self.stage.transcripts.forget(&room.id);
-        self.stage.access.forget(&room.id);
-        self.stage.hub.publish(&room.id, Event::RoomDeleted);
-        Ok((room.id, deleted))
+        let room =
+            chat::rooms::check_delete(&self.stage.db, &self.stage.access, caller, id).await?;
+        match self.change(Change::DeleteRoom { room }).await? {
+            Changed::RoomDeleted(room, deleted) => {
+                self.rooms.forget(&room.id);
+                Ok((room.id, deleted))
+            }
+            _ => Err(Error::Internal("the writer answered another change".into())),
+        }
     }
 
     /// Adds a member to a private room (see `chat::rooms::add_member` for who may); every
@@ -327,51 +374,228 @@ async fn writer(stage: Arc<Stage>, mut rx: mpsc::Receiver<Pending>, mode: Insert
         if rx.recv_many(&mut batch, MAX_BATCH).await == 0 {
             return; // every sender is gone: the server is shutting down
         }
-        let (rows, answers): (Vec<ToInsert>, Vec<_>) =
-            batch.drain(..).map(|p| (p.row, p.done)).unzip();
-        match messages::insert_batch(&stage.db, &rows, mode, ordered).await {
-            Ok(committed) => {
-                for (done, (message, prev)) in answers.into_iter().zip(committed) {
-                    stage.committed(message, prev, done);
-                }
+        let mut posts = Vec::new();
+        let mut changes = Vec::new();
+        for pending in batch.drain(..) {
+            match pending {
+                Pending::Post { row, done } => posts.push((row, done)),
+                Pending::Change { change, done } => changes.push((change, done)),
             }
-            // One row the database refuses (a value too long for its column, a character
-            // an adopted latin1 table cannot hold) must not fail the posts that shared its
-            // transaction: each is tried alone.
-            Err(err) if rows.len() > 1 && cause(&err) != Cause::Unavailable => {
-                let mut unavailable: Option<Error> = None;
-                for (row, done) in rows.into_iter().zip(answers) {
-                    let result = match &unavailable {
-                        Some(err) => Err(err.clone()),
-                        None => messages::insert_batch(
-                            &stage.db,
-                            std::slice::from_ref(&row),
-                            mode,
-                            ordered,
-                        )
-                        .await
-                        .map_err(Error::from)
-                        .map(|mut one| one.remove(0)),
-                    };
-                    match result {
-                        Ok((message, prev)) => stage.committed(message, prev, done),
-                        Err(err) => {
-                            if let Error::Unavailable(_) = err {
-                                unavailable = Some(err.clone());
-                            }
-                            answer(done, Err(err));
+        }
+        if !posts.is_empty() {
+            write_posts(&stage, posts, mode, ordered).await;
+        }
+        // After the posts: a change is numbered after every message committed before it.
+        if !changes.is_empty() {
+            write_changes(&stage, changes, ordered).await;
+        }
+    }
+}
+
+async fn write_posts(
+    stage: &Arc<Stage>,
+    posts: Vec<(ToInsert, Answer)>,
+    mode: InsertMode,
+    ordered: bool,
+) {
+    let (rows, answers): (Vec<ToInsert>, Vec<_>) = posts.into_iter().unzip();
+    match messages::insert_batch(&stage.db, &rows, mode, ordered).await {
+        Ok(committed) => {
+            for (done, (message, prev)) in answers.into_iter().zip(committed) {
+                stage.committed(message, prev, done);
+            }
+        }
+        // One row the database refuses (a value too long for its column, a character
+        // an adopted latin1 table cannot hold) must not fail the posts that shared its
+        // transaction: each is tried alone.
+        Err(err) if rows.len() > 1 && cause(&err) != Cause::Unavailable => {
+            let mut unavailable: Option<Error> = None;
+            for (row, done) in rows.into_iter().zip(answers) {
+                let result = match &unavailable {
+                    Some(err) => Err(err.clone()),
+                    None => {
+                        messages::insert_batch(&stage.db, std::slice::from_ref(&row), mode, ordered)
+                            .await
+                            .map_err(Error::from)
+                            .map(|mut one| one.remove(0))
+                    }
+                };
+                match result {
+                    Ok((message, prev)) => stage.committed(message, prev, done),
+                    Err(err) => {
+                        if let Error::Unavailable(_) = err {
+                            unavailable = Some(err.clone());
                         }
+                        answer(done, Err(err));
                     }
                 }
             }
-            Err(err) => {
-                let err = Error::from(err);
-                for done in answers {
-                    answer(done, Err(err.clone()));
-                }
+        }
+        Err(err) => {
+            let err = Error::from(err);
+            for done in answers {
+                answer(done, Err(err.clone()));
             }
         }
     }
+}
+
+type ChangeAnswer = oneshot::Sender<Result<Changed, Error>>;
+
+/// Applies the changes in one transaction (their rooms locked with several replicas), each
+/// numbered after its room's last change and recorded with it; then hands them on in that
+/// order. A database error fails the transaction: each change is then tried alone.
+async fn write_changes(stage: &Arc<Stage>, changes: Vec<(Change, ChangeAnswer)>, ordered: bool) {
+    let (changes, answers): (Vec<Change>, Vec<ChangeAnswer>) = changes.into_iter().unzip();
+    match apply_changes(&stage.db, &changes, ordered).await {
+        Ok(results) => {
+            for (done, result) in answers.into_iter().zip(results) {
+                let result = result.map(|(changed, told)| {
+                    if let Some((room, event, prev)) = told {
+                        stage.changed(&room, event, prev, &changed);
+                    }
+                    changed
+                });
+                let _ = done.send(result);
+            }
+        }
+        Err(err) if changes.len() > 1 && cause(&err) != Cause::Unavailable => {
+            for (change, done) in changes.into_iter().zip(answers) {
+                let result =
+                    match apply_changes(&stage.db, std::slice::from_ref(&change), ordered).await {
+                        Ok(mut one) => one.remove(0).map(|(changed, told)| {
+                            if let Some((room, event, prev)) = told {
+                                stage.changed(&room, event, prev, &changed);
+                            }
+                            changed
+                        }),
+                        Err(err) => Err(Error::from(err)),
+                    };
+                let _ = done.send(result);
+            }
+        }
+        Err(err) => {
+            let err = Error::from(err);
+            for done in answers {
+                let _ = done.send(Err(err.clone()));
+            }
+        }
+    }
+}
+
+/// A change applied: what it did, and, when it changed the room, the event readers are
+/// told (with its `seq`) and the `seq` before it in the room.
+type Applied = Result<(Changed, Option<(String, Event, i64)>), Error>;
+
+async fn apply_changes(
+    db: &DatabaseConnection,
+    changes: &[Change],
+    ordered: bool,
+) -> Result<Vec<Applied>, DbErr> {
+    let txn = db.begin().await?;
+    let rooms: BTreeSet<&str> = changes.iter().map(Change::room).collect();
+    // One replica has one writer; but on SQLite the transaction must write before it
+    // reads (see `lock_rooms`), whoever else writes.
+    if ordered || db.get_database_backend() == sea_orm::DbBackend::Sqlite {
+        messages::lock_rooms(&txn, &rooms).await?;
+    }
+    let rooms: Vec<&str> = rooms.into_iter().collect();
+    let mut heads = crate::db::changes::heads(&txn, &rooms).await?;
+    let mut results = Vec::with_capacity(changes.len());
+    for change in changes {
+        let room = change.room().to_string();
+        let (last, newest) = heads.get(&room).copied().unwrap_or((0, 0));
+        let Some(seq) = seq::next(last, newest) else {
+            results.push(Err(Error::TooManyRequests {
+                reason: "this room has had a million changes since its last message: post one"
+                    .into(),
+                retry_after_secs: 60,
+            }));
+            continue;
+        };
+        let (changed, event) = match apply(&txn, change, seq).await? {
+            Ok(done) => done,
+            Err(refused) => {
+                results.push(Err(refused));
+                continue;
+            }
+        };
+        let told = match event {
+            Some(event) => {
+                crate::db::changes::insert(&txn, &[chat::changes::record(&room, seq, &event)])
+                    .await?;
+                heads.insert(room.clone(), (seq, newest));
+                Some((room, event, last.max(seq::of_message(newest))))
+            }
+            None => None,
+        };
+        results.push(Ok((changed, told)));
+    }
+    txn.commit().await?;
+    Ok(results)
+}
+
+/// One change, in the writer's transaction: what it did and, when it changed the room,
+/// its event numbered `seq`. The outer error is the database's; the inner a refusal.
+async fn apply(
+    txn: &DatabaseTransaction,
+    change: &Change,
+    seq: i64,
+) -> Result<Result<(Changed, Option<Event>), Error>, DbErr> {
+    Ok(Ok(match change {
+        Change::Edit { message, text } => {
+            let at = crate::domain::now_utc();
+            if !messages::set_text(txn, message.id, text, at).await? {
+                return Ok(Err(chat::messages::gone(message.id)));
+            }
+            let mut edited = message.clone();
+            edited.text = text.clone();
+            edited.edited_at = Some(at);
+            let event = Event::MessageUpdated {
+                message: Arc::new(edited.clone()),
+                seq,
+            };
+            (Changed::Edited(edited), Some(event))
+        }
+        Change::React {
+            message,
+            emoji,
+            user_id,
+            add,
+        } => {
+            let reacted =
+                match chat::reactions::apply(txn, message, emoji.clone(), user_id.clone(), *add)
+                    .await?
+                {
+                    Ok(reacted) => reacted,
+                    Err(refused) => return Ok(Err(refused)),
+                };
+            let event = reacted.changed.then(|| Event::Reaction {
+                message_id: reacted.message_id,
+                emoji: reacted.emoji.clone(),
+                user_id: reacted.user_id.clone(),
+                count: reacted.count,
+                added: reacted.added,
+                seq,
+            });
+            (Changed::Reacted(reacted), event)
+        }
+        Change::DeleteMessage { message } => {
+            let deleted = messages::delete(txn, message.id).await?;
+            let event = deleted.then_some(Event::MessageDeleted {
+                id: message.id,
+                seq,
+            });
+            (Changed::MessageDeleted(message.clone()), event)
+        }
+        Change::DeleteRoom { room } => {
+            let deleted = crate::db::rooms::delete_with_messages(txn, &room.id).await?;
+            (
+                Changed::RoomDeleted(room.clone(), deleted),
+                Some(Event::RoomDeleted { seq }),
+            )
+        }
+    }))
 }
 
 fn answer(done: Answer, result: Result<Message, Error>) {
@@ -387,7 +611,7 @@ impl Stage {
         let message = Arc::new(message);
         // 3 to 5: through the gate into the transcript and to local readers; the poster
         // is answered there.
-        self.hand_on(message.clone(), prev, done);
+        self.hand_on(&message.room, Event::Message(message.clone()), prev, done);
         // 6. Other replicas.
         self.hub
             .send_out(&message.room, Event::Message(message.clone()), prev);
@@ -397,34 +621,55 @@ impl Stage {
         self.notifier.on_message(&message);
     }
 
+    /// The same steps for another change this replica committed: the gate, the other
+    /// replicas, RabbitMQ.
+    fn changed(self: &Arc<Self>, room: &str, event: Event, prev: i64, changed: &Changed) {
+        self.hand_on(room, event.clone(), Some(prev), None);
+        self.hub.send_out(room, event, Some(prev));
+        match changed {
+            Changed::Edited(message) => self.events.message_updated(message),
+            Changed::MessageDeleted(message) => self.events.message_deleted(message),
+            Changed::Reacted(r) => self.events.reaction(
+                &r.room,
+                r.message_id,
+                &r.emoji,
+                &r.user_id,
+                r.count,
+                r.added,
+            ),
+            Changed::RoomDeleted(..) => {}
+        }
+    }
+
     // 3. The order gate.
 
-    /// Hands a message to its room's transcript and this replica's readers once its
-    /// predecessor `prev` has been handed on; one that comes early is parked while the
-    /// messages in between are read from the database (they are committed: see
-    /// `db::messages`). `prev: None` (one replica, or a row read back) takes it as it
-    /// comes, in id order.
-    fn hand_on(self: &Arc<Self>, message: Arc<Message>, prev: Option<i64>, done: Answer) {
+    /// Hands a change of a room (a message among them) to the room's transcript and this
+    /// replica's readers once the change before it (`prev`, a `seq`) has been handed on;
+    /// one that comes early is parked while the changes in between are read from the
+    /// database (they are committed: see `db::messages`). `prev: None` (one replica, or a
+    /// change read back) takes it as it comes, in `seq` order.
+    fn hand_on(self: &Arc<Self>, room: &str, event: Event, prev: Option<i64>, done: Answer) {
         let Some(gate) = &self.gate else {
-            return self.reach_readers(message, done);
+            return self.reach_readers(room, event, done);
+        };
+        let Some(seq) = event.seq() else {
+            return self.reach_readers(room, event, done);
         };
         let mut gate = lock(gate);
-        let room = message.room.clone();
-        match gate.order.admit(&room, message.id, prev) {
+        match gate.order.admit(room, seq, prev) {
             Admit::Now => {
-                self.reach_readers(message, done);
-                self.release_parked(&mut gate, &room);
+                self.reach_readers(room, event, done);
+                self.release_parked(&mut gate, room);
             }
             // Read back from the database while it travelled: its readers have it.
-            Admit::Already => answer(done, Ok((*message).clone())),
+            Admit::Already => answer_with(done, &event),
             Admit::After(last) => {
-                let up_to = message.id;
-                gate.park(message, prev, done);
-                if gate.filling.insert(room.clone()) {
+                gate.park(room, seq, (event, prev, done));
+                if gate.filling.insert(room.to_string()) {
                     self.spawn_fill(Gap {
-                        room,
+                        room: room.to_string(),
                         after: last,
-                        up_to,
+                        up_to: Some(seq),
                     });
                 }
             }
@@ -432,21 +677,30 @@ impl Stage {
     }
 
     /// 4 and 5: the transcript, then the readers, in the gate's order; then the poster.
-    fn reach_readers(&self, message: Arc<Message>, done: Answer) {
-        self.transcripts.record(&message);
-        let room = message.room.clone();
-        self.hub.deliver(&room, Event::Message(message.clone()));
-        answer(done, Ok((*message).clone()));
+    fn reach_readers(&self, room: &str, event: Event, done: Answer) {
+        match &event {
+            Event::Message(message) => self.transcripts.record(message),
+            Event::MessageUpdated { .. } | Event::MessageDeleted { .. } => {
+                self.transcripts.forget(room)
+            }
+            Event::RoomDeleted { .. } => {
+                self.transcripts.forget(room);
+                self.access.forget(room);
+            }
+            _ => {}
+        }
+        self.hub.deliver(room, event.clone());
+        answer_with(done, &event);
     }
 
-    /// Parked messages of the room that are next now, in id order.
+    /// Parked changes of the room that are next now, in `seq` order.
     fn release_parked(&self, gate: &mut Gate, room: &str) {
-        while let Some((message, prev, done)) = gate.next_parked(room) {
-            match gate.order.admit(room, message.id, prev) {
-                Admit::Now => self.reach_readers(message, done),
-                Admit::Already => answer(done, Ok((*message).clone())),
+        while let Some((seq, (event, prev, done))) = gate.next_parked(room) {
+            match gate.order.admit(room, seq, prev) {
+                Admit::Now => self.reach_readers(room, event, done),
+                Admit::Already => answer_with(done, &event),
                 Admit::After(_) => {
-                    gate.park(message, prev, done);
+                    gate.park(room, seq, (event, prev, done));
                     return;
                 }
             }
@@ -464,48 +718,58 @@ impl Stage {
         });
     }
 
-    /// Reads the room's messages in the gap from the database and hands them on, then
-    /// whatever was parked behind them. If the database cannot be read, the parked
-    /// messages go on all the same: late beats lost. Returns the room's next gap, if one
-    /// opened while this one was read.
+    /// Reads the room's changes in the gap from the database (page by page) and hands
+    /// them on, then whatever was parked behind them. If the database cannot be read, the
+    /// parked changes go on all the same: late beats lost. Returns the room's next gap, if
+    /// one opened while this one was read.
     async fn fill(&self, gap: Gap) -> Option<Gap> {
         let Gap { room, after, up_to } = gap;
-        let mut rows = messages::in_room_between(&self.db, &room, after, Some(up_to + 1)).await;
-        if let Ok(rows) = rows.as_mut() {
-            // Replies show what they answer (a preview is not a column): without it
-            // they go on all the same.
-            let _ = chat::messages::complete(&self.db, rows, None).await;
-        }
+        let mut from = after;
+        let read = loop {
+            match chat::changes::between(&self.db, &room, from, up_to, CATCH_UP_PAGE).await {
+                Ok(events) => {
+                    let full = events.len() as u64 >= CATCH_UP_PAGE;
+                    let mut gate = lock(self.gate.as_ref()?);
+                    for event in events {
+                        let Some(seq) = event.seq() else { continue };
+                        from = seq;
+                        if gate.order.admit(&room, seq, None) == Admit::Now {
+                            self.reach_readers(&room, event, None);
+                        }
+                    }
+                    if !full {
+                        break Ok(());
+                    }
+                }
+                Err(err) => break Err(err),
+            }
+        };
         let mut gate = lock(self.gate.as_ref()?);
         gate.filling.remove(&room);
-        match rows {
-            Ok(rows) => {
-                for row in rows {
-                    if gate.order.admit(&room, row.id, None) == Admit::Now {
-                        self.reach_readers(Arc::new(row), None);
-                    }
-                }
-                self.release_parked(&mut gate, &room);
-            }
+        match read {
+            Ok(()) => self.release_parked(&mut gate, &room),
             Err(err) => {
-                tracing::warn!(error = %err, room, "reading messages still on their way failed");
-                while let Some((message, _, done)) = gate.next_parked(&room) {
-                    if gate.order.admit(&room, message.id, None) == Admit::Now {
-                        self.reach_readers(message, done);
+                tracing::warn!(error = %err, room, "reading changes still on their way failed");
+                while let Some((seq, (event, _, done))) = gate.next_parked(&room) {
+                    if gate.order.admit(&room, seq, None) == Admit::Now {
+                        self.reach_readers(&room, event, done);
                     } else {
-                        answer(done, Ok((*message).clone()));
+                        answer_with(done, &event);
                     }
                 }
             }
         }
-        // What is still parked waits for messages after a newer gap.
-        let (message, prev, done) = gate.next_parked(&room)?;
-        let next = gate.order.behind(&room, prev.unwrap_or(0)).map(|last| Gap {
-            room: room.clone(),
-            after: last,
-            up_to: message.id,
-        });
-        gate.park(message, prev, done);
+        // What is still parked waits for changes after a newer gap.
+        let (seq, parked) = gate.next_parked(&room)?;
+        let next = gate
+            .order
+            .behind(&room, parked.1.unwrap_or(0))
+            .map(|last| Gap {
+                room: room.clone(),
+                after: last,
+                up_to: Some(seq),
+            });
+        gate.park(&room, seq, parked);
         if next.is_some() {
             gate.filling.insert(room);
         }
@@ -513,42 +777,75 @@ impl Stage {
     }
 }
 
-/// Messages of a room, after one id and up to another, that are still on their way.
+/// Answers a poster whose message this is.
+fn answer_with(done: Answer, event: &Event) {
+    if let (Some(done), Event::Message(message)) = (done, event) {
+        let _ = done.send(Ok((**message).clone()));
+    }
+}
+
+/// Changes of a room, after one `seq` and up to another (none: all there are), that are
+/// still on their way.
 struct Gap {
     room: String,
     after: i64,
-    up_to: i64,
+    up_to: Option<i64>,
 }
 
 /// The order record and what waits for it.
 #[derive(Default)]
 struct Gate {
     order: RoomOrder,
-    /// Messages that came before their predecessors, by room and id.
+    /// Changes that came before the ones before them, by room and `seq`.
     parked: HashMap<String, BTreeMap<i64, Parked>>,
     /// Rooms whose gap is being read.
     filling: std::collections::HashSet<String>,
 }
 
-/// A message waiting at the gate, its predecessor, and its poster when it is ours.
-type Parked = (Arc<Message>, Option<i64>, Answer);
+/// A change waiting at the gate, the `seq` before it, and its poster when it is our
+/// message.
+type Parked = (Event, Option<i64>, Answer);
 
 impl Gate {
-    fn park(&mut self, message: Arc<Message>, prev: Option<i64>, done: Answer) {
+    fn park(&mut self, room: &str, seq: i64, parked: Parked) {
         self.parked
-            .entry(message.room.clone())
+            .entry(room.to_string())
             .or_default()
-            .insert(message.id, (message, prev, done));
+            .insert(seq, parked);
     }
 
-    /// Takes the room's lowest parked message.
-    fn next_parked(&mut self, room: &str) -> Option<Parked> {
+    /// Takes the room's lowest parked change.
+    fn next_parked(&mut self, room: &str) -> Option<(i64, Parked)> {
         let parked = self.parked.get_mut(room)?;
-        let next = parked.pop_first().map(|(_, entry)| entry);
+        let next = parked.pop_first();
         if parked.is_empty() {
             self.parked.remove(room);
         }
         next
+    }
+}
+
+/// How often the change log is pruned, and how many rows one statement deletes at most.
+const PRUNE_EVERY: std::time::Duration = std::time::Duration::from_secs(3600);
+const PRUNE_ROWS: u64 = 5000;
+
+/// Deletes changes older than `days` now and every hour, a bounded batch at a time, on
+/// every replica (deleting what another deleted is nothing).
+async fn prune_changes(db: DatabaseConnection, days: u32) {
+    let mut tick = tokio::time::interval(PRUNE_EVERY);
+    loop {
+        tick.tick().await;
+        let before = crate::domain::now_utc() - chrono::Duration::days(i64::from(days));
+        loop {
+            match crate::db::changes::prune(&db, before, PRUNE_ROWS).await {
+                Ok(n) if n >= PRUNE_ROWS => continue,
+                Ok(_) => break,
+                Err(err) => {
+                    tracing::warn!(error = %err, "pruning the change log failed; trying again later");
+                    break;
+                }
+            }
+        }
     }
 }
 
@@ -557,22 +854,8 @@ impl Gate {
 async fn arrive(stage: Arc<Stage>, mut arrivals: mpsc::Receiver<Arrival>) {
     while let Some(arrival) = arrivals.recv().await {
         match arrival {
-            Arrival::Event {
-                event: Event::Message(message),
-                prev,
-                ..
-            } => stage.hand_on(message, prev, None),
-            Arrival::Event {
-                room,
-                event:
-                    event @ (Event::MessageDeleted { .. }
-                    | Event::MessageUpdated(_)
-                    | Event::RoomDeleted),
-                ..
-            } => {
-                stage.transcripts.forget(&room);
-                stage.access.forget(&room);
-                stage.hub.deliver(&room, event);
+            Arrival::Event { room, event, prev } if event.seq().is_some() => {
+                stage.hand_on(&room, event, prev, None)
             }
             Arrival::Event {
                 room,
@@ -583,32 +866,56 @@ async fn arrive(stage: Arc<Stage>, mut arrivals: mpsc::Receiver<Arrival>) {
                 stage.hub.deliver(&room, Event::AccessChanged);
             }
             Arrival::Event { room, event, .. } => stage.hub.deliver(&room, event),
-            Arrival::Reconnected { after } => {
+            Arrival::Reconnected { after, since } => {
                 // Rules changed meanwhile went unheard.
                 stage.access.forget_all();
-                catch_up(&stage, after).await
+                catch_up(&stage, after, since).await
             }
         }
     }
 }
 
-/// Hands on every message committed after `after` (by any replica), in id order.
-async fn catch_up(stage: &Arc<Stage>, mut after: i64) {
-    loop {
-        match messages::all_after(&stage.db, after, CATCH_UP_PAGE).await {
-            Ok(rows) if rows.is_empty() => return,
-            Ok(mut rows) => {
-                let _ = chat::messages::complete(&stage.db, &mut rows, None).await;
-                for row in rows {
-                    after = row.id;
-                    stage.hand_on(Arc::new(row), None, None);
-                }
-            }
-            Err(err) => {
-                // The next outage's catch-up, or the transcripts' own refresh, covers it.
-                tracing::warn!(error = %err, "catching up after Redis failed");
+/// Hands on every change committed during a Redis outage (by any replica), room by room
+/// in `seq` order: the rooms with messages above `after` or other changes recorded from
+/// `since` on, each from the last change this replica handed on there.
+async fn catch_up(stage: &Arc<Stage>, after: i64, since: chrono::NaiveDateTime) {
+    let rooms = async {
+        let mut rooms: HashMap<String, i64> = HashMap::new();
+        for (room, id) in messages::rooms_after(&stage.db, after).await? {
+            rooms.insert(room, seq::of_message(id) - 1);
+        }
+        for (room, first) in crate::db::changes::rooms_changed_since(&stage.db, since).await? {
+            let from = rooms.entry(room).or_insert(first - 1);
+            *from = (*from).min(first - 1);
+        }
+        Ok::<_, DbErr>(rooms)
+    };
+    let rooms = match rooms.await {
+        Ok(rooms) => rooms,
+        Err(err) => {
+            // The next outage's catch-up, or the transcripts' own refresh, covers it.
+            tracing::warn!(error = %err, "catching up after Redis failed");
+            return;
+        }
+    };
+    for (room, from) in rooms {
+        let after = {
+            let Some(gate) = stage.gate.as_ref() else {
                 return;
+            };
+            let mut gate = lock(gate);
+            if !gate.filling.insert(room.clone()) {
+                continue; // a gap of the room is being read: it reads on to the end
             }
+            gate.order.last(&room).unwrap_or(from)
+        };
+        let mut next = Some(Gap {
+            room,
+            after,
+            up_to: None,
+        });
+        while let Some(gap) = next {
+            next = stage.fill(gap).await;
         }
     }
 }
@@ -642,6 +949,7 @@ mod tests {
             None,
             Events::off(),
             notifier,
+            30,
         )
         .await
         .unwrap();
@@ -700,7 +1008,7 @@ mod tests {
         let cache = &delivery.stage.transcripts;
         assert_eq!(cache.view(&db, &room, None, false).await.unwrap().count, 2);
         let mut room_r = delivery.stage.hub.subscribe("r");
-        let signals = &mut room_r.signals;
+        let changes = &mut room_r.messages;
         let admin = Caller {
             admin: true,
             ..Caller::default()
@@ -709,12 +1017,17 @@ mod tests {
             .delete_message(&admin, &a.id.to_string())
             .await
             .unwrap();
-        assert!(matches!(signals.try_recv(), Ok(Event::MessageDeleted { id }) if id == a.id));
+        // Told in the room's order: after b, numbered after it.
+        let deleted = changes.try_recv();
+        assert!(
+            matches!(deleted, Ok(Event::MessageDeleted { id, seq }) if id == a.id && seq > seq::of_message(b.id)),
+            "{deleted:?}"
+        );
         let view = cache.view(&db, &room, None, true).await.unwrap();
         assert_eq!(view.rows.iter().map(|m| m.id).collect::<Vec<_>>(), [b.id]);
         let (id, deleted) = delivery.delete_room(&admin, "r").await.unwrap();
         assert_eq!((id.as_str(), deleted.messages), ("r", 1));
-        assert!(matches!(signals.try_recv(), Ok(Event::RoomDeleted)));
+        assert!(matches!(changes.try_recv(), Ok(Event::RoomDeleted { .. })));
         assert_eq!(cache.view(&db, &room, None, false).await.unwrap().count, 0);
     }
 
@@ -760,14 +1073,16 @@ mod tests {
         let ids: Vec<i64> = committed.iter().map(|(m, _)| m.id).collect();
         assert_eq!(
             committed[2].1,
-            Some(ids[1]),
-            "each row knows its predecessor"
+            Some(seq::of_message(ids[1])),
+            "each row knows the change before it"
         );
         let mut room_r = delivery.stage.hub.subscribe("r");
         let readers = &mut room_r.messages;
         let arrive = |i: usize| {
             let (message, prev) = committed[i].clone();
-            delivery.stage.hand_on(Arc::new(message), prev, None)
+            delivery
+                .stage
+                .hand_on("r", Event::Message(Arc::new(message)), prev, None)
         };
         arrive(0);
         arrive(2); // the second is still on its way: the third waits, the gap is read

@@ -7,6 +7,7 @@ pub mod error;
 pub mod limits;
 pub mod message;
 pub mod names;
+pub mod seq;
 pub mod sync;
 pub mod time;
 

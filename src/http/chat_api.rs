@@ -14,7 +14,7 @@ use crate::domain::names::{self, RoomName};
 use crate::domain::{AuthMode, Caller, Limits, Message, MessageJson, Result, Shape};
 use crate::events::Events;
 use crate::files::Files;
-use crate::realtime::Hub;
+use crate::realtime::{Hub, ServerFrame};
 use rocket::http::Status;
 use rocket::serde::json::Json;
 use rocket::{delete, get, patch, post, put, State};
@@ -38,6 +38,7 @@ super::mount![
     remove_reaction,
     mark_read,
     unread,
+    room_changes,
     list_members,
     add_member,
     remove_member,
@@ -389,6 +390,38 @@ async fn remove_reaction(
     Ok(Status::NoContent)
 }
 
+/// The room's changes after `after` (a `seq`): exactly the frames its sockets were sent
+/// (`message`, `message_updated`, `reaction_added`, `reaction_removed`, `message_deleted`,
+/// `room_deleted`), oldest first, each with its `seq`; page on with the last `seq` given.
+/// Changes older than `change_log_days` are not kept: asked from before them, the answer
+/// is `[{"type":"resync","room_id"}]`, and the client reloads the history.
+#[utoipa::path(tag = "chat", params(
+        ("after" = Option<i64>, Query, description = "the last seq the client has; default 0"),
+        ("limit" = Option<u64>, Query, description = "1 to 500, default 100")),
+    responses((status = 200, body = Vec<Object>), (status = 400), (status = 401), (status = 404)))]
+#[get("/rooms/<id>/changes?<after>&<limit>")]
+async fn room_changes(
+    id: &str,
+    after: Option<&str>,
+    limit: Option<&str>,
+    caller: Caller,
+    db: &State<DatabaseConnection>,
+    access: &State<Arc<RoomAccess>>,
+) -> Result<Json<Vec<Value>>> {
+    let query = chat::changes::ChangesQuery { after, limit };
+    let (events, resync) = chat::changes::page(db, access, &caller, id, query).await?;
+    if resync {
+        return Ok(Json(vec![json!({"type": "resync", "room_id": id})]));
+    }
+    Ok(Json(
+        events
+            .iter()
+            .filter_map(|event| ServerFrame::of_change(event, id))
+            .filter_map(|frame| serde_json::to_value(&frame).ok())
+            .collect(),
+    ))
+}
+
 /// A read mark: the last message of the room the user has read.
 #[derive(Deserialize, ToSchema)]
 pub struct ReadIn {
@@ -440,14 +473,18 @@ pub struct UnreadOut {
 /// first mark on) and may still read, and every private and direct room they belong to.
 #[utoipa::path(tag = "chat", params(
         ("user_id" = Option<String>, Query, description = "whose counts, when not signed in")),
-    responses((status = 200, body = Vec<UnreadOut>), (status = 400), (status = 401), (status = 403)))]
+    responses((status = 200, body = Vec<UnreadOut>), (status = 400), (status = 401), (status = 403),
+        (status = 429)))]
 #[get("/unread?<user_id>")]
 async fn unread(
     user_id: Option<&str>,
+    flood: Result<MarkingRead>,
     caller: Caller,
     db: &State<DatabaseConnection>,
     access: &State<Arc<RoomAccess>>,
 ) -> Result<Json<Vec<UnreadOut>>> {
+    // Each call reads every listed room's window: counted with the read marks.
+    flood?;
     let rooms = chat::read_state::unread(db, access, &caller, user_id).await?;
     Ok(Json(
         rooms

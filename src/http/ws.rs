@@ -25,6 +25,7 @@ use crate::delivery::Delivery;
 use crate::domain::limits::message_id;
 use crate::domain::message::{chatflow_message, webchat_message};
 use crate::domain::names;
+use crate::domain::seq;
 use crate::domain::sync::random_u64;
 use crate::domain::{Caller, Error};
 use crate::domain::{Limits, Message as ChatMessage, Peer, Result, RoomName};
@@ -32,7 +33,7 @@ use crate::events::Events;
 use crate::lifecycle::Lifecycle;
 use crate::metrics::METRICS;
 use crate::presence::Presence;
-use crate::realtime::frames::{to_text, ReactionFrame};
+use crate::realtime::frames::to_text;
 use crate::realtime::{
     user_channel, ClientFrame, Event, Hub, RelayFrame, ServerFrame, Subscription,
 };
@@ -105,10 +106,11 @@ pub struct SocketState {
     params(("room_id" = String, Path), ("user_id" = String, Path),
         ("username" = Option<String>, Query),
         ("token" = Option<String>, Query, description = "a token, for clients that cannot send headers on a socket"),
-        ("since" = Option<i64>, Query, description = "first every message after this id, then live ones")),
+        ("since" = Option<i64>, Query, description = "first every message after this id, then live ones"),
+        ("seq" = Option<i64>, Query, description = "first every change of the room after this seq (messages, edits, reactions, deletions), then live ones")),
     responses((status = 101, description = "switching to WebSocket"), (status = 400), (status = 401), (status = 403),
         (status = 404, description = "a private room the caller is not in"), (status = 429), (status = 503)))]
-#[get("/ws/<room_id>/<user_id>?<username>&<since>")]
+#[get("/ws/<room_id>/<user_id>?<username>&<since>&<seq>")]
 #[allow(clippy::too_many_arguments)] // each is a part of the request Rocket hands in
 pub async fn connect<'r>(
     ws: WebSocket,
@@ -116,13 +118,15 @@ pub async fn connect<'r>(
     user_id: &'r str,
     username: Option<&'r str>,
     since: Option<&'r str>,
+    seq: Option<&'r str>,
     origin: Result<SiteOrigin>,
     client: ClientAddr,
     caller: Caller,
     state: &'r State<SocketState>,
 ) -> Result<Channel<'r>> {
     let door = Door::ChatFlow { user_id, username };
-    open(ws, room_id, door, since, origin, client, caller, state).await
+    let from = From { since, seq };
+    open(ws, room_id, door, from, origin, client, caller, state).await
 }
 
 /// Seed 004's room socket: the same frames and answers as the ChatFlow socket, but each
@@ -132,15 +136,17 @@ pub async fn connect<'r>(
 #[utoipa::path(tag = "realtime",
     params(("room_id" = String, Path),
         ("token" = Option<String>, Query, description = "a token, for clients that cannot send headers on a socket"),
-        ("since" = Option<i64>, Query, description = "first every message after this id, then live ones")),
+        ("since" = Option<i64>, Query, description = "first every message after this id, then live ones"),
+        ("seq" = Option<i64>, Query, description = "first every change of the room after this seq, then live ones")),
     responses((status = 101, description = "switching to WebSocket"), (status = 400), (status = 401), (status = 403),
         (status = 404, description = "a private room the caller is not in"), (status = 429), (status = 503)))]
-#[get("/ws/<room_id>?<since>")]
+#[get("/ws/<room_id>?<since>&<seq>")]
 #[allow(clippy::too_many_arguments)]
 pub async fn connect_room<'r>(
     ws: WebSocket,
     room_id: Result<RoomName>,
     since: Option<&'r str>,
+    seq: Option<&'r str>,
     origin: Result<SiteOrigin>,
     client: ClientAddr,
     caller: Caller,
@@ -150,7 +156,7 @@ pub async fn connect_room<'r>(
         ws,
         room_id,
         Door::Room,
-        since,
+        From { since, seq },
         origin,
         client,
         caller,
@@ -188,13 +194,34 @@ pub async fn connect_webchat<'r>(
         ws,
         room,
         Door::Webchat,
-        since,
+        From { since, seq: None },
         origin,
         client,
         caller,
         state,
     )
     .await
+}
+
+/// Where a socket's replay starts, as asked: after a message id (`since`), or after a
+/// change of the room (`seq`, see `domain::seq`); neither: from now on.
+struct From<'r> {
+    since: Option<&'r str>,
+    seq: Option<&'r str>,
+}
+
+/// What a socket is sent first, and from where live changes are new to it.
+struct Replay {
+    /// The first page of what it missed, oldest first.
+    page: Vec<Event>,
+    /// Read on by `seq` (else by message id).
+    by_seq: bool,
+    /// Changes after the `seq` asked for are no longer kept: it is told to reload.
+    resync: bool,
+    /// Messages up to this id it has.
+    floor: i64,
+    /// Changes up to this `seq` it has.
+    seq: i64,
 }
 
 /// Which socket route was asked, and what it says of who is there.
@@ -226,7 +253,7 @@ async fn open<'r>(
     ws: WebSocket,
     room_id: Result<RoomName>,
     door: Door<'_>,
-    since: Option<&'r str>,
+    from: From<'r>,
     origin: Result<SiteOrigin>,
     client: ClientAddr,
     caller: Caller,
@@ -240,7 +267,11 @@ async fn open<'r>(
     }
     let lease = state.limiter.open_socket(client)?;
     let room = room_id?;
-    let since = message_id("since", since)?;
+    let since = message_id("since", from.since)?;
+    let seq = message_id("seq", from.seq)?;
+    if since.is_some() && seq.is_some() {
+        return Err(Error::bad_request("give since or seq, not both"));
+    }
     let (user_id, username) = match door {
         Door::ChatFlow { user_id, username } => {
             let user_id = names::user_id(user_id)?;
@@ -275,18 +306,50 @@ async fn open<'r>(
     state.access.may_read(&caller, room.as_str()).await?;
     let peer = Arc::new(Peer { user_id, username });
     let own = state.hub.subscribe(&user_channel(&peer.user_id));
-    // Without `since`, a peer wants what comes from now on, nothing older: past the room's
-    // newest message in the database, which this replica's hub may not have heard of yet
-    // when it was committed on another one a moment ago.
-    let floor = match since {
-        Some(since) => since,
-        None => chat::messages::last_id(&state.db, room.as_str())
-            .await?
-            .max(state.hub.highest_seen()),
-    };
-    let history = match since {
-        Some(after) => chat::messages::since(&state.db, room.as_str(), after).await?,
-        None => Vec::new(),
+    // Without `since` or `seq`, a peer wants what comes from now on, nothing older: past
+    // the room's newest message in the database, which this replica's hub may not have
+    // heard of yet when it was committed on another one a moment ago.
+    let db = &state.db;
+    let replay = match (since, seq) {
+        (_, Some(after)) => {
+            let resync = chat::changes::must_resync(db, room.as_str(), after).await?;
+            let page = match resync {
+                true => Vec::new(),
+                false => {
+                    chat::changes::between(db, room.as_str(), after, None, chat::changes::PAGE)
+                        .await?
+                }
+            };
+            Replay {
+                page,
+                by_seq: true,
+                resync,
+                floor: seq::message_id_at(after),
+                seq: after,
+            }
+        }
+        (Some(after), None) => Replay {
+            page: chat::messages::since(db, room.as_str(), after)
+                .await?
+                .into_iter()
+                .map(|m| Event::Message(Arc::new(m)))
+                .collect(),
+            by_seq: false,
+            resync: false,
+            floor: after,
+            seq: seq::of_message(after),
+        },
+        (None, None) => {
+            let newest = chat::messages::last_id(db, room.as_str()).await?;
+            Replay {
+                page: Vec::new(),
+                by_seq: false,
+                resync: false,
+                floor: newest.max(state.hub.highest_seen()),
+                // Ids are global, `seq`s per room: the room's own newest message.
+                seq: seq::of_message(newest),
+            }
+        }
     };
     let config = Config {
         max_message_size: Some(HARD_FRAME_LIMIT),
@@ -314,7 +377,7 @@ async fn open<'r>(
         _lease: lease,
     };
     Ok(ws.config(config).channel(move |stream| {
-        let run = session.run(stream, events, own, history, floor);
+        let run = session.run(stream, events, own, replay);
         tracing::debug!(bytes = std::mem::size_of_val(&run), "socket state");
         // The socket lives on in a task of its own, so that what Rocket holds for the
         // request that opened it (the request, hyper's header buffer, the dispatch future:
@@ -353,13 +416,24 @@ impl Session {
         stream: rocket_ws::stream::DuplexStream,
         events: Subscription,
         mut own: Subscription,
-        history: Vec<ChatMessage>,
-        since: i64,
+        replay: Replay,
     ) {
         let (mut sink, mut source) = stream.split();
         let mut events = events;
-        let mut sent = Sent::new(since);
-        if self.replay(&mut sink, &mut sent, history).await.is_err() {
+        let mut sent = Sent::new(replay.floor, replay.seq);
+        if replay.resync {
+            let resync = ServerFrame::Resync {
+                room_id: self.room.as_str(),
+            };
+            if send(&mut sink, to_text(&resync)).await.is_err() {
+                return;
+            }
+        }
+        if self
+            .replay(&mut sink, &mut sent, replay.page, replay.by_seq)
+            .await
+            .is_err()
+        {
             return;
         }
         let room = self.room.as_str();
@@ -414,6 +488,16 @@ impl Session {
                 },
                 event = events.messages.recv() => match event {
                     Ok(Event::AccessChanged) => Box::pin(self.still_admitted()).await,
+                    // Told, then let go: a room of the same name made later may be private.
+                    Ok(event @ Event::RoomDeleted { .. }) => {
+                        if let Some(value) = self.outgoing(&event, &mut sent) {
+                            let _ = send(&mut sink, value).await;
+                        }
+                        Flow::Close(Some(CloseFrame {
+                            code: CloseCode::from(CLOSE_ROOM_DELETED),
+                            reason: "the room was deleted".into(),
+                        }))
+                    }
                     Ok(event) => match self.outgoing(&event, &mut sent) {
                         Some(value) => match send(&mut sink, value).await {
                             Ok(()) => Flow::Continue,
@@ -434,10 +518,11 @@ impl Session {
                         let rows = if lags.len() > MAX_LAGS {
                             None
                         } else {
-                            Box::pin(chat::messages::since(&self.state.db, room, sent.resume_from())).await.ok()
+                            let after = sent.seq.min(seq::of_message(sent.resume_from()));
+                            Box::pin(chat::changes::between(&self.state.db, room, after, None, chat::changes::PAGE)).await.ok()
                         };
                         match rows {
-                            Some(rows) => match Box::pin(self.replay(&mut sink, &mut sent, rows)).await {
+                            Some(rows) => match Box::pin(self.replay(&mut sink, &mut sent, rows, true)).await {
                                 Ok(()) => Flow::Continue,
                                 Err(()) => Flow::Close(None),
                             },
@@ -451,16 +536,6 @@ impl Session {
                 },
                 // Typing, joins, leaves, the room's end, and the user's own notifications.
                 signal = next_signal(&mut events.signals, &mut own.signals) => match signal {
-                    // Told, then let go: a room of the same name made later may be private.
-                    Some(event @ Event::RoomDeleted) => {
-                        if let Some(value) = self.outgoing(&event, &mut sent) {
-                            let _ = send(&mut sink, value).await;
-                        }
-                        Flow::Close(Some(CloseFrame {
-                            code: CloseCode::from(CLOSE_ROOM_DELETED),
-                            reason: "the room was deleted".into(),
-                        }))
-                    }
                     Some(Event::TokensRevoked) if self.caller.user.is_some() => {
                         Flow::Close(Some(CloseFrame {
                             code: CloseCode::from(CLOSE_SIGN_IN),
@@ -524,27 +599,45 @@ impl Session {
         METRICS.websockets_open.dec();
     }
 
-    /// Sends `page` (the room's messages after what the peer has), then the pages after
-    /// it, one page read at a time; messages sent before are skipped. A page the database
-    /// cannot give ends the replay: live messages go on, and a gap shows as a lag later.
+    /// Sends `page` (what the peer missed, oldest first), then the pages after it, one
+    /// page read at a time, by `seq` (`by_seq`) or by message id; what was sent before is
+    /// skipped. A page the database cannot give ends the replay: live changes go on, and a
+    /// gap shows as a lag later.
     async fn replay(
         &self,
         sink: &mut Sink,
         sent: &mut Sent,
-        mut page: Vec<ChatMessage>,
+        mut page: Vec<Event>,
+        by_seq: bool,
     ) -> Result<(), ()> {
+        let room = self.room.as_str();
         loop {
-            let full = page.len() as u64 >= chat::messages::REPLAY_PAGE;
-            let Some(last) = page.last().map(|m| m.id) else {
+            let full = page.len() as u64 >= chat::messages::REPLAY_PAGE.min(chat::changes::PAGE);
+            let Some(last) = page.last().and_then(Event::seq) else {
                 return Ok(());
             };
-            for row in page.iter().filter(|row| sent.insert(row.id)) {
-                send(sink, self.message_json(row)).await?;
+            for event in &page {
+                if let Some(value) = self.outgoing(event, sent) {
+                    send(sink, value).await?;
+                }
             }
             if !full {
                 return Ok(());
             }
-            page = match chat::messages::since(&self.state.db, self.room.as_str(), last).await {
+            let next = match by_seq {
+                true => {
+                    chat::changes::between(&self.state.db, room, last, None, chat::changes::PAGE)
+                        .await
+                }
+                false => chat::messages::since(&self.state.db, room, seq::message_id_at(last))
+                    .await
+                    .map(|rows| {
+                        rows.into_iter()
+                            .map(|m| Event::Message(Arc::new(m)))
+                            .collect()
+                    }),
+            };
+            page = match next {
                 Ok(next) => next,
                 Err(_) => return Ok(()),
             };
@@ -759,6 +852,7 @@ impl Session {
             Event::Message(row) if !sent.insert(row.id) => None,
             Event::Message(row) => {
                 METRICS.messages_delivered.inc();
+                sent.seq = sent.seq.max(seq::of_message(row.id));
                 Some(self.message_json(row))
             }
             // Seed 002's clients know of messages only.
@@ -774,31 +868,17 @@ impl Session {
             Event::Left { user, at } => {
                 Some(to_text(&ServerFrame::presence(user, room, *at, false)))
             }
-            Event::MessageUpdated(row) => Some(to_text(&ServerFrame::message_updated(row))),
-            Event::Reaction {
-                message_id,
-                emoji,
-                user_id,
-                count,
-                added,
-            } => {
-                let reaction = ReactionFrame {
-                    message_id: *message_id,
-                    room_id: room,
-                    emoji,
-                    user_id,
-                    count: *count,
-                };
-                Some(to_text(&match added {
-                    true => ServerFrame::ReactionAdded(reaction),
-                    false => ServerFrame::ReactionRemoved(reaction),
-                }))
+            // The room's other changes, each once, in `seq` order.
+            Event::MessageUpdated { seq, .. }
+            | Event::Reaction { seq, .. }
+            | Event::MessageDeleted { seq, .. }
+            | Event::RoomDeleted { seq } => {
+                if *seq <= sent.seq {
+                    return None;
+                }
+                sent.seq = *seq;
+                ServerFrame::of_change(event, room).map(|frame| to_text(&frame))
             }
-            Event::MessageDeleted { id } => Some(to_text(&ServerFrame::MessageDeleted {
-                id: *id,
-                room_id: room,
-            })),
-            Event::RoomDeleted => Some(to_text(&ServerFrame::RoomDeleted { room_id: room })),
             // Handled by the session: it checks whether its caller may still read, or
             // closes.
             Event::AccessChanged | Event::TokensRevoked => None,
@@ -818,18 +898,22 @@ impl Session {
 
 /// The message ids a peer has been sent, to send none twice: the newest ones exactly, and
 /// everything at or below a floor (the `since` it came with, then the oldest id forgotten).
+/// And the `seq` of the last change it was sent: changes come in `seq` order, so one at
+/// or below it was sent before.
 struct Sent {
     floor: i64,
     ids: std::collections::BTreeSet<i64>,
+    seq: i64,
 }
 
 impl Sent {
     const REMEMBERED: usize = 4096;
 
-    fn new(since: i64) -> Self {
+    fn new(since: i64, seq: i64) -> Self {
         Sent {
             floor: since,
             ids: Default::default(),
+            seq,
         }
     }
 

@@ -36,28 +36,37 @@ impl ClientFrame {
     }
 }
 
-/// A frame a room socket is sent.
+/// A frame a room socket is sent. Each that changes the room carries its `seq`
+/// (`domain::seq`): a socket opened again with `?seq=` of the last one seen gets every
+/// change after it, and `GET /api/chat/rooms/<id>/changes` pages the same frames.
 #[derive(Debug, Serialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum ServerFrame<'a> {
     /// A message of the room, its sender's own included: the API's fields, with
     /// `timestamp` for `created_at`.
-    Message(MessageJson<'a>),
+    Message(Sequenced<'a>),
     /// Someone else in the room started or stopped typing.
     Typing(Who<'a>),
     StopTyping(Who<'a>),
     UserJoined(Presence<'a>),
     UserLeft(Presence<'a>),
     /// A message's text was edited: the message as it now is, with `edited_at`.
-    MessageUpdated(MessageJson<'a>),
+    MessageUpdated(Sequenced<'a>),
     ReactionAdded(ReactionFrame<'a>),
     ReactionRemoved(ReactionFrame<'a>),
     MessageDeleted {
         id: i64,
         room_id: &'a str,
+        seq: i64,
     },
     /// The room is gone; the socket closes next (4004).
     RoomDeleted {
+        room_id: &'a str,
+        seq: i64,
+    },
+    /// Changes after the `seq` asked for are no longer kept (`change_log_days`): reload
+    /// the history; live changes follow.
+    Resync {
         room_id: &'a str,
     },
     /// The user marked a room read (on this device or another): their new mark there.
@@ -73,6 +82,14 @@ pub enum ServerFrame<'a> {
     },
 }
 
+/// A message's JSON and the `seq` of the change it tells of.
+#[derive(Debug, Serialize)]
+pub struct Sequenced<'a> {
+    #[serde(flatten)]
+    pub message: MessageJson<'a>,
+    pub seq: i64,
+}
+
 /// A reaction added or taken off, and how many of that emoji the message has now.
 #[derive(Debug, Serialize)]
 pub struct ReactionFrame<'a> {
@@ -81,6 +98,7 @@ pub struct ReactionFrame<'a> {
     pub emoji: &'a str,
     pub user_id: &'a str,
     pub count: u64,
+    pub seq: i64,
 }
 
 /// Who a typing frame is about.
@@ -102,11 +120,55 @@ pub struct Presence<'a> {
 
 impl<'a> ServerFrame<'a> {
     pub fn message(row: &'a Message) -> Self {
-        ServerFrame::Message(MessageJson(row, Shape::Socket))
+        ServerFrame::Message(Sequenced {
+            message: MessageJson(row, Shape::Socket),
+            seq: crate::domain::seq::of_message(row.id),
+        })
     }
 
-    pub fn message_updated(row: &'a Message) -> Self {
-        ServerFrame::MessageUpdated(MessageJson(row, Shape::Socket))
+    pub fn message_updated(row: &'a Message, seq: i64) -> Self {
+        ServerFrame::MessageUpdated(Sequenced {
+            message: MessageJson(row, Shape::Socket),
+            seq,
+        })
+    }
+
+    /// The frame a change of room `room_id` is told in; none for what is no change of a
+    /// room's history.
+    pub fn of_change(event: &'a crate::realtime::Event, room_id: &'a str) -> Option<Self> {
+        use crate::realtime::Event;
+        Some(match event {
+            Event::Message(row) => ServerFrame::message(row),
+            Event::MessageUpdated { message, seq } => ServerFrame::message_updated(message, *seq),
+            Event::Reaction {
+                message_id,
+                emoji,
+                user_id,
+                count,
+                added,
+                seq,
+            } => {
+                let reaction = ReactionFrame {
+                    message_id: *message_id,
+                    room_id,
+                    emoji,
+                    user_id,
+                    count: *count,
+                    seq: *seq,
+                };
+                match added {
+                    true => ServerFrame::ReactionAdded(reaction),
+                    false => ServerFrame::ReactionRemoved(reaction),
+                }
+            }
+            Event::MessageDeleted { id, seq } => ServerFrame::MessageDeleted {
+                id: *id,
+                room_id,
+                seq: *seq,
+            },
+            Event::RoomDeleted { seq } => ServerFrame::RoomDeleted { room_id, seq: *seq },
+            _ => return None,
+        })
     }
 
     pub fn typing(user: &'a Peer, room_id: &'a str, active: bool) -> Self {
@@ -273,9 +335,10 @@ mod tests {
         assert_eq!(
             to_text(&ServerFrame::MessageDeleted {
                 id: 7,
-                room_id: "general"
+                room_id: "general",
+                seq: 7340033
             }),
-            r#"{"type":"message_deleted","id":7,"room_id":"general"}"#
+            r#"{"type":"message_deleted","id":7,"room_id":"general","seq":7340033}"#
         );
         let reaction = ReactionFrame {
             message_id: 7,
@@ -283,14 +346,22 @@ mod tests {
             emoji: "👍",
             user_id: "u1",
             count: 2,
+            seq: 7340034,
         };
         assert_eq!(
             to_text(&ServerFrame::ReactionAdded(reaction)),
-            r#"{"type":"reaction_added","message_id":7,"room_id":"general","emoji":"👍","user_id":"u1","count":2}"#
+            r#"{"type":"reaction_added","message_id":7,"room_id":"general","emoji":"👍","user_id":"u1","count":2,"seq":7340034}"#
         );
         assert_eq!(
-            to_text(&ServerFrame::RoomDeleted { room_id: "general" }),
-            r#"{"type":"room_deleted","room_id":"general"}"#
+            to_text(&ServerFrame::RoomDeleted {
+                room_id: "general",
+                seq: 9
+            }),
+            r#"{"type":"room_deleted","room_id":"general","seq":9}"#
+        );
+        assert_eq!(
+            to_text(&ServerFrame::Resync { room_id: "general" }),
+            r#"{"type":"resync","room_id":"general"}"#
         );
         assert_eq!(
             to_text(&ServerFrame::Read {
@@ -342,7 +413,7 @@ mod tests {
             json!({"type": "message", "id": 7, "room_id": "r", "user_id": "u1",
                 "username": "u", "content": "hi", "message_type": "text", "file_url": null,
                 "timestamp": "1970-01-01T00:00:00Z", "edited_at": null, "reactions": [],
-                "reply_to": null, "reply_preview": null})
+                "reply_to": null, "reply_preview": null, "seq": 7 << 20})
         );
         assert_eq!(
             value(&RelayFrame::message(&row)),

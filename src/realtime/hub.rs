@@ -31,8 +31,13 @@ pub enum Event {
         user: Arc<Peer>,
         at: chrono::DateTime<chrono::Utc>,
     },
-    /// A message's text was edited: it as it now is.
-    MessageUpdated(Arc<Message>),
+    /// A message's text was edited: it as it now is. `seq`: see `domain::seq`; every
+    /// change of a room below carries one (0 from a replica that gives none).
+    MessageUpdated {
+        message: Arc<Message>,
+        #[serde(default)]
+        seq: i64,
+    },
     /// A reaction was added to one of the room's messages, or taken off: how many of
     /// that emoji it has now.
     Reaction {
@@ -41,11 +46,20 @@ pub enum Event {
         user_id: String,
         count: u64,
         added: bool,
+        #[serde(default)]
+        seq: i64,
     },
     /// A message was deleted through the API; readers drop it.
-    MessageDeleted { id: i64 },
+    MessageDeleted {
+        id: i64,
+        #[serde(default)]
+        seq: i64,
+    },
     /// The room was deleted with all its messages.
-    RoomDeleted,
+    RoomDeleted {
+        #[serde(default)]
+        seq: i64,
+    },
     /// Who may read the room changed (a member added or removed): readers check again.
     AccessChanged,
     /// The user marked a room read, on their user's channel: all their sockets hear of it.
@@ -55,6 +69,21 @@ pub enum Event {
     /// The user's tokens were revoked (signed out, password changed), on their user's
     /// channel: their sockets close, to be opened again with a token that holds.
     TokensRevoked,
+}
+
+impl Event {
+    /// The place of a change of its room in the room's history (`domain::seq`); none for
+    /// what changes no room (typing, presence, access, a user's own events).
+    pub fn seq(&self) -> Option<i64> {
+        match self {
+            Event::Message(message) => Some(crate::domain::seq::of_message(message.id)),
+            Event::MessageUpdated { seq, .. }
+            | Event::Reaction { seq, .. }
+            | Event::MessageDeleted { seq, .. }
+            | Event::RoomDeleted { seq } => Some(*seq),
+            _ => None,
+        }
+    }
 }
 
 /// The channel of one user's own events (notifications). Room names cannot hold `/`, so
@@ -170,11 +199,14 @@ impl LocalFanout {
         let mut rooms = lock(&self.rooms);
         if let Some(channels) = rooms.get(room) {
             let tx = match event {
-                // A change of who may read must not be dropped in a burst, and must
-                // come before the messages that follow it.
+                // A room's changes go one way, in `seq` order; a change of who may read
+                // must not be dropped in a burst, and must come before the messages that
+                // follow it.
                 Event::Message(_)
-                | Event::MessageUpdated(_)
+                | Event::MessageUpdated { .. }
                 | Event::Reaction { .. }
+                | Event::MessageDeleted { .. }
+                | Event::RoomDeleted { .. }
                 | Event::AccessChanged => &channels.messages,
                 _ => &channels.signals,
             };
@@ -271,9 +303,18 @@ mod tests {
         let mut r = hub.subscribe("r");
         let other = hub.subscribe("other");
         hub.publish("r", message(1));
-        hub.publish("r", Event::RoomDeleted);
+        hub.publish(
+            "r",
+            Event::Typing {
+                user: Arc::new(Peer {
+                    user_id: "u".into(),
+                    username: "u".into(),
+                }),
+                active: true,
+            },
+        );
         assert!(matches!(r.messages.recv().await, Ok(Event::Message(m)) if m.id == 1));
-        assert!(matches!(r.signals.recv().await, Ok(Event::RoomDeleted)));
+        assert!(matches!(r.signals.recv().await, Ok(Event::Typing { .. })));
         let mut other = other;
         assert!(other.messages.try_recv().is_err());
         assert_eq!(hub.highest_seen(), 1);

@@ -24,19 +24,26 @@ const INBOX: usize = 10_000;
 /// Message ids allocated before the outage may commit after it started: look back this
 /// far when catching up. Readers drop what they already have.
 const CATCH_UP_MARGIN: i64 = 1_000;
+/// How long before the link was lost changes are read again: a change committed just
+/// before may have been published into the outage.
+const CATCH_UP_SECONDS: i64 = 30;
 
 /// What comes in from the other replicas.
 #[derive(Debug)]
 pub enum Arrival {
-    /// An event of a room (or a user's channel); for a message, its predecessor in the
-    /// room.
+    /// An event of a room (or a user's channel); for a change of the room (a message
+    /// among them), the `seq` of the change before it in the room.
     Event {
         room: String,
         event: Event,
         prev: Option<i64>,
     },
-    /// Redis is back after an outage: messages above `after` may have been missed.
-    Reconnected { after: i64 },
+    /// Redis is back after an outage: messages above `after`, and other changes recorded
+    /// from `since` on, may have been missed.
+    Reconnected {
+        after: i64,
+        since: chrono::NaiveDateTime,
+    },
 }
 
 pub struct RedisHub {
@@ -52,7 +59,7 @@ pub struct RedisHub {
 struct Wire {
     origin: String,
     event: Event,
-    /// For a message: the id of the one before it in its room.
+    /// For a change of a room: the `seq` of the one before it in the room.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     prev: Option<i64>,
 }
@@ -185,8 +192,10 @@ async fn publisher(
 
 async fn subscriber(client: redis::Client, hub: Arc<RedisHub>, inbox: mpsc::Sender<Arrival>) {
     let mut attempt = 0u32;
-    // The highest id seen when the link was lost: catching up starts below it.
-    let mut lost_at: Option<i64> = None;
+    // The highest id seen, and the time, when the link was lost: catching up starts
+    // below and before them.
+    let mut lost_at: Option<(i64, chrono::NaiveDateTime)> = None;
+    let lost = |hub: &RedisHub| (hub.highest_seen(), crate::domain::now_utc());
     loop {
         let pubsub = async {
             let mut pubsub = client.get_async_pubsub().await?;
@@ -199,7 +208,7 @@ async fn subscriber(client: redis::Client, hub: Arc<RedisHub>, inbox: mpsc::Send
             Err(err) => {
                 if attempt == 0 {
                     tracing::warn!(error = %err, "Redis unreachable; serving this replica's readers alone and retrying");
-                    lost_at.get_or_insert(hub.highest_seen());
+                    lost_at.get_or_insert(lost(&hub));
                 }
                 attempt += 1;
                 tokio::time::sleep(backoff(attempt)).await;
@@ -207,10 +216,15 @@ async fn subscriber(client: redis::Client, hub: Arc<RedisHub>, inbox: mpsc::Send
             }
         };
         hub.up.store(true, Ordering::Relaxed);
-        if let Some(seen) = lost_at.take() {
+        if let Some((seen, at)) = lost_at.take() {
             tracing::info!("Redis is back; catching up from the database");
             let after = (seen - CATCH_UP_MARGIN).max(0);
-            if inbox.send(Arrival::Reconnected { after }).await.is_err() {
+            let since = at - chrono::Duration::seconds(CATCH_UP_SECONDS);
+            if inbox
+                .send(Arrival::Reconnected { after, since })
+                .await
+                .is_err()
+            {
                 return; // nobody reads arrivals any more: shutting down
             }
         } else if attempt > 0 {
@@ -240,7 +254,7 @@ async fn subscriber(client: redis::Client, hub: Arc<RedisHub>, inbox: mpsc::Send
         drop(messages);
         hub.up.store(false, Ordering::Relaxed);
         tracing::warn!("lost Redis; serving this replica's readers alone and retrying");
-        lost_at = Some(hub.highest_seen());
+        lost_at = Some(lost(&hub));
         attempt = 1;
         tokio::time::sleep(backoff(attempt)).await;
     }

@@ -53,17 +53,20 @@ impl MigrationTrait for Migration {
             table.character_set("utf8mb4").collate(&collation);
         }
         manager.create_table(table).await?;
-        // Deleting a room deletes its read marks.
-        manager
-            .create_index(
-                Index::create()
-                    .if_not_exists()
-                    .name("idx_room_read_room")
-                    .table(RoomRead::Table)
-                    .col(RoomRead::RoomId)
-                    .to_owned(),
-            )
-            .await?;
+        // Deleting a room deletes its read marks. (MySQL has no CREATE INDEX IF NOT
+        // EXISTS: each index is asked for first, so a migration cut short runs again.)
+        if !manager.has_index("room_read", "idx_room_read_room").await? {
+            manager
+                .create_index(
+                    Index::create()
+                        .if_not_exists()
+                        .name("idx_room_read_room")
+                        .table(RoomRead::Table)
+                        .col(RoomRead::RoomId)
+                        .to_owned(),
+                )
+                .await?;
+        }
         if !manager.has_column("notification", "message_id").await? {
             manager
                 .alter_table(
@@ -73,6 +76,12 @@ impl MigrationTrait for Migration {
                         .to_owned(),
                 )
                 .await?;
+        }
+        if manager
+            .has_index("notification", "idx_notification_mentions")
+            .await?
+        {
+            return Ok(());
         }
         manager
             .create_index(

@@ -8,7 +8,8 @@ pub struct Migration;
 /// the database keeps in step with every insert, edit and delete: MySQL/MariaDB a
 /// `FULLTEXT` index, PostgreSQL a GIN index of the `simple` configuration's vector (no
 /// stemming: a chat mixes languages), SQLite an FTS5 table over `message` that triggers
-/// keep whole (`db::messages::search` reads each).
+/// keep whole, with prefix indexes of 2 and 3 characters for the short words a search
+/// begins with (`db::messages::search` reads each).
 const MYSQL: &[&str] = &["ALTER TABLE message ADD FULLTEXT INDEX ft_message_text (text)"];
 
 const POSTGRES: &[&str] = &["CREATE INDEX IF NOT EXISTS ft_message_text ON message \
@@ -16,7 +17,7 @@ const POSTGRES: &[&str] = &["CREATE INDEX IF NOT EXISTS ft_message_text ON messa
 
 const SQLITE: &[&str] = &[
     "CREATE VIRTUAL TABLE IF NOT EXISTS message_fts \
-     USING fts5(text, content='message', content_rowid='id')",
+     USING fts5(text, content='message', content_rowid='id', prefix='2 3')",
     "CREATE TRIGGER IF NOT EXISTS message_fts_insert AFTER INSERT ON message BEGIN \
      INSERT INTO message_fts(rowid, text) VALUES (new.id, new.text); END",
     "CREATE TRIGGER IF NOT EXISTS message_fts_delete AFTER DELETE ON message BEGIN \

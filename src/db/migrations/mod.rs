@@ -18,6 +18,7 @@ mod m20261217_000010_reactions;
 mod m20261217_000011_replies;
 mod m20261218_000012_read_state;
 mod m20261218_000013_search;
+mod m20261218_000014_change_log;
 
 pub struct Migrator;
 
@@ -38,6 +39,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261217_000011_replies::Migration),
             Box::new(m20261218_000012_read_state::Migration),
             Box::new(m20261218_000013_search::Migration),
+            Box::new(m20261218_000014_change_log::Migration),
         ]
     }
 }

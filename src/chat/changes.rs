@@ -1,0 +1,101 @@
+//! A room's history of changes by `seq` (`domain::seq`): its messages (each its own
+//! record) and its other changes (`db::changes`), merged in one order. What a reader that
+//! comes back with the last `seq` it saw reads, on a socket or over HTTP, and what a
+//! replica reads to fill a gap in what it was told.
+
+use crate::db::{changes as table, messages};
+use crate::domain::seq;
+use crate::domain::{Error, Message};
+use crate::realtime::Event;
+use sea_orm::DatabaseConnection;
+use std::sync::Arc;
+
+/// Changes read at a time at most.
+pub const PAGE: u64 = 500;
+
+/// The record of a change other than a message: its event as JSON (serializing an event
+/// cannot fail: every map in it has string keys).
+pub fn record(room: &str, seq: i64, event: &Event) -> table::Change {
+    table::Change {
+        room_id: room.to_string(),
+        seq,
+        event: serde_json::to_string(event).unwrap_or_default(),
+        created_at: crate::domain::now_utc(),
+    }
+}
+
+/// The room's changes with a `seq` above `after` and at most `up_to`, oldest first,
+/// `limit` at most: its messages (with their reactions and reply previews, as stored now)
+/// and its other changes, as their readers were told them.
+pub async fn between(
+    db: &DatabaseConnection,
+    room: &str,
+    after: i64,
+    up_to: Option<i64>,
+    limit: u64,
+) -> Result<Vec<Event>, Error> {
+    let first_id = seq::message_id_at(after);
+    let before_id = up_to.map(|up_to| seq::message_id_at(up_to) + 1);
+    let mut rows = messages::in_room_after(db, room, first_id, before_id, limit).await?;
+    super::messages::complete(db, &mut rows, None).await?;
+    let changes = table::in_room(db, room, after, up_to, limit).await?;
+    let mut events: Vec<Event> = rows
+        .into_iter()
+        .filter(|m| seq::of_message(m.id) > after)
+        .map(|m: Message| Event::Message(Arc::new(m)))
+        .collect();
+    events.extend(changes.into_iter().filter_map(|row| {
+        serde_json::from_str::<Event>(&row.event)
+            .inspect_err(
+                |err| tracing::warn!(error = %err, room, seq = row.seq, "unreadable change"),
+            )
+            .ok()
+    }));
+    events.sort_by_key(|event| event.seq().unwrap_or(0));
+    events.truncate(limit as usize);
+    Ok(events)
+}
+
+/// Whether changes of the room after `after` are no longer kept (`change_log_days`): a
+/// reader asking from there must reload the history.
+pub async fn must_resync(db: &DatabaseConnection, room: &str, after: i64) -> Result<bool, Error> {
+    Ok(after < table::pruned_through(db, room).await?)
+}
+
+/// Changes paged at most over HTTP, and by default.
+const MAX_PAGE: u64 = 500;
+const DEFAULT_PAGE: u64 = 100;
+
+/// What a reader asks of the room's changes, as sent.
+#[derive(Default)]
+pub struct ChangesQuery<'a> {
+    pub after: Option<&'a str>,
+    pub limit: Option<&'a str>,
+}
+
+/// The room's changes after `after` (a `seq`, default 0), oldest first, `limit` at most
+/// (default 100, at most 500), for a caller who may read the room (404 otherwise); and
+/// whether changes after `after` are no longer kept (then none are given: reload).
+pub async fn page(
+    db: &DatabaseConnection,
+    access: &crate::access::RoomAccess,
+    caller: &crate::domain::Caller,
+    room_id: &str,
+    query: ChangesQuery<'_>,
+) -> Result<(Vec<Event>, bool), Error> {
+    access.may_read(caller, room_id).await?;
+    let room = super::rooms::existing(db, room_id).await?;
+    let after = crate::domain::limits::message_id("after", query.after)?.unwrap_or(0);
+    let limit = match query.limit {
+        None => DEFAULT_PAGE,
+        Some(raw) => raw
+            .parse::<u64>()
+            .ok()
+            .filter(|n| (1..=MAX_PAGE).contains(n))
+            .ok_or_else(|| Error::bad_request(format!("limit must be 1 to {MAX_PAGE}")))?,
+    };
+    if must_resync(db, &room.id, after).await? {
+        return Ok((Vec::new(), true));
+    }
+    Ok((between(db, &room.id, after, None, limit).await?, false))
+}
