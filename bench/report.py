@@ -54,6 +54,22 @@ alternating('auth = "required" (bearer token) against open mode', "ab_open", "ab
 alternating("the front door against none", "door_off", "door_on",
             [("GET 100-message room", "get"), ("GET fixed 1000 lines", "fixed")], "without", "with")
 
+conv = [(what, r[k]) for what, k in (
+    ("POST a reply (JSON API), against the POST above", "ferro_reply"),
+    ("GET /api/chat/unread, one user in 200 rooms", "ferro_unread200"),
+    ("GET /api/search, 1,000,000 messages in 100 rooms, a different word each time", "ferro_search"),
+) if k in r]
+if conv:
+    print("\n| conversations | req/s | p50 ms | p99 ms | errors | against |")
+    print("|---|---|---|---|---|---|")
+    for what, c in conv:
+        against = ""
+        if "reply" in what and "ferro_post" in r:
+            against = f"plain POST {r['ferro_post']['rps']:,.0f}/s: **{100 * c['rps'] / r['ferro_post']['rps']:.0f}%**"
+        if "search" in what:
+            against = f"target: p99 under 50 ms: **{'met' if c['p99_ms'] < 50 else 'missed'}**"
+        print(f"| {what} | {c['rps']:,.0f} | {c['p50_ms']:.1f} | **{c['p99_ms']:.1f}** | {c['errors']} | {against} |")
+
 hello, c304 = r.get("ceiling_hello"), r.get("ferro_304")
 if hello and c304:
     print(f"\n| cheap polling | req/s | p99 ms | against the hello-world route ({hello['rps']:,.0f}/s, p99 {hello['p99_ms']:.1f} ms) |")

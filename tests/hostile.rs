@@ -104,6 +104,7 @@ fn json_body(known: &Known, i: usize) -> (Option<&'static str>, Vec<u8>) {
         "current_password": password, "new_password": format!("new-password-{i}"),
         "title": format!("t{i}"), "body": format!("b{i}"), "type": "mention",
         "private": i % 2 == 0, "description": format!("d{i}"),
+        "last_read_id": i % 50,
     });
     let kind = Some("application/json");
     match i % 8 {
@@ -902,5 +903,64 @@ async fn twenty_thousand_reactions_on_one_message_stay_bounded() {
         history[1]["reactions"],
         json!([{"emoji": "🎉", "count": HOSTILE, "me": true}])
     );
+    db.drop_db().await;
+}
+
+/// 20,000 searches across rooms, each for words no other asks for, some of them bad (one
+/// letter, no word, too long): each is answered 200 or 400 at once, never a 5xx, and the
+/// server keeps nothing of them (no cache of queries grows). Open mode with limits off, so
+/// every search reaches the full-text index.
+#[tokio::test(flavor = "multi_thread")]
+async fn twenty_thousand_searches_with_distinct_words_stay_bounded() {
+    let db = TestDb::create(Backend::Sqlite).await;
+    let server = Server::start(&db.url).await;
+    let http = client();
+    let room = room("searched");
+    for i in 0..200 {
+        let text = format!("release w{i}x notes and deploy{i} plans");
+        post_ok(&server, &room, &[("username", "u"), ("msg", &text)]).await;
+    }
+    let search = |query: String| {
+        let req = http.get(format!("{}/api/search?{query}", server.url));
+        async move {
+            let res = req.send().await.map_err(|e| e.to_string())?;
+            let status = res.status().as_u16();
+            let body: Value = res.json().await.map_err(|e| e.to_string())?;
+            Ok::<_, String>((status, body))
+        }
+    };
+    let before = server.rss_bytes();
+    let outcomes: Vec<_> = futures_util::stream::iter(0..HOSTILE)
+        .map(|i| match i % 10 {
+            // One letter, no word, too long: 400.
+            7 => search("q=x".into()),
+            8 => search("q=%21%3F".into()),
+            9 => search(format!("q={}", "y".repeat(201 + i % 50))),
+            // Words found (w{i}x of the first 200) and words never written.
+            _ => search(format!("q=w{}x+notes&limit={}", i % 400, 1 + i % 100)),
+        })
+        .buffer_unordered(32)
+        .collect()
+        .await;
+    let mut found = 0;
+    let mut refused = 0;
+    for outcome in &outcomes {
+        match outcome {
+            Ok((200, body)) => {
+                let hits = body.as_array().map_or(0, Vec::len);
+                assert!(hits <= 1, "one message holds each word: {body}");
+                found += hits;
+            }
+            Ok((400, body)) => {
+                assert!(body["detail"].is_string(), "{body}");
+                refused += 1;
+            }
+            other => panic!("neither found nor refused: {other:?}"),
+        }
+    }
+    assert_eq!(refused, HOSTILE * 3 / 10);
+    // Of the 14,000 good searches, those for w0x to w199x found their one message.
+    assert_eq!(found, HOSTILE * 7 / 10 / 2);
+    assert_flat(&server, before, "20,000 searches");
     db.drop_db().await;
 }

@@ -1,7 +1,9 @@
 //! A rolling restart, as Kubernetes or `docker compose up` with a new image does it:
 //! three replicas behind the shipped nginx configuration on MariaDB and Redis, each in
 //! turn stopped with SIGTERM and started again, while sockets and long-pollers read and
-//! posters write through nginx.
+//! posters write through nginx, and a changer reacts to messages. A tenth of the sockets
+//! come back with the last `seq` they saw instead of a message id: they must get every
+//! change (messages and reactions) once, in the room's order, as the log has them.
 
 mod common;
 
@@ -25,6 +27,8 @@ struct Seen {
     reconnects: Vec<Duration>,
     /// Answers that were 5xx but not 503, and anything else a reader should never get.
     faults: Vec<String>,
+    /// Readers by `seq`: every frame that changed the room, as (type, seq).
+    changes: Vec<(String, i64)>,
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -81,7 +85,10 @@ async fn a_rolling_restart_loses_nothing_and_every_socket_comes_back() {
     let mut readers = Vec::new();
     for i in 0..SOCKETS {
         let (front, room, done) = (front.clone(), room.clone(), done.clone());
-        readers.push(tokio::spawn(socket_reader(front, room, i, start_id, done)));
+        let by_seq = i % 10 == 0;
+        readers.push(tokio::spawn(socket_reader(
+            front, room, i, start_id, by_seq, done,
+        )));
     }
     for _ in 0..POLLERS {
         let (front, room, done) = (front.clone(), room.clone(), done.clone());
@@ -107,6 +114,7 @@ async fn a_rolling_restart_loses_nothing_and_every_socket_comes_back() {
     let posters: Vec<_> = (0..POSTERS)
         .map(|p| tokio::spawn(poster(front.clone(), room.clone(), p, stop.clone())))
         .collect();
+    let changer = tokio::spawn(changer(front.clone(), room.clone(), stop.clone()));
 
     // Each replica in turn: SIGTERM, exit 0 within the grace, start again on its port.
     tokio::time::sleep(Duration::from_secs(1)).await;
@@ -130,6 +138,10 @@ async fn a_rolling_restart_loses_nothing_and_every_socket_comes_back() {
         accepted.extend(ok);
         post_faults.extend(faults);
     }
+    let (ok, faults, reactions) = changer.await.unwrap();
+    accepted.extend(ok);
+    post_faults.extend(faults);
+    assert!(reactions > 20, "reactions went on: {reactions}");
     assert!(post_faults.is_empty(), "posts: {post_faults:?}");
     assert!(accepted.len() > 100, "posts went on: {}", accepted.len());
 
@@ -164,12 +176,46 @@ async fn a_rolling_restart_loses_nothing_and_every_socket_comes_back() {
     let ids: Vec<i64> = stored.iter().map(|(id, _)| *id).collect();
     done_tx.send(Some(*ids.last().unwrap())).unwrap();
 
+    // The room's changes after `start`, from the log, as the readers by `seq` must have
+    // seen them.
+    let mut log: Vec<(String, i64)> = Vec::new();
+    let mut after = start_id << 20;
+    loop {
+        let page: Value = get_json(&format!(
+            "{}/api/chat/rooms/{room}/changes?after={after}&limit=500",
+            replicas[0].url
+        ))
+        .await;
+        let page = page.as_array().unwrap();
+        let Some(last) = page.last() else { break };
+        after = last["seq"].as_i64().unwrap();
+        log.extend(page.iter().map(|f| {
+            (
+                f["type"].as_str().unwrap().to_string(),
+                f["seq"].as_i64().unwrap(),
+            )
+        }));
+    }
+    assert!(
+        log.iter().any(|(kind, _)| kind == "reaction_removed"),
+        "the log holds the reactions"
+    );
+
     let mut slowest = Duration::ZERO;
     for (n, reader) in readers.into_iter().enumerate() {
         let seen = Arc::new(reader.await.unwrap());
         let what = if n < SOCKETS { "socket" } else { "poller" };
         assert!(seen.faults.is_empty(), "{what} {n}: {:?}", seen.faults);
         assert_eq!(seen.ids, ids, "{what} {n}: every message once, in order");
+        if n < SOCKETS && n % 10 == 0 {
+            let upto = seen.changes.last().map_or(0, |c| c.1);
+            let expected: Vec<&(String, i64)> = log.iter().filter(|c| c.1 <= upto).collect();
+            let got: Vec<&(String, i64)> = seen.changes.iter().collect();
+            assert_eq!(
+                got, expected,
+                "socket {n} by seq: every change once, in order"
+            );
+        }
         if n < SOCKETS {
             assert!(
                 !seen.reconnects.is_empty(),
@@ -215,21 +261,77 @@ async fn poster(
     (accepted, faults)
 }
 
+/// Posts through the JSON API every 100 ms until told to stop, and reacts to each message
+/// it posted, then takes the reaction off: the texts answered 201, the faults, and how
+/// many reactions went through.
+async fn changer(
+    front: String,
+    room: String,
+    stop: watch::Receiver<bool>,
+) -> (Vec<String>, Vec<String>, usize) {
+    let (mut accepted, mut faults, mut reactions) = (Vec::new(), Vec::new(), 0);
+    let http = client();
+    let mut n = 0;
+    while !*stop.borrow() {
+        let content = format!("c-{n:05}");
+        n += 1;
+        let res = http
+            .post(format!("{front}/api/chat/rooms/{room}/messages"))
+            .json(&serde_json::json!({"username": "c", "content": content}))
+            .send()
+            .await;
+        let id = match res {
+            Ok(res) if res.status() == 201 => {
+                accepted.push(content.clone());
+                let body: Value = res.json().await.unwrap_or_default();
+                body["id"].as_i64().unwrap_or(0)
+            }
+            Ok(res) if res.status() == 503 => continue,
+            Ok(res) => {
+                faults.push(format!("{content}: {}", res.status()));
+                continue;
+            }
+            Err(err) => {
+                faults.push(format!("{content}: {err}"));
+                continue;
+            }
+        };
+        let reaction =
+            format!("{front}/api/chat/messages/{id}/reactions/%F0%9F%91%8D?user_id=changer");
+        for method in [reqwest::Method::PUT, reqwest::Method::DELETE] {
+            match http.request(method, &reaction).send().await {
+                Ok(res) if res.status().is_success() => reactions += 1,
+                Ok(res) if res.status() == 503 => {}
+                Ok(res) => faults.push(format!("reaction on {id}: {}", res.status())),
+                Err(err) => faults.push(format!("reaction on {id}: {err}")),
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    (accepted, faults, reactions)
+}
+
 /// A ChatFlow-contract client: reads messages; when the server closes with 1012 it
-/// reconnects through nginx with `since` = the last id it has.
+/// reconnects through nginx with `since` = the last id it has, or (`by_seq`) with `seq` =
+/// the last `seq` it saw, recording every frame that changed the room.
 async fn socket_reader(
     front: String,
     room: String,
     i: usize,
     start_id: i64,
+    by_seq: bool,
     done: watch::Receiver<Option<i64>>,
 ) -> Seen {
     let ws_front = front.replacen("http://", "ws://", 1);
     let mut seen = Seen::default();
     let mut last = start_id;
+    let mut last_seq = start_id << 20;
     let mut closed_at: Option<Instant> = None;
     loop {
-        let url = format!("{ws_front}/ws/{room}/r{i}?since={last}");
+        let url = match by_seq {
+            true => format!("{ws_front}/ws/{room}/r{i}?seq={last_seq}"),
+            false => format!("{ws_front}/ws/{room}/r{i}?since={last}"),
+        };
         let mut ws = match tokio_tungstenite::connect_async(&url).await {
             Ok((ws, _)) => ws,
             Err(tungstenite::Error::Http(res)) if res.status() == 503 => {
@@ -262,6 +364,14 @@ async fn socket_reader(
                         seen.faults.push(format!("not JSON: {text}"));
                         continue;
                     };
+                    if let (true, Some(seq)) = (by_seq, value["seq"].as_i64()) {
+                        if seq <= last_seq {
+                            seen.faults.push(format!("seq {seq} after {last_seq}"));
+                        }
+                        let kind = value["type"].as_str().unwrap_or("").to_string();
+                        seen.changes.push((kind, seq));
+                        last_seq = last_seq.max(seq);
+                    }
                     if value["type"] == "message" {
                         let id = value["id"].as_i64().unwrap_or(0);
                         if id <= last {

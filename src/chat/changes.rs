@@ -7,7 +7,7 @@ use crate::db::{changes as table, messages};
 use crate::domain::seq;
 use crate::domain::{Error, Message};
 use crate::realtime::Event;
-use sea_orm::DatabaseConnection;
+use sea_orm::{AccessMode, DatabaseConnection, DbBackend, IsolationLevel, TransactionTrait};
 use std::sync::Arc;
 
 /// Changes read at a time at most.
@@ -16,9 +16,16 @@ pub const PAGE: u64 = 500;
 /// The record of a change other than a message: its event as JSON (serializing an event
 /// cannot fail: every map in it has string keys).
 pub fn record(room: &str, seq: i64, event: &Event) -> table::Change {
+    let message_id = match event {
+        Event::MessageUpdated { message, .. } => Some(message.id),
+        Event::Reaction { message_id, .. } => Some(*message_id),
+        Event::MessageDeleted { id, .. } => Some(*id),
+        _ => None,
+    };
     table::Change {
         room_id: room.to_string(),
         seq,
+        message_id,
         event: serde_json::to_string(event).unwrap_or_default(),
         created_at: crate::domain::now_utc(),
     }
@@ -36,9 +43,22 @@ pub async fn between(
 ) -> Result<Vec<Event>, Error> {
     let first_id = seq::message_id_at(after);
     let before_id = up_to.map(|up_to| seq::message_id_at(up_to) + 1);
-    let mut rows = messages::in_room_after(db, room, first_id, before_id, limit).await?;
+    // Both reads in one snapshot: read apart, a message committed between them could be
+    // missing while a change after it is there, and a reader paging on would skip it.
+    let txn = match db.get_database_backend() {
+        DbBackend::Sqlite => db.begin().await?,
+        _ => {
+            db.begin_with_config(
+                Some(IsolationLevel::RepeatableRead),
+                Some(AccessMode::ReadOnly),
+            )
+            .await?
+        }
+    };
+    let mut rows = messages::in_room_after(&txn, room, first_id, before_id, limit).await?;
+    let changes = table::in_room(&txn, room, after, up_to, limit).await?;
+    txn.commit().await?;
     super::messages::complete(db, &mut rows, None).await?;
-    let changes = table::in_room(db, room, after, up_to, limit).await?;
     let mut events: Vec<Event> = rows
         .into_iter()
         .filter(|m| seq::of_message(m.id) > after)
@@ -54,6 +74,14 @@ pub async fn between(
     events.sort_by_key(|event| event.seq().unwrap_or(0));
     events.truncate(limit as usize);
     Ok(events)
+}
+
+/// The `seq` of the room's last change (a message or another): what a reader that wants
+/// only what comes next starts after.
+pub async fn head(db: &DatabaseConnection, room: &str) -> Result<i64, Error> {
+    let heads = table::heads(db, &[room]).await?;
+    let (change, newest) = heads.get(room).copied().unwrap_or((0, 0));
+    Ok(change.max(seq::of_message(newest)))
 }
 
 /// Whether changes of the room after `after` are no longer kept (`change_log_days`): a

@@ -3,7 +3,6 @@
 //! `realtime::Event`; here it is text.
 
 use super::entities::{change_log_pruned, room_change};
-use sea_orm::sea_query::OnConflict;
 use sea_orm::TransactionSession;
 use sea_orm::{
     ActiveValue::Set, ColumnTrait, ConnectionTrait, DbBackend, DbErr, EntityTrait, QueryFilter,
@@ -21,6 +20,7 @@ pub async fn insert<C: ConnectionTrait>(db: &C, rows: &[Change]) -> Result<(), D
     room_change::Entity::insert_many(rows.iter().map(|row| room_change::ActiveModel {
         room_id: Set(row.room_id.clone()),
         seq: Set(row.seq),
+        message_id: Set(row.message_id),
         event: Set(row.event.clone()),
         created_at: Set(row.created_at),
     }))
@@ -167,18 +167,7 @@ pub async fn prune<C: ConnectionTrait + sea_orm::TransactionTrait>(
     }
     let txn = db.begin().await?;
     for (room, top) in &through {
-        let kept = pruned_through(&txn, room).await?;
-        change_log_pruned::Entity::insert(change_log_pruned::ActiveModel {
-            room_id: Set(room.to_string()),
-            through: Set(kept.max(*top)),
-        })
-        .on_conflict(
-            OnConflict::column(change_log_pruned::Column::RoomId)
-                .update_column(change_log_pruned::Column::Through)
-                .to_owned(),
-        )
-        .exec(&txn)
-        .await?;
+        raise_pruned(&txn, room, *top).await?;
         room_change::Entity::delete_many()
             .filter(room_change::Column::RoomId.eq(*room))
             .filter(room_change::Column::Seq.lte(*top))
@@ -188,6 +177,52 @@ pub async fn prune<C: ConnectionTrait + sea_orm::TransactionTrait>(
     }
     txn.commit().await?;
     Ok(old.len() as u64)
+}
+
+/// Raises the room's pruned mark to `top`, never lowers it: replicas prune at once.
+async fn raise_pruned<C: ConnectionTrait>(db: &C, room: &str, top: i64) -> Result<(), DbErr> {
+    let raised = change_log_pruned::Entity::update_many()
+        .col_expr(
+            change_log_pruned::Column::Through,
+            sea_orm::sea_query::Expr::value(top),
+        )
+        .filter(change_log_pruned::Column::RoomId.eq(room))
+        .filter(change_log_pruned::Column::Through.lt(top))
+        .exec(db)
+        .await?
+        .rows_affected;
+    if raised > 0 || pruned_through(db, room).await? > 0 {
+        return Ok(());
+    }
+    let row = change_log_pruned::ActiveModel {
+        room_id: Set(room.to_string()),
+        through: Set(top),
+    };
+    match change_log_pruned::Entity::insert(row)
+        .exec_without_returning(db)
+        .await
+    {
+        Ok(_) => Ok(()),
+        // Another replica's first mark came first: raise it instead.
+        Err(err) if super::error::cause(&err) == super::error::Cause::Duplicate => {
+            Box::pin(raise_pruned(db, room, top)).await
+        }
+        Err(err) => Err(err),
+    }
+}
+
+/// Forgets the changes of a deleted message (its edits' text among them).
+pub async fn forget_message<C: ConnectionTrait>(
+    db: &C,
+    room: &str,
+    message_id: i64,
+) -> Result<(), DbErr> {
+    room_change::Entity::delete_many()
+        .filter(room_change::Column::RoomId.eq(room))
+        .filter(room_change::Column::MessageId.eq(message_id))
+        .exec(db)
+        .await
+        .map(|_| ())
 }
 
 /// Forgets a deleted room's changes and what was pruned of them.

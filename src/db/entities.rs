@@ -140,6 +140,8 @@ pub mod room_change {
         /// Its place in the room's history (`domain::seq`).
         #[sea_orm(primary_key, auto_increment = false)]
         pub seq: i64,
+        /// The message it is about, if any.
+        pub message_id: Option<i64>,
         /// The event, as JSON.
         #[sea_orm(column_type = "Text")]
         pub event: String,

@@ -279,8 +279,8 @@ pub async fn in_room_between(
 
 /// Messages of a room with an id above `after` (and below `before`), oldest first,
 /// `limit` at most.
-pub async fn in_room_after(
-    db: &DatabaseConnection,
+pub async fn in_room_after<C: ConnectionTrait>(
+    db: &C,
     room: &str,
     after: i64,
     before: Option<i64>,

@@ -522,8 +522,12 @@ async fn apply_changes(
         };
         let told = match event {
             Some(event) => {
-                crate::db::changes::insert(&txn, &[chat::changes::record(&room, seq, &event)])
-                    .await?;
+                // A deleted room keeps no log: one made later under its id starts afresh
+                // (its readers were told, and were let go).
+                if !matches!(event, Event::RoomDeleted { .. }) {
+                    let record = chat::changes::record(&room, seq, &event);
+                    crate::db::changes::insert(&txn, &[record]).await?;
+                }
                 heads.insert(room.clone(), (seq, newest));
                 Some((room, event, last.max(seq::of_message(newest))))
             }
@@ -582,6 +586,8 @@ async fn apply(
         }
         Change::DeleteMessage { message } => {
             let deleted = messages::delete(txn, message.id).await?;
+            // Its edits' text goes with it: nobody reads it back from the log.
+            crate::db::changes::forget_message(txn, &message.room, message.id).await?;
             let event = deleted.then_some(Event::MessageDeleted {
                 id: message.id,
                 seq,
@@ -903,11 +909,21 @@ async fn catch_up(stage: &Arc<Stage>, after: i64, since: chrono::NaiveDateTime) 
             let Some(gate) = stage.gate.as_ref() else {
                 return;
             };
-            let mut gate = lock(gate);
-            if !gate.filling.insert(room.clone()) {
-                continue; // a gap of the room is being read: it reads on to the end
+            // A gap of the room being read ends where it was asked to: wait for it, then
+            // read on from where it left the room.
+            let mut waited = 0;
+            loop {
+                let ours = {
+                    let mut gate = lock(gate);
+                    (gate.filling.insert(room.clone()) || waited >= 500)
+                        .then(|| gate.order.last(&room).unwrap_or(from))
+                };
+                if let Some(after) = ours {
+                    break after;
+                }
+                waited += 1;
+                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
             }
-            gate.order.last(&room).unwrap_or(from)
         };
         let mut next = Some(Gap {
             room,

@@ -36,7 +36,7 @@ super::mount![
     delete_message,
     add_reaction,
     remove_reaction,
-    mark_read,
+    mark_room_read,
     unread,
     room_changes,
     list_members,
@@ -438,7 +438,7 @@ pub struct ReadIn {
     responses((status = 204), (status = 400), (status = 401), (status = 403), (status = 404),
         (status = 415), (status = 429)))]
 #[post("/rooms/<id>/read?<user_id>", data = "<body>")]
-async fn mark_read(
+async fn mark_room_read(
     id: &str,
     user_id: Option<&str>,
     body: Result<JsonBody<ReadIn>>,

@@ -212,10 +212,8 @@ struct From<'r> {
 
 /// What a socket is sent first, and from where live changes are new to it.
 struct Replay {
-    /// The first page of what it missed, oldest first.
+    /// The first page of what it missed, oldest first (read on by `seq`).
     page: Vec<Event>,
-    /// Read on by `seq` (else by message id).
-    by_seq: bool,
     /// Changes after the `seq` asked for are no longer kept: it is told to reload.
     resync: bool,
     /// Messages up to this id it has.
@@ -298,6 +296,12 @@ async fn open<'r>(
     // Listening starts before access is checked and the history read, so nothing falls
     // between them: a room made private (or deleted) after the check is heard of by this
     // socket's `AccessChanged` (or `RoomDeleted`).
+    // Without `since` or `seq`, the room's changes are new to the socket from here on:
+    // read before listening starts, so every change it then hears comes after.
+    let head = match (since, seq) {
+        (None, None) => chat::changes::head(&state.db, room.as_str()).await?,
+        _ => 0,
+    };
     let events = state.hub.subscribe(room.as_str());
     // A room no one has written in yet is open to sockets, as every room of the Flask
     // original exists: the page of `/<new room>` goes live at once. Its socket holds its
@@ -322,19 +326,23 @@ async fn open<'r>(
             };
             Replay {
                 page,
-                by_seq: true,
                 resync,
                 floor: seq::message_id_at(after),
                 seq: after,
             }
         }
+        // The messages after `since`, and the room's other changes since the last of
+        // them the client has, in one order: a change made while the replay was read is
+        // in it, never skipped for coming before the newest message replayed.
         (Some(after), None) => Replay {
-            page: chat::messages::since(db, room.as_str(), after)
-                .await?
-                .into_iter()
-                .map(|m| Event::Message(Arc::new(m)))
-                .collect(),
-            by_seq: false,
+            page: chat::changes::between(
+                db,
+                room.as_str(),
+                seq::of_message(after),
+                None,
+                chat::changes::PAGE,
+            )
+            .await?,
             resync: false,
             floor: after,
             seq: seq::of_message(after),
@@ -343,11 +351,9 @@ async fn open<'r>(
             let newest = chat::messages::last_id(db, room.as_str()).await?;
             Replay {
                 page: Vec::new(),
-                by_seq: false,
                 resync: false,
                 floor: newest.max(state.hub.highest_seen()),
-                // Ids are global, `seq`s per room: the room's own newest message.
-                seq: seq::of_message(newest),
+                seq: head,
             }
         }
     };
@@ -430,7 +436,7 @@ impl Session {
             }
         }
         if self
-            .replay(&mut sink, &mut sent, replay.page, replay.by_seq)
+            .replay(&mut sink, &mut sent, replay.page)
             .await
             .is_err()
         {
@@ -522,13 +528,13 @@ impl Session {
                             Box::pin(chat::changes::between(&self.state.db, room, after, None, chat::changes::PAGE)).await.ok()
                         };
                         match rows {
-                            Some(rows) => match Box::pin(self.replay(&mut sink, &mut sent, rows, true)).await {
+                            Some(rows) => match Box::pin(self.replay(&mut sink, &mut sent, rows)).await {
                                 Ok(()) => Flow::Continue,
                                 Err(()) => Flow::Close(None),
                             },
                             None => Flow::Close(Some(CloseFrame {
                                 code: CloseCode::from(CLOSE_RECONNECT),
-                                reason: format!("too slow: reconnect with since={}", sent.resume_from()).into(),
+                                reason: format!("too slow: reconnect with seq={} or since={}", sent.seq, sent.resume_from()).into(),
                             })),
                         }
                     }
@@ -553,7 +559,7 @@ impl Session {
                 },
                 () = &mut closing => Flow::Close(Some(CloseFrame {
                     code: CloseCode::from(CLOSE_RESTART),
-                    reason: format!("service restart: reconnect with since={}", sent.resume_from()).into(),
+                    reason: format!("service restart: reconnect with seq={} or since={}", sent.seq, sent.resume_from()).into(),
                 })),
                 _ = token_expiry(self.caller.expires_at) => Flow::Close(Some(CloseFrame {
                     code: CloseCode::from(CLOSE_SIGN_IN),
@@ -599,20 +605,18 @@ impl Session {
         METRICS.websockets_open.dec();
     }
 
-    /// Sends `page` (what the peer missed, oldest first), then the pages after it, one
-    /// page read at a time, by `seq` (`by_seq`) or by message id; what was sent before is
-    /// skipped. A page the database cannot give ends the replay: live changes go on, and a
-    /// gap shows as a lag later.
+    /// Sends `page` (what the peer missed, oldest first), then the pages after it by `seq`,
+    /// one page read at a time; what was sent before is skipped. A page the database
+    /// cannot give ends the replay: live changes go on, and a gap shows as a lag later.
     async fn replay(
         &self,
         sink: &mut Sink,
         sent: &mut Sent,
         mut page: Vec<Event>,
-        by_seq: bool,
     ) -> Result<(), ()> {
         let room = self.room.as_str();
         loop {
-            let full = page.len() as u64 >= chat::messages::REPLAY_PAGE.min(chat::changes::PAGE);
+            let full = page.len() as u64 >= chat::changes::PAGE;
             let Some(last) = page.last().and_then(Event::seq) else {
                 return Ok(());
             };
@@ -624,23 +628,13 @@ impl Session {
             if !full {
                 return Ok(());
             }
-            let next = match by_seq {
-                true => {
-                    chat::changes::between(&self.state.db, room, last, None, chat::changes::PAGE)
-                        .await
-                }
-                false => chat::messages::since(&self.state.db, room, seq::message_id_at(last))
+            page =
+                match chat::changes::between(&self.state.db, room, last, None, chat::changes::PAGE)
                     .await
-                    .map(|rows| {
-                        rows.into_iter()
-                            .map(|m| Event::Message(Arc::new(m)))
-                            .collect()
-                    }),
-            };
-            page = match next {
-                Ok(next) => next,
-                Err(_) => return Ok(()),
-            };
+                {
+                    Ok(next) => next,
+                    Err(_) => return Ok(()),
+                };
         }
     }
 

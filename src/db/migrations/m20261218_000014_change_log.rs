@@ -7,7 +7,8 @@ pub struct Migration;
 /// Every change of a room that is not a new message (an edit, a reaction, a deletion),
 /// under its `seq` (`domain::seq`), as the event readers were told, so a reader that
 /// comes back with the last `seq` it saw gets what it missed. Messages are their own
-/// record: a message's `seq` is its id's. Rows older than `change_log_days` are pruned;
+/// record: a message's `seq` is its id's. `message_id`: the message a change is about, so
+/// that deleting it takes its edits (their text) out of the log too. Rows older than `change_log_days` are pruned;
 /// `change_log_pruned` keeps, per room, the highest `seq` pruned, so a reader asking from
 /// before it is told to reload.
 #[derive(DeriveIden)]
@@ -15,6 +16,7 @@ enum RoomChange {
     Table,
     RoomId,
     Seq,
+    MessageId,
     Event,
     CreatedAt,
 }
@@ -41,6 +43,7 @@ impl MigrationTrait for Migration {
             .if_not_exists()
             .col(ColumnDef::new(RoomChange::RoomId).string_len(64).not_null())
             .col(ColumnDef::new(RoomChange::Seq).big_integer().not_null())
+            .col(ColumnDef::new(RoomChange::MessageId).big_integer().null())
             .col(ColumnDef::new(RoomChange::Event).text().not_null())
             .col(created_at.not_null())
             .primary_key(Index::create().col(RoomChange::RoomId).col(RoomChange::Seq));
