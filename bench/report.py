@@ -54,6 +54,15 @@ alternating('auth = "required" (bearer token) against open mode', "ab_open", "ab
 alternating("the front door against none", "door_off", "door_on",
             [("GET 100-message room", "get"), ("GET fixed 1000 lines", "fixed")], "without", "with")
 
+alternating("compressed (Accept-Encoding) against as it is", "zip_off", "zip_br",
+            [("GET 1000-message room, brotli", "get1000")], "as it is", "brotli")
+alternating("compressed (Accept-Encoding) against as it is", "zip_off", "zip_gzip",
+            [("GET 1000-message room, gzip", "gz1000")], "as it is", "gzip")
+if "zip_sizes" in r:
+    z = r["zip_sizes"]
+    print(f"\nThe 1000-message room: {z['plain']:,} bytes as it is, {z['br']:,} with brotli "
+          f"({100 * z['br'] / z['plain']:.0f}%).")
+
 conv = [(what, r[k]) for what, k in (
     ("POST a reply (JSON API), against the POST above", "ferro_reply"),
     ("GET /api/chat/unread, one user in 200 rooms", "ferro_unread200"),

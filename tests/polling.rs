@@ -228,3 +228,99 @@ async fn a_big_room_answers_its_newest_messages_whole(backend: Backend) {
     again.stop();
     db.drop_db().await;
 }
+
+/// What `GET /api/chat/<room>` answers when the client accepts `encoding`: its status,
+/// `Content-Encoding`, `Vary`, and the body as sent.
+async fn get_encoded(url: &str, encoding: Option<&str>) -> (u16, Option<String>, String, Vec<u8>) {
+    let mut req = client().get(url);
+    if let Some(encoding) = encoding {
+        req = req.header("Accept-Encoding", encoding);
+    }
+    let res = req.send().await.unwrap();
+    let header = |name: &str| {
+        res.headers()
+            .get(name)
+            .map(|v| v.to_str().unwrap().to_string())
+    };
+    let (coding, vary) = (
+        header("content-encoding"),
+        header("vary").unwrap_or_default(),
+    );
+    let status = res.status().as_u16();
+    (status, coding, vary, res.bytes().await.unwrap().to_vec())
+}
+
+fn gunzip(bytes: &[u8]) -> String {
+    use std::io::Read;
+    let mut text = String::new();
+    flate2::read::GzDecoder::new(bytes)
+        .read_to_string(&mut text)
+        .unwrap();
+    text
+}
+
+fn unbrotli(bytes: &[u8]) -> String {
+    use std::io::Read;
+    let mut text = String::new();
+    brotli::Decompressor::new(bytes, 4096)
+        .read_to_string(&mut text)
+        .unwrap();
+    text
+}
+
+/// The transcript, compressed when the client asks (brotli before gzip, never a coding
+/// it refuses with q=0), the same text once decompressed, a tenth of the bytes or less for
+/// a room of 300 lines; `Vary: Accept-Encoding` on every answer; a client that asks for
+/// nothing gets exactly the bytes it always did; a new message makes a new compressed body.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_transcript_is_compressed_for_clients_that_ask() {
+    let db = TestDb::create(Backend::Sqlite).await;
+    let server = Server::start(&db.url).await;
+    let room = room("compressed");
+    for i in 0..300 {
+        let msg = format!("message {i}: the quick brown fox jumps over the lazy dog");
+        post_ok(&server, &room, &[("username", "ann"), ("msg", &msg)]).await;
+    }
+    let url = format!("{}/api/chat/{room}", server.url);
+    let (status, coding, vary, plain) = get_encoded(&url, None).await;
+    assert_eq!((status, coding), (200, None));
+    assert_eq!(vary, "Accept-Encoding");
+    let plain = String::from_utf8(plain).unwrap();
+    assert_eq!(lines(&plain).len(), 300);
+
+    for (asks, gets) in [
+        ("gzip, deflate, br", "br"),
+        ("br", "br"),
+        ("gzip", "gzip"),
+        ("br;q=0, gzip;q=0.5", "gzip"),
+        ("x-gzip", "gzip"),
+    ] {
+        let (status, coding, vary, body) = get_encoded(&url, Some(asks)).await;
+        assert_eq!((status, coding.as_deref()), (200, Some(gets)), "{asks}");
+        assert_eq!(vary, "Accept-Encoding");
+        assert!(
+            body.len() * 10 <= plain.len(),
+            "{gets}: {} bytes",
+            body.len()
+        );
+        let text = if gets == "br" {
+            unbrotli(&body)
+        } else {
+            gunzip(&body)
+        };
+        assert_eq!(text, plain, "{asks}");
+    }
+    for refused in ["identity", "br;q=0, gzip;q=0", "deflate", ""] {
+        let (_, coding, _, body) = get_encoded(&url, Some(refused)).await;
+        assert_eq!(coding, None, "{refused:?}");
+        assert_eq!(body, plain.as_bytes(), "{refused:?}");
+    }
+    // A new version: compressed anew.
+    post_ok(&server, &room, &[("username", "bob"), ("msg", "one more")]).await;
+    let (_, _, _, body) = get_encoded(&url, Some("br")).await;
+    assert!(unbrotli(&body).ends_with("bob: one more"));
+    // A page after an id goes as it is.
+    let (_, coding, _, _) = get_encoded(&format!("{url}?after=1"), Some("br")).await;
+    assert_eq!(coding, None);
+    db.drop_db().await;
+}

@@ -270,8 +270,8 @@ fn ids(found: &Value) -> Vec<i64> {
 
 /// ann's words in a public room, her own private room and olga's private room (ann is
 /// not in it): ann finds hers and the public room's, eve and an anonymous caller the
-/// public room's only, the admin all. Each word matches the start of a word, any case,
-/// all words must be there; the snippet marks them. An edit and a delete change what is
+/// public room's only, the admin all. A word matches a whole word, or with `*` the start of
+/// one, any case; all words must be there; the snippet marks them. An edit and a delete change what is
 /// found at once. `limit` and `before` page; bad queries are 400.
 async fn search_finds_words_in_every_room_one_may_read_and_no_other(backend: Backend) {
     let db = TestDb::create(backend).await;
@@ -296,7 +296,8 @@ async fn search_finds_words_in_every_room_one_may_read_and_no_other(backend: Bac
     let in_hidden = say(&server, &hidden, &format!("secret {word} plan"), &olga).await;
     say(&server, &public, "nothing to see", &ann).await;
 
-    let q = format!("q={}", word.to_uppercase());
+    // `word*`: the start of a word, any case.
+    let q = format!("q={}*", word.to_uppercase());
     let (status, found) = search(&server, &q, Some(&ann)).await;
     assert_eq!(status, 200, "{found}");
     assert_eq!(ids(&found), [in_own, in_public]);
@@ -318,18 +319,21 @@ async fn search_finds_words_in_every_room_one_may_read_and_no_other(backend: Bac
         ids(&search(&server, &q, Some(ADMIN_TOKEN)).await.1),
         [in_hidden, in_own, in_public]
     );
+    // Without a star, whole words only.
+    let whole = format!("q={word}");
+    assert_eq!(ids(&search(&server, &whole, Some(&ann)).await.1), [in_own]);
     // Every word must be there; a short and a common word too.
-    let both = format!("q={word}+version");
+    let both = format!("q={word}*+version");
     assert_eq!(
         ids(&search(&server, &both, Some(&ann)).await.1),
         [in_public]
     );
-    let short = format!("q=of+{word}");
+    let short = format!("q=of+{word}*");
     assert_eq!(
         ids(&search(&server, &short, Some(&ann)).await.1),
         [in_public]
     );
-    let none = format!("q={word}+absent");
+    let none = format!("q={word}*+absent");
     assert_eq!(
         ids(&search(&server, &none, Some(&ann)).await.1),
         Vec::<i64>::new()

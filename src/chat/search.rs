@@ -2,7 +2,7 @@
 //! the caller may read and no other, each with a snippet that marks the words found.
 //! The matching is each database's full-text index (`db::messages::search`).
 
-use crate::db::messages as table;
+use crate::db::messages::{self as table, SearchWord};
 use crate::domain::limits::message_id;
 use crate::domain::{Caller, Error, Message};
 use sea_orm::DatabaseConnection;
@@ -65,22 +65,33 @@ pub async fn search(
 }
 
 /// The words of a search text: runs of 2 or more letters and digits, lower-cased, each
-/// once, the first [`MAX_WORDS`]. 400 for a text of fewer than 2 or more than 200
-/// characters, or one with no such word.
-pub fn words(q: &str) -> Result<Vec<String>, Error> {
+/// once, the first [`MAX_WORDS`]; a word followed by `*` matches the start of a word
+/// (`deploy*` finds "deployment"), any other a whole word. 400 for a text of fewer than 2
+/// or more than 200 characters, or one with no such word.
+pub fn words(q: &str) -> Result<Vec<SearchWord>, Error> {
     let q = q.trim();
-    let chars = q.chars().count();
-    if !(MIN_QUERY_CHARS..=MAX_QUERY_CHARS).contains(&chars) {
+    let chars: Vec<char> = q.chars().collect();
+    if !(MIN_QUERY_CHARS..=MAX_QUERY_CHARS).contains(&chars.len()) {
         return Err(Error::bad_request(format!(
             "q must be {MIN_QUERY_CHARS} to {MAX_QUERY_CHARS} characters"
         )));
     }
-    let mut words: Vec<String> = Vec::new();
-    for word in q.split(|c: char| !c.is_alphanumeric()) {
-        let word: String = word.chars().map(lower).collect();
-        // A one-letter prefix matches most of any index: such a word is passed over.
-        if word.chars().count() >= 2 && !words.contains(&word) && words.len() < MAX_WORDS {
-            words.push(word);
+    let mut words: Vec<SearchWord> = Vec::new();
+    let mut i = 0;
+    while i < chars.len() {
+        if !chars[i].is_alphanumeric() {
+            i += 1;
+            continue;
+        }
+        let start = i;
+        while i < chars.len() && chars[i].is_alphanumeric() {
+            i += 1;
+        }
+        let text: String = chars[start..i].iter().copied().map(lower).collect();
+        let prefix = chars.get(i) == Some(&'*');
+        // A one-letter word matches most of any index: it is passed over.
+        if i - start >= 2 && !words.iter().any(|w| w.text == text) && words.len() < MAX_WORDS {
+            words.push(SearchWord { text, prefix });
         }
     }
     if words.is_empty() {
@@ -102,12 +113,15 @@ fn lower(c: char) -> char {
 }
 
 /// Up to [`SNIPPET_CHARS`] characters of `text` around the first word found, as HTML:
-/// the text escaped, each word of the text that begins with a searched word inside
-/// `<mark>`, and `…` where text was left out. Safe to show as HTML.
-pub fn snippet(text: &str, words: &[String]) -> String {
+/// the text escaped, each word of the text that a searched word matches inside `<mark>`,
+/// and `…` where text was left out. Safe to show as HTML.
+pub fn snippet(text: &str, words: &[SearchWord]) -> String {
     let chars: Vec<char> = text.chars().collect();
     let lowered: Vec<char> = chars.iter().copied().map(lower).collect();
-    let words: Vec<Vec<char>> = words.iter().map(|w| w.chars().collect()).collect();
+    let words: Vec<(Vec<char>, bool)> = words
+        .iter()
+        .map(|w| (w.text.chars().collect(), w.prefix))
+        .collect();
     // Each word of the text that a searched word begins: (start, end) in characters.
     let mut marks: Vec<(usize, usize)> = Vec::new();
     let mut i = 0;
@@ -119,7 +133,11 @@ pub fn snippet(text: &str, words: &[String]) -> String {
         let end = (i..chars.len())
             .find(|&j| !chars[j].is_alphanumeric())
             .unwrap_or(chars.len());
-        if words.iter().any(|w| lowered[i..end].starts_with(w)) {
+        let found = &lowered[i..end];
+        if words
+            .iter()
+            .any(|(w, prefix)| found == &w[..] || (*prefix && found.starts_with(w)))
+        {
             marks.push((i, end));
         }
         i = end;
@@ -180,10 +198,20 @@ fn escape_into(out: &mut String, chars: &[char]) {
 mod tests {
     use super::*;
 
+    fn texts(q: &str) -> Vec<String> {
+        words(q).unwrap().into_iter().map(|w| w.text).collect()
+    }
+
     #[test]
     fn words_are_letters_and_digits_lower_cased_once_each() {
-        assert_eq!(words("  Deploy v2, DEPLOY!").unwrap(), ["deploy", "v2"]);
-        assert_eq!(words("Ünïcode straße").unwrap(), ["ünïcode", "straße"]);
+        assert_eq!(texts("  Deploy v2, DEPLOY!"), ["deploy", "v2"]);
+        assert_eq!(texts("Ünïcode straße"), ["ünïcode", "straße"]);
+        let found = words("deploy* now").unwrap();
+        assert_eq!(
+            (found[0].prefix, found[1].prefix),
+            (true, false),
+            "a star makes a prefix"
+        );
         for bad in ["", "a", " x ", "--", "!?"] {
             assert!(words(bad).is_err(), "{bad:?}");
         }
@@ -193,23 +221,28 @@ mod tests {
             MAX_WORDS
         );
         // One letter alone is no word to search for.
-        assert_eq!(words("a plan").unwrap(), ["plan"]);
+        assert_eq!(texts("a plan"), ["plan"]);
         assert!(words("a b c").is_err());
     }
 
     #[test]
-    fn a_snippet_marks_words_that_begin_with_a_searched_word_and_escapes_the_rest() {
-        let words = vec!["deploy".to_string()];
+    fn a_snippet_marks_the_words_found_and_escapes_the_rest() {
+        let prefix = words("deploy*").unwrap();
         assert_eq!(
-            snippet("<b>Deploying</b> now & redeploy later", &words),
+            snippet("<b>Deploying</b> now & redeploy later", &prefix),
             "&lt;b&gt;<mark>Deploying</mark>&lt;/b&gt; now &amp; redeploy later"
         );
+        let whole = words("deploy").unwrap();
+        assert_eq!(
+            snippet("deploying, then deploy", &whole),
+            "deploying, then <mark>deploy</mark>"
+        );
         let long = format!("{} the deploy {}", "x ".repeat(100), "y ".repeat(100));
-        let cut = snippet(&long, &words);
+        let cut = snippet(&long, &prefix);
         assert!(cut.starts_with('…') && cut.ends_with('…'), "{cut}");
         assert!(cut.contains("<mark>deploy</mark>"), "{cut}");
         assert!(cut.chars().count() < SNIPPET_CHARS + 20);
         // Nothing found (a word the index matched differently): the text's start.
-        assert_eq!(snippet("hello", &words), "hello");
+        assert_eq!(snippet("hello", &prefix), "hello");
     }
 }

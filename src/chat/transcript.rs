@@ -22,6 +22,67 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
+/// A compression a client may accept for a transcript (`Accept-Encoding`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Encoding {
+    Br,
+    Gzip,
+}
+
+impl Encoding {
+    /// The best of ours that an `Accept-Encoding` header accepts (brotli first), or none:
+    /// the body as it is. A coding with `q=0` is refused, as RFC 9110 says.
+    pub fn accepted(header: Option<&str>) -> Option<Encoding> {
+        let mut found = None;
+        for part in header?.split(',') {
+            let mut fields = part.split(';').map(str::trim);
+            let name = fields.next().unwrap_or_default().to_ascii_lowercase();
+            let refused = fields.any(|f| {
+                f.strip_prefix("q=")
+                    .and_then(|q| q.trim().parse::<f32>().ok())
+                    .is_some_and(|q| q <= 0.0)
+            });
+            match (name.as_str(), refused) {
+                (_, true) => {}
+                ("br", false) => return Some(Encoding::Br),
+                ("gzip" | "x-gzip", false) => found = Some(Encoding::Gzip),
+                _ => {}
+            }
+        }
+        found
+    }
+
+    /// Its name in `Content-Encoding`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Encoding::Br => "br",
+            Encoding::Gzip => "gzip",
+        }
+    }
+
+    /// `bytes` compressed: brotli at quality 5, gzip at level 6 (a room's version is
+    /// compressed once and sent to every poll of it, so ratio is worth some time).
+    fn compress(self, bytes: &[u8]) -> Transcript {
+        use std::io::Write;
+        let mut out = Vec::with_capacity(bytes.len() / 4 + 64);
+        match self {
+            Encoding::Br => {
+                let mut writer = brotli::CompressorWriter::new(&mut out, 4096, 5, 22);
+                // Writing to a Vec cannot fail.
+                let _ = writer.write_all(bytes);
+                drop(writer);
+            }
+            Encoding::Gzip => {
+                let mut writer =
+                    flate2::write::GzEncoder::new(&mut out, flate2::Compression::new(6));
+                let _ = writer.write_all(bytes);
+                let _ = writer.finish();
+            }
+        }
+        Transcript(out.into())
+    }
+}
+
 /// A transcript body, shared by every response that sends it.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Transcript(pub Arc<[u8]>);
@@ -58,6 +119,8 @@ struct Room {
     rerender: bool,
     /// The ETag of `text`, when `text` holds every entry.
     etag: Option<Arc<str>>,
+    /// `text` compressed, for the version `etag` names: made at the first poll that asks.
+    encoded: Vec<(Encoding, Transcript)>,
     /// The bytes of the rows held, with their overhead.
     row_bytes: usize,
     /// What this room adds to [`Held::bytes`], as last settled.
@@ -112,6 +175,7 @@ impl Room {
             rendered: i64::MIN,
             rerender: false,
             etag: None,
+            encoded: Vec::new(),
             row_bytes: 0,
             counted: 0,
             loaded: false,
@@ -136,6 +200,7 @@ impl Room {
             }
         }
         self.etag = None;
+        self.encoded.clear();
     }
 
     fn last_id(&self) -> i64 {
@@ -144,7 +209,8 @@ impl Room {
 
     /// The bytes this room holds, its name's included.
     fn cost(&self, name: &str) -> usize {
-        ROOM_OVERHEAD + name.len() + self.row_bytes + self.text.0.len()
+        let encoded: usize = self.encoded.iter().map(|(_, t)| t.0.len()).sum();
+        ROOM_OVERHEAD + name.len() + self.row_bytes + self.text.0.len() + encoded
     }
 
     /// Brings `text` up to every entry: what it already holds of the entries still here is
@@ -326,6 +392,43 @@ impl Transcripts {
 
     fn held(&self) -> MutexGuard<'_, Held> {
         lock(&self.held)
+    }
+
+    /// The whole transcript `text` of version `etag` of the room, compressed: made once per
+    /// version and kept with the room (counted in its bytes), outside the lock. A version
+    /// the room no longer holds is compressed for this answer only.
+    pub fn encoded(
+        &self,
+        room: &str,
+        etag: &str,
+        encoding: Encoding,
+        text: &Transcript,
+    ) -> Transcript {
+        let current = |r: &Room| r.etag.as_deref() == Some(etag);
+        if let Some(found) = self
+            .held()
+            .rooms
+            .get(room)
+            .filter(|r| current(r))
+            .and_then(|r| {
+                r.encoded
+                    .iter()
+                    .find(|(e, _)| *e == encoding)
+                    .map(|(_, t)| t.clone())
+            })
+        {
+            return found;
+        }
+        let body = encoding.compress(&text.0);
+        let mut held = self.held();
+        let Held { rooms, bytes } = &mut *held;
+        if let Some(r) = rooms.get_mut(room).filter(|r| current(r)) {
+            if !r.encoded.iter().any(|(e, _)| *e == encoding) {
+                r.encoded.push((encoding, body.clone()));
+                Held::settle(bytes, room, r);
+            }
+        }
+        body
     }
 
     /// The room's messages after `after` (all of them without it, the newest

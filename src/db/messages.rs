@@ -386,13 +386,21 @@ const INNODB_STOPWORDS: [&str; 36] = [
 /// out.
 pub const UNINDEXED_WINDOW: i64 = 50_000;
 
+/// A word to search for: lower-cased letters and digits, and whether it matches the start
+/// of a word (`deploy*`) or a whole word.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SearchWord {
+    pub text: String,
+    pub prefix: bool,
+}
+
 /// The newest messages (`before` an id, if given) whose text holds every one of `words`
-/// (lower-cased letters and digits; each matches the start of a word) in the rooms
+/// (each a whole word, or the start of one) in the rooms
 /// `readable` names (every room when none), newest first, `limit` at most. Each database
 /// answers from its own full-text index (see the `search` migration).
 pub async fn search(
     db: &DatabaseConnection,
-    words: &[String],
+    words: &[SearchWord],
     readable: Option<sea_orm::sea_query::SelectStatement>,
     before: Option<i64>,
     limit: u64,
@@ -400,11 +408,15 @@ pub async fn search(
     let mut query = message::Entity::find();
     match db.get_database_backend() {
         DbBackend::MySql => {
-            let (indexed, scanned): (Vec<&String>, Vec<&String>) = words
-                .iter()
-                .partition(|w| w.chars().count() >= 3 && !INNODB_STOPWORDS.contains(&w.as_str()));
+            let (indexed, scanned): (Vec<&SearchWord>, Vec<&SearchWord>) =
+                words.iter().partition(|w| {
+                    w.text.chars().count() >= 3 && !INNODB_STOPWORDS.contains(&w.text.as_str())
+                });
             if !indexed.is_empty() {
-                let against: Vec<String> = indexed.iter().map(|w| format!("+{w}*")).collect();
+                let against: Vec<String> = indexed
+                    .iter()
+                    .map(|w| format!("+{}{}", w.text, if w.prefix { "*" } else { "" }))
+                    .collect();
                 query = query.filter(Expr::cust_with_values(
                     "MATCH (text) AGAINST (? IN BOOLEAN MODE)",
                     [against.join(" ")],
@@ -424,21 +436,27 @@ pub async fn search(
                 query = query.filter(message::Column::Id.gt(newest - UNINDEXED_WINDOW));
             }
             for word in scanned {
-                let pattern = format!("%{}%", escape_like(word));
+                let pattern = format!("%{}%", escape_like(&word.text));
                 query = query.filter(
                     Expr::col(message::Column::Text).like(LikeExpr::new(pattern).escape('\\')),
                 );
             }
         }
         DbBackend::Postgres => {
-            let tsquery: Vec<String> = words.iter().map(|w| format!("{w}:*")).collect();
+            let tsquery: Vec<String> = words
+                .iter()
+                .map(|w| format!("{}{}", w.text, if w.prefix { ":*" } else { "" }))
+                .collect();
             query = query.filter(Expr::cust_with_values(
                 "to_tsvector('simple', text) @@ to_tsquery('simple', $1)",
                 [tsquery.join(" & ")],
             ));
         }
         _ => {
-            let fts: Vec<String> = words.iter().map(|w| format!("\"{w}\"*")).collect();
+            let fts: Vec<String> = words
+                .iter()
+                .map(|w| format!("\"{}\"{}", w.text, if w.prefix { "*" } else { "" }))
+                .collect();
             query = query.filter(Expr::cust_with_values(
                 "id IN (SELECT rowid FROM message_fts WHERE message_fts MATCH ?)",
                 [fts.join(" AND ")],

@@ -196,8 +196,8 @@ pub async fn counts(
 }
 
 /// One part per room, `UNION ALL`ed: the room's index in `rooms`, how many messages came
-/// after the mark (up to the cap + 1), how many of those are not the user's, and the
-/// user's mentions after the mark.
+/// after the mark (up to the cap + 1) and how many of those are not the user's (one read
+/// of the window), and the user's mentions after the mark.
 fn statement(backend: DbBackend, user: &str, rooms: &[(String, i64)]) -> (String, Vec<Value>) {
     let window = COUNT_CAP + 1;
     let mut values: Vec<Value> = Vec::with_capacity(rooms.len() * 8);
@@ -214,29 +214,24 @@ fn statement(backend: DbBackend, user: &str, rooms: &[(String, i64)]) -> (String
             DbBackend::Postgres => format!("{i}::bigint"),
             _ => i.to_string(),
         };
+        // Bound in the order the placeholders appear in the text.
+        let user_1 = bind(user.into());
+        let (user_2, room_2, mark_2) = (
+            bind(user.into()),
+            bind(room.as_str().into()),
+            bind((*mark).into()),
+        );
         let (room_1, mark_1) = (bind(room.as_str().into()), bind((*mark).into()));
-        let (room_2, mark_2, user_2) = (
-            bind(room.as_str().into()),
-            bind((*mark).into()),
-            bind(user.into()),
-        );
-        let (user_3, room_3, mark_3) = (
-            bind(user.into()),
-            bind(room.as_str().into()),
-            bind((*mark).into()),
-        );
         parts.push(format!(
-            "SELECT {index} AS i, \
-             (SELECT COUNT(*) FROM (SELECT id FROM message WHERE room = {room_1} \
-               AND id > {mark_1} ORDER BY id LIMIT {window}) s) AS seen, \
-             (SELECT COUNT(*) FROM (SELECT user_id FROM message WHERE room = {room_2} \
-               AND id > {mark_2} ORDER BY id LIMIT {window}) u \
-               WHERE u.user_id IS NULL OR u.user_id <> {user_2}) AS unread, \
+            "SELECT {index} AS i, COUNT(*) AS seen, \
+             COUNT(CASE WHEN w.user_id IS NULL OR w.user_id <> {user_1} THEN 1 END) AS unread, \
              (SELECT COUNT(*) FROM (SELECT n.message_id FROM notification n \
-               WHERE n.user_id = {user_3} AND n.room_id = {room_3} \
-               AND n.notif_type = 'mention' AND n.message_id > {mark_3} \
+               WHERE n.user_id = {user_2} AND n.room_id = {room_2} \
+               AND n.notif_type = 'mention' AND n.message_id > {mark_2} \
                AND EXISTS (SELECT 1 FROM message x WHERE x.id = n.message_id) \
-               LIMIT {window}) m) AS mentions"
+               LIMIT {window}) m) AS mentions \
+             FROM (SELECT user_id FROM message WHERE room = {room_1} AND id > {mark_1} \
+               ORDER BY id LIMIT {window}) w"
         ));
     }
     (parts.join(" UNION ALL "), values)

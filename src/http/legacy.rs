@@ -8,7 +8,7 @@ use super::legacy_body::PostBody;
 use super::limits::Posting;
 use super::Plain;
 use crate::access::RoomAccess;
-use crate::chat::{Transcript, Transcripts, View};
+use crate::chat::{Encoding, Transcript, Transcripts, View};
 use crate::delivery::Delivery;
 use crate::domain::limits::{message_id, wait_secs};
 use crate::domain::message::new_message;
@@ -107,7 +107,16 @@ async fn get_transcript(
             view,
         }
     } else {
-        PollAnswer::Text(view)
+        // The whole transcript (the common poll) is compressed once per version, for
+        // every poll of it; a page after an id is small and goes as it is.
+        let encoded = match (headers.encoding, query.after, visible) {
+            (Some(encoding), None, true) => Some((
+                encoding,
+                transcripts.encoded(room.as_str(), &view.etag, encoding, &view.text),
+            )),
+            _ => None,
+        };
+        PollAnswer::Text(view, encoded)
     })
 }
 
@@ -152,6 +161,8 @@ impl<'r> Responder<'r, 'static> for Transcript {
 /// The headers a poll may carry.
 pub struct PollHeaders {
     if_none_match: Option<String>,
+    /// The compression the client accepts, if any of ours.
+    encoding: Option<Encoding>,
     accepts_json: bool,
 }
 
@@ -162,6 +173,7 @@ impl<'r> FromRequest<'r> for PollHeaders {
     async fn from_request(req: &'r Request<'_>) -> Outcome<Self, Self::Error> {
         Outcome::Success(PollHeaders {
             if_none_match: req.headers().get_one("If-None-Match").map(str::to_string),
+            encoding: Encoding::accepted(req.headers().get_one("Accept-Encoding")),
             accepts_json: req
                 .accept()
                 .is_some_and(|a| a.preferred().media_type().is_json()),
@@ -213,8 +225,12 @@ impl PollQuery {
 
 pub enum PollAnswer {
     NotModified(View),
-    Text(View),
-    Json { room: String, view: View },
+    /// The text, and the same compressed as the client accepts.
+    Text(View, Option<(Encoding, Transcript)>),
+    Json {
+        room: String,
+        view: View,
+    },
 }
 
 /// The JSON form of a transcript, for the document (written by [`JsonTranscript`]).
@@ -252,7 +268,12 @@ impl<'r> Responder<'r, 'static> for PollAnswer {
                 Response::build().status(Status::NotModified).finalize(),
                 view,
             ),
-            PollAnswer::Text(view) => (view.text.clone().respond_to(req)?, view),
+            PollAnswer::Text(view, None) => (view.text.clone().respond_to(req)?, view),
+            PollAnswer::Text(view, Some((encoding, body))) => {
+                let mut response = body.respond_to(req)?;
+                response.set_header(Header::new("Content-Encoding", encoding.name()));
+                (response, view)
+            }
             PollAnswer::Json { room, view } => {
                 let body = JsonTranscript {
                     room: &room,
@@ -276,8 +297,10 @@ impl<'r> Responder<'r, 'static> for PollAnswer {
         };
         response.set_header(Header::new("ETag", view.etag.to_string()));
         response.set_header(Header::new("X-Last-Message-Id", view.last_id.to_string()));
-        // Polls must reach the server (or revalidate), never be answered by a cache.
+        // Polls must reach the server (or revalidate), never be answered by a cache; a
+        // cache that keeps one anyway keeps it per encoding.
         response.set_header(Header::new("Cache-Control", "no-cache"));
+        response.set_header(Header::new("Vary", "Accept-Encoding"));
         Ok(response)
     }
 }

@@ -40,6 +40,7 @@ pub fn document() -> utoipa::openapi::OpenApi {
     // The mounts at the root need no prefix.
     doc.merge(super::ops::ApiDoc::openapi());
     doc.merge(super::ws::ApiDoc::openapi());
+    doc.merge(crate::realtime::frames::FramesDoc::openapi());
     doc.merge(super::webchat::ApiDoc::openapi());
     let paths = std::mem::take(&mut doc.paths.paths);
     doc.paths.paths = paths

@@ -33,7 +33,7 @@ use crate::events::Events;
 use crate::lifecycle::Lifecycle;
 use crate::metrics::METRICS;
 use crate::presence::Presence;
-use crate::realtime::frames::to_text;
+use crate::realtime::frames::{to_text, NotificationFrame};
 use crate::realtime::{
     user_channel, ClientFrame, Event, Hub, RelayFrame, ServerFrame, Subscription,
 };
@@ -101,7 +101,14 @@ pub struct SocketState {
     pub webchat_room: RoomName,
 }
 
-/// The ChatFlow chat socket (see the module comment for its frames).
+/// The ChatFlow chat socket. The client sends `ClientFrame`s (among this document's
+/// schemas). It is sent JSON objects tagged by `type`: `message` (a message's fields, as
+/// `MessageOut`, with `timestamp` for `created_at`), `message_updated` (the same),
+/// `reaction_added` and `reaction_removed` (`message_id, room_id, emoji, user_id, count`),
+/// `message_deleted` (`id, room_id`), `room_deleted` (`room_id`), each of these with its
+/// `seq`; `typing` and `stop_typing` (`user_id, username, room_id`), `user_joined` and
+/// `user_left` (the same and `timestamp`), `read` (`room_id, last_read_id`),
+/// `notification` (as `NotificationOut`), `resync` (`room_id`) and `error` (`detail`).
 #[utoipa::path(tag = "realtime",
     params(("room_id" = String, Path), ("user_id" = String, Path),
         ("username" = Option<String>, Query),
@@ -166,7 +173,7 @@ pub async fn connect_room<'r>(
 }
 
 /// Seed 002's socket: one room (`webchat_room`). A text frame that is exactly
-/// `{"text", "type", "ts"}` (strings and an integer) is posted, and comes back as that
+/// `{"text", "type", "ts"}` (strings and an integer: `RelayIn`) is posted, and comes back as that
 /// same object to every socket of the room, the sender's too, on every replica; any other
 /// frame is dropped and the socket stays open. Messages from other doors arrive as
 /// `{"text": "<username>: <text>", "type": "message", "ts": <ms>}`. A message the server
@@ -885,7 +892,7 @@ impl Session {
             })),
             Event::Notification(notification) => notification
                 .as_object()
-                .map(|fields| to_text(&ServerFrame::Notification(fields))),
+                .map(|fields| to_text(&ServerFrame::Notification(NotificationFrame { fields }))),
         }
     }
 }

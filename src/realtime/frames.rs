@@ -5,9 +5,28 @@
 
 use crate::domain::{Message, MessageJson, Peer, Shape};
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+/// What the sockets take, as components of `/openapi.json` (`ClientFrame`, `RelayIn`),
+/// which the socket routes' entries name; what they send is listed in those entries (a
+/// union of tagged frames is more than the generated clients read).
+#[derive(utoipa::OpenApi)]
+#[openapi(components(schemas(ClientFrame, RelayIn)))]
+pub struct FramesDoc;
+
+/// What the single-room relay (`/ws`) takes and sends: `{text, type, ts}`.
+#[derive(ToSchema)]
+#[allow(dead_code)] // a description for the document: the relay reads these fields itself
+pub struct RelayIn {
+    text: String,
+    #[schema(rename = "type")]
+    kind: String,
+    /// Milliseconds since the epoch.
+    ts: i64,
+}
 
 /// A frame a room socket's client sends.
-#[derive(Debug, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Deserialize, PartialEq, Eq, ToSchema)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum ClientFrame {
     /// A message to post. `user_id` names its author on `/ws/<room>`, where each frame
@@ -75,19 +94,27 @@ pub enum ServerFrame<'a> {
         last_read_id: i64,
     },
     /// One of the user's notifications, as the notifications API lists it.
-    Notification(&'a serde_json::Map<String, serde_json::Value>),
+    Notification(NotificationFrame<'a>),
     /// What the socket could not take, in one line; the socket stays open.
     Error {
         detail: &'a str,
     },
 }
 
-/// A message's JSON and the `seq` of the change it tells of.
+/// A message's JSON (the fields of `MessageOut`, with `timestamp` for `created_at`) and
+/// the `seq` of the change it tells of.
 #[derive(Debug, Serialize)]
 pub struct Sequenced<'a> {
     #[serde(flatten)]
     pub message: MessageJson<'a>,
     pub seq: i64,
+}
+
+/// A notification's fields, as the notifications API lists it (`NotificationOut`).
+#[derive(Debug, Serialize)]
+pub struct NotificationFrame<'a> {
+    #[serde(flatten)]
+    pub fields: &'a serde_json::Map<String, serde_json::Value>,
 }
 
 /// A reaction added or taken off, and how many of that emoji the message has now.
@@ -382,9 +409,9 @@ mod tests {
             .unwrap()
             .extend(notification.as_object().unwrap().clone());
         assert_eq!(
-            value(&ServerFrame::Notification(
-                notification.as_object().unwrap()
-            )),
+            value(&ServerFrame::Notification(NotificationFrame {
+                fields: notification.as_object().unwrap()
+            })),
             expected
         );
     }
