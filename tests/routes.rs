@@ -1,27 +1,14 @@
 //! Route tests: the whole server wired as `ferrochat::build` wires it, on a SQLite file of
-//! the test's own, driven in process through Rocket's local client (no port, no process).
+//! the test's own, driven in process through Rocket's local client (`tests/app`: no port,
+//! no process, no service).
 //! They hold each mount's contract and error form; the real-process tests beside them
 //! hold what needs real HTTP, sockets, replicas and outages.
 
-use ferrochat::config;
-use rocket::http::{ContentType, Status};
-use rocket::local::asynchronous::Client;
-use serde_json::{json, Value};
+mod app;
 
-async fn client() -> (Client, tempfile::TempDir) {
-    let dir = tempfile::tempdir().unwrap();
-    let url = format!("sqlite://{}/chat.db", dir.path().display());
-    let figment = config::figment()
-        .merge(("database_url", url))
-        .merge(("files_dir", dir.path().join("files").display().to_string()));
-    // DATABASE_URL would win over the setting; these tests choose their own database.
-    assert!(
-        std::env::var("DATABASE_URL").is_err() && std::env::var("MYSQL_URI").is_err(),
-        "route tests choose their own database: unset DATABASE_URL and MYSQL_URI"
-    );
-    let rocket = ferrochat::build_from(figment).await.expect("build");
-    (Client::tracked(rocket).await.expect("a valid server"), dir)
-}
+use app::TestApp;
+use rocket::http::{ContentType, Status};
+use serde_json::{json, Value};
 
 async fn json_of(res: rocket::local::asynchronous::LocalResponse<'_>) -> Value {
     let text = res.into_string().await.unwrap_or_default();
@@ -30,7 +17,8 @@ async fn json_of(res: rocket::local::asynchronous::LocalResponse<'_>) -> Value {
 
 #[rocket::async_test]
 async fn the_legacy_chat_answers_as_the_flask_original() {
-    let (client, _dir) = client().await;
+    let app = TestApp::new().await;
+    let client = &app.client;
     let res = client.get("/api/chat/lobby").dispatch().await;
     assert_eq!(res.status(), Status::Ok);
     assert_eq!(res.content_type(), Some(ContentType::Plain));
@@ -61,7 +49,8 @@ async fn the_legacy_chat_answers_as_the_flask_original() {
 
 #[rocket::async_test]
 async fn legacy_errors_are_one_plain_line_and_api_errors_json() {
-    let (client, _dir) = client().await;
+    let app = TestApp::new().await;
+    let client = &app.client;
     let res = client
         .post("/api/chat/lobby")
         .header(ContentType::Form)
@@ -100,7 +89,8 @@ async fn legacy_errors_are_one_plain_line_and_api_errors_json() {
 
 #[rocket::async_test]
 async fn rooms_and_messages_through_the_chatflow_api() {
-    let (client, _dir) = client().await;
+    let app = TestApp::new().await;
+    let client = &app.client;
     let res = client
         .post("/api/chat/rooms")
         .json(&json!({"name": "Dev Ops", "description": "d"}))
@@ -175,7 +165,8 @@ async fn rooms_and_messages_through_the_chatflow_api() {
 
 #[rocket::async_test]
 async fn presence_notifications_and_health_answer() {
-    let (client, _dir) = client().await;
+    let app = TestApp::new().await;
+    let client = &app.client;
     let res = client
         .post("/api/presence/u1/heartbeat?username=Ann")
         .dispatch()

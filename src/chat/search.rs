@@ -53,8 +53,7 @@ pub async fn search(
     };
     let before = message_id("before", query.before)?;
     let readable = (!caller.admin).then(|| crate::db::rooms::visible_to(proven));
-    let mut rows = table::search(db, &words, readable, before, limit).await?;
-    super::messages::complete(db, &mut rows, proven).await?;
+    let rows = table::search(db, &words, readable, before, limit).await?;
     Ok(rows
         .into_iter()
         .map(|message| Found {

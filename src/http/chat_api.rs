@@ -142,7 +142,7 @@ pub struct ReactionCountOut {
 }
 
 /// A message in the API's JSON.
-pub struct ApiMessage(pub(super) Message);
+pub struct ApiMessage(Message);
 
 /// An edit: the message's new text.
 #[derive(Deserialize, ToSchema)]

@@ -1,6 +1,5 @@
 //! `/api/search`: search across every room the caller may read.
 
-use super::chat_api::ApiMessage;
 use super::limits::Searching;
 use crate::chat::search::{self, SearchQuery};
 use crate::domain::{Caller, Result};
@@ -12,19 +11,27 @@ use utoipa::ToSchema;
 
 super::mount![search_messages];
 
-/// A message found: the message as the chat API shows it, and `snippet`.
+/// A message found: what a list of results shows of it (the whole message, with its
+/// reactions and the message it answers, is `GET /api/chat/messages/<id>`).
 #[derive(Serialize, ToSchema)]
 pub struct SearchHit {
-    #[serde(flatten)]
-    #[schema(value_type = super::chat_api::MessageOut)]
-    message: ApiMessage,
+    id: i64,
+    room_id: String,
+    user_id: Option<String>,
+    username: String,
+    content: String,
+    #[schema(value_type = String, format = DateTime)]
+    created_at: chrono::DateTime<chrono::Utc>,
+    /// When its author last edited it; null until then.
+    #[schema(value_type = Option<String>, format = DateTime)]
+    edited_at: Option<chrono::DateTime<chrono::Utc>>,
     /// Up to 160 characters of its text around the first word found, as HTML: escaped,
     /// each word found inside `<mark>`, `…` where text was left out.
     snippet: String,
 }
 
-/// The newest messages whose text holds every word of `q` (2 to 200 characters; each word
-/// matches the start of a word, ignoring case), newest first, from every room the caller
+/// The newest messages whose text holds every word of `q` (2 to 200 characters; a word
+/// matches a whole word, or followed by `*` the start of one, ignoring case), newest first, from every room the caller
 /// may read and none other: public rooms, and when signed in their own private and direct
 /// ones. `before` pages back from a message id.
 #[utoipa::path(tag = "chat", params(
@@ -46,9 +53,18 @@ async fn search_messages(
     Ok(Json(
         found
             .into_iter()
-            .map(|found| SearchHit {
-                message: ApiMessage(found.message),
-                snippet: found.snippet,
+            .map(|found| {
+                let m = found.message;
+                SearchHit {
+                    id: m.id,
+                    room_id: m.room,
+                    user_id: m.user_id,
+                    username: m.username,
+                    content: m.text,
+                    created_at: m.timestamp.and_utc(),
+                    edited_at: m.edited_at.map(|at| at.and_utc()),
+                    snippet: found.snippet,
+                }
             })
             .collect(),
     ))

@@ -1,0 +1,137 @@
+//! The in-process tier: the whole server as `ferrochat::build_from` wires it, on a SQLite
+//! file of the test's own, driven through Rocket's local client. No port, no process, no
+//! service, no network: these tests run anywhere `cargo` does (`scripts/test --fast`).
+//! What needs sockets, replicas, outages, restarts or a browser stays with the process
+//! tests (`tests/common`).
+//!
+//! `TestApp::new()` (open mode) or `TestApp::required()`, then personas:
+//! `app.anonymous()`, `app.signed_in("ann").await`, `app.admin()`; and
+//! `app.call(&who, Method::Post, path, Some(body)).await` -> `(status, JSON)`.
+
+#![allow(dead_code)] // each test file uses the part it needs
+
+use ferrochat::config;
+use rocket::http::{ContentType, Header, Method};
+use rocket::local::asynchronous::Client;
+use serde_json::{json, Value};
+
+/// The admin token every in-process app is given.
+pub const ADMIN_TOKEN: &str = "in-process-admin-token";
+
+pub struct TestApp {
+    pub client: Client,
+    _dir: tempfile::TempDir,
+}
+
+/// Who calls: anonymous, a signed-in user (with their token), or the admin.
+#[derive(Clone, Debug, Default)]
+pub struct Persona {
+    pub token: Option<String>,
+    pub user_id: Option<String>,
+    pub username: String,
+}
+
+impl TestApp {
+    /// Open mode, limits off, as the server starts by default.
+    pub async fn new() -> Self {
+        Self::with(&[]).await
+    }
+
+    /// `auth = "required"`: every call needs an identity, and the abuse limits are on.
+    pub async fn required() -> Self {
+        Self::with(&[("auth", "required")]).await
+    }
+
+    /// With settings of the test's own (they win over everything else).
+    pub async fn with(settings: &[(&str, &str)]) -> Self {
+        // Settings read from the environment at call time would win over the test's own.
+        for name in ["DATABASE_URL", "MYSQL_URI", "ADMIN_TOKEN"] {
+            assert!(
+                std::env::var(name).is_err(),
+                "in-process tests choose their own settings: unset {name}"
+            );
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}/chat.db", dir.path().display());
+        let mut figment = config::figment()
+            .merge(("database_url", url))
+            .merge(("files_dir", dir.path().join("files").display().to_string()))
+            .merge(("admin_token", ADMIN_TOKEN))
+            .merge(("token_secret", "in-process tests' secret, 32 bytes or more"));
+        for (key, value) in settings {
+            figment = figment.merge((*key, *value));
+        }
+        let rocket = ferrochat::build_from(figment).await.expect("build");
+        // Untracked: a sign-in's cookie must not make every later call that user's.
+        TestApp {
+            client: Client::untracked(rocket).await.expect("a valid server"),
+            _dir: dir,
+        }
+    }
+
+    pub fn anonymous(&self) -> Persona {
+        Persona {
+            username: "anonymous".into(),
+            ..Persona::default()
+        }
+    }
+
+    pub fn admin(&self) -> Persona {
+        Persona {
+            token: Some(ADMIN_TOKEN.into()),
+            username: "admin".into(),
+            ..Persona::default()
+        }
+    }
+
+    /// A new account named `name` (made unique), signed in.
+    pub async fn signed_in(&self, name: &str) -> Persona {
+        let username = unique(name);
+        let (status, body) = self
+            .call(
+                &self.anonymous(),
+                Method::Post,
+                "/api/auth/register",
+                Some(json!({"username": username, "password": "correct horse battery"})),
+            )
+            .await;
+        assert_eq!(status, 201, "register {username}: {body}");
+        Persona {
+            token: body["token"].as_str().map(str::to_string),
+            user_id: body["user_id"].as_str().map(str::to_string),
+            username,
+        }
+    }
+
+    /// One request as `who`; the answer's status and JSON body (`Null` when it has none).
+    pub async fn call(
+        &self,
+        who: &Persona,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> (u16, Value) {
+        let mut req = self.client.req(method, path.to_string());
+        if let Some(token) = &who.token {
+            req = req.header(Header::new("Authorization", format!("Bearer {token}")));
+        }
+        if let Some(body) = body {
+            req = req.header(ContentType::JSON).body(body.to_string());
+        }
+        let res = req.dispatch().await;
+        let status = res.status().code;
+        let text = res.into_string().await.unwrap_or_default();
+        (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+    }
+}
+
+/// A name no other test of this process uses.
+pub fn unique(prefix: &str) -> String {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static COUNTER: AtomicU32 = AtomicU32::new(0);
+    format!(
+        "{prefix}_{}_{}",
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::Relaxed)
+    )
+}

@@ -1,0 +1,282 @@
+//! The conversation contracts in process (`tests/app`): who may edit, react, reply, mark a
+//! room read, list what is unread, search and page a room's changes, as each persona
+//! (anonymous, a guest naming itself, a user, another user, a stranger to a private room,
+//! the admin), in open and in required mode. No socket, no service: `scripts/test --fast`
+//! runs these. What the sockets are told, on every replica and database, is in
+//! `tests/conversations.rs`, `tests/read_and_search.rs` and `tests/changes.rs`.
+
+mod app;
+
+use app::{unique, Persona, TestApp};
+use rocket::http::Method;
+use serde_json::{json, Value};
+
+async fn make_room(app: &TestApp, owner: &Persona, private: bool) -> String {
+    let id = unique("room");
+    let (status, body) = app
+        .call(
+            owner,
+            Method::Post,
+            "/api/chat/rooms",
+            Some(json!({"id": id, "private": private})),
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
+    id
+}
+
+async fn say(app: &TestApp, who: &Persona, room: &str, body: Value) -> (u16, Value) {
+    let path = format!("/api/chat/rooms/{room}/messages");
+    app.call(who, Method::Post, &path, Some(body)).await
+}
+
+async fn posted(app: &TestApp, who: &Persona, room: &str, content: &str) -> i64 {
+    let (status, body) = say(app, who, room, json!({ "content": content })).await;
+    assert_eq!(status, 201, "{body}");
+    body["id"].as_i64().unwrap()
+}
+
+/// Open mode: editing is its author's (signed in) or the admin's; reacting is anyone's who
+/// says who they are; a reply answers a message of its own room; read marks, unread counts,
+/// search and the change log answer each persona as the README says.
+#[rocket::async_test]
+async fn every_persona_gets_the_conversation_contract() {
+    let app = TestApp::new().await;
+    let (ann, bob, anonymous, admin) = (
+        app.signed_in("ann").await,
+        app.signed_in("bob").await,
+        app.anonymous(),
+        app.admin(),
+    );
+    let room = make_room(&app, &ann, false).await;
+    let other = make_room(&app, &bob, false).await;
+    let first = posted(&app, &ann, &room, "the plan, v1").await;
+    let elsewhere = posted(&app, &bob, &other, "unrelated").await;
+
+    // Edit.
+    let edit = |who: Persona, text: &'static str| {
+        let app = &app;
+        async move {
+            let path = format!("/api/chat/messages/{first}");
+            app.call(&who, Method::Patch, &path, Some(json!({ "content": text })))
+                .await
+        }
+    };
+    assert_eq!(edit(anonymous.clone(), "mine").await.0, 401);
+    assert_eq!(edit(bob.clone(), "mine").await.0, 403);
+    assert_eq!(edit(ann.clone(), "").await.0, 400);
+    let (status, edited) = edit(ann.clone(), "the plan, v2").await;
+    assert_eq!(
+        (status, edited["content"].as_str()),
+        (200, Some("the plan, v2"))
+    );
+    assert!(edited["edited_at"].is_string());
+    assert_eq!(edit(admin.clone(), "the plan, v3").await.0, 200);
+
+    // React.
+    let react = |who: Persona, method: Method, query: &'static str| {
+        let app = &app;
+        async move {
+            let path = format!("/api/chat/messages/{first}/reactions/%F0%9F%91%8D{query}");
+            app.call(&who, method, &path, None).await
+        }
+    };
+    assert_eq!(react(anonymous.clone(), Method::Put, "").await.0, 400);
+    assert_eq!(
+        react(anonymous.clone(), Method::Put, "?user_id=guest-1")
+            .await
+            .0,
+        200
+    );
+    assert_eq!(
+        react(anonymous.clone(), Method::Put, "?user_id=").await.0,
+        400
+    );
+    let (status, mine) = react(bob.clone(), Method::Put, "").await;
+    assert_eq!((status, mine["count"].as_u64()), (200, Some(2)));
+    assert_eq!(react(bob.clone(), Method::Delete, "").await.0, 204);
+    let path = format!("/api/chat/messages/{first}?user_id=guest-1");
+    let (_, message) = app.call(&anonymous, Method::Get, &path, None).await;
+    assert_eq!(
+        message["reactions"],
+        json!([{"emoji": "👍", "count": 1, "me": true}])
+    );
+
+    // Reply.
+    let (status, _) = say(
+        &app,
+        &bob,
+        &room,
+        json!({"content": "no", "reply_to": elsewhere}),
+    )
+    .await;
+    assert_eq!(status, 400, "another room's message");
+    let (status, reply) = say(
+        &app,
+        &bob,
+        &room,
+        json!({"content": "ok", "reply_to": first}),
+    )
+    .await;
+    assert_eq!(status, 201);
+    assert_eq!(reply["reply_preview"]["content"], "the plan, v3");
+    let reply_id = reply["id"].as_i64().unwrap();
+
+    // Read marks and unread counts.
+    let mark = |who: Persona, body: Value| {
+        let app = &app;
+        let path = format!("/api/chat/rooms/{room}/read");
+        async move { app.call(&who, Method::Post, &path, Some(body)).await.0 }
+    };
+    assert_eq!(
+        mark(anonymous.clone(), json!({"last_read_id": first})).await,
+        400
+    );
+    assert_eq!(mark(ann.clone(), json!({"last_read_id": -5})).await, 400);
+    assert_eq!(mark(ann.clone(), json!({"last_read_id": first})).await, 204);
+    let (_, unread) = app.call(&ann, Method::Get, "/api/chat/unread", None).await;
+    let line = unread
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|l| l["room_id"] == room)
+        .cloned();
+    assert_eq!(
+        line,
+        Some(
+            json!({"room_id": room, "last_read_id": first, "unread": 1, "mentions": 0,
+            "capped": false})
+        )
+    );
+    let (status, _) = app
+        .call(
+            &ann,
+            Method::Get,
+            "/api/chat/unread?user_id=someone-else",
+            None,
+        )
+        .await;
+    assert_eq!(status, 403);
+
+    // Search.
+    let (status, found) = app
+        .call(&anonymous, Method::Get, "/api/search?q=plan", None)
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(found[0]["id"], first);
+    assert_eq!(found[0]["snippet"], "the <mark>plan</mark>, v3");
+    for bad in ["/api/search", "/api/search?q=a", "/api/search?q=ok&limit=0"] {
+        assert_eq!(app.call(&ann, Method::Get, bad, None).await.0, 400, "{bad}");
+    }
+
+    // The change log: every change of the room, in one order.
+    let path = format!("/api/chat/rooms/{room}/changes");
+    let (status, log) = app.call(&anonymous, Method::Get, &path, None).await;
+    assert_eq!(status, 200);
+    let kinds: Vec<&str> = log
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["type"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            "message",
+            "message_updated",
+            "message_updated",
+            "reaction_added",
+            "reaction_added",
+            "reaction_removed",
+            "message"
+        ]
+    );
+    let seqs: Vec<i64> = log
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["seq"].as_i64().unwrap())
+        .collect();
+    assert!(seqs.windows(2).all(|w| w[0] < w[1]), "{seqs:?}");
+    assert_eq!(log[6]["id"], reply_id);
+    assert_eq!(seqs[0], first << 20);
+}
+
+/// A private room is a missing room to a stranger at every new door (404, the same as a
+/// room that does not exist), and search and unread counts never show it.
+#[rocket::async_test]
+async fn a_private_room_is_missing_to_a_stranger_at_every_new_door() {
+    let app = TestApp::new().await;
+    let (olga, eve) = (app.signed_in("olga").await, app.signed_in("eve").await);
+    let room = make_room(&app, &olga, true).await;
+    let id = posted(&app, &olga, &room, "secret plans").await;
+    let doors = [
+        (
+            Method::Patch,
+            format!("/api/chat/messages/{id}"),
+            Some(json!({"content": "x"})),
+        ),
+        (
+            Method::Put,
+            format!("/api/chat/messages/{id}/reactions/%F0%9F%91%8D"),
+            None,
+        ),
+        (
+            Method::Post,
+            format!("/api/chat/rooms/{room}/read"),
+            Some(json!({"last_read_id": id})),
+        ),
+        (Method::Get, format!("/api/chat/rooms/{room}/changes"), None),
+        (Method::Get, format!("/api/chat/messages/{id}"), None),
+    ];
+    for (method, path, body) in doors {
+        for who in [&eve, &app.anonymous()] {
+            let (status, answer) = app.call(who, method, &path, body.clone()).await;
+            assert_eq!(status, 404, "{method} {path}: {answer}");
+        }
+    }
+    let (_, found) = app
+        .call(&eve, Method::Get, "/api/search?q=secret", None)
+        .await;
+    assert_eq!(found, json!([]));
+    let (_, found) = app
+        .call(&olga, Method::Get, "/api/search?q=secret", None)
+        .await;
+    assert_eq!(found[0]["id"], id);
+    let (_, unread) = app.call(&eve, Method::Get, "/api/chat/unread", None).await;
+    assert!(unread
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|l| l["room_id"] != room));
+}
+
+/// Required mode: without a token every new door answers 401 before anything else; a
+/// signed-in user is served.
+#[rocket::async_test]
+async fn required_mode_asks_every_new_door_for_an_identity() {
+    let app = TestApp::required().await;
+    let ann = app.signed_in("ann").await;
+    let room = make_room(&app, &ann, false).await;
+    let id = posted(&app, &ann, &room, "hello there").await;
+    let anonymous = app.anonymous();
+    for (method, path) in [
+        (Method::Get, "/api/search?q=hello".to_string()),
+        (Method::Get, "/api/chat/unread".to_string()),
+        (Method::Post, format!("/api/chat/rooms/{room}/read")),
+        (Method::Get, format!("/api/chat/rooms/{room}/changes")),
+        (
+            Method::Put,
+            format!("/api/chat/messages/{id}/reactions/%F0%9F%91%8D"),
+        ),
+    ] {
+        let body = (method == Method::Post).then(|| json!({"last_read_id": id}));
+        let (status, answer) = app.call(&anonymous, method, &path, body.clone()).await;
+        assert_eq!(status, 401, "{method} {path}: {answer}");
+        let (status, answer) = app.call(&ann, method, &path, body).await;
+        assert!(
+            (200..300).contains(&status),
+            "{method} {path}: {status} {answer}"
+        );
+    }
+}
