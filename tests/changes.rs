@@ -18,29 +18,6 @@ on_every_backend!(a_socket_back_with_its_last_seq_gets_every_change_it_missed);
 /// Tokens that hold on every replica, and across a restart.
 const SHARED_SECRET: &str = "the changes tests' secret, 32 bytes or more";
 
-async fn say(server: &Server, room: &str, content: &str, token: &str) -> i64 {
-    let path = format!("/api/chat/rooms/{room}/messages");
-    let body = json!({ "content": content });
-    let (status, posted) =
-        call_with_token(server, Method::POST, &path, Some(body), Some(token)).await;
-    assert_eq!(status, 201, "{posted}");
-    posted["id"].as_i64().unwrap()
-}
-
-async fn make_room(server: &Server, prefix: &str, private: bool, token: &str) -> String {
-    let name = room(prefix);
-    let (status, body) = call_with_token(
-        server,
-        Method::POST,
-        "/api/chat/rooms",
-        Some(json!({"id": name, "private": private})),
-        Some(token),
-    )
-    .await;
-    assert_eq!(status, 201, "{body}");
-    name
-}
-
 async fn edit(server: &Server, id: i64, content: &str, token: &str) {
     let path = format!("/api/chat/messages/{id}");
     let body = json!({ "content": content });
@@ -118,13 +95,13 @@ async fn a_socket_back_with_its_last_seq_gets_every_change_it_missed(backend: Ba
     let path = format!("/ws/{room}/{ann_id}?token={ann}");
     let mut ws = open_socket(&server, &path).await;
     next_about(&mut ws, "user_joined", &ann_id).await;
-    let first = say(&server, &room, "first", &ann).await;
+    let first = posted(&server, &room, "first", &ann).await;
     let seen = next_of(&mut ws, &["message"]).await;
     assert_eq!(seen["id"], first);
     let last_seen = seen["seq"].as_i64().expect("a message frame has its seq");
     drop(ws);
 
-    let second = say(&server, &room, "second", &ann).await;
+    let second = posted(&server, &room, "second", &ann).await;
     edit(&server, first, "first, edited", &ann).await;
     react(&server, Method::PUT, second, "👍", &ann).await;
     react(&server, Method::PUT, first, "🎉", &ann).await;
@@ -149,7 +126,7 @@ async fn a_socket_back_with_its_last_seq_gets_every_change_it_missed(backend: Ba
     assert_eq!(missed[0]["content"], "first, edited");
     assert_eq!(missed[1]["emoji"], "🎉");
     // Then live ones, after all of them.
-    let third = say(&server, &room, "third", &ann).await;
+    let third = posted(&server, &room, "third", &ann).await;
     let live = next_of(&mut back, &["message"]).await;
     assert_eq!(live["id"], third);
     assert_increasing(&[missed[3].clone(), live.clone()], last_seen);
@@ -195,7 +172,7 @@ async fn a_socket_back_with_its_last_seq_gets_every_change_it_missed(backend: Ba
         400
     );
     let hidden = make_room(&server, "hidden", true, &ann).await;
-    say(&server, &hidden, "ours", &ann).await;
+    posted(&server, &hidden, "ours", &ann).await;
     for token in [Some(eve.as_str()), None] {
         assert_eq!(changes(&server, &hidden, "", token).await.0, 404);
     }
@@ -231,7 +208,7 @@ async fn changes_reach_every_replica_and_survive_a_redis_outage() {
     let path = format!("/ws/{room}/{ann_id}?token={ann}");
     let mut on_b = open_socket(b, &path).await;
     next_about(&mut on_b, "user_joined", &ann_id).await;
-    let first = say(a, &room, "first", &ann).await;
+    let first = posted(a, &room, "first", &ann).await;
     next_of(&mut on_b, &["message"]).await;
     edit(a, first, "first!", &ann).await;
     let edited = next_of(&mut on_b, &["message_updated"]).await;
@@ -239,7 +216,7 @@ async fn changes_reach_every_replica_and_survive_a_redis_outage() {
     drop(on_b);
 
     react(a, Method::PUT, first, "👀", &ann).await;
-    let second = say(b, &room, "second", &ann).await;
+    let second = posted(b, &room, "second", &ann).await;
     delete(a, second, &ann).await;
     let mut back = open_socket(b, &format!("{path}&seq={last_seen}")).await;
     let missed = changes_until_quiet(&mut back, Duration::from_millis(1500)).await;
@@ -288,7 +265,7 @@ async fn a_reader_from_before_what_is_kept_is_told_to_resync() {
     let server = Server::start_with(options()).await;
     let (ann_id, ann) = sign_up(&server, &unique_name("ann")).await;
     let room = make_room(&server, "pruned", false, &ann).await;
-    let first = say(&server, &room, "first", &ann).await;
+    let first = posted(&server, &room, "first", &ann).await;
     edit(&server, first, "edited", &ann).await;
     let (_, log) = changes(&server, &room, "", Some(&ann)).await;
     let edit_seq = log[1]["seq"].as_i64().unwrap();
@@ -312,7 +289,7 @@ async fn a_reader_from_before_what_is_kept_is_told_to_resync() {
     let mut ws = open_socket(&server, &path).await;
     let resync = next_of(&mut ws, &["resync"]).await;
     assert_eq!(resync, json!({"type": "resync", "room_id": room}));
-    let next = say(&server, &room, "after the restart", &ann).await;
+    let next = posted(&server, &room, "after the restart", &ann).await;
     assert_eq!(next_of(&mut ws, &["message"]).await["id"], next);
     db.drop_db().await;
 }

@@ -18,30 +18,9 @@ on_every_backend!(
     a_reply_shows_what_it_answers_until_that_is_deleted
 );
 
-/// Posts `body` to the room through the JSON API, as the holder of `token`.
-async fn say(server: &Server, room: &str, body: Value, token: &str) -> (u16, Value) {
-    let path = format!("/api/chat/rooms/{room}/messages");
-    call_with_token(server, Method::POST, &path, Some(body), Some(token)).await
-}
-
 /// A public room made by the holder of `token`.
 async fn public_room(server: &Server, prefix: &str, token: &str) -> String {
     make_room(server, prefix, false, token).await
-}
-
-/// A room made by the holder of `token`, private or not.
-async fn make_room(server: &Server, prefix: &str, private: bool, token: &str) -> String {
-    let name = room(prefix);
-    let (status, body) = call_with_token(
-        server,
-        Method::POST,
-        "/api/chat/rooms",
-        Some(json!({"id": name, "private": private})),
-        Some(token),
-    )
-    .await;
-    assert_eq!(status, 201, "{body}");
-    name
 }
 
 async fn edit(server: &Server, id: i64, body: Value, token: Option<&str>) -> (u16, Value) {
@@ -60,7 +39,7 @@ async fn only_the_author_or_an_admin_edits_and_every_reader_sees_it(backend: Bac
     let (ann_id, ann) = sign_up(&server, &unique_name("ann")).await;
     let (_, bob) = sign_up(&server, &unique_name("bob")).await;
     let room = public_room(&server, "edits", &ann).await;
-    let (status, posted) = say(&server, &room, json!({"content": "teh plan"}), &ann).await;
+    let (status, posted) = say_json(&server, &room, json!({"content": "teh plan"}), &ann).await;
     assert_eq!(status, 201, "{posted}");
     assert_eq!(posted["edited_at"], Value::Null);
     let id = posted["id"].as_i64().unwrap();
@@ -197,7 +176,7 @@ async fn an_edit_is_refused_in_a_room_one_cannot_see(backend: Backend) {
     let (_, olga) = sign_up(&server, &unique_name("olga")).await;
     let (_, eve) = sign_up(&server, &unique_name("eve")).await;
     let hidden = make_room(&server, "hidden", true, &olga).await;
-    let (_, posted) = say(&server, &hidden, json!({"content": "ours"}), &olga).await;
+    let (_, posted) = say_json(&server, &hidden, json!({"content": "ours"}), &olga).await;
     let id = posted["id"].as_i64().unwrap();
     for token in [Some(eve.as_str()), None] {
         let (status, answer) = edit(&server, id, json!({"content": "mine now"}), token).await;
@@ -229,7 +208,7 @@ async fn an_edit_reaches_every_replica() {
     let room = public_room(a, "replicas", &ann).await;
     let mut on_b = open_socket(b, &format!("/ws/{room}/reader")).await;
     next_about(&mut on_b, "user_joined", "reader").await;
-    let (_, posted) = say(a, &room, json!({"content": "frist"}), &ann).await;
+    let (_, posted) = say_json(a, &room, json!({"content": "frist"}), &ann).await;
     let id = posted["id"].as_i64().unwrap();
     next_of(&mut on_b, &["message"]).await;
     // b holds the room's transcript in memory from here.
@@ -281,7 +260,7 @@ async fn in_required_mode_an_edit_is_the_signed_in_authors() {
     let (_, ann) = sign_up(&server, &unique_name("ann")).await;
     let (_, bob) = sign_up(&server, &unique_name("bob")).await;
     let room = public_room(&server, "required", &ann).await;
-    let (_, posted) = say(&server, &room, json!({"content": "draft"}), &ann).await;
+    let (_, posted) = say_json(&server, &room, json!({"content": "draft"}), &ann).await;
     let id = posted["id"].as_i64().unwrap();
     let body = json!({"content": "final"});
     assert_eq!(edit(&server, id, body.clone(), None).await.0, 401);
@@ -316,7 +295,7 @@ async fn reactions_count_once_per_user_and_every_reader_sees_them(backend: Backe
     let (ann_id, ann) = sign_up(&server, &unique_name("ann")).await;
     let (bob_id, bob) = sign_up(&server, &unique_name("bob")).await;
     let room = public_room(&server, "reacts", &ann).await;
-    let (_, posted) = say(&server, &room, json!({"content": "lunch?"}), &ann).await;
+    let (_, posted) = say_json(&server, &room, json!({"content": "lunch?"}), &ann).await;
     assert_eq!(posted["reactions"], json!([]));
     let id = posted["id"].as_i64().unwrap();
     let mut watcher = open_socket(&server, &format!("/ws/{room}/watcher")).await;
@@ -478,7 +457,7 @@ async fn reactions_count_once_per_user_and_every_reader_sees_them(backend: Backe
 
     // A private room's message is 404 to a stranger, signed in or naming itself.
     let hidden = make_room(&server, "hidden", true, &ann).await;
-    let (_, secret) = say(&server, &hidden, json!({"content": "ours"}), &ann).await;
+    let (_, secret) = say_json(&server, &hidden, json!({"content": "ours"}), &ann).await;
     let secret = secret["id"].as_i64().unwrap();
     assert_eq!(
         react(&server, Method::PUT, secret, "👍", (Some(&bob), None))
@@ -525,7 +504,7 @@ async fn a_reply_shows_what_it_answers_until_that_is_deleted(backend: Backend) {
     let other = public_room(&server, "elsewhere", &ann).await;
     let post = |room: String, body: Value, token: String| {
         let server = &server;
-        async move { say(server, &room, body, &token).await }
+        async move { say_json(server, &room, body, &token).await }
     };
     let long = format!("{} and then some", "é".repeat(150));
     let (_, original) = post(room.clone(), json!({"content": long}), ann.clone()).await;

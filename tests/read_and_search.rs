@@ -18,29 +18,6 @@ on_every_backend!(
     search_finds_words_in_every_room_one_may_read_and_no_other,
 );
 
-async fn say(server: &Server, room: &str, content: &str, token: &str) -> i64 {
-    let path = format!("/api/chat/rooms/{room}/messages");
-    let body = json!({ "content": content });
-    let (status, posted) =
-        call_with_token(server, Method::POST, &path, Some(body), Some(token)).await;
-    assert_eq!(status, 201, "{posted}");
-    posted["id"].as_i64().unwrap()
-}
-
-async fn make_room(server: &Server, prefix: &str, private: bool, token: &str) -> String {
-    let name = room(prefix);
-    let (status, body) = call_with_token(
-        server,
-        Method::POST,
-        "/api/chat/rooms",
-        Some(json!({"id": name, "private": private})),
-        Some(token),
-    )
-    .await;
-    assert_eq!(status, 201, "{body}");
-    name
-}
-
 async fn mark(server: &Server, room: &str, body: Value, token: Option<&str>) -> (u16, Value) {
     let path = format!("/api/chat/rooms/{room}/read");
     call_with_token(server, Method::POST, &path, Some(body), token).await
@@ -74,11 +51,11 @@ async fn a_read_mark_moves_forward_counts_what_is_unread_and_reaches_every_devic
     let mut device = open_socket(&server, &format!("/ws/{lobby}/{ann_id}?token={ann}")).await;
     next_about(&mut device, "user_joined", &ann_id).await;
 
-    let first = say(&server, &room, "one", &bob).await;
-    say(&server, &room, "two", &bob).await;
-    say(&server, &room, "mine", &ann).await;
-    say(&server, &room, "three", &bob).await;
-    let newest = say(&server, &room, &format!("@{ann_name} look"), &bob).await;
+    let first = posted(&server, &room, "one", &bob).await;
+    posted(&server, &room, "two", &bob).await;
+    posted(&server, &room, "mine", &ann).await;
+    posted(&server, &room, "three", &bob).await;
+    let newest = posted(&server, &room, &format!("@{ann_name} look"), &bob).await;
 
     let (status, list) = unread(&server, "", Some(&ann)).await;
     assert_eq!(status, 200, "{list}");
@@ -134,8 +111,8 @@ async fn a_read_mark_moves_forward_counts_what_is_unread_and_reaches_every_devic
         )
     );
     // Something new from bob counts again; ann's own does not.
-    say(&server, &room, "four", &bob).await;
-    say(&server, &room, "mine again", &ann).await;
+    posted(&server, &room, "four", &bob).await;
+    posted(&server, &room, "mine again", &ann).await;
     let (_, list) = unread(&server, "", Some(&ann)).await;
     assert_eq!(line(&list, &room).unwrap()["unread"], 1);
 
@@ -178,8 +155,8 @@ async fn unread_counts_are_for_rooms_one_may_read(backend: Backend) {
     )
     .await;
     assert_eq!(status, 201);
-    say(&server, &hidden, "for members", &olga).await;
-    say(&server, &hidden, "only", &olga).await;
+    posted(&server, &hidden, "for members", &olga).await;
+    posted(&server, &hidden, "only", &olga).await;
 
     let (_, list) = unread(&server, "", Some(&ann)).await;
     assert_eq!(
@@ -207,7 +184,7 @@ async fn unread_counts_are_for_rooms_one_may_read(backend: Backend) {
 
     // Anonymous, open mode.
     let public = make_room(&server, "public", false, &olga).await;
-    let last = say(&server, &public, "hello", &olga).await;
+    let last = posted(&server, &public, "hello", &olga).await;
     assert_eq!(unread(&server, "", None).await.0, 400, "who?");
     assert_eq!(
         unread(&server, &format!("?user_id={ann_id}"), None).await.0,
@@ -285,16 +262,16 @@ async fn search_finds_words_in_every_room_one_may_read_and_no_other(backend: Bac
     // A word no other test writes, so other tests' rooms on a shared database do not
     // answer too.
     let word = unique_name("zork").replace(['-', '_'], "");
-    let in_public = say(
+    let in_public = posted(
         &server,
         &public,
         &format!("The {word}ing of <b>version</b> two"),
         &ann,
     )
     .await;
-    let in_own = say(&server, &own, &format!("{word} notes for me"), &ann).await;
-    let in_hidden = say(&server, &hidden, &format!("secret {word} plan"), &olga).await;
-    say(&server, &public, "nothing to see", &ann).await;
+    let in_own = posted(&server, &own, &format!("{word} notes for me"), &ann).await;
+    let in_hidden = posted(&server, &hidden, &format!("secret {word} plan"), &olga).await;
+    posted(&server, &public, "nothing to see", &ann).await;
 
     // `word*`: the start of a word, any case.
     let q = format!("q={}*", word.to_uppercase());

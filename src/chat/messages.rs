@@ -205,28 +205,6 @@ pub async fn last_id(db: &DatabaseConnection, room: &str) -> Result<i64, Error> 
     Ok(table::last_id_in(db, room).await?.unwrap_or(0))
 }
 
-/// Rows a socket's replay reads at a time: a `since=0` in a room of a million messages
-/// is sent page by page, never held whole.
-pub const REPLAY_PAGE: u64 = 500;
-
-/// The room's messages after `after`, oldest first, [`REPLAY_PAGE`] at most: what a socket
-/// that reconnects with `since` missed; a full page means there may be more after it.
-pub async fn since(db: &DatabaseConnection, room: &str, after: i64) -> Result<Vec<Message>, Error> {
-    let mut rows = table::page(
-        db,
-        room,
-        Page {
-            before: None,
-            after: Some(after),
-            search: None,
-            limit: REPLAY_PAGE,
-        },
-    )
-    .await?;
-    complete(db, &mut rows, None).await?;
-    Ok(rows)
-}
-
 /// What a transcript holds of a room: from nothing (`after` 0), its newest `limit`
 /// messages; after a known id, the `limit` oldest after it (the rest come with the next
 /// read). Oldest first.
@@ -415,15 +393,29 @@ mod tests {
         assert_eq!(delete(&db, &access, &admin, &id).await.unwrap().text, "a");
         assert_eq!(get(&db, &id).await.unwrap_err().status_code(), 404);
         assert_eq!(get(&db, "x").await.unwrap_err().status_code(), 400);
-        assert_eq!(texts(&since(&db, "r", 0).await.unwrap()), ["b"]);
-        // A replay is read a page at a time.
-        let many: Vec<String> = (0..REPLAY_PAGE + 5).map(|i| format!("m{i}")).collect();
+        // What a socket replays is read a page at a time (`chat::changes::between`).
+        use crate::chat::changes::{between, PAGE};
+        let replayed = |events: Vec<crate::realtime::Event>| -> Vec<i64> {
+            events
+                .iter()
+                .filter_map(|e| match e {
+                    crate::realtime::Event::Message(m) => Some(m.id),
+                    _ => None,
+                })
+                .collect()
+        };
+        assert_eq!(
+            replayed(between(&db, "r", 0, None, PAGE).await.unwrap()),
+            [ids[1]]
+        );
+        let many: Vec<String> = (0..PAGE + 5).map(|i| format!("m{i}")).collect();
         let many: Vec<&str> = many.iter().map(String::as_str).collect();
         let ids = post(&db, "big", &many).await;
-        let first = since(&db, "big", 0).await.unwrap();
-        assert_eq!(first.len() as u64, REPLAY_PAGE);
-        let rest = since(&db, "big", first.last().unwrap().id).await.unwrap();
+        let first = replayed(between(&db, "big", 0, None, PAGE).await.unwrap());
+        assert_eq!(first.len() as u64, PAGE);
+        let after = crate::domain::seq::of_message(*first.last().unwrap());
+        let rest = replayed(between(&db, "big", after, None, PAGE).await.unwrap());
         assert_eq!(rest.len(), 5);
-        assert_eq!(rest.last().unwrap().id, *ids.last().unwrap());
+        assert_eq!(rest.last(), ids.last());
     }
 }

@@ -261,22 +261,6 @@ fn all(rows: Vec<message::Model>) -> Vec<Message> {
     rows.into_iter().map(Message::from).collect()
 }
 
-/// Messages of a room with an id above `after` (and below `before`), oldest first.
-pub async fn in_room_between(
-    db: &DatabaseConnection,
-    room: &str,
-    after: i64,
-    before: Option<i64>,
-) -> Result<Vec<Message>, DbErr> {
-    let mut query = message::Entity::find()
-        .filter(message::Column::Room.eq(room))
-        .filter(message::Column::Id.gt(after));
-    if let Some(before) = before {
-        query = query.filter(message::Column::Id.lt(before));
-    }
-    Ok(all(query.order_by_asc(message::Column::Id).all(db).await?))
-}
-
 /// Messages of a room with an id above `after` (and below `before`), oldest first,
 /// `limit` at most.
 pub async fn in_room_after<C: ConnectionTrait>(
@@ -314,20 +298,6 @@ pub async fn rooms_after(db: &DatabaseConnection, after: i64) -> Result<Vec<(Str
         .into_iter()
         .filter_map(|(room, id)| id.map(|id| (room, id)))
         .collect())
-}
-
-/// Messages of every room with an id above `after`, oldest first, `limit` at most.
-pub async fn all_after(
-    db: &DatabaseConnection,
-    after: i64,
-    limit: u64,
-) -> Result<Vec<Message>, DbErr> {
-    Ok(all(message::Entity::find()
-        .filter(message::Column::Id.gt(after))
-        .order_by_asc(message::Column::Id)
-        .limit(limit)
-        .all(db)
-        .await?))
 }
 
 /// What a page of a room's history asks for.

@@ -994,3 +994,45 @@ pub async fn socket_status(server: &Server, path: &str) -> u16 {
         Err(err) => panic!("socket {path}: {err}"),
     }
 }
+
+/// A room made through the JSON API by the holder of `token`, public or private; its id
+/// is `prefix` made unique.
+pub async fn make_room(server: &Server, prefix: &str, private: bool, token: &str) -> String {
+    let name = room(prefix);
+    let (status, body) = call_with_token(
+        server,
+        reqwest::Method::POST,
+        "/api/chat/rooms",
+        Some(serde_json::json!({"id": name, "private": private})),
+        Some(token),
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+    name
+}
+
+/// Posts `body` to the room through the JSON API as the holder of `token`.
+pub async fn say_json(server: &Server, room: &str, body: Value, token: &str) -> (u16, Value) {
+    let path = format!("/api/chat/rooms/{room}/messages");
+    call_with_token(
+        server,
+        reqwest::Method::POST,
+        &path,
+        Some(body),
+        Some(token),
+    )
+    .await
+}
+
+/// Posts `content` to the room as the holder of `token`; its id.
+pub async fn posted(server: &Server, room: &str, content: &str, token: &str) -> i64 {
+    let (status, body) = say_json(
+        server,
+        room,
+        serde_json::json!({ "content": content }),
+        token,
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+    body["id"].as_i64().unwrap()
+}
