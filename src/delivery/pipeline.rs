@@ -9,7 +9,8 @@
 //!    `order.rs`), then goes
 //! 4. into its room's transcript (what polls read),
 //! 5. to this replica's readers (sockets, held polls),
-//! 6. to the other replicas through Redis, with its predecessor in the room,
+//! 6. to the other replicas through Redis, with the `seq` of the change before it in the
+//!    room,
 //! 7. to RabbitMQ as an event, and
 //! 8. to the mention scanner, which notifies the `@named`.
 //!
@@ -19,11 +20,15 @@
 //!    transcripts and local readers; after a Redis outage, what was missed is read from
 //!    the database.
 //!
-//! Deleting a message or a room goes down the same line: the row, the transcripts, the
-//! readers everywhere.
+//! Every other change of a room (an edit, a reaction, a message or the room deleted) goes
+//! down the same line: its door checks who may, the writer applies it after the posts it
+//! found waiting, numbers it (`domain::seq`) and records it in the change log in the same
+//! transaction, and it passes the same gate to the transcripts and the readers everywhere.
+//! So messages and changes reach every reader in one order, and a reader that comes back
+//! with its last `seq` is given what it missed (`chat::changes`).
 //!
-//! The writer never waits on a database read to hand a message on: a message that arrives
-//! before its predecessor is parked, and a task of its own reads the gap.
+//! The writer never waits on a database read to hand a change on: one that arrives before
+//! the change before it is parked, and a task of its own reads the gap.
 
 use super::order::{Admit, RoomOrder};
 use crate::access::RoomAccess;
