@@ -1,12 +1,13 @@
-//! Room order across replicas. Ids are global, so a reader cannot tell from an id alone
-//! whether a message of its room is still on its way from another replica. With several
-//! replicas each batch (`db::messages::insert_batch`) commits a room's messages one writer at a time (the room
-//! row is locked) and tells each message's predecessor in its room (`prev`). A replica
-//! hands a message on only once it has handed on that predecessor; one that arrives early
-//! means the messages in between are committed but still travelling, and they are read
-//! from the database first. So every reader sees a room in id order without gaps, which
-//! is what `since=` and `after=` rely on: a client that resumes after id N must never be
-//! sent a smaller id later.
+//! Room order across replicas, by `seq` (`domain::seq`): a message's is its id's, and
+//! every other change of the room is numbered after the room's last change. Numbers are
+//! not consecutive (ids are global), so a reader cannot tell from one alone whether a
+//! change of its room is still on its way from another replica. With several replicas
+//! each writer commits a room's changes one at a time (the room row is locked) and tells
+//! each change's predecessor in its room (`prev`). A replica hands a change on only once it
+//! has handed on that predecessor; one that arrives early means the changes in between are
+//! committed but still travelling, and they are read from the database first. So every
+//! reader sees a room in order without gaps, which is what `since=`, `seq=` and `after=`
+//! rely on: a client that resumes after N must never be sent a smaller one later.
 
 use std::collections::HashMap;
 
@@ -21,19 +22,19 @@ pub enum Admit {
     Now,
     /// Handed on before (it came by two ways, say Redis and a database read).
     Already,
-    /// Messages of the room after this id, and before the one offered, have not been
+    /// Changes of the room after this `seq`, and before the one offered, have not been
     /// handed on yet.
     After(i64),
 }
 
-/// Per room, the id of the last message this replica handed on.
+/// Per room, the `seq` of the last change this replica handed on.
 #[derive(Default)]
 pub struct RoomOrder {
     last: HashMap<String, i64>,
 }
 
 impl RoomOrder {
-    /// Whether message `id` of `room`, whose predecessor in the room is `prev` when known,
+    /// Whether change `id` (a `seq`) of `room`, whose predecessor is `prev` when known,
     /// may be handed on now; if so it is recorded as handed on.
     pub fn admit(&mut self, room: &str, id: i64, prev: Option<i64>) -> Admit {
         match self.last.get_mut(room) {
@@ -58,7 +59,7 @@ impl RoomOrder {
         self.last.get(room).copied()
     }
 
-    /// The last id handed on in `room`, if messages up to `prev` are not all handed on.
+    /// The last `seq` handed on in `room`, if changes up to `prev` are not all handed on.
     pub fn behind(&self, room: &str, prev: i64) -> Option<i64> {
         self.last.get(room).copied().filter(|last| *last < prev)
     }
