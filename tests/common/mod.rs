@@ -52,13 +52,15 @@ pub fn unique_name(prefix: &str) -> String {
     )
 }
 
-/// A database of its own for one test, dropped by [`TestDb::drop_db`].
+/// A database of its own for one test, dropped by [`TestDb::drop_db`], or when it goes out
+/// of scope (a test that panicked before its end leaves nothing behind).
 pub struct TestDb {
     pub backend: Backend,
     pub name: String,
     /// The URL the server gets.
     pub url: String,
     _dir: Option<tempfile::TempDir>,
+    dropped: bool,
 }
 
 impl TestDb {
@@ -73,6 +75,7 @@ impl TestDb {
                     name,
                     url,
                     _dir: Some(dir),
+                    dropped: false,
                 }
             }
             Backend::MariaDb => {
@@ -89,6 +92,7 @@ impl TestDb {
                     name,
                     url,
                     _dir: None,
+                    dropped: false,
                 }
             }
             Backend::Postgres => {
@@ -103,6 +107,7 @@ impl TestDb {
                     name,
                     url,
                     _dir: None,
+                    dropped: false,
                 }
             }
         }
@@ -118,24 +123,46 @@ impl TestDb {
         admin_connection(&url).await
     }
 
-    pub async fn drop_db(self) {
-        match self.backend {
-            Backend::Sqlite => {}
-            Backend::MariaDb => {
-                let admin = admin_connection(&format!("{}/", mysql_admin_url())).await;
-                let _ = admin
-                    .execute_unprepared(&format!("DROP DATABASE IF EXISTS `{}`", self.name))
-                    .await;
+    pub async fn drop_db(mut self) {
+        drop_database(self.backend, &self.name).await;
+        self.dropped = true;
+    }
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        if self.dropped || self.backend == Backend::Sqlite {
+            return;
+        }
+        // Dropping needs async I/O, and this may run inside the test's own runtime (while
+        // it unwinds from a panic): a thread and a runtime of its own.
+        let (backend, name) = (self.backend, self.name.clone());
+        let _ = std::thread::spawn(move || {
+            if let Ok(runtime) = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                runtime.block_on(drop_database(backend, &name));
             }
-            Backend::Postgres => {
-                let admin = admin_connection(&format!("{}/postgres", postgres_admin_url())).await;
-                let _ = admin
-                    .execute_unprepared(&format!(
-                        "DROP DATABASE IF EXISTS \"{}\" WITH (FORCE)",
-                        self.name
-                    ))
-                    .await;
-            }
+        })
+        .join();
+    }
+}
+
+async fn drop_database(backend: Backend, name: &str) {
+    match backend {
+        Backend::Sqlite => {}
+        Backend::MariaDb => {
+            let admin = admin_connection(&format!("{}/", mysql_admin_url())).await;
+            let _ = admin
+                .execute_unprepared(&format!("DROP DATABASE IF EXISTS `{name}`"))
+                .await;
+        }
+        Backend::Postgres => {
+            let admin = admin_connection(&format!("{}/postgres", postgres_admin_url())).await;
+            let _ = admin
+                .execute_unprepared(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"))
+                .await;
         }
     }
 }
