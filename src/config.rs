@@ -247,10 +247,9 @@ impl Default for Settings {
 }
 
 impl Settings {
-    /// `ADMIN_TOKEN`, else the `admin_token` setting; blank means none.
+    /// The `admin_token` setting (`ADMIN_TOKEN`); blank means none.
     pub fn admin_token(&self) -> Option<String> {
-        non_empty_env("ADMIN_TOKEN")
-            .or_else(|| self.admin_token.clone().filter(|t| !t.trim().is_empty()))
+        non_blank(&self.admin_token)
     }
 
     /// Whether the abuse limits are on: as set, else with `auth = "required"`.
@@ -259,12 +258,13 @@ impl Settings {
             .unwrap_or(self.auth == crate::domain::AuthMode::Required)
     }
 
-    /// `TOKEN_SECRET`, `JWT_SECRET`, `JWT_PUBLIC_KEY`, else the settings of those names.
+    /// The `token_secret`, `jwt_secret` and `jwt_public_key` settings (`TOKEN_SECRET`,
+    /// `JWT_SECRET`, `JWT_PUBLIC_KEY`).
     pub fn token_secrets(&self) -> [Option<String>; 3] {
         [
-            non_empty_env("TOKEN_SECRET").or_else(|| self.token_secret.clone()),
-            non_empty_env("JWT_SECRET").or_else(|| self.jwt_secret.clone()),
-            non_empty_env("JWT_PUBLIC_KEY").or_else(|| self.jwt_public_key.clone()),
+            non_blank(&self.token_secret),
+            non_blank(&self.jwt_secret),
+            non_blank(&self.jwt_public_key),
         ]
     }
 
@@ -305,37 +305,57 @@ pub fn figment() -> Figment {
             "ROCKET_PROFILE",
             rocket::Config::DEFAULT_PROFILE,
         ));
-    if let Some(port) = std::env::var("PORT")
-        .ok()
-        .and_then(|p| p.parse::<u16>().ok())
-    {
-        figment = figment.merge(("port", port));
+    // The names other deployments give these settings (the seeds' compose files, Heroku's
+    // `PORT`), read once here; over every file and `ROCKET_` variable, under what a caller
+    // merges after (a test's own settings win). Blank is unset. `MYSQL_URI` first, so that
+    // `DATABASE_URL` wins over it.
+    for (name, key) in LEGACY_NAMES {
+        if let Some(value) = std::env::var(name).ok().filter(|v| !v.trim().is_empty()) {
+            figment = match key {
+                "port" => match value.trim().parse::<u16>() {
+                    Ok(port) => figment.merge((key, port)),
+                    Err(_) => figment,
+                },
+                _ => figment.merge((key, value)),
+            };
+        }
     }
     figment
 }
 
-/// `DATABASE_URL`, else `MYSQL_URI` (as the seed's compose file sets it), else the
-/// `database_url` setting, else the embedded SQLite file.
+/// Environment variables other deployments use, and the setting each one is.
+const LEGACY_NAMES: [(&str, &str); 9] = [
+    ("PORT", "port"),
+    ("MYSQL_URI", "database_url"),
+    ("DATABASE_URL", "database_url"),
+    ("REDIS_URL", "redis_url"),
+    ("AMQP_URL", "amqp_url"),
+    ("ADMIN_TOKEN", "admin_token"),
+    ("TOKEN_SECRET", "token_secret"),
+    ("JWT_SECRET", "jwt_secret"),
+    ("JWT_PUBLIC_KEY", "jwt_public_key"),
+];
+
+/// The database to use: the `database_url` setting (`DATABASE_URL` or `MYSQL_URI` among
+/// its sources, see [`figment`]), else the embedded SQLite file.
 pub fn database_url(settings: &Settings) -> String {
-    let raw = non_empty_env("DATABASE_URL")
-        .or_else(|| non_empty_env("MYSQL_URI"))
-        .or_else(|| settings.database_url.clone())
-        .unwrap_or_else(|| EMBEDDED_DATABASE_URL.to_string());
+    let raw =
+        non_blank(&settings.database_url).unwrap_or_else(|| EMBEDDED_DATABASE_URL.to_string());
     normalize_database_url(&raw)
 }
 
-/// `AMQP_URL`, else the `amqp_url` setting.
+/// The `amqp_url` setting (`AMQP_URL`).
 pub fn amqp_url(settings: &Settings) -> Option<String> {
-    non_empty_env("AMQP_URL").or_else(|| settings.amqp_url.clone())
+    non_blank(&settings.amqp_url)
 }
 
-/// `REDIS_URL`, else the `redis_url` setting.
+/// The `redis_url` setting (`REDIS_URL`).
 pub fn redis_url(settings: &Settings) -> Option<String> {
-    non_empty_env("REDIS_URL").or_else(|| settings.redis_url.clone())
+    non_blank(&settings.redis_url)
 }
 
-fn non_empty_env(name: &str) -> Option<String> {
-    std::env::var(name).ok().filter(|v| !v.trim().is_empty())
+fn non_blank(value: &Option<String>) -> Option<String> {
+    value.clone().filter(|v| !v.trim().is_empty())
 }
 
 /// SQLAlchemy URLs name a driver after the dialect (`mysql+pymysql://`,
