@@ -270,8 +270,9 @@ fn unbrotli(bytes: &[u8]) -> String {
 
 /// The transcript, compressed when the client asks (brotli before gzip, never a coding
 /// it refuses with q=0), the same text once decompressed, a tenth of the bytes or less for
-/// a room of 300 lines; `Vary: Accept-Encoding` on every answer; a client that asks for
-/// nothing gets exactly the bytes it always did; a new message makes a new compressed body.
+/// a room of 300 lines, as text and as JSON; `Vary: Accept-Encoding` on every answer; a
+/// client that asks for nothing gets exactly the bytes it always did; a new message makes a
+/// new compressed body.
 #[tokio::test(flavor = "multi_thread")]
 async fn the_transcript_is_compressed_for_clients_that_ask() {
     let db = TestDb::create(Backend::Sqlite).await;
@@ -319,6 +320,23 @@ async fn the_transcript_is_compressed_for_clients_that_ask() {
     post_ok(&server, &room, &[("username", "bob"), ("msg", "one more")]).await;
     let (_, _, _, body) = get_encoded(&url, Some("br")).await;
     assert!(unbrotli(&body).ends_with("bob: one more"));
+    // The JSON form too, once per version.
+    let json_url = format!("{url}?format=json");
+    let (_, coding, _, plain_json) = get_encoded(&json_url, None).await;
+    assert_eq!(coding, None);
+    for (asks, decode) in [("br", unbrotli as fn(&[u8]) -> String), ("gzip", gunzip)] {
+        let (status, coding, vary, body) = get_encoded(&json_url, Some(asks)).await;
+        assert_eq!(
+            (status, coding.as_deref(), vary.as_str()),
+            (200, Some(asks), "Accept-Encoding")
+        );
+        assert!(
+            body.len() * 5 <= plain_json.len(),
+            "{asks}: {} bytes",
+            body.len()
+        );
+        assert_eq!(decode(&body).as_bytes(), plain_json, "{asks}");
+    }
     // A page after an id goes as it is.
     let (_, coding, _, _) = get_encoded(&format!("{url}?after=1"), Some("br")).await;
     assert_eq!(coding, None);

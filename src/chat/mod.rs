@@ -12,7 +12,7 @@ pub mod search;
 pub mod transcript;
 
 pub use rooms::Rooms;
-pub use transcript::{Encoding, Transcript, Transcripts, View};
+pub use transcript::{Encoding, Form, Transcript, Transcripts, View};
 
 use crate::access::RoomAccess;
 use crate::domain::{names, Caller, Error};

@@ -83,6 +83,13 @@ impl Encoding {
     }
 }
 
+/// Which form of the whole transcript a compressed body is of.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Form {
+    Text,
+    Json,
+}
+
 /// A transcript body, shared by every response that sends it.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Transcript(pub Arc<[u8]>);
@@ -119,8 +126,9 @@ struct Room {
     rerender: bool,
     /// The ETag of `text`, when `text` holds every entry.
     etag: Option<Arc<str>>,
-    /// `text` compressed, for the version `etag` names: made at the first poll that asks.
-    encoded: Vec<(Encoding, Transcript)>,
+    /// The whole transcript compressed, as text or as JSON (`Form`), for the version `etag`
+    /// names: each made at the first poll that asks for it.
+    encoded: Vec<((Form, Encoding), Transcript)>,
     /// The bytes of the rows held, with their overhead.
     row_bytes: usize,
     /// What this room adds to [`Held::bytes`], as last settled.
@@ -394,15 +402,16 @@ impl Transcripts {
         lock(&self.held)
     }
 
-    /// The whole transcript `text` of version `etag` of the room, compressed: made once per
-    /// version and kept with the room (counted in its bytes), outside the lock. A version
-    /// the room no longer holds is compressed for this answer only.
+    /// The whole transcript of version `etag` of the room in `form` (its bytes made by
+    /// `bytes` when they are needed), compressed: made once per version, form and encoding,
+    /// and kept with the room (counted in its bytes), outside the lock. A version the room
+    /// no longer holds is compressed for this answer only.
     pub fn encoded(
         &self,
         room: &str,
         etag: &str,
-        encoding: Encoding,
-        text: &Transcript,
+        key: (Form, Encoding),
+        bytes: impl FnOnce() -> Transcript,
     ) -> Transcript {
         let current = |r: &Room| r.etag.as_deref() == Some(etag);
         if let Some(found) = self
@@ -413,18 +422,18 @@ impl Transcripts {
             .and_then(|r| {
                 r.encoded
                     .iter()
-                    .find(|(e, _)| *e == encoding)
+                    .find(|(k, _)| *k == key)
                     .map(|(_, t)| t.clone())
             })
         {
             return found;
         }
-        let body = encoding.compress(&text.0);
+        let body = key.1.compress(&bytes().0);
         let mut held = self.held();
         let Held { rooms, bytes } = &mut *held;
         if let Some(r) = rooms.get_mut(room).filter(|r| current(r)) {
-            if !r.encoded.iter().any(|(e, _)| *e == encoding) {
-                r.encoded.push((encoding, body.clone()));
+            if !r.encoded.iter().any(|(k, _)| *k == key) {
+                r.encoded.push((key, body.clone()));
                 Held::settle(bytes, room, r);
             }
         }

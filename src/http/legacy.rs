@@ -8,7 +8,7 @@ use super::legacy_body::PostBody;
 use super::limits::Posting;
 use super::Plain;
 use crate::access::RoomAccess;
-use crate::chat::{Encoding, Transcript, Transcripts, View};
+use crate::chat::{Encoding, Form, Transcript, Transcripts, View};
 use crate::delivery::Delivery;
 use crate::domain::limits::{message_id, wait_secs};
 use crate::domain::message::new_message;
@@ -99,25 +99,55 @@ async fn get_transcript(
             };
         }
     }
+    // The whole transcript (the common poll), as text or JSON, is compressed once per
+    // version for every poll of it that accepts it; a page after an id is small and goes
+    // as it is.
+    let encoding = match (headers.encoding, query.after, visible) {
+        (Some(encoding), None, true) => Some(encoding),
+        _ => None,
+    };
     Ok(if headers.holds(&view.etag) {
         PollAnswer::NotModified(view)
     } else if query.json {
+        let encoded = encoding.map(|encoding| {
+            let body = || Transcript(json_body(room.as_str(), &view).into());
+            let key = (Form::Json, encoding);
+            (
+                encoding,
+                transcripts.encoded(room.as_str(), &view.etag, key, body),
+            )
+        });
         PollAnswer::Json {
             room: room.as_str().to_string(),
             view,
+            encoded,
         }
     } else {
-        // The whole transcript (the common poll) is compressed once per version, for
-        // every poll of it; a page after an id is small and goes as it is.
-        let encoded = match (headers.encoding, query.after, visible) {
-            (Some(encoding), None, true) => Some((
+        let encoded = encoding.map(|encoding| {
+            let key = (Form::Text, encoding);
+            let body = || view.text.clone();
+            (
                 encoding,
-                transcripts.encoded(room.as_str(), &view.etag, encoding, &view.text),
-            )),
-            _ => None,
-        };
+                transcripts.encoded(room.as_str(), &view.etag, key, body),
+            )
+        });
         PollAnswer::Text(view, encoded)
     })
+}
+
+/// The JSON form of a transcript (`format=json`). Writing it cannot fail (no map with
+/// keys that are not strings), so nothing is lost by an empty body in that case.
+fn json_body(room: &str, view: &View) -> Vec<u8> {
+    let body = JsonTranscript {
+        room,
+        last_id: view.last_id,
+        messages: view
+            .rows
+            .iter()
+            .map(|m| MessageJson(m, Shape::Legacy))
+            .collect(),
+    };
+    serde_json::to_vec(&body).unwrap_or_default()
 }
 
 /// 204 once the message is committed; nothing is stored on any 4xx.
@@ -227,9 +257,11 @@ pub enum PollAnswer {
     NotModified(View),
     /// The text, and the same compressed as the client accepts.
     Text(View, Option<(Encoding, Transcript)>),
+    /// The JSON form, and the same compressed as the client accepts.
     Json {
         room: String,
         view: View,
+        encoded: Option<(Encoding, Transcript)>,
     },
 }
 
@@ -274,24 +306,22 @@ impl<'r> Responder<'r, 'static> for PollAnswer {
                 response.set_header(Header::new("Content-Encoding", encoding.name()));
                 (response, view)
             }
-            PollAnswer::Json { room, view } => {
-                let body = JsonTranscript {
-                    room: &room,
-                    last_id: view.last_id,
-                    messages: view
-                        .rows
-                        .iter()
-                        .map(|m| MessageJson(m, Shape::Legacy))
-                        .collect(),
+            PollAnswer::Json {
+                room,
+                view,
+                encoded,
+            } => {
+                let (body, encoding) = match encoded {
+                    Some((encoding, body)) => (body.0, Some(encoding)),
+                    None => (json_body(&room, &view).into(), None),
                 };
-                let body = serde_json::to_vec(&body).map_err(|err| {
-                    tracing::error!(error = %err, "transcript not written as JSON");
-                    Status::InternalServerError
-                })?;
-                let response = Response::build()
+                let mut response = Response::build()
                     .header(ContentType::JSON)
                     .sized_body(body.len(), Cursor::new(body))
                     .finalize();
+                if let Some(encoding) = encoding {
+                    response.set_header(Header::new("Content-Encoding", encoding.name()));
+                }
                 (response, view)
             }
         };
