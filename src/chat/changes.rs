@@ -127,3 +127,51 @@ pub async fn page(
     }
     Ok((between(db, &room.id, after, None, limit).await?, false))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::db::memory;
+    use crate::db::messages::{insert_batch, InsertMode, ToInsert};
+    use crate::domain::message::new_message;
+    use crate::domain::{Limits, RoomName};
+
+    fn message_ids(events: Vec<Event>) -> Vec<i64> {
+        events
+            .iter()
+            .filter_map(|e| match e {
+                Event::Message(m) => Some(m.id),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// What a socket replays, or a gap that is filled, is read a page at a time.
+    #[tokio::test]
+    async fn a_replay_is_read_a_page_at_a_time() {
+        let db = memory().await;
+        crate::chat::Rooms::default()
+            .ensure(&db, &RoomName::parse("big").unwrap())
+            .await
+            .unwrap();
+        let rows: Vec<ToInsert> = (0..PAGE + 5)
+            .map(|i| ToInsert {
+                room: "big".into(),
+                message: new_message(Some("u"), Some(&format!("m{i}")), &Limits::default())
+                    .unwrap(),
+            })
+            .collect();
+        let ids: Vec<i64> = insert_batch(&db, &rows, InsertMode::Returning, false)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|(m, _)| m.id)
+            .collect();
+        let first = message_ids(between(&db, "big", 0, None, PAGE).await.unwrap());
+        assert_eq!(first.len() as u64, PAGE);
+        let after = seq::of_message(*first.last().unwrap());
+        let rest = message_ids(between(&db, "big", after, None, PAGE).await.unwrap());
+        assert_eq!(rest.len(), 5);
+        assert_eq!(rest.last(), ids.last());
+    }
+}
