@@ -5,8 +5,8 @@
 use super::entities::{change_log_pruned, room_change};
 use sea_orm::TransactionSession;
 use sea_orm::{
-    ActiveValue::Set, ColumnTrait, ConnectionTrait, DbBackend, DbErr, EntityTrait, QueryFilter,
-    QueryOrder, QuerySelect, Statement, Value,
+    ActiveValue::Set, ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QueryOrder,
+    QuerySelect, Statement,
 };
 use std::collections::HashMap;
 
@@ -42,25 +42,11 @@ pub async fn heads<C: ConnectionTrait>(
         return Ok(heads);
     }
     let backend = db.get_database_backend();
-    let mut values: Vec<Value> = Vec::with_capacity(rooms.len() * 4);
-    let mut bind = |value: Value| {
-        values.push(value);
-        match backend {
-            DbBackend::Postgres => format!("${}", values.len()),
-            _ => "?".to_string(),
-        }
-    };
+    let mut binds = super::Binds::new(backend);
     let mut parts = Vec::with_capacity(rooms.len());
     for (i, room) in rooms.iter().enumerate() {
-        let index = match backend {
-            DbBackend::Postgres => format!("{i}::bigint"),
-            _ => i.to_string(),
-        };
-        let (r1, r2, r3) = (
-            bind((*room).into()),
-            bind((*room).into()),
-            bind((*room).into()),
-        );
+        let index = binds.index(i);
+        let (r1, r2, r3) = (binds.bind(*room), binds.bind(*room), binds.bind(*room));
         parts.push(format!(
             "SELECT {index} AS i, \
              (SELECT MAX(seq) FROM room_change WHERE room_id = {r1}) AS seq, \
@@ -70,7 +56,7 @@ pub async fn heads<C: ConnectionTrait>(
     }
     let sql = parts.join(" UNION ALL ");
     for row in db
-        .query_all_raw(Statement::from_sql_and_values(backend, sql, values))
+        .query_all_raw(Statement::from_sql_and_values(backend, sql, binds.values))
         .await?
     {
         let i: i64 = row.try_get("", "i")?;

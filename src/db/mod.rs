@@ -15,6 +15,40 @@ pub mod read_marks;
 pub mod rooms;
 pub mod users;
 
+/// The values of a raw statement and the placeholders that name them in the backend's
+/// dialect (`$n` on PostgreSQL, `?` elsewhere): for the few statements sea-query does not
+/// build, a `UNION ALL` of one part per room.
+pub(crate) struct Binds {
+    backend: sea_orm::DbBackend,
+    pub values: Vec<sea_orm::Value>,
+}
+
+impl Binds {
+    pub fn new(backend: sea_orm::DbBackend) -> Self {
+        Binds {
+            backend,
+            values: Vec::new(),
+        }
+    }
+
+    /// Binds `value`; its placeholder.
+    pub fn bind(&mut self, value: impl Into<sea_orm::Value>) -> String {
+        self.values.push(value.into());
+        match self.backend {
+            sea_orm::DbBackend::Postgres => format!("${}", self.values.len()),
+            _ => "?".to_string(),
+        }
+    }
+
+    /// `i` as a literal every backend reads back as a 64-bit integer.
+    pub fn index(&self, i: usize) -> String {
+        match self.backend {
+            sea_orm::DbBackend::Postgres => format!("{i}::bigint"),
+            _ => i.to_string(),
+        }
+    }
+}
+
 use crate::config::Settings;
 use sea_orm::{ConnectOptions, Database, DatabaseConnection, DbBackend, DbErr};
 use sea_orm_migration::MigratorTrait;

@@ -5,8 +5,8 @@
 //! `(user_id, room_id, message_id)`), so its cost does not grow with the room. Past the
 //! cap the count says so (`capped`) instead of counting on.
 
-use super::entities::{room, room_member, room_read};
-use sea_orm::sea_query::{Expr, Query};
+use super::entities::{room, room_read};
+use sea_orm::sea_query::Expr;
 use sea_orm::{
     ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseConnection, DbBackend, DbErr,
     EntityTrait, QueryFilter, QueryOrder, QuerySelect, Statement, Value,
@@ -101,19 +101,7 @@ pub async fn rooms_of(
             .select_only()
             .column(room::Column::Id)
             .filter(room::Column::Visibility.ne("public"))
-            .filter(
-                sea_orm::Condition::any()
-                    .add(room::Column::OwnerId.eq(user))
-                    .add(
-                        room::Column::Id.in_subquery(
-                            Query::select()
-                                .column(room_member::Column::RoomId)
-                                .from(room_member::Entity)
-                                .and_where(room_member::Column::UserId.eq(user))
-                                .to_owned(),
-                        ),
-                    ),
-            )
+            .filter(super::rooms::visible(Some(user)))
             .order_by_asc(room::Column::Id)
             .limit(limit)
             .into_tuple()
@@ -200,28 +188,18 @@ pub async fn counts(
 /// of the window), and the user's mentions after the mark.
 fn statement(backend: DbBackend, user: &str, rooms: &[(String, i64)]) -> (String, Vec<Value>) {
     let window = COUNT_CAP + 1;
-    let mut values: Vec<Value> = Vec::with_capacity(rooms.len() * 8);
-    let mut bind = |value: Value| {
-        values.push(value);
-        match backend {
-            DbBackend::Postgres => format!("${}", values.len()),
-            _ => "?".to_string(),
-        }
-    };
+    let mut binds = super::Binds::new(backend);
     let mut parts = Vec::with_capacity(rooms.len());
     for (i, (room, mark)) in rooms.iter().enumerate() {
-        let index = match backend {
-            DbBackend::Postgres => format!("{i}::bigint"),
-            _ => i.to_string(),
-        };
+        let index = binds.index(i);
         // Bound in the order the placeholders appear in the text.
-        let user_1 = bind(user.into());
+        let user_1 = binds.bind(user);
         let (user_2, room_2, mark_2) = (
-            bind(user.into()),
-            bind(room.as_str().into()),
-            bind((*mark).into()),
+            binds.bind(user),
+            binds.bind(room.as_str()),
+            binds.bind(*mark),
         );
-        let (room_1, mark_1) = (bind(room.as_str().into()), bind((*mark).into()));
+        let (room_1, mark_1) = (binds.bind(room.as_str()), binds.bind(*mark));
         parts.push(format!(
             "SELECT {index} AS i, COUNT(*) AS seen, \
              COUNT(CASE WHEN w.user_id IS NULL OR w.user_id <> {user_1} THEN 1 END) AS unread, \
@@ -234,5 +212,5 @@ fn statement(backend: DbBackend, user: &str, rooms: &[(String, i64)]) -> (String
                ORDER BY id LIMIT {window}) w"
         ));
     }
-    (parts.join(" UNION ALL "), values)
+    (parts.join(" UNION ALL "), binds.values)
 }

@@ -17,7 +17,7 @@ pub async fn get(db: &DatabaseConnection, id: &str) -> Result<Option<Room>, DbEr
 
 /// The rooms `user` may read: the public ones, and the private and direct ones they own
 /// or are a member of.
-fn visible(user: Option<&str>) -> Condition {
+pub(super) fn visible(user: Option<&str>) -> Condition {
     let mut visible = Condition::any().add(room::Column::Visibility.eq("public"));
     if let Some(user) = user {
         visible = visible.add(room::Column::OwnerId.eq(user)).add(
