@@ -258,6 +258,12 @@ pub mod stored_file {
         pub room_id: Option<String>,
         pub object_key: String,
         pub created_at: DateTime,
+        /// The thumbnail of an image upload, under its own object key; null for every
+        /// other file, and for files uploaded before thumbnails were made.
+        pub thumbnail_key: Option<String>,
+        pub thumbnail_type: Option<String>,
+        pub thumbnail_width: Option<i32>,
+        pub thumbnail_height: Option<i32>,
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

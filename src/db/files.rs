@@ -18,6 +18,10 @@ pub async fn insert(db: &DatabaseConnection, row: &StoredFile) -> Result<(), DbE
         room_id: Set(row.room_id.clone()),
         object_key: Set(row.object_key.clone()),
         created_at: Set(row.created_at),
+        thumbnail_key: Set(row.thumbnail_key.clone()),
+        thumbnail_type: Set(row.thumbnail_type.clone()),
+        thumbnail_width: Set(row.thumbnail_width),
+        thumbnail_height: Set(row.thumbnail_height),
     };
     stored_file::Entity::insert(active)
         .exec(db)

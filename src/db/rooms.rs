@@ -117,8 +117,9 @@ pub async fn insert_with_members(
 #[derive(Debug)]
 pub struct Deleted {
     pub messages: u64,
-    /// The store's keys of the room's files, whose rows went with the room: their bytes
-    /// are the file store's to delete.
+    pub files: u64,
+    /// The store's keys of the room's files and of their thumbnails, whose rows went with
+    /// the room: their bytes are the file store's to delete.
     pub file_keys: Vec<String>,
 }
 
@@ -153,17 +154,24 @@ pub async fn delete_with_messages<C: ConnectionTrait + TransactionTrait>(
         .filter(room_read::Column::RoomId.eq(id))
         .exec(&txn)
         .await?;
-    let file_keys: Vec<String> = stored_file::Entity::find()
+    // Each file's object and its thumbnail's, if it has one.
+    let file_keys: Vec<(String, Option<String>)> = stored_file::Entity::find()
         .select_only()
         .column(stored_file::Column::ObjectKey)
+        .column(stored_file::Column::ThumbnailKey)
         .filter(stored_file::Column::RoomId.eq(id))
         .into_tuple()
         .all(&txn)
         .await?;
-    stored_file::Entity::delete_many()
+    let file_keys: Vec<String> = file_keys
+        .into_iter()
+        .flat_map(|(object, thumbnail)| std::iter::once(object).chain(thumbnail))
+        .collect();
+    let files = stored_file::Entity::delete_many()
         .filter(stored_file::Column::RoomId.eq(id))
         .exec(&txn)
-        .await?;
+        .await?
+        .rows_affected;
     room::Entity::delete_by_id(id.to_string())
         .exec(&txn)
         .await?;
@@ -171,6 +179,7 @@ pub async fn delete_with_messages<C: ConnectionTrait + TransactionTrait>(
     txn.commit().await?;
     Ok(Deleted {
         messages,
+        files,
         file_keys,
     })
 }

@@ -1,9 +1,12 @@
 //! Files for the chat, as ChatFlow's file service keeps them. An upload is streamed into
 //! the store part by part, never held whole; a file over the limit is cut off at the limit
 //! (413), a type off the allow-list is refused before any byte is stored (415), and a
-//! store that does not answer gives 503.
+//! store that does not answer gives 503. An image (PNG, JPEG, GIF, WebP) gets a thumbnail
+//! made by the server (`thumbnail`); one that cannot be read, or is over the pixel limit,
+//! is refused, and nothing of it is kept.
 
 mod store;
+mod thumbnail;
 
 pub use store::FileStore;
 
@@ -15,10 +18,11 @@ use crate::domain::{now_utc, Caller, Error, Result};
 use bytes::Bytes;
 use futures_util::{Stream, TryStreamExt};
 use object_store::path::Path;
-use object_store::{ObjectStoreExt, WriteMultipart};
+use object_store::{ObjectStoreExt, PutPayload, WriteMultipart};
 use sea_orm::DatabaseConnection;
 use serde::Serialize;
 use std::sync::Arc;
+use tokio::sync::Semaphore;
 use utoipa::ToSchema;
 
 /// What the multipart envelope around a file may add to its size.
@@ -27,6 +31,10 @@ pub const ENVELOPE: u64 = 64 * 1024;
 /// upload holds at most this much in memory.
 const PART: usize = 5 * 1024 * 1024;
 const PARTS_IN_FLIGHT: usize = 2;
+/// Thumbnails made at once, on the blocking pool: each may take a core and up to the
+/// decoder's allocation limit, so a burst of image uploads waits its turn instead of
+/// taking every core and gigabytes together.
+const THUMBNAILS_AT_ONCE: usize = 2;
 
 pub struct Files {
     pub store: FileStore,
@@ -34,6 +42,7 @@ pub struct Files {
     access: Arc<RoomAccess>,
     pub max_bytes: u64,
     allowed: Vec<String>,
+    thumbnailing: Arc<Semaphore>,
 }
 
 impl Files {
@@ -50,6 +59,7 @@ impl Files {
             access,
             max_bytes,
             allowed,
+            thumbnailing: Arc::new(Semaphore::new(THUMBNAILS_AT_ONCE)),
         }
     }
 }
@@ -65,12 +75,20 @@ pub struct FileOut {
     #[schema(value_type = String, format = DateTime)]
     created_at: chrono::DateTime<chrono::Utc>,
     download_url: String,
+    /// `/api/files/<id>/thumbnail` for an image upload, null for other files.
+    thumbnail_url: Option<String>,
+    thumbnail_width: Option<i32>,
+    thumbnail_height: Option<i32>,
 }
 
 impl From<StoredFile> for FileOut {
     fn from(f: StoredFile) -> Self {
+        let thumbnail = f.thumbnail_key.is_some();
         FileOut {
             download_url: format!("/api/files/{}/download", f.id),
+            thumbnail_url: thumbnail.then(|| format!("/api/files/{}/thumbnail", f.id)),
+            thumbnail_width: f.thumbnail_width.filter(|_| thumbnail),
+            thumbnail_height: f.thumbnail_height.filter(|_| thumbnail),
             id: f.id,
             original_name: f.original_name,
             content_type: f.content_type,
@@ -164,6 +182,17 @@ impl Files {
                 return Err(Error::bad_request("file is empty"));
             }
             writer.finish().await.map_err(store_down)?;
+            let thumb = match thumbnail::format_of(&content_type) {
+                Some(format) => match self.thumbnail(&path, format).await {
+                    Ok(thumb) => Some(thumb),
+                    Err(err) => {
+                        // Refused: nothing of it is kept.
+                        let _ = self.store.objects.delete(&path).await;
+                        return Err(err);
+                    }
+                },
+                None => None,
+            };
             let row = StoredFile {
                 id,
                 original_name,
@@ -173,6 +202,10 @@ impl Files {
                 room_id,
                 object_key: path.to_string(),
                 created_at: now_utc(),
+                thumbnail_key: thumb.as_ref().map(|t| t.key.to_string()),
+                thumbnail_type: thumb.as_ref().map(|t| t.content_type.to_string()),
+                thumbnail_width: thumb.as_ref().map(|t| t.width),
+                thumbnail_height: thumb.as_ref().map(|t| t.height),
             };
             // A room nobody has posted to yet comes into being with its first file, as
             // with its first message (a file's room must have a row: one without shows
@@ -187,6 +220,9 @@ impl Files {
             if let Err(err) = stored {
                 // No row, no object: nothing is left behind that nobody can reach.
                 let _ = self.store.objects.delete(&path).await;
+                if let Some(thumb) = &thumb {
+                    let _ = self.store.objects.delete(&thumb.key).await;
+                }
                 return Err(err.into());
             }
             tracing::info!(id = %row.id, size, "file stored");
@@ -195,6 +231,69 @@ impl Files {
         Err(Error::bad_request(
             "a multipart field named file is required",
         ))
+    }
+
+    /// Makes and stores the thumbnail of the image just stored at `path`.
+    ///
+    /// Who can make the server do this, and what stops a flood: only an upload, which has
+    /// already passed the `Uploading` rate bucket and the day's bytes, and is at most
+    /// `max_bytes`; at most `THUMBNAILS_AT_ONCE` run at a time, the rest wait. Reading a
+    /// thumbnail back (`open_thumbnail`) is a plain read of a small stored object.
+    async fn thumbnail(
+        &self,
+        path: &Path,
+        (format, name): (image::ImageFormat, &'static str),
+    ) -> Result<StoredThumbnail> {
+        // Owned, so the permit goes with the blocking task: a caller who hangs up does not
+        // free it while the decode still runs. Taken before the read, so uploads waiting
+        // their turn do not each hold a file in memory.
+        let permit = self
+            .thumbnailing
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|_| Error::Unavailable("the server is stopping, try again".into()))?;
+        // Read back rather than kept while streaming: the upload never held the file
+        // whole, and only images pay for this.
+        let bytes = self
+            .store
+            .objects
+            .get(path)
+            .await
+            .map_err(store_down)?
+            .bytes()
+            .await
+            .map_err(store_down)?;
+        let made = tokio::task::spawn_blocking(move || {
+            let _permit = permit;
+            thumbnail::make(&bytes, format, name)
+        })
+        .await;
+        let thumb = match made {
+            Ok(thumb) => thumb?,
+            // A decoder that panics on these bytes: they are not an image we can read.
+            Err(err) => {
+                tracing::warn!(error = %err, "making a thumbnail failed");
+                return Err(Error::UnsupportedMediaType(format!(
+                    "not a readable {name} image"
+                )));
+            }
+        };
+        let key = Path::from(format!("{path}.thumb"));
+        let size = thumb.bytes.len();
+        self.store
+            .objects
+            .put(&key, PutPayload::from(thumb.bytes))
+            .await
+            .map_err(store_down)?;
+        tracing::debug!(%key, size, width = thumb.width, height = thumb.height, "thumbnail stored");
+        Ok(StoredThumbnail {
+            key,
+            content_type: thumb.content_type,
+            // Within the box, so far within i32.
+            width: thumb.width as i32,
+            height: thumb.height as i32,
+        })
     }
 
     /// Files, newest first; `room_id` keeps one room's. Files of private rooms the caller
@@ -249,6 +348,23 @@ impl Files {
         Ok((row, Box::new(tokio_util::io::StreamReader::new(stream))))
     }
 
+    /// The file's thumbnail and its type, as readable as the file (`get`); 404 when it has
+    /// none.
+    pub async fn open_thumbnail(&self, caller: &Caller, id: &str) -> Result<(String, Bytes)> {
+        let row = self.get(caller, id).await?;
+        let (Some(key), Some(content_type)) = (row.thumbnail_key, row.thumbnail_type) else {
+            return Err(Error::not_found("this file has no thumbnail"));
+        };
+        let got = match self.store.objects.get(&Path::from(key.as_str())).await {
+            Ok(got) => got.bytes().await.map_err(store_down)?,
+            Err(object_store::Error::NotFound { .. }) => {
+                return Err(Error::not_found("the thumbnail is missing from the store"))
+            }
+            Err(err) => return Err(store_down(err)),
+        };
+        Ok((content_type, got))
+    }
+
     /// Deletes the bytes of files whose rows went (with their room). A store that is away
     /// leaves bytes nobody can reach any more: said in the log, never to the caller, whose
     /// room is gone all the same.
@@ -271,18 +387,23 @@ impl Files {
             "its uploader or an admin",
             &[row.uploaded_by.as_deref()],
         )?;
-        match self
-            .store
-            .objects
-            .delete(&Path::from(row.object_key.as_str()))
-            .await
-        {
-            Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
-            Err(err) => return Err(store_down(err)),
+        for key in std::iter::once(&row.object_key).chain(&row.thumbnail_key) {
+            match self.store.objects.delete(&Path::from(key.as_str())).await {
+                Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
+                Err(err) => return Err(store_down(err)),
+            }
         }
         table::delete(&self.db, &row.id).await?;
         Ok(row.id)
     }
+}
+
+/// A thumbnail as stored, for the file's row.
+struct StoredThumbnail {
+    key: Path,
+    content_type: &'static str,
+    width: i32,
+    height: i32,
 }
 
 fn store_down(err: object_store::Error) -> Error {

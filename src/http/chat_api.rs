@@ -240,7 +240,7 @@ async fn delete_room(
         "status": "deleted",
         "id": id,
         "messages_deleted": deleted.messages,
-        "files_deleted": deleted.file_keys.len(),
+        "files_deleted": deleted.files,
     })))
 }
 

@@ -1,6 +1,7 @@
 //! `/api/files`, as ChatFlow's file service answers: multipart uploads streamed into the
-//! store, lists, metadata, downloads and deletion. Downloads stream back as attachments
-//! with `nosniff`, so an upload can never run as a page of this site.
+//! store, lists, metadata, downloads, thumbnails and deletion. Downloads stream back as
+//! attachments with `nosniff`, so an upload can never run as a page of this site; the only
+//! bytes shown inline are the thumbnails the server made itself.
 
 use super::guards::ClientAddr;
 use super::limits::{Limiter, Uploading};
@@ -24,6 +25,7 @@ super::mount![
     list_chatflow,
     metadata,
     download,
+    thumbnail,
     remove_file,
     files_health
 ];
@@ -161,6 +163,45 @@ impl<'r> Responder<'r, 'static> for Download {
             .header(Header::new("X-Content-Type-Options", "nosniff"))
             .header(Header::new("Content-Security-Policy", "sandbox"))
             .streamed_body(self.body)
+            .ok()
+    }
+}
+
+/// The thumbnail the server made of an image upload (JPEG, or PNG when it has
+/// see-through pixels, within 360x360), shown inline; as readable as the file's download.
+/// Made only at upload, under the upload's limits; this is a plain read of a small stored
+/// object. An id never changes its content, so it is cached for a year.
+#[utoipa::path(tag = "files", responses(
+        (status = 200, description = "the thumbnail's bytes",
+            content((Vec<u8> = "image/jpeg"), (Vec<u8> = "image/png"))),
+        (status = 401), (status = 404, description = "no such file, or it has no thumbnail"), (status = 503)))]
+#[get("/<id>/thumbnail")]
+async fn thumbnail(id: &str, caller: Caller, files: &State<Files>) -> Result<Thumbnail> {
+    let (content_type, bytes) = files.open_thumbnail(&caller, id).await?;
+    Ok(Thumbnail {
+        content_type,
+        bytes,
+    })
+}
+
+pub struct Thumbnail {
+    content_type: String,
+    bytes: bytes::Bytes,
+}
+
+impl<'r> Responder<'r, 'static> for Thumbnail {
+    fn respond_to(self, _: &'r Request<'_>) -> response::Result<'static> {
+        let content_type =
+            ContentType::parse_flexible(&self.content_type).unwrap_or(ContentType::Binary);
+        Response::build()
+            .header(content_type)
+            .header(Header::new("X-Content-Type-Options", "nosniff"))
+            .header(Header::new("Content-Security-Policy", "sandbox"))
+            .header(Header::new(
+                "Cache-Control",
+                "private, max-age=31536000, immutable",
+            ))
+            .sized_body(self.bytes.len(), std::io::Cursor::new(self.bytes))
             .ok()
     }
 }

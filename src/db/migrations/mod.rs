@@ -19,6 +19,7 @@ mod m20261217_000011_replies;
 mod m20261218_000012_read_state;
 mod m20261218_000013_search;
 mod m20261218_000014_change_log;
+mod m20261219_000015_thumbnails;
 
 pub struct Migrator;
 
@@ -40,6 +41,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261218_000012_read_state::Migration),
             Box::new(m20261218_000013_search::Migration),
             Box::new(m20261218_000014_change_log::Migration),
+            Box::new(m20261219_000015_thumbnails::Migration),
         ]
     }
 }
