@@ -291,6 +291,15 @@ impl Accounts {
         Ok(table::get(&self.db, user_id).await?)
     }
 
+    /// Up to 10 accounts whose name starts with `prefix` (1 to 64 characters), by name.
+    pub async fn starting_with(&self, prefix: &str) -> Result<Vec<Account>> {
+        let prefix = prefix.trim();
+        if prefix.is_empty() || prefix.chars().count() > 64 {
+            return Err(Error::bad_request("q must be 1 to 64 characters"));
+        }
+        Ok(table::name_starts_with(&self.db, prefix, 10).await?)
+    }
+
     fn session(&self, account: Account) -> Session {
         let user = Peer {
             user_id: account.user_id,

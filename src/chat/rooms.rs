@@ -302,10 +302,18 @@ pub async fn direct(
     if let Some(room) = table::get(db, &id).await? {
         return direct_only(room).map(|room| (room, false));
     }
+    // Named by the two people's names, in the order of their ids, so each side can tell
+    // the other's: an account's name, else (another application's user) the id.
+    let my_name = caller.user.as_ref().map(|u| u.username.clone());
+    let other_name = crate::db::accounts::get(db, &other)
+        .await?
+        .map(|a| a.username);
+    let mine = my_name.unwrap_or_else(|| me.clone());
+    let theirs = other_name.unwrap_or_else(|| other.clone());
     let (first, second) = if me <= other {
-        (&me, &other)
+        (&mine, &theirs)
     } else {
-        (&other, &me)
+        (&theirs, &mine)
     };
     let row = Room {
         id: id.clone(),

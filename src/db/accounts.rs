@@ -1,9 +1,10 @@
 //! The `account` table: registered users.
 
 use super::entities::account;
-use sea_orm::sea_query::{Expr, ExprTrait};
+use sea_orm::sea_query::{Expr, ExprTrait, LikeExpr};
 use sea_orm::{
-    ActiveValue::Set, ColumnTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter, QuerySelect,
+    ActiveValue::Set, ColumnTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter, QueryOrder,
+    QuerySelect,
 };
 
 pub use account::Model as Account;
@@ -75,4 +76,19 @@ pub async fn revoke_tokens(
         update = update.col_expr(account::Column::PasswordHash, Expr::value(hash));
     }
     update.exec(db).await.map(|_| ())
+}
+
+/// Up to `limit` accounts whose name starts with `prefix` (lower-cased), by name.
+pub async fn name_starts_with(
+    db: &DatabaseConnection,
+    prefix: &str,
+    limit: u64,
+) -> Result<Vec<Account>, DbErr> {
+    let pattern = format!("{}%", super::escape_like(&prefix.to_lowercase()));
+    account::Entity::find()
+        .filter(Expr::col(account::Column::NameKey).like(LikeExpr::new(pattern).escape('\\')))
+        .order_by_asc(account::Column::NameKey)
+        .limit(limit)
+        .all(db)
+        .await
 }

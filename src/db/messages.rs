@@ -324,7 +324,7 @@ pub async fn page(
         query = query.filter(message::Column::Id.gt(after));
     }
     if let Some(q) = page.search {
-        let pattern = format!("%{}%", escape_like(&q.to_lowercase()));
+        let pattern = format!("%{}%", super::escape_like(&q.to_lowercase()));
         query = query.filter(
             Expr::expr(Func::lower(Expr::col(message::Column::Text)))
                 .like(LikeExpr::new(pattern).escape('\\')),
@@ -406,7 +406,7 @@ pub async fn search(
                 query = query.filter(message::Column::Id.gt(newest - UNINDEXED_WINDOW));
             }
             for word in scanned {
-                let pattern = format!("%{}%", escape_like(&word.text));
+                let pattern = format!("%{}%", super::escape_like(&word.text));
                 query = query.filter(
                     Expr::col(message::Column::Text).like(LikeExpr::new(pattern).escape('\\')),
                 );
@@ -447,17 +447,6 @@ pub async fn search(
 }
 
 /// `%`, `_` and the escape character itself match only themselves.
-fn escape_like(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        if matches!(c, '%' | '_' | '\\') {
-            out.push('\\');
-        }
-        out.push(c);
-    }
-    out
-}
-
 pub async fn get(db: &DatabaseConnection, id: i64) -> Result<Option<Message>, DbErr> {
     Ok(message::Entity::find_by_id(id)
         .one(db)
@@ -535,6 +524,6 @@ mod tests {
 
     #[test]
     fn like_patterns_are_escaped() {
-        assert_eq!(super::escape_like("50%_a\\b"), "50\\%\\_a\\\\b");
+        assert_eq!(crate::db::escape_like("50%_a\\b"), "50\\%\\_a\\\\b");
     }
 }

@@ -157,6 +157,18 @@ async fn migrate(db: &DatabaseConnection) -> Result<(), DbErr> {
 
 /// A fresh database in memory with the schema, for the services' own tests. One
 /// connection: each SQLite connection to `:memory:` is a database of its own.
+/// `text` for a `LIKE` pattern whose escape is a backslash: `%`, `_` and `\` stand for themselves.
+pub fn escape_like(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        if matches!(c, '%' | '_' | '\\') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
+}
+
 #[cfg(test)]
 pub async fn memory() -> DatabaseConnection {
     let settings = Settings {

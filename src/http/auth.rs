@@ -4,7 +4,7 @@
 //! behind https) for the page; a socket takes it as `?token=` or the cookie.
 
 use super::guards::{https, ClientAddr, SESSION_COOKIE};
-use super::limits::{Limiter, Signing};
+use super::limits::{Limiter, Searching, Signing};
 use super::origin::CookieOrigin;
 use super::JsonBody;
 use crate::accounts::{Accounts, Session};
@@ -17,7 +17,7 @@ use serde_json::{json, Value};
 use std::sync::Arc;
 use utoipa::ToSchema;
 
-super::mount![register, login, logout, password, me];
+super::mount![register, login, logout, password, me, users];
 
 #[derive(Deserialize, ToSchema)]
 pub struct Credentials {
@@ -175,4 +175,40 @@ async fn me(caller: Caller, accounts: &State<Arc<Accounts>>) -> Result<Json<Me>>
         username,
         roles: if caller.admin { vec!["admin"] } else { vec![] },
     }))
+}
+
+/// One account, as the directory shows it.
+#[derive(Serialize, ToSchema)]
+pub struct UserOut {
+    user_id: String,
+    username: String,
+}
+
+/// Accounts whose name starts with `q`, up to 10, by name: how the page finds someone to
+/// start a direct conversation with. Only the signed in (and admins) may look, since only
+/// they can start one; lookups draw on the search bucket.
+#[utoipa::path(tag = "auth",
+    params(("q" = String, Query, description = "the start of a name, 1 to 64 characters")),
+    responses((status = 200, body = Vec<UserOut>), (status = 400), (status = 401), (status = 429)))]
+#[get("/users?<q>")]
+async fn users(
+    q: Option<&str>,
+    flood: Result<Searching>,
+    caller: Caller,
+    accounts: &State<Arc<Accounts>>,
+) -> Result<Json<Vec<UserOut>>> {
+    flood?;
+    if caller.user.is_none() && !caller.admin {
+        return Err(Error::Unauthorized("sign in to look people up".into()));
+    }
+    let found = accounts.starting_with(q.unwrap_or("")).await?;
+    Ok(Json(
+        found
+            .into_iter()
+            .map(|a| UserOut {
+                user_id: a.user_id,
+                username: a.username,
+            })
+            .collect(),
+    ))
 }

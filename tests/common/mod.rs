@@ -16,6 +16,8 @@ use std::time::{Duration, Instant};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_tungstenite::tungstenite::Message;
 
+pub mod chrome;
+
 pub const REPO: &str = env!("CARGO_MANIFEST_DIR");
 
 /// The admin token every test server gets unless its options say otherwise.
