@@ -678,7 +678,10 @@ $(function () {
   function refreshUnread() {
     return api("GET", asMe("/api/chat/unread")).done(function (list) {
       state.unread = {};
-      $.each(list, function (_, u) { state.unread[u.room_id] = u; });
+      var unknown = false;
+      $.each(list, function (_, u) { state.unread[u.room_id] = u; unknown = unknown || !state.rooms[u.room_id]; });
+      // Someone started a conversation with this user, or added them to a room.
+      if (unknown) refreshRooms();
       drawRooms();
     });
   }

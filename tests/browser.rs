@@ -46,7 +46,17 @@ async fn as_guest(browser: &Browser, server: &Server, room: &str, name: &str) {
 /// Registers through the page's own "Sign in" dialog, which then shows the room as them.
 async fn register_on_page(browser: &Browser, server: &Server, room: &str, name: &str) {
     browser.goto(&format!("{}/{room}", server.url)).await;
-    browser.click("button", Name::Is("Sign in")).await;
+    // In open mode the room shows first and signing in is one click away; with
+    // `auth = "required"` the form is the first screen.
+    if browser
+        .shows("button", Name::Is("Sign in"), Duration::from_secs(2))
+        .await
+        && !browser
+            .shows("textbox", Name::Is("Username"), Duration::from_millis(100))
+            .await
+    {
+        browser.click("button", Name::Is("Sign in")).await;
+    }
     browser
         .type_into("textbox", Name::Is("Username"), name)
         .await;
@@ -261,21 +271,25 @@ async fn two_browsers_on_two_replicas_chat_live() {
     db.drop_db().await;
 }
 
-/// Two signed-in people: a reply, a reaction, an edit (Up arrow) and a deletion by one are
-/// seen live by the other; who is online and who is typing show; only one's own messages
-/// offer Edit and Delete.
+/// Two signed-in people, in each mode: a reply, a reaction, an edit (Up arrow) and a
+/// deletion by one are seen live by the other; who is online and who is typing show; `@`
+/// completes a name; only one's own messages offer Edit and Delete; one starts a direct
+/// conversation by the other's name and makes a room.
 #[tokio::test(flavor = "multi_thread")]
 async fn two_people_reply_react_edit_and_delete_live() {
+    two_people_talk("open").await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn two_people_talk_when_auth_is_required() {
+    two_people_talk("required").await;
+}
+
+async fn two_people_talk(auth: &str) {
     let db = TestDb::create(Backend::Sqlite).await;
-    let server = Server::start(&db.url).await;
+    let server = Server::start_with(ServerOptions::new(&db.url).env("ROCKET_AUTH", auth)).await;
     let driver = ChromeDriver::start().await;
     let room = room("talk");
-    post_ok(
-        &server,
-        &room,
-        &[("username", "setup"), ("msg", "room exists")],
-    )
-    .await;
     let (ann, ben) = (driver.browser().await, driver.browser().await);
     register_on_page(&ann, &server, &room, "ann").await;
     register_on_page(&ben, &server, &room, "ben").await;
@@ -292,6 +306,16 @@ async fn two_people_reply_react_edit_and_delete_live() {
         .await,
         "ann does not see ben online"
     );
+    // `@` offers the names of who is here; Enter takes the one chosen.
+    ann.type_into("textbox", Name::Is("Message"), "@b").await;
+    ann.find("option", Name::Is("@ben")).await;
+    ann.keys(ENTER).await;
+    let composer = ann.find("textbox", Name::Is("Message")).await;
+    assert_eq!(
+        composer.prop("value").await.unwrap().as_deref(),
+        Some("@ben ")
+    );
+    composer.clear().await.unwrap();
     ann.type_into("textbox", Name::Is("Message"), "first from ann")
         .await;
     assert!(
@@ -368,6 +392,25 @@ async fn two_people_reply_react_edit_and_delete_live() {
     ann.client.accept_alert().await.unwrap();
     assert!(ben.message_gone("first, edited").await, "ben still sees it");
     assert!(ann.message_gone("first, edited").await, "ann still sees it");
+
+    // A direct conversation, started by the other's name: Ben finds it in his list.
+    ann.click("button", Name::Is("New direct message")).await;
+    // A name field that suggests the people seen so far.
+    ann.type_into("combobox", Name::Is("Name"), "ben").await;
+    ann.click("button", Name::Is("Start conversation")).await;
+    ann.find("heading", Name::Is("ben")).await;
+    say(&ann, "just between us").await;
+    ann.message("just between us").await;
+    ben.click("link", Name::StartsWith("ann, 1 unread")).await;
+    ben.message("just between us").await;
+
+    // A room of one's own.
+    ben.click("button", Name::Is("New room")).await;
+    ben.type_into("textbox", Name::Is("Room name"), "Plans")
+        .await;
+    ben.click("button", Name::Is("Create room")).await;
+    ben.find("heading", Name::Is("Plans")).await;
+    ben.find("link", Name::StartsWith("Plans")).await;
 
     for (browser, who) in [(&ann, "ann"), (&ben, "ben")] {
         assert_accessible(browser, "a conversation").await;

@@ -158,6 +158,7 @@ fn candidates(role: &str) -> &'static str {
             "textarea, input:not([type]), input[type=text], input[type=password], [role=textbox]"
         }
         "searchbox" => "input[type=search], [role=searchbox]",
+        "combobox" => "input[list], select, [role=combobox]",
         "navigation" => "nav, [role=navigation]",
         "log" => "[role=log]",
         "article" => "article, [role=article]",
@@ -223,13 +224,14 @@ impl Browser {
         out
     }
 
-    /// The first displayed element of `role` named so, waiting up to 15 s for it.
+    /// The first displayed element of `role` named so, waiting up to 20 s for it (the
+    /// page counts unread messages of other rooms every 10 s).
     pub async fn find(&self, role: &str, name: Name<'_>) -> Element {
         self.find_in(None, role, name).await
     }
 
     pub async fn find_in(&self, within: Option<&Element>, role: &str, name: Name<'_>) -> Element {
-        for _ in 0..75 {
+        for _ in 0..100 {
             for element in self.all(within, role, name).await {
                 if element.is_displayed().await.unwrap_or(false) {
                     return element;
