@@ -280,3 +280,91 @@ async fn required_mode_asks_every_new_door_for_an_identity() {
         );
     }
 }
+
+/// The directory the page starts a direct conversation from: the signed in (and the admin)
+/// look accounts up by the start of a name; a guest may not; a bad `q` is 400; with limits
+/// on, a flood of lookups is 429. A direct conversation is named by its two people.
+#[rocket::async_test]
+async fn people_are_found_by_name_by_the_signed_in_only() {
+    // Required mode, whose abuse limits are on: `searches_per_minute` is 30.
+    let app = TestApp::required().await;
+    let (ann, anonymous, admin) = (app.signed_in("ann").await, app.anonymous(), app.admin());
+    let benedict = app.signed_in("Benedict").await;
+    let ben = app.signed_in("ben").await;
+    let bert = app.signed_in("bert_x").await;
+
+    let (status, found) = app
+        .call(&ann, Method::Get, "/api/auth/users?q=BE", None)
+        .await;
+    assert_eq!(status, 200, "{found}");
+    let names: Vec<&str> = found
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|u| u["username"].as_str().unwrap())
+        .collect();
+    // By name, ignoring case (each persona's name carries a suffix of the test's own).
+    assert_eq!(
+        names,
+        [&ben.username, &benedict.username, &bert.username].map(String::as_str)
+    );
+    // `_` and `%` are themselves, not wildcards.
+    let (_, found) = app
+        .call(&ann, Method::Get, "/api/auth/users?q=b_r", None)
+        .await;
+    assert_eq!(found, json!([]));
+    let (status, _) = app
+        .call(&admin, Method::Get, "/api/auth/users?q=ann", None)
+        .await;
+    assert_eq!(status, 200);
+    let (status, body) = app
+        .call(&anonymous, Method::Get, "/api/auth/users?q=ann", None)
+        .await;
+    assert_eq!(status, 401, "{body}");
+    for q in ["", "%20", &"x".repeat(65)] {
+        let (status, body) = app
+            .call(&ann, Method::Get, &format!("/api/auth/users?q={q}"), None)
+            .await;
+        assert_eq!(status, 400, "q={q}: {body}");
+    }
+    let mut statuses = Vec::new();
+    // Counted per client address and user: the 31st lookup in a minute is one too many.
+    let from = "192.0.2.1:4000".parse().unwrap();
+    for _ in 0..31 {
+        let path = "/api/auth/users?q=ben";
+        statuses.push(app.call_from(from, &ann, Method::Get, path, None).await.0);
+    }
+    assert_eq!(statuses.last(), Some(&429), "{statuses:?}");
+
+    let id = benedict.user_id.clone().unwrap();
+    let (status, room) = app
+        .call(&ann, Method::Post, &format!("/api/chat/direct/{id}"), None)
+        .await;
+    assert_eq!(status, 201, "{room}");
+    let name = room["name"].as_str().unwrap();
+    let (a, b) = (&ann.username, &benedict.username);
+    assert!(
+        name == format!("{a}, {b}") || name == format!("{b}, {a}"),
+        "a direct conversation is named {name:?}"
+    );
+}
+
+/// The page keeps to its own origin: a Content-Security-Policy that allows nothing else,
+/// and no script of another site in it.
+#[rocket::async_test]
+async fn the_page_loads_nothing_from_another_origin() {
+    let app = TestApp::new().await;
+    let res = app.client.get("/devops").dispatch().await;
+    assert_eq!(res.status().code, 200);
+    let policy = res
+        .headers()
+        .get_one("Content-Security-Policy")
+        .unwrap_or_default()
+        .to_string();
+    assert!(policy.contains("default-src 'self'") && policy.contains("script-src 'self'"));
+    let html = res.into_string().await.unwrap_or_default();
+    assert!(
+        !html.contains("http://") && !html.contains("https://"),
+        "{html}"
+    );
+}

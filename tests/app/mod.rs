@@ -98,6 +98,8 @@ impl TestApp {
     }
 
     /// One request as `who`; the answer's status and JSON body (`Null` when it has none).
+    /// It comes from no address, so the abuse limits (counted per client address) pass it:
+    /// `call_from` is a request from somewhere.
     pub async fn call(
         &self,
         who: &Persona,
@@ -105,7 +107,33 @@ impl TestApp {
         path: &str,
         body: Option<Value>,
     ) -> (u16, Value) {
+        self.request(None, who, method, path, body).await
+    }
+
+    /// One request from a client address, which the abuse limits count.
+    pub async fn call_from(
+        &self,
+        from: std::net::SocketAddr,
+        who: &Persona,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> (u16, Value) {
+        self.request(Some(from), who, method, path, body).await
+    }
+
+    async fn request(
+        &self,
+        from: Option<std::net::SocketAddr>,
+        who: &Persona,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> (u16, Value) {
         let mut req = self.client.req(method, path.to_string());
+        if let Some(from) = from {
+            req = req.remote(from);
+        }
         if let Some(token) = &who.token {
             req = req.header(Header::new("Authorization", format!("Bearer {token}")));
         }
