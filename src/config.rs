@@ -128,6 +128,8 @@ pub struct Settings {
     pub read_marks_per_minute: u32,
     /// Searches across rooms a client may make per minute (each reads a full-text index).
     pub searches_per_minute: u32,
+    /// Posts one incoming webhook may make per minute (all its callers together).
+    pub hook_posts_per_minute: u32,
     /// Sockets one client address may hold open at once.
     pub sockets_per_client: usize,
     /// Answer through ferrochat's own listener (`http::front_door`), which gives each
@@ -231,6 +233,7 @@ impl Default for Settings {
             heartbeats_per_minute: 30,
             read_marks_per_minute: 120,
             searches_per_minute: 30,
+            hook_posts_per_minute: 60,
             sockets_per_client: 50,
             front_door: true,
             header_timeout_secs: 10,

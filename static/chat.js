@@ -282,6 +282,7 @@ $(function () {
     var $body = $("<div class='body'>").appendTo($a);
     $("<div class='meta'>").append(
       $("<span class='author'>").text(author), " ",
+      m.bot ? $("<span class='bot-tag'>").text("bot") : null, m.bot ? " " : null,
       $("<time>").attr({ datetime: d.toISOString(), title: exact(d) }).text(relative(d)),
       m.edited_at ? $("<span class='edited muted'>").text(" (edited)") : null
     ).appendTo($body);

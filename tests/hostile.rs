@@ -38,6 +38,10 @@ fn path_value(name: &str, path: &str, known: &Known, i: usize) -> String {
             "id" if path.starts_with("/api/chat/messages/") => known.message_id.clone(),
             "id" if path.starts_with("/api/files/") => known.file_id.clone(),
             "id" if path.starts_with("/api/notifications/") => known.notification_id.clone(),
+            "id" if path.starts_with("/hooks/") || path.starts_with("/api/hooks/") => {
+                known.hook_id.clone()
+            }
+            "secret" => known.hook_secret.clone(),
             _ => known.room.clone(),
         };
     }
@@ -105,6 +109,7 @@ fn json_body(known: &Known, i: usize) -> (Option<&'static str>, Vec<u8>) {
         "title": format!("t{i}"), "body": format!("b{i}"), "type": "mention",
         "private": i % 2 == 0, "description": format!("d{i}"),
         "last_read_id": i % 50,
+        "room_id": known.room, "text": format!("t{i}"),
     });
     let kind = Some("application/json");
     match i % 8 {
@@ -174,6 +179,8 @@ struct Known {
     message_id: String,
     file_id: String,
     notification_id: String,
+    hook_id: String,
+    hook_secret: String,
 }
 
 /// The i-th request of the operation, and a description for failures.
@@ -242,6 +249,11 @@ async fn every_operation_answers_distinct_hostile_requests_as_documented() {
     for (path, item) in doc["paths"].as_object().unwrap() {
         // Sockets are swept below and in tests/trust.rs, frame by frame.
         if path.starts_with("/ws") {
+            continue;
+        }
+        // An event stream stays open, and one its client dropped is let go at its next
+        // comment line (25 s): tried in tests/sse.rs, its flood with a 1 s line.
+        if path.ends_with("/events") {
             continue;
         }
         for (method, op) in item.as_object().unwrap() {
@@ -388,7 +400,8 @@ async fn make_known(server: &Server) -> Known {
         .bearer_auth(&token)
         .multipart(reqwest::multipart::Form::new().part(
             "file",
-            reqwest::multipart::Part::bytes(b"hello".to_vec()).file_name("a.txt"),
+            // An image, so that its thumbnail is there to be asked for too.
+            reqwest::multipart::Part::bytes(small_png()).file_name("a.png"),
         ))
         .send()
         .await
@@ -405,6 +418,15 @@ async fn make_known(server: &Server) -> Known {
     )
     .await;
     assert_eq!(notification.0, 201, "{:?}", notification.1);
+    let hook = call_with_token(
+        server,
+        Method::POST,
+        "/api/hooks",
+        Some(json!({"room_id": room, "name": "sweep-hook"})),
+        Some(&token),
+    )
+    .await;
+    assert_eq!(hook.0, 201, "{:?}", hook.1);
     Known {
         token,
         user_id,
@@ -414,6 +436,12 @@ async fn make_known(server: &Server) -> Known {
         message_id: message.1["id"].to_string(),
         file_id: file["id"].as_str().unwrap().into(),
         notification_id: notification.1["id"].as_str().unwrap().into(),
+        hook_id: hook.1["id"].as_str().unwrap().into(),
+        hook_secret: hook.1["url"]
+            .as_str()
+            .and_then(|url| url.rsplit('/').next())
+            .unwrap()
+            .into(),
     }
 }
 
@@ -963,4 +991,12 @@ async fn twenty_thousand_searches_with_distinct_words_stay_bounded() {
     assert_eq!(found, HOSTILE * 7 / 10 / 2);
     assert_flat(&server, before, "20,000 searches");
     db.drop_db().await;
+}
+
+/// A 40x30 PNG.
+fn small_png() -> Vec<u8> {
+    let image = image::RgbImage::from_pixel(40, 30, image::Rgb([200, 120, 40]));
+    let mut out = std::io::Cursor::new(Vec::new());
+    image.write_to(&mut out, image::ImageFormat::Png).unwrap();
+    out.into_inner()
 }

@@ -75,12 +75,14 @@ impl RoomAccess {
             return Ok(());
         }
         Err(Error::Unauthorized(format!(
-            "{user_id} is a registered user's id: sign in as them to act as them"
+            "{user_id} is a registered user's (or a hook's) id: sign in as them to act as them"
         )))
     }
 
     async fn is_proven(&self, user_id: &str) -> Result<bool, Error> {
-        if names::is_external_id(user_id) {
+        // Another application's users prove themselves with its token; a hook's id is
+        // only ever its URL's.
+        if names::is_external_id(user_id) || names::is_bot_id(user_id) {
             return Ok(true);
         }
         if let Some(known) = lock(&self.accounts).get(user_id).copied() {

@@ -4,6 +4,7 @@
 //! through the one pipeline.
 
 pub mod changes;
+pub mod hooks;
 pub mod messages;
 pub mod reactions;
 pub mod read_state;

@@ -296,3 +296,27 @@ pub mod account {
 
     impl ActiveModelBehavior for ActiveModel {}
 }
+
+pub mod hook {
+    use sea_orm::entity::prelude::*;
+
+    /// An incoming webhook: whoever holds its URL posts into `room_id` as `name`.
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "hook")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub id: String,
+        pub room_id: String,
+        pub name: String,
+        /// SHA-256 of the secret in its URL, as hex.
+        pub secret_hash: String,
+        /// Who made it: a user's id, or none for the admin token.
+        pub created_by: Option<String>,
+        pub created_at: DateTime,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}

@@ -7,6 +7,7 @@ pub mod changes;
 pub mod entities;
 pub mod error;
 pub mod files;
+pub mod hooks;
 pub mod messages;
 mod migrations;
 pub mod notifications;

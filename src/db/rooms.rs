@@ -15,6 +15,19 @@ pub async fn get(db: &DatabaseConnection, id: &str) -> Result<Option<Room>, DbEr
     room::Entity::find_by_id(id.to_string()).one(db).await
 }
 
+/// The ids of the rooms `user` owns (made signed in), at most 500.
+pub async fn owned_by(db: &DatabaseConnection, user: &str) -> Result<Vec<String>, DbErr> {
+    room::Entity::find()
+        .select_only()
+        .column(room::Column::Id)
+        .filter(room::Column::OwnerId.eq(user))
+        .order_by_asc(room::Column::Id)
+        .limit(500)
+        .into_tuple()
+        .all(db)
+        .await
+}
+
 /// The rooms `user` may read: the public ones, and the private and direct ones they own
 /// or are a member of.
 pub(super) fn visible(user: Option<&str>) -> Condition {
@@ -123,7 +136,8 @@ pub struct Deleted {
     pub file_keys: Vec<String>,
 }
 
-/// Deletes the room, its members, every message in it and its files' rows, together.
+/// Deletes the room, its members, every message in it, its files' rows and its hooks,
+/// together.
 pub async fn delete_with_messages<C: ConnectionTrait + TransactionTrait>(
     db: &C,
     id: &str,
@@ -176,6 +190,7 @@ pub async fn delete_with_messages<C: ConnectionTrait + TransactionTrait>(
         .exec(&txn)
         .await?;
     super::changes::delete_room(&txn, id).await?;
+    super::hooks::delete_room(&txn, id).await?;
     txn.commit().await?;
     Ok(Deleted {
         messages,

@@ -349,6 +349,9 @@ impl Serialize for MessageJson<'_> {
         map.serialize_entry("reactions", &m.reactions)?;
         map.serialize_entry("reply_to", &m.reply_to)?;
         map.serialize_entry("reply_preview", &m.reply_preview)?;
+        // Posted by an integration (a webhook), not a person.
+        let bot = m.user_id.as_deref().is_some_and(names::is_bot_id);
+        map.serialize_entry("bot", &bot)?;
         map.end()
     }
 }
@@ -529,7 +532,7 @@ mod tests {
             serde_json::json!({"id": 7, "room_id": "r", "user_id": "u1", "username": "u",
                 "content": "hi", "message_type": "text", "file_url": null,
                 "created_at": "1970-01-01T00:00:00Z", "edited_at": null, "reactions": [],
-                "reply_to": null, "reply_preview": null})
+                "reply_to": null, "reply_preview": null, "bot": false})
         );
         let socket = json(Shape::Socket);
         assert_eq!(socket["timestamp"], "1970-01-01T00:00:00Z");

@@ -35,6 +35,16 @@ pub fn is_external_id(user_id: &str) -> bool {
     user_id.starts_with(EXTERNAL_ID_PREFIX)
 }
 
+/// The user id an incoming webhook posts under: `hook:<hook id>`. Like an external id,
+/// it is never one of our accounts', and nobody may claim it: only the hook's own URL
+/// posts as it.
+pub const HOOK_ID_PREFIX: &str = "hook:";
+
+/// Whether the id is a bot's (a webhook's): its messages say `"bot": true`.
+pub fn is_bot_id(user_id: &str) -> bool {
+    user_id.starts_with(HOOK_ID_PREFIX)
+}
+
 /// A room name: 1 to 64 characters, no `/`, no control characters.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct RoomName(String);

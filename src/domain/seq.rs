@@ -34,6 +34,51 @@ pub fn next(last: i64, newest_message: i64) -> Option<i64> {
     (message_id_at(next) == message_id_at(base)).then_some(next)
 }
 
+/// What a reader (a room socket, an event stream) has been sent, to send nothing twice:
+/// the message ids it has, the newest ones exactly and everything at or below a floor (the
+/// `since` it came with, then the oldest id forgotten); and the `seq` of the last change it
+/// was sent: changes come in `seq` order, so one at or below it was sent before.
+#[derive(Debug)]
+pub struct Sent {
+    floor: i64,
+    ids: std::collections::BTreeSet<i64>,
+    /// The `seq` of the last change sent (a message's counts once it is sent).
+    pub seq: i64,
+}
+
+impl Sent {
+    const REMEMBERED: usize = 4096;
+
+    /// Messages up to id `since` and changes up to `seq` count as sent.
+    pub fn new(since: i64, seq: i64) -> Self {
+        Sent {
+            floor: since,
+            ids: Default::default(),
+            seq,
+        }
+    }
+
+    /// True if `id` was not sent before (and is now counted as sent).
+    pub fn insert(&mut self, id: i64) -> bool {
+        if id <= self.floor || !self.ids.insert(id) {
+            return false;
+        }
+        while self.ids.len() > Self::REMEMBERED {
+            if let Some(oldest) = self.ids.pop_first() {
+                self.floor = oldest;
+            }
+        }
+        true
+    }
+
+    /// The `since` a reconnecting peer should give: below it, it has everything.
+    pub fn resume_from(&self) -> i64 {
+        self.ids
+            .first()
+            .map_or(self.floor, |first| (first - 1).max(self.floor))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -51,5 +96,22 @@ mod tests {
         assert_eq!(message_id_at(of_message(9) + 5), 9);
         assert_eq!(next(of_message(2) + MAX_CHANGES_BETWEEN, 2), None);
         assert_eq!(next(0, 0), Some(1));
+    }
+
+    #[test]
+    fn sent_messages_count_once_and_a_forgotten_one_raises_the_floor() {
+        let mut sent = Sent::new(10, of_message(10));
+        assert!(!sent.insert(10), "at the floor: sent with the history");
+        assert!(sent.insert(12));
+        assert!(!sent.insert(12), "never twice");
+        assert!(sent.insert(11), "a late one below the newest still goes");
+        assert_eq!(sent.resume_from(), 10);
+        for id in 13..13 + Sent::REMEMBERED as i64 {
+            assert!(sent.insert(id));
+        }
+        // The oldest ids were forgotten: the floor rose past them, so none comes again.
+        assert!(!sent.insert(11) && !sent.insert(12));
+        assert_eq!(sent.resume_from(), 12);
+        assert_eq!(sent.seq, of_message(10));
     }
 }

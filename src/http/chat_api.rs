@@ -121,6 +121,8 @@ pub struct MessageOut {
     /// What it shows of that message (its first 140 characters); null when it answers
     /// none, or that message is deleted.
     reply_preview: Option<ReplyPreviewOut>,
+    /// Posted by an integration (an incoming webhook), not a person.
+    bot: bool,
 }
 
 /// What a reply shows of the message it answers (`domain::ReplyPreview`).

@@ -47,6 +47,8 @@ pub enum Bucket {
     Signing,
     ReadMark,
     Search,
+    /// Posts through one incoming webhook, whoever sends them.
+    HookPost,
 }
 
 pub struct Limiter {
@@ -59,6 +61,7 @@ pub struct Limiter {
     signing: Keyed,
     read_marks: Keyed,
     searches: Keyed,
+    hook_posts: Keyed,
     /// Wrong passwords per account name and client address. Only failures count, and
     /// only from where they came: a stranger's guesses do not lock the owner out.
     sign_in_failures: Mutex<HashMap<(String, IpAddr), Failures>>,
@@ -116,6 +119,11 @@ impl Limiter {
                 MINUTE,
                 s.searches_per_minute.div_ceil(3),
             )),
+            hook_posts: RateLimiter::keyed(quota(
+                s.hook_posts_per_minute,
+                MINUTE,
+                s.hook_posts_per_minute.div_ceil(3),
+            )),
             sign_in_failures: Mutex::default(),
             frames: quota(s.frames_per_minute, MINUTE, s.frames_burst),
             sockets: Mutex::default(),
@@ -137,6 +145,7 @@ impl Limiter {
             Bucket::Signing => &self.signing,
             Bucket::ReadMark => &self.read_marks,
             Bucket::Search => &self.searches,
+            Bucket::HookPost => &self.hook_posts,
         }
     }
 
@@ -361,14 +370,17 @@ fn too_many(bucket: Bucket, key: &Key, wait: Duration) -> Error {
         Bucket::Signing => "too many sign-ins",
         Bucket::ReadMark => "too many read marks",
         Bucket::Search => "too many searches",
+        Bucket::HookPost => "too many posts through this hook",
     };
-    let from = match key {
-        Key::User(_) => "from this user",
-        Key::Addr(_) => "from this address",
+    // A hook's bucket is the hook's own, whoever calls it.
+    let from = match (bucket, key) {
+        (Bucket::HookPost, _) => "",
+        (_, Key::User(_)) => " from this user",
+        (_, Key::Addr(_)) => " from this address",
     };
     let secs = wait.as_secs_f64().ceil().max(1.0) as u64;
     Error::TooManyRequests {
-        reason: format!("{what} {from}: try again in {secs} s"),
+        reason: format!("{what}{from}: try again in {secs} s"),
         retry_after_secs: secs,
     }
 }
@@ -390,6 +402,7 @@ async fn sweep(limiter: Weak<Limiter>) {
             &limiter.signing,
             &limiter.read_marks,
             &limiter.searches,
+            &limiter.hook_posts,
         ] {
             keyed.retain_recent();
             keyed.shrink_to_fit();

@@ -3,7 +3,8 @@
 //! below this layer knows of Rocket's requests.
 //!
 //! Mounts: `page` (the chat page), `legacy` (the Flask original's `/api/chat/<room>`),
-//! `chat_api` (ChatFlow's rooms and history), `ws` (the ChatFlow socket), `presence`,
+//! `chat_api` (ChatFlow's rooms and history), `ws` (the ChatFlow socket), `sse` (a room's
+//! changes as server-sent events), `presence`,
 //! `notifications`, `files`, `search` (across rooms), `ops` (health and metrics), `webchat` (seed 002's history and
 //! page), `openapi`, `bench`.
 
@@ -15,6 +16,8 @@ mod error;
 pub mod files;
 pub mod front_door;
 pub mod guards;
+pub mod hook_posts;
+pub mod hooks;
 pub mod legacy;
 mod legacy_body;
 pub mod limits;
@@ -27,6 +30,7 @@ pub mod page;
 pub mod presence;
 pub mod search;
 pub mod shutdown;
+pub mod sse;
 pub mod webchat;
 pub mod ws;
 

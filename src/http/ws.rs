@@ -25,7 +25,7 @@ use crate::delivery::Delivery;
 use crate::domain::limits::message_id;
 use crate::domain::message::{chatflow_message, webchat_message};
 use crate::domain::names;
-use crate::domain::seq;
+use crate::domain::seq::{self, Sent};
 use crate::domain::sync::random_u64;
 use crate::domain::{Caller, Error};
 use crate::domain::{Limits, Message as ChatMessage, Peer, Result, RoomName};
@@ -69,8 +69,8 @@ pub const CLOSE_RESTART: u16 = 1012;
 /// Frames refused in a row before a socket is closed with 1008 (policy violation).
 const MAX_STRIKES: u32 = 20;
 /// More lags than this within the window and a peer is closed with [`CLOSE_RECONNECT`].
-const MAX_LAGS: usize = 3;
-const LAG_WINDOW: Duration = Duration::from_secs(30);
+pub(super) const MAX_LAGS: usize = 3;
+pub(super) const LAG_WINDOW: Duration = Duration::from_secs(30);
 
 super::mount![connect, connect_room, connect_webchat];
 
@@ -897,48 +897,6 @@ impl Session {
     }
 }
 
-/// The message ids a peer has been sent, to send none twice: the newest ones exactly, and
-/// everything at or below a floor (the `since` it came with, then the oldest id forgotten).
-/// And the `seq` of the last change it was sent: changes come in `seq` order, so one at
-/// or below it was sent before.
-struct Sent {
-    floor: i64,
-    ids: std::collections::BTreeSet<i64>,
-    seq: i64,
-}
-
-impl Sent {
-    const REMEMBERED: usize = 4096;
-
-    fn new(since: i64, seq: i64) -> Self {
-        Sent {
-            floor: since,
-            ids: Default::default(),
-            seq,
-        }
-    }
-
-    /// True if `id` was not sent before (and is now counted as sent).
-    fn insert(&mut self, id: i64) -> bool {
-        if id <= self.floor || !self.ids.insert(id) {
-            return false;
-        }
-        while self.ids.len() > Self::REMEMBERED {
-            if let Some(oldest) = self.ids.pop_first() {
-                self.floor = oldest;
-            }
-        }
-        true
-    }
-
-    /// The `since` a reconnecting peer should give: below it, it has everything.
-    fn resume_from(&self) -> i64 {
-        self.ids
-            .first()
-            .map_or(self.floor, |first| (first - 1).max(self.floor))
-    }
-}
-
 /// What a socket's frame bucket says of one more frame.
 enum Budget {
     Left,
@@ -988,7 +946,7 @@ async fn next_signal(
 
 /// Resolves once a token expiring at `expires_at` (Unix seconds; valid through that
 /// second, as the token check counts it) no longer is; never without one.
-async fn token_expiry(expires_at: Option<u64>) {
+pub(super) async fn token_expiry(expires_at: Option<u64>) {
     match expires_at {
         Some(at) => {
             let now = std::time::SystemTime::now()

@@ -440,7 +440,7 @@ mod tests {
             json!({"type": "message", "id": 7, "room_id": "r", "user_id": "u1",
                 "username": "u", "content": "hi", "message_type": "text", "file_url": null,
                 "timestamp": "1970-01-01T00:00:00Z", "edited_at": null, "reactions": [],
-                "reply_to": null, "reply_preview": null, "seq": 7 << 20})
+                "reply_to": null, "reply_preview": null, "bot": false, "seq": 7 << 20})
         );
         assert_eq!(
             value(&RelayFrame::message(&row)),

@@ -20,6 +20,7 @@ mod m20261218_000012_read_state;
 mod m20261218_000013_search;
 mod m20261218_000014_change_log;
 mod m20261219_000015_thumbnails;
+mod m20261220_000016_hooks;
 
 pub struct Migrator;
 
@@ -42,6 +43,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261218_000013_search::Migration),
             Box::new(m20261218_000014_change_log::Migration),
             Box::new(m20261219_000015_thumbnails::Migration),
+            Box::new(m20261220_000016_hooks::Migration),
         ]
     }
 }

@@ -1,0 +1,396 @@
+//! `GET /api/chat/rooms/<id>/events`: a room's changes as server-sent events, for clients
+//! that would rather not speak WebSocket (a browser's `EventSource`, `curl -N`).
+//!
+//! Each change of the room (a message, an edit, a reaction added or taken off, a message
+//! or the room deleted) is one event: the room socket's frame as JSON in `data:`, its
+//! `seq` (`domain::seq`) in `id:`. A client that comes back with the last id it saw
+//! (`Last-Event-ID`, which `EventSource` sends by itself, or `?seq=`) gets every change
+//! after it, then live ones, each once, on any replica: the room socket's way of doing it
+//! (`http::ws`), with the same `Sent`. Typing, joins and the user's own notifications are
+//! not sent: they are no change of the room, and have no `seq` to resume from.
+//!
+//! A comment line (`:`) every `ws_ping_secs` (25 s) keeps proxies from closing an idle
+//! stream, and is how a client that went away is noticed (Rocket learns of it only when it
+//! writes): its stream, and its place among its client's sockets, go at the next one. When
+//! the server stops, each stream ends after a `retry:` field, and `EventSource` reconnects,
+//! through the balancer, to another replica.
+
+use super::client::ClientAddr;
+use super::limits::SocketLease;
+use super::ws::{token_expiry, SocketState, LAG_WINDOW, MAX_LAGS};
+use crate::chat;
+use crate::domain::seq::{self, Sent};
+use crate::domain::{Caller, Error, Result, RoomName};
+use crate::metrics::METRICS;
+use crate::realtime::{user_channel, Event as Change, ServerFrame, Subscription};
+use rocket::futures::Stream;
+use rocket::request::{self, FromRequest, Request};
+use rocket::response::stream::{Event, EventStream};
+use rocket::response::{self as rocket_response, Responder};
+use rocket::{get, State};
+use std::time::{Duration, Instant};
+use tokio::sync::broadcast::error::RecvError;
+
+super::mount![room_events];
+
+/// How long a client told to `retry` waits before it reconnects (`EventSource` reads it
+/// from the `retry:` field the stream ends with).
+pub const RETRY: Duration = Duration::from_secs(1);
+
+/// The room's changes as server-sent events (`text/event-stream`): each change the room's
+/// sockets are sent (`message`, `message_updated`, `reaction_added`, `reaction_removed`,
+/// `message_deleted`, `room_deleted`) as its JSON in `data:`, with `id:` its `seq`. With
+/// `Last-Event-ID` (or `seq`): first every change after that `seq`, oldest first, each
+/// once, then live ones; neither: changes from now on. Asked from before what is kept
+/// (`change_log_days`), a `{"type":"resync","room_id"}` event (no id) comes first: reload
+/// the history. Both given, the header wins: it is the one `EventSource` keeps up to date
+/// when it reconnects to the same URL. A `:` comment line comes every 25 s; the stream ends
+/// after `room_deleted`, when the caller may no longer read the room, and when the server
+/// stops (after a `retry:` field: reconnect). The room socket's rules and caps apply: a
+/// stream counts among the client's sockets (`sockets_per_client`).
+#[utoipa::path(tag = "chat",
+    params(("id" = String, Path, description = "the room"),
+        ("seq" = Option<i64>, Query, minimum = 0, description = "first every change of the room after this seq, then live ones"),
+        ("Last-Event-ID" = Option<i64>, Header, minimum = 0, description = "the id of the last event the client has; wins over seq")),
+    responses(
+        (status = 200, description = "the room's changes, as server-sent events, until the room is deleted, the caller may no longer read it, or the server stops", content_type = "text/event-stream", body = String),
+        (status = 400, description = "a room name, seq or Last-Event-ID the route does not take"),
+        (status = 401), (status = 404, description = "a private room the caller is not in"),
+        (status = 429, description = "this address holds as many sockets and streams as it may"),
+        (status = 503, description = "the server is stopping (connect again, elsewhere), or the database is away")))]
+#[get("/rooms/<id>/events?<seq>")]
+pub async fn room_events<'r>(
+    id: Result<RoomName>,
+    seq: Option<&'r str>,
+    last_event_id: LastEventId<'r>,
+    client: ClientAddr,
+    caller: Caller,
+    state: &'r State<SocketState>,
+) -> Result<Streamed<impl Stream<Item = Event> + Send + 'static>> {
+    if state.lifecycle.stopping() {
+        return Err(Error::Unavailable(
+            "the server is restarting: connect again".into(),
+        ));
+    }
+    let room = id?;
+    let asked = seq_of("seq", seq)?;
+    let after = seq_of("Last-Event-ID", last_event_id.0)?.or(asked);
+    let lease = state.limiter.open_socket(client)?;
+    // Listening starts before access is checked and the history read, so nothing falls
+    // between them (as on the room socket).
+    let events = state.hub.subscribe(room.as_str());
+    state.access.may_read(&caller, room.as_str()).await?;
+    let own = caller
+        .user
+        .as_ref()
+        .map(|user| state.hub.subscribe(&user_channel(&user.user_id)));
+    let db = &state.db;
+    let start = match after {
+        Some(after) => {
+            let resync = chat::changes::must_resync(db, room.as_str(), after).await?;
+            let page = match resync {
+                true => Vec::new(),
+                false => {
+                    chat::changes::between(db, room.as_str(), after, None, chat::changes::PAGE)
+                        .await?
+                }
+            };
+            Start {
+                page,
+                resync,
+                sent: Sent::new(seq::message_id_at(after), after),
+            }
+        }
+        // From now on: everything up to the room's last change counts as sent. Read after
+        // listening started, so a change committed meanwhile is either below it (skipped
+        // when heard) or above it (heard): the first id given is where a reconnect
+        // resumes, with nothing before it missed.
+        None => {
+            let head = chat::changes::head(db, room.as_str()).await?;
+            Start {
+                page: Vec::new(),
+                resync: false,
+                sent: Sent::new(seq::message_id_at(head), head),
+            }
+        }
+    };
+    let reader = Reader {
+        state: state.inner().clone(),
+        caller,
+        room,
+        _lease: lease,
+    };
+    let every = Duration::from_secs(state.settings.ping_secs.max(1));
+    Ok(Streamed(
+        changes(reader, events, own, start, every).heartbeat(every),
+    ))
+}
+
+/// The `Last-Event-ID` header as sent (`EventSource` sends the last `id:` it saw when it
+/// reconnects); checked by the route, so a bad one is a 400 with its reason.
+pub struct LastEventId<'r>(Option<&'r str>);
+
+#[rocket::async_trait]
+impl<'r> FromRequest<'r> for LastEventId<'r> {
+    type Error = std::convert::Infallible;
+
+    async fn from_request(req: &'r Request<'_>) -> request::Outcome<Self, Self::Error> {
+        request::Outcome::Success(LastEventId(req.headers().get_one("Last-Event-ID")))
+    }
+}
+
+/// A `seq` as given: a whole number, 0 or more.
+fn seq_of(name: &str, raw: Option<&str>) -> Result<Option<i64>> {
+    raw.map(|raw| {
+        raw.parse::<i64>()
+            .ok()
+            .filter(|seq| *seq >= 0)
+            .ok_or_else(|| {
+                Error::bad_request(format!("{name} must be a seq: a whole number, 0 or more"))
+            })
+    })
+    .transpose()
+}
+
+/// An event stream, with `X-Accel-Buffering: no` (nginx then passes each event on at once,
+/// whatever its location's `proxy_buffering`); Rocket's own adds `Cache-Control: no-cache`.
+pub struct Streamed<S>(EventStream<S>);
+
+impl<'r, S: Stream<Item = Event> + Send + 'r> Responder<'r, 'r> for Streamed<S> {
+    fn respond_to(self, req: &'r Request<'_>) -> rocket_response::Result<'r> {
+        let mut response = self.0.respond_to(req)?;
+        response.set_raw_header("X-Accel-Buffering", "no");
+        Ok(response)
+    }
+}
+
+/// Where a stream starts: the first page of what it missed (oldest first, read on by
+/// `seq`), whether it must be told to reload, and what counts as sent.
+struct Start {
+    page: Vec<Change>,
+    resync: bool,
+    sent: Sent,
+}
+
+/// What a stream holds on to once the request's handler returned.
+struct Reader {
+    state: SocketState,
+    caller: Caller,
+    room: RoomName,
+    /// The stream's place among its client's sockets, given back when it ends.
+    _lease: SocketLease,
+}
+
+impl Reader {
+    /// Why the caller may no longer read the room, if they may not: their token was
+    /// revoked (a sign-out, a new password), or they are out of the room. A database that
+    /// cannot say keeps the stream: the next change or check asks again.
+    async fn shut_out(&self) -> Option<&'static str> {
+        if let (Some(user), Some(generation)) = (&self.caller.user, self.caller.token_generation) {
+            if !self
+                .state
+                .accounts
+                .still_holds(&user.user_id, generation)
+                .await
+            {
+                return Some("signed out (or the password changed): sign in again");
+            }
+        }
+        match self
+            .state
+            .access
+            .sees(&self.caller, self.room.as_str())
+            .await
+        {
+            Ok(false) => Some("you are no longer a member of this room"),
+            _ => None,
+        }
+    }
+
+    /// The event a change becomes, if it is one this reader has not been sent: a message
+    /// once (by id), any other change once (its `seq` above the last one sent). Its id is
+    /// the highest `seq` sent so far, which is its own as changes come in `seq` order: a
+    /// client resuming from it misses nothing and gets nothing twice.
+    fn outgoing(&self, change: &Change, sent: &mut Sent) -> Option<Event> {
+        let frame = ServerFrame::of_change(change, self.room.as_str())?;
+        match change {
+            Change::Message(row) => {
+                if !sent.insert(row.id) {
+                    return None;
+                }
+                METRICS.messages_delivered.inc();
+                sent.seq = sent.seq.max(seq::of_message(row.id));
+            }
+            _ => {
+                let seq = change.seq()?;
+                if seq <= sent.seq {
+                    return None;
+                }
+                sent.seq = seq;
+            }
+        }
+        Some(Event::json(&frame).id(sent.seq.to_string()))
+    }
+}
+
+/// What woke a stream.
+enum Woken {
+    Change(std::result::Result<Change, RecvError>),
+    Check,
+    Revoked,
+    Closing,
+    Expired,
+}
+
+/// The stream: the resync notice or the replay, then live changes, until the room is
+/// deleted, the caller is shut out, the server stops or the client goes.
+fn changes(
+    reader: Reader,
+    mut events: Subscription,
+    mut own: Option<Subscription>,
+    start: Start,
+    check_every: Duration,
+) -> EventStream<impl Stream<Item = Event> + Send + 'static> {
+    EventStream! {
+        let room = reader.room.as_str();
+        let db = &reader.state.db;
+        let mut sent = start.sent;
+        if start.resync {
+            yield Event::json(&ServerFrame::Resync { room_id: room });
+        }
+        let mut pending = start.page;
+        let mut lags: Vec<Instant> = Vec::new();
+        let mut check = tokio::time::interval(check_every);
+        check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        check.tick().await;
+        let closing = reader.state.lifecycle.closing();
+        tokio::pin!(closing);
+        loop {
+            // What was missed, a page at a time, read on by `seq`. A page the database
+            // cannot give ends the stream: the client comes back with its last id.
+            while !pending.is_empty() {
+                let full = pending.len() as u64 >= chat::changes::PAGE;
+                let last = pending.last().and_then(Change::seq);
+                let mut deleted = false;
+                for change in &pending {
+                    if let Some(event) = reader.outgoing(change, &mut sent) {
+                        deleted |= matches!(change, Change::RoomDeleted { .. });
+                        yield event;
+                    }
+                }
+                if deleted {
+                    return;
+                }
+                pending = match (full, last) {
+                    (true, Some(last)) => {
+                        match chat::changes::between(db, room, last, None, chat::changes::PAGE).await {
+                            Ok(next) => next,
+                            Err(err) => {
+                                tracing::warn!(error = %err, room, "event stream: replay cut short");
+                                return;
+                            }
+                        }
+                    }
+                    _ => Vec::new(),
+                };
+            }
+            let woken = tokio::select! {
+                change = events.messages.recv() => Woken::Change(change),
+                _ = check.tick() => Woken::Check,
+                () = revoked(&mut own) => Woken::Revoked,
+                () = &mut closing => Woken::Closing,
+                () = token_expiry(reader.caller.expires_at) => Woken::Expired,
+            };
+            match woken {
+                Woken::Change(Ok(Change::AccessChanged)) | Woken::Check => {
+                    if let Some(reason) = reader.shut_out().await {
+                        yield Event::comment(reason);
+                        return;
+                    }
+                }
+                Woken::Change(Ok(change)) => {
+                    if let Some(event) = reader.outgoing(&change, &mut sent) {
+                        yield event;
+                    }
+                    // Told, then let go: a room of the same name made later may be private.
+                    if matches!(change, Change::RoomDeleted { .. }) {
+                        return;
+                    }
+                }
+                // Changes were missed (a burst, or a client that reads slowly): read back
+                // from the database, after a check of access, which may be among them. A
+                // client that keeps falling behind is let go: it reconnects with its id.
+                Woken::Change(Err(RecvError::Lagged(_))) => {
+                    if let Some(reason) = reader.shut_out().await {
+                        yield Event::comment(reason);
+                        return;
+                    }
+                    lags.retain(|at| at.elapsed() < LAG_WINDOW);
+                    lags.push(Instant::now());
+                    if lags.len() > MAX_LAGS {
+                        yield Event::comment("too slow: reconnect with Last-Event-ID").with_retry(RETRY);
+                        return;
+                    }
+                    let after = sent.seq.min(seq::of_message(sent.resume_from()));
+                    match chat::changes::between(db, room, after, None, chat::changes::PAGE).await {
+                        Ok(rows) => pending = rows,
+                        Err(err) => {
+                            tracing::warn!(error = %err, room, "event stream: catching up failed");
+                            return;
+                        }
+                    }
+                }
+                Woken::Change(Err(RecvError::Closed)) => return,
+                Woken::Revoked => {
+                    yield Event::comment("signed out (or the password changed): sign in again");
+                    return;
+                }
+                Woken::Closing => {
+                    yield Event::comment("service restart: reconnect with Last-Event-ID").with_retry(RETRY);
+                    return;
+                }
+                Woken::Expired => {
+                    yield Event::comment("the token expired: sign in again");
+                    return;
+                }
+            }
+        }
+    }
+}
+
+/// Resolves when the user's tokens are revoked (on their own channel, as their sockets
+/// hear it) or the channel is gone; never for a caller who is not signed in.
+async fn revoked(own: &mut Option<Subscription>) {
+    let Some(own) = own else {
+        return std::future::pending().await;
+    };
+    loop {
+        match own.signals.recv().await {
+            Ok(Change::TokensRevoked) | Err(RecvError::Closed) => return,
+            Ok(_) | Err(RecvError::Lagged(_)) => continue,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_seq_is_a_whole_number_of_zero_or_more() {
+        assert_eq!(seq_of("seq", None).unwrap(), None);
+        assert_eq!(seq_of("seq", Some("0")).unwrap(), Some(0));
+        assert_eq!(
+            seq_of("Last-Event-ID", Some("1048577")).unwrap(),
+            Some(1048577)
+        );
+        for bad in ["", "-1", "x", "1.5", "99999999999999999999"] {
+            let err = seq_of("Last-Event-ID", Some(bad)).unwrap_err();
+            assert_eq!(err.status_code(), 400, "{bad:?}");
+            assert!(
+                err.to_string().starts_with("Last-Event-ID must be"),
+                "{err}"
+            );
+        }
+    }
+}
