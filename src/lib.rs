@@ -266,6 +266,7 @@ pub async fn build_from(
         .mount("/api/files", http::files::routes())
         .mount("/api", http::search::routes())
         .mount("/api/hooks", http::hooks::routes())
+        .mount("/api/bots", http::bots::routes())
         .mount("/hooks", http::hook_posts::routes())
         .mount("/", http::ops::routes())
         .mount("/", http::webchat::routes())

@@ -42,6 +42,7 @@ fn path_value(name: &str, path: &str, known: &Known, i: usize) -> String {
                 known.hook_id.clone()
             }
             "secret" => known.hook_secret.clone(),
+            "id" if path.starts_with("/api/bots/") => known.bot_id.clone(),
             _ => known.room.clone(),
         };
     }
@@ -109,7 +110,7 @@ fn json_body(known: &Known, i: usize) -> (Option<&'static str>, Vec<u8>) {
         "title": format!("t{i}"), "body": format!("b{i}"), "type": "mention",
         "private": i % 2 == 0, "description": format!("d{i}"),
         "last_read_id": i % 50,
-        "room_id": known.room, "text": format!("t{i}"),
+        "room_id": known.room, "text": format!("t{i}"), "rooms": [known.room],
     });
     let kind = Some("application/json");
     match i % 8 {
@@ -181,6 +182,7 @@ struct Known {
     notification_id: String,
     hook_id: String,
     hook_secret: String,
+    bot_id: String,
 }
 
 /// The i-th request of the operation, and a description for failures.
@@ -427,6 +429,14 @@ async fn make_known(server: &Server) -> Known {
     )
     .await;
     assert_eq!(hook.0, 201, "{:?}", hook.1);
+    let bot = admin_call(
+        server,
+        Method::POST,
+        "/api/bots",
+        Some(json!({"name": unique_name("sweep-bot"), "rooms": [room]})),
+    )
+    .await;
+    assert_eq!(bot.0, 201, "{:?}", bot.1);
     Known {
         token,
         user_id,
@@ -442,6 +452,7 @@ async fn make_known(server: &Server) -> Known {
             .and_then(|url| url.rsplit('/').next())
             .unwrap()
             .into(),
+        bot_id: bot.1["id"].as_str().unwrap().into(),
     }
 }
 

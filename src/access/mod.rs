@@ -102,6 +102,7 @@ impl RoomAccess {
     /// room the caller is not in.
     pub async fn may_read(&self, caller: &Caller, room: &str) -> Result<(), Error> {
         caller.require_identity()?;
+        caller.may_use_room(room)?;
         if self.sees(caller, room).await? {
             Ok(())
         } else {
@@ -134,6 +135,9 @@ impl RoomAccess {
 
     /// Whether the caller sees the room at all.
     pub async fn sees(&self, caller: &Caller, room: &str) -> Result<bool, Error> {
+        if caller.may_use_room(room).is_err() {
+            return Ok(false);
+        }
         if caller.admin {
             return Ok(true);
         }

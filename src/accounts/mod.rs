@@ -5,7 +5,10 @@
 //! `name` the display name. `exp` is enforced; `alg: none`, a wrong key or an expired
 //! token is refused. Signing out and changing the password revoke an account's tokens.
 
+mod bots;
 mod tokens;
+
+pub use bots::{MadeBot, MAX_BOT_ROOMS};
 
 pub use tokens::{TokenConfig, Tokens, Verified, MIN_SECRET_BYTES};
 

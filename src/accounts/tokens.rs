@@ -134,11 +134,16 @@ impl Tokens {
 
     /// A token for the user, of the account's token `generation`, and how long it lasts.
     pub fn issue(&self, user: &Peer, generation: u64) -> (String, u64) {
+        self.issue_for(user, generation, self.ttl)
+    }
+
+    /// A token that lasts `ttl` (a bot's lasts until the bot is deleted, which revokes it).
+    pub fn issue_for(&self, user: &Peer, generation: u64, ttl: Duration) -> (String, u64) {
         let issued = now();
         let claims = Claims {
             sub: user.user_id.clone(),
             name: Some(user.username.clone()),
-            exp: issued + self.ttl.as_secs(),
+            exp: issued + ttl.as_secs(),
             iat: Some(issued),
             iss: Some(ISSUER.into()),
             generation: Some(generation),
@@ -146,7 +151,7 @@ impl Tokens {
         // Encoding HS256 claims of strings and numbers cannot fail.
         let token =
             encode(&Header::new(Algorithm::HS256), &claims, &self.encoding).unwrap_or_default();
-        (token, self.ttl.as_secs())
+        (token, ttl.as_secs())
     }
 
     /// The user a token names, if it is ours or the configured application's, and valid.

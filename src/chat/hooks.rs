@@ -67,6 +67,7 @@ pub async fn create(
         return Err(Error::bad_request("name is required"));
     }
     let name = names::username(Some(name), limits)?;
+    caller.not_a_bot("make hooks")?;
     may_manage(db, access, caller, room.as_str()).await?;
     let mut bytes = [0u8; 32];
     OsRng.fill_bytes(&mut bytes);

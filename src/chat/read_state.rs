@@ -85,6 +85,7 @@ pub async fn unread(
             counts,
         })
         .collect();
+    caller.keep_own_rooms(&mut found, |u| Some(u.room_id.as_str()));
     found.sort_by(|a, b| a.room_id.cmp(&b.room_id));
     Ok(found)
 }

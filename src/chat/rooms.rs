@@ -74,7 +74,9 @@ pub async fn existing(db: &DatabaseConnection, id: &str) -> Result<Room, Error> 
 /// (an admin: all).
 pub async fn list(db: &DatabaseConnection, caller: &Caller) -> Result<Vec<Room>, Error> {
     let user = caller.require_identity()?.map(|u| u.user_id.as_str());
-    Ok(table::list_visible(db, user, caller.admin).await?)
+    let mut rooms = table::list_visible(db, user, caller.admin).await?;
+    caller.keep_own_rooms(&mut rooms, |r| Some(r.id.as_str()));
+    Ok(rooms)
 }
 
 /// A room as the API asks for it.
@@ -92,6 +94,7 @@ pub struct NewRoom {
 /// room needs a signed-in creator (or an admin): nobody else could ever be its member.
 pub async fn create(db: &DatabaseConnection, caller: &Caller, new: NewRoom) -> Result<Room, Error> {
     let owner = caller.require_identity()?.map(|user| user.user_id.clone());
+    caller.not_a_bot("create rooms")?;
     if new.private && owner.is_none() && !caller.admin {
         return Err(Error::Unauthorized(
             "sign in to create a private room: its members are signed-in users".into(),
@@ -285,6 +288,7 @@ pub async fn direct(
     other: &str,
 ) -> Result<(Room, bool), Error> {
     let other = names::user_id(other)?;
+    caller.not_a_bot("start a direct conversation")?;
     let me = match caller.require_identity()? {
         Some(user) => user.user_id.clone(),
         None => {

@@ -3,13 +3,13 @@
 use super::entities::account;
 use sea_orm::sea_query::{Expr, ExprTrait, LikeExpr};
 use sea_orm::{
-    ActiveValue::Set, ColumnTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter, QueryOrder,
-    QuerySelect,
+    ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseConnection, DbErr, EntityTrait,
+    QueryFilter, QueryOrder, QuerySelect,
 };
 
 pub use account::Model as Account;
 
-pub async fn insert(db: &DatabaseConnection, row: &Account) -> Result<(), DbErr> {
+pub async fn insert(db: &impl ConnectionTrait, row: &Account) -> Result<(), DbErr> {
     let active = account::ActiveModel {
         user_id: Set(row.user_id.clone()),
         username: Set(row.username.clone()),

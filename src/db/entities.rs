@@ -320,3 +320,25 @@ pub mod hook {
 
     impl ActiveModelBehavior for ActiveModel {}
 }
+
+pub mod bot {
+    use sea_orm::entity::prelude::*;
+
+    /// A bot: its account's id, and the rooms its token may use.
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "bot")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub user_id: String,
+        /// The room ids, as a JSON list.
+        #[sea_orm(column_type = "Text")]
+        pub rooms: String,
+        pub created_by: Option<String>,
+        pub created_at: DateTime,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}

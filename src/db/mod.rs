@@ -3,6 +3,7 @@
 //! leave as `DbErr`; `error` sorts them by cause into the domain's error.
 
 pub mod accounts;
+pub mod bots;
 pub mod changes;
 pub mod entities;
 pub mod error;

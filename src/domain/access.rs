@@ -63,9 +63,37 @@ pub struct Caller {
     /// The generation of the identity's token, when it is one of ours: an open socket
     /// asks at each ping whether the account has revoked it since.
     pub token_generation: Option<u64>,
+    /// A bot's rooms: the only ones it may read and post in (None: anyone else, who is
+    /// held to the rooms' own rules only).
+    pub rooms: Option<std::sync::Arc<[String]>>,
 }
 
 impl Caller {
+    /// A bot may use its own rooms only: any other is 403, whether it exists or not.
+    pub fn may_use_room(&self, room: &str) -> Result<(), Error> {
+        match &self.rooms {
+            Some(rooms) if !rooms.iter().any(|r| r == room) => Err(Error::Forbidden(format!(
+                "this bot may use its own rooms only, not {room}"
+            ))),
+            _ => Ok(()),
+        }
+    }
+
+    /// What a bot may not do at all (make rooms, direct conversations, hooks): 403.
+    pub fn not_a_bot(&self, action: &str) -> Result<(), Error> {
+        match self.rooms {
+            Some(_) => Err(Error::Forbidden(format!("a bot may not {action}"))),
+            None => Ok(()),
+        }
+    }
+
+    /// Keeps what a bot may see of a list, by each item's room.
+    pub fn keep_own_rooms<T>(&self, items: &mut Vec<T>, room: impl Fn(&T) -> Option<&str>) {
+        if let Some(rooms) = &self.rooms {
+            items.retain(|item| room(item).is_some_and(|r| rooms.iter().any(|own| own == r)));
+        }
+    }
+
     /// In `required` mode, a caller with no identity is turned away (401); in `open` mode
     /// anyone may read and write.
     pub fn require_identity(&self) -> Result<Option<&Peer>, Error> {

@@ -40,9 +40,17 @@ pub fn is_external_id(user_id: &str) -> bool {
 /// posts as it.
 pub const HOOK_ID_PREFIX: &str = "hook:";
 
-/// Whether the id is a bot's (a webhook's): its messages say `"bot": true`.
+/// A bot's account id: `bot:<uuid>`, which no person's account (a UUID) can be.
+pub const BOT_ID_PREFIX: &str = "bot:";
+
+pub fn is_bot_account(user_id: &str) -> bool {
+    user_id.starts_with(BOT_ID_PREFIX)
+}
+
+/// Whether the id is a program's (a webhook's or a bot's): its messages say
+/// `"bot": true`.
 pub fn is_bot_id(user_id: &str) -> bool {
-    user_id.starts_with(HOOK_ID_PREFIX)
+    user_id.starts_with(HOOK_ID_PREFIX) || is_bot_account(user_id)
 }
 
 /// A room name: 1 to 64 characters, no `/`, no control characters.

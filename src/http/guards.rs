@@ -73,6 +73,7 @@ async fn identify(req: &Request<'_>) -> Result<Caller, Error> {
         admin_configured: admin_token.is_some(),
         expires_at: None,
         token_generation: None,
+        rooms: None,
     };
     let mut from_cookie = false;
     let token = match presented {
@@ -102,6 +103,7 @@ async fn identify(req: &Request<'_>) -> Result<Caller, Error> {
             Err(err) => return Err(err),
         };
         caller.admin |= accounts.is_admin(&user);
+        caller.rooms = accounts.bot_rooms(&user.user_id).await?.map(Arc::from);
         caller.user = Some(user);
         caller.expires_at = Some(expires_at);
         caller.token_generation = generation;

@@ -72,6 +72,8 @@ async fn get_transcript(
     // A private room the caller is not in reads as a room nobody has posted in (the
     // original's answer for any name): an empty transcript, never woken by its messages.
     caller.require_identity()?;
+    // A bot is told plainly that a room is not one of its own.
+    caller.may_use_room(room.as_str())?;
     let mut visible = access.sees(&caller, room.as_str()).await?;
     let mut view = match visible {
         true => transcripts.view(db, &room, query.after, query.json).await?,

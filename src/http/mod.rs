@@ -10,6 +10,7 @@
 
 pub mod auth;
 pub mod bench;
+pub mod bots;
 pub mod chat_api;
 pub mod client;
 mod error;

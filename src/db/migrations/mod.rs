@@ -21,6 +21,7 @@ mod m20261218_000013_search;
 mod m20261218_000014_change_log;
 mod m20261219_000015_thumbnails;
 mod m20261220_000016_hooks;
+mod m20261220_000017_bots;
 
 pub struct Migrator;
 
@@ -44,6 +45,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261218_000014_change_log::Migration),
             Box::new(m20261219_000015_thumbnails::Migration),
             Box::new(m20261220_000016_hooks::Migration),
+            Box::new(m20261220_000017_bots::Migration),
         ]
     }
 }
