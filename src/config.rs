@@ -17,6 +17,12 @@ pub struct Settings {
     pub database_url: Option<String>,
     /// `redis://` URL of the hub shared by replicas (also `REDIS_URL`); none: in-process.
     pub redis_url: Option<String>,
+    /// Redis Sentinels, `host:port` separated by commas (also `REDIS_SENTINELS`): the hub
+    /// and presence use the master they name, found again after a failover. Wins over
+    /// `redis_url`.
+    pub redis_sentinels: Option<String>,
+    /// The name the Sentinels monitor the master under (also `REDIS_SENTINEL_MASTER`).
+    pub redis_sentinel_master: String,
     /// Longest message accepted, in characters.
     pub max_message_chars: usize,
     /// Longest user name accepted, in characters.
@@ -169,6 +175,8 @@ impl Default for Settings {
         Settings {
             database_url: None,
             redis_url: None,
+            redis_sentinels: None,
+            redis_sentinel_master: "mymaster".into(),
             max_message_chars: 4096,
             max_username_chars: 64,
             max_body_bytes: 64 * 1024,
@@ -327,11 +335,13 @@ pub fn figment() -> Figment {
 }
 
 /// Environment variables other deployments use, and the setting each one is.
-const LEGACY_NAMES: [(&str, &str); 9] = [
+const LEGACY_NAMES: [(&str, &str); 11] = [
     ("PORT", "port"),
     ("MYSQL_URI", "database_url"),
     ("DATABASE_URL", "database_url"),
     ("REDIS_URL", "redis_url"),
+    ("REDIS_SENTINELS", "redis_sentinels"),
+    ("REDIS_SENTINEL_MASTER", "redis_sentinel_master"),
     ("AMQP_URL", "amqp_url"),
     ("ADMIN_TOKEN", "admin_token"),
     ("TOKEN_SECRET", "token_secret"),
@@ -350,6 +360,17 @@ pub fn database_url(settings: &Settings) -> String {
 /// The `amqp_url` setting (`AMQP_URL`).
 pub fn amqp_url(settings: &Settings) -> Option<String> {
     non_blank(&settings.amqp_url)
+}
+
+/// The Sentinels of `redis_sentinels` (`REDIS_SENTINELS`), if any.
+pub fn redis_sentinels(settings: &Settings) -> Option<Vec<String>> {
+    let list: Vec<String> = non_blank(&settings.redis_sentinels)?
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(str::to_string)
+        .collect();
+    (!list.is_empty()).then_some(list)
 }
 
 /// The `redis_url` setting (`REDIS_URL`).

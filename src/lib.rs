@@ -98,10 +98,22 @@ pub async fn build_from(
 
     // Transports: the hub (in-process, or Redis with what other replicas send) and events.
     let redis_url = config::redis_url(&settings);
-    let (hub, arrivals): (Arc<dyn Hub>, _) = match &redis_url {
-        Some(url) => {
+    let sentinels = config::redis_sentinels(&settings);
+    let redis = match (&sentinels, &redis_url) {
+        (Some(sentinels), _) => {
+            let master = &settings.redis_sentinel_master;
+            tracing::info!(sentinels = %sentinels.join(","), master = %master, "hub: Redis through Sentinel");
+            Some(realtime::RedisSource::sentinel(sentinels, master)?)
+        }
+        (None, Some(url)) => {
             tracing::info!(redis = %db::redact(url), "hub: Redis");
-            let (hub, arrivals) = RedisHub::start(url, settings.ws_backlog)?;
+            Some(realtime::RedisSource::direct(url)?)
+        }
+        (None, None) => None,
+    };
+    let (hub, arrivals): (Arc<dyn Hub>, _) = match &redis {
+        Some(source) => {
+            let (hub, arrivals) = RedisHub::start(source.clone(), settings.ws_backlog)?;
             (hub, Some(arrivals))
         }
         None => (Arc::new(InProcessHub::new(settings.ws_backlog)), None),
@@ -124,7 +136,7 @@ pub async fn build_from(
     ));
     let notifier = notifications::Notifier::new(db.clone(), hub.clone(), access.clone());
     let presence = presence::Presence::new(
-        redis_url.as_deref(),
+        redis.clone(),
         db.clone(),
         hub.clone(),
         access.clone(),
@@ -152,7 +164,7 @@ pub async fn build_from(
     )
     .await?;
     let [secret, jwt_secret, jwt_public_key] = settings.token_secrets();
-    if secret.is_none() && redis_url.is_some() {
+    if secret.is_none() && redis.is_some() {
         tracing::warn!(
             "no token_secret: each replica signs its own tokens, and the others refuse them"
         );

@@ -1076,7 +1076,11 @@ mod tests {
     #[tokio::test]
     async fn an_early_message_waits_for_the_ones_before_it() {
         // A hub with replicas (Redis that is not there: local delivery still works).
-        let (hub, _arrivals) = RedisHub::start("redis://127.0.0.1:1", 16).unwrap();
+        let (hub, _arrivals) = RedisHub::start(
+            crate::realtime::RedisSource::direct("redis://127.0.0.1:1").unwrap(),
+            16,
+        )
+        .unwrap();
         let (delivery, db) = delivery(hub).await;
         let room = RoomName::parse("r").unwrap();
         delivery.rooms.ensure(&db, &room).await.unwrap();

@@ -53,14 +53,14 @@ impl Deref for Presence {
 
 impl Presence {
     pub fn new(
-        redis_url: Option<&str>,
+        redis: Option<crate::realtime::RedisSource>,
         db: DatabaseConnection,
         hub: Arc<dyn Hub>,
         access: Arc<RoomAccess>,
         limits: Limits,
     ) -> Result<Self, redis::RedisError> {
-        let store: Arc<dyn PresenceStore> = match redis_url {
-            Some(url) => Arc::new(RedisStore::new(url)?),
+        let store: Arc<dyn PresenceStore> = match redis {
+            Some(source) => Arc::new(RedisStore::new(source)),
             None => Arc::new(MemoryStore::default()),
         };
         let presence = Presence(Arc::new(Inner {

@@ -185,16 +185,16 @@ const REDIS_TIMEOUT: Duration = Duration::from_secs(2);
 /// `presence:typing:<room>:<id>` likewise (see [`typing_prefix`]); `presence:sockets:<id>`
 /// is a hash of open sockets per replica.
 pub struct RedisStore {
-    client: redis::Client,
+    client: crate::realtime::RedisSource,
     conn: tokio::sync::Mutex<Option<redis::aio::MultiplexedConnection>>,
 }
 
 impl RedisStore {
-    pub fn new(url: &str) -> Result<Self, redis::RedisError> {
-        Ok(RedisStore {
-            client: redis::Client::open(url)?,
+    pub fn new(source: crate::realtime::RedisSource) -> Self {
+        RedisStore {
+            client: source,
             conn: Default::default(),
-        })
+        }
     }
 
     async fn conn(&self) -> Result<redis::aio::MultiplexedConnection, Error> {
@@ -205,8 +205,8 @@ impl RedisStore {
         let config = redis::AsyncConnectionConfig::new()
             .set_connection_timeout(Some(REDIS_TIMEOUT))
             .set_response_timeout(Some(REDIS_TIMEOUT));
-        let conn = self
-            .client
+        let master = self.client.client().await.map_err(unavailable)?;
+        let conn = master
             .get_multiplexed_async_connection_with_config(&config)
             .await
             .map_err(unavailable)?;

@@ -7,7 +7,9 @@
 pub mod frames;
 mod hub;
 mod redis_hub;
+mod redis_source;
 
 pub use frames::{ClientFrame, RelayFrame, ServerFrame};
 pub use hub::{user_channel, Event, Hub, HubState, InProcessHub, LocalFanout, Subscription};
 pub use redis_hub::{Arrival, RedisHub};
+pub use redis_source::RedisSource;

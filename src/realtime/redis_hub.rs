@@ -68,10 +68,10 @@ impl RedisHub {
     /// Starts the publisher and the subscriber; returns at once, connected or not, with
     /// the receiver of what other replicas send.
     pub fn start(
-        url: &str,
+        source: super::RedisSource,
         backlog: usize,
     ) -> Result<(Arc<Self>, mpsc::Receiver<Arrival>), redis::RedisError> {
-        let client = redis::Client::open(url)?;
+        let client = source;
         let (outbox, outgoing) = mpsc::channel(OUTBOX);
         let pending = Arc::new(AtomicUsize::new(0));
         let (inbox, arrivals) = mpsc::channel(INBOX);
@@ -146,7 +146,7 @@ impl Hub for RedisHub {
 }
 
 async fn publisher(
-    client: redis::Client,
+    client: super::RedisSource,
     mut rx: mpsc::Receiver<(String, Vec<u8>)>,
     pending: Arc<AtomicUsize>,
 ) {
@@ -155,7 +155,11 @@ async fn publisher(
     while let Some((channel, payload)) = rx.recv().await {
         loop {
             if conn.is_none() {
-                match client.get_multiplexed_async_connection().await {
+                let connected = match client.client().await {
+                    Ok(master) => master.get_multiplexed_async_connection().await,
+                    Err(err) => Err(err),
+                };
+                match connected {
                     Ok(c) => conn = Some(c),
                     Err(_) => {
                         // Dropped while Redis is away; the subscriber's catch-up brings
@@ -190,7 +194,7 @@ async fn publisher(
     }
 }
 
-async fn subscriber(client: redis::Client, hub: Arc<RedisHub>, inbox: mpsc::Sender<Arrival>) {
+async fn subscriber(client: super::RedisSource, hub: Arc<RedisHub>, inbox: mpsc::Sender<Arrival>) {
     let mut attempt = 0u32;
     // The highest id seen, and the time, when the link was lost: catching up starts
     // below and before them.
@@ -198,7 +202,7 @@ async fn subscriber(client: redis::Client, hub: Arc<RedisHub>, inbox: mpsc::Send
     let lost = |hub: &RedisHub| (hub.highest_seen(), crate::domain::now_utc());
     loop {
         let pubsub = async {
-            let mut pubsub = client.get_async_pubsub().await?;
+            let mut pubsub = client.client().await?.get_async_pubsub().await?;
             pubsub.psubscribe(format!("{CHANNEL_PREFIX}*")).await?;
             Ok::<_, redis::RedisError>(pubsub)
         }
