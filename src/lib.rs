@@ -102,7 +102,8 @@ pub async fn build_from(
     let redis = match (&sentinels, &redis_url) {
         (Some(sentinels), _) => {
             let master = &settings.redis_sentinel_master;
-            tracing::info!(sentinels = %sentinels.join(","), master = %master, "hub: Redis through Sentinel");
+            let shown: Vec<String> = sentinels.iter().map(|s| db::redact(s)).collect();
+            tracing::info!(sentinels = %shown.join(","), master = %master, "hub: Redis through Sentinel");
             Some(realtime::RedisSource::sentinel(sentinels, master)?)
         }
         (None, Some(url)) => {

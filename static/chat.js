@@ -61,7 +61,9 @@ $(function () {
   window.ferrochat = { mode: "starting", state: state, userId: myId }; // for tests and the curious
 
   // --- the server --------------------------------------------------------------------
+  var leaving = false; // signing out or reloading: nothing more is asked of the server
   function api(method, path, data) {
+    if (leaving) return $.Deferred().promise(); // the page is going: nothing more to ask
     return $.ajax({
       url: path, method: method, dataType: "json", cache: false,
       contentType: data === undefined ? undefined : "application/json",
@@ -603,6 +605,7 @@ $(function () {
   var socket = null, socketBackoff = 1000, reconnectTimer = null, pollTimer = null, offlineTimer = null;
   function connect() {
     clearTimeout(reconnectTimer);
+    if (leaving) return;
     if (!window.WebSocket) { pollChanges(); return; }
     var gen = state.generation;
     var scheme = location.protocol === "https:" ? "wss://" : "ws://";
@@ -623,8 +626,11 @@ $(function () {
       try { frame = JSON.parse(e.data); } catch (_) { return; }
       apply(frame);
     };
-    ws.onclose = function () {
+    ws.onclose = function (e) {
       if (socket !== ws || gen !== state.generation) return;
+      // 4001: this session ended (signed out elsewhere, the password changed): the page
+      // starts again as whoever the browser now is.
+      if (e.code === 4001) { leaving = true; socket = null; location.reload(); return; }
       socket = null;
       window.ferrochat.mode = "polling";
       // Said only when it lasts: a restart behind a load balancer takes a second.
@@ -651,7 +657,7 @@ $(function () {
   // Without a socket, the same frames by HTTP, every few seconds.
   function pollChanges() {
     clearTimeout(pollTimer);
-    if (socket && socket.readyState === 1) return;
+    if (leaving || (socket && socket.readyState === 1)) return;
     var gen = state.generation;
     if (!state.exists) { pollTimer = setTimeout(pollChanges, 3000); return; }
     api("GET", "/api/chat/rooms/" + enc(state.room) + "/changes?limit=500&after=" + state.lastSeq)
@@ -1118,6 +1124,7 @@ $(function () {
 
   // --- who is online -----------------------------------------------------------------
   function heartbeat() {
+    if (leaving) return;
     $.post("/api/presence/" + enc(myId) + "/heartbeat?username=" + enc(myName()));
   }
   function refreshOnline() {
@@ -1193,6 +1200,8 @@ $(function () {
   $(document).on("click", ".close-dialog", function () { $(this).closest("dialog")[0].close(); });
   $("#open-signin").on("click", function () { dialog("signin-dialog"); $("#signin-name").focus(); });
   $("#signout").on("click", function () {
+    leaving = true;
+    disconnect();
     $.post("/api/auth/logout").always(function () { location.reload(); });
   });
   $("#new-room").on("click", function () { $("#room-form-error").text(""); dialog("room-dialog"); });

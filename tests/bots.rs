@@ -221,6 +221,37 @@ async fn bots_keep_to_their_rooms(backend: Backend) {
         .collect();
     assert_eq!(found, [ours.as_str()]);
 
+    // Mentioned in a room not on its list, a bot hears nothing of it; in its own, it does.
+    let mention = format!("@{name} look");
+    post_ok(
+        server,
+        &theirs,
+        &[("username", "x"), ("msg", &format!("{mention} elsewhere"))],
+    )
+    .await;
+    post_ok(
+        server,
+        &ours,
+        &[("username", "x"), ("msg", &format!("{mention} here"))],
+    )
+    .await;
+    let path = format!("/api/notifications/{id}");
+    let heard = eventually(Duration::from_secs(10), || async {
+        let (_, list) = call_with_token(server, Method::GET, &path, None, Some(&token)).await;
+        list.as_array().is_some_and(|l| !l.is_empty())
+    })
+    .await;
+    assert!(heard, "the bot was not told of a mention in its own room");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let (_, list) = call_with_token(server, Method::GET, &path, None, Some(&token)).await;
+    let rooms: Vec<&str> = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n["room_id"].as_str().unwrap_or(""))
+        .collect();
+    assert_eq!(rooms, [ours.as_str()], "{list}");
+
     // What a bot may not do.
     let (status, body) = call_with_token(
         server,
@@ -348,4 +379,20 @@ async fn a_bot_reads_a_private_room_only_as_a_member() {
         .0,
         201
     );
+    // The room deleted, the bot cannot make it again by posting to it.
+    let path = format!("/api/chat/rooms/{room}");
+    assert_eq!(
+        admin_call(&server, Method::DELETE, &path, None).await.0,
+        200
+    );
+    let status = client()
+        .post(format!("{}/api/chat/{room}", server.url))
+        .bearer_auth(&token)
+        .form(&[("msg", "again")])
+        .send()
+        .await
+        .unwrap()
+        .status();
+    assert_eq!(status, 404);
+    assert_eq!(admin_call(&server, Method::GET, &path, None).await.0, 404);
 }

@@ -130,6 +130,15 @@ impl RoomAccess {
 
     /// Whether `user_id` may read the room (for a mention: is the named user in it?).
     pub async fn user_may_read(&self, user_id: &str, room: &str) -> Result<bool, Error> {
+        // A bot hears of its own rooms only, mentions included.
+        if names::is_bot_account(user_id) {
+            let listed = crate::db::bots::get(&self.db, user_id)
+                .await?
+                .is_some_and(|bot| bot.may_use(room));
+            if !listed {
+                return Ok(false);
+            }
+        }
         self.admits(Some(user_id), room).await
     }
 

@@ -29,7 +29,7 @@ pub struct MadeBot {
 }
 
 fn rooms_of(row: &Bot) -> Vec<String> {
-    serde_json::from_str(&row.rooms).unwrap_or_default()
+    row.room_ids()
 }
 
 impl Accounts {

@@ -9,6 +9,17 @@ use sea_orm::{
 
 pub use bot::Model as Bot;
 
+impl Bot {
+    /// The room ids on its list.
+    pub fn room_ids(&self) -> Vec<String> {
+        serde_json::from_str(&self.rooms).unwrap_or_default()
+    }
+
+    pub fn may_use(&self, room: &str) -> bool {
+        self.room_ids().iter().any(|r| r == room)
+    }
+}
+
 /// The bot's account and its row, together.
 pub async fn insert(db: &DatabaseConnection, account: &Account, row: &Bot) -> Result<(), DbErr> {
     let txn = db.begin().await?;

@@ -187,6 +187,17 @@ impl Delivery {
             message.reply_preview =
                 Some(chat::messages::answerable(&self.stage.db, room, answered).await?);
         }
+        // A bot makes no room, not even by posting to one of its list that was deleted.
+        if caller.rooms.is_some()
+            && crate::db::rooms::get(&self.stage.db, room.as_str())
+                .await?
+                .is_none()
+        {
+            return Err(Error::not_found(format!(
+                "room {} does not exist",
+                room.as_str()
+            )));
+        }
         self.rooms.ensure(&self.stage.db, room).await?;
         let (done, answer) = oneshot::channel();
         let row = ToInsert {

@@ -36,10 +36,19 @@ const REDACTED: &str = "<redacted>";
 /// `token=` here too.
 pub fn redacted(path: &str, query: Option<&str>) -> String {
     let segments: Vec<&str> = path.split('/').collect();
+    // Counted over the segments that are not empty, as Rocket routes them: `/hooks//1/s`
+    // reaches the hook route too.
+    let filled: Vec<usize> = (0..segments.len())
+        .filter(|&i| !segments[i].is_empty())
+        .collect();
     let secret_at = |i: usize| {
+        let Some(place) = filled.iter().position(|&f| f == i) else {
+            return false;
+        };
         SECRET_SEGMENTS.iter().any(|(name, after)| {
-            i.checked_sub(*after)
-                .and_then(|at| segments.get(at))
+            place
+                .checked_sub(*after)
+                .and_then(|at| segments.get(filled[at]))
                 .is_some_and(|s| RawStr::new(s).url_decode_lossy().eq_ignore_ascii_case(name))
         })
     };
@@ -136,6 +145,8 @@ mod tests {
             redacted("/x", Some("token&q=token%3Da")),
             "/x?token&q=token%3Da"
         );
+        assert_eq!(redacted("/hooks//42/s3cr3t", None), "/hooks//42/<redacted>");
+        assert_eq!(redacted("/hooks/42//s3cr3t", None), "/hooks/42//<redacted>");
         assert_eq!(
             redacted("/hooks/42/s3cr3t", Some("x=1")),
             "/hooks/42/<redacted>?x=1"
