@@ -386,10 +386,15 @@ $(function () {
     if (i < 0) return;
     state.msgs[i] = m;
     index(m);
+    // The article stays the same element (what a screen reader or a test holds on to);
+    // only what is inside it is drawn again.
     var $old = $("#m-" + m.id), focused = $old.find(":focus").length > 0;
-    var $new = messageEl(m).toggleClass("grouped", $old.hasClass("grouped"));
-    $old.replaceWith($new);
-    if (focused) $new.focus();
+    var kept = ["grouped", "touched", "highlight"].filter(function (c) { return $old.hasClass(c); });
+    var $new = messageEl(m);
+    $old.attr({ "aria-label": $new.attr("aria-label"), "class": $new.attr("class") })
+      .addClass(kept.join(" "))
+      .empty().append($new.contents());
+    if (focused) $old.focus();
   }
 
   function removeMessage(id) {

@@ -279,8 +279,20 @@ impl Browser {
         out
     }
 
+    /// Clicks the element of `role` named so. A list drawn again between finding and
+    /// clicking (an unread count changed) leaves a stale element: it is found again, as a
+    /// person would click what is there now.
     pub async fn click(&self, role: &str, name: Name<'_>) {
-        self.find(role, name).await.click().await.unwrap();
+        for _ in 0..5 {
+            match self.find(role, name).await.click().await {
+                Ok(()) => return,
+                Err(err) if err.is_stale_element_reference() => {
+                    tokio::time::sleep(Duration::from_millis(100)).await
+                }
+                Err(err) => panic!("clicking the {role} named {name:?}: {err}"),
+            }
+        }
+        panic!("the {role} named {name:?} kept being drawn again under the click");
     }
 
     /// Types into a text field found by its label (WebDriver key codes work: `\u{E007}`
