@@ -790,8 +790,19 @@ async fn the_flask_originals_own_page_still_chats() {
         .click()
         .await
         .unwrap();
-    post_ok(&server, &room, &[("username", "bob"), ("msg", "hi alice")]).await;
     let chat = browser.client.find(Locator::Id("chat")).await.unwrap();
+    // Alice's post first (the page sends it in the background), then Bob's by curl.
+    assert!(
+        eventually(Duration::from_secs(10), || async {
+            chat.text()
+                .await
+                .unwrap_or_default()
+                .contains("alice: hello from the original")
+        })
+        .await,
+        "the original's page did not post"
+    );
+    post_ok(&server, &room, &[("username", "bob"), ("msg", "hi alice")]).await;
     assert!(
         eventually(Duration::from_secs(10), || async {
             let text = chat.text().await.unwrap_or_default();

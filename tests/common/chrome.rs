@@ -92,6 +92,19 @@ impl ChromeDriver {
             .connect(&format!("http://127.0.0.1:{}", self.port))
             .await
             .expect("a Chromium session");
+        // Headless Chromium keeps its window at least 500 px wide whatever the flag says:
+        // the page's width is emulated as a phone's would be.
+        let metrics = serde_json::json!({
+            "cmd": "Emulation.setDeviceMetricsOverride",
+            "params": {"width": window.width, "height": window.height,
+                       "deviceScaleFactor": 1, "mobile": window.width < 600}
+        });
+        let _ = client
+            .issue_cmd(Raw {
+                path: "goog/cdp/execute".into(),
+                post: Some(metrics.to_string()),
+            })
+            .await;
         Browser { client }
     }
 }
