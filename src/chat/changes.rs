@@ -90,6 +90,20 @@ pub async fn must_resync(db: &DatabaseConnection, room: &str, after: i64) -> Res
     Ok(after < table::pruned_through(db, room).await?)
 }
 
+/// What a reader coming back from `after` (a socket's or a stream's) is sent first:
+/// `true` and nothing when changes after it are no longer kept (it must reload), else the
+/// first page of them.
+pub async fn resume(
+    db: &DatabaseConnection,
+    room: &str,
+    after: i64,
+) -> Result<(bool, Vec<Event>), Error> {
+    if must_resync(db, room, after).await? {
+        return Ok((true, Vec::new()));
+    }
+    Ok((false, between(db, room, after, None, PAGE).await?))
+}
+
 /// Changes paged at most over HTTP, and by default.
 const MAX_PAGE: u64 = 500;
 const DEFAULT_PAGE: u64 = 100;

@@ -87,14 +87,7 @@ pub async fn room_events<'r>(
     let db = &state.db;
     let start = match after {
         Some(after) => {
-            let resync = chat::changes::must_resync(db, room.as_str(), after).await?;
-            let page = match resync {
-                true => Vec::new(),
-                false => {
-                    chat::changes::between(db, room.as_str(), after, None, chat::changes::PAGE)
-                        .await?
-                }
-            };
+            let (resync, page) = chat::changes::resume(db, room.as_str(), after).await?;
             Start {
                 page,
                 resync,

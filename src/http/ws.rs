@@ -323,14 +323,7 @@ async fn open<'r>(
     let db = &state.db;
     let replay = match (since, seq) {
         (_, Some(after)) => {
-            let resync = chat::changes::must_resync(db, room.as_str(), after).await?;
-            let page = match resync {
-                true => Vec::new(),
-                false => {
-                    chat::changes::between(db, room.as_str(), after, None, chat::changes::PAGE)
-                        .await?
-                }
-            };
+            let (resync, page) = chat::changes::resume(db, room.as_str(), after).await?;
             Replay {
                 page,
                 resync,
