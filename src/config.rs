@@ -138,6 +138,13 @@ pub struct Settings {
     pub hook_posts_per_minute: u32,
     /// Sockets one client address may hold open at once.
     pub sockets_per_client: usize,
+    /// Outgoing webhooks may send to receivers on loopback, private, link-local and
+    /// unique-local addresses (a private network, tests). Off: such a URL is refused when
+    /// the webhook is made and at every delivery.
+    pub webhook_allow_private: bool,
+    /// How long a replica holds a webhook it sends to without renewing its lease, in
+    /// seconds: when it dies, another replica carries on after at most this long.
+    pub webhook_lease_secs: u64,
     /// Answer through ferrochat's own listener (`http::front_door`), which gives each
     /// request header `header_timeout_secs` to arrive whole and caps connections in all
     /// and per address, before Rocket sees the bytes. Off only behind a proxy that does
@@ -242,6 +249,8 @@ impl Default for Settings {
             read_marks_per_minute: 120,
             searches_per_minute: 30,
             hook_posts_per_minute: 60,
+            webhook_allow_private: false,
+            webhook_lease_secs: 30,
             sockets_per_client: 50,
             front_door: true,
             header_timeout_secs: 10,

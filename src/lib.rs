@@ -152,6 +152,13 @@ pub async fn build_from(
         settings.max_upload_bytes,
         settings.allowed_file_types.clone(),
     );
+    let webhooks = delivery::webhooks::Webhooks::start(
+        db.clone(),
+        access.clone(),
+        hub.clone(),
+        settings.webhook_allow_private,
+    )
+    .await?;
     let delivery = delivery::Delivery::start(
         db.clone(),
         settings.db_insert_returning,
@@ -161,9 +168,18 @@ pub async fn build_from(
         arrivals,
         events.clone(),
         notifier.clone(),
+        webhooks.clone(),
         settings.change_log_days,
     )
     .await?;
+    delivery::webhooks::sender::Sender::start(
+        db.clone(),
+        webhooks.clone(),
+        delivery.clone(),
+        limits,
+        settings.auth,
+        Duration::from_secs(settings.webhook_lease_secs),
+    )?;
     let [secret, jwt_secret, jwt_public_key] = settings.token_secrets();
     if secret.is_none() && redis.is_some() {
         tracing::warn!(
@@ -279,6 +295,7 @@ pub async fn build_from(
         .mount("/api/files", http::files::routes())
         .mount("/api", http::search::routes())
         .mount("/api/hooks", http::hooks::routes())
+        .mount("/api/webhooks", http::webhooks::routes())
         .mount("/api/bots", http::bots::routes())
         .mount("/hooks", http::hook_posts::routes())
         .mount("/", http::ops::routes())
@@ -313,6 +330,7 @@ pub async fn build_from(
         .manage(presence)
         .manage(notifier)
         .manage(files)
+        .manage(webhooks)
         .manage(peers)
         .manage(settings))
 }

@@ -43,6 +43,7 @@ fn path_value(name: &str, path: &str, known: &Known, i: usize) -> String {
             }
             "secret" => known.hook_secret.clone(),
             "id" if path.starts_with("/api/bots/") => known.bot_id.clone(),
+            "id" if path.starts_with("/api/webhooks/") => known.webhook_id.clone(),
             _ => known.room.clone(),
         };
     }
@@ -111,6 +112,8 @@ fn json_body(known: &Known, i: usize) -> (Option<&'static str>, Vec<u8>) {
         "private": i % 2 == 0, "description": format!("d{i}"),
         "last_read_id": i % 50,
         "room_id": known.room, "text": format!("t{i}"), "rooms": [known.room],
+        // A receiver that does not answer (no route from here): its events wait.
+        "url": format!("http://192.0.2.{}:9/s{i}", i % 200 + 1), "events": ["message_created"],
     });
     let kind = Some("application/json");
     match i % 8 {
@@ -183,6 +186,7 @@ struct Known {
     hook_id: String,
     hook_secret: String,
     bot_id: String,
+    webhook_id: String,
 }
 
 /// The i-th request of the operation, and a description for failures.
@@ -437,6 +441,15 @@ async fn make_known(server: &Server) -> Known {
     )
     .await;
     assert_eq!(bot.0, 201, "{:?}", bot.1);
+    let webhook = call_with_token(
+        server,
+        Method::POST,
+        "/api/webhooks",
+        Some(json!({"url": "http://192.0.2.1:9/sweep", "events": ["message_created"], "room_id": room})),
+        Some(&token),
+    )
+    .await;
+    assert_eq!(webhook.0, 201, "{:?}", webhook.1);
     Known {
         token,
         user_id,
@@ -453,6 +466,7 @@ async fn make_known(server: &Server) -> Known {
             .unwrap()
             .into(),
         bot_id: bot.1["id"].as_str().unwrap().into(),
+        webhook_id: webhook.1["id"].as_str().unwrap().into(),
     }
 }
 

@@ -175,7 +175,7 @@ mod tests {
                     .unwrap(),
             })
             .collect();
-        let ids: Vec<i64> = insert_batch(&db, &rows, InsertMode::Returning, false)
+        let ids: Vec<i64> = insert_batch(&db, &rows, InsertMode::Returning, false, None)
             .await
             .unwrap()
             .into_iter()

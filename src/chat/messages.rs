@@ -243,7 +243,7 @@ mod tests {
                 message: new_message(Some("u"), Some(t), &Limits::default()).unwrap(),
             })
             .collect();
-        let committed = insert_batch(db, &rows, InsertMode::Returning, false)
+        let committed = insert_batch(db, &rows, InsertMode::Returning, false, None)
             .await
             .unwrap();
         committed.into_iter().map(|(m, _)| m.id).collect()

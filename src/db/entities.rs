@@ -342,3 +342,67 @@ pub mod bot {
 
     impl ActiveModelBehavior for ActiveModel {}
 }
+
+pub mod webhook {
+    use sea_orm::entity::prelude::*;
+
+    /// An outgoing webhook: the events of `room_id` (every room's when none) are `POST`ed
+    /// to `url`, signed with `secret`; the replica `lease_holder` sends them until
+    /// `lease_until`.
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "webhook")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub id: String,
+        pub room_id: Option<String>,
+        pub url: String,
+        /// The event names it is sent, separated by commas.
+        pub events: String,
+        /// The name its answers are posted under.
+        pub name: String,
+        /// What signs its deliveries (hex): the server needs it whole.
+        pub secret: String,
+        pub created_by: Option<String>,
+        pub created_at: DateTime,
+        pub lease_holder: Option<String>,
+        pub lease_until: Option<DateTime>,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+pub mod webhook_delivery {
+    use sea_orm::entity::prelude::*;
+
+    /// One event for one webhook: the outbox row, then its record.
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "webhook_delivery")]
+    pub struct Model {
+        #[sea_orm(primary_key)]
+        pub id: i64,
+        pub webhook_id: String,
+        /// The same on every attempt (`X-Ferrochat-Delivery`).
+        pub delivery_id: String,
+        pub event: String,
+        pub room_id: String,
+        #[sea_orm(column_type = "Text")]
+        pub body: String,
+        /// `pending`, `delivered`, `failed` (given up) or `dropped` (the queue was full).
+        pub state: String,
+        pub attempts: i32,
+        pub next_at: DateTime,
+        pub attempted_at: Option<DateTime>,
+        /// The receiver's status code at the last attempt, if it answered.
+        pub status: Option<i32>,
+        pub error: Option<String>,
+        pub created_at: DateTime,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}

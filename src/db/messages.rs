@@ -76,46 +76,66 @@ fn supports_returning(version: &str) -> bool {
 /// A committed message and, when `ordered`, the `seq` of its room's change before it.
 pub type Committed = (Message, Option<i64>);
 
+/// What else a batch writes in its transaction for each message: its outgoing webhooks'
+/// events (`delivery::webhooks`), so none is lost and none is sent for a message that
+/// was not committed.
+pub type Outbox<'a> = &'a (dyn Fn(&Message) -> Vec<super::webhooks::NewDelivery> + Sync);
+
 /// Inserts the batch: all rows are committed, or none is. With `ordered`, each row comes
 /// with the `seq` (`domain::seq`) of its room's change before it (a message, or another
-/// change), read while the batch holds its rooms' locks.
+/// change), read while the batch holds its rooms' locks. `outbox` rows are written in the
+/// same transaction.
 pub async fn insert_batch(
     db: &DatabaseConnection,
     batch: &[ToInsert],
     mode: InsertMode,
     ordered: bool,
+    outbox: Option<Outbox<'_>>,
 ) -> Result<Vec<Committed>, DbErr> {
     let timestamp = crate::domain::now_utc();
-    let (ids, mut last) = match (mode, ordered) {
+    if let (InsertMode::Returning | InsertMode::MariaDbReturning, false, None) =
+        (mode, ordered, outbox)
+    {
         // One statement is atomic on its own: no BEGIN and COMMIT round trips.
-        (InsertMode::Returning | InsertMode::MariaDbReturning, false) => (
-            insert_returning(db, batch, timestamp, mode).await?,
-            HashMap::new(),
-        ),
-        _ => {
-            let txn = db.begin().await?;
-            let rooms: BTreeSet<&str> = batch.iter().map(|p| p.room.as_str()).collect();
-            let mut last = HashMap::new();
-            if ordered {
-                lock_rooms(&txn, &rooms).await?;
-                let rooms: Vec<&str> = rooms.iter().copied().collect();
-                for (room, (change, newest)) in super::changes::heads(&txn, &rooms).await? {
-                    last.insert(room, std::cmp::max(change, seq::of_message(newest)));
-                }
-            }
-            let ids = match mode {
-                InsertMode::PerRow => insert_per_row(&txn, batch, timestamp).await?,
-                _ => insert_returning(&txn, batch, timestamp, mode).await?,
-            };
-            txn.commit().await?;
-            (ids, last)
+        let ids = insert_returning(db, batch, timestamp, mode).await?;
+        return Ok(committed(batch, ids, timestamp, None));
+    }
+    let txn = db.begin().await?;
+    let rooms: BTreeSet<&str> = batch.iter().map(|p| p.room.as_str()).collect();
+    let mut last = HashMap::new();
+    if ordered {
+        lock_rooms(&txn, &rooms).await?;
+        let rooms: Vec<&str> = rooms.iter().copied().collect();
+        for (room, (change, newest)) in super::changes::heads(&txn, &rooms).await? {
+            last.insert(room, std::cmp::max(change, seq::of_message(newest)));
         }
+    }
+    let ids = match mode {
+        InsertMode::PerRow => insert_per_row(&txn, batch, timestamp).await?,
+        _ => insert_returning(&txn, batch, timestamp, mode).await?,
     };
-    Ok(batch
+    let committed = committed(batch, ids, timestamp, ordered.then_some(last));
+    if let Some(outbox) = outbox {
+        let rows = committed.iter().flat_map(|(m, _)| outbox(m)).collect();
+        super::webhooks::enqueue(&txn, rows, timestamp).await?;
+    }
+    txn.commit().await?;
+    Ok(committed)
+}
+
+/// The batch's messages as stored, each with the `seq` before it in its room when the
+/// rooms' last changes (`last`) were read.
+fn committed(
+    batch: &[ToInsert],
+    ids: Vec<i64>,
+    timestamp: chrono::NaiveDateTime,
+    mut last: Option<HashMap<String, i64>>,
+) -> Vec<Committed> {
+    batch
         .iter()
         .zip(ids)
         .map(|(row, id)| {
-            let prev = ordered.then(|| {
+            let prev = last.as_mut().map(|last| {
                 let last = last.entry(row.room.clone()).or_insert(0);
                 std::mem::replace(last, seq::of_message(id))
             });
@@ -136,7 +156,7 @@ pub async fn insert_batch(
             };
             (message, prev)
         })
-        .collect())
+        .collect()
 }
 
 /// Locks the rooms until the transaction ends, in one order on every replica so two cannot

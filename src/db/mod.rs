@@ -16,6 +16,7 @@ pub mod reactions;
 pub mod read_marks;
 pub mod rooms;
 pub mod users;
+pub mod webhooks;
 
 /// The values of a raw statement and the placeholders that name them in the backend's
 /// dialect (`$n` on PostgreSQL, `?` elsewhere): for the few statements sea-query does not

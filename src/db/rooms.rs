@@ -191,6 +191,7 @@ pub async fn delete_with_messages<C: ConnectionTrait + TransactionTrait>(
         .await?;
     super::changes::delete_room(&txn, id).await?;
     super::hooks::delete_room(&txn, id).await?;
+    super::webhooks::delete_room(&txn, id).await?;
     txn.commit().await?;
     Ok(Deleted {
         messages,

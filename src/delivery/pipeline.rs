@@ -31,6 +31,7 @@
 //! the change before it is parked, and a task of its own reads the gap.
 
 use super::order::{Admit, RoomOrder};
+use super::webhooks::{Kind, Webhooks};
 use crate::access::RoomAccess;
 use crate::chat::reactions::Reacted;
 use crate::chat::{self, rooms::NewRoom, Rooms, Transcripts};
@@ -71,6 +72,8 @@ struct Stage {
     hub: Arc<dyn Hub>,
     events: Events,
     notifier: Notifier,
+    /// Outgoing webhooks: the writer puts their events in the outbox.
+    webhooks: Arc<Webhooks>,
     /// Several replicas: messages pass the gate. One: they come in order already.
     gate: Option<Mutex<Gate>>,
 }
@@ -143,6 +146,7 @@ impl Delivery {
         arrivals: Option<mpsc::Receiver<Arrival>>,
         events: Events,
         notifier: Notifier,
+        webhooks: Arc<Webhooks>,
         change_log_days: u32,
     ) -> Result<Self, Error> {
         let mode = messages::insert_mode(&db, insert_returning).await?;
@@ -154,6 +158,7 @@ impl Delivery {
             hub,
             events,
             notifier,
+            webhooks,
         });
         let (queue, rx) = mpsc::channel(4 * MAX_BATCH);
         tokio::spawn(writer(stage.clone(), rx, mode));
@@ -339,6 +344,8 @@ impl Delivery {
         match self.change(Change::DeleteRoom { room }).await? {
             Changed::RoomDeleted(room, deleted) => {
                 self.rooms.forget(&room.id);
+                // Its webhooks went with it.
+                self.stage.webhooks.room_deleted().await;
                 Ok((room.id, deleted))
             }
             _ => Err(Error::Internal("the writer answered another change".into())),
@@ -415,7 +422,16 @@ async fn write_posts(
     ordered: bool,
 ) {
     let (rows, answers): (Vec<ToInsert>, Vec<_>) = posts.into_iter().unzip();
-    match messages::insert_batch(&stage.db, &rows, mode, ordered).await {
+    let webhooks = &stage.webhooks;
+    let for_message = |m: &Message| webhooks.for_message(m);
+    let outbox: Option<messages::Outbox> = webhooks
+        .want_messages(rows.iter().map(|r| r.room.as_str()))
+        .then_some(&for_message);
+    let result = messages::insert_batch(&stage.db, &rows, mode, ordered, outbox).await;
+    if outbox.is_some() && result.is_ok() {
+        webhooks.written();
+    }
+    match result {
         Ok(committed) => {
             for (done, (message, prev)) in answers.into_iter().zip(committed) {
                 stage.committed(message, prev, done);
@@ -430,10 +446,16 @@ async fn write_posts(
                 let result = match &unavailable {
                     Some(err) => Err(err.clone()),
                     None => {
-                        messages::insert_batch(&stage.db, std::slice::from_ref(&row), mode, ordered)
+                        let one = std::slice::from_ref(&row);
+                        messages::insert_batch(&stage.db, one, mode, ordered, outbox)
                             .await
                             .map_err(Error::from)
-                            .map(|mut one| one.remove(0))
+                            .map(|mut one| {
+                                if outbox.is_some() {
+                                    webhooks.written();
+                                }
+                                one.remove(0)
+                            })
                     }
                 };
                 match result {
@@ -463,7 +485,7 @@ type ChangeAnswer = oneshot::Sender<Result<Changed, Error>>;
 /// order. A database error fails the transaction: each change is then tried alone.
 async fn write_changes(stage: &Arc<Stage>, changes: Vec<(Change, ChangeAnswer)>, ordered: bool) {
     let (changes, answers): (Vec<Change>, Vec<ChangeAnswer>) = changes.into_iter().unzip();
-    match apply_changes(&stage.db, &changes, ordered).await {
+    match apply_changes(&stage.db, &stage.webhooks, &changes, ordered).await {
         Ok(results) => {
             for (done, result) in answers.into_iter().zip(results) {
                 let result = result.map(|(changed, told)| {
@@ -477,16 +499,22 @@ async fn write_changes(stage: &Arc<Stage>, changes: Vec<(Change, ChangeAnswer)>,
         }
         Err(err) if changes.len() > 1 && cause(&err) != Cause::Unavailable => {
             for (change, done) in changes.into_iter().zip(answers) {
-                let result =
-                    match apply_changes(&stage.db, std::slice::from_ref(&change), ordered).await {
-                        Ok(mut one) => one.remove(0).map(|(changed, told)| {
-                            if let Some((room, event, prev)) = told {
-                                stage.changed(&room, event, prev, &changed);
-                            }
-                            changed
-                        }),
-                        Err(err) => Err(Error::from(err)),
-                    };
+                let result = match apply_changes(
+                    &stage.db,
+                    &stage.webhooks,
+                    std::slice::from_ref(&change),
+                    ordered,
+                )
+                .await
+                {
+                    Ok(mut one) => one.remove(0).map(|(changed, told)| {
+                        if let Some((room, event, prev)) = told {
+                            stage.changed(&room, event, prev, &changed);
+                        }
+                        changed
+                    }),
+                    Err(err) => Err(Error::from(err)),
+                };
                 let _ = done.send(result);
             }
         }
@@ -505,6 +533,7 @@ type Applied = Result<(Changed, Option<(String, Event, i64)>), Error>;
 
 async fn apply_changes(
     db: &DatabaseConnection,
+    webhooks: &Webhooks,
     changes: &[Change],
     ordered: bool,
 ) -> Result<Vec<Applied>, DbErr> {
@@ -518,6 +547,7 @@ async fn apply_changes(
     let rooms: Vec<&str> = rooms.into_iter().collect();
     let mut heads = crate::db::changes::heads(&txn, &rooms).await?;
     let mut results = Vec::with_capacity(changes.len());
+    let mut wrote_outbox = false;
     for change in changes {
         let room = change.room().to_string();
         let (last, newest) = heads.get(&room).copied().unwrap_or((0, 0));
@@ -536,6 +566,16 @@ async fn apply_changes(
                 continue;
             }
         };
+        // Its webhooks' events, in its transaction.
+        let outbox = match (&changed, &event) {
+            (Changed::Edited(m), Some(_)) => webhooks.for_change(Kind::MessageUpdated, m),
+            (Changed::MessageDeleted(m), Some(_)) => webhooks.for_change(Kind::MessageDeleted, m),
+            _ => Vec::new(),
+        };
+        if !outbox.is_empty() {
+            crate::db::webhooks::enqueue(&txn, outbox, crate::domain::now_utc()).await?;
+            wrote_outbox = true;
+        }
         let told = match event {
             Some(event) => {
                 // A deleted room keeps no log: one made later under its id starts afresh
@@ -552,6 +592,9 @@ async fn apply_changes(
         results.push(Ok((changed, told)));
     }
     txn.commit().await?;
+    if wrote_outbox {
+        webhooks.written();
+    }
     Ok(results)
 }
 
@@ -972,6 +1015,9 @@ mod tests {
         ));
         let access = Arc::new(RoomAccess::new(db.clone()));
         let notifier = Notifier::new(db.clone(), hub.clone(), access.clone());
+        let webhooks = Webhooks::start(db.clone(), access.clone(), hub.clone(), false)
+            .await
+            .unwrap();
         let delivery = Delivery::start(
             db.clone(),
             true,
@@ -981,6 +1027,7 @@ mod tests {
             None,
             Events::off(),
             notifier,
+            webhooks,
             30,
         )
         .await
@@ -1103,7 +1150,7 @@ mod tests {
                 message: text(t),
             })
             .collect();
-        let committed = messages::insert_batch(&db, &rows, InsertMode::Returning, true)
+        let committed = messages::insert_batch(&db, &rows, InsertMode::Returning, true, None)
             .await
             .unwrap();
         let ids: Vec<i64> = committed.iter().map(|(m, _)| m.id).collect();

@@ -43,6 +43,11 @@ pub const HOOK_ID_PREFIX: &str = "hook:";
 /// A bot's account id: `bot:<uuid>`, which no person's account (a UUID) can be.
 pub const BOT_ID_PREFIX: &str = "bot:";
 
+/// The user id an outgoing webhook's answers are posted under: `webhook:<webhook id>`.
+/// Nobody may claim it either, and its messages are sent to no webhook (two receivers
+/// that answer each other would talk forever).
+pub const WEBHOOK_ID_PREFIX: &str = "webhook:";
+
 pub fn is_bot_account(user_id: &str) -> bool {
     user_id.starts_with(BOT_ID_PREFIX)
 }
@@ -50,7 +55,9 @@ pub fn is_bot_account(user_id: &str) -> bool {
 /// Whether the id is a program's (a webhook's or a bot's): its messages say
 /// `"bot": true`.
 pub fn is_bot_id(user_id: &str) -> bool {
-    user_id.starts_with(HOOK_ID_PREFIX) || is_bot_account(user_id)
+    user_id.starts_with(HOOK_ID_PREFIX)
+        || user_id.starts_with(WEBHOOK_ID_PREFIX)
+        || is_bot_account(user_id)
 }
 
 /// A room name: 1 to 64 characters, no `/`, no control characters.

@@ -33,6 +33,7 @@ pub mod search;
 pub mod shutdown;
 pub mod sse;
 pub mod webchat;
+pub mod webhooks;
 pub mod ws;
 
 pub use error::{json_catchers, plain_catchers, Plain};

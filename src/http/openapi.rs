@@ -21,6 +21,7 @@ use utoipa_swagger_ui::SwaggerUi;
         (path = "/api/files", api = super::files::ApiDoc),
         (path = "/api", api = super::search::ApiDoc),
         (path = "/api/hooks", api = super::hooks::ApiDoc),
+        (path = "/api/webhooks", api = super::webhooks::ApiDoc),
         (path = "/api/bots", api = super::bots::ApiDoc),
         (path = "/hooks", api = super::hook_posts::ApiDoc),
     )

@@ -22,6 +22,7 @@ mod m20261218_000014_change_log;
 mod m20261219_000015_thumbnails;
 mod m20261220_000016_hooks;
 mod m20261220_000017_bots;
+mod m20261221_000018_webhooks;
 
 pub struct Migrator;
 
@@ -46,6 +47,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261219_000015_thumbnails::Migration),
             Box::new(m20261220_000016_hooks::Migration),
             Box::new(m20261220_000017_bots::Migration),
+            Box::new(m20261221_000018_webhooks::Migration),
         ]
     }
 }
