@@ -4,6 +4,10 @@
 //! event, a bot that answers, a replica SIGKILLed mid-delivery while another finishes,
 //! nothing lost across a restart of every replica, and a receiver that never answers
 //! holding a bounded number of requests while memory stays flat.
+//!
+//! The tests run on several threads: the receiver must answer while a test waits on a
+//! server's exit (a blocking call), or a request would wait unread and be answered to a
+//! sender long gone.
 
 mod common;
 
@@ -39,6 +43,8 @@ struct Got {
     body: Value,
     /// What it answered.
     status: u16,
+    /// Which connection it came on, and when: where a failure needs telling apart.
+    from: String,
 }
 
 #[derive(Default)]
@@ -74,7 +80,12 @@ impl Receiver {
         tokio::spawn(async move {
             while let Ok((conn, _)) = listener.accept().await {
                 let me = me.clone();
-                tokio::spawn(async move { me.serve(conn).await });
+                let from = format!(
+                    "{:?} {}",
+                    conn.peer_addr().ok(),
+                    chrono::Utc::now().format("%H:%M:%S%.3f")
+                );
+                tokio::spawn(async move { me.serve(conn, from).await });
             }
         });
         receiver
@@ -100,7 +111,7 @@ impl Receiver {
             .collect()
     }
 
-    async fn serve(&self, mut conn: TcpStream) {
+    async fn serve(&self, mut conn: TcpStream, from: String) {
         let mut buf = Vec::new();
         let mut chunk = [0u8; 8192];
         let head_end = loop {
@@ -178,6 +189,7 @@ impl Receiver {
                 event: header("x-ferrochat-event"),
                 body: body.clone(),
                 status,
+                from: format!("{from} read {}", chrono::Utc::now().format("%H:%M:%S%.3f")),
             });
             seen.in_flight += 1;
             seen.max_in_flight = seen.max_in_flight.max(seen.in_flight);
@@ -403,22 +415,22 @@ async fn webhooks_deliver_in_order_through_an_outage(backend: Backend) {
     db.drop_db().await;
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread")]
 async fn webhooks_deliver_in_order_through_an_outage_sqlite() {
     webhooks_deliver_in_order_through_an_outage(Backend::Sqlite).await;
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread")]
 async fn webhooks_deliver_in_order_through_an_outage_mariadb() {
     webhooks_deliver_in_order_through_an_outage(Backend::MariaDb).await;
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread")]
 async fn webhooks_deliver_in_order_through_an_outage_postgres() {
     webhooks_deliver_in_order_through_an_outage(Backend::Postgres).await;
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread")]
 async fn who_may_make_webhooks_and_where_they_may_send() {
     let db = TestDb::create(Backend::Sqlite).await;
     // The default: receivers on private networks are refused.
@@ -559,7 +571,7 @@ async fn who_may_make_webhooks_and_where_they_may_send() {
     db.drop_db().await;
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread")]
 async fn redirects_are_not_followed() {
     let db = TestDb::create(Backend::Sqlite).await;
     let server = Server::start_with(allowing_private(&db)).await;
@@ -598,14 +610,14 @@ async fn redirects_are_not_followed() {
 /// Two replicas: one is SIGKILLed in the middle of a delivery and the other finishes
 /// (after the lease lapses), the interrupted event again under its delivery id; then
 /// every replica stops while the receiver is down, and new ones deliver what waited.
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread")]
 async fn a_replica_killed_mid_delivery_loses_nothing() {
     let db = TestDb::create(Backend::MariaDb).await;
     let redis = Redis::start().await;
     let options = || {
         allowing_private(&db)
             .env("REDIS_URL", &redis.url())
-            .env("ROCKET_WEBHOOK_LEASE_SECS", "3")
+            .env("ROCKET_WEBHOOK_LEASE_SECS", "15")
     };
     let first = Server::start_with(options()).await;
     let receiver = Receiver::start().await;
@@ -664,14 +676,19 @@ async fn a_replica_killed_mid_delivery_loses_nothing() {
     let delivered = wait_for(&receiver, 15, Duration::from_secs(40)).await;
     let contents: Vec<String> = delivered.iter().map(described).collect();
     let expected: Vec<String> = (0..15).map(|i| format!("message_created:m{i}")).collect();
-    assert_eq!(contents, expected);
+    let attempts: Vec<(String, String, u16, String)> = receiver
+        .got()
+        .iter()
+        .map(|g| (described(g), g.delivery.clone(), g.status, g.from.clone()))
+        .collect();
+    assert_eq!(contents, expected, "{attempts:#?}");
     assert_once_each_and_signed(&receiver);
     db.drop_db().await;
 }
 
 /// 40 webhooks to a receiver that never answers, 100 messages: the server holds at most
 /// `MAX_IN_FLIGHT` (32) requests to it, and its memory stays flat.
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread")]
 async fn a_receiver_that_never_answers_holds_a_bounded_number_of_requests() {
     let db = TestDb::create(Backend::MariaDb).await;
     let server = Server::start_with(allowing_private(&db)).await;

@@ -13,8 +13,8 @@ use sea_orm::{
 pub use webhook::Model as Webhook;
 pub use webhook_delivery::Model as DeliveryRow;
 
-/// At most this many webhooks are listed at once, or exist at all (`webhooks::MAX`).
-pub const LIST_LIMIT: u64 = 500;
+/// At most this many webhooks are listed at once.
+pub const LIST_LIMIT: u64 = 1000;
 
 /// Where an outbox row stands.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -87,9 +87,20 @@ pub async fn list(
         .await
 }
 
-pub async fn count(db: &impl ConnectionTrait) -> Result<u64, DbErr> {
+/// How many webhooks there are in all, and how many `creator` made.
+pub async fn count(db: &impl ConnectionTrait, creator: Option<&str>) -> Result<(u64, u64), DbErr> {
     use sea_orm::PaginatorTrait;
-    webhook::Entity::find().count(db).await
+    let all = webhook::Entity::find().count(db).await?;
+    let theirs = match creator {
+        Some(creator) => {
+            webhook::Entity::find()
+                .filter(webhook::Column::CreatedBy.eq(creator))
+                .count(db)
+                .await?
+        }
+        None => 0,
+    };
+    Ok((all, theirs))
 }
 
 /// Deletes a webhook and its outbox: nothing more is sent to it.
@@ -125,15 +136,29 @@ pub async fn delete_room(db: &impl ConnectionTrait, room_id: &str) -> Result<(),
         .map(|_| ())
 }
 
+/// Rows written per statement: each holds a message's JSON, and every database caps the
+/// values (and MySQL the bytes) one statement may carry.
+const ENQUEUE_CHUNK: usize = 64;
+
 /// Writes events to the outbox, each due at `now`, under a delivery id of its own.
 pub async fn enqueue(
     db: &impl ConnectionTrait,
     rows: Vec<NewDelivery>,
     now: NaiveDateTime,
 ) -> Result<(), DbErr> {
-    if rows.is_empty() {
-        return Ok(());
+    let mut rows = rows.into_iter().peekable();
+    while rows.peek().is_some() {
+        let chunk: Vec<NewDelivery> = rows.by_ref().take(ENQUEUE_CHUNK).collect();
+        enqueue_chunk(db, chunk, now).await?;
     }
+    Ok(())
+}
+
+async fn enqueue_chunk(
+    db: &impl ConnectionTrait,
+    rows: Vec<NewDelivery>,
+    now: NaiveDateTime,
+) -> Result<(), DbErr> {
     let active = rows.into_iter().map(|row| webhook_delivery::ActiveModel {
         webhook_id: Set(row.webhook_id),
         delivery_id: Set(uuid::Uuid::new_v4().to_string()),
@@ -269,6 +294,17 @@ pub async fn record(db: &impl ConnectionTrait, id: i64, attempt: &Attempt) -> Re
         .map(|_| ())
 }
 
+/// Adds to a finished row's record what went wrong after it was delivered.
+pub async fn note(db: &impl ConnectionTrait, id: i64, error: &str) -> Result<(), DbErr> {
+    let error: String = error.chars().take(255).collect();
+    webhook_delivery::Entity::update_many()
+        .col_expr(webhook_delivery::Column::Error, Expr::value(error))
+        .filter(webhook_delivery::Column::Id.eq(id))
+        .exec(db)
+        .await
+        .map(|_| ())
+}
+
 /// The webhook's newest rows, newest first: its record of deliveries.
 pub async fn deliveries(
     db: &impl ConnectionTrait,
@@ -334,6 +370,18 @@ pub async fn prune(
     webhook_delivery::Entity::delete_many()
         .filter(Column::State.ne(State::Pending.as_str()))
         .filter(Column::CreatedAt.lt(before))
+        .exec(db)
+        .await?;
+    // Rows of a webhook deleted while a replica that had not heard yet wrote them.
+    webhook_delivery::Entity::delete_many()
+        .filter(
+            Column::WebhookId.not_in_subquery(
+                Query::select()
+                    .column(webhook::Column::Id)
+                    .from(webhook::Entity)
+                    .to_owned(),
+            ),
+        )
         .exec(db)
         .await?;
     Ok(dropped)

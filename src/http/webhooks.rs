@@ -1,12 +1,13 @@
 //! `/api/webhooks`: outgoing webhooks (see `delivery::webhooks`). A room's owner manages
 //! those of its room, an admin those of every room; making one draws on the
-//! room-creation bucket, and there are at most `MAX_WEBHOOKS` in all.
+//! room-creation bucket, and there are at most `MAX_PER_USER` per user (admins aside) and
+//! `MAX_WEBHOOKS` in all.
 
 use super::limits::RoomCreation;
 use super::JsonBody;
 use crate::db::webhooks::{DeliveryRow, Webhook};
 use crate::delivery::webhooks::{NewWebhook, Webhooks};
-use crate::domain::{Caller, Result};
+use crate::domain::{Caller, Limits, Result};
 use rocket::http::Status;
 use rocket::serde::json::Json;
 use rocket::{delete, get, post, State};
@@ -125,6 +126,7 @@ async fn create_webhook(
     body: Result<JsonBody<WebhookIn>>,
     flood: Result<RoomCreation>,
     caller: Caller,
+    limits: &State<Limits>,
     webhooks: &State<Arc<Webhooks>>,
 ) -> Result<(Status, Json<WebhookOut>)> {
     flood?;
@@ -138,6 +140,7 @@ async fn create_webhook(
                 room_id: body.room_id.as_deref(),
                 name: body.name.as_deref(),
             },
+            limits,
         )
         .await?;
     Ok((Status::Created, Json(WebhookOut::of(made.webhook, true))))

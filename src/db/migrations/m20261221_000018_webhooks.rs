@@ -140,8 +140,8 @@ impl MigrationTrait for Migration {
         }
         manager.create_table(webhook).await?;
         manager.create_table(delivery).await?;
-        // Each webhook's next event (its oldest pending row), its record (newest first),
-        // and the rooms' webhooks, deleted with them. (MySQL has no CREATE INDEX IF NOT
+        // Each webhook's next event (its oldest pending row) and record (newest first), the
+        // finished records pruned by age, and the rooms' webhooks, deleted with them. (MySQL has no CREATE INDEX IF NOT
         // EXISTS: each index is asked for first, so a migration cut short runs again.)
         let indexes = [
             (
@@ -157,12 +157,12 @@ impl MigrationTrait for Migration {
             ),
             (
                 "webhook_delivery",
-                "idx_webhook_delivery_due",
+                "idx_webhook_delivery_finished",
                 Index::create()
-                    .name("idx_webhook_delivery_due")
+                    .name("idx_webhook_delivery_finished")
                     .table(WebhookDelivery::Table)
                     .col(WebhookDelivery::State)
-                    .col(WebhookDelivery::NextAt)
+                    .col(WebhookDelivery::CreatedAt)
                     .to_owned(),
             ),
             (

@@ -21,11 +21,12 @@ use crate::access::RoomAccess;
 use crate::db::webhooks::{self as table, DeliveryRow, NewDelivery, Webhook};
 use crate::domain::names::{self, RoomName};
 use crate::domain::sync::lock;
-use crate::domain::{now_utc, Caller, Error, Message};
+use crate::domain::{now_utc, Caller, Error, Limits, Message};
 use crate::realtime::{Event, Hub};
 use argon2::password_hash::rand_core::{OsRng, RngCore};
 use sea_orm::DatabaseConnection;
 use serde_json::json;
+use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::Notify;
@@ -62,8 +63,10 @@ impl Kind {
     }
 }
 
-/// Webhooks in all, on every room: each is a row per event in the writer's transaction.
-pub const MAX_WEBHOOKS: u64 = 100;
+/// Webhooks one user (not an admin) may make, and that exist in all: each is a row per
+/// event in the writer's transaction.
+pub const MAX_PER_USER: u64 = 20;
+pub const MAX_WEBHOOKS: u64 = 500;
 /// Webhooks of one room.
 pub const MAX_PER_ROOM: usize = 10;
 /// Rows of the record listed at once.
@@ -199,26 +202,28 @@ impl Webhooks {
     }
 
     /// The outbox rows of a new message: `message_created`, and `mention` when it names
-    /// someone. A webhook's own answers are sent to no webhook.
+    /// someone. A webhook's own answers are sent to no webhook. Each event's JSON is made
+    /// once, whichever webhooks want it.
     pub fn for_message(&self, message: &Message) -> Vec<NewDelivery> {
         if from_a_webhook(message) {
             return Vec::new();
         }
         let rules = self.rules();
         let mut rows = Vec::new();
-        let mut mentions = None;
+        let mut created = None;
+        let mut mention = None;
         for rule in rules.iter() {
             if rule.wants(&message.room, Kind::MessageCreated) {
-                rows.push(row(rule, Kind::MessageCreated, message, None));
+                let body = created.get_or_insert_with(|| body(Kind::MessageCreated, message, None));
+                rows.push(row(rule, Kind::MessageCreated, message, body));
             }
             if rule.wants(&message.room, Kind::Mention) {
-                let names = mentions.get_or_insert_with(|| {
-                    crate::notifications::mentioned_names(&message.text)
-                        .into_iter()
-                        .collect::<Vec<_>>()
+                let body = mention.get_or_insert_with(|| {
+                    let names = crate::notifications::mentioned_names(&message.text);
+                    (!names.is_empty()).then(|| body(Kind::Mention, message, Some(names)))
                 });
-                if !names.is_empty() {
-                    rows.push(row(rule, Kind::Mention, message, Some(names)));
+                if let Some(body) = body {
+                    rows.push(row(rule, Kind::Mention, message, body));
                 }
             }
         }
@@ -230,10 +235,14 @@ impl Webhooks {
         if from_a_webhook(message) {
             return Vec::new();
         }
+        let mut made = None;
         self.rules()
             .iter()
             .filter(|rule| rule.wants(&message.room, kind))
-            .map(|rule| row(rule, kind, message, None))
+            .map(|rule| {
+                let body = made.get_or_insert_with(|| body(kind, message, None));
+                row(rule, kind, message, body)
+            })
             .collect()
     }
 
@@ -243,7 +252,12 @@ impl Webhooks {
     }
 
     /// Makes a webhook; its secret is in the answer, once.
-    pub async fn create(&self, caller: &Caller, new: NewWebhook<'_>) -> Result<Made, Error> {
+    pub async fn create(
+        &self,
+        caller: &Caller,
+        new: NewWebhook<'_>,
+        limits: &Limits,
+    ) -> Result<Made, Error> {
         caller.not_a_bot("make webhooks")?;
         let url = target::parse(new.url)?;
         let mut kinds = Vec::new();
@@ -272,19 +286,26 @@ impl Webhooks {
                 None
             }
         };
+        // Checked as a person's name is, now: its answers are posted under it.
         let name = match new.name.map(str::trim).filter(|n| !n.is_empty()) {
-            Some(name) => name.chars().take(64).collect(),
-            None => url
-                .host_str()
-                .unwrap_or("webhook")
-                .chars()
-                .take(64)
-                .collect(),
+            Some(name) => names::username(Some(name), limits)?,
+            None => {
+                let host = url.host_str().unwrap_or("webhook");
+                let short: String = host.chars().take(limits.max_username_chars).collect();
+                names::username(Some(&short), limits)?
+            }
         };
         target::resolve(&url, self.allow_private).await?;
-        if table::count(&self.db).await? >= MAX_WEBHOOKS {
+        let creator = caller.user.as_ref().map(|u| u.user_id.as_str());
+        let (all, theirs) = table::count(&self.db, creator).await?;
+        if all >= MAX_WEBHOOKS {
             return Err(Error::Conflict(format!(
                 "this server has {MAX_WEBHOOKS} webhooks, the most it keeps: delete one first"
+            )));
+        }
+        if !caller.admin && theirs >= MAX_PER_USER {
+            return Err(Error::Conflict(format!(
+                "you have made {MAX_PER_USER} webhooks, the most one may: delete one first"
             )));
         }
         if let Some(room) = &room_id {
@@ -396,9 +417,9 @@ fn from_a_webhook(message: &Message) -> bool {
         .is_some_and(|id| id.starts_with(names::WEBHOOK_ID_PREFIX))
 }
 
-/// One event's row: its body is RabbitMQ's event of the same name (`events.rs`), with
-/// `mentions` for a mention.
-fn row(rule: &Rule, kind: Kind, message: &Message, mentions: Option<&Vec<String>>) -> NewDelivery {
+/// An event's JSON: RabbitMQ's event of the same name (`events.rs`), with `mentions` for
+/// a mention.
+fn body(kind: Kind, message: &Message, mentions: Option<BTreeSet<String>>) -> String {
     use crate::domain::message::{MessageJson, Shape};
     let mut body = json!({
         "event": kind.as_str(),
@@ -407,6 +428,10 @@ fn row(rule: &Rule, kind: Kind, message: &Message, mentions: Option<&Vec<String>
     if let Some(names) = mentions {
         body["mentions"] = json!(names);
     }
+    body.to_string()
+}
+
+fn row(rule: &Rule, kind: Kind, message: &Message, body: &str) -> NewDelivery {
     NewDelivery {
         webhook_id: rule.id.clone(),
         event: kind.as_str(),

@@ -67,7 +67,8 @@ pub struct Sender {
 
 impl Sender {
     /// Starts sending; `lease` is how long a webhook stays with this replica when it
-    /// stops renewing (it renews every third of it).
+    /// stops renewing (it renews every third of it; at least 3 x [`TIMEOUT`]). Replicas'
+    /// clocks are compared through the lease's end: keep them in step (NTP).
     pub fn start(
         db: DatabaseConnection,
         webhooks: Arc<Webhooks>,
@@ -94,7 +95,9 @@ impl Sender {
             delivery,
             client,
             holder: uuid::Uuid::new_v4().simple().to_string(),
-            lease: lease.max(Duration::from_secs(3)),
+            // Renewed every third of it, and an attempt takes at most TIMEOUT: a lease
+            // shorter than three attempts could lapse while its holder still sends.
+            lease: lease.max(3 * TIMEOUT),
             limits,
             mode,
             slots: Arc::new(Semaphore::new(MAX_IN_FLIGHT)),
@@ -134,14 +137,14 @@ impl Sender {
 
     /// Takes the lease of each due webhook this replica has room for, and sends to it.
     async fn take_due(self: &Arc<Self>) -> Result<(), DbErr> {
-        let now = now_utc();
-        for id in table::due(&self.db, now).await? {
+        for id in table::due(&self.db, now_utc()).await? {
             if lock(&self.running).contains(&id) {
                 continue;
             }
             let Ok(slot) = self.slots.clone().try_acquire_owned() else {
                 return Ok(());
             };
+            let now = now_utc();
             if !table::lease(&self.db, &id, &self.holder, now, now + self.lease).await? {
                 continue; // another replica has it
             }
@@ -203,12 +206,17 @@ impl Sender {
                     None => record.state = State::Failed,
                 }
             }
+            table::record(&self.db, row.id, &record).await?;
+            // Recorded first: were the answer posted and the record lost, the event would
+            // be sent again and answered twice.
             if let Some(text) = sent.answer {
                 if let Err(err) = self.answer(&webhook, &row, text).await {
-                    record.error = Some(format!("delivered; its answer was not posted: {err}"));
+                    tracing::warn!(webhook = %id, delivery = %row.delivery_id, error = %err,
+                        "a webhook's answer was not posted");
+                    let note = format!("delivered; its answer was not posted: {err}");
+                    table::note(&self.db, row.id, &note).await?;
                 }
             }
-            table::record(&self.db, row.id, &record).await?;
             tracing::debug!(webhook = %id, delivery = %row.delivery_id, state = record.state.as_str(),
                 status = ?record.status, "webhook attempt");
             if record.state == State::Pending {
@@ -232,8 +240,10 @@ impl Sender {
         };
         // An address literal never reaches the resolver: checked here. A name is checked
         // by the resolver at the connection itself.
-        if let Err(err) = target::resolve(&url, self.webhooks.allow_private).await {
-            return Sent::failed(None, err.to_string());
+        if url.domain().is_none() {
+            if let Err(err) = target::resolve(&url, self.webhooks.allow_private).await {
+                return Sent::failed(None, err.to_string());
+            }
         }
         let timestamp = chrono::Utc::now().timestamp();
         let signature = match sign(&webhook.secret, timestamp, &row.body) {

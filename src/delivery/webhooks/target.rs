@@ -28,6 +28,12 @@ pub fn parse(url: &str) -> Result<reqwest::Url, Error> {
     if parsed.host().is_none() {
         return Err(Error::bad_request("url has no host"));
     }
+    // As kept: percent-encoding may have made it longer.
+    if parsed.as_str().len() > MAX_URL_CHARS {
+        return Err(Error::bad_request(format!(
+            "url must be 1 to {MAX_URL_CHARS} characters"
+        )));
+    }
     if !parsed.username().is_empty() || parsed.password().is_some() {
         return Err(Error::bad_request(
             "url must not hold a user name or password: the signature proves who sends",
@@ -57,8 +63,10 @@ fn is_internal_v4(ip: Ipv4Addr) -> bool {
         || ip.is_broadcast()
         || ip.is_multicast()
         || a == 0
-        // Carrier-grade NAT (100.64.0.0/10), benchmarking (198.18.0.0/15), reserved (240/4).
+        // Carrier-grade NAT (100.64.0.0/10), IETF protocol assignments (192.0.0.0/24: a
+        // cloud's metadata service among them), benchmarking (198.18.0.0/15), reserved (240/4).
         || (a == 100 && (64..128).contains(&b))
+        || (a == 192 && b == 0 && ip.octets()[2] == 0)
         || (a == 198 && (b == 18 || b == 19))
         || a >= 240
 }
@@ -72,12 +80,19 @@ fn is_internal_v6(ip: Ipv6Addr) -> bool {
         || (first & 0xfe00) == 0xfc00
         || (first & 0xffc0) == 0xfe80
         || (first & 0xffc0) == 0xfec0
-        // IPv4-compatible ::a.b.c.d and NAT64 64:ff9b::/96 carry an IPv4 address.
+        // Teredo 2001::/32 and local-use NAT64 64:ff9b:1::/48 reach what they wrap.
+        || (first == 0x2001 && ip.segments()[1] == 0)
+        || (first == 0x64 && ip.segments()[1] == 0xff9b && ip.segments()[2] == 1)
+        // IPv4-compatible ::a.b.c.d and NAT64 64:ff9b::/96 end with an IPv4 address, and
+        // 6to4 2002::/16 holds one after its prefix.
         || ip.to_ipv4().is_some_and(is_internal_v4)
         || (ip.segments()[..6] == [0x64, 0xff9b, 0, 0, 0, 0]
-            && is_internal_v4(Ipv4Addr::from(
-                ((ip.segments()[6] as u32) << 16) | ip.segments()[7] as u32,
-            )))
+            && is_internal_v4(v4_of(ip.segments()[6], ip.segments()[7])))
+        || (first == 0x2002 && is_internal_v4(v4_of(ip.segments()[1], ip.segments()[2])))
+}
+
+fn v4_of(high: u16, low: u16) -> Ipv4Addr {
+    Ipv4Addr::from(((high as u32) << 16) | low as u32)
 }
 
 /// The addresses a URL's host resolves to that a webhook may reach; an error naming why
@@ -99,22 +114,14 @@ pub async fn resolve(url: &reqwest::Url, allow_private: bool) -> Result<Vec<Sock
 }
 
 fn allowed(found: Vec<SocketAddr>, allow_private: bool) -> Result<Vec<SocketAddr>, Error> {
-    if found.is_empty() {
-        return Err(Error::bad_request("url's host has no address"));
-    }
-    if allow_private {
-        return Ok(found);
-    }
     let public: Vec<SocketAddr> = found
-        .iter()
-        .copied()
-        .filter(|a| !is_internal(a.ip()))
+        .into_iter()
+        .filter(|a| allow_private || !is_internal(a.ip()))
         .collect();
     if public.is_empty() {
-        return Err(Error::bad_request(format!(
-            "url's host is on a private network ({}): webhooks go to public receivers unless webhook_allow_private is set",
-            found[0].ip()
-        )));
+        return Err(Error::bad_request(
+            "url's host does not resolve to a public address (a private network's are refused unless webhook_allow_private is set)",
+        ));
     }
     Ok(public)
 }
@@ -162,11 +169,20 @@ mod tests {
             "::ffff:127.0.0.1",
             "::ffff:169.254.169.254",
             "64:ff9b::a00:1",
+            "192.0.0.192",
+            "2002:7f00:1::1",
+            "2001:0:4136:e378::1",
         ] {
             let ip: IpAddr = internal.parse().unwrap();
             assert!(is_internal(ip), "{internal} is internal");
         }
-        for public in ["1.1.1.1", "8.8.8.8", "2606:4700::1111", "::ffff:8.8.8.8"] {
+        for public in [
+            "1.1.1.1",
+            "8.8.8.8",
+            "2606:4700::1111",
+            "::ffff:8.8.8.8",
+            "2002:808:808::1",
+        ] {
             let ip: IpAddr = public.parse().unwrap();
             assert!(!is_internal(ip), "{public} is public");
         }
