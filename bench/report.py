@@ -63,6 +63,18 @@ if "zip_sizes" in r:
     print(f"\nThe 1000-message room: {z['plain']:,} bytes as it is, {z['br']:,} with brotli "
           f"({100 * z['br'] / z['plain']:.0f}%).")
 
+alternating("integrations (bench/integrations): posts through an incoming webhook against the form POST",
+            "int_plain", "int_hook", [("POST, Slack JSON to /hooks/<id>/<secret>", "hook")], "form POST", "hook")
+alternating("integrations: a room with an outgoing webhook (an outbox row in each commit) against one without",
+            "int_plain", "int_watched", [("POST a message", "outbox")], "no webhook", "one webhook")
+deliv = [r[k] for k in ("int_deliveries_one", "int_deliveries_eight") if k in r]
+if deliv:
+    print("\n| outgoing webhooks, to nginx answering 204 on loopback | events | seconds | deliveries/s | not delivered |")
+    print("|---|---|---|---|---|")
+    for d in deliv:
+        print(f"| {d['webhooks']} webhook(s), messages posted one after another | {d['deliveries']:,} | "
+              f"{d['seconds']:.1f} | **{d['rps']:,.0f}** | {d['errors']} |")
+
 conv = [(what, r[k]) for what, k in (
     ("POST a reply (JSON API), against the POST above", "ferro_reply"),
     ("GET /api/chat/unread, one user in 200 rooms", "ferro_unread200"),

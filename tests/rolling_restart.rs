@@ -3,7 +3,9 @@
 //! turn stopped with SIGTERM and started again, while sockets and long-pollers read and
 //! posters write through nginx, and a changer reacts to messages. A tenth of the sockets
 //! come back with the last `seq` they saw instead of a message id: they must get every
-//! change (messages and reactions) once, in the room's order, as the log has them.
+//! change (messages and reactions) once, in the room's order, as the log has them; so
+//! must the server-sent event streams, which come back as an `EventSource` does, with
+//! `Last-Event-ID`.
 
 mod common;
 
@@ -18,6 +20,7 @@ use tokio_tungstenite::tungstenite::{self, Message};
 const SOCKETS: usize = 200;
 const POLLERS: usize = 200;
 const POSTERS: usize = 2;
+const STREAMS: usize = 20;
 
 /// What one reader saw: every message id in the order it came, and how long each
 /// reconnection took (sockets).
@@ -93,6 +96,11 @@ async fn a_rolling_restart_loses_nothing_and_every_socket_comes_back() {
     for _ in 0..POLLERS {
         let (front, room, done) = (front.clone(), room.clone(), done.clone());
         readers.push(tokio::spawn(poller(front, room, start_id, done)));
+    }
+    let mut streams = Vec::new();
+    for _ in 0..STREAMS {
+        let (front, room, done) = (front.clone(), room.clone(), done.clone());
+        streams.push(tokio::spawn(stream_reader(front, room, start_id, done)));
     }
     // Every socket is open before the first restart.
     let listeners = eventually(Duration::from_secs(30), || async {
@@ -200,6 +208,20 @@ async fn a_rolling_restart_loses_nothing_and_every_socket_comes_back() {
         log.iter().any(|(kind, _)| kind == "reaction_removed"),
         "the log holds the reactions"
     );
+
+    for (n, stream) in streams.into_iter().enumerate() {
+        let seen = stream.await.unwrap();
+        assert!(seen.faults.is_empty(), "stream {n}: {:?}", seen.faults);
+        assert_eq!(seen.ids, ids, "stream {n}: every message once, in order");
+        let upto = seen.changes.last().map_or(0, |c| c.1);
+        let expected: Vec<&(String, i64)> = log.iter().filter(|c| c.1 <= upto).collect();
+        let got: Vec<&(String, i64)> = seen.changes.iter().collect();
+        assert_eq!(got, expected, "stream {n}: every change once, in order");
+        assert!(
+            !seen.reconnects.is_empty(),
+            "stream {n} was on a replica that stopped"
+        );
+    }
 
     let mut slowest = Duration::ZERO;
     for (n, reader) in readers.into_iter().enumerate() {
@@ -410,6 +432,101 @@ async fn socket_reader(
                 }
             }
         }
+    }
+}
+
+/// A reader of the room's server-sent events through nginx, as a browser's `EventSource`:
+/// when its stream ends (a replica stopping sends `retry:` first) or breaks, it opens it
+/// again with `Last-Event-ID` set to the last `id:` it saw, and must miss nothing.
+async fn stream_reader(
+    front: String,
+    room: String,
+    start_id: i64,
+    done: watch::Receiver<Option<i64>>,
+) -> Seen {
+    let http = reqwest::Client::new();
+    let mut seen = Seen::default();
+    let mut last = start_id;
+    let mut last_seq = start_id << 20;
+    let mut ended_at: Option<Instant> = None;
+    loop {
+        let res = http
+            .get(format!("{front}/api/chat/rooms/{room}/events"))
+            .header("Last-Event-ID", last_seq.to_string())
+            .send()
+            .await;
+        let res = match res {
+            Ok(res) if res.status() == 200 => res,
+            // A replica stopping, or nginx finding none for a moment: as a browser does.
+            Ok(res) if matches!(res.status().as_u16(), 502 | 503) => {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                continue;
+            }
+            Ok(res) => {
+                seen.faults
+                    .push(format!("stream answered {}", res.status()));
+                return seen;
+            }
+            Err(_) if ended_at.is_some_and(|at| at.elapsed() < Duration::from_secs(10)) => {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                continue;
+            }
+            Err(err) => {
+                seen.faults.push(format!("stream: {err}"));
+                return seen;
+            }
+        };
+        if let Some(at) = ended_at.take() {
+            seen.reconnects.push(at.elapsed());
+        }
+        let mut res = res;
+        let mut buffer = String::new();
+        let (mut id, mut data) = (None::<i64>, String::new());
+        loop {
+            if done.borrow().is_some_and(|end| last >= end) {
+                return seen;
+            }
+            let chunk = match tokio::time::timeout(Duration::from_millis(200), res.chunk()).await {
+                Err(_) => continue,
+                Ok(Ok(Some(chunk))) => chunk,
+                // Ended (after `retry:`) or cut: open it again where it was.
+                Ok(_) => break,
+            };
+            buffer.push_str(&String::from_utf8_lossy(&chunk));
+            while let Some(end) = buffer.find('\n') {
+                let line: String = buffer.drain(..=end).collect();
+                let line = line.trim_end_matches(['\n', '\r']);
+                if let Some(value) = line.strip_prefix("id:") {
+                    id = value.trim().parse().ok();
+                } else if let Some(value) = line.strip_prefix("data:") {
+                    data.push_str(value.trim_start());
+                } else if line.is_empty() && !data.is_empty() {
+                    let Ok(value) = serde_json::from_str::<Value>(&data) else {
+                        seen.faults.push(format!("not JSON: {data}"));
+                        data.clear();
+                        continue;
+                    };
+                    data.clear();
+                    if let Some(seq) = id.take() {
+                        if seq <= last_seq {
+                            seen.faults.push(format!("id {seq} after {last_seq}"));
+                        }
+                        let kind = value["type"].as_str().unwrap_or("").to_string();
+                        seen.changes.push((kind, seq));
+                        last_seq = last_seq.max(seq);
+                    }
+                    if value["type"] == "message" {
+                        let message = value["id"].as_i64().unwrap_or(0);
+                        if message <= last {
+                            seen.faults.push(format!("{message} after {last}"));
+                        }
+                        seen.ids.push(message);
+                        last = last.max(message);
+                    }
+                }
+            }
+        }
+        ended_at = Some(Instant::now());
     }
 }
 
