@@ -124,13 +124,17 @@ pub async fn remove<C: ConnectionTrait>(
     Ok((removed > 0, count(db, message_id, emoji).await?))
 }
 
-/// The different emoji the message holds.
+/// The different emoji the message holds. Grouped by the primary key's first two
+/// columns, MariaDB and MySQL read one index entry per emoji ("index for group-by") where
+/// `DISTINCT` read every reaction: a message with 20,000 reactions made each new one
+/// read all the others, twice.
 async fn emoji_of<C: ConnectionTrait>(db: &C, message_id: i64) -> Result<Vec<String>, DbErr> {
     reaction::Entity::find()
         .select_only()
         .column(reaction::Column::Emoji)
-        .distinct()
         .filter(reaction::Column::MessageId.eq(message_id))
+        .group_by(reaction::Column::MessageId)
+        .group_by(reaction::Column::Emoji)
         .into_tuple()
         .all(db)
         .await
