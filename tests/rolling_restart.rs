@@ -20,7 +20,7 @@ use tokio_tungstenite::tungstenite::{self, Message};
 const SOCKETS: usize = 200;
 const POLLERS: usize = 200;
 const POSTERS: usize = 2;
-const STREAMS: usize = 20;
+const STREAMS: usize = 5;
 
 /// What one reader saw: every message id in the order it came, and how long each
 /// reconnection took (sockets).
@@ -151,7 +151,7 @@ async fn a_rolling_restart_loses_nothing_and_every_socket_comes_back() {
     post_faults.extend(faults);
     assert!(reactions >= 10, "reactions went on: {reactions}");
     assert!(post_faults.is_empty(), "posts: {post_faults:?}");
-    assert!(accepted.len() > 100, "posts went on: {}", accepted.len());
+    assert!(accepted.len() > 50, "posts went on: {}", accepted.len());
 
     // What is stored after `start`, in id order, straight from the database.
     let mut stored: Vec<(i64, String)> = Vec::new();
