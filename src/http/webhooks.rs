@@ -5,7 +5,7 @@
 
 use super::limits::RoomCreation;
 use super::JsonBody;
-use crate::db::webhooks::{DeliveryRow, Webhook};
+use crate::db::webhooks::{self as table, DeliveryRow, Webhook};
 use crate::delivery::webhooks::{NewWebhook, Webhooks};
 use crate::domain::{Caller, Limits, Result};
 use rocket::http::Status;
@@ -97,7 +97,7 @@ pub struct DeliveryOut {
 
 impl From<DeliveryRow> for DeliveryOut {
     fn from(row: DeliveryRow) -> Self {
-        let pending = row.state == "pending";
+        let pending = row.state == table::State::Pending.as_str();
         DeliveryOut {
             delivery_id: row.delivery_id,
             event: row.event,
@@ -131,7 +131,7 @@ async fn create_webhook(
 ) -> Result<(Status, Json<WebhookOut>)> {
     flood?;
     let JsonBody(body) = body?;
-    let made = webhooks
+    let webhook = webhooks
         .create(
             &caller,
             NewWebhook {
@@ -143,7 +143,7 @@ async fn create_webhook(
             limits,
         )
         .await?;
-    Ok((Status::Created, Json(WebhookOut::of(made.webhook, true))))
+    Ok((Status::Created, Json(WebhookOut::of(webhook, true))))
 }
 
 /// The webhooks the caller manages (an admin: all; else those of its own rooms), oldest

@@ -99,12 +99,6 @@ impl Rule {
     }
 }
 
-/// A webhook as its maker sees it once: with its secret.
-#[derive(Debug)]
-pub struct Made {
-    pub webhook: Webhook,
-}
-
 /// What a webhook asks for, checked.
 pub struct NewWebhook<'a> {
     pub url: &'a str,
@@ -251,13 +245,13 @@ impl Webhooks {
         self.written.notify_one();
     }
 
-    /// Makes a webhook; its secret is in the answer, once.
+    /// Makes a webhook; the caller shows its secret once.
     pub async fn create(
         &self,
         caller: &Caller,
         new: NewWebhook<'_>,
         limits: &Limits,
-    ) -> Result<Made, Error> {
+    ) -> Result<Webhook, Error> {
         caller.not_a_bot("make webhooks")?;
         let url = target::parse(new.url)?;
         let mut kinds = Vec::new();
@@ -331,7 +325,7 @@ impl Webhooks {
                 .collect::<Vec<_>>()
                 .join(","),
             name,
-            secret: bytes.iter().map(|b| format!("{b:02x}")).collect(),
+            secret: crate::chat::hooks::hex(&bytes),
             created_by: caller.user.as_ref().map(|u| u.user_id.clone()),
             created_at: now_utc(),
             lease_holder: None,
@@ -340,7 +334,7 @@ impl Webhooks {
         table::insert(&self.db, &webhook).await?;
         self.changed().await?;
         tracing::info!(webhook = %webhook.id, room = ?webhook.room_id, "webhook made");
-        Ok(Made { webhook })
+        Ok(webhook)
     }
 
     /// The webhooks the caller manages: every one for an admin, else those of the rooms

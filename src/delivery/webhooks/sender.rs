@@ -373,12 +373,7 @@ pub fn sign(secret: &str, timestamp: i64, body: &str) -> Result<String, Error> {
     mac.update(timestamp.to_string().as_bytes());
     mac.update(b".");
     mac.update(body.as_bytes());
-    Ok(mac
-        .finalize()
-        .into_bytes()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect())
+    Ok(crate::chat::hooks::hex(&mac.finalize().into_bytes()))
 }
 
 #[cfg(test)]
