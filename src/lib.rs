@@ -32,14 +32,23 @@ use rocket_dyn_templates::Template;
 use std::sync::Arc;
 use std::time::Duration;
 
-/// After the server stopped: sends on what the hub and RabbitMQ still hold (bounded).
+/// After the server stopped: sends on what the hub and RabbitMQ still hold, and lets the
+/// webhooks' leases go (both bounded).
 pub async fn finish(rocket: &Rocket<rocket::Ignite>) {
-    if let (Some(hub), Some(events)) = (
-        rocket.state::<Arc<dyn Hub>>(),
-        rocket.state::<events::Events>(),
-    ) {
-        http::shutdown::flush(&**hub, events, http::shutdown::FLUSH_WITHIN).await;
-    }
+    let flushed = async {
+        if let (Some(hub), Some(events)) = (
+            rocket.state::<Arc<dyn Hub>>(),
+            rocket.state::<events::Events>(),
+        ) {
+            http::shutdown::flush(&**hub, events, http::shutdown::FLUSH_WITHIN).await;
+        }
+    };
+    let released = async {
+        if let Some(sender) = rocket.state::<Arc<delivery::webhooks::sender::Sender>>() {
+            sender.stopped(http::shutdown::FLUSH_WITHIN).await;
+        }
+    };
+    tokio::join!(flushed, released);
 }
 
 /// Builds the server from `Rocket.toml` and the environment.
@@ -159,6 +168,7 @@ pub async fn build_from(
         settings.webhook_allow_private,
     )
     .await?;
+    let hooks = chat::hooks::Hooks::start(db.clone(), hub.clone());
     let delivery = delivery::Delivery::start(
         db.clone(),
         settings.db_insert_returning,
@@ -169,16 +179,18 @@ pub async fn build_from(
         events.clone(),
         notifier.clone(),
         webhooks.clone(),
+        hooks.clone(),
         settings.change_log_days,
     )
     .await?;
-    delivery::webhooks::sender::Sender::start(
+    let sender = delivery::webhooks::sender::Sender::start(
         db.clone(),
         webhooks.clone(),
         delivery.clone(),
         limits,
         settings.auth,
         Duration::from_secs(settings.webhook_lease_secs),
+        lifecycle.clone(),
     )?;
     let [secret, jwt_secret, jwt_public_key] = settings.token_secrets();
     if secret.is_none() && redis.is_some() {
@@ -331,6 +343,8 @@ pub async fn build_from(
         .manage(notifier)
         .manage(files)
         .manage(webhooks)
+        .manage(hooks)
+        .manage(sender)
         .manage(peers)
         .manage(settings))
 }

@@ -46,9 +46,18 @@ impl Lifecycle {
 
     /// Resolves once the server is closing (at once if it already is).
     pub async fn closing(&self) {
+        self.reached(Phase::Closing).await
+    }
+
+    /// Resolves once the server is stopping: draining or closing.
+    pub async fn draining(&self) {
+        self.reached(Phase::Draining).await
+    }
+
+    async fn reached(&self, to: Phase) {
         let mut phase = self.0.subscribe();
         // The sender lives as long as `self`: the wait ends only by reaching the phase.
-        let _ = phase.wait_for(|phase| *phase >= Phase::Closing).await;
+        let _ = phase.wait_for(|phase| *phase >= to).await;
     }
 }
 

@@ -220,6 +220,24 @@ async fn bots_keep_to_their_rooms(backend: Backend) {
         .map(|h| h["room_id"].as_str().unwrap())
         .collect();
     assert_eq!(found, [ours.as_str()]);
+    // The rooms are chosen by the query, not after it: a page of one is still whole when
+    // the newest hit is in another room.
+    post_ok(
+        server,
+        &theirs,
+        &[("username", "x"), ("msg", "needle newer elsewhere")],
+    )
+    .await;
+    let (_, hits) = call_with_token(
+        server,
+        Method::GET,
+        "/api/search?q=needle&limit=1",
+        None,
+        Some(&token),
+    )
+    .await;
+    assert_eq!(hits.as_array().map(Vec::len), Some(1), "{hits}");
+    assert_eq!(hits[0]["room_id"], ours.as_str());
 
     // Mentioned in a room not on its list, a bot hears nothing of it; in its own, it does.
     let mention = format!("@{name} look");

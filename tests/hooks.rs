@@ -1,7 +1,8 @@
 //! Incoming webhooks over real HTTP: made by a room's owner or an admin, posted to by
 //! the payloads Slack-speaking tools really send (Grafana, Alertmanager, the legacy form),
 //! seen as a bot's message by every door, refused as 404 for a wrong id or secret, limited
-//! per hook, gone with their room; and 20,000 made-up hook URLs leave memory flat.
+//! per hook, gone with their room (on every replica, though each keeps the hooks it posted
+//! through lately); and 20,000 made-up hook URLs leave memory flat.
 
 mod common;
 
@@ -241,6 +242,70 @@ async fn hooks_post_as_a_bot(backend: Backend) {
         404
     );
     assert_eq!(call(&server, Method::GET, &path, None).await.0, 404);
+    db.drop_db().await;
+}
+
+/// A replica keeps a hook it posted through for a while (no row read per post): a deletion
+/// on another replica, of the hook or of its room, reaches it through the hub at once.
+#[tokio::test]
+async fn a_hook_deleted_on_one_replica_is_dead_on_every_one() {
+    let db = TestDb::create(Backend::MariaDb).await;
+    let redis = Redis::start().await;
+    let servers = replicas(&db, &redis, 2).await;
+    let (a, b) = (&servers[0], &servers[1]);
+    let (_, owner) = sign_up(a, &unique_name("owner")).await;
+    let room = make_room(a, "ops", false, &owner).await;
+    let mut urls = Vec::new();
+    for name in ["one", "two"] {
+        let (status, hook) = make_hook(a, &owner, &room, name).await;
+        assert_eq!(status, 201, "{hook}");
+        let url = hook["url"].as_str().unwrap().to_string();
+        // Each replica has posted through it: both keep it.
+        for server in [a, b] {
+            assert_eq!(post_hook(server, &url, &json!({"text": "up"})).await.0, 200);
+        }
+        urls.push((hook["id"].as_str().unwrap().to_string(), url));
+    }
+
+    let path = format!("/api/hooks/{}", urls[0].0);
+    assert_eq!(
+        call_with_token(a, Method::DELETE, &path, None, Some(&owner))
+            .await
+            .0,
+        204
+    );
+    assert_eq!(post_hook(a, &urls[0].1, &json!({"text": "x"})).await.0, 404);
+    let gone = eventually(Duration::from_secs(2), || async {
+        post_hook(b, &urls[0].1, &json!({"text": "x"})).await.0 == 404
+    })
+    .await;
+    assert!(
+        gone,
+        "the other replica refuses the deleted hook within 2 s"
+    );
+    let before = lines_now(b, &room).await;
+    assert_eq!(
+        post_hook(b, &urls[1].1, &json!({"text": "still"})).await.0,
+        200
+    );
+    assert_eq!(
+        lines_now(b, &room).await,
+        before + 1,
+        "the other hook still posts"
+    );
+
+    // The room goes, with its hooks: the one that replica B kept must not make it again.
+    let path = format!("/api/chat/rooms/{room}");
+    assert_eq!(admin_call(a, Method::DELETE, &path, None).await.0, 200);
+    let gone = eventually(Duration::from_secs(2), || async {
+        post_hook(b, &urls[1].1, &json!({"text": "x"})).await.0 == 404
+    })
+    .await;
+    assert!(
+        gone,
+        "the deleted room's hook is refused on the other replica"
+    );
+    assert_eq!(call(b, Method::GET, &path, None).await.0, 404);
     db.drop_db().await;
 }
 

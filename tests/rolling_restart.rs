@@ -246,9 +246,12 @@ async fn a_rolling_restart_loses_nothing_and_every_socket_comes_back() {
         }
         slowest = seen.reconnects.iter().copied().fold(slowest, Duration::max);
     }
+    // Not a speed figure (bench/run measures those): a bound that a socket waiting out a
+    // time-out somewhere (a 10 s connect, nginx's 5 s fail_timeout twice) would cross.
+    // Under CI's load, 200 sockets returning at once through nginx took up to 5.1 s.
     assert!(
-        slowest <= Duration::from_secs(5),
-        "every socket is back within 5 s (slowest {slowest:?})"
+        slowest <= Duration::from_secs(9),
+        "every socket is back within 9 s (slowest {slowest:?})"
     );
     db.drop_db().await;
 }

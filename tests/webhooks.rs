@@ -2,6 +2,7 @@
 //! signature: who may make them, private receivers refused (and redirects not followed),
 //! every event delivered in order through the receiver's outage with one delivery id per
 //! event, a bot that answers, a replica SIGKILLed mid-delivery while another finishes,
+//! one stopped with SIGTERM letting its lease go at once,
 //! nothing lost across a restart of every replica, and a receiver that never answers
 //! holding a bounded number of requests while memory stays flat.
 //!
@@ -682,6 +683,56 @@ async fn a_replica_killed_mid_delivery_loses_nothing() {
         .map(|g| (described(g), g.delivery.clone(), g.status, g.from.clone()))
         .collect();
     assert_eq!(contents, expected, "{attempts:#?}");
+    assert_once_each_and_signed(&receiver);
+    db.drop_db().await;
+}
+
+/// A replica told to stop (SIGTERM) in the middle of a delivery lets the webhook's lease
+/// go as it starts draining: another replica sends the event, under the same delivery id,
+/// long before the 30 s lease would have lapsed.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_replica_that_stops_lets_its_webhooks_go_at_once() {
+    let db = TestDb::create(Backend::MariaDb).await;
+    let redis = Redis::start().await;
+    let options = || allowing_private(&db).env("REDIS_URL", &redis.url());
+    let mut first = Server::start_with(options()).await;
+    let receiver = Receiver::start().await;
+    let (status, made) = admin_call(
+        &first,
+        Method::POST,
+        "/api/webhooks",
+        Some(json!({"url": receiver.url, "events": ["message_created"]})),
+    )
+    .await;
+    assert_eq!(status, 201, "{made}");
+    receiver.trust(made["secret"].as_str().unwrap());
+    let room = room("stopping");
+    receiver.set(Mode::Hang);
+    post_ok(&first, &room, &[("username", "u"), ("msg", "m0")]).await;
+    let hanging = eventually(Duration::from_secs(10), || async {
+        receiver.got().len() == 1
+    })
+    .await;
+    assert!(hanging, "the first delivery reached the receiver");
+    let _second = Server::start_with(options()).await;
+    receiver.set(Mode::Up);
+
+    let stopped_at = std::time::Instant::now();
+    first.terminate();
+    assert_eq!(first.wait_exit(Duration::from_secs(20)).await, Some(0));
+    let delivered = wait_for(&receiver, 1, Duration::from_secs(30)).await;
+    let waited = stopped_at.elapsed();
+    assert_eq!(delivered.len(), 1);
+    assert_eq!(
+        delivered[0].delivery,
+        receiver.got()[0].delivery,
+        "sent again under its id"
+    );
+    // The lease is 30 s: only a lease let go explains a delivery within 15 s.
+    assert!(
+        waited < Duration::from_secs(15),
+        "the other replica sent it {waited:?} after the stop"
+    );
     assert_once_each_and_signed(&receiver);
     db.drop_db().await;
 }

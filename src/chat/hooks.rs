@@ -1,17 +1,24 @@
 //! Incoming webhooks, in the shape the tools people already run speak: Slack's
 //! (`{"text": ...}`, or the form field `payload` holding it). A hook belongs to one room;
 //! whoever holds its URL (`/hooks/<id>/<secret>`) posts there under the hook's name, as a
-//! bot. The secret is 32 random bytes shown once; only its SHA-256 is kept, and a URL is
-//! checked in the same time whether its id exists or not.
+//! bot. The secret is 32 random bytes shown once; only its SHA-256 is kept, and it is
+//! compared in constant time, with a stand-in when the id names no hook. (A hook posted
+//! through lately answers sooner than an unknown id: the id is a random UUID, found only
+//! in the URL beside the secret, so that tells a prober nothing.)
 
 use crate::access::RoomAccess;
 use crate::db::hooks::{self as table, Hook};
 use crate::domain::names::{self, RoomName};
+use crate::domain::sync::lock;
 use crate::domain::{now_utc, Caller, Error, Limits, NewMessage, Peer};
+use crate::realtime::{Event, Hub};
 use argon2::password_hash::rand_core::{OsRng, RngCore};
 use sea_orm::DatabaseConnection;
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 use subtle::ConstantTimeEq;
 
 /// A hook as its makers see it; `secret` only in the answer that made it.
@@ -112,40 +119,137 @@ pub async fn list(
     }
 }
 
-/// Deletes a hook: its URL stops working at once, on every replica (each post reads it).
-pub async fn delete(
-    db: &DatabaseConnection,
-    access: &RoomAccess,
-    caller: &Caller,
-    id: &str,
-) -> Result<(), Error> {
-    let missing = || Error::not_found(format!("hook {id} does not exist"));
-    let hook = table::get(db, id).await?.ok_or_else(missing)?;
-    may_manage(db, access, caller, &hook.room_id)
-        .await
-        .map_err(|err| match err {
-            Error::NotFound(_) => missing(),
-            other => other,
-        })?;
-    table::delete(db, id).await?;
-    tracing::info!(hook = %id, "hook deleted");
-    Ok(())
+/// The hub's channel on which replicas tell each other that hooks were deleted (by their
+/// own call or with their room); no room's name holds `/`.
+const CHANNEL: &str = "hooks/changed";
+/// How long a hook read for a post is used without reading it again. Deletions are heard
+/// at once through the hub; this bounds what a replica that missed the word (the hub down)
+/// may still take.
+const KEPT: Duration = Duration::from_secs(10);
+/// Hooks kept at most: only ones that exist and were posted through, so made-up URLs
+/// cannot fill it.
+const MAX_KEPT: usize = 1_000;
+
+/// The hooks posts came through lately, by id, so that a post through a busy hook (a CI
+/// fleet, an alert storm) reads no row and costs what a plain POST costs.
+pub struct Hooks {
+    db: DatabaseConnection,
+    hub: Arc<dyn Hub>,
+    kept: Mutex<Kept>,
 }
 
-/// The hook a URL names, or 404 whether the id or the secret is wrong: the secret's hash
-/// is compared in constant time, against a stand-in when there is no such hook.
-pub async fn open(db: &DatabaseConnection, id: &str, secret: &str) -> Result<Hook, Error> {
-    let missing = || Error::not_found("no such hook");
-    let hook = match uuid::Uuid::parse_str(id) {
-        Ok(_) => table::get(db, id).await?,
-        Err(_) => None,
-    };
-    let given = hash(secret);
-    let stored = hook.as_ref().map_or(STAND_IN, |h| h.secret_hash.as_str());
-    let same: bool = given.as_bytes().ct_eq(stored.as_bytes()).into();
-    match hook {
-        Some(hook) if same => Ok(hook),
-        _ => Err(missing()),
+#[derive(Default)]
+struct Kept {
+    hooks: HashMap<String, (Arc<Hook>, Instant)>,
+    /// Counts forgettings: a row read before one is not kept after it.
+    forgotten: u64,
+}
+
+impl Hooks {
+    /// Starts listening for deletions on other replicas.
+    pub fn start(db: DatabaseConnection, hub: Arc<dyn Hub>) -> Arc<Self> {
+        let hooks = Arc::new(Hooks {
+            db,
+            hub,
+            kept: Mutex::default(),
+        });
+        let mut told = hooks.hub.subscribe(CHANNEL);
+        let weak = Arc::downgrade(&hooks);
+        tokio::spawn(async move {
+            loop {
+                if let Err(tokio::sync::broadcast::error::RecvError::Closed) =
+                    told.messages.recv().await
+                {
+                    return;
+                }
+                // Lagged or heard: either way, forget all (a deletion is rare).
+                let Some(hooks) = weak.upgrade() else {
+                    return;
+                };
+                hooks.forget_here();
+            }
+        });
+        hooks
+    }
+
+    /// The hook a URL names, or 404 whether the id or the secret is wrong: the secret's
+    /// hash is compared in constant time, against a stand-in when there is no such hook.
+    pub async fn open(&self, id: &str, secret: &str) -> Result<Arc<Hook>, Error> {
+        let missing = || Error::not_found("no such hook");
+        let hook = match uuid::Uuid::parse_str(id) {
+            Ok(_) => self.read(id).await?,
+            Err(_) => None,
+        };
+        let given = hash(secret);
+        let stored = hook.as_ref().map_or(STAND_IN, |h| h.secret_hash.as_str());
+        let same: bool = given.as_bytes().ct_eq(stored.as_bytes()).into();
+        match hook {
+            Some(hook) if same => Ok(hook),
+            _ => Err(missing()),
+        }
+    }
+
+    async fn read(&self, id: &str) -> Result<Option<Arc<Hook>>, Error> {
+        let forgotten = {
+            let kept = lock(&self.kept);
+            if let Some((hook, at)) = kept.hooks.get(id) {
+                if at.elapsed() < KEPT {
+                    return Ok(Some(hook.clone()));
+                }
+            }
+            kept.forgotten
+        };
+        let Some(hook) = table::get(&self.db, id).await?.map(Arc::new) else {
+            return Ok(None);
+        };
+        let mut kept = lock(&self.kept);
+        if kept.forgotten != forgotten {
+            return Ok(Some(hook));
+        }
+        if kept.hooks.len() >= MAX_KEPT {
+            kept.hooks.retain(|_, (_, at)| at.elapsed() < KEPT);
+            if kept.hooks.len() >= MAX_KEPT {
+                kept.hooks.clear();
+            }
+        }
+        kept.hooks
+            .insert(id.to_string(), (hook.clone(), Instant::now()));
+        Ok(Some(hook))
+    }
+
+    fn forget_here(&self) {
+        let mut kept = lock(&self.kept);
+        kept.hooks.clear();
+        kept.forgotten += 1;
+    }
+
+    /// Deletes a hook: its URL stops working at once here, and on every other replica as soon
+    /// as the hub tells it.
+    pub async fn delete(
+        &self,
+        access: &RoomAccess,
+        caller: &Caller,
+        id: &str,
+    ) -> Result<(), Error> {
+        let db = &self.db;
+        let missing = || Error::not_found(format!("hook {id} does not exist"));
+        let hook = table::get(db, id).await?.ok_or_else(missing)?;
+        may_manage(db, access, caller, &hook.room_id)
+            .await
+            .map_err(|err| match err {
+                Error::NotFound(_) => missing(),
+                other => other,
+            })?;
+        table::delete(db, id).await?;
+        self.forget();
+        tracing::info!(hook = %id, "hook deleted");
+        Ok(())
+    }
+
+    /// Hooks were deleted (one, or a room's): forget them here and on every replica.
+    pub fn forget(&self) {
+        self.forget_here();
+        self.hub.publish(CHANNEL, Event::AccessChanged);
     }
 }
 

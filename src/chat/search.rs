@@ -53,9 +53,9 @@ pub async fn search(
     };
     let before = message_id("before", query.before)?;
     let readable = (!caller.admin).then(|| crate::db::rooms::visible_to(proven));
-    let mut rows = table::search(db, &words, readable, before, limit).await?;
-    // A bot's: its rooms' only (a page may then hold fewer than `limit`).
-    caller.keep_own_rooms(&mut rows, |m| Some(m.room.as_str()));
+    // A bot's: its rooms' only, chosen by the query so a page is still whole.
+    let only = caller.rooms.as_deref();
+    let rows = table::search(db, &words, readable, only, before, limit).await?;
     Ok(rows
         .into_iter()
         .map(|message| Found {

@@ -32,14 +32,20 @@ pub async fn insert(db: &DatabaseConnection, row: &StoredFile) -> Result<(), DbE
 /// Files, newest first; with `room`, that room's only. Unless `all` (an admin), files of
 /// rooms `user` may not read, and of rooms that no longer exist, are left out (see
 /// `rooms::visible_to`).
+/// Files, newest first: of the rooms `user` may read (`all`: every file), of one `room`,
+/// and of `only` these rooms (a bot's) when given.
 pub async fn list(
     db: &DatabaseConnection,
     room: Option<&str>,
     limit: u64,
     user: Option<&str>,
     all: bool,
+    only: Option<&[String]>,
 ) -> Result<Vec<StoredFile>, DbErr> {
     let mut query = stored_file::Entity::find();
+    if let Some(only) = only {
+        query = query.filter(stored_file::Column::RoomId.is_in(only.iter().cloned()));
+    }
     if !all {
         query = query.filter(
             Condition::any()

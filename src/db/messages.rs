@@ -386,16 +386,21 @@ pub struct SearchWord {
 
 /// The newest messages (`before` an id, if given) whose text holds every one of `words`
 /// (each a whole word, or the start of one) in the rooms
-/// `readable` names (every room when none), newest first, `limit` at most. Each database
+/// `readable` names (every room when none) and, when given, `only` these (a bot's), newest
+/// first, `limit` at most. Each database
 /// answers from its own full-text index (see the `search` migration).
 pub async fn search(
     db: &DatabaseConnection,
     words: &[SearchWord],
     readable: Option<sea_orm::sea_query::SelectStatement>,
+    only: Option<&[String]>,
     before: Option<i64>,
     limit: u64,
 ) -> Result<Vec<Message>, DbErr> {
     let mut query = message::Entity::find();
+    if let Some(only) = only {
+        query = query.filter(message::Column::Room.is_in(only.iter().cloned()));
+    }
     match db.get_database_backend() {
         DbBackend::MySql => {
             let (indexed, scanned): (Vec<&SearchWord>, Vec<&SearchWord>) =

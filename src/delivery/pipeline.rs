@@ -33,6 +33,7 @@
 use super::order::{Admit, RoomOrder};
 use super::webhooks::{Kind, Webhooks};
 use crate::access::RoomAccess;
+use crate::chat::hooks::Hooks;
 use crate::chat::reactions::Reacted;
 use crate::chat::{self, rooms::NewRoom, Rooms, Transcripts};
 use crate::db::error::{cause, Cause};
@@ -74,6 +75,8 @@ struct Stage {
     notifier: Notifier,
     /// Outgoing webhooks: the writer puts their events in the outbox.
     webhooks: Arc<Webhooks>,
+    /// Incoming hooks, forgotten when their room goes.
+    hooks: Arc<Hooks>,
     /// Several replicas: messages pass the gate. One: they come in order already.
     gate: Option<Mutex<Gate>>,
 }
@@ -147,6 +150,7 @@ impl Delivery {
         events: Events,
         notifier: Notifier,
         webhooks: Arc<Webhooks>,
+        hooks: Arc<Hooks>,
         change_log_days: u32,
     ) -> Result<Self, Error> {
         let mode = messages::insert_mode(&db, insert_returning).await?;
@@ -159,6 +163,7 @@ impl Delivery {
             events,
             notifier,
             webhooks,
+            hooks,
         });
         let (queue, rx) = mpsc::channel(4 * MAX_BATCH);
         tokio::spawn(writer(stage.clone(), rx, mode));
@@ -344,8 +349,9 @@ impl Delivery {
         match self.change(Change::DeleteRoom { room }).await? {
             Changed::RoomDeleted(room, deleted) => {
                 self.rooms.forget(&room.id);
-                // Its webhooks went with it.
+                // Its webhooks and hooks went with it.
                 self.stage.webhooks.room_deleted().await;
+                self.stage.hooks.forget();
                 Ok((room.id, deleted))
             }
             _ => Err(Error::Internal("the writer answered another change".into())),

@@ -7,14 +7,13 @@
 use super::guards::ClientAddr;
 use super::limits::{Bucket, Limiter};
 use super::Plain;
-use crate::chat::hooks::{self, Payload};
+use crate::chat::hooks::{self, Hooks, Payload};
 use crate::delivery::Delivery;
 use crate::domain::{AuthMode, Error, Limits, RoomName};
 use rocket::data::{self, Data, FromData, ToByteUnit};
 use rocket::http::Status;
 use rocket::request::Request;
 use rocket::{post, State};
-use sea_orm::DatabaseConnection;
 use std::sync::Arc;
 use utoipa::ToSchema;
 
@@ -112,10 +111,10 @@ async fn post_through_hook(
     mode: &State<AuthMode>,
     limits: &State<Limits>,
     limiter: &State<Arc<Limiter>>,
-    db: &State<DatabaseConnection>,
+    hooks: &State<Arc<Hooks>>,
     delivery: &State<Delivery>,
 ) -> Result<&'static str, Plain> {
-    let hook = hooks::open(db, id, secret).await?;
+    let hook = hooks.open(id, secret).await?;
     let (caller, message) = {
         let Body(payload) = body?;
         hooks::message(&hook, &payload, limits, **mode)?

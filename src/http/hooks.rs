@@ -4,7 +4,7 @@
 use super::limits::RoomCreation;
 use super::JsonBody;
 use crate::access::RoomAccess;
-use crate::chat::hooks;
+use crate::chat::hooks::{self, Hooks};
 use crate::db::hooks::Hook;
 use crate::domain::{Caller, Limits, Result};
 use rocket::http::Status;
@@ -99,9 +99,9 @@ async fn list_hooks(
 async fn delete_hook(
     id: &str,
     caller: Caller,
-    db: &State<DatabaseConnection>,
     access: &State<Arc<RoomAccess>>,
+    hooks: &State<Arc<Hooks>>,
 ) -> Result<Status> {
-    hooks::delete(db, access, &caller, id).await?;
+    hooks.delete(access, &caller, id).await?;
     Ok(Status::NoContent)
 }

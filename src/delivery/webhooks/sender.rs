@@ -3,7 +3,9 @@
 //! that webhook's events one at a time in id order while it holds the lease, renewing it
 //! as it goes. A replica that dies lets its leases lapse (`lease`, 30 s by default) and
 //! another carries on; the event it was sending is sent again, under the same delivery
-//! id, so a receiver can tell.
+//! id, so a receiver can tell. A replica told to stop lets its leases go as it starts
+//! draining, dropping an attempt under way (sent again the same way), so that another
+//! carries on within a second rather than after the lease.
 //!
 //! An attempt is a `POST` of the event's JSON with `X-Ferrochat-Event`,
 //! `X-Ferrochat-Delivery`, `X-Ferrochat-Timestamp` (Unix seconds) and
@@ -19,6 +21,7 @@ use crate::delivery::Delivery;
 use crate::domain::names::{self, RoomName};
 use crate::domain::sync::lock;
 use crate::domain::{now_utc, AuthMode, Caller, Error, Limits, Peer};
+use crate::lifecycle::Lifecycle;
 use hmac::{Hmac, Mac};
 use sea_orm::{DatabaseConnection, DbErr};
 use sha2::Sha256;
@@ -63,6 +66,9 @@ pub struct Sender {
     slots: Arc<Semaphore>,
     /// Webhooks this replica is sending to now.
     running: Mutex<HashSet<String>>,
+    /// Stopping: no lease is taken, an attempt under way is dropped (it is sent again,
+    /// under its delivery id), and each lease is let go at once rather than left to lapse.
+    lifecycle: Lifecycle,
 }
 
 impl Sender {
@@ -76,7 +82,8 @@ impl Sender {
         limits: Limits,
         mode: AuthMode,
         lease: Duration,
-    ) -> Result<(), Error> {
+        lifecycle: Lifecycle,
+    ) -> Result<Arc<Self>, Error> {
         let client = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
             .no_proxy()
@@ -102,9 +109,18 @@ impl Sender {
             mode,
             slots: Arc::new(Semaphore::new(MAX_IN_FLIGHT)),
             running: Mutex::default(),
+            lifecycle,
         });
-        tokio::spawn(sender.run());
-        Ok(())
+        tokio::spawn(sender.clone().run());
+        Ok(sender)
+    }
+
+    /// Once the server stops: resolves when every lease is let go, or after `within`.
+    pub async fn stopped(&self, within: Duration) {
+        let until = tokio::time::Instant::now() + within;
+        while !lock(&self.running).is_empty() && tokio::time::Instant::now() < until {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
     }
 
     async fn run(self: Arc<Self>) {
@@ -113,6 +129,10 @@ impl Sender {
             tokio::select! {
                 _ = self.webhooks.written.notified() => {}
                 _ = tokio::time::sleep(POLL) => {}
+                _ = self.lifecycle.draining() => {}
+            }
+            if self.lifecycle.stopping() {
+                return;
             }
             if let Err(err) = self.take_due().await {
                 tracing::warn!(error = %err, "could not read the webhook outbox; trying again");
@@ -138,6 +158,9 @@ impl Sender {
     /// Takes the lease of each due webhook this replica has room for, and sends to it.
     async fn take_due(self: &Arc<Self>) -> Result<(), DbErr> {
         for id in table::due(&self.db, now_utc()).await? {
+            if self.lifecycle.stopping() {
+                return Ok(());
+            }
             if lock(&self.running).contains(&id) {
                 continue;
             }
@@ -183,10 +206,14 @@ impl Sender {
             let Some(row) = table::head(&self.db, id).await? else {
                 return Ok(());
             };
-            if row.next_at > now_utc() {
+            if row.next_at > now_utc() || self.lifecycle.stopping() {
                 return Ok(());
             }
-            let sent = self.attempt(&webhook, &row).await;
+            let sent = tokio::select! {
+                sent = self.attempt(&webhook, &row) => sent,
+                // Not recorded: whoever takes the webhook next sends it again.
+                _ = self.lifecycle.draining() => return Ok(()),
+            };
             let attempts = row.attempts.saturating_add(1);
             let at = now_utc();
             let mut record = Attempt {
