@@ -1024,6 +1024,7 @@ mod tests {
         let webhooks = Webhooks::start(db.clone(), access.clone(), hub.clone(), false)
             .await
             .unwrap();
+        let hooks = Hooks::start(db.clone(), hub.clone());
         let delivery = Delivery::start(
             db.clone(),
             true,
@@ -1034,6 +1035,7 @@ mod tests {
             Events::off(),
             notifier,
             webhooks,
+            hooks,
             30,
         )
         .await
