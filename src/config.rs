@@ -16,6 +16,8 @@ pub struct Settings {
     /// `mysql://`, `postgres://` or `sqlite://` URL. See [`database_url`].
     pub database_url: Option<String>,
     /// `redis://` URL of the hub shared by replicas (also `REDIS_URL`); none: in-process.
+    /// `redis+sentinel://[[user]:password@]host1:26379,host2:26379/master[/db]` names
+    /// Sentinels instead (see [`redis_at`]).
     pub redis_url: Option<String>,
     /// Redis Sentinels, `host:port` separated by commas (also `REDIS_SENTINELS`): the hub
     /// and presence use the master they name, found again after a failover. Wins over
@@ -371,20 +373,115 @@ pub fn amqp_url(settings: &Settings) -> Option<String> {
     non_blank(&settings.amqp_url)
 }
 
-/// The Sentinels of `redis_sentinels` (`REDIS_SENTINELS`), if any.
-pub fn redis_sentinels(settings: &Settings) -> Option<Vec<String>> {
-    let list: Vec<String> = non_blank(&settings.redis_sentinels)?
-        .split(',')
+/// Where the Redis the replicas share is.
+#[derive(Debug, PartialEq, Eq)]
+pub enum RedisAt {
+    /// One server: a `redis://` URL.
+    Server(String),
+    /// Whichever server the Sentinels name master now.
+    Sentinel(SentinelTarget),
+}
+
+/// Sentinels, the name they monitor the master under, and how to sign in to the master.
+#[derive(Debug, PartialEq, Eq)]
+pub struct SentinelTarget {
+    /// Each `host:port` (or `redis://...` URL) of a Sentinel.
+    pub sentinels: Vec<String>,
+    pub master: String,
+    pub username: Option<String>,
+    pub password: Option<String>,
+    pub db: i64,
+}
+
+/// The scheme of a `redis_url` that names Sentinels rather than a server.
+const SENTINEL_SCHEME: &str = "redis+sentinel://";
+
+/// The shared Redis, if any: `redis_sentinels` (`REDIS_SENTINELS`) with
+/// `redis_sentinel_master`, else `redis_url` (`REDIS_URL`), which may name Sentinels too:
+/// `redis+sentinel://[[user]:password@]host1:26379,host2:26379/master[/db]` (the password
+/// and database are the master's).
+pub fn redis_at(settings: &Settings) -> Result<Option<RedisAt>, String> {
+    if let Some(raw) = non_blank(&settings.redis_sentinels) {
+        let sentinels = host_list(&raw);
+        if sentinels.is_empty() {
+            return Err("redis_sentinels names no Sentinel".into());
+        }
+        return Ok(Some(RedisAt::Sentinel(SentinelTarget {
+            sentinels,
+            master: settings.redis_sentinel_master.clone(),
+            username: None,
+            password: None,
+            db: 0,
+        })));
+    }
+    let Some(url) = non_blank(&settings.redis_url) else {
+        return Ok(None);
+    };
+    let url = url.trim();
+    let is_sentinel = url
+        .get(..SENTINEL_SCHEME.len())
+        .is_some_and(|scheme| scheme.eq_ignore_ascii_case(SENTINEL_SCHEME));
+    if !is_sentinel {
+        return Ok(Some(RedisAt::Server(url.to_string())));
+    }
+    sentinel_url(&url[SENTINEL_SCHEME.len()..]).map(|target| Some(RedisAt::Sentinel(target)))
+}
+
+fn host_list(raw: &str) -> Vec<String> {
+    raw.split(',')
         .map(str::trim)
         .filter(|s| !s.is_empty())
         .map(str::to_string)
-        .collect();
-    (!list.is_empty()).then_some(list)
+        .collect()
 }
 
-/// The `redis_url` setting (`REDIS_URL`).
-pub fn redis_url(settings: &Settings) -> Option<String> {
-    non_blank(&settings.redis_url)
+/// What follows `redis+sentinel://`. The error never holds the password.
+fn sentinel_url(rest: &str) -> Result<SentinelTarget, String> {
+    let bad = |why: &str| {
+        format!("redis_url: {why} (redis+sentinel://[[user]:password@]host:26379,.../master[/db])")
+    };
+    let (authority, path) = rest.split_once('/').unwrap_or((rest, ""));
+    let (userinfo, hosts) = match authority.rsplit_once('@') {
+        Some((userinfo, hosts)) => (Some(userinfo), hosts),
+        None => (None, authority),
+    };
+    let decode = |s: &str| -> Result<Option<String>, String> {
+        let decoded = rocket::http::RawStr::new(s)
+            .url_decode()
+            .map_err(|_| bad("a user name or password is not valid UTF-8 once decoded"))?;
+        Ok((!decoded.is_empty()).then(|| decoded.into_owned()))
+    };
+    let (username, password) = match userinfo.map(|u| u.split_once(':').unwrap_or((u, ""))) {
+        Some((user, password)) => (decode(user)?, decode(password)?),
+        None => (None, None),
+    };
+    let sentinels = host_list(hosts);
+    if sentinels.is_empty() {
+        return Err(bad("no Sentinel is named"));
+    }
+    let mut segments = path.split('/').filter(|s| !s.is_empty());
+    let master = segments
+        .next()
+        .ok_or_else(|| bad("the master's name is missing"))?
+        .to_string();
+    let db = match segments.next() {
+        Some(db) => db
+            .parse::<i64>()
+            .ok()
+            .filter(|db| *db >= 0)
+            .ok_or_else(|| bad("the database is not a number"))?,
+        None => 0,
+    };
+    if segments.next().is_some() {
+        return Err(bad("the path has more than the master and the database"));
+    }
+    Ok(SentinelTarget {
+        sentinels,
+        master,
+        username,
+        password,
+        db,
+    })
 }
 
 fn non_blank(value: &Option<String>) -> Option<String> {
@@ -419,6 +516,62 @@ pub fn normalize_database_url(url: &str) -> String {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn redis_urls_name_a_server_or_sentinels() {
+        use super::{redis_at, RedisAt, SentinelTarget, Settings};
+        let at = |url: &str| {
+            let settings = Settings {
+                redis_url: Some(url.into()),
+                ..Settings::default()
+            };
+            redis_at(&settings)
+        };
+        assert_eq!(
+            at("redis://:pw@redis:6379/0"),
+            Ok(Some(RedisAt::Server("redis://:pw@redis:6379/0".into())))
+        );
+        assert_eq!(
+            at("redis+sentinel://:p%40ss@s1:26379, s2:26379,s3:26379/mymaster/2"),
+            Ok(Some(RedisAt::Sentinel(SentinelTarget {
+                sentinels: vec!["s1:26379".into(), "s2:26379".into(), "s3:26379".into()],
+                master: "mymaster".into(),
+                username: None,
+                password: Some("p@ss".into()),
+                db: 2,
+            })))
+        );
+        assert_eq!(
+            at("REDIS+SENTINEL://app:pw@s1:26379/main"),
+            Ok(Some(RedisAt::Sentinel(SentinelTarget {
+                sentinels: vec!["s1:26379".into()],
+                master: "main".into(),
+                username: Some("app".into()),
+                password: Some("pw".into()),
+                db: 0,
+            })))
+        );
+        for bad in [
+            "redis+sentinel://:secret@s1:26379",
+            "redis+sentinel://:secret@/mymaster",
+            "redis+sentinel://:secret@s1:26379/mymaster/x",
+            "redis+sentinel://:secret@s1:26379/mymaster/1/2",
+        ] {
+            let err = at(bad).expect_err(bad);
+            assert!(!err.contains("secret"), "{err}");
+        }
+        assert_eq!(at("  "), Ok(None));
+        // REDIS_SENTINELS wins, with REDIS_SENTINEL_MASTER.
+        let settings = Settings {
+            redis_url: Some("redis://ignored:6379".into()),
+            redis_sentinels: Some("a:26379,b:26379".into()),
+            ..Settings::default()
+        };
+        assert!(matches!(
+            redis_at(&settings),
+            Ok(Some(RedisAt::Sentinel(SentinelTarget { ref master, .. }))) if master == "mymaster"
+        ));
+    }
+
     use super::normalize_database_url as n;
 
     #[test]

@@ -106,20 +106,18 @@ pub async fn build_from(
     let db = db::connect(&url, &settings).await?;
 
     // Transports: the hub (in-process, or Redis with what other replicas send) and events.
-    let redis_url = config::redis_url(&settings);
-    let sentinels = config::redis_sentinels(&settings);
-    let redis = match (&sentinels, &redis_url) {
-        (Some(sentinels), _) => {
-            let master = &settings.redis_sentinel_master;
-            let shown: Vec<String> = sentinels.iter().map(|s| db::redact(s)).collect();
-            tracing::info!(sentinels = %shown.join(","), master = %master, "hub: Redis through Sentinel");
-            Some(realtime::RedisSource::sentinel(sentinels, master)?)
+    let redis = match config::redis_at(&settings)? {
+        Some(config::RedisAt::Sentinel(target)) => {
+            let shown: Vec<String> = target.sentinels.iter().map(|s| db::redact(s)).collect();
+            tracing::info!(sentinels = %shown.join(","), master = %target.master, db = target.db,
+                "hub: Redis through Sentinel");
+            Some(realtime::RedisSource::sentinel(&target)?)
         }
-        (None, Some(url)) => {
-            tracing::info!(redis = %db::redact(url), "hub: Redis");
-            Some(realtime::RedisSource::direct(url)?)
+        Some(config::RedisAt::Server(url)) => {
+            tracing::info!(redis = %db::redact(&url), "hub: Redis");
+            Some(realtime::RedisSource::direct(&url)?)
         }
-        (None, None) => None,
+        None => None,
     };
     let (hub, arrivals): (Arc<dyn Hub>, _) = match &redis {
         Some(source) => {

@@ -1,6 +1,8 @@
 //! Redis that fails over: two replicas find Redis through a Sentinel; the master dies,
 //! the Sentinel promotes its replica, and the replicas carry on through the new master:
-//! a post on one again reaches a socket on the other, and presence answers again.
+//! a post on one again reaches a socket on the other, and presence answers again. And
+//! `REDIS_URL=redis+sentinel://:password@.../master/db` reaches a master that wants a
+//! password, in the database it names.
 
 mod common;
 
@@ -158,5 +160,93 @@ async fn replicas_carry_on_when_the_sentinel_promotes_a_new_master() {
     for r in &replicas {
         assert_eq!(hub_state(r).await, "up");
     }
+    db.drop_db().await;
+}
+
+/// One `REDIS_URL` names the Sentinel, the master's name, its password and a database: the
+/// hub connects (a master with `requirepass` refuses it otherwise) and presence writes its
+/// keys in that database.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_sentinel_url_carries_the_masters_password_and_database() {
+    let master_port = free_port();
+    let _master = start(
+        &[
+            "--port".into(),
+            master_port.to_string(),
+            "--bind".into(),
+            "127.0.0.1".into(),
+            "--save".into(),
+            String::new(),
+            "--requirepass".into(),
+            "p@ss word".into(),
+        ],
+        master_port,
+    )
+    .await;
+    let sentinel_port = free_port();
+    let dir = tempfile::tempdir().unwrap();
+    let conf = dir.path().join("sentinel.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "port {sentinel_port}\nbind 127.0.0.1\ndir {}\n\
+             sentinel monitor mymaster 127.0.0.1 {master_port} 1\n\
+             sentinel auth-pass mymaster \"p@ss word\"\n",
+            dir.path().display(),
+        ),
+    )
+    .unwrap();
+    let _sentinel = start(
+        &[conf.display().to_string(), "--sentinel".into()],
+        sentinel_port,
+    )
+    .await;
+
+    let db = TestDb::create(Backend::Sqlite).await;
+    let url = format!("redis+sentinel://:p%40ss%20word@127.0.0.1:{sentinel_port}/mymaster/3");
+    let server = Server::start_with(ServerOptions::new(&db.url).env("REDIS_URL", &url)).await;
+    let up = eventually(Duration::from_secs(10), || async {
+        hub_state(&server).await == "up"
+    })
+    .await;
+    assert!(
+        up,
+        "the hub did not reach the master through the Sentinel URL"
+    );
+    let (status, _) = call(
+        &server,
+        reqwest::Method::POST,
+        "/api/presence/someone/heartbeat?username=someone",
+        None,
+    )
+    .await;
+    assert!((200..300).contains(&status), "heartbeat: {status}");
+
+    let client =
+        redis::Client::open(format!("redis://:p%40ss%20word@127.0.0.1:{master_port}/3")).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg("presence:*")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert!(!keys.is_empty(), "presence wrote no key in database 3");
+    let client =
+        redis::Client::open(format!("redis://:p%40ss%20word@127.0.0.1:{master_port}/0")).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg("presence:*")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert!(keys.is_empty(), "presence wrote in database 0: {keys:?}");
+
+    // Its log names the Sentinel and the master, never the password.
+    let log = server.log().join("\n");
+    assert!(log.contains("hub: Redis through Sentinel"), "{log}");
+    assert!(
+        !log.contains("p@ss") && !log.contains("p%40ss"),
+        "the password reached the log"
+    );
     db.drop_db().await;
 }

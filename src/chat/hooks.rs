@@ -126,12 +126,12 @@ const CHANNEL: &str = "hooks/changed";
 /// at once through the hub; this bounds what a replica that missed the word (the hub down)
 /// may still take.
 const KEPT: Duration = Duration::from_secs(10);
-/// Hooks kept at most: only ones that exist and were posted through, so made-up URLs
-/// cannot fill it.
+/// Hooks kept at most: only ones that exist, so made-up URLs cannot fill it.
 const MAX_KEPT: usize = 1_000;
 
-/// The hooks posts came through lately, by id, so that a post through a busy hook (a CI
-/// fleet, an alert storm) reads no row and costs what a plain POST costs.
+/// Hooks read lately, by id (a URL with the right id, whether its secret was right or
+/// not), so that a post through a busy hook (a CI fleet, an alert storm) reads no row and
+/// costs what a plain POST costs.
 pub struct Hooks {
     db: DatabaseConnection,
     hub: Arc<dyn Hub>,
@@ -376,11 +376,14 @@ pub fn message(
         username: message.username.clone(),
     };
     message.user_id = Some(bot.user_id.clone());
-    // The hook's own room, private or not: the owner who made it let it in.
+    // The hook's own room, private or not: the owner who made it let it in. Only that
+    // room, and only while it exists: like a bot's, a hook's post makes no room (a
+    // replica may still hold a hook whose room was just deleted).
     let caller = Caller {
         mode,
         user: Some(bot),
         admin: true,
+        rooms: Some(std::sync::Arc::from([hook.room_id.clone()])),
         ..Caller::default()
     };
     Ok((caller, message))

@@ -35,12 +35,31 @@ impl Rooms {
             return Ok(());
         }
         table::ensure_public(db, room.as_str(), now_utc()).await?;
+        self.remember(room);
+        Ok(())
+    }
+
+    /// Whether the room has its row, without making one (a bot's or a hook's post).
+    pub async fn exists(&self, db: &DatabaseConnection, room: &RoomName) -> Result<bool, Error> {
+        let fresh = lock(&self.known)
+            .get(room.as_str())
+            .is_some_and(|since| since.elapsed() < KNOWN_ROOM_TTL);
+        if fresh {
+            return Ok(true);
+        }
+        if table::get(db, room.as_str()).await?.is_none() {
+            return Ok(false);
+        }
+        self.remember(room);
+        Ok(true)
+    }
+
+    fn remember(&self, room: &RoomName) {
         let mut known = lock(&self.known);
         if known.len() >= MAX_KNOWN_ROOMS {
             known.clear();
         }
         known.insert(room.as_str().to_string(), Instant::now());
-        Ok(())
     }
 
     /// After a room is deleted here: its next post checks the table again.

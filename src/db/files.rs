@@ -29,11 +29,9 @@ pub async fn insert(db: &DatabaseConnection, row: &StoredFile) -> Result<(), DbE
         .map(|_| ())
 }
 
-/// Files, newest first; with `room`, that room's only. Unless `all` (an admin), files of
-/// rooms `user` may not read, and of rooms that no longer exist, are left out (see
-/// `rooms::visible_to`).
-/// Files, newest first: of the rooms `user` may read (`all`: every file), of one `room`,
-/// and of `only` these rooms (a bot's) when given.
+/// Files, newest first; with `room`, that room's only; with `only`, those rooms' only (a
+/// bot's). Unless `all` (an admin), files of rooms `user` may not read, and of rooms that
+/// no longer exist, are left out (see `rooms::visible_to`).
 pub async fn list(
     db: &DatabaseConnection,
     room: Option<&str>,

@@ -180,17 +180,18 @@ async fn enqueue_chunk(
         .map(|_| ())
 }
 
-/// Webhooks whose next event (their oldest pending one) is due by `now`. Each webhook's
-/// head is the first entry of its own range of the `(webhook_id, state, id)` index, so the
-/// cost grows with the webhooks, not with the events waiting. (A `GROUP BY webhook_id`
-/// over the pending rows was as fast only when the planner chose a loose index scan; with
-/// stale statistics it read every waiting row, and the sender asks after every commit
-/// that wrote events, while a receiver that is away may leave thousands waiting.)
+/// Webhooks whose next event (their oldest pending one) is due by `now`: for each webhook,
+/// the first entry of its range of the `(webhook_id, state, id)` index, so the cost grows
+/// with the webhooks, not with the events waiting or the records kept. (A `GROUP BY
+/// webhook_id` over the pending rows was as fast only when the planner chose a loose index
+/// scan; with a young table's statistics it read every waiting row, and the sender asks
+/// after every commit that wrote events, while a receiver that is away may leave
+/// thousands waiting.)
 pub async fn due(db: &impl ConnectionTrait, now: NaiveDateTime) -> Result<Vec<String>, DbErr> {
     use webhook_delivery::Column;
     let queued = Alias::new("queued");
-    let head = Query::select()
-        .column((queued.clone(), Column::Id))
+    let next_at = Query::select()
+        .column((queued.clone(), Column::NextAt))
         .from_as(webhook_delivery::Entity, queued.clone())
         .and_where(
             Expr::col((queued.clone(), Column::WebhookId))
@@ -200,15 +201,10 @@ pub async fn due(db: &impl ConnectionTrait, now: NaiveDateTime) -> Result<Vec<St
         .order_by((queued, Column::Id), Order::Asc)
         .limit(1)
         .to_owned();
-    let heads = Query::select()
-        .expr(SimpleExpr::SubQuery(None, Box::new(head.into())))
-        .from(webhook::Entity)
-        .to_owned();
-    webhook_delivery::Entity::find()
+    webhook::Entity::find()
         .select_only()
-        .column(Column::WebhookId)
-        .filter(Column::Id.in_subquery(heads))
-        .filter(Column::NextAt.lte(now))
+        .column(webhook::Column::Id)
+        .filter(Expr::expr(SimpleExpr::SubQuery(None, Box::new(next_at.into()))).lte(now))
         .into_tuple::<String>()
         .all(db)
         .await

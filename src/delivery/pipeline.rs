@@ -197,18 +197,18 @@ impl Delivery {
             message.reply_preview =
                 Some(chat::messages::answerable(&self.stage.db, room, answered).await?);
         }
-        // A bot makes no room, not even by posting to one of its list that was deleted.
-        if caller.rooms.is_some()
-            && crate::db::rooms::get(&self.stage.db, room.as_str())
-                .await?
-                .is_none()
-        {
-            return Err(Error::not_found(format!(
-                "room {} does not exist",
-                room.as_str()
-            )));
+        // A bot or a hook makes no room, not even by posting to one of its own that was
+        // deleted; anyone else's post makes a legacy room as the Flask original did.
+        if caller.rooms.is_some() {
+            if !self.rooms.exists(&self.stage.db, room).await? {
+                return Err(Error::not_found(format!(
+                    "room {} does not exist",
+                    room.as_str()
+                )));
+            }
+        } else {
+            self.rooms.ensure(&self.stage.db, room).await?;
         }
-        self.rooms.ensure(&self.stage.db, room).await?;
         let (done, answer) = oneshot::channel();
         let row = ToInsert {
             room: room.as_str().to_string(),
@@ -348,10 +348,11 @@ impl Delivery {
             chat::rooms::check_delete(&self.stage.db, &self.stage.access, caller, id).await?;
         match self.change(Change::DeleteRoom { room }).await? {
             Changed::RoomDeleted(room, deleted) => {
-                self.rooms.forget(&room.id);
-                // Its webhooks and hooks went with it.
-                self.stage.webhooks.room_deleted().await;
+                // Its hooks and webhooks went with it: hooks first, before anything
+                // waits, so no post through one finds the room known here.
                 self.stage.hooks.forget();
+                self.rooms.forget(&room.id);
+                self.stage.webhooks.room_deleted().await;
                 Ok((room.id, deleted))
             }
             _ => Err(Error::Internal("the writer answered another change".into())),
@@ -1078,6 +1079,31 @@ mod tests {
             [posted.id]
         );
         assert_eq!(view.rows[0].text, "hello");
+    }
+
+    /// A bot's or a hook's post (a caller held to its rooms) makes no room: one deleted
+    /// while a replica still held the hook stays deleted. Anyone else's makes it.
+    #[tokio::test]
+    async fn a_caller_held_to_its_rooms_makes_none() {
+        let (delivery, db) = delivery(Arc::new(InProcessHub::new(16))).await;
+        let room = RoomName::parse("gone").unwrap();
+        let hook = Caller {
+            admin: true,
+            rooms: Some(Arc::from([room.as_str().to_string()])),
+            ..Caller::default()
+        };
+        match delivery.post(&hook, &room, text("x")).await {
+            Err(Error::NotFound(_)) => {}
+            other => panic!("a held caller made a room: {other:?}"),
+        }
+        assert!(crate::db::rooms::get(&db, "gone").await.unwrap().is_none());
+        delivery
+            .post(&Caller::default(), &room, text("made"))
+            .await
+            .unwrap();
+        assert!(crate::db::rooms::get(&db, "gone").await.unwrap().is_some());
+        // Known now, and posted to without a read.
+        delivery.post(&hook, &room, text("y")).await.unwrap();
     }
 
     #[tokio::test]

@@ -1,9 +1,11 @@
 //! Where the Redis that replicas share is: one server at `redis_url`, or whichever server
-//! Redis Sentinel names the master of `redis_sentinel_master` now. Every connection (the
+//! Redis Sentinel names the master now (`config::redis_at`). Every connection (the
 //! hub's publisher and subscriber, presence) asks again each time it connects, so after a
 //! failover the next reconnection finds the new master.
 
-use redis::sentinel::{SentinelClient, SentinelServerType};
+use crate::config::SentinelTarget;
+use redis::sentinel::{SentinelClient, SentinelNodeConnectionInfo, SentinelServerType};
+use redis::RedisConnectionInfo;
 use std::sync::Arc;
 use tokio::sync::Mutex;
 
@@ -18,17 +20,31 @@ impl RedisSource {
         Ok(RedisSource::Direct(redis::Client::open(url)?))
     }
 
-    /// `sentinels`: each `host:port` (or `redis://host:port`) of a Sentinel.
-    pub fn sentinel(sentinels: &[String], master: &str) -> redis::RedisResult<Self> {
-        let urls: Vec<String> = sentinels
+    /// Each Sentinel is `host:port` (or a `redis://` URL, with its own password); the
+    /// target's user name, password and database are the master's.
+    pub fn sentinel(target: &SentinelTarget) -> redis::RedisResult<Self> {
+        let urls: Vec<String> = target
+            .sentinels
             .iter()
             .map(|s| match s.contains("://") {
                 true => s.clone(),
                 false => format!("redis://{s}"),
             })
             .collect();
-        let client =
-            SentinelClient::build(urls, master.to_string(), None, SentinelServerType::Master)?;
+        let mut master = RedisConnectionInfo::default().set_db(target.db);
+        if let Some(username) = &target.username {
+            master = master.set_username(username);
+        }
+        if let Some(password) = &target.password {
+            master = master.set_password(password);
+        }
+        let node = SentinelNodeConnectionInfo::default().set_redis_connection_info(master);
+        let client = SentinelClient::build(
+            urls,
+            target.master.clone(),
+            Some(node),
+            SentinelServerType::Master,
+        )?;
         Ok(RedisSource::Sentinel(Arc::new(Mutex::new(client))))
     }
 
