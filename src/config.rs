@@ -138,6 +138,9 @@ pub struct Settings {
     pub searches_per_minute: u32,
     /// Posts one incoming webhook may make per minute (all its callers together).
     pub hook_posts_per_minute: u32,
+    /// Hooks one client address may have read from the database per minute: URLs whose
+    /// hook this replica does not hold (made-up ones, or a real one's first post in 10 s).
+    pub hook_lookups_per_minute: u32,
     /// Sockets one client address may hold open at once.
     pub sockets_per_client: usize,
     /// Outgoing webhooks may send to receivers on loopback, private, link-local and
@@ -251,6 +254,7 @@ impl Default for Settings {
             read_marks_per_minute: 120,
             searches_per_minute: 30,
             hook_posts_per_minute: 60,
+            hook_lookups_per_minute: 120,
             webhook_allow_private: false,
             webhook_lease_secs: 30,
             sockets_per_client: 50,

@@ -415,6 +415,65 @@ async fn each_hook_has_its_own_limit() {
     );
 }
 
+/// Made-up hook URLs cost a database read each: past `hook_lookups_per_minute` from one
+/// address they are 429 before any read, while a hook this replica holds still posts.
+#[tokio::test(flavor = "multi_thread")]
+async fn made_up_hook_urls_are_limited_per_address() {
+    let db = TestDb::create(Backend::Sqlite).await;
+    let server = Server::start_with(
+        ServerOptions::new(&db.url)
+            .env("ROCKET_RATE_LIMITS", "true")
+            // 9 a minute: 3 at once.
+            .env("ROCKET_HOOK_LOOKUPS_PER_MINUTE", "9"),
+    )
+    .await;
+    let (_, owner) = sign_up(&server, &unique_name("owner")).await;
+    let room = make_room(&server, "alerts", false, &owner).await;
+    let real = make_hook(&server, &owner, &room, "am").await.1["url"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    // Its first post reads it (one lookup); it is held from then on.
+    assert_eq!(
+        post_hook(&server, &real, &json!({"text": "a"})).await.0,
+        200
+    );
+    let made_up = |i: usize| format!("/hooks/{}/{i:064}", uuid_like(i));
+    let mut statuses = Vec::new();
+    for i in 0..4 {
+        statuses.push(
+            post_hook(&server, &made_up(i), &json!({"text": "x"}))
+                .await
+                .0,
+        );
+    }
+    assert_eq!(statuses, [404, 404, 429, 429]);
+    let res = client()
+        .post(format!("{}{}", server.url, made_up(9)))
+        .json(&json!({"text": "x"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 429);
+    assert!(res.headers().contains_key("retry-after"));
+    assert!(res
+        .text()
+        .await
+        .unwrap()
+        .starts_with("too many unknown hook URLs from this address"));
+    // An id that is no UUID is refused without a read, and the held hook still posts.
+    assert_eq!(
+        post_hook(&server, "/hooks/made-up/x", &json!({"text": "x"}))
+            .await
+            .0,
+        404
+    );
+    assert_eq!(
+        post_hook(&server, &real, &json!({"text": "b"})).await.0,
+        200
+    );
+}
+
 /// 20,000 made-up hook URLs: each a 404, and the server's memory stays flat.
 #[tokio::test(flavor = "multi_thread")]
 async fn twenty_thousand_made_up_hooks_are_404_and_memory_stays_flat() {

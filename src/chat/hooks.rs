@@ -174,10 +174,17 @@ impl Hooks {
 
     /// The hook a URL names, or 404 whether the id or the secret is wrong: the secret's
     /// hash is compared in constant time, against a stand-in when there is no such hook.
-    pub async fn open(&self, id: &str, secret: &str) -> Result<Arc<Hook>, Error> {
+    /// `may_read` is asked before the table is (a hook not held here): its error (a
+    /// client's bucket of lookups spent) is the answer.
+    pub async fn open(
+        &self,
+        id: &str,
+        secret: &str,
+        may_read: impl FnOnce() -> Result<(), Error>,
+    ) -> Result<Arc<Hook>, Error> {
         let missing = || Error::not_found("no such hook");
         let hook = match uuid::Uuid::parse_str(id) {
-            Ok(_) => self.read(id).await?,
+            Ok(_) => self.read(id, may_read).await?,
             Err(_) => None,
         };
         let given = hash(secret);
@@ -189,7 +196,11 @@ impl Hooks {
         }
     }
 
-    async fn read(&self, id: &str) -> Result<Option<Arc<Hook>>, Error> {
+    async fn read(
+        &self,
+        id: &str,
+        may_read: impl FnOnce() -> Result<(), Error>,
+    ) -> Result<Option<Arc<Hook>>, Error> {
         let forgotten = {
             let kept = lock(&self.kept);
             if let Some((hook, at)) = kept.hooks.get(id) {
@@ -199,6 +210,7 @@ impl Hooks {
             }
             kept.forgotten
         };
+        may_read()?;
         let Some(hook) = table::get(&self.db, id).await?.map(Arc::new) else {
             return Ok(None);
         };

@@ -1,8 +1,9 @@
 //! `POST /hooks/<id>/<secret>`: what Grafana, Alertmanager, CI or `curl` post into a
 //! room, in Slack's incoming-webhook format. The URL is the credential (the request log
 //! writes `<redacted>` for the secret); a wrong id or secret is 404 either way. Each hook
-//! has its own bucket (`hook_posts_per_minute`), whoever calls it; answers are one plain
-//! line, `ok` as Slack's.
+//! has its own bucket (`hook_posts_per_minute`), whoever calls it, and each client address
+//! one for the hooks read from the database (`hook_lookups_per_minute`: a flood of made-up
+//! URLs is 429 before it costs a read); answers are one plain line, `ok` as Slack's.
 
 use super::guards::ClientAddr;
 use super::limits::{Bucket, Limiter};
@@ -114,7 +115,11 @@ async fn post_through_hook(
     hooks: &State<Arc<Hooks>>,
     delivery: &State<Delivery>,
 ) -> Result<&'static str, Plain> {
-    let hook = hooks.open(id, secret).await?;
+    let hook = hooks
+        .open(id, secret, || {
+            limiter.check(Bucket::HookLookup, client, None)
+        })
+        .await?;
     let (caller, message) = {
         let Body(payload) = body?;
         hooks::message(&hook, &payload, limits, **mode)?

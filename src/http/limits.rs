@@ -49,6 +49,8 @@ pub enum Bucket {
     Search,
     /// Posts through one incoming webhook, whoever sends them.
     HookPost,
+    /// Hook URLs read from the database, per client address: made-up ones cost a read.
+    HookLookup,
 }
 
 pub struct Limiter {
@@ -62,6 +64,7 @@ pub struct Limiter {
     read_marks: Keyed,
     searches: Keyed,
     hook_posts: Keyed,
+    hook_lookups: Keyed,
     /// Wrong passwords per account name and client address. Only failures count, and
     /// only from where they came: a stranger's guesses do not lock the owner out.
     sign_in_failures: Mutex<HashMap<(String, IpAddr), Failures>>,
@@ -124,6 +127,11 @@ impl Limiter {
                 MINUTE,
                 s.hook_posts_per_minute.div_ceil(3),
             )),
+            hook_lookups: RateLimiter::keyed(quota(
+                s.hook_lookups_per_minute,
+                MINUTE,
+                s.hook_lookups_per_minute.div_ceil(3),
+            )),
             sign_in_failures: Mutex::default(),
             frames: quota(s.frames_per_minute, MINUTE, s.frames_burst),
             sockets: Mutex::default(),
@@ -146,6 +154,7 @@ impl Limiter {
             Bucket::ReadMark => &self.read_marks,
             Bucket::Search => &self.searches,
             Bucket::HookPost => &self.hook_posts,
+            Bucket::HookLookup => &self.hook_lookups,
         }
     }
 
@@ -371,6 +380,7 @@ fn too_many(bucket: Bucket, key: &Key, wait: Duration) -> Error {
         Bucket::ReadMark => "too many read marks",
         Bucket::Search => "too many searches",
         Bucket::HookPost => "too many posts through this hook",
+        Bucket::HookLookup => "too many unknown hook URLs",
     };
     // A hook's bucket is the hook's own, whoever calls it.
     let from = match (bucket, key) {
@@ -403,6 +413,7 @@ async fn sweep(limiter: Weak<Limiter>) {
             &limiter.read_marks,
             &limiter.searches,
             &limiter.hook_posts,
+            &limiter.hook_lookups,
         ] {
             keyed.retain_recent();
             keyed.shrink_to_fit();
