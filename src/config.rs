@@ -139,7 +139,7 @@ pub struct Settings {
     /// Posts one incoming webhook may make per minute (all its callers together).
     pub hook_posts_per_minute: u32,
     /// Hooks one client address may have read from the database per minute: URLs whose
-    /// hook this replica does not hold (made-up ones, or a real one's first post in 10 s).
+    /// hook this replica has not held (made-up ones, or a real one's first post here).
     pub hook_lookups_per_minute: u32,
     /// Sockets one client address may hold open at once.
     pub sockets_per_client: usize,

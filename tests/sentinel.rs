@@ -37,6 +37,25 @@ async fn start(args: &[String], port: u16) -> Process {
     Process(child)
 }
 
+/// A Sentinel watching the master on `master_port` as `mymaster`, with `more` lines of
+/// configuration; its folder lives as long as the process.
+async fn start_sentinel(master_port: u16, more: &str) -> ((Process, tempfile::TempDir), u16) {
+    let port = free_port();
+    let dir = tempfile::tempdir().unwrap();
+    let conf = dir.path().join("sentinel.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "port {port}\nbind 127.0.0.1\ndir {}\n\
+             sentinel monitor mymaster 127.0.0.1 {master_port} 1\n{more}",
+            dir.path().display(),
+        ),
+    )
+    .unwrap();
+    let process = start(&[conf.display().to_string(), "--sentinel".into()], port).await;
+    ((process, dir), port)
+}
+
 /// What `redis-cli` would answer, through our own small client: the Sentinel's master.
 async fn master_port(sentinel: u16) -> Option<u16> {
     let client = redis::Client::open(format!("redis://127.0.0.1:{sentinel}")).ok()?;
@@ -69,24 +88,10 @@ async fn replicas_carry_on_when_the_sentinel_promotes_a_new_master() {
         replica_port,
     )
     .await;
-    let sentinel_port = free_port();
-    let dir = tempfile::tempdir().unwrap();
-    let conf = dir.path().join("sentinel.conf");
-    std::fs::write(
-        &conf,
-        format!(
-            "port {sentinel_port}\nbind 127.0.0.1\ndir {}\n\
-             sentinel monitor mymaster 127.0.0.1 {} 1\n\
-             sentinel down-after-milliseconds mymaster 1000\n\
-             sentinel failover-timeout mymaster 5000\n",
-            dir.path().display(),
-            master.port
-        ),
-    )
-    .unwrap();
-    let _sentinel = start(
-        &[conf.display().to_string(), "--sentinel".into()],
-        sentinel_port,
+    let (_sentinel, sentinel_port) = start_sentinel(
+        master.port,
+        "sentinel down-after-milliseconds mymaster 1000\n\
+         sentinel failover-timeout mymaster 5000\n",
     )
     .await;
     let watched = eventually(Duration::from_secs(10), || async {
@@ -183,24 +188,8 @@ async fn a_sentinel_url_carries_the_masters_password_and_database() {
         master_port,
     )
     .await;
-    let sentinel_port = free_port();
-    let dir = tempfile::tempdir().unwrap();
-    let conf = dir.path().join("sentinel.conf");
-    std::fs::write(
-        &conf,
-        format!(
-            "port {sentinel_port}\nbind 127.0.0.1\ndir {}\n\
-             sentinel monitor mymaster 127.0.0.1 {master_port} 1\n\
-             sentinel auth-pass mymaster \"p@ss word\"\n",
-            dir.path().display(),
-        ),
-    )
-    .unwrap();
-    let _sentinel = start(
-        &[conf.display().to_string(), "--sentinel".into()],
-        sentinel_port,
-    )
-    .await;
+    let (_sentinel, sentinel_port) =
+        start_sentinel(master_port, "sentinel auth-pass mymaster \"p@ss word\"\n").await;
 
     let db = TestDb::create(Backend::Sqlite).await;
     let url = format!("redis+sentinel://:p%40ss%20word@127.0.0.1:{sentinel_port}/mymaster/3");

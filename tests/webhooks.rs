@@ -608,6 +608,27 @@ async fn redirects_are_not_followed() {
     db.drop_db().await;
 }
 
+/// A webhook on every room to `receiver`, which hangs: `server` is left in the middle of
+/// delivering the first event, `m0` posted to `room`.
+async fn hang_on_first_event(server: &Server, receiver: &Receiver, room: &str) {
+    let (status, made) = admin_call(
+        server,
+        Method::POST,
+        "/api/webhooks",
+        Some(json!({"url": receiver.url, "events": ["message_created"]})),
+    )
+    .await;
+    assert_eq!(status, 201, "{made}");
+    receiver.trust(made["secret"].as_str().unwrap());
+    receiver.set(Mode::Hang);
+    post_ok(server, room, &[("username", "u"), ("msg", "m0")]).await;
+    let hanging = eventually(Duration::from_secs(10), || async {
+        receiver.got().len() == 1
+    })
+    .await;
+    assert!(hanging, "the first delivery reached the receiver");
+}
+
 /// Two replicas: one is SIGKILLed in the middle of a delivery and the other finishes
 /// (after the lease lapses), the interrupted event again under its delivery id; then
 /// every replica stops while the receiver is down, and new ones deliver what waited.
@@ -622,25 +643,9 @@ async fn a_replica_killed_mid_delivery_loses_nothing() {
     };
     let first = Server::start_with(options()).await;
     let receiver = Receiver::start().await;
-    let (status, made) = admin_call(
-        &first,
-        Method::POST,
-        "/api/webhooks",
-        Some(json!({"url": receiver.url, "events": ["message_created"]})),
-    )
-    .await;
-    assert_eq!(status, 201, "{made}");
-    receiver.trust(made["secret"].as_str().unwrap());
     let room = room("killed");
-
     // The first replica is in the middle of delivering the first event when it dies.
-    receiver.set(Mode::Hang);
-    post_ok(&first, &room, &[("username", "u"), ("msg", "m0")]).await;
-    let hanging = eventually(Duration::from_secs(10), || async {
-        receiver.got().len() == 1
-    })
-    .await;
-    assert!(hanging, "the first delivery reached the receiver");
+    hang_on_first_event(&first, &receiver, &room).await;
     let second = Server::start_with(options()).await;
     for i in 1..10 {
         post_ok(
@@ -697,23 +702,8 @@ async fn a_replica_that_stops_lets_its_webhooks_go_at_once() {
     let options = || allowing_private(&db).env("REDIS_URL", &redis.url());
     let mut first = Server::start_with(options()).await;
     let receiver = Receiver::start().await;
-    let (status, made) = admin_call(
-        &first,
-        Method::POST,
-        "/api/webhooks",
-        Some(json!({"url": receiver.url, "events": ["message_created"]})),
-    )
-    .await;
-    assert_eq!(status, 201, "{made}");
-    receiver.trust(made["secret"].as_str().unwrap());
     let room = room("stopping");
-    receiver.set(Mode::Hang);
-    post_ok(&first, &room, &[("username", "u"), ("msg", "m0")]).await;
-    let hanging = eventually(Duration::from_secs(10), || async {
-        receiver.got().len() == 1
-    })
-    .await;
-    assert!(hanging, "the first delivery reached the receiver");
+    hang_on_first_event(&first, &receiver, &room).await;
     let _second = Server::start_with(options()).await;
     receiver.set(Mode::Up);
 

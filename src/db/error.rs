@@ -49,6 +49,28 @@ pub fn cause(err: &DbErr) -> Cause {
     }
 }
 
+/// Whether the statement lost to another writer (SQLite busy or locked, a MySQL deadlock
+/// or lock wait, a PostgreSQL serialization failure or deadlock): its transaction was
+/// rolled back whole, and running it again may well succeed.
+pub fn lock_conflict(err: &DbErr) -> bool {
+    let (DbErr::Exec(RuntimeErr::SqlxError(e)) | DbErr::Query(RuntimeErr::SqlxError(e))) = err
+    else {
+        return false;
+    };
+    let sqlx::Error::Database(db) = &**e else {
+        return false;
+    };
+    code_conflicts(code(&**db))
+}
+
+fn code_conflicts(code: Code<'_>) -> bool {
+    match code {
+        Code::MySql(number) => matches!(number, 1205 | 1213),
+        Code::Sqlite(code) => matches!(code & 0xff, 5 | 6),
+        Code::Sqlstate(c) => matches!(c, "40001" | "40P01"),
+    }
+}
+
 /// A database's own error code.
 #[derive(Debug)]
 enum Code<'a> {
@@ -154,6 +176,13 @@ mod tests {
         assert_eq!(by_code(Code::MySql(1213)), Cause::Unavailable);
         assert_eq!(by_code(Code::MySql(1146)), Cause::Bug);
         assert_eq!(by_code(Code::Sqlite(5)), Cause::Unavailable); // SQLITE_BUSY
+                                                                  // Lost to another writer: worth running again; a lost connection is not that.
+        assert!(code_conflicts(Code::Sqlite(517))); // SQLITE_BUSY_SNAPSHOT
+        assert!(code_conflicts(Code::MySql(1213)));
+        assert!(code_conflicts(Code::Sqlstate("40P01")));
+        assert!(!code_conflicts(Code::MySql(2013)));
+        assert!(!code_conflicts(Code::Sqlite(14)));
+        assert!(!code_conflicts(Code::Sqlstate("08006")));
         assert_eq!(by_code(Code::Sqlite(517)), Cause::Unavailable); // BUSY_SNAPSHOT
         assert_eq!(by_code(Code::Sqlite(1)), Cause::Bug); // SQLITE_ERROR
         assert_eq!(by_code(Code::Sqlite(275)), Cause::Refused); // CONSTRAINT_CHECK

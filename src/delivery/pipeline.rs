@@ -36,7 +36,7 @@ use crate::access::RoomAccess;
 use crate::chat::hooks::Hooks;
 use crate::chat::reactions::Reacted;
 use crate::chat::{self, rooms::NewRoom, Rooms, Transcripts};
-use crate::db::error::{cause, Cause};
+use crate::db::error::{cause, lock_conflict, Cause};
 use crate::db::messages::{self, InsertMode, ToInsert};
 use crate::db::rooms::{Deleted, Member, Room};
 use crate::domain::seq;
@@ -434,7 +434,19 @@ async fn write_posts(
     let outbox: Option<messages::Outbox> = webhooks
         .want_messages(rows.iter().map(|r| r.room.as_str()))
         .then_some(&for_message);
-    let result = messages::insert_batch(&stage.db, &rows, mode, ordered, outbox).await;
+    let mut result = messages::insert_batch(&stage.db, &rows, mode, ordered, outbox).await;
+    // A batch that lost to another writer (SQLite has one at a time: the webhook sender's
+    // updates, an account's row) was rolled back whole: it is run again before anyone is
+    // told 503.
+    for wait in [10, 50, 200] {
+        match &result {
+            Err(err) if lock_conflict(err) => {
+                tokio::time::sleep(std::time::Duration::from_millis(wait)).await;
+                result = messages::insert_batch(&stage.db, &rows, mode, ordered, outbox).await;
+            }
+            _ => break,
+        }
+    }
     if outbox.is_some() && result.is_ok() {
         webhooks.written();
     }
