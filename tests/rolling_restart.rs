@@ -43,7 +43,9 @@ async fn a_rolling_restart_loses_nothing_and_every_socket_comes_back() {
         let options = ServerOptions::new(&db.url)
             .env("REDIS_URL", &redis.url())
             .env("ROCKET_PORT", &port.to_string())
-            .env("ROCKET_SHUTDOWN_DRAIN_SECS", "2")
+            // Longer than nginx's upstream keepalive_timeout (4 s), as the default (5)
+            // is: no idle pooled connection is left when the listener goes.
+            .env("ROCKET_SHUTDOWN_DRAIN_SECS", "5")
             .env("ROCKET_SHUTDOWN_GRACE_SECS", "10");
         async move {
             let server = Server::start_with(options).await;
