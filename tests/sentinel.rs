@@ -211,23 +211,20 @@ async fn a_sentinel_url_carries_the_masters_password_and_database() {
     .await;
     assert!((200..300).contains(&status), "heartbeat: {status}");
 
-    let client =
-        redis::Client::open(format!("redis://:p%40ss%20word@127.0.0.1:{master_port}/3")).unwrap();
-    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
-    let keys: Vec<String> = redis::cmd("KEYS")
-        .arg("presence:*")
-        .query_async(&mut conn)
-        .await
-        .unwrap();
+    let presence_keys = |db: u8| async move {
+        let url = format!("redis://:p%40ss%20word@127.0.0.1:{master_port}/{db}");
+        let client = redis::Client::open(url).unwrap();
+        let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+        let keys: Vec<String> = redis::cmd("KEYS")
+            .arg("presence:*")
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        keys
+    };
+    let keys = presence_keys(3).await;
     assert!(!keys.is_empty(), "presence wrote no key in database 3");
-    let client =
-        redis::Client::open(format!("redis://:p%40ss%20word@127.0.0.1:{master_port}/0")).unwrap();
-    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
-    let keys: Vec<String> = redis::cmd("KEYS")
-        .arg("presence:*")
-        .query_async(&mut conn)
-        .await
-        .unwrap();
+    let keys = presence_keys(0).await;
     assert!(keys.is_empty(), "presence wrote in database 0: {keys:?}");
 
     // Its log names the Sentinel and the master, never the password.
