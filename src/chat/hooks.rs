@@ -2,8 +2,8 @@
 //! (`{"text": ...}`, or the form field `payload` holding it). A hook belongs to one room;
 //! whoever holds its URL (`/hooks/<id>/<secret>`) posts there under the hook's name, as a
 //! bot. The secret is 32 random bytes shown once; only its SHA-256 is kept, and it is
-//! compared in constant time, with a stand-in when the id names no hook. (A hook posted
-//! through lately answers sooner than an unknown id: the id is a random UUID, found only
+//! compared in constant time, with a stand-in when the id names no hook. (A hook read
+//! lately answers sooner than an unknown id: the id is a random UUID, found only
 //! in the URL beside the secret, so that tells a prober nothing.)
 
 use crate::access::RoomAccess;
@@ -59,64 +59,6 @@ async fn may_manage(
         "its owner or an admin",
         &[found.owner_id.as_deref()],
     )
-}
-
-/// Makes a hook for `room` posting as `name`.
-pub async fn create(
-    db: &DatabaseConnection,
-    access: &RoomAccess,
-    caller: &Caller,
-    room: &str,
-    name: &str,
-    limits: &Limits,
-) -> Result<Made, Error> {
-    let room = RoomName::parse(room)?;
-    if name.trim().is_empty() {
-        return Err(Error::bad_request("name is required"));
-    }
-    let name = names::username(Some(name), limits)?;
-    caller.not_a_bot("make hooks")?;
-    may_manage(db, access, caller, room.as_str()).await?;
-    let mut bytes = [0u8; 32];
-    OsRng.fill_bytes(&mut bytes);
-    let secret = hex(&bytes);
-    let hook = Hook {
-        id: uuid::Uuid::new_v4().to_string(),
-        room_id: room.as_str().to_string(),
-        name,
-        secret_hash: hash(&secret),
-        created_by: caller.user.as_ref().map(|u| u.user_id.clone()),
-        created_at: now_utc(),
-    };
-    table::insert(db, &hook).await?;
-    tracing::info!(hook = %hook.id, room = %hook.room_id, "hook made");
-    Ok(Made { hook, secret })
-}
-
-/// The hooks the caller manages: every one for an admin, else those of the rooms it owns
-/// (`room` keeps one room's).
-pub async fn list(
-    db: &DatabaseConnection,
-    access: &RoomAccess,
-    caller: &Caller,
-    room: Option<&str>,
-) -> Result<Vec<Hook>, Error> {
-    match room {
-        Some(room) => {
-            may_manage(db, access, caller, room).await?;
-            Ok(table::list(db, Some(&[room.to_string()])).await?)
-        }
-        None if caller.admin => Ok(table::list(db, None).await?),
-        None => {
-            let Some(user) = caller.require_identity()? else {
-                return Err(Error::Unauthorized(
-                    "sign in, or use the admin token, to list hooks".into(),
-                ));
-            };
-            let owned = crate::db::rooms::owned_by(db, &user.user_id).await?;
-            Ok(table::list(db, Some(&owned)).await?)
-        }
-    }
 }
 
 /// The hub's channel on which replicas tell each other that hooks were deleted (by their
@@ -237,6 +179,66 @@ impl Hooks {
         let mut kept = lock(&self.kept);
         kept.hooks.clear();
         kept.forgotten += 1;
+    }
+
+    /// Makes a hook for `room` posting as `name`.
+    pub async fn create(
+        &self,
+        access: &RoomAccess,
+        caller: &Caller,
+        room: &str,
+        name: &str,
+        limits: &Limits,
+    ) -> Result<Made, Error> {
+        let db = &self.db;
+        let room = RoomName::parse(room)?;
+        if name.trim().is_empty() {
+            return Err(Error::bad_request("name is required"));
+        }
+        let name = names::username(Some(name), limits)?;
+        caller.not_a_bot("make hooks")?;
+        may_manage(db, access, caller, room.as_str()).await?;
+        let mut bytes = [0u8; 32];
+        OsRng.fill_bytes(&mut bytes);
+        let secret = hex(&bytes);
+        let hook = Hook {
+            id: uuid::Uuid::new_v4().to_string(),
+            room_id: room.as_str().to_string(),
+            name,
+            secret_hash: hash(&secret),
+            created_by: caller.user.as_ref().map(|u| u.user_id.clone()),
+            created_at: now_utc(),
+        };
+        table::insert(db, &hook).await?;
+        tracing::info!(hook = %hook.id, room = %hook.room_id, "hook made");
+        Ok(Made { hook, secret })
+    }
+
+    /// The hooks the caller manages: every one for an admin, else those of the rooms it owns
+    /// (`room` keeps one room's).
+    pub async fn list(
+        &self,
+        access: &RoomAccess,
+        caller: &Caller,
+        room: Option<&str>,
+    ) -> Result<Vec<Hook>, Error> {
+        let db = &self.db;
+        match room {
+            Some(room) => {
+                may_manage(db, access, caller, room).await?;
+                Ok(table::list(db, Some(&[room.to_string()])).await?)
+            }
+            None if caller.admin => Ok(table::list(db, None).await?),
+            None => {
+                let Some(user) = caller.require_identity()? else {
+                    return Err(Error::Unauthorized(
+                        "sign in, or use the admin token, to list hooks".into(),
+                    ));
+                };
+                let owned = crate::db::rooms::owned_by(db, &user.user_id).await?;
+                Ok(table::list(db, Some(&owned)).await?)
+            }
+        }
     }
 
     /// Deletes a hook: its URL stops working at once here, and on every other replica as soon

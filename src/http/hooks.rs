@@ -4,13 +4,12 @@
 use super::limits::RoomCreation;
 use super::JsonBody;
 use crate::access::RoomAccess;
-use crate::chat::hooks::{self, Hooks};
+use crate::chat::hooks::{self as hook, Hooks};
 use crate::db::hooks::Hook;
 use crate::domain::{Caller, Limits, Result};
 use rocket::http::Status;
 use rocket::serde::json::Json;
 use rocket::{delete, get, post, State};
-use sea_orm::DatabaseConnection;
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 use utoipa::ToSchema;
@@ -64,13 +63,15 @@ async fn create_hook(
     flood: Result<RoomCreation>,
     caller: Caller,
     limits: &State<Limits>,
-    db: &State<DatabaseConnection>,
     access: &State<Arc<RoomAccess>>,
+    hooks: &State<Arc<Hooks>>,
 ) -> Result<(Status, Json<HookOut>)> {
     flood?;
     let JsonBody(body) = body?;
-    let made = hooks::create(db, access, &caller, &body.room_id, &body.name, limits).await?;
-    let url = hooks::url(&made.hook.id, &made.secret);
+    let made = hooks
+        .create(access, &caller, &body.room_id, &body.name, limits)
+        .await?;
+    let url = hook::url(&made.hook.id, &made.secret);
     Ok((Status::Created, Json(HookOut::of(made.hook, Some(url)))))
 }
 
@@ -83,10 +84,10 @@ async fn create_hook(
 async fn list_hooks(
     room_id: Option<&str>,
     caller: Caller,
-    db: &State<DatabaseConnection>,
     access: &State<Arc<RoomAccess>>,
+    hooks: &State<Arc<Hooks>>,
 ) -> Result<Json<Vec<HookOut>>> {
-    let found = hooks::list(db, access, &caller, room_id).await?;
+    let found = hooks.list(access, &caller, room_id).await?;
     Ok(Json(
         found.into_iter().map(|h| HookOut::of(h, None)).collect(),
     ))
