@@ -175,9 +175,9 @@ pub struct Settings {
     /// The whole stop, drain included, is over within this many seconds (Kubernetes kills
     /// a pod 30 s after it asked it to stop, `preStop` included).
     pub shutdown_grace_secs: u64,
-    /// The room of seed 002's one-room client (`WS /ws`, `GET /messages`).
+    /// The room of the relay's one-room client (`WS /ws`, `GET /messages`).
     pub webchat_room: String,
-    /// Folder holding seed 002's page (its `frontend/static`: `index.html`, `app.js`,
+    /// Folder holding the relay's page (its `frontend/static`: `index.html`, `app.js`,
     /// `style.css`), served at `/webchat` with its files under `/static`. None: not served.
     pub webchat_page_dir: Option<String>,
 }

@@ -1,4 +1,4 @@
-//! Events for other services (seed 004's chat room service publishes to RabbitMQ): with
+//! Events for other services (as the graintrade chat room service publishes to RabbitMQ): with
 //! `AMQP_URL` set, every stored, edited and deleted message and every join is published as
 //! JSON to the durable topic exchange `ferrochat.events`, routing keys `message_created`,
 //! `message_updated`, `message_deleted`, `reaction_added`, `reaction_removed` and

@@ -23,12 +23,13 @@ pub mod metrics;
 pub mod notifications;
 pub mod presence;
 pub mod realtime;
+pub mod sockets;
 
-use http::ws::{SocketSettings, SocketState};
 use realtime::{Hub, InProcessHub, RedisHub};
 use rocket::fairing::AdHoc;
 use rocket::{Build, Rocket};
 use rocket_dyn_templates::Template;
+use sockets::{SocketSettings, Sockets};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -231,7 +232,7 @@ pub async fn build_from(
         http::origin::Origins::parse(settings.public_origin.as_deref(), &settings.allowed_origins)?;
     let webchat_room = domain::RoomName::parse(&settings.webchat_room)
         .map_err(|e| format!("webchat_room: {e}"))?;
-    let sockets = SocketState {
+    let sockets = Arc::new(Sockets {
         db: db.clone(),
         accounts: accounts.clone(),
         access: access.clone(),
@@ -240,14 +241,13 @@ pub async fn build_from(
         events: events.clone(),
         presence: presence.clone(),
         limits,
-        limiter: limiter.clone(),
         settings: SocketSettings {
             ping_secs: settings.ws_ping_secs,
             announce_limit: settings.ws_announce_limit,
         },
         lifecycle: lifecycle.clone(),
-        webchat_room: webchat_room.clone(),
-    };
+        relay_room: webchat_room.clone(),
+    });
 
     let mut rocket = rocket::custom(figment)
         .attach(Template::fairing())
@@ -312,7 +312,7 @@ pub async fn build_from(
         .mount("/", http::webchat::routes())
         .mount("/", http::openapi::routes());
     if let Some((page, files)) = http::webchat::page(&settings) {
-        tracing::info!(dir = ?settings.webchat_page_dir, "seed 002's page at /webchat");
+        tracing::info!(dir = ?settings.webchat_page_dir, "the relay's page at /webchat");
         rocket = rocket.mount("/", page).mount("/static", files);
     }
     if settings.bench_routes {

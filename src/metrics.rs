@@ -15,7 +15,7 @@ pub struct Metrics {
     pub websockets_open: IntGauge,
     pub messages_stored: IntCounter,
     pub messages_delivered: IntCounter,
-    pub webchat_frames_dropped: IntCounter,
+    pub relay_frames_dropped: IntCounter,
     pub events_published: IntCounterVec,
     pub connections_open: IntGauge,
     pub connections_cut: IntCounterVec,
@@ -59,9 +59,9 @@ impl Metrics {
             "Message frames sent to WebSockets by this process",
         )
         .expect("valid metric");
-        let webchat_frames_dropped = IntCounter::new(
+        let relay_frames_dropped = IntCounter::new(
             "webchat_frames_dropped_total",
-            "Frames of seed 002's socket dropped as not a {text, type, ts} object",
+            "Frames of the relay socket dropped as not a {text, type, ts} object",
         )
         .expect("valid metric");
         let events_published = IntCounterVec::new(
@@ -100,7 +100,7 @@ impl Metrics {
             Box::new(websockets_open.clone()),
             Box::new(messages_stored.clone()),
             Box::new(messages_delivered.clone()),
-            Box::new(webchat_frames_dropped.clone()),
+            Box::new(relay_frames_dropped.clone()),
             Box::new(events_published.clone()),
             Box::new(connections_open.clone()),
             Box::new(connections_cut.clone()),
@@ -115,7 +115,7 @@ impl Metrics {
             websockets_open,
             messages_stored,
             messages_delivered,
-            webchat_frames_dropped,
+            relay_frames_dropped,
             events_published,
             connections_open,
             connections_cut,

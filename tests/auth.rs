@@ -281,7 +281,7 @@ async fn required_mode_at_every_door(backend: Backend) {
         (got["username"].as_str(), got["user_id"].as_str()),
         (Some("ann"), Some(ann_id.as_str()))
     );
-    // Seed 004's room socket: a frame's user_id must be her own; hers, or none, is her.
+    // The author-per-frame socket: a frame's user_id must be her own; hers, or none, is her.
     let mut room_ws = open_socket(&server, &format!("/ws/{room}?token={ann}")).await;
     send(
         &mut room_ws,
@@ -981,11 +981,11 @@ async fn limits_count_per_user_when_signed_in() {
     db.drop_db().await;
 }
 
-/// Seed 002's page in required mode: nobody anonymous reads or chats; signed in on this
+/// The relay's page in required mode: nobody anonymous reads or chats; signed in on this
 /// site, its socket and history carry the session cookie, and what it sends is the
 /// signed-in user's.
 #[tokio::test(flavor = "multi_thread")]
-async fn seed_002_in_required_mode() {
+async fn the_relay_in_required_mode() {
     use tokio_tungstenite::tungstenite::client::IntoClientRequest;
     let db = TestDb::create(Backend::Sqlite).await;
     let server = Server::start_with(required(&db)).await;
@@ -993,7 +993,7 @@ async fn seed_002_in_required_mode() {
     match tokio_tungstenite::connect_async(ws_url.as_str()).await {
         Err(tokio_tungstenite::tungstenite::Error::Http(res)) => assert_eq!(res.status(), 401),
         other => panic!(
-            "an anonymous seed 002 socket was opened: {:?}",
+            "an anonymous relay socket was opened: {:?}",
             other.map(|_| ())
         ),
     }

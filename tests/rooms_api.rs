@@ -1,4 +1,4 @@
-//! The ChatFlow chat REST surface (`/api/chat/rooms...`, `/api/chat/messages/...`) on
+//! The room API (`/api/chat/rooms...`, `/api/chat/messages/...`) on
 //! every backend: what the ChatFlow app reads, good and bad input, and the one message
 //! path (a message posted here reaches sockets and the legacy transcript).
 

@@ -1,4 +1,4 @@
-//! Seed 002's client (hhoikoo/multiuser-webchat) against ferrochat, over real sockets: the
+//! The relay's client (hhoikoo/multiuser-webchat) against ferrochat, over real sockets: the
 //! scenarios of its own tests (`tests/test_e2e.py`, `test_app.py`), here across two
 //! replicas on MariaDB and Redis, and its room as a room of every other door.
 
@@ -49,7 +49,7 @@ async fn history(server: &Server, query: &str) -> (u16, Value) {
 /// dropped and the socket stays open. Then its history, and the room as every other door
 /// sees it.
 #[tokio::test(flavor = "multi_thread")]
-async fn seed_002_chats_across_two_replicas() {
+async fn the_relay_chats_across_two_replicas() {
     let db = TestDb::create(Backend::MariaDb).await;
     let redis = Redis::start().await;
     let room = room("webchat");
@@ -176,7 +176,7 @@ async fn seed_002_chats_across_two_replicas() {
         assert_eq!(status, 400, "minutes={bad}");
     }
 
-    // The room is a room of every other door: the transcript, the ChatFlow history and
+    // The room is a room of every other door: the transcript, the room API's history and
     // sockets (the guest's id), with the client's own text as it was typed.
     let lines = lines(&transcript(b, &room).await);
     assert_eq!(lines.len(), 6);
@@ -234,7 +234,7 @@ async fn seed_002_chats_across_two_replicas() {
 /// line; 20,000 distinct bad frames leave the socket open and the memory flat; a flood of
 /// frames with limits on ends in close 1008.
 #[tokio::test(flavor = "multi_thread")]
-async fn seed_002_bad_frames_and_floods() {
+async fn the_relay_drops_bad_frames_and_closes_floods() {
     let db = TestDb::create(Backend::Sqlite).await;
     let server = Server::start_with(
         ServerOptions::new(&db.url)

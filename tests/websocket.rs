@@ -334,10 +334,10 @@ async fn joins_in_a_crowded_room_are_not_announced() {
     db.drop_db().await;
 }
 
-/// Seed 004's socket, `/ws/<room_id>`, as its README's clients use it: each message frame
+/// The author-per-frame socket, `/ws/<room_id>`, as the graintrade chat room's clients use it: each message frame
 /// names its author (`user_id`), and every socket of the room, at every door, gets it.
 #[tokio::test(flavor = "multi_thread")]
-async fn seed_004_room_socket_chats() {
+async fn the_room_socket_with_an_author_per_frame_chats() {
     let db = TestDb::create(Backend::Sqlite).await;
     let server = Server::start(&db.url).await;
     let room = room("seed004");

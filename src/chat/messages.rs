@@ -3,7 +3,7 @@
 use crate::access::RoomAccess;
 use crate::db::messages::{self as table, Page};
 use crate::domain::limits::{message_id, page_limit};
-use crate::domain::message::chatflow_message;
+use crate::domain::message::room_message;
 use crate::domain::{Caller, Error, Limits, Message, ReplyPreview, RoomName};
 use sea_orm::DatabaseConnection;
 
@@ -169,7 +169,7 @@ pub async fn check_edit(
         &[message.user_id.as_deref()],
     )?;
     // The post rules, applied by the one function that applies them to posts.
-    let text = chatflow_message(&message.username, None, content, None, None, limits)?.text;
+    let text = room_message(&message.username, None, content, None, None, limits)?.text;
     // Counts without `me`: the edited message goes to every reader alike.
     complete(db, std::slice::from_mut(&mut message), None).await?;
     Ok((message, text))

@@ -1,4 +1,4 @@
-//! Rooms: a legacy room comes into being with its first message; the ChatFlow API creates
+//! Rooms: a legacy room comes into being with its first message; the room API creates
 //! them with a name and description, lists and deletes them.
 
 use crate::access::RoomAccess;

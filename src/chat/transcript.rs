@@ -107,7 +107,7 @@ const ENTRY_OVERHEAD: usize = std::mem::size_of::<Message>() + std::mem::size_of
 const ROOM_OVERHEAD: usize = std::mem::size_of::<Room>() + 64;
 
 struct Entry {
-    /// The row, for the JSON form and seed 002's history.
+    /// The row, for the JSON form and the relay's history.
     row: Arc<Message>,
     /// Where the message's line starts in [`Room::text`], once it is there.
     at: usize,
@@ -172,7 +172,7 @@ fn row_bytes(row: &Message) -> usize {
         + opt(&row.user_id)
         + row.message_type.len()
         + opt(&row.file_url)
-        + row.echo.as_ref().map_or(0, |e| e.kind.len())
+        + row.client_stamp.as_ref().map_or(0, |e| e.kind.len())
 }
 
 impl Room {
@@ -454,7 +454,7 @@ impl Transcripts {
         self.view_with(read, room, after, with_rows).await
     }
 
-    /// The room's messages stored at or after `from` (UTC), oldest first: seed 002's
+    /// The room's messages stored at or after `from` (UTC), oldest first: the relay's
     /// history, answered from the transcript, so the newest `max_messages` at most.
     pub async fn stored_since(
         &self,
@@ -651,7 +651,7 @@ mod tests {
             user_id: None,
             message_type: "text".into(),
             file_url: None,
-            echo: None,
+            client_stamp: None,
             edited_at: None,
             reactions: Vec::new(),
             reply_to: None,

@@ -17,12 +17,12 @@ pub mod message {
         pub username: String,
         #[sea_orm(column_type = "Text")]
         pub text: String,
-        /// The sender's id when it came through the ChatFlow side (WebSocket, JSON API).
+        /// The sender's id when it came through the room API (WebSocket, JSON API).
         pub user_id: Option<String>,
         /// `text`, `file` or `system`.
         pub message_type: String,
         pub file_url: Option<String>,
-        /// Seed 002's `type` and `ts`, when the message came by its socket.
+        /// The relay's `type` and `ts`, when the message came by its socket.
         pub client_type: Option<String>,
         pub client_ts: Option<i64>,
         /// When its author last edited it, in UTC; none until then.
@@ -47,8 +47,10 @@ pub mod message {
                 user_id: m.user_id,
                 message_type: m.message_type,
                 file_url: m.file_url,
-                echo: match (m.client_type, m.client_ts) {
-                    (Some(kind), Some(ts)) => Some(crate::domain::message::Echo { kind, ts }),
+                client_stamp: match (m.client_type, m.client_ts) {
+                    (Some(kind), Some(ts)) => {
+                        Some(crate::domain::message::ClientStamp { kind, ts })
+                    }
                     _ => None,
                 },
                 edited_at: m.edited_at,
@@ -85,7 +87,7 @@ pub mod reaction {
 pub mod room {
     use sea_orm::entity::prelude::*;
 
-    /// A room of the ChatFlow side; a legacy room comes into being with its first message.
+    /// A room of the room API; a legacy room comes into being with its first message.
     #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
     #[sea_orm(table_name = "room")]
     pub struct Model {

@@ -148,7 +148,7 @@ fn committed(
                 user_id: row.message.user_id.clone(),
                 message_type: row.message.message_type.to_string(),
                 file_url: row.message.file_url.clone(),
-                echo: row.message.echo.clone(),
+                client_stamp: row.message.client_stamp.clone(),
                 edited_at: None,
                 reactions: Vec::new(),
                 reply_to: row.message.reply_to,
@@ -219,8 +219,12 @@ async fn insert_returning<C: ConnectionTrait>(
                 p.message.user_id.clone().into(),
                 p.message.message_type.into(),
                 p.message.file_url.clone().into(),
-                p.message.echo.as_ref().map(|e| e.kind.clone()).into(),
-                p.message.echo.as_ref().map(|e| e.ts).into(),
+                p.message
+                    .client_stamp
+                    .as_ref()
+                    .map(|e| e.kind.clone())
+                    .into(),
+                p.message.client_stamp.as_ref().map(|e| e.ts).into(),
                 p.message.reply_to.into(),
             ])
             .map_err(|e| DbErr::Custom(e.to_string()))?;
@@ -267,8 +271,12 @@ async fn insert_per_row<C: ConnectionTrait>(
             user_id: Set(pending.message.user_id.clone()),
             message_type: Set(pending.message.message_type.to_string()),
             file_url: Set(pending.message.file_url.clone()),
-            client_type: Set(pending.message.echo.as_ref().map(|e| e.kind.clone())),
-            client_ts: Set(pending.message.echo.as_ref().map(|e| e.ts)),
+            client_type: Set(pending
+                .message
+                .client_stamp
+                .as_ref()
+                .map(|e| e.kind.clone())),
+            client_ts: Set(pending.message.client_stamp.as_ref().map(|e| e.ts)),
             edited_at: NotSet,
             reply_to: Set(pending.message.reply_to),
         };

@@ -62,11 +62,11 @@ const CATCH_UP_PAGE: u64 = 1000;
 pub struct Delivery {
     queue: mpsc::Sender<Pending>,
     rooms: Arc<Rooms>,
-    stage: Arc<Stage>,
+    stage: Arc<AfterCommit>,
 }
 
 /// What happens to a committed message, from whichever replica it came.
-struct Stage {
+struct AfterCommit {
     db: DatabaseConnection,
     access: Arc<RoomAccess>,
     transcripts: Arc<Transcripts>,
@@ -154,7 +154,7 @@ impl Delivery {
         change_log_days: u32,
     ) -> Result<Self, Error> {
         let mode = messages::insert_mode(&db, insert_returning).await?;
-        let stage = Arc::new(Stage {
+        let stage = Arc::new(AfterCommit {
             gate: hub.replicated().then(Mutex::default),
             db,
             access,
@@ -397,7 +397,7 @@ impl Delivery {
 
 // 2. The writer commits batches.
 
-async fn writer(stage: Arc<Stage>, mut rx: mpsc::Receiver<Pending>, mode: InsertMode) {
+async fn writer(stage: Arc<AfterCommit>, mut rx: mpsc::Receiver<Pending>, mode: InsertMode) {
     let ordered = stage.gate.is_some();
     let mut batch = Vec::with_capacity(MAX_BATCH);
     loop {
@@ -423,7 +423,7 @@ async fn writer(stage: Arc<Stage>, mut rx: mpsc::Receiver<Pending>, mode: Insert
 }
 
 async fn write_posts(
-    stage: &Arc<Stage>,
+    stage: &Arc<AfterCommit>,
     posts: Vec<(ToInsert, Answer)>,
     mode: InsertMode,
     ordered: bool,
@@ -502,7 +502,11 @@ type ChangeAnswer = oneshot::Sender<Result<Changed, Error>>;
 /// Applies the changes in one transaction (their rooms locked with several replicas), each
 /// numbered after its room's last change and recorded with it; then hands them on in that
 /// order. A database error fails the transaction: each change is then tried alone.
-async fn write_changes(stage: &Arc<Stage>, changes: Vec<(Change, ChangeAnswer)>, ordered: bool) {
+async fn write_changes(
+    stage: &Arc<AfterCommit>,
+    changes: Vec<(Change, ChangeAnswer)>,
+    ordered: bool,
+) {
     let (changes, answers): (Vec<Change>, Vec<ChangeAnswer>) = changes.into_iter().unzip();
     match apply_changes(&stage.db, &stage.webhooks, &changes, ordered).await {
         Ok(results) => {
@@ -688,14 +692,14 @@ fn answer(done: Answer, result: Result<Message, Error>) {
     }
 }
 
-impl Stage {
+impl AfterCommit {
     /// Steps 3 to 8 for a message this replica committed, in commit order.
     fn committed(self: &Arc<Self>, message: Message, prev: Option<i64>, done: Answer) {
         METRICS.messages_stored.inc();
         let message = Arc::new(message);
         // 3 to 5: through the gate into the transcript and to local readers; the poster
         // is answered there.
-        self.hand_on(&message.room, Event::Message(message.clone()), prev, done);
+        self.through_gate(&message.room, Event::Message(message.clone()), prev, done);
         // 6. Other replicas.
         self.hub
             .send_out(&message.room, Event::Message(message.clone()), prev);
@@ -708,7 +712,7 @@ impl Stage {
     /// The same steps for another change this replica committed: the gate, the other
     /// replicas, RabbitMQ.
     fn changed(self: &Arc<Self>, room: &str, event: Event, prev: i64, changed: &Changed) {
-        self.hand_on(room, event.clone(), Some(prev), None);
+        self.through_gate(room, event.clone(), Some(prev), None);
         self.hub.send_out(room, event, Some(prev));
         match changed {
             Changed::Edited(message) => self.events.message_updated(message),
@@ -732,7 +736,7 @@ impl Stage {
     /// one that comes early is parked while the changes in between are read from the
     /// database (they are committed: see `db::messages`). `prev: None` (one replica, or a
     /// change read back) takes it as it comes, in `seq` order.
-    fn hand_on(self: &Arc<Self>, room: &str, event: Event, prev: Option<i64>, done: Answer) {
+    fn through_gate(self: &Arc<Self>, room: &str, event: Event, prev: Option<i64>, done: Answer) {
         let Some(gate) = &self.gate else {
             return self.reach_readers(room, event, done);
         };
@@ -935,11 +939,11 @@ async fn prune_changes(db: DatabaseConnection, days: u32) {
 
 // 9. Other replicas' messages and events.
 
-async fn arrive(stage: Arc<Stage>, mut arrivals: mpsc::Receiver<Arrival>) {
+async fn arrive(stage: Arc<AfterCommit>, mut arrivals: mpsc::Receiver<Arrival>) {
     while let Some(arrival) = arrivals.recv().await {
         match arrival {
             Arrival::Event { room, event, prev } if event.seq().is_some() => {
-                stage.hand_on(&room, event, prev, None)
+                stage.through_gate(&room, event, prev, None)
             }
             Arrival::Event {
                 room,
@@ -962,7 +966,7 @@ async fn arrive(stage: Arc<Stage>, mut arrivals: mpsc::Receiver<Arrival>) {
 /// Hands on every change committed during a Redis outage (by any replica), room by room
 /// in `seq` order: the rooms with messages above `after` or other changes recorded from
 /// `since` on, each from the last change this replica handed on there.
-async fn catch_up(stage: &Arc<Stage>, after: i64, since: chrono::NaiveDateTime) {
+async fn catch_up(stage: &Arc<AfterCommit>, after: i64, since: chrono::NaiveDateTime) {
     let rooms = async {
         let mut rooms: HashMap<String, i64> = HashMap::new();
         for (room, id) in messages::rooms_after(&stage.db, after).await? {
@@ -1211,7 +1215,7 @@ mod tests {
             let (message, prev) = committed[i].clone();
             delivery
                 .stage
-                .hand_on("r", Event::Message(Arc::new(message)), prev, None)
+                .through_gate("r", Event::Message(Arc::new(message)), prev, None)
         };
         arrive(0);
         arrive(2); // the second is still on its way: the third waits, the gap is read

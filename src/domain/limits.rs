@@ -51,10 +51,10 @@ pub fn message_id(name: &str, raw: Option<&str>) -> Result<Option<i64>, Error> {
     .transpose()
 }
 
-/// The most `minutes=` seed 002's history goes back: a day.
+/// The most `minutes=` the relay's history goes back: a day.
 pub const MAX_HISTORY_MINUTES: u32 = 24 * 60;
 
-/// `minutes=` of seed 002's history: digits only, 1 to a day; 30 when absent. The reasons
+/// `minutes=` of the relay's history: digits only, 1 to a day; 30 when absent. The reasons
 /// are its server's.
 pub fn history_minutes(raw: Option<&str>) -> Result<u32, Error> {
     let raw = raw.unwrap_or("30");

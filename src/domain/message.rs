@@ -17,15 +17,15 @@ pub struct Message {
     pub timestamp: NaiveDateTime,
     pub username: String,
     pub text: String,
-    /// The sender's id when it came through the ChatFlow side (WebSocket, JSON API).
+    /// The sender's id when it came through the room API (WebSocket, JSON API).
     pub user_id: Option<String>,
     /// `text`, `file` or `system`.
     pub message_type: String,
     pub file_url: Option<String>,
-    /// Seed 002's own fields, when the message came by its socket. Absent from what
+    /// The relay's own fields, when the message came by its socket. Absent from what
     /// replicas of an older version send, so read as none.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub echo: Option<Echo>,
+    pub client_stamp: Option<ClientStamp>,
     /// When its author last edited it, in UTC; none until then (and from replicas of an
     /// older version).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -51,29 +51,29 @@ pub struct ReactionCount {
     pub me: bool,
 }
 
-/// What seed 002's client sends beside its text (`type`, `ts`), kept with the row so its
+/// What the relay's client sends beside its text (`type`, `ts`), kept with the row so its
 /// sockets get back the very object it sent, on every replica and in its history.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Echo {
+pub struct ClientStamp {
     pub kind: String,
     pub ts: i64,
 }
 
-/// Longest `type` a seed 002 frame may carry (its clients send `chat` or `message`).
-pub const MAX_ECHO_TYPE_CHARS: usize = 32;
+/// Longest `type` a relay frame may carry (its clients send `chat` or `message`).
+pub const MAX_CLIENT_TYPE_CHARS: usize = 32;
 
 /// A message ready to store: user name defaulted and both fields trimmed and checked.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NewMessage {
     pub username: String,
     pub text: String,
-    /// The sender's id on the ChatFlow side (WebSocket, JSON API); none for legacy posts.
+    /// The sender's id on the room API (WebSocket, JSON API); none for legacy posts.
     pub user_id: Option<String>,
     /// `text`, `file` or `system`.
     pub message_type: &'static str,
     pub file_url: Option<String>,
-    /// Seed 002's `type` and `ts`, when it came by that door.
-    pub echo: Option<Echo>,
+    /// The relay's `type` and `ts`, when it came by that door.
+    pub client_stamp: Option<ClientStamp>,
     /// The message of the same room this one answers, and (once the pipeline has found
     /// it there) what of it the reply shows.
     pub reply_to: Option<i64>,
@@ -139,15 +139,15 @@ pub fn new_message(
         user_id: None,
         message_type: "text",
         file_url: None,
-        echo: None,
+        client_stamp: None,
         reply_to: None,
         reply_preview: None,
     })
 }
 
-/// A message as the ChatFlow side sends it (WebSocket frame or JSON API): `content`,
+/// A message as the room API sends it (WebSocket frame or JSON API): `content`,
 /// optionally `message_type` `file` with its `file_url`.
-pub fn chatflow_message(
+pub fn room_message(
     username: &str,
     user_id: Option<String>,
     content: Option<&str>,
@@ -201,7 +201,7 @@ pub fn is_safe_file_url(url: &str) -> bool {
         && url.len() > 8
 }
 
-/// A text frame of seed 002's socket: exactly the keys `text`, `type` and `ts`, a
+/// A text frame of the relay socket: exactly the keys `text`, `type` and `ts`, a
 /// string, a string and an integer, as its client and its tests send them.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -212,9 +212,9 @@ struct WebchatFrame {
     ts: i64,
 }
 
-/// A frame of seed 002's socket as a message of `username`. Its text is kept as sent (not
+/// A frame of the relay socket as a message of `username`. Its text is kept as sent (not
 /// trimmed), since the sender gets that same object back; it is checked as any message's.
-pub fn webchat_message(
+pub fn relay_message(
     frame: &str,
     username: &str,
     user_id: Option<String>,
@@ -224,16 +224,17 @@ pub fn webchat_message(
         .map_err(|e| Error::bad_request(format!("not a {{text, type, ts}} object: {e}")))?;
     let checked = new_message(Some(username), Some(&frame.text), limits)
         .map_err(|e| Error::bad_request(e.to_string().replace("msg ", "text ")))?;
-    if frame.kind.chars().count() > MAX_ECHO_TYPE_CHARS || frame.kind.chars().any(char::is_control)
+    if frame.kind.chars().count() > MAX_CLIENT_TYPE_CHARS
+        || frame.kind.chars().any(char::is_control)
     {
         return Err(Error::bad_request(format!(
-            "type is longer than {MAX_ECHO_TYPE_CHARS} characters or holds control characters"
+            "type is longer than {MAX_CLIENT_TYPE_CHARS} characters or holds control characters"
         )));
     }
     Ok(NewMessage {
         text: frame.text,
         user_id,
-        echo: Some(Echo {
+        client_stamp: Some(ClientStamp {
             kind: frame.kind,
             ts: frame.ts,
         }),
@@ -282,7 +283,7 @@ fn push_one_line(out: &mut String, text: &str) {
 /// The JSON forms of a message; each door's clients read their own field names.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Shape {
-    /// The ChatFlow REST API and events: `id, room_id, user_id, username, content,
+    /// The room API and events: `id, room_id, user_id, username, content,
     /// message_type, file_url, created_at, edited_at` (null until edited).
     Api,
     /// The body of a room socket's `message` frame (`realtime::ServerFrame` adds its
@@ -290,10 +291,10 @@ pub enum Shape {
     Socket,
     /// `GET /api/chat/<room>?format=json`: `id, room, username, text, timestamp`.
     Legacy,
-    /// Seed 002's socket and `GET /messages`: `text, type, ts` (milliseconds). Its own
+    /// The relay socket and `GET /messages`: `text, type, ts` (milliseconds). Its own
     /// clients' messages as they sent them; any other's as `"<username>: <text>"`, type
     /// `message`, the time it was stored.
-    Webchat,
+    Relay,
 }
 
 /// The one JSON writer of a message, in the shape its door's clients read.
@@ -305,8 +306,8 @@ impl Serialize for MessageJson<'_> {
         let MessageJson(m, shape) = self;
         let at = m.timestamp.and_utc();
         let mut map = serializer.serialize_map(None)?;
-        if *shape == Shape::Webchat {
-            match &m.echo {
+        if *shape == Shape::Relay {
+            match &m.client_stamp {
                 Some(echo) => {
                     map.serialize_entry("text", &m.text)?;
                     map.serialize_entry("type", &echo.kind)?;
@@ -422,7 +423,7 @@ mod tests {
         }
         let limits = Limits::default();
         let file = |url: &str| {
-            chatflow_message(
+            room_message(
                 "a",
                 None,
                 Some("f"),
@@ -441,10 +442,10 @@ mod tests {
     }
 
     #[test]
-    fn chatflow_messages_name_their_fields() {
-        let err = chatflow_message("a", None, None, None, None, &LIMITS).unwrap_err();
+    fn room_messages_name_their_fields() {
+        let err = room_message("a", None, None, None, None, &LIMITS).unwrap_err();
         assert_eq!(err.to_string(), "content is required");
-        let file = chatflow_message(
+        let file = room_message(
             "a",
             None,
             Some("x"),
@@ -454,13 +455,13 @@ mod tests {
         )
         .unwrap();
         assert_eq!(file.message_type, "file");
-        assert!(chatflow_message("a", None, Some("x"), Some("file"), None, &LIMITS).is_err());
-        assert!(chatflow_message("a", None, Some("x"), Some("video"), None, &LIMITS).is_err());
+        assert!(room_message("a", None, Some("x"), Some("file"), None, &LIMITS).is_err());
+        assert!(room_message("a", None, Some("x"), Some("video"), None, &LIMITS).is_err());
     }
 
     #[test]
     fn webchat_frames_are_exactly_text_type_and_ts() {
-        let m = webchat_message(
+        let m = relay_message(
             r#"{"type":"chat","text":" hi ","ts":17}"#,
             "ann",
             None,
@@ -469,8 +470,8 @@ mod tests {
         .unwrap();
         assert_eq!((m.text.as_str(), m.username.as_str()), (" hi ", "ann"));
         assert_eq!(
-            m.echo,
-            Some(Echo {
+            m.client_stamp,
+            Some(ClientStamp {
                 kind: "chat".into(),
                 ts: 17
             })
@@ -487,10 +488,10 @@ mod tests {
             r#"{"text":"\u001b[2J","type":"chat","ts":17}"#,
             r#"{"text":"hi","type":"\u0000","ts":17}"#,
         ] {
-            assert!(webchat_message(bad, "ann", None, &LIMITS).is_err(), "{bad}");
+            assert!(relay_message(bad, "ann", None, &LIMITS).is_err(), "{bad}");
         }
         let long = format!(r#"{{"text":"hi","type":"{}","ts":1}}"#, "t".repeat(33));
-        assert!(webchat_message(&long, "ann", None, &LIMITS).is_err());
+        assert!(relay_message(&long, "ann", None, &LIMITS).is_err());
     }
 
     #[test]
@@ -520,7 +521,7 @@ mod tests {
             user_id: Some("u1".into()),
             message_type: "text".into(),
             file_url: None,
-            echo: None,
+            client_stamp: None,
             edited_at: None,
             reactions: Vec::new(),
             reply_to: None,
@@ -543,18 +544,18 @@ mod tests {
                 "timestamp": "1970-01-01T00:00:00Z"})
         );
         assert_eq!(
-            json(Shape::Webchat),
+            json(Shape::Relay),
             serde_json::json!({"text": "u: hi", "type": "message", "ts": 0})
         );
         let echoed = Message {
-            echo: Some(Echo {
+            client_stamp: Some(ClientStamp {
                 kind: "chat".into(),
                 ts: 42,
             }),
             ..m.clone()
         };
         assert_eq!(
-            serde_json::to_value(MessageJson(&echoed, Shape::Webchat)).unwrap(),
+            serde_json::to_value(MessageJson(&echoed, Shape::Relay)).unwrap(),
             serde_json::json!({"text": "hi", "type": "chat", "ts": 42})
         );
     }

@@ -6,7 +6,7 @@ pub const MAX_ROOM_CHARS: usize = 64;
 pub const MAX_USER_ID_CHARS: usize = 64;
 pub const DEFAULT_USERNAME: &str = "Anonymous";
 
-/// Names the ChatFlow routes take under `/api/chat`: they are not legacy rooms.
+/// Names the room API's routes take under `/api/chat`: they are not legacy rooms.
 pub const RESERVED_ROOMS: [&str; 4] = ["rooms", "messages", "health", "unread"];
 
 pub fn is_reserved(name: &str) -> bool {
@@ -83,7 +83,7 @@ impl RoomName {
         Ok(RoomName(name.to_string()))
     }
 
-    /// A room the ChatFlow API creates: any room name but the API's own words and the ids
+    /// A room the room API creates: any room name but the API's own words and the ids
     /// of direct conversations.
     pub fn parse_new(name: &str) -> Result<Self, Error> {
         let room = RoomName::parse(name)?;
@@ -198,7 +198,7 @@ pub fn username(raw: Option<&str>, limits: &Limits) -> Result<String, Error> {
     Ok(username.to_string())
 }
 
-/// A user id of the ChatFlow side (WebSocket path, presence, notifications): 1 to 64
+/// A user id of the room API (WebSocket path, presence, notifications): 1 to 64
 /// characters, no control characters.
 pub fn user_id(raw: &str) -> Result<String, Error> {
     if raw.is_empty()

@@ -1,4 +1,4 @@
-//! The ChatFlow chat REST surface under `/api/chat`: rooms, message history and search,
+//! The room API under `/api/chat`: rooms, message history and search,
 //! one message, and posting JSON. A message posted here takes the one delivery pipeline,
 //! so WebSocket and polling readers get it like any other.
 
@@ -9,7 +9,7 @@ use crate::access::RoomAccess;
 use crate::chat::{self, messages::HistoryQuery, rooms::NewRoom};
 use crate::db::rooms::{Member, Room};
 use crate::delivery::Delivery;
-use crate::domain::message::chatflow_message;
+use crate::domain::message::room_message;
 use crate::domain::names::{self, RoomName};
 use crate::domain::{AuthMode, Caller, Limits, Message, MessageJson, Result, Shape};
 use crate::events::Events;
@@ -303,7 +303,7 @@ async fn post_room_message(
     let JsonBody(body) = body?;
     let user_id = body.user_id.as_deref().map(names::user_id).transpose()?;
     let username = names::username(body.username.as_deref().or(user_id.as_deref()), limits)?;
-    let mut message = chatflow_message(
+    let mut message = room_message(
         &username,
         user_id,
         body.content.as_deref(),

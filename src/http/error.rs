@@ -94,11 +94,11 @@ fn caught_reason(status: Status) -> &'static str {
 }
 
 /// What a catcher answers: the status Rocket gave, in JSON or plain text.
-struct Caught(Status, bool);
+struct StatusOnly(Status, bool);
 
-impl<'r> Responder<'r, 'static> for Caught {
+impl<'r> Responder<'r, 'static> for StatusOnly {
     fn respond_to(self, _: &'r Request<'_>) -> response::Result<'static> {
-        let Caught(status, as_json) = self;
+        let StatusOnly(status, as_json) = self;
         if as_json {
             json(status, caught_reason(status))
         } else {
@@ -108,16 +108,16 @@ impl<'r> Responder<'r, 'static> for Caught {
 }
 
 #[catch(default)]
-fn json_catcher(status: Status, req: &Request<'_>) -> Result<Error, Caught> {
+fn json_catcher(status: Status, req: &Request<'_>) -> Result<Error, StatusOnly> {
     // A guard that failed left its reason.
-    GuardFailure::take(req).ok_or(Caught(status, true))
+    GuardFailure::take(req).ok_or(StatusOnly(status, true))
 }
 
 #[catch(default)]
-fn plain_catcher(status: Status, req: &Request<'_>) -> Result<Plain, Caught> {
+fn plain_catcher(status: Status, req: &Request<'_>) -> Result<Plain, StatusOnly> {
     GuardFailure::take(req)
         .map(Plain)
-        .ok_or(Caught(status, false))
+        .ok_or(StatusOnly(status, false))
 }
 
 /// For the JSON mounts (`/api`, `/ws`).

@@ -22,7 +22,7 @@ use utoipa::ToSchema;
 super::mount![
     upload,
     list_files,
-    list_chatflow,
+    list_at_root,
     metadata,
     download,
     thumbnail,
@@ -120,7 +120,7 @@ async fn list_files(
     params(("room_id" = Option<String>, Query), ("limit" = Option<u64>, Query)),
     responses((status = 200, body = Vec<FileOut>), (status = 400), (status = 401), (status = 404)))]
 #[get("/files?<room_id>&<limit>")]
-async fn list_chatflow(
+async fn list_at_root(
     room_id: Option<&str>,
     limit: Option<&str>,
     caller: Caller,

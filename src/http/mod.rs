@@ -3,9 +3,9 @@
 //! below this layer knows of Rocket's requests.
 //!
 //! Mounts: `page` (the chat page), `legacy` (the Flask original's `/api/chat/<room>`),
-//! `chat_api` (ChatFlow's rooms and history), `ws` (the ChatFlow socket), `sse` (a room's
+//! `chat_api` (the room API: rooms, history, edits, reactions), `ws` (the room socket), `sse` (a room's
 //! changes as server-sent events), `presence`,
-//! `notifications`, `files`, `search` (across rooms), `ops` (health and metrics), `webchat` (seed 002's history and
+//! `notifications`, `files`, `search` (across rooms), `ops` (health and metrics), `webchat` (the relay's history and
 //! page), `openapi`, `bench`.
 
 pub mod auth;

@@ -55,14 +55,14 @@ pub fn document() -> utoipa::openapi::OpenApi {
             _ => (path, item),
         })
         .collect();
-    told_whole(doc)
+    with_shared_parts(doc)
 }
 
 /// What every route shares, written into the document once rather than on each route:
 /// the bounds the server checks on each parameter (from the domain's own numbers), the
 /// body of every error (`{"detail"}`, one plain line on the Flask original's route), and
 /// the 503 of every route that needs the database, Redis or the file store.
-fn told_whole(doc: utoipa::openapi::OpenApi) -> utoipa::openapi::OpenApi {
+fn with_shared_parts(doc: utoipa::openapi::OpenApi) -> utoipa::openapi::OpenApi {
     let Ok(mut value) = serde_json::to_value(&doc) else {
         return doc;
     };

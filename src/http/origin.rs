@@ -148,7 +148,7 @@ fn origins<'r>(req: &'r Request<'_>) -> Option<&'r Origins> {
 /// page's origin must be this site's whole (another port of the host is another site,
 /// and would be using the visitor's cookie); without the cookie the socket is nobody's
 /// but what it claims, so a page of the same host on another port (the ChatFlow app on
-/// :3000 beside the API, a page of seed 004's client) is taken, as it always was.
+/// :3000 beside the API, a page of the author-per-frame socket's client) is taken, as it always was.
 pub struct SiteOrigin;
 
 /// Whether `origin` names the host this request was sent to, whatever its scheme and

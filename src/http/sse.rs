@@ -5,8 +5,8 @@
 //! or the room deleted) is one event: the room socket's frame as JSON in `data:`, its
 //! `seq` (`domain::seq`) in `id:`. A client that comes back with the last id it saw
 //! (`Last-Event-ID`, which `EventSource` sends by itself, or `?seq=`) gets every change
-//! after it, then live ones, each once, on any replica: the room socket's way of doing it
-//! (`http::ws`), with the same `Sent`. Typing, joins and the user's own notifications are
+//! after it, then live ones, each once, on any replica: the room socket's way of doing it,
+//! with the same `sockets::Follower`. Typing, joins and the user's own notifications are
 //! not sent: they are no change of the room, and have no `seq` to resume from.
 //!
 //! A comment line (`:`) every `ws_ping_secs` (25 s) keeps proxies from closing an idle
@@ -16,19 +16,17 @@
 //! through the balancer, to another replica.
 
 use super::client::ClientAddr;
-use super::limits::SocketLease;
-use super::ws::{token_expiry, SocketState, LAG_WINDOW, MAX_LAGS};
-use crate::chat;
-use crate::domain::seq::{self, Sent};
+use super::limits::{Limiter, SocketLease};
 use crate::domain::{Caller, Error, Result, RoomName};
-use crate::metrics::METRICS;
-use crate::realtime::{user_channel, Event as Change, ServerFrame, Subscription};
+use crate::realtime::{Event as Change, ServerFrame, Subscription};
+use crate::sockets::{token_expiry, AfterLag, Follower, Resume, ShutOut, Sockets, Start};
 use rocket::futures::Stream;
 use rocket::request::{self, FromRequest, Request};
 use rocket::response::stream::{Event, EventStream};
 use rocket::response::{self as rocket_response, Responder};
 use rocket::{get, State};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::Duration;
 use tokio::sync::broadcast::error::RecvError;
 
 super::mount![room_events];
@@ -65,9 +63,10 @@ pub async fn room_events<'r>(
     last_event_id: LastEventId<'r>,
     client: ClientAddr,
     caller: Caller,
-    state: &'r State<SocketState>,
+    sockets: &'r State<Arc<Sockets>>,
+    limiter: &'r State<Arc<Limiter>>,
 ) -> Result<Streamed<impl Stream<Item = Event> + Send + 'static>> {
-    if state.lifecycle.stopping() {
+    if sockets.lifecycle.stopping() {
         return Err(Error::Unavailable(
             "the server is restarting: connect again".into(),
         ));
@@ -75,47 +74,26 @@ pub async fn room_events<'r>(
     let room = id?;
     let asked = seq_of("seq", seq)?;
     let after = seq_of("Last-Event-ID", last_event_id.0)?.or(asked);
-    let lease = state.limiter.open_socket(client)?;
-    // Listening starts before access is checked and the history read, so nothing falls
-    // between them (as on the room socket).
-    let events = state.hub.subscribe(room.as_str());
-    state.access.may_read(&caller, room.as_str()).await?;
-    let own = caller
-        .user
-        .as_ref()
-        .map(|user| state.hub.subscribe(&user_channel(&user.user_id)));
-    let db = &state.db;
-    let start = match after {
-        Some(after) => {
-            let (resync, page) = chat::changes::resume(db, room.as_str(), after).await?;
-            Start {
-                page,
-                resync,
-                sent: Sent::new(seq::message_id_at(after), after),
-            }
-        }
-        // From now on: everything up to the room's last change counts as sent. Read after
-        // listening started, so a change committed meanwhile is either below it (skipped
-        // when heard) or above it (heard): the first id given is where a reconnect
-        // resumes, with nothing before it missed.
-        None => {
-            let head = chat::changes::head(db, room.as_str()).await?;
-            Start {
-                page: Vec::new(),
-                resync: false,
-                sent: Sent::new(seq::message_id_at(head), head),
-            }
-        }
-    };
+    let lease = limiter.open_socket(client)?;
+    let own = caller.user.as_ref().map(|user| user.user_id.clone());
+    let resume = after.map_or(Resume::Now, Resume::AfterSeq);
+    let Start {
+        events,
+        own,
+        page,
+        resync,
+        sent,
+    } = sockets
+        .start(&caller, &room, own.as_deref(), resume)
+        .await?;
+    let every = sockets.settings.ping_every();
     let reader = Reader {
-        state: state.inner().clone(),
-        caller,
-        room,
+        follower: Follower::new(sockets.inner().clone(), caller, room, sent),
         _lease: lease,
     };
-    let every = Duration::from_secs(state.settings.ping_secs.max(1));
+    let live = Live { events, own };
     Ok(Streamed(
-        changes(reader, events, own, start, every).heartbeat(every),
+        changes(reader, live, page, resync, every).heartbeat(every),
     ))
 }
 
@@ -157,73 +135,30 @@ impl<'r, S: Stream<Item = Event> + Send + 'r> Responder<'r, 'r> for Streamed<S> 
     }
 }
 
-/// Where a stream starts: the first page of what it missed (oldest first, read on by
-/// `seq`), whether it must be told to reload, and what counts as sent.
-struct Start {
-    page: Vec<Change>,
-    resync: bool,
-    sent: Sent,
-}
-
 /// What a stream holds on to once the request's handler returned.
 struct Reader {
-    state: SocketState,
-    caller: Caller,
-    room: RoomName,
+    follower: Follower,
     /// The stream's place among its client's sockets, given back when it ends.
     _lease: SocketLease,
 }
 
 impl Reader {
-    /// Why the caller may no longer read the room, if they may not: their token was
-    /// revoked (a sign-out, a new password), or they are out of the room. A database that
-    /// cannot say keeps the stream: the next change or check asks again.
-    async fn shut_out(&self) -> Option<&'static str> {
-        if let (Some(user), Some(generation)) = (&self.caller.user, self.caller.token_generation) {
-            if !self
-                .state
-                .accounts
-                .still_holds(&user.user_id, generation)
-                .await
-            {
-                return Some("signed out (or the password changed): sign in again");
-            }
-        }
-        match self
-            .state
-            .access
-            .sees(&self.caller, self.room.as_str())
-            .await
-        {
-            Ok(false) => Some("you are no longer a member of this room"),
-            _ => None,
-        }
-    }
-
-    /// The event a change becomes, if it is one this reader has not been sent: a message
-    /// once (by id), any other change once (its `seq` above the last one sent). Its id is
+    /// The event a change becomes, if it is one this reader has not been sent. Its id is
     /// the highest `seq` sent so far, which is its own as changes come in `seq` order: a
     /// client resuming from it misses nothing and gets nothing twice.
-    fn outgoing(&self, change: &Change, sent: &mut Sent) -> Option<Event> {
-        let frame = ServerFrame::of_change(change, self.room.as_str())?;
-        match change {
-            Change::Message(row) => {
-                if !sent.insert(row.id) {
-                    return None;
-                }
-                METRICS.messages_delivered.inc();
-                sent.seq = sent.seq.max(seq::of_message(row.id));
-            }
-            _ => {
-                let seq = change.seq()?;
-                if seq <= sent.seq {
-                    return None;
-                }
-                sent.seq = seq;
-            }
-        }
-        Some(Event::json(&frame).id(sent.seq.to_string()))
+    fn outgoing(&mut self, change: &Change) -> Option<Event> {
+        let frame = ServerFrame::of_change(change, self.follower.room.as_str())?;
+        let event = Event::json(&frame);
+        self.follower
+            .take(change)
+            .then(|| event.id(self.follower.sent.seq.to_string()))
     }
+}
+
+/// What a stream listens to: its room, and the caller's own channel when signed in.
+struct Live {
+    events: Subscription,
+    own: Option<Subscription>,
 }
 
 /// What woke a stream.
@@ -238,35 +173,31 @@ enum Woken {
 /// The stream: the resync notice or the replay, then live changes, until the room is
 /// deleted, the caller is shut out, the server stops or the client goes.
 fn changes(
-    reader: Reader,
-    mut events: Subscription,
-    mut own: Option<Subscription>,
-    start: Start,
+    mut reader: Reader,
+    mut live: Live,
+    page: Vec<Change>,
+    resync: bool,
     check_every: Duration,
 ) -> EventStream<impl Stream<Item = Event> + Send + 'static> {
     EventStream! {
-        let room = reader.room.as_str();
-        let db = &reader.state.db;
-        let mut sent = start.sent;
-        if start.resync {
-            yield Event::json(&ServerFrame::Resync { room_id: room });
+        if resync {
+            yield Event::json(&ServerFrame::Resync { room_id: reader.follower.room.as_str() });
         }
-        let mut pending = start.page;
-        let mut lags: Vec<Instant> = Vec::new();
+        let mut pending = page;
         let mut check = tokio::time::interval(check_every);
         check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         check.tick().await;
-        let closing = reader.state.lifecycle.closing();
+        let sockets = reader.follower.sockets.clone();
+        let closing = sockets.lifecycle.closing();
         tokio::pin!(closing);
+        let expires_at = reader.follower.caller.expires_at;
         loop {
             // What was missed, a page at a time, read on by `seq`. A page the database
             // cannot give ends the stream: the client comes back with its last id.
             while !pending.is_empty() {
-                let full = pending.len() as u64 >= chat::changes::PAGE;
-                let last = pending.last().and_then(Change::seq);
                 let mut deleted = false;
                 for change in &pending {
-                    if let Some(event) = reader.outgoing(change, &mut sent) {
+                    if let Some(event) = reader.outgoing(change) {
                         deleted |= matches!(change, Change::RoomDeleted { .. });
                         yield event;
                     }
@@ -274,35 +205,30 @@ fn changes(
                 if deleted {
                     return;
                 }
-                pending = match (full, last) {
-                    (true, Some(last)) => {
-                        match chat::changes::between(db, room, last, None, chat::changes::PAGE).await {
-                            Ok(next) => next,
-                            Err(err) => {
-                                tracing::warn!(error = %err, room, "event stream: replay cut short");
-                                return;
-                            }
-                        }
+                pending = match reader.follower.next_page(&pending).await {
+                    Ok(next) => next.unwrap_or_default(),
+                    Err(err) => {
+                        tracing::warn!(error = %err, room = reader.follower.room.as_str(), "event stream: replay cut short");
+                        return;
                     }
-                    _ => Vec::new(),
                 };
             }
             let woken = tokio::select! {
-                change = events.messages.recv() => Woken::Change(change),
+                change = live.events.messages.recv() => Woken::Change(change),
                 _ = check.tick() => Woken::Check,
-                () = revoked(&mut own) => Woken::Revoked,
+                () = revoked(&mut live.own) => Woken::Revoked,
                 () = &mut closing => Woken::Closing,
-                () = token_expiry(reader.caller.expires_at) => Woken::Expired,
+                () = token_expiry(expires_at) => Woken::Expired,
             };
             match woken {
                 Woken::Change(Ok(Change::AccessChanged)) | Woken::Check => {
-                    if let Some(reason) = reader.shut_out().await {
-                        yield Event::comment(reason);
+                    if let Some(why) = reader.follower.shut_out().await {
+                        yield Event::comment(why.reason());
                         return;
                     }
                 }
                 Woken::Change(Ok(change)) => {
-                    if let Some(event) = reader.outgoing(&change, &mut sent) {
+                    if let Some(event) = reader.outgoing(&change) {
                         yield event;
                     }
                     // Told, then let go: a room of the same name made later may be private.
@@ -311,31 +237,22 @@ fn changes(
                     }
                 }
                 // Changes were missed (a burst, or a client that reads slowly): read back
-                // from the database, after a check of access, which may be among them. A
-                // client that keeps falling behind is let go: it reconnects with its id.
-                Woken::Change(Err(RecvError::Lagged(_))) => {
-                    if let Some(reason) = reader.shut_out().await {
-                        yield Event::comment(reason);
+                // from the database. A client that keeps falling behind is let go: it
+                // reconnects with its id.
+                Woken::Change(Err(RecvError::Lagged(_))) => match reader.follower.after_lag().await {
+                    AfterLag::Missed(rows) => pending = rows,
+                    AfterLag::ShutOut(why) => {
+                        yield Event::comment(why.reason());
                         return;
                     }
-                    lags.retain(|at| at.elapsed() < LAG_WINDOW);
-                    lags.push(Instant::now());
-                    if lags.len() > MAX_LAGS {
+                    AfterLag::Reconnect => {
                         yield Event::comment("too slow: reconnect with Last-Event-ID").with_retry(RETRY);
                         return;
                     }
-                    let after = sent.seq.min(seq::of_message(sent.resume_from()));
-                    match chat::changes::between(db, room, after, None, chat::changes::PAGE).await {
-                        Ok(rows) => pending = rows,
-                        Err(err) => {
-                            tracing::warn!(error = %err, room, "event stream: catching up failed");
-                            return;
-                        }
-                    }
-                }
+                },
                 Woken::Change(Err(RecvError::Closed)) => return,
                 Woken::Revoked => {
-                    yield Event::comment("signed out (or the password changed): sign in again");
+                    yield Event::comment(ShutOut::SignedOut.reason());
                     return;
                 }
                 Woken::Closing => {

@@ -1,6 +1,6 @@
-//! Seed 002's one-room webchat: `GET /messages?minutes=N`, its history; its socket,
+//! The relay's one-room webchat: `GET /messages?minutes=N`, its history; its socket,
 //! `WS /ws`, is with the others in `ws`. Both are the `webchat_room`, a room like any:
-//! what its page sends is stored, and in the transcript, the ChatFlow history and every
+//! what its page sends is stored, and in the transcript, the room API's history and every
 //! socket of the room, on every replica. With `webchat_page_dir` set, its page is served
 //! unchanged: `/webchat`, and its files under `/static`.
 //!
@@ -23,7 +23,7 @@ use std::sync::Arc;
 
 super::mount![history];
 
-/// The room seed 002's page chats in (`webchat_room`).
+/// The room the relay's page chats in (`webchat_room`).
 pub struct WebchatRoom(pub RoomName);
 
 /// `{"messages": [{"text", "type", "ts"}, ...]}`, for the document (the answer is
@@ -34,7 +34,7 @@ pub struct History {
     messages: Vec<WebchatMessage>,
 }
 
-/// A message as seed 002's page reads it: its own as it sent them; any other door's as
+/// A message as the relay's page reads it: its own as it sent them; any other door's as
 /// `"<username>: <text>"`, type `message`.
 #[derive(utoipa::ToSchema)]
 #[allow(dead_code)]
@@ -69,12 +69,12 @@ async fn history(
     let rows = transcripts.stored_since(db, &room.0, from).await?;
     let messages: Vec<_> = rows
         .iter()
-        .map(|row| MessageJson(row, Shape::Webchat))
+        .map(|row| MessageJson(row, Shape::Relay))
         .collect();
     Ok(Json(serde_json::json!({ "messages": messages })))
 }
 
-/// Seed 002's page as it is: `/webchat` its `index.html`, its files (`app.js`,
+/// The relay's page as it is: `/webchat` its `index.html`, its files (`app.js`,
 /// `style.css`) under `/static`, after this server's own (whose names differ).
 pub fn page(settings: &Settings) -> Option<(Vec<Route>, FileServer)> {
     let dir = settings.webchat_page_dir.as_ref()?;

@@ -247,7 +247,7 @@ pub enum RelayFrame<'a> {
 
 impl<'a> RelayFrame<'a> {
     pub fn message(row: &'a Message) -> Self {
-        RelayFrame::Message(MessageJson(row, Shape::Webchat))
+        RelayFrame::Message(MessageJson(row, Shape::Relay))
     }
 
     pub fn not_sent(reason: &str, ts: i64) -> Self {
@@ -427,7 +427,7 @@ mod tests {
             user_id: Some("u1".into()),
             message_type: "text".into(),
             file_url: None,
-            echo: None,
+            client_stamp: None,
             edited_at: None,
             reactions: Vec::new(),
             reply_to: None,

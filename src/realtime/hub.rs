@@ -289,7 +289,7 @@ mod tests {
             user_id: None,
             message_type: "text".into(),
             file_url: None,
-            echo: None,
+            client_stamp: None,
             edited_at: None,
             reactions: Vec::new(),
             reply_to: None,

@@ -52,8 +52,13 @@ impl TestApp {
             .merge(("files_dir", dir.path().join("files").display().to_string()))
             .merge(("admin_token", ADMIN_TOKEN))
             .merge(("token_secret", "in-process tests' secret, 32 bytes or more"));
+        // A number or a boolean as such, as it would be written in Rocket.toml.
         for (key, value) in settings {
-            figment = figment.merge((*key, *value));
+            figment = match (value.parse::<i64>(), value.parse::<bool>()) {
+                (Ok(number), _) => figment.merge((*key, number)),
+                (_, Ok(boolean)) => figment.merge((*key, boolean)),
+                _ => figment.merge((*key, *value)),
+            };
         }
         let rocket = ferrochat::build_from(figment).await.expect("build");
         // Untracked: a sign-in's cookie must not make every later call that user's.

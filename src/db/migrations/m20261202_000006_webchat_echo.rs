@@ -3,7 +3,7 @@ use sea_orm_migration::prelude::*;
 #[derive(DeriveMigrationName)]
 pub struct Migration;
 
-/// Seed 002's client gets back the very object it sent (`text`, `type`, `ts`), on every
+/// The relay's client gets back the very object it sent (`text`, `type`, `ts`), on every
 /// replica and in its history: its `type` and `ts` are kept with the row. Both null for a
 /// message of any other door.
 #[derive(DeriveIden)]
