@@ -10,11 +10,77 @@ use serde::{Deserialize, Serialize};
 /// The database used when nothing is configured: a SQLite file in the working folder.
 pub const EMBEDDED_DATABASE_URL: &str = "sqlite://ferrochat.db?mode=rwc";
 
+/// Every setting of the server, in sections. Each is a key of `Rocket.toml` (sections are
+/// for the code's sake: the keys stay flat, `ws_ping_secs = 30`), an environment variable
+/// `ROCKET_<KEY>`, or one of the names other deployments give it ([`LEGACY_NAMES`]). Each
+/// has one default, here; `docs/SETTINGS.md` lists them all, and a test holds that list to
+/// this one. Read with [`Settings::from_figment`].
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Settings {
+    #[serde(flatten)]
+    pub database: DatabaseSettings,
+    #[serde(flatten)]
+    pub transports: TransportSettings,
+    #[serde(flatten)]
+    pub chat: ChatSettings,
+    #[serde(flatten)]
+    pub transcripts: TranscriptSettings,
+    #[serde(flatten)]
+    pub sockets: SocketSettings,
+    #[serde(flatten)]
+    pub files: FileSettings,
+    #[serde(flatten)]
+    pub auth: AuthSettings,
+    #[serde(flatten)]
+    pub network: NetworkSettings,
+    #[serde(flatten)]
+    pub limits: LimitSettings,
+    #[serde(flatten)]
+    pub webhooks: WebhookSettings,
+    #[serde(flatten)]
+    pub shutdown: ShutdownSettings,
+    #[serde(flatten)]
+    pub page: PageSettings,
+}
+
+/// The database and its pool.
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(default)]
-pub struct Settings {
-    /// `mysql://`, `postgres://` or `sqlite://` URL. See [`database_url`].
+pub struct DatabaseSettings {
+    /// `mysql://`, `postgres://` or `sqlite://` URL (also `DATABASE_URL`, `MYSQL_URI`);
+    /// none: the embedded SQLite file. See [`database_url`].
     pub database_url: Option<String>,
+    #[serde(rename = "db_max_connections")]
+    pub max_connections: u32,
+    /// How long a request waits for a database connection before it gets 503, in seconds.
+    #[serde(rename = "db_timeout_secs")]
+    pub timeout_secs: u64,
+    /// How long start-up waits for the database to come up, in seconds.
+    #[serde(rename = "db_startup_wait_secs")]
+    pub startup_wait_secs: u64,
+    /// Insert a batch of posts with one `INSERT ... RETURNING` where the database has it
+    /// (PostgreSQL, SQLite, MariaDB 10.5+). Off: one INSERT per row, as on MySQL, for
+    /// proxies in front of MariaDB that do not understand `RETURNING`.
+    #[serde(rename = "db_insert_returning")]
+    pub insert_returning: bool,
+}
+
+impl Default for DatabaseSettings {
+    fn default() -> Self {
+        DatabaseSettings {
+            database_url: None,
+            max_connections: 16,
+            timeout_secs: 3,
+            startup_wait_secs: 30,
+            insert_returning: true,
+        }
+    }
+}
+
+/// What replicas share besides the database: Redis (the hub, presence) and RabbitMQ.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(default)]
+pub struct TransportSettings {
     /// `redis://` URL of the hub shared by replicas (also `REDIS_URL`); none: in-process.
     /// `redis+sentinel://[[user]:password@]host1:26379,host2:26379/master[/db]` names
     /// Sentinels instead (see [`redis_at`]).
@@ -25,61 +91,198 @@ pub struct Settings {
     pub redis_sentinels: Option<String>,
     /// The name the Sentinels monitor the master under (also `REDIS_SENTINEL_MASTER`).
     pub redis_sentinel_master: String,
+    /// `amqp://` URL of RabbitMQ (also `AMQP_URL`): every stored message and every join
+    /// is published there as an event. None: no events.
+    pub amqp_url: Option<String>,
+}
+
+impl Default for TransportSettings {
+    fn default() -> Self {
+        TransportSettings {
+            redis_url: None,
+            redis_sentinels: None,
+            redis_sentinel_master: "mymaster".into(),
+            amqp_url: None,
+        }
+    }
+}
+
+/// Messages and rooms.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(default)]
+pub struct ChatSettings {
     /// Longest message accepted, in characters.
     pub max_message_chars: usize,
     /// Longest user name accepted, in characters.
     pub max_username_chars: usize,
     /// Largest POST body read, in bytes; larger bodies get 413.
     pub max_body_bytes: usize,
-    /// How often a cached room transcript is checked against the database for messages
-    /// written by other processes, in milliseconds.
-    pub transcript_refresh_ms: u64,
-    /// How many room transcripts are held in memory at most.
-    pub transcript_cache_rooms: usize,
+    /// How many days a room's changes other than messages (edits, reactions, deletions)
+    /// are kept for readers that come back with an older `seq`; past them, such a reader
+    /// is told to reload (`resync`). Messages themselves are kept.
+    pub change_log_days: u32,
+    /// The room of the single-room relay (`WS /ws`, `GET /messages`).
+    pub webchat_room: String,
+    /// Folder holding multiuser-webchat's page (its `frontend/static`: `index.html`,
+    /// `app.js`, `style.css`), served at `/webchat` with its files under `/static`. None:
+    /// not served.
+    pub webchat_page_dir: Option<String>,
+}
+
+impl Default for ChatSettings {
+    fn default() -> Self {
+        ChatSettings {
+            max_message_chars: 4096,
+            max_username_chars: 64,
+            max_body_bytes: 64 * 1024,
+            change_log_days: 30,
+            webchat_room: "general".into(),
+            webchat_page_dir: None,
+        }
+    }
+}
+
+/// The rooms' transcripts held in memory for the polling GET.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(default)]
+pub struct TranscriptSettings {
+    /// How often a held transcript is checked against the database for messages written
+    /// by other processes, in milliseconds.
+    #[serde(rename = "transcript_refresh_ms")]
+    pub refresh_ms: u64,
+    /// How many rooms' transcripts are held at most.
+    #[serde(rename = "transcript_cache_rooms")]
+    pub cache_rooms: usize,
     /// Messages a room's transcript (the legacy GET) holds and answers at most: the newest.
-    pub transcript_max_messages: usize,
+    #[serde(rename = "transcript_max_messages")]
+    pub max_messages: usize,
     /// Bytes the held transcripts may take together; past it the least recently read
     /// rooms go (and are read from the database again when next polled).
-    pub transcript_cache_bytes: usize,
-    pub db_max_connections: u32,
-    /// How long a request waits for a database connection before it gets 503, in seconds.
-    pub db_timeout_secs: u64,
-    /// How long start-up waits for the database to come up, in seconds.
-    pub db_startup_wait_secs: u64,
-    /// Insert a batch of posts with one `INSERT ... RETURNING` where the database has it
-    /// (PostgreSQL, SQLite, MariaDB 10.5+). Off: one INSERT per row, as on MySQL, for
-    /// proxies in front of MariaDB that do not understand `RETURNING`.
-    pub db_insert_returning: bool,
-    /// Folder of the page's own assets (CSS, JS). Like `template_dir`, a relative path in
-    /// `Rocket.toml` is relative to that file.
-    pub static_dir: RelativePathBuf,
-    /// jQuery as installed by `npm ci`; the page falls back to a CDN when it is absent.
-    pub jquery_path: RelativePathBuf,
-    /// How often WebSocket peers are pinged, in seconds; one silent for two pings and 5 s
-    /// more is dropped.
-    pub ws_ping_secs: u64,
+    #[serde(rename = "transcript_cache_bytes")]
+    pub cache_bytes: usize,
+}
+
+impl Default for TranscriptSettings {
+    fn default() -> Self {
+        TranscriptSettings {
+            refresh_ms: 1000,
+            cache_rooms: 10_000,
+            max_messages: 5_000,
+            cache_bytes: 64 * 1024 * 1024,
+        }
+    }
+}
+
+/// WebSockets and event streams.
+#[derive(Debug, Clone, Copy, Deserialize, Serialize)]
+#[serde(default)]
+pub struct SocketSettings {
+    /// How often peers are pinged (and event streams sent a `:` line), in seconds; a peer
+    /// silent for two pings and 5 s more is dropped.
+    #[serde(rename = "ws_ping_secs")]
+    pub ping_secs: u64,
     /// Messages a room's channel holds for its slowest socket; one that falls further
     /// behind reads them back from the database, and after 3 such falls in 30 s it is
     /// closed with code 4000 (reconnect with `since`).
-    pub ws_backlog: usize,
+    #[serde(rename = "ws_backlog")]
+    pub backlog: usize,
     /// In a room with more sockets than this on one replica, joins and leaves are not
     /// announced (10,000 people joining would be 50 million frames); presence still
     /// lists everyone.
-    pub ws_announce_limit: usize,
-    /// Folder of uploaded files when no S3 store is configured (see `files::FileStore`).
+    #[serde(rename = "ws_announce_limit")]
+    pub announce_limit: usize,
+}
+
+impl Default for SocketSettings {
+    fn default() -> Self {
+        SocketSettings {
+            ping_secs: 25,
+            backlog: crate::domain::limits::MESSAGE_CAPACITY,
+            announce_limit: 500,
+        }
+    }
+}
+
+impl SocketSettings {
+    pub fn ping_every(&self) -> std::time::Duration {
+        std::time::Duration::from_secs(self.ping_secs.max(1))
+    }
+}
+
+/// Uploads and where they are kept: a local folder, or an S3 or MinIO bucket.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(default)]
+pub struct FileSettings {
+    /// Folder of uploaded files when no S3 store is configured.
     pub files_dir: String,
     /// Largest upload accepted, in bytes.
     pub max_upload_bytes: u64,
     /// Types an upload may have; anything else gets 415.
     pub allowed_file_types: Vec<String>,
-    /// `amqp://` URL of RabbitMQ (also `AMQP_URL`): every stored message and every join
-    /// is published there as an event. None: no events.
-    pub amqp_url: Option<String>,
-    /// Mount `/bench/*`, the fixed-answer routes the benchmark measures ceilings with.
-    pub bench_routes: bool,
+    /// A MinIO (or any S3-compatible) server, `host:port` or a URL (also
+    /// `MINIO_ENDPOINT`, as ChatFlow's file service reads it): uploads go to its bucket.
+    pub minio_endpoint: Option<String>,
+    /// Its keys (also `MINIO_ACCESS_KEY`, `MINIO_SECRET_KEY`).
+    pub minio_access_key: String,
+    pub minio_secret_key: String,
+    /// Its bucket (also `MINIO_BUCKET`).
+    pub minio_bucket: String,
+    /// `host:port` is reached by https (also `MINIO_SECURE`: `true` or `1`).
+    pub minio_secure: bool,
+    /// The region its requests are signed for (also `MINIO_REGION`).
+    pub minio_region: String,
+    /// An S3 bucket (also `S3_BUCKET`), used when no `minio_endpoint` is set. Credentials
+    /// and region come from the AWS SDK's own sources (`AWS_ACCESS_KEY_ID`,
+    /// `AWS_SECRET_ACCESS_KEY`, `AWS_REGION`, a web identity token), read by `object_store`.
+    pub s3_bucket: Option<String>,
+    /// Another S3-compatible server for `s3_bucket` (also `AWS_ENDPOINT_URL`).
+    pub s3_endpoint: Option<String>,
+}
+
+impl Default for FileSettings {
+    fn default() -> Self {
+        FileSettings {
+            files_dir: "uploads".into(),
+            max_upload_bytes: 10 * 1024 * 1024,
+            allowed_file_types: [
+                "image/png",
+                "image/jpeg",
+                "image/gif",
+                "image/webp",
+                "application/pdf",
+                "text/plain",
+                "text/markdown",
+                "text/csv",
+                "application/json",
+                "application/zip",
+                "application/gzip",
+                "audio/mpeg",
+                "audio/ogg",
+                "video/mp4",
+                "video/webm",
+            ]
+            .map(String::from)
+            .to_vec(),
+            minio_endpoint: None,
+            minio_access_key: "minioadmin".into(),
+            minio_secret_key: "minioadmin".into(),
+            minio_bucket: "chatfiles".into(),
+            minio_secure: false,
+            minio_region: "us-east-1".into(),
+            s3_bucket: None,
+            s3_endpoint: None,
+        }
+    }
+}
+
+/// Who callers are: the mode, admins, tokens.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(default)]
+pub struct AuthSettings {
     /// `open` (names and ids as clients claim them) or `required` (every call signed in;
     /// the identity wins). See README "Security".
-    pub auth: crate::domain::AuthMode,
+    #[serde(rename = "auth")]
+    pub mode: crate::domain::AuthMode,
     /// Users (by id, as `/api/auth/me` shows it; `ext:<sub>` for another application's)
     /// who are admins once signed in.
     pub admins: Vec<String>,
@@ -101,6 +304,29 @@ pub struct Settings {
     /// The longest another application's JWT may live (its `exp` from its `iat`, or from
     /// now), in seconds; longer ones are refused.
     pub jwt_max_ttl_secs: u64,
+}
+
+impl Default for AuthSettings {
+    fn default() -> Self {
+        AuthSettings {
+            mode: crate::domain::AuthMode::Open,
+            admins: Vec::new(),
+            admin_token: None,
+            token_secret: None,
+            token_ttl_secs: 24 * 3600,
+            jwt_secret: None,
+            jwt_public_key: None,
+            jwt_issuer: None,
+            jwt_audience: None,
+            jwt_max_ttl_secs: 24 * 3600,
+        }
+    }
+}
+
+/// Who may connect, from where, and how connections are held.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(default)]
+pub struct NetworkSettings {
     /// Web sites whose pages may open sockets here and send changes signed in by the
     /// session cookie (`https://chat.example.com`, or `*`), besides this server's own pages
     /// and clients that send no `Origin`.
@@ -112,6 +338,42 @@ pub struct Settings {
     /// Addresses (or CIDR blocks) of proxies whose `X-Forwarded-For` / `X-Real-IP` name the
     /// client; from anyone else those headers are ignored.
     pub trusted_proxies: Vec<String>,
+    /// Answer through ferrochat's own listener (`http::front_door`), which gives each
+    /// request header `header_timeout_secs` to arrive whole and caps connections in all
+    /// and per address, before Rocket sees the bytes. Off only behind a proxy that does
+    /// the same (the shipped nginx): it saves a hop and two file descriptors a connection.
+    pub front_door: bool,
+    /// How long a request header may take to arrive whole, in seconds (from its first
+    /// byte; a new connection's clock starts when it is accepted).
+    pub header_timeout_secs: u64,
+    /// How long a connection may sit with no bytes either way between requests, in seconds.
+    pub idle_timeout_secs: u64,
+    /// Connections held open at once; past it new ones get 503. 0: as many as the open-file
+    /// limit allows (each takes three descriptors: the client's and both ends of the hop).
+    pub max_connections: usize,
+    /// Connections one client address may hold open at once; past it, 429.
+    pub connections_per_address: usize,
+}
+
+impl Default for NetworkSettings {
+    fn default() -> Self {
+        NetworkSettings {
+            allowed_origins: Vec::new(),
+            public_origin: None,
+            trusted_proxies: Vec::new(),
+            front_door: true,
+            header_timeout_secs: 10,
+            idle_timeout_secs: 120,
+            max_connections: 0,
+            connections_per_address: 256,
+        }
+    }
+}
+
+/// The abuse limits: token buckets per signed-in user, else per client address.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(default)]
+pub struct LimitSettings {
     /// Token buckets per client address on posts, socket frames, room creation, uploads,
     /// heartbeats, sign-ins, read marks and searches (429 with `Retry-After` past them),
     /// and a cap on sockets per address. Unset: on with `auth = "required"`, off in open mode.
@@ -143,104 +405,11 @@ pub struct Settings {
     pub hook_lookups_per_minute: u32,
     /// Sockets one client address may hold open at once.
     pub sockets_per_client: usize,
-    /// Outgoing webhooks may send to receivers on loopback, private, link-local and
-    /// unique-local addresses (a private network, tests). Off: such a URL is refused when
-    /// the webhook is made and at every delivery.
-    pub webhook_allow_private: bool,
-    /// How long a replica holds a webhook it sends to without renewing its lease, in
-    /// seconds: when it dies, another replica carries on after at most this long.
-    pub webhook_lease_secs: u64,
-    /// Answer through ferrochat's own listener (`http::front_door`), which gives each
-    /// request header `header_timeout_secs` to arrive whole and caps connections in all
-    /// and per address, before Rocket sees the bytes. Off only behind a proxy that does
-    /// the same (the shipped nginx): it saves a hop and two file descriptors a connection.
-    pub front_door: bool,
-    /// How long a request header may take to arrive whole, in seconds (from its first
-    /// byte; a new connection's clock starts when it is accepted).
-    pub header_timeout_secs: u64,
-    /// How long a connection may sit with no bytes either way between requests, in seconds.
-    pub idle_timeout_secs: u64,
-    /// Connections held open at once; past it new ones get 503. 0: as many as the open-file
-    /// limit allows (each takes three descriptors: the client's and both ends of the hop).
-    pub max_connections: usize,
-    /// Connections one client address may hold open at once; past it, 429.
-    pub connections_per_address: usize,
-    /// On SIGTERM or SIGINT: how long readiness says 503 while everything is still served
-    /// (so a balancer stops routing here), before sockets are closed with 1012.
-    pub shutdown_drain_secs: u64,
-    /// How many days a room's changes other than messages (edits, reactions, deletions)
-    /// are kept for readers that come back with an older `seq`; past them, such a reader
-    /// is told to reload (`resync`). Messages themselves are kept.
-    pub change_log_days: u32,
-    /// The whole stop, drain included, is over within this many seconds (Kubernetes kills
-    /// a pod 30 s after it asked it to stop, `preStop` included).
-    pub shutdown_grace_secs: u64,
-    /// The room of the relay's one-room client (`WS /ws`, `GET /messages`).
-    pub webchat_room: String,
-    /// Folder holding the relay's page (its `frontend/static`: `index.html`, `app.js`,
-    /// `style.css`), served at `/webchat` with its files under `/static`. None: not served.
-    pub webchat_page_dir: Option<String>,
 }
 
-impl Default for Settings {
+impl Default for LimitSettings {
     fn default() -> Self {
-        Settings {
-            database_url: None,
-            redis_url: None,
-            redis_sentinels: None,
-            redis_sentinel_master: "mymaster".into(),
-            max_message_chars: 4096,
-            max_username_chars: 64,
-            max_body_bytes: 64 * 1024,
-            transcript_refresh_ms: 1000,
-            transcript_cache_rooms: 10_000,
-            transcript_max_messages: 5_000,
-            transcript_cache_bytes: 64 * 1024 * 1024,
-            db_max_connections: 16,
-            db_timeout_secs: 3,
-            db_startup_wait_secs: 30,
-            db_insert_returning: true,
-            static_dir: RelativePathBuf::from("static"),
-            jquery_path: RelativePathBuf::from("node_modules/jquery/dist/jquery.min.js"),
-            ws_ping_secs: 25,
-            ws_backlog: crate::domain::limits::MESSAGE_CAPACITY,
-            ws_announce_limit: 500,
-            bench_routes: false,
-            files_dir: "uploads".into(),
-            max_upload_bytes: 10 * 1024 * 1024,
-            allowed_file_types: [
-                "image/png",
-                "image/jpeg",
-                "image/gif",
-                "image/webp",
-                "application/pdf",
-                "text/plain",
-                "text/markdown",
-                "text/csv",
-                "application/json",
-                "application/zip",
-                "application/gzip",
-                "audio/mpeg",
-                "audio/ogg",
-                "video/mp4",
-                "video/webm",
-            ]
-            .map(String::from)
-            .to_vec(),
-            amqp_url: None,
-            auth: crate::domain::AuthMode::Open,
-            admins: Vec::new(),
-            admin_token: None,
-            token_secret: None,
-            token_ttl_secs: 24 * 3600,
-            jwt_secret: None,
-            jwt_public_key: None,
-            jwt_issuer: None,
-            jwt_audience: None,
-            jwt_max_ttl_secs: 24 * 3600,
-            allowed_origins: Vec::new(),
-            public_origin: None,
-            trusted_proxies: Vec::new(),
+        LimitSettings {
             rate_limits: None,
             sign_ins_per_hour: 30,
             posts_per_minute: 60,
@@ -255,50 +424,175 @@ impl Default for Settings {
             searches_per_minute: 30,
             hook_posts_per_minute: 60,
             hook_lookups_per_minute: 120,
+            sockets_per_client: 50,
+        }
+    }
+}
+
+/// Outgoing webhooks.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(default)]
+pub struct WebhookSettings {
+    /// Outgoing webhooks may send to receivers on loopback, private, link-local and
+    /// unique-local addresses (a private network, tests). Off: such a URL is refused when
+    /// the webhook is made and at every delivery.
+    pub webhook_allow_private: bool,
+    /// How long a replica holds a webhook it sends to without renewing its lease, in
+    /// seconds: when it dies, another replica carries on after at most this long.
+    pub webhook_lease_secs: u64,
+}
+
+impl Default for WebhookSettings {
+    fn default() -> Self {
+        WebhookSettings {
             webhook_allow_private: false,
             webhook_lease_secs: 30,
-            sockets_per_client: 50,
-            front_door: true,
-            header_timeout_secs: 10,
-            idle_timeout_secs: 120,
-            max_connections: 0,
-            connections_per_address: 256,
-            shutdown_drain_secs: 5,
-            change_log_days: 30,
-            shutdown_grace_secs: 20,
-            webchat_room: "general".into(),
-            webchat_page_dir: None,
+        }
+    }
+}
+
+/// A graceful stop (SIGTERM, SIGINT).
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(default)]
+pub struct ShutdownSettings {
+    /// How long readiness says 503 while everything is still served (so a balancer stops
+    /// routing here), before sockets are closed with 1012, in seconds.
+    #[serde(rename = "shutdown_drain_secs")]
+    pub drain_secs: u64,
+    /// The whole stop, drain included, is over within this many seconds (Kubernetes kills
+    /// a pod 30 s after it asked it to stop, `preStop` included).
+    #[serde(rename = "shutdown_grace_secs")]
+    pub grace_secs: u64,
+}
+
+impl Default for ShutdownSettings {
+    fn default() -> Self {
+        ShutdownSettings {
+            drain_secs: 5,
+            grace_secs: 20,
+        }
+    }
+}
+
+/// The page's own files, and the benchmark's fixed routes.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(default)]
+pub struct PageSettings {
+    /// Folder of the page's own assets (CSS, JS). Like `template_dir`, a relative path in
+    /// `Rocket.toml` is relative to that file.
+    pub static_dir: RelativePathBuf,
+    /// jQuery as installed by `npm ci`; the page falls back to a CDN when it is absent.
+    pub jquery_path: RelativePathBuf,
+    /// Mount `/bench/*`, the fixed-answer routes the benchmark measures ceilings with.
+    pub bench_routes: bool,
+}
+
+impl Default for PageSettings {
+    fn default() -> Self {
+        PageSettings {
+            static_dir: RelativePathBuf::from("static"),
+            jquery_path: RelativePathBuf::from("node_modules/jquery/dist/jquery.min.js"),
+            bench_routes: false,
         }
     }
 }
 
 impl Settings {
+    /// Reads every section from the figment. Each section takes its own keys from the
+    /// whole (they are flat), so a bad value is reported with its key and where it came
+    /// from (`ws_ping_secs` in `ROCKET_WS_PING_SECS`, say), and Rocket's relative paths
+    /// keep the file they were read from.
+    pub fn from_figment(figment: &Figment) -> Result<Settings, Box<rocket::figment::Error>> {
+        Ok(Settings {
+            database: figment.extract()?,
+            transports: figment.extract()?,
+            chat: figment.extract()?,
+            transcripts: figment.extract()?,
+            sockets: figment.extract()?,
+            files: figment.extract()?,
+            auth: figment.extract()?,
+            network: figment.extract()?,
+            limits: figment.extract()?,
+            webhooks: figment.extract()?,
+            shutdown: figment.extract()?,
+            page: figment.extract()?,
+        })
+    }
+
     /// The `admin_token` setting (`ADMIN_TOKEN`); blank means none.
     pub fn admin_token(&self) -> Option<String> {
-        non_blank(&self.admin_token)
+        non_blank(&self.auth.admin_token)
     }
 
     /// Whether the abuse limits are on: as set, else with `auth = "required"`.
     pub fn rate_limits_on(&self) -> bool {
-        self.rate_limits
-            .unwrap_or(self.auth == crate::domain::AuthMode::Required)
+        self.limits
+            .rate_limits
+            .unwrap_or(self.auth.mode == crate::domain::AuthMode::Required)
     }
 
     /// The `token_secret`, `jwt_secret` and `jwt_public_key` settings (`TOKEN_SECRET`,
     /// `JWT_SECRET`, `JWT_PUBLIC_KEY`).
     pub fn token_secrets(&self) -> [Option<String>; 3] {
         [
-            non_blank(&self.token_secret),
-            non_blank(&self.jwt_secret),
-            non_blank(&self.jwt_public_key),
+            non_blank(&self.auth.token_secret),
+            non_blank(&self.auth.jwt_secret),
+            non_blank(&self.auth.jwt_public_key),
         ]
     }
 
     /// The chat's own limits on names and messages.
     pub fn limits(&self) -> crate::domain::Limits {
         crate::domain::Limits {
-            max_username_chars: self.max_username_chars,
-            max_message_chars: self.max_message_chars,
+            max_username_chars: self.chat.max_username_chars,
+            max_message_chars: self.chat.max_message_chars,
+        }
+    }
+
+    /// Settings no server can run with, each with its reason, one per line.
+    pub fn check(&self) -> Result<(), String> {
+        let at_least_one = [
+            ("max_message_chars", self.chat.max_message_chars as u64),
+            ("max_username_chars", self.chat.max_username_chars as u64),
+            ("max_body_bytes", self.chat.max_body_bytes as u64),
+            ("db_max_connections", self.database.max_connections as u64),
+            ("db_timeout_secs", self.database.timeout_secs),
+            ("transcript_refresh_ms", self.transcripts.refresh_ms),
+            (
+                "transcript_max_messages",
+                self.transcripts.max_messages as u64,
+            ),
+            ("ws_ping_secs", self.sockets.ping_secs),
+            ("ws_backlog", self.sockets.backlog as u64),
+            ("max_upload_bytes", self.files.max_upload_bytes),
+            ("token_ttl_secs", self.auth.token_ttl_secs),
+            ("header_timeout_secs", self.network.header_timeout_secs),
+            ("idle_timeout_secs", self.network.idle_timeout_secs),
+            (
+                "connections_per_address",
+                self.network.connections_per_address as u64,
+            ),
+            ("sockets_per_client", self.limits.sockets_per_client as u64),
+            ("webhook_lease_secs", self.webhooks.webhook_lease_secs),
+            ("shutdown_grace_secs", self.shutdown.grace_secs),
+        ];
+        let mut problems: Vec<String> = at_least_one
+            .iter()
+            .filter(|(_, value)| *value == 0)
+            .map(|(key, _)| format!("{key} must be 1 or more"))
+            .collect();
+        if self.shutdown.drain_secs >= self.shutdown.grace_secs {
+            problems.push(format!(
+                "shutdown_drain_secs ({}) must be less than shutdown_grace_secs ({})",
+                self.shutdown.drain_secs, self.shutdown.grace_secs
+            ));
+        }
+        if self.chat.webchat_room.trim().is_empty() {
+            problems.push("webchat_room must name a room".into());
+        }
+        match problems.is_empty() {
+            true => Ok(()),
+            false => Err(problems.join("\n")),
         }
     }
 }
@@ -332,7 +626,7 @@ pub fn figment() -> Figment {
             rocket::Config::DEFAULT_PROFILE,
         ));
     // The names other deployments give these settings (the seeds' compose files, Heroku's
-    // `PORT`), read once here; over every file and `ROCKET_` variable, under what a caller
+    // `PORT`, MinIO's and S3's), read once here; over every file and `ROCKET_` variable, under what a caller
     // merges after (a test's own settings win). Blank is unset. `MYSQL_URI` first, so that
     // `DATABASE_URL` wins over it.
     for (name, key) in LEGACY_NAMES {
@@ -342,6 +636,11 @@ pub fn figment() -> Figment {
                     Ok(port) => figment.merge((key, port)),
                     Err(_) => figment,
                 },
+                // As ChatFlow's file service reads it: `true` or `1` is https.
+                "minio_secure" => {
+                    let value = value.trim();
+                    figment.merge((key, value.eq_ignore_ascii_case("true") || value == "1"))
+                }
                 _ => figment.merge((key, value)),
             };
         }
@@ -349,8 +648,9 @@ pub fn figment() -> Figment {
     figment
 }
 
-/// Environment variables other deployments use, and the setting each one is.
-const LEGACY_NAMES: [(&str, &str); 11] = [
+/// Environment variables other deployments use, and the setting each one is. Read once,
+/// by [`figment`]; `MYSQL_URI` before `DATABASE_URL`, so that the latter wins.
+pub const LEGACY_NAMES: [(&str, &str); 19] = [
     ("PORT", "port"),
     ("MYSQL_URI", "database_url"),
     ("DATABASE_URL", "database_url"),
@@ -362,19 +662,27 @@ const LEGACY_NAMES: [(&str, &str); 11] = [
     ("TOKEN_SECRET", "token_secret"),
     ("JWT_SECRET", "jwt_secret"),
     ("JWT_PUBLIC_KEY", "jwt_public_key"),
+    ("MINIO_ENDPOINT", "minio_endpoint"),
+    ("MINIO_ACCESS_KEY", "minio_access_key"),
+    ("MINIO_SECRET_KEY", "minio_secret_key"),
+    ("MINIO_BUCKET", "minio_bucket"),
+    ("MINIO_SECURE", "minio_secure"),
+    ("MINIO_REGION", "minio_region"),
+    ("S3_BUCKET", "s3_bucket"),
+    ("AWS_ENDPOINT_URL", "s3_endpoint"),
 ];
 
 /// The database to use: the `database_url` setting (`DATABASE_URL` or `MYSQL_URI` among
 /// its sources, see [`figment`]), else the embedded SQLite file.
 pub fn database_url(settings: &Settings) -> String {
-    let raw =
-        non_blank(&settings.database_url).unwrap_or_else(|| EMBEDDED_DATABASE_URL.to_string());
+    let raw = non_blank(&settings.database.database_url)
+        .unwrap_or_else(|| EMBEDDED_DATABASE_URL.to_string());
     normalize_database_url(&raw)
 }
 
 /// The `amqp_url` setting (`AMQP_URL`).
 pub fn amqp_url(settings: &Settings) -> Option<String> {
-    non_blank(&settings.amqp_url)
+    non_blank(&settings.transports.amqp_url)
 }
 
 /// Where the Redis the replicas share is.
@@ -405,6 +713,7 @@ const SENTINEL_SCHEME: &str = "redis+sentinel://";
 /// `redis+sentinel://[[user]:password@]host1:26379,host2:26379/master[/db]` (the password
 /// and database are the master's).
 pub fn redis_at(settings: &Settings) -> Result<Option<RedisAt>, String> {
+    let settings = &settings.transports;
     if let Some(raw) = non_blank(&settings.redis_sentinels) {
         let sentinels = host_list(&raw);
         if sentinels.is_empty() {
@@ -524,10 +833,8 @@ mod tests {
     fn redis_urls_name_a_server_or_sentinels() {
         use super::{redis_at, RedisAt, SentinelTarget, Settings};
         let at = |url: &str| {
-            let settings = Settings {
-                redis_url: Some(url.into()),
-                ..Settings::default()
-            };
+            let mut settings = Settings::default();
+            settings.transports.redis_url = Some(url.into());
             redis_at(&settings)
         };
         assert_eq!(
@@ -565,18 +872,109 @@ mod tests {
         }
         assert_eq!(at("  "), Ok(None));
         // REDIS_SENTINELS wins, with REDIS_SENTINEL_MASTER.
-        let settings = Settings {
-            redis_url: Some("redis://ignored:6379".into()),
-            redis_sentinels: Some("a:26379,b:26379".into()),
-            ..Settings::default()
-        };
+        let mut settings = Settings::default();
+        settings.transports.redis_url = Some("redis://ignored:6379".into());
+        settings.transports.redis_sentinels = Some("a:26379,b:26379".into());
         assert!(matches!(
             redis_at(&settings),
             Ok(Some(RedisAt::Sentinel(SentinelTarget { ref master, .. }))) if master == "mymaster"
         ));
     }
 
+    /// `docs/SETTINGS.md` is the one list of settings a user reads: every key of
+    /// `Settings` is in its table, every key in its table is a setting (or Rocket's own),
+    /// each default written there is the code's, and each name other deployments use is
+    /// named.
+    #[test]
+    fn the_settings_page_lists_every_setting_with_its_default() {
+        use super::{Settings, LEGACY_NAMES};
+        let page =
+            std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/SETTINGS.md"))
+                .expect("docs/SETTINGS.md");
+        let defaults = serde_json::to_value(Settings::default()).unwrap();
+        let defaults = defaults.as_object().unwrap();
+        let rocket_own = ["address", "port", "template_dir"];
+        let ticked = |cell: &str| -> Vec<String> {
+            cell.split('`')
+                .skip(1)
+                .step_by(2)
+                .map(str::to_string)
+                .collect()
+        };
+        let mut listed = Vec::new();
+        for row in page.lines().filter(|l| l.starts_with("| `")) {
+            let cells: Vec<&str> = row.split(" | ").collect();
+            let keys = ticked(cells[0]);
+            let written = ticked(cells[1]);
+            for (i, key) in keys.iter().enumerate() {
+                listed.push(key.clone());
+                if rocket_own.contains(&key.as_str()) {
+                    continue;
+                }
+                let default = defaults.get(key).unwrap_or_else(|| {
+                    panic!("docs/SETTINGS.md lists `{key}`, which is no setting")
+                });
+                let expected = match default {
+                    serde_json::Value::Null => None,
+                    serde_json::Value::String(text) => Some(text.clone()),
+                    serde_json::Value::Array(items) if items.is_empty() => Some("[]".into()),
+                    // A list (the file types) is said in words.
+                    serde_json::Value::Array(_) => continue,
+                    other => Some(other.to_string()),
+                };
+                // Rocket keeps a relative path with where it was read from; the default is
+                // its path.
+                let expected = match default.get("___figment_relative_path") {
+                    Some(path) => path.as_str().map(str::to_string),
+                    None => expected,
+                };
+                match (expected, written.get(i)) {
+                    (None, None) => {}
+                    (None, Some(said)) if key == "max_connections" && said == "0" => {}
+                    (Some(code), Some(said)) => {
+                        assert_eq!(said, &code, "the default of `{key}` in docs/SETTINGS.md")
+                    }
+                    (code, said) => {
+                        // A default said in words: none, or the limits' "on in required".
+                        assert!(
+                            code.is_none() || key == "max_connections" || key == "rate_limits",
+                            "`{key}`: docs/SETTINGS.md says {said:?}, the code {code:?}"
+                        )
+                    }
+                }
+            }
+        }
+        for key in defaults.keys() {
+            assert!(
+                listed.contains(key),
+                "`{key}` is missing from docs/SETTINGS.md"
+            );
+        }
+        for (name, key) in LEGACY_NAMES {
+            assert!(
+                page.contains(&format!("`{name}`")),
+                "{name} ({key}) is not named"
+            );
+        }
+    }
+
     use super::normalize_database_url as n;
+
+    #[test]
+    fn a_bad_value_is_reported_with_its_key() {
+        let figment = super::figment().merge(("ws_ping_secs", "often"));
+        let err = super::Settings::from_figment(&figment).unwrap_err();
+        assert!(err.to_string().contains("ws_ping_secs"), "{err}");
+        let mut settings = super::Settings::default();
+        settings.sockets.ping_secs = 0;
+        settings.shutdown.drain_secs = 30;
+        let err = settings.check().unwrap_err();
+        assert!(err.contains("ws_ping_secs must be 1 or more"), "{err}");
+        assert!(
+            err.contains("shutdown_drain_secs (30) must be less"),
+            "{err}"
+        );
+    }
 
     #[test]
     fn sqlalchemy_urls_become_sqlx_urls() {

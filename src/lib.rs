@@ -29,7 +29,7 @@ use realtime::{Hub, InProcessHub, RedisHub};
 use rocket::fairing::AdHoc;
 use rocket::{Build, Rocket};
 use rocket_dyn_templates::Template;
-use sockets::{SocketSettings, Sockets};
+use sockets::Sockets;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -64,17 +64,18 @@ pub async fn build_from(
 ) -> Result<Rocket<Build>, Box<dyn std::error::Error>> {
     // Two TLS back ends are linked (sqlx's and the S3 client's); rustls wants one chosen.
     let _ = rustls::crypto::ring::default_provider().install_default();
-    let settings: config::Settings = figment.extract()?;
+    let settings = config::Settings::from_figment(&figment)?;
+    settings.check()?;
     // Multipart bodies are read by Rocket's form parser under Rocket's own limits.
     let figment = figment
-        .merge(("limits.data-form", settings.max_body_bytes))
-        .merge(("limits.form", settings.max_body_bytes))
-        .merge(("limits.string", settings.max_body_bytes));
+        .merge(("limits.data-form", settings.chat.max_body_bytes))
+        .merge(("limits.form", settings.chat.max_body_bytes))
+        .merge(("limits.string", settings.chat.max_body_bytes));
     let limits = settings.limits();
     // Rocket's own signal handling would stop accepting connections at once; ours drains
     // first (`http::shutdown`) and then tells Rocket to stop.
-    let drain = Duration::from_secs(settings.shutdown_drain_secs);
-    let grace = Duration::from_secs(settings.shutdown_grace_secs);
+    let drain = Duration::from_secs(settings.shutdown.drain_secs);
+    let grace = Duration::from_secs(settings.shutdown.grace_secs);
     let figment = figment
         .merge(("shutdown.ctrlc", false))
         .merge(("shutdown.signals", Vec::<String>::new()))
@@ -85,13 +86,13 @@ pub async fn build_from(
         .merge(("shutdown.mercy", 1));
     let lifecycle = lifecycle::Lifecycle::default();
     // The public address is the front door's, and Rocket listens behind it on loopback.
-    let front_door = match settings.front_door {
+    let front_door = match settings.network.front_door {
         true => {
             let public = std::net::SocketAddr::new(
                 figment.extract_inner("address")?,
                 figment.extract_inner("port")?,
             );
-            let proxies = http::guards::TrustedProxies::parse(&settings.trusted_proxies)?.0;
+            let proxies = http::guards::TrustedProxies::parse(&settings.network.trusted_proxies)?.0;
             Some((public, http::front_door::Limits::new(&settings, proxies)))
         }
         false => None,
@@ -122,10 +123,10 @@ pub async fn build_from(
     };
     let (hub, arrivals): (Arc<dyn Hub>, _) = match &redis {
         Some(source) => {
-            let (hub, arrivals) = RedisHub::start(source.clone(), settings.ws_backlog)?;
+            let (hub, arrivals) = RedisHub::start(source.clone(), settings.sockets.backlog)?;
             (hub, Some(arrivals))
         }
-        None => (Arc::new(InProcessHub::new(settings.ws_backlog)), None),
+        None => (Arc::new(InProcessHub::new(settings.sockets.backlog)), None),
     };
     let events = match config::amqp_url(&settings) {
         Some(url) => {
@@ -138,10 +139,10 @@ pub async fn build_from(
     // Services, and the pipeline over them.
     let access = Arc::new(access::RoomAccess::new(db.clone()));
     let transcripts = Arc::new(chat::Transcripts::new(
-        Duration::from_millis(settings.transcript_refresh_ms),
-        settings.transcript_cache_rooms,
-        settings.transcript_max_messages,
-        settings.transcript_cache_bytes,
+        Duration::from_millis(settings.transcripts.refresh_ms),
+        settings.transcripts.cache_rooms,
+        settings.transcripts.max_messages,
+        settings.transcripts.cache_bytes,
     ));
     let notifier = notifications::Notifier::new(db.clone(), hub.clone(), access.clone());
     let presence = presence::Presence::new(
@@ -151,26 +152,26 @@ pub async fn build_from(
         access.clone(),
         limits,
     )?;
-    let store = files::FileStore::from_env(&settings.files_dir)?;
+    let store = files::FileStore::new(&settings.files)?;
     tracing::info!(kind = store.kind, location = %store.location, "file store");
     let files = files::Files::new(
         store,
         db.clone(),
         access.clone(),
-        settings.max_upload_bytes,
-        settings.allowed_file_types.clone(),
+        settings.files.max_upload_bytes,
+        settings.files.allowed_file_types.clone(),
     );
     let webhooks = delivery::webhooks::Webhooks::start(
         db.clone(),
         access.clone(),
         hub.clone(),
-        settings.webhook_allow_private,
+        settings.webhooks.webhook_allow_private,
     )
     .await?;
     let hooks = chat::hooks::Hooks::start(db.clone(), hub.clone());
     let delivery = delivery::Delivery::start(
         db.clone(),
-        settings.db_insert_returning,
+        settings.database.insert_returning,
         access.clone(),
         transcripts.clone(),
         hub.clone(),
@@ -179,7 +180,7 @@ pub async fn build_from(
         notifier.clone(),
         webhooks.clone(),
         hooks.clone(),
-        settings.change_log_days,
+        settings.chat.change_log_days,
     )
     .await?;
     let sender = delivery::webhooks::sender::Sender::start(
@@ -187,8 +188,8 @@ pub async fn build_from(
         webhooks.clone(),
         delivery.clone(),
         limits,
-        settings.auth,
-        Duration::from_secs(settings.webhook_lease_secs),
+        settings.auth.mode,
+        Duration::from_secs(settings.webhooks.webhook_lease_secs),
         lifecycle.clone(),
     )?;
     let [secret, jwt_secret, jwt_public_key] = settings.token_secrets();
@@ -199,14 +200,14 @@ pub async fn build_from(
     }
     let tokens = accounts::Tokens::new(&accounts::TokenConfig {
         secret,
-        ttl: Some(Duration::from_secs(settings.token_ttl_secs.max(1))),
+        ttl: Some(Duration::from_secs(settings.auth.token_ttl_secs.max(1))),
         jwt_secret,
         jwt_public_key,
-        jwt_issuer: settings.jwt_issuer.clone(),
-        jwt_audience: settings.jwt_audience.clone(),
-        jwt_max_ttl: Some(Duration::from_secs(settings.jwt_max_ttl_secs)),
+        jwt_issuer: settings.auth.jwt_issuer.clone(),
+        jwt_audience: settings.auth.jwt_audience.clone(),
+        jwt_max_ttl: Some(Duration::from_secs(settings.auth.jwt_max_ttl_secs)),
     })?;
-    for admin in &settings.admins {
+    for admin in &settings.auth.admins {
         // `admins` named users by name until they could be squatted: say so to whoever
         // upgrades with a name still there, rather than leave them wondering.
         if uuid::Uuid::parse_str(admin.trim()).is_err()
@@ -221,16 +222,18 @@ pub async fn build_from(
     let accounts = Arc::new(accounts::Accounts::new(
         db.clone(),
         tokens,
-        &settings.admins,
+        &settings.auth.admins,
         limits,
         hub.clone(),
     ));
-    tracing::info!(auth = ?settings.auth, rate_limits = settings.rate_limits_on(), "access");
+    tracing::info!(auth = ?settings.auth.mode, rate_limits = settings.rate_limits_on(), "access");
     let limiter = http::limits::Limiter::new(&settings);
-    let trusted_proxies = http::guards::TrustedProxies::parse(&settings.trusted_proxies)?;
-    let origins =
-        http::origin::Origins::parse(settings.public_origin.as_deref(), &settings.allowed_origins)?;
-    let webchat_room = domain::RoomName::parse(&settings.webchat_room)
+    let trusted_proxies = http::guards::TrustedProxies::parse(&settings.network.trusted_proxies)?;
+    let origins = http::origin::Origins::parse(
+        settings.network.public_origin.as_deref(),
+        &settings.network.allowed_origins,
+    )?;
+    let webchat_room = domain::RoomName::parse(&settings.chat.webchat_room)
         .map_err(|e| format!("webchat_room: {e}"))?;
     let sockets = Arc::new(Sockets {
         db: db.clone(),
@@ -241,10 +244,7 @@ pub async fn build_from(
         events: events.clone(),
         presence: presence.clone(),
         limits,
-        settings: SocketSettings {
-            ping_secs: settings.ws_ping_secs,
-            announce_limit: settings.ws_announce_limit,
-        },
+        settings: settings.sockets,
         lifecycle: lifecycle.clone(),
         relay_room: webchat_room.clone(),
     });
@@ -312,10 +312,10 @@ pub async fn build_from(
         .mount("/", http::webchat::routes())
         .mount("/", http::openapi::routes());
     if let Some((page, files)) = http::webchat::page(&settings) {
-        tracing::info!(dir = ?settings.webchat_page_dir, "the relay's page at /webchat");
+        tracing::info!(dir = ?settings.chat.webchat_page_dir, "the relay's page at /webchat");
         rocket = rocket.mount("/", page).mount("/static", files);
     }
-    if settings.bench_routes {
+    if settings.page.bench_routes {
         rocket = rocket
             .manage(http::bench::Fixed::default())
             .mount("/bench", http::bench::routes());
@@ -332,7 +332,7 @@ pub async fn build_from(
         .manage(sockets)
         .manage(http::webchat::WebchatRoom(webchat_room))
         .manage(accounts)
-        .manage(settings.auth)
+        .manage(settings.auth.mode)
         .manage(limiter)
         .manage(trusted_proxies)
         .manage(http::guards::AdminToken(settings.admin_token()))

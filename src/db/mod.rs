@@ -62,10 +62,10 @@ pub use migrations::Migrator;
 /// Connects, waiting up to `db_startup_wait_secs` for a database that is still starting
 /// (as MySQL is when a compose file starts both at once), then brings the schema up to date.
 pub async fn connect(url: &str, settings: &Settings) -> Result<DatabaseConnection, DbErr> {
-    let timeout = Duration::from_secs(settings.db_timeout_secs.max(1));
+    let timeout = Duration::from_secs(settings.database.timeout_secs.max(1));
     let mut options = ConnectOptions::new(url);
     options
-        .max_connections(settings.db_max_connections.max(1))
+        .max_connections(settings.database.max_connections.max(1))
         .min_connections(1)
         .connect_timeout(timeout)
         .acquire_timeout(timeout)
@@ -74,7 +74,7 @@ pub async fn connect(url: &str, settings: &Settings) -> Result<DatabaseConnectio
         .test_before_acquire_if_idle_for(Duration::from_secs(5))
         .sqlx_logging(false);
 
-    let deadline = Instant::now() + Duration::from_secs(settings.db_startup_wait_secs);
+    let deadline = Instant::now() + Duration::from_secs(settings.database.startup_wait_secs);
     let mut delay = Duration::from_millis(250);
     let db = loop {
         match Database::connect(options.clone()).await {
@@ -174,10 +174,8 @@ pub fn escape_like(text: &str) -> String {
 
 #[cfg(test)]
 pub async fn memory() -> DatabaseConnection {
-    let settings = Settings {
-        db_max_connections: 1,
-        ..Settings::default()
-    };
+    let mut settings = Settings::default();
+    settings.database.max_connections = 1;
     connect("sqlite::memory:", &settings)
         .await
         .expect("an in-memory SQLite database")

@@ -2,6 +2,7 @@
 //! behind `object_store`. Objects are named by UUID only, never by what the uploader
 //! called the file.
 
+use crate::config::FileSettings;
 use object_store::aws::AmazonS3Builder;
 use object_store::local::LocalFileSystem;
 use object_store::path::Path;
@@ -17,16 +18,15 @@ pub struct FileStore {
     pub location: String,
 }
 
-/// How the store is chosen, from the environment names users already set:
-/// `MINIO_ENDPOINT` (+ `MINIO_ACCESS_KEY`, `MINIO_SECRET_KEY`, `MINIO_BUCKET`,
-/// `MINIO_SECURE`) as ChatFlow's file service reads them, or `S3_BUCKET` with the usual
-/// `AWS_*` variables (`AWS_ENDPOINT_URL` for other S3-compatible servers); otherwise the
-/// local folder `files_dir`.
+/// How the store is chosen (`config::FileSettings`): `minio_endpoint` (`MINIO_ENDPOINT`,
+/// with its keys, bucket and `minio_secure`, as ChatFlow's file service reads them), else
+/// `s3_bucket` (`S3_BUCKET`, with the AWS SDK's own credentials and `s3_endpoint` for other
+/// S3-compatible servers); otherwise the local folder `files_dir`.
 impl FileStore {
-    pub fn from_env(files_dir: &str) -> Result<FileStore, Box<dyn std::error::Error>> {
-        let var = |name: &str| std::env::var(name).ok().filter(|v| !v.trim().is_empty());
-        if let Some(endpoint) = var("MINIO_ENDPOINT") {
-            let secure = var("MINIO_SECURE").is_some_and(|v| v == "true" || v == "1");
+    pub fn new(settings: &FileSettings) -> Result<FileStore, Box<dyn std::error::Error>> {
+        let set = |value: &Option<String>| value.clone().filter(|v| !v.trim().is_empty());
+        if let Some(endpoint) = set(&settings.minio_endpoint) {
+            let secure = settings.minio_secure;
             let endpoint = if endpoint.contains("://") {
                 endpoint
             } else if secure {
@@ -34,18 +34,16 @@ impl FileStore {
             } else {
                 format!("http://{endpoint}")
             };
-            let bucket = var("MINIO_BUCKET").unwrap_or_else(|| "chatfiles".into());
+            let bucket = &settings.minio_bucket;
             // Client options first: setting them replaces `allow_http` too.
             let builder = AmazonS3Builder::new()
                 .with_client_options(client_options())
                 .with_endpoint(&endpoint)
                 .with_allow_http(endpoint.starts_with("http://"))
-                .with_bucket_name(&bucket)
-                .with_access_key_id(var("MINIO_ACCESS_KEY").unwrap_or_else(|| "minioadmin".into()))
-                .with_secret_access_key(
-                    var("MINIO_SECRET_KEY").unwrap_or_else(|| "minioadmin".into()),
-                )
-                .with_region(var("MINIO_REGION").unwrap_or_else(|| "us-east-1".into()))
+                .with_bucket_name(bucket)
+                .with_access_key_id(&settings.minio_access_key)
+                .with_secret_access_key(&settings.minio_secret_key)
+                .with_region(&settings.minio_region)
                 // MinIO and most S3-compatible servers want the bucket in the path.
                 .with_virtual_hosted_style_request(false)
                 .with_retry(retry());
@@ -55,12 +53,12 @@ impl FileStore {
                 location: format!("{endpoint}/{bucket}"),
             });
         }
-        if let Some(bucket) = var("S3_BUCKET") {
+        if let Some(bucket) = set(&settings.s3_bucket) {
             let mut builder = AmazonS3Builder::from_env()
                 .with_client_options(client_options())
                 .with_retry(retry())
                 .with_bucket_name(&bucket);
-            if let Some(endpoint) = var("AWS_ENDPOINT_URL") {
+            if let Some(endpoint) = set(&settings.s3_endpoint) {
                 builder = builder
                     .with_allow_http(endpoint.starts_with("http://"))
                     .with_endpoint(endpoint);
@@ -71,8 +69,8 @@ impl FileStore {
                 location: format!("s3://{bucket}"),
             });
         }
-        std::fs::create_dir_all(files_dir)?;
-        let dir = std::fs::canonicalize(files_dir)?;
+        std::fs::create_dir_all(&settings.files_dir)?;
+        let dir = std::fs::canonicalize(&settings.files_dir)?;
         Ok(FileStore {
             objects: Arc::new(LocalFileSystem::new_with_prefix(&dir)?),
             kind: "local",

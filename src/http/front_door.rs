@@ -61,15 +61,15 @@ pub struct Limits {
 
 impl Limits {
     pub fn new(settings: &crate::config::Settings, proxies: Vec<IpNet>) -> Limits {
-        let max_connections = match settings.max_connections {
+        let max_connections = match settings.network.max_connections {
             0 => from_open_file_limit(),
             n => n,
         };
         Limits {
-            header_timeout: Duration::from_secs(settings.header_timeout_secs.max(1)),
-            idle_timeout: Duration::from_secs(settings.idle_timeout_secs.max(1)),
+            header_timeout: Duration::from_secs(settings.network.header_timeout_secs.max(1)),
+            idle_timeout: Duration::from_secs(settings.network.idle_timeout_secs.max(1)),
             max_connections: max_connections.max(1),
-            per_address: settings.connections_per_address.max(1),
+            per_address: settings.network.connections_per_address.max(1),
             proxies,
         }
     }

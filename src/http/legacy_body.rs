@@ -40,7 +40,9 @@ async fn read<'r>(req: &'r Request<'_>, data: Data<'r>) -> Result<PostBody, Erro
     let limit = req
         .rocket()
         .state::<Settings>()
-        .map_or(Settings::default().max_body_bytes, |s| s.max_body_bytes);
+        .map_or(Settings::default().chat.max_body_bytes, |s| {
+            s.chat.max_body_bytes
+        });
     let content_type = req.content_type().cloned();
 
     if content_type.as_ref().is_some_and(|ct| ct.is_form_data()) {

@@ -94,48 +94,60 @@ impl Limiter {
         let s = settings;
         let limiter = Arc::new(Limiter {
             enabled: s.rate_limits_on(),
-            posts: RateLimiter::keyed(quota(s.posts_per_minute, MINUTE, s.posts_burst)),
-            rooms: RateLimiter::keyed(quota(s.rooms_per_hour, HOUR, s.rooms_per_hour.min(10))),
-            uploads: RateLimiter::keyed(quota(s.uploads_per_day, DAY, s.uploads_per_day.min(20))),
-            upload_kib: RateLimiter::keyed(quota(
-                s.upload_mib_per_day.saturating_mul(1024),
+            posts: RateLimiter::keyed(quota(
+                s.limits.posts_per_minute,
+                MINUTE,
+                s.limits.posts_burst,
+            )),
+            rooms: RateLimiter::keyed(quota(
+                s.limits.rooms_per_hour,
+                HOUR,
+                s.limits.rooms_per_hour.min(10),
+            )),
+            uploads: RateLimiter::keyed(quota(
+                s.limits.uploads_per_day,
                 DAY,
-                s.upload_mib_per_day.saturating_mul(1024),
+                s.limits.uploads_per_day.min(20),
+            )),
+            upload_kib: RateLimiter::keyed(quota(
+                s.limits.upload_mib_per_day.saturating_mul(1024),
+                DAY,
+                s.limits.upload_mib_per_day.saturating_mul(1024),
             )),
             heartbeats: RateLimiter::keyed(quota(
-                s.heartbeats_per_minute,
+                s.limits.heartbeats_per_minute,
                 MINUTE,
-                s.heartbeats_per_minute.div_ceil(2),
+                s.limits.heartbeats_per_minute.div_ceil(2),
             )),
             signing: RateLimiter::keyed(quota(
-                s.sign_ins_per_hour,
+                s.limits.sign_ins_per_hour,
                 HOUR,
-                s.sign_ins_per_hour.min(10),
+                s.limits.sign_ins_per_hour.min(10),
             )),
             read_marks: RateLimiter::keyed(quota(
-                s.read_marks_per_minute,
+                s.limits.read_marks_per_minute,
                 MINUTE,
-                s.read_marks_per_minute.div_ceil(2),
+                s.limits.read_marks_per_minute.div_ceil(2),
             )),
             searches: RateLimiter::keyed(quota(
-                s.searches_per_minute,
+                s.limits.searches_per_minute,
                 MINUTE,
-                s.searches_per_minute.div_ceil(3),
+                s.limits.searches_per_minute.div_ceil(3),
             )),
             hook_posts: RateLimiter::keyed(quota(
-                s.hook_posts_per_minute,
+                s.limits.hook_posts_per_minute,
                 MINUTE,
-                s.hook_posts_per_minute.div_ceil(3),
+                s.limits.hook_posts_per_minute.div_ceil(3),
             )),
             hook_lookups: RateLimiter::keyed(quota(
-                s.hook_lookups_per_minute,
+                s.limits.hook_lookups_per_minute,
                 MINUTE,
-                s.hook_lookups_per_minute.div_ceil(3),
+                s.limits.hook_lookups_per_minute.div_ceil(3),
             )),
             sign_in_failures: Mutex::default(),
-            frames: quota(s.frames_per_minute, MINUTE, s.frames_burst),
+            frames: quota(s.limits.frames_per_minute, MINUTE, s.limits.frames_burst),
             sockets: Mutex::default(),
-            max_sockets: s.sockets_per_client.max(1),
+            max_sockets: s.limits.sockets_per_client.max(1),
         });
         if limiter.enabled {
             let weak = Arc::downgrade(&limiter);
@@ -469,13 +481,11 @@ mod tests {
     use super::*;
 
     fn limiter(posts_per_minute: u32, burst: u32) -> Arc<Limiter> {
-        let settings = Settings {
-            rate_limits: Some(true),
-            posts_per_minute,
-            posts_burst: burst,
-            sockets_per_client: 2,
-            ..Settings::default()
-        };
+        let mut settings = Settings::default();
+        settings.limits.rate_limits = Some(true);
+        settings.limits.posts_per_minute = posts_per_minute;
+        settings.limits.posts_burst = burst;
+        settings.limits.sockets_per_client = 2;
         Limiter::new(&settings)
     }
 

@@ -17,7 +17,7 @@ pub fn routes() -> Vec<Route> {
 
 /// The page's own files under `/static`; a missing folder only means 404s.
 pub fn assets(settings: &Settings) -> FileServer {
-    FileServer::new(settings.static_dir.relative(), Options::Missing)
+    FileServer::new(settings.page.static_dir.relative(), Options::Missing)
 }
 
 /// What the page may load and connect to: this origin only (its socket included), images
@@ -77,7 +77,9 @@ fn room(room: Result<RoomName, Error>, caller: Result<Caller, Error>) -> Result<
 /// page loads nothing from another origin.
 #[get("/static/vendor/jquery.min.js")]
 async fn jquery(settings: &State<Settings>) -> Option<NamedFile> {
-    NamedFile::open(settings.jquery_path.relative()).await.ok()
+    NamedFile::open(settings.page.jquery_path.relative())
+        .await
+        .ok()
 }
 
 /// Browsers ask for it on every page; without this route it would open a room of that name.

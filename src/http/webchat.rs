@@ -77,7 +77,7 @@ async fn history(
 /// The relay's page as it is: `/webchat` its `index.html`, its files (`app.js`,
 /// `style.css`) under `/static`, after this server's own (whose names differ).
 pub fn page(settings: &Settings) -> Option<(Vec<Route>, FileServer)> {
-    let dir = settings.webchat_page_dir.as_ref()?;
+    let dir = settings.chat.webchat_page_dir.as_ref()?;
     // Ranked after the page's own assets (10), so that ours answer first.
     let files = FileServer::new(dir, Options::Missing).rank(11);
     Some((rocket::routes![webchat_page], files))
@@ -85,7 +85,7 @@ pub fn page(settings: &Settings) -> Option<(Vec<Route>, FileServer)> {
 
 #[get("/webchat")]
 async fn webchat_page(settings: &State<Settings>) -> Option<NamedFile> {
-    let dir = settings.webchat_page_dir.as_ref()?;
+    let dir = settings.chat.webchat_page_dir.as_ref()?;
     NamedFile::open(PathBuf::from(dir).join("index.html"))
         .await
         .ok()

@@ -19,6 +19,7 @@ pub use session::{
 use crate::access::RoomAccess;
 use crate::accounts::Accounts;
 use crate::chat;
+use crate::config::SocketSettings;
 use crate::delivery::Delivery;
 use crate::domain::seq::{self, Sent};
 use crate::domain::sync::random_u64;
@@ -35,21 +36,6 @@ use std::time::{Duration, Instant};
 /// More lags than this within [`LAG_WINDOW`] and a reader is told to reconnect.
 pub const MAX_LAGS: usize = 3;
 pub const LAG_WINDOW: Duration = Duration::from_secs(30);
-
-/// How sockets behave (settings `ws_ping_secs`, `ws_announce_limit`).
-#[derive(Clone, Copy, Debug)]
-pub struct SocketSettings {
-    /// How often peers are pinged (and event streams sent a comment line).
-    pub ping_secs: u64,
-    /// Above this many readers in a room here, joins and leaves are not announced.
-    pub announce_limit: usize,
-}
-
-impl SocketSettings {
-    pub fn ping_every(&self) -> Duration {
-        Duration::from_secs(self.ping_secs.max(1))
-    }
-}
 
 /// What every live reader of this replica shares. Held in an `Arc` by each open socket
 /// and stream: the request that opened it is long gone.

@@ -180,6 +180,24 @@ async fn admin_connection(url: &str) -> DatabaseConnection {
         .unwrap_or_else(|e| panic!("database server at {url} is required for this test: {e}"))
 }
 
+/// Whether something answers HTTP at `address:port`: a request for `/health/live` gets a
+/// status line back (any status: a server whose database is away still answers).
+async fn answers_http(address: &str, port: u16) -> bool {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let asked = async {
+        let mut stream = TcpStream::connect((address, port)).await.ok()?;
+        let request = "GET /health/live HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n";
+        stream.write_all(request.as_bytes()).await.ok()?;
+        let mut head = [0u8; 12];
+        stream.read_exact(&mut head).await.ok()?;
+        Some(head.starts_with(b"HTTP/1."))
+    };
+    matches!(
+        tokio::time::timeout(Duration::from_secs(2), asked).await,
+        Ok(Some(true))
+    )
+}
+
 /// A running `ferrochat` process, stopped when dropped.
 pub struct Server {
     pub url: String,
@@ -253,21 +271,25 @@ impl Server {
         if let Some(dir) = &options.cwd {
             cmd.current_dir(dir);
         }
+        // The port is the test's choice (a free one unless it names one), and the server is
+        // ready once it answers HTTP there: found by asking, not by reading its log.
+        let setting = |key: &str| {
+            let mut chosen = options.env.iter().filter(|(k, _)| k == key);
+            chosen.next_back().map(|(_, v)| v.clone())
+        };
+        let port = setting("ROCKET_PORT")
+            .and_then(|port| port.parse::<u16>().ok())
+            .filter(|port| *port != 0)
+            .unwrap_or_else(free_port);
+        let address = setting("ROCKET_ADDRESS").unwrap_or_else(|| "127.0.0.1".into());
+        cmd.env("ROCKET_PORT", port.to_string());
         let mut child = cmd.spawn().expect("start ferrochat");
         let stdout = child.stdout.take().expect("stdout");
         let log = Arc::new(Mutex::new(Vec::new()));
-        let (tx, rx) = std::sync::mpsc::channel();
         let log_writer = log.clone();
         // Keeps reading the log for the whole run, or the server would block on a full pipe.
         std::thread::spawn(move || {
             for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if let Some(at) = line.find("listening on http://") {
-                    let url = line[at + "listening on ".len()..]
-                        .split_whitespace()
-                        .next()
-                        .unwrap_or("");
-                    let _ = tx.send(url.to_string());
-                }
                 // FERROCHAT_TEST_ECHO_LOG=1 shows each server's log beside a failing test.
                 if std::env::var_os("FERROCHAT_TEST_ECHO_LOG").is_some() {
                     eprintln!("[server] {line}");
@@ -275,13 +297,22 @@ impl Server {
                 log_writer.lock().unwrap().push(line);
             }
         });
-        let url = tokio::task::spawn_blocking(move || rx.recv_timeout(Duration::from_secs(60)))
-            .await
-            .unwrap()
-            .unwrap_or_else(|_| {
+        let url = format!("http://{address}:{port}");
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if answers_http(&address, port).await {
+                break;
+            }
+            let exited = child.try_wait().ok().flatten();
+            if exited.is_some() || Instant::now() > deadline {
                 let _ = child.kill();
-                panic!("ferrochat did not start: {:?}", log.lock().unwrap())
-            });
+                panic!(
+                    "ferrochat did not start at {url} ({exited:?}): {:?}",
+                    log.lock().unwrap()
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
         Server { url, child, log }
     }
 
