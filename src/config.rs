@@ -223,7 +223,9 @@ pub struct FileSettings {
     /// `MINIO_ENDPOINT`, as ChatFlow's file service reads it): uploads go to its bucket.
     pub minio_endpoint: Option<String>,
     /// Its keys (also `MINIO_ACCESS_KEY`, `MINIO_SECRET_KEY`).
+    #[serde(deserialize_with = "secret")]
     pub minio_access_key: String,
+    #[serde(deserialize_with = "secret")]
     pub minio_secret_key: String,
     /// Its bucket (also `MINIO_BUCKET`).
     pub minio_bucket: String,
@@ -288,14 +290,17 @@ pub struct AuthSettings {
     pub admins: Vec<String>,
     /// The token that makes a request an admin's (`Authorization: Bearer <token>`); also
     /// `ADMIN_TOKEN`. In open mode, deleting rooms, messages and files needs it.
+    #[serde(deserialize_with = "optional_secret")]
     pub admin_token: Option<String>,
     /// Signs the tokens this server hands out (also `TOKEN_SECRET`); replicas must share
     /// it. None: a random secret per process (tokens end with it).
+    #[serde(deserialize_with = "optional_secret")]
     pub token_secret: Option<String>,
     /// How long a token lasts, in seconds.
     pub token_ttl_secs: u64,
     /// Another application's HS256 secret (also `JWT_SECRET`) or RS256/ES256 public key in
     /// PEM (also `JWT_PUBLIC_KEY`): its JWTs (`sub`, `name`, `exp`) are identities here.
+    #[serde(deserialize_with = "optional_secret")]
     pub jwt_secret: Option<String>,
     pub jwt_public_key: Option<String>,
     /// The `iss` and `aud` another application's JWTs must carry, each when set.
@@ -597,6 +602,32 @@ impl Settings {
     }
 }
 
+/// A secret as written. Figment reads an environment value of digits
+/// (`ROCKET_TOKEN_SECRET=12345678`) as a number; refused as one, its error would print the
+/// secret to the log. Taken as the text it was, and a refusal names no value.
+fn secret<'de, D: serde::Deserializer<'de>>(value: D) -> Result<String, D::Error> {
+    optional_secret(value)?.ok_or_else(|| serde::de::Error::custom("a secret must be text"))
+}
+
+fn optional_secret<'de, D: serde::Deserializer<'de>>(value: D) -> Result<Option<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Written {
+        Text(String),
+        Whole(u64),
+        Signed(i64),
+        Real(f64),
+    }
+    Ok(match Option::<Written>::deserialize(value) {
+        Ok(None) => None,
+        Ok(Some(Written::Text(text))) => Some(text),
+        Ok(Some(Written::Whole(n))) => Some(n.to_string()),
+        Ok(Some(Written::Signed(n))) => Some(n.to_string()),
+        Ok(Some(Written::Real(n))) => Some(n.to_string()),
+        Err(_) => return Err(serde::de::Error::custom("a secret must be text")),
+    })
+}
+
 /// Rocket's defaults changed to the Flask original's: port 5000 on every interface, so a
 /// browser, a container's port mapping and a Codespace's forwarding all reach it.
 #[derive(Serialize)]
@@ -637,10 +668,7 @@ pub fn figment() -> Figment {
                     Err(_) => figment,
                 },
                 // As ChatFlow's file service reads it: `true` or `1` is https.
-                "minio_secure" => {
-                    let value = value.trim();
-                    figment.merge((key, value.eq_ignore_ascii_case("true") || value == "1"))
-                }
+                "minio_secure" => figment.merge((key, value == "true" || value == "1")),
                 _ => figment.merge((key, value)),
             };
         }
@@ -959,6 +987,23 @@ mod tests {
     }
 
     use super::normalize_database_url as n;
+
+    #[test]
+    fn a_secret_of_digits_is_taken_as_text_and_never_shown() {
+        let figment = super::figment()
+            .merge(("token_secret", 12345678))
+            .merge(("minio_secret_key", 87654321));
+        let settings = super::Settings::from_figment(&figment).unwrap();
+        assert_eq!(settings.auth.token_secret.as_deref(), Some("12345678"));
+        assert_eq!(settings.files.minio_secret_key, "87654321");
+        let figment = super::figment().merge(("admin_token", vec!["s3cr3t-list"]));
+        let err = super::Settings::from_figment(&figment).unwrap_err();
+        assert!(!err.to_string().contains("s3cr3t"), "{err}");
+        assert!(err.to_string().contains("admin_token"), "{err}");
+        // Unset stays unset.
+        let settings = super::Settings::from_figment(&super::figment()).unwrap();
+        assert_eq!(settings.auth.token_secret, None);
+    }
 
     #[test]
     fn a_bad_value_is_reported_with_its_key() {

@@ -57,8 +57,9 @@ pub async fn build() -> Result<Rocket<Build>, Box<dyn std::error::Error>> {
     build_from(config::figment()).await
 }
 
-/// Builds the server from these settings: connects to (and migrates) the database, starts
-/// the hub and the pipeline, and mounts everything.
+/// Builds the server from these settings, in four steps: Rocket's own settings, the
+/// transports (database, hub, events), the services and the pipeline over them, and the
+/// mounts with the state each handler takes.
 pub async fn build_from(
     figment: rocket::figment::Figment,
 ) -> Result<Rocket<Build>, Box<dyn std::error::Error>> {
@@ -66,17 +67,30 @@ pub async fn build_from(
     let _ = rustls::crypto::ring::default_provider().install_default();
     let settings = config::Settings::from_figment(&figment)?;
     settings.check()?;
+    let (figment, front_door) = rocket_settings(figment, &settings)?;
+    let mut transports = Transports::start(&settings).await?;
+    let services = Services::start(&settings, &mut transports).await?;
+    Ok(mount(figment, settings, front_door, transports, services))
+}
+
+/// Where the front door listens, and the limits it holds connections to.
+type FrontDoor = Option<(std::net::SocketAddr, http::front_door::Limits)>;
+
+/// Rocket's own settings, from ours: body limits, no signal handling of its own (ours
+/// drains first, `http::shutdown`, then tells Rocket to stop), and with the front door on,
+/// Rocket on loopback behind it.
+fn rocket_settings(
+    figment: rocket::figment::Figment,
+    settings: &config::Settings,
+) -> Result<(rocket::figment::Figment, FrontDoor), Box<dyn std::error::Error>> {
     // Multipart bodies are read by Rocket's form parser under Rocket's own limits.
-    let figment = figment
-        .merge(("limits.data-form", settings.chat.max_body_bytes))
-        .merge(("limits.form", settings.chat.max_body_bytes))
-        .merge(("limits.string", settings.chat.max_body_bytes));
-    let limits = settings.limits();
-    // Rocket's own signal handling would stop accepting connections at once; ours drains
-    // first (`http::shutdown`) and then tells Rocket to stop.
+    let body = settings.chat.max_body_bytes;
     let drain = Duration::from_secs(settings.shutdown.drain_secs);
     let grace = Duration::from_secs(settings.shutdown.grace_secs);
     let figment = figment
+        .merge(("limits.data-form", body))
+        .merge(("limits.form", body))
+        .merge(("limits.string", body))
         .merge(("shutdown.ctrlc", false))
         .merge(("shutdown.signals", Vec::<String>::new()))
         .merge((
@@ -84,129 +98,221 @@ pub async fn build_from(
             http::shutdown::request_grace(drain, grace),
         ))
         .merge(("shutdown.mercy", 1));
-    let lifecycle = lifecycle::Lifecycle::default();
-    // The public address is the front door's, and Rocket listens behind it on loopback.
-    let front_door = match settings.network.front_door {
-        true => {
-            let public = std::net::SocketAddr::new(
-                figment.extract_inner("address")?,
-                figment.extract_inner("port")?,
-            );
-            let proxies = http::guards::TrustedProxies::parse(&settings.network.trusted_proxies)?.0;
-            Some((public, http::front_door::Limits::new(&settings, proxies)))
-        }
-        false => None,
-    };
-    let figment = match front_door {
-        Some(_) => figment.merge(("address", "127.0.0.1")).merge(("port", 0)),
-        None => figment,
-    };
-    let peers = Arc::new(http::front_door::Peers::default());
-
-    let url = config::database_url(&settings);
-    tracing::info!(database = %db::redact(&url), "connecting to the database");
-    let db = db::connect(&url, &settings).await?;
-
-    // Transports: the hub (in-process, or Redis with what other replicas send) and events.
-    let redis = match config::redis_at(&settings)? {
-        Some(config::RedisAt::Sentinel(target)) => {
-            let shown: Vec<String> = target.sentinels.iter().map(|s| db::redact(s)).collect();
-            tracing::info!(sentinels = %shown.join(","), master = %target.master, db = target.db,
-                "hub: Redis through Sentinel");
-            Some(realtime::RedisSource::sentinel(&target)?)
-        }
-        Some(config::RedisAt::Server(url)) => {
-            tracing::info!(redis = %db::redact(&url), "hub: Redis");
-            Some(realtime::RedisSource::direct(&url)?)
-        }
-        None => None,
-    };
-    let (hub, arrivals): (Arc<dyn Hub>, _) = match &redis {
-        Some(source) => {
-            let (hub, arrivals) = RedisHub::start(source.clone(), settings.sockets.backlog)?;
-            (hub, Some(arrivals))
-        }
-        None => (Arc::new(InProcessHub::new(settings.sockets.backlog)), None),
-    };
-    let events = match config::amqp_url(&settings) {
-        Some(url) => {
-            tracing::info!(amqp = %db::redact(&url), "events: RabbitMQ");
-            events::Events::start(url)
-        }
-        None => events::Events::off(),
-    };
-
-    // Services, and the pipeline over them.
-    let access = Arc::new(access::RoomAccess::new(db.clone()));
-    let transcripts = Arc::new(chat::Transcripts::new(
-        Duration::from_millis(settings.transcripts.refresh_ms),
-        settings.transcripts.cache_rooms,
-        settings.transcripts.max_messages,
-        settings.transcripts.cache_bytes,
-    ));
-    let notifier = notifications::Notifier::new(db.clone(), hub.clone(), access.clone());
-    let presence = presence::Presence::new(
-        redis.clone(),
-        db.clone(),
-        hub.clone(),
-        access.clone(),
-        limits,
-    )?;
-    let store = files::FileStore::new(&settings.files)?;
-    tracing::info!(kind = store.kind, location = %store.location, "file store");
-    let files = files::Files::new(
-        store,
-        db.clone(),
-        access.clone(),
-        settings.files.max_upload_bytes,
-        settings.files.allowed_file_types.clone(),
+    if !settings.network.front_door {
+        return Ok((figment, None));
+    }
+    let public = std::net::SocketAddr::new(
+        figment.extract_inner("address")?,
+        figment.extract_inner("port")?,
     );
-    let webhooks = delivery::webhooks::Webhooks::start(
-        db.clone(),
-        access.clone(),
-        hub.clone(),
-        settings.webhooks.webhook_allow_private,
-    )
-    .await?;
-    let hooks = chat::hooks::Hooks::start(db.clone(), hub.clone());
-    let delivery = delivery::Delivery::start(
-        db.clone(),
-        settings.database.insert_returning,
-        access.clone(),
-        transcripts.clone(),
-        hub.clone(),
-        arrivals,
-        events.clone(),
-        notifier.clone(),
-        webhooks.clone(),
-        hooks.clone(),
-        settings.chat.change_log_days,
-    )
-    .await?;
-    let sender = delivery::webhooks::sender::Sender::start(
-        db.clone(),
-        webhooks.clone(),
-        delivery.clone(),
-        limits,
-        settings.auth.mode,
-        Duration::from_secs(settings.webhooks.webhook_lease_secs),
-        lifecycle.clone(),
-    )?;
+    let proxies = http::guards::TrustedProxies::parse(&settings.network.trusted_proxies)?.0;
+    let limits = http::front_door::Limits::new(settings, proxies);
+    let figment = figment.merge(("address", "127.0.0.1")).merge(("port", 0));
+    Ok((figment, Some((public, limits))))
+}
+
+/// What replicas share: the database, the hub (in-process, or Redis with what other
+/// replicas send) and the events to RabbitMQ.
+struct Transports {
+    db: sea_orm::DatabaseConnection,
+    redis: Option<realtime::RedisSource>,
+    hub: Arc<dyn Hub>,
+    /// What other replicas sent, for the pipeline (taken when it starts).
+    arrivals: Option<tokio::sync::mpsc::Receiver<realtime::Arrival>>,
+    events: events::Events,
+}
+
+impl Transports {
+    async fn start(settings: &config::Settings) -> Result<Transports, Box<dyn std::error::Error>> {
+        let url = config::database_url(settings);
+        tracing::info!(database = %db::redact(&url), "connecting to the database");
+        let db = db::connect(&url, settings).await?;
+        let redis = match config::redis_at(settings)? {
+            Some(config::RedisAt::Sentinel(target)) => {
+                let shown: Vec<String> = target.sentinels.iter().map(|s| db::redact(s)).collect();
+                tracing::info!(sentinels = %shown.join(","), master = %target.master, db = target.db,
+                    "hub: Redis through Sentinel");
+                Some(realtime::RedisSource::sentinel(&target)?)
+            }
+            Some(config::RedisAt::Server(url)) => {
+                tracing::info!(redis = %db::redact(&url), "hub: Redis");
+                Some(realtime::RedisSource::direct(&url)?)
+            }
+            None => None,
+        };
+        let backlog = settings.sockets.backlog;
+        let (hub, arrivals): (Arc<dyn Hub>, _) = match &redis {
+            Some(source) => {
+                let (hub, arrivals) = RedisHub::start(source.clone(), backlog)?;
+                (hub, Some(arrivals))
+            }
+            None => (Arc::new(InProcessHub::new(backlog)), None),
+        };
+        let events = match config::amqp_url(settings) {
+            Some(url) => {
+                tracing::info!(amqp = %db::redact(&url), "events: RabbitMQ");
+                events::Events::start(url)
+            }
+            None => events::Events::off(),
+        };
+        Ok(Transports {
+            db,
+            redis,
+            hub,
+            arrivals,
+            events,
+        })
+    }
+}
+
+/// The services, the pipeline over them, and what the HTTP layer checks requests with.
+struct Services {
+    lifecycle: lifecycle::Lifecycle,
+    access: Arc<access::RoomAccess>,
+    transcripts: Arc<chat::Transcripts>,
+    notifier: notifications::Notifier,
+    presence: presence::Presence,
+    files: files::Files,
+    webhooks: Arc<delivery::webhooks::Webhooks>,
+    hooks: Arc<chat::hooks::Hooks>,
+    delivery: delivery::Delivery,
+    sender: Arc<delivery::webhooks::sender::Sender>,
+    accounts: Arc<accounts::Accounts>,
+    sockets: Arc<Sockets>,
+    limiter: Arc<http::limits::Limiter>,
+    trusted_proxies: http::guards::TrustedProxies,
+    origins: http::origin::Origins,
+    webchat_room: domain::RoomName,
+}
+
+impl Services {
+    async fn start(
+        settings: &config::Settings,
+        transports: &mut Transports,
+    ) -> Result<Services, Box<dyn std::error::Error>> {
+        let limits = settings.limits();
+        let lifecycle = lifecycle::Lifecycle::default();
+        let Transports {
+            db,
+            redis,
+            hub,
+            arrivals,
+            events,
+        } = transports;
+        let access = Arc::new(access::RoomAccess::new(db.clone()));
+        let transcripts = Arc::new(chat::Transcripts::new(
+            Duration::from_millis(settings.transcripts.refresh_ms),
+            settings.transcripts.cache_rooms,
+            settings.transcripts.max_messages,
+            settings.transcripts.cache_bytes,
+        ));
+        let notifier = notifications::Notifier::new(db.clone(), hub.clone(), access.clone());
+        let presence = presence::Presence::new(
+            redis.clone(),
+            db.clone(),
+            hub.clone(),
+            access.clone(),
+            limits,
+        )?;
+        let store = files::FileStore::new(&settings.files)?;
+        tracing::info!(kind = store.kind, location = %store.location, "file store");
+        let files = files::Files::new(
+            store,
+            db.clone(),
+            access.clone(),
+            settings.files.max_upload_bytes,
+            settings.files.allowed_file_types.clone(),
+        );
+        let webhooks = delivery::webhooks::Webhooks::start(
+            db.clone(),
+            access.clone(),
+            hub.clone(),
+            settings.webhooks.webhook_allow_private,
+        )
+        .await?;
+        let hooks = chat::hooks::Hooks::start(db.clone(), hub.clone());
+        let delivery = delivery::Delivery::start(
+            db.clone(),
+            settings.database.insert_returning,
+            access.clone(),
+            transcripts.clone(),
+            hub.clone(),
+            arrivals.take(),
+            events.clone(),
+            notifier.clone(),
+            webhooks.clone(),
+            hooks.clone(),
+            settings.chat.change_log_days,
+        )
+        .await?;
+        let sender = delivery::webhooks::sender::Sender::start(
+            db.clone(),
+            webhooks.clone(),
+            delivery.clone(),
+            limits,
+            settings.auth.mode,
+            Duration::from_secs(settings.webhooks.webhook_lease_secs),
+            lifecycle.clone(),
+        )?;
+        let accounts = Arc::new(accounts::Accounts::new(
+            db.clone(),
+            tokens(settings, redis.is_some())?,
+            &settings.auth.admins,
+            limits,
+            hub.clone(),
+        ));
+        tracing::info!(auth = ?settings.auth.mode, rate_limits = settings.rate_limits_on(), "access");
+        let webchat_room = domain::RoomName::parse(&settings.chat.webchat_room)
+            .map_err(|e| format!("webchat_room: {e}"))?;
+        let sockets = Arc::new(Sockets {
+            db: db.clone(),
+            accounts: accounts.clone(),
+            access: access.clone(),
+            delivery: delivery.clone(),
+            hub: hub.clone(),
+            events: events.clone(),
+            presence: presence.clone(),
+            limits,
+            settings: settings.sockets,
+            lifecycle: lifecycle.clone(),
+            relay_room: webchat_room.clone(),
+        });
+        let network = &settings.network;
+        Ok(Services {
+            limiter: http::limits::Limiter::new(settings),
+            trusted_proxies: http::guards::TrustedProxies::parse(&network.trusted_proxies)?,
+            origins: http::origin::Origins::parse(
+                network.public_origin.as_deref(),
+                &network.allowed_origins,
+            )?,
+            lifecycle,
+            access,
+            transcripts,
+            notifier,
+            presence,
+            files,
+            webhooks,
+            hooks,
+            delivery,
+            sender,
+            accounts,
+            sockets,
+            webchat_room,
+        })
+    }
+}
+
+/// The signer and checker of tokens: ours, and another application's JWTs.
+fn tokens(
+    settings: &config::Settings,
+    replicas: bool,
+) -> Result<accounts::Tokens, Box<dyn std::error::Error>> {
     let [secret, jwt_secret, jwt_public_key] = settings.token_secrets();
-    if secret.is_none() && redis.is_some() {
+    if secret.is_none() && replicas {
         tracing::warn!(
             "no token_secret: each replica signs its own tokens, and the others refuse them"
         );
     }
-    let tokens = accounts::Tokens::new(&accounts::TokenConfig {
-        secret,
-        ttl: Some(Duration::from_secs(settings.auth.token_ttl_secs.max(1))),
-        jwt_secret,
-        jwt_public_key,
-        jwt_issuer: settings.auth.jwt_issuer.clone(),
-        jwt_audience: settings.auth.jwt_audience.clone(),
-        jwt_max_ttl: Some(Duration::from_secs(settings.auth.jwt_max_ttl_secs)),
-    })?;
     for admin in &settings.auth.admins {
         // `admins` named users by name until they could be squatted: say so to whoever
         // upgrades with a name still there, rather than leave them wondering.
@@ -219,36 +325,28 @@ pub async fn build_from(
             );
         }
     }
-    let accounts = Arc::new(accounts::Accounts::new(
-        db.clone(),
-        tokens,
-        &settings.auth.admins,
-        limits,
-        hub.clone(),
-    ));
-    tracing::info!(auth = ?settings.auth.mode, rate_limits = settings.rate_limits_on(), "access");
-    let limiter = http::limits::Limiter::new(&settings);
-    let trusted_proxies = http::guards::TrustedProxies::parse(&settings.network.trusted_proxies)?;
-    let origins = http::origin::Origins::parse(
-        settings.network.public_origin.as_deref(),
-        &settings.network.allowed_origins,
-    )?;
-    let webchat_room = domain::RoomName::parse(&settings.chat.webchat_room)
-        .map_err(|e| format!("webchat_room: {e}"))?;
-    let sockets = Arc::new(Sockets {
-        db: db.clone(),
-        accounts: accounts.clone(),
-        access: access.clone(),
-        delivery: delivery.clone(),
-        hub: hub.clone(),
-        events: events.clone(),
-        presence: presence.clone(),
-        limits,
-        settings: settings.sockets,
-        lifecycle: lifecycle.clone(),
-        relay_room: webchat_room.clone(),
-    });
+    let auth = &settings.auth;
+    Ok(accounts::Tokens::new(&accounts::TokenConfig {
+        secret,
+        ttl: Some(Duration::from_secs(auth.token_ttl_secs.max(1))),
+        jwt_secret,
+        jwt_public_key,
+        jwt_issuer: auth.jwt_issuer.clone(),
+        jwt_audience: auth.jwt_audience.clone(),
+        jwt_max_ttl: Some(Duration::from_secs(auth.jwt_max_ttl_secs)),
+    })?)
+}
 
+/// The server: fairings, one line per mount, and the state each handler takes.
+fn mount(
+    figment: rocket::figment::Figment,
+    settings: config::Settings,
+    front_door: FrontDoor,
+    transports: Transports,
+    services: Services,
+) -> Rocket<Build> {
+    let drain = Duration::from_secs(settings.shutdown.drain_secs);
+    let peers = Arc::new(http::front_door::Peers::default());
     let mut rocket = rocket::custom(figment)
         .attach(Template::fairing())
         .attach(http::RequestLog)
@@ -320,29 +418,32 @@ pub async fn build_from(
             .manage(http::bench::Fixed::default())
             .mount("/bench", http::bench::routes());
     }
-    Ok(rocket
-        .manage(lifecycle)
+    let Transports {
+        db, hub, events, ..
+    } = transports;
+    rocket
+        .manage(services.lifecycle)
         .manage(db)
         .manage(hub)
         .manage(events)
-        .manage(transcripts)
-        .manage(access)
-        .manage(delivery)
-        .manage(limits)
-        .manage(sockets)
-        .manage(http::webchat::WebchatRoom(webchat_room))
-        .manage(accounts)
+        .manage(services.transcripts)
+        .manage(services.access)
+        .manage(services.delivery)
+        .manage(settings.limits())
+        .manage(services.sockets)
+        .manage(http::webchat::WebchatRoom(services.webchat_room))
+        .manage(services.accounts)
         .manage(settings.auth.mode)
-        .manage(limiter)
-        .manage(trusted_proxies)
+        .manage(services.limiter)
+        .manage(services.trusted_proxies)
         .manage(http::guards::AdminToken(settings.admin_token()))
-        .manage(origins)
-        .manage(presence)
-        .manage(notifier)
-        .manage(files)
-        .manage(webhooks)
-        .manage(hooks)
-        .manage(sender)
+        .manage(services.origins)
+        .manage(services.presence)
+        .manage(services.notifier)
+        .manage(services.files)
+        .manage(services.webhooks)
+        .manage(services.hooks)
+        .manage(services.sender)
         .manage(peers)
-        .manage(settings))
+        .manage(settings)
 }

@@ -8,6 +8,7 @@
 
 use super::{table, taken, Accounts};
 use crate::db::bots::{self as bots_table, Bot};
+use crate::db::error::{cause, Cause};
 use crate::domain::names::{self, RoomName};
 use crate::domain::{now_utc, Error, Peer, Result};
 use std::time::Duration;
@@ -78,11 +79,11 @@ impl Accounts {
             created_by: created_by.map(str::to_string),
             created_at,
         };
-        if let Err(err) = bots_table::insert(&self.db, &account, &row).await {
-            return Err(match table::named(&self.db, &username).await? {
-                Some(_) => taken(&username),
-                None => err.into(),
-            });
+        match bots_table::insert(&self.db, &account, &row).await {
+            // A name made at the same moment by someone else: the unique index decides.
+            Err(err) if cause(&err) == Cause::Duplicate => return Err(taken(&username)),
+            Err(err) => return Err(err.into()),
+            Ok(_) => {}
         }
         let peer = Peer {
             user_id: user_id.clone(),

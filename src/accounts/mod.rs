@@ -13,6 +13,7 @@ pub use bots::{MadeBot, MAX_BOT_ROOMS};
 pub use tokens::{TokenConfig, Tokens, Verified, MIN_SECRET_BYTES};
 
 use crate::db::accounts::{self as table, Account};
+use crate::db::error::{cause, Cause};
 use crate::domain::names::{self};
 use crate::domain::sync::lock;
 use crate::domain::{now_utc, Error, Limits, Peer, Result};
@@ -108,12 +109,11 @@ impl Accounts {
             created_at: now_utc(),
             token_generation: 0,
         };
-        if let Err(err) = table::insert(&self.db, &account).await {
+        match table::insert(&self.db, &account).await {
             // Two registrations of one name at once: the unique index decides.
-            return Err(match table::named(&self.db, &account.username).await? {
-                Some(_) => taken(&account.username),
-                None => err.into(),
-            });
+            Err(err) if cause(&err) == Cause::Duplicate => return Err(taken(&account.username)),
+            Err(err) => return Err(err.into()),
+            Ok(_) => {}
         }
         Ok(self.session(account))
     }

@@ -158,12 +158,11 @@ pub async fn create(db: &DatabaseConnection, caller: &Caller, new: NewRoom) -> R
         owner_id: owner,
         visibility: visibility.as_str().into(),
     };
-    if let Err(err) = table::insert(db, &row).await {
+    match table::insert(db, &row).await {
         // Two creations at once: the loser's insert fails on the key.
-        return Err(match table::get(db, id.as_str()).await? {
-            Some(_) => conflict(),
-            None => err.into(),
-        });
+        Err(err) if cause(&err) == Cause::Duplicate => return Err(conflict()),
+        Err(err) => return Err(err.into()),
+        Ok(_) => {}
     }
     Ok(row)
 }

@@ -249,6 +249,10 @@ fn changes(
                         yield Event::comment("too slow: reconnect with Last-Event-ID").with_retry(RETRY);
                         return;
                     }
+                    AfterLag::Unreadable => {
+                        yield Event::comment("missed changes could not be read: reconnect with Last-Event-ID").with_retry(RETRY);
+                        return;
+                    }
                 },
                 Woken::Change(Err(RecvError::Closed)) => return,
                 Woken::Revoked => {

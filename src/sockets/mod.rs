@@ -150,8 +150,10 @@ pub enum AfterLag {
     Missed(Vec<Event>),
     /// It may no longer read the room.
     ShutOut(ShutOut),
-    /// It keeps falling behind, or the database cannot say: reconnect from what it has.
+    /// It keeps falling behind: reconnect from what it has.
     Reconnect,
+    /// What it missed could not be read: reconnect from what it has.
+    Unreadable,
 }
 
 impl Sockets {
@@ -217,12 +219,12 @@ impl Sockets {
             }
             // From now on: everything up to the room's last change counts as sent. Read
             // after listening started, so a change committed meanwhile is either below it
-            // (skipped when heard) or above it (heard). Messages this replica's hub has
-            // already passed on count as sent too: they came before this reader.
+            // (skipped when heard) or above it (heard). (Not the hub's highest id seen:
+            // ids are shared by every room, and a message of this room committed later on
+            // another replica may have a lower id than one of another room seen here.)
             Resume::Now => {
                 let head = chat::changes::head(db, room.as_str()).await?;
-                let floor = seq::message_id_at(head).max(self.hub.highest_seen());
-                (Vec::new(), false, Sent::new(floor, head))
+                (Vec::new(), false, Sent::new(seq::message_id_at(head), head))
             }
         };
         Ok(Start {
@@ -335,7 +337,7 @@ impl Follower {
             Ok(rows) => AfterLag::Missed(rows),
             Err(err) => {
                 tracing::warn!(error = %err, room, "a reader's catching up failed");
-                AfterLag::Reconnect
+                AfterLag::Unreadable
             }
         }
     }

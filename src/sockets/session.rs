@@ -231,6 +231,10 @@ impl Session {
                             "too slow: reconnect with seq={} or since={}",
                             follower.sent.seq, follower.sent.resume_from()
                         )),
+                        AfterLag::Unreadable => close(CLOSE_RECONNECT, format!(
+                            "missed changes could not be read: reconnect with seq={} or since={}",
+                            follower.sent.seq, follower.sent.resume_from()
+                        )),
                     },
                     Err(RecvError::Closed) => Flow::Close(None),
                 },

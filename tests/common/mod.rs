@@ -180,17 +180,20 @@ async fn admin_connection(url: &str) -> DatabaseConnection {
         .unwrap_or_else(|e| panic!("database server at {url} is required for this test: {e}"))
 }
 
-/// Whether something answers HTTP at `address:port`: a request for `/health/live` gets a
-/// status line back (any status: a server whose database is away still answers).
-async fn answers_http(address: &str, port: u16) -> bool {
+/// Whether the server named `ident` answers HTTP at `address:port`: a request for
+/// `/health/live` gets a response (any status: a server whose database is away still
+/// answers) whose `Server` header is `ident`, so another process that took the port
+/// meanwhile is not mistaken for it.
+async fn answers_http(address: &str, port: u16, ident: &str) -> bool {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let asked = async {
         let mut stream = TcpStream::connect((address, port)).await.ok()?;
         let request = "GET /health/live HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n";
         stream.write_all(request.as_bytes()).await.ok()?;
-        let mut head = [0u8; 12];
-        stream.read_exact(&mut head).await.ok()?;
-        Some(head.starts_with(b"HTTP/1."))
+        let mut head = Vec::new();
+        stream.read_to_end(&mut head).await.ok()?;
+        let head = String::from_utf8_lossy(&head).to_ascii_lowercase();
+        Some(head.starts_with("http/1.") && head.contains(&format!("server: {ident}\r\n")))
     };
     matches!(
         tokio::time::timeout(Duration::from_secs(2), asked).await,
@@ -283,6 +286,8 @@ impl Server {
             .unwrap_or_else(free_port);
         let address = setting("ROCKET_ADDRESS").unwrap_or_else(|| "127.0.0.1".into());
         cmd.env("ROCKET_PORT", port.to_string());
+        let ident = unique_name("ferrochat-test").to_ascii_lowercase();
+        cmd.env("ROCKET_IDENT", &ident);
         let mut child = cmd.spawn().expect("start ferrochat");
         let stdout = child.stdout.take().expect("stdout");
         let log = Arc::new(Mutex::new(Vec::new()));
@@ -297,10 +302,13 @@ impl Server {
                 log_writer.lock().unwrap().push(line);
             }
         });
-        let url = format!("http://{address}:{port}");
+        let url = match address.contains(':') {
+            true => format!("http://[{address}]:{port}"),
+            false => format!("http://{address}:{port}"),
+        };
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
-            if answers_http(&address, port).await {
+            if answers_http(&address, port, &ident).await {
                 break;
             }
             let exited = child.try_wait().ok().flatten();
