@@ -176,7 +176,7 @@ impl RoomAccess {
                     // from now, and that must hold at once, not after a time-to-live.
                     return Ok(!names::is_direct_room_id(room));
                 };
-                let (visibility, owner) = (Visibility::parse(&row.visibility), row.owner_id);
+                let (visibility, owner) = (row.visibility, row.owner_id);
                 let mut rules = lock(&self.rules);
                 if rules.len() >= MAX_RULES {
                     rules.clear();
@@ -261,7 +261,7 @@ mod tests {
                 description: None,
                 created_at: now_utc(),
                 owner_id: Some(owner.into()),
-                visibility: Visibility::Private.as_str().into(),
+                visibility: Visibility::Private,
             },
         )
         .await

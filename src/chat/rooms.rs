@@ -156,7 +156,7 @@ pub async fn create(db: &DatabaseConnection, caller: &Caller, new: NewRoom) -> R
         description: description.filter(|d| !d.is_empty()),
         created_at: now_utc(),
         owner_id: owner,
-        visibility: visibility.as_str().into(),
+        visibility,
     };
     match table::insert(db, &row).await {
         // Two creations at once: the loser's insert fails on the key.
@@ -207,7 +207,7 @@ async fn shared_room(
     also: Option<&str>,
 ) -> Result<Room, Error> {
     let room = get(db, access, caller, id).await?;
-    match Visibility::parse(&room.visibility) {
+    match room.visibility {
         Visibility::Private => {}
         Visibility::Public => {
             return Err(Error::bad_request(format!(
@@ -343,7 +343,7 @@ pub async fn direct(
         description: None,
         created_at: now_utc(),
         owner_id: None,
-        visibility: Visibility::Direct.as_str().into(),
+        visibility: Visibility::Direct,
     };
     match table::insert_with_members(db, &row, &[me.clone(), other.clone()]).await {
         Ok(()) => Ok((row, true)),
@@ -358,7 +358,7 @@ pub async fn direct(
 /// The room under a pair's id, if it is their direct room. Any other room there (made
 /// before such ids were reserved) is someone's who could read the pair: never handed out.
 fn direct_only(room: Room) -> Result<Room, Error> {
-    if Visibility::parse(&room.visibility) == Visibility::Direct {
+    if room.visibility == Visibility::Direct {
         Ok(room)
     } else {
         Err(Error::Conflict(format!(
@@ -581,7 +581,7 @@ mod tests {
         let (same, new) = direct(&db, &bob, "ann").await.unwrap();
         assert!(!new);
         assert_eq!(room.id, same.id);
-        assert_eq!(room.visibility, "direct");
+        assert_eq!(room.visibility, Visibility::Direct);
         assert_ne!(direct(&db, &ann, "eve").await.unwrap().0.id, room.id);
         assert_eq!(code(get(&db, &access, &bob, &room.id).await), 200);
         assert_eq!(code(get(&db, &access, &eve, &room.id).await), 404);

@@ -170,7 +170,7 @@ fn row_bytes(row: &Message) -> usize {
         + row.username.len()
         + row.text.len()
         + opt(&row.user_id)
-        + row.message_type.len()
+        + row.message_type.as_str().len()
         + opt(&row.file_url)
         + row.client_stamp.as_ref().map_or(0, |e| e.kind.len())
 }
@@ -649,7 +649,7 @@ mod tests {
             username: "u".into(),
             text: format!("m{id}"),
             user_id: None,
-            message_type: "text".into(),
+            message_type: crate::domain::MessageType::Text,
             file_url: None,
             client_stamp: None,
             edited_at: None,

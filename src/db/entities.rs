@@ -20,7 +20,7 @@ pub mod message {
         /// The sender's id when it came through the room API (WebSocket, JSON API).
         pub user_id: Option<String>,
         /// `text`, `file` or `system`.
-        pub message_type: String,
+        pub message_type: crate::domain::MessageType,
         pub file_url: Option<String>,
         /// The relay's `type` and `ts`, when the message came by its socket.
         pub client_type: Option<String>,
@@ -100,7 +100,7 @@ pub mod room {
         /// The signed-in user who created it; none for legacy rooms and open mode.
         pub owner_id: Option<String>,
         /// `public`, `private` or `direct` (see `domain::Visibility`).
-        pub visibility: String,
+        pub visibility: crate::domain::Visibility,
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
@@ -228,8 +228,7 @@ pub mod notification {
         pub title: String,
         #[sea_orm(column_type = "Text")]
         pub body: String,
-        /// `message`, `mention` or `system`.
-        pub notif_type: String,
+        pub notif_type: crate::domain::NotifType,
         pub room_id: Option<String>,
         pub from_user: Option<String>,
         pub is_read: bool,

@@ -146,7 +146,7 @@ fn committed(
                 username: row.message.username.clone(),
                 text: row.message.text.clone(),
                 user_id: row.message.user_id.clone(),
-                message_type: row.message.message_type.to_string(),
+                message_type: row.message.message_type,
                 file_url: row.message.file_url.clone(),
                 client_stamp: row.message.client_stamp.clone(),
                 edited_at: None,
@@ -269,7 +269,7 @@ async fn insert_per_row<C: ConnectionTrait>(
             username: Set(pending.message.username.clone()),
             text: Set(pending.message.text.clone()),
             user_id: Set(pending.message.user_id.clone()),
-            message_type: Set(pending.message.message_type.to_string()),
+            message_type: Set(pending.message.message_type),
             file_url: Set(pending.message.file_url.clone()),
             client_type: Set(pending
                 .message

@@ -30,7 +30,7 @@ fn active(row: &Notification) -> notification::ActiveModel {
         user_id: Set(row.user_id.clone()),
         title: Set(row.title.clone()),
         body: Set(row.body.clone()),
-        notif_type: Set(row.notif_type.clone()),
+        notif_type: Set(row.notif_type),
         room_id: Set(row.room_id.clone()),
         from_user: Set(row.from_user.clone()),
         is_read: Set(row.is_read),

@@ -100,7 +100,7 @@ pub async fn rooms_of(
         let own: Vec<String> = room::Entity::find()
             .select_only()
             .column(room::Column::Id)
-            .filter(room::Column::Visibility.ne("public"))
+            .filter(room::Column::Visibility.ne(crate::domain::Visibility::Public))
             .filter(super::rooms::visible(Some(user)))
             .order_by_asc(room::Column::Id)
             .limit(limit)

@@ -1,6 +1,7 @@
 //! The `room` and `room_member` tables' queries.
 
 use super::entities::{message, reaction, room, room_member, room_read, stored_file};
+use crate::domain::Visibility;
 use sea_orm::sea_query::{Query, SelectStatement};
 use sea_orm::TransactionSession;
 use sea_orm::{
@@ -31,7 +32,7 @@ pub async fn owned_by(db: &DatabaseConnection, user: &str) -> Result<Vec<String>
 /// The rooms `user` may read: the public ones, and the private and direct ones they own
 /// or are a member of.
 pub(super) fn visible(user: Option<&str>) -> Condition {
-    let mut visible = Condition::any().add(room::Column::Visibility.eq("public"));
+    let mut visible = Condition::any().add(room::Column::Visibility.eq(Visibility::Public));
     if let Some(user) = user {
         visible = visible.add(room::Column::OwnerId.eq(user)).add(
             room::Column::Id.in_subquery(
@@ -71,7 +72,7 @@ fn active(row: &Room) -> room::ActiveModel {
         description: Set(row.description.clone()),
         created_at: Set(row.created_at),
         owner_id: Set(row.owner_id.clone()),
-        visibility: Set(row.visibility.clone()),
+        visibility: Set(row.visibility),
     }
 }
 
@@ -98,7 +99,7 @@ pub async fn ensure_public(
         description: None,
         created_at: at,
         owner_id: None,
-        visibility: "public".into(),
+        visibility: Visibility::Public,
     };
     match insert(db, &row).await {
         Err(err) if super::error::cause(&err) != super::error::Cause::Duplicate => Err(err),

@@ -8,6 +8,8 @@
 //! In both modes a signed-in user is who their token says.
 
 use crate::domain::{Error, Peer};
+use sea_orm::sea_query::StringLen;
+use sea_orm::{DeriveActiveEnum, EnumIter};
 use serde::{Deserialize, Serialize};
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -19,11 +21,17 @@ pub enum AuthMode {
 }
 
 /// Who may read a room: anyone the mode lets in, or only its owner and members (a private
-/// room), or only its two people (a direct room).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// room), or only its two people (a direct room). Stored as its word (the `room` table's
+/// `visibility` column: the derive maps it, and nothing else of the database is here).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, EnumIter, DeriveActiveEnum)]
+#[serde(rename_all = "lowercase")]
+#[sea_orm(rs_type = "String", db_type = "String(StringLen::N(16))")]
 pub enum Visibility {
+    #[sea_orm(string_value = "public")]
     Public,
+    #[sea_orm(string_value = "private")]
     Private,
+    #[sea_orm(string_value = "direct")]
     Direct,
 }
 
@@ -33,15 +41,6 @@ impl Visibility {
             Visibility::Public => "public",
             Visibility::Private => "private",
             Visibility::Direct => "direct",
-        }
-    }
-
-    /// As stored; anything unknown is taken as private, the side that shows nothing.
-    pub fn parse(stored: &str) -> Self {
-        match stored {
-            "public" => Visibility::Public,
-            "direct" => Visibility::Direct,
-            _ => Visibility::Private,
         }
     }
 }

@@ -5,6 +5,8 @@
 use crate::domain::names::{self, is_control_or_separator};
 use crate::domain::{Error, Limits};
 use chrono::{Local, NaiveDateTime, TimeZone};
+use sea_orm::sea_query::StringLen;
+use sea_orm::{DeriveActiveEnum, EnumIter};
 use serde::ser::{SerializeMap, Serializer};
 use serde::{Deserialize, Serialize};
 
@@ -19,8 +21,7 @@ pub struct Message {
     pub text: String,
     /// The sender's id when it came through the room API (WebSocket, JSON API).
     pub user_id: Option<String>,
-    /// `text`, `file` or `system`.
-    pub message_type: String,
+    pub message_type: MessageType,
     pub file_url: Option<String>,
     /// The relay's own fields, when the message came by its socket. Absent from what
     /// replicas of an older version send, so read as none.
@@ -62,6 +63,30 @@ pub struct ClientStamp {
 /// Longest `type` a relay frame may carry (its clients send `chat` or `message`).
 pub const MAX_CLIENT_TYPE_CHARS: usize = 32;
 
+/// What a message is: text, a file (with its `file_url`), or a line of the server's own.
+/// Stored as its word (the `message` table's `message_type` column) and written so in JSON.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, EnumIter, DeriveActiveEnum)]
+#[serde(rename_all = "lowercase")]
+#[sea_orm(rs_type = "String", db_type = "String(StringLen::N(16))")]
+pub enum MessageType {
+    #[sea_orm(string_value = "text")]
+    Text,
+    #[sea_orm(string_value = "file")]
+    File,
+    #[sea_orm(string_value = "system")]
+    System,
+}
+
+impl MessageType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MessageType::Text => "text",
+            MessageType::File => "file",
+            MessageType::System => "system",
+        }
+    }
+}
+
 /// A message ready to store: user name defaulted and both fields trimmed and checked.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NewMessage {
@@ -69,8 +94,7 @@ pub struct NewMessage {
     pub text: String,
     /// The sender's id on the room API (WebSocket, JSON API); none for legacy posts.
     pub user_id: Option<String>,
-    /// `text`, `file` or `system`.
-    pub message_type: &'static str,
+    pub message_type: MessageType,
     pub file_url: Option<String>,
     /// The relay's `type` and `ts`, when it came by that door.
     pub client_stamp: Option<ClientStamp>,
@@ -137,7 +161,7 @@ pub fn new_message(
         username,
         text: text.to_string(),
         user_id: None,
-        message_type: "text",
+        message_type: MessageType::Text,
         file_url: None,
         client_stamp: None,
         reply_to: None,
@@ -169,7 +193,7 @@ pub fn room_message(
                     "file_url must be this server's /api/files/<id>/download or an https: URL",
                 ));
             }
-            message.message_type = "file";
+            message.message_type = MessageType::File;
             message.file_url = Some(url);
         }
         other => {
@@ -454,7 +478,7 @@ mod tests {
             &LIMITS,
         )
         .unwrap();
-        assert_eq!(file.message_type, "file");
+        assert_eq!(file.message_type, MessageType::File);
         assert!(room_message("a", None, Some("x"), Some("file"), None, &LIMITS).is_err());
         assert!(room_message("a", None, Some("x"), Some("video"), None, &LIMITS).is_err());
     }
@@ -519,7 +543,7 @@ mod tests {
             username: "u".into(),
             text: "hi".into(),
             user_id: Some("u1".into()),
-            message_type: "text".into(),
+            message_type: crate::domain::MessageType::Text,
             file_url: None,
             client_stamp: None,
             edited_at: None,

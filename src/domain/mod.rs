@@ -7,6 +7,7 @@ pub mod error;
 pub mod limits;
 pub mod message;
 pub mod names;
+pub mod notification;
 pub mod seq;
 pub mod sync;
 pub mod time;
@@ -14,6 +15,9 @@ pub mod time;
 pub use access::{AuthMode, Caller, Visibility};
 pub use error::{Error, Result};
 pub use limits::Limits;
-pub use message::{Message, MessageJson, NewMessage, Peer, ReactionCount, ReplyPreview, Shape};
+pub use message::{
+    Message, MessageJson, MessageType, NewMessage, Peer, ReactionCount, ReplyPreview, Shape,
+};
 pub use names::RoomName;
+pub use notification::NotifType;
 pub use time::now_utc;

@@ -66,7 +66,7 @@ impl From<Room> for RoomOut {
             name: r.name,
             description: r.description,
             created_at: r.created_at.and_utc(),
-            visibility: r.visibility,
+            visibility: r.visibility.as_str().into(),
             owner_id: r.owner_id,
         }
     }

@@ -7,7 +7,7 @@ use crate::access::RoomAccess;
 use crate::db::notifications::{self as table, Notification};
 use crate::db::{accounts, users};
 use crate::domain::names::{self, RoomName};
-use crate::domain::{now_utc, Caller, Error, Message, Result};
+use crate::domain::{now_utc, Caller, Error, Message, NotifType, Result};
 use crate::realtime::{user_channel, Event, Hub};
 use sea_orm::DatabaseConnection;
 use serde::{Deserialize, Serialize};
@@ -15,7 +15,6 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 use utoipa::ToSchema;
 
-const NOTIF_TYPES: [&str; 3] = ["message", "mention", "system"];
 /// Names looked up per message at most: a message listing a thousand `@`s notifies the
 /// first few only.
 const MAX_MENTIONS: usize = 20;
@@ -42,7 +41,8 @@ pub struct NotificationOut {
     title: String,
     body: String,
     /// `message`, `mention` or `system`.
-    notif_type: String,
+    #[schema(value_type = String)]
+    notif_type: NotifType,
     room_id: Option<String>,
     from_user: Option<String>,
     read: bool,
@@ -112,12 +112,7 @@ impl Notifier {
     pub async fn create(&self, caller: &Caller, new: NewNotification) -> Result<NotificationOut> {
         let user_id = names::user_id(&new.user_id)?;
         self.access.may_act_as(caller, &user_id).await?;
-        let notif_type = new.notif_type.unwrap_or_else(|| "message".into());
-        if !NOTIF_TYPES.contains(&notif_type.as_str()) {
-            return Err(Error::bad_request(
-                "notif_type must be message, mention or system",
-            ));
-        }
+        let notif_type = NotifType::parse(new.notif_type.as_deref())?;
         let title = new.title.trim().to_string();
         if title.is_empty() || title.chars().count() > 200 {
             return Err(Error::bad_request("title must be 1 to 200 characters"));
@@ -276,7 +271,7 @@ impl Notifier {
                 user_id,
                 title: format!("{} mentioned you in #{}", row.username, row.room),
                 body: body.clone(),
-                notif_type: "mention".into(),
+                notif_type: NotifType::Mention,
                 room_id: Some(row.room.clone()),
                 from_user: Some(row.username.clone()),
                 is_read: false,

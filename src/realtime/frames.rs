@@ -425,7 +425,7 @@ mod tests {
             username: "u".into(),
             text: "hi".into(),
             user_id: Some("u1".into()),
-            message_type: "text".into(),
+            message_type: crate::domain::MessageType::Text,
             file_url: None,
             client_stamp: None,
             edited_at: None,

@@ -287,7 +287,7 @@ mod tests {
             username: "u".into(),
             text: "t".into(),
             user_id: None,
-            message_type: "text".into(),
+            message_type: crate::domain::MessageType::Text,
             file_url: None,
             client_stamp: None,
             edited_at: None,
