@@ -4,8 +4,9 @@
 //! Layers, each a folder, each importing only from those below it (`scripts/layers`
 //! checks): `domain` <- `config`, `metrics`, `lifecycle` <- `db` <- `realtime`, `events` (transports),
 //! `access` (who may read a room) <- `accounts`, `chat`, `presence`, `notifications`,
-//! `files` (services) <- `delivery` (the one message pipeline) <- `http` (mounts) <- this
-//! file, which wires them: settings, state, fairings, one line per mount.
+//! `files` (services) <- `delivery` (the one message pipeline) <- `sockets` (live readers of a
+//! room) <- `http` (mounts) <- this file, which wires them: settings, transports,
+//! services, then the mounts.
 //! `docs/ARCHITECTURE.md` draws it.
 
 pub mod access;
