@@ -368,3 +368,114 @@ async fn the_page_loads_nothing_from_another_origin() {
         "{html}"
     );
 }
+
+/// Every bounded query parameter `/openapi.json` documents is the server's own: taken at
+/// its bounds, and refused one past them with a 400 whose reason names it (never quietly
+/// read as absent), on every GET route that has one. The document and the parser are one
+/// definition (`http::params`); this holds them to each other through the real routes.
+#[rocket::async_test]
+async fn the_documented_query_bounds_are_the_ones_the_server_keeps() {
+    let app = TestApp::new().await;
+    let room = make_room(&app, &app.anonymous(), false).await;
+    let user = unique("someone");
+    let doc = serde_json::to_value(ferrochat::http::openapi::document()).unwrap();
+    let mut checked = Vec::new();
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        // A socket without its upgrade is handed on to other routes: there is no query to
+        // check there over plain HTTP (`tests/websocket.rs` does).
+        let Some(get) = item.get("get").filter(|_| !path.starts_with("/ws")) else {
+            continue;
+        };
+        let url = path
+            .replace("{room}", &room)
+            .replace("{room_id}", &room)
+            .replace("{id}", &room)
+            .replace("{user_id}", &user);
+        let params: Vec<&Value> = get["parameters"].as_array().into_iter().flatten().collect();
+        // What the route needs besides the parameter tried (a search's words).
+        let required: String = params
+            .iter()
+            .filter(|p| p["in"] == "query" && p["required"] == true)
+            .map(|p| format!("{}=hello&", p["name"].as_str().unwrap()))
+            .collect();
+        let url = format!("{url}?{required}");
+        for param in params {
+            if param["in"] != "query" {
+                continue;
+            }
+            let name = param["name"].as_str().unwrap();
+            let schema = &param["schema"];
+            let mut refused = Vec::new();
+            let mut taken = Vec::new();
+            if let Some(min) = schema["minimum"].as_i64() {
+                refused.push((min - 1).to_string());
+                taken.push(min.to_string());
+            }
+            if let Some(max) = schema["maximum"].as_f64() {
+                refused.push(format!("{}", max + 1.0));
+                // A poll held `wait` seconds would hold the test as long.
+                if name != "wait" {
+                    taken.push(format!("{max}"));
+                }
+            }
+            if let Some(words) = schema["enum"].as_array() {
+                refused.push("none-of-these".into());
+                taken.extend(words.iter().map(|w| w.as_str().unwrap().to_string()));
+            }
+            if schema["type"] == "boolean" {
+                refused.push("maybe".into());
+                taken.extend(["true".into(), "false".into()]);
+            }
+            if refused.is_empty() {
+                continue;
+            }
+            for value in &refused {
+                let (status, text) = get_raw(&app, &format!("{url}{name}={value}")).await;
+                assert_eq!(status, 400, "{url}{name}={value}: {text}");
+                assert!(text.contains(name), "{url}{name}={value}: {text}");
+            }
+            // A stream that opens stays open: its refusals are what can be read here.
+            if !path.ends_with("/events") {
+                for value in &taken {
+                    let (status, text) = get_raw(&app, &format!("{url}{name}={value}")).await;
+                    assert_eq!(status, 200, "{url}{name}={value}: {text}");
+                }
+            }
+            checked.push(format!("{path}?{name}"));
+        }
+    }
+    // The routes this was written with: the test cannot pass by finding no bounds at all.
+    for expected in [
+        "/api/chat/{room}?after",
+        "/api/chat/{room}?wait",
+        "/api/chat/{room}?format",
+        "/api/chat/rooms/{id}/messages?limit",
+        "/api/chat/rooms/{id}/messages?before",
+        "/api/chat/rooms/{id}/changes?limit",
+        "/api/chat/rooms/{id}/events?seq",
+        "/api/search?limit",
+        "/api/files?limit",
+        "/api/notifications/{user_id}?unread_only",
+        "/messages?minutes",
+    ] {
+        assert!(
+            checked.iter().any(|c| c == expected),
+            "{expected} not checked: {checked:?}"
+        );
+    }
+}
+
+/// A GET as nobody in particular, from an address (the event stream counts its client's
+/// streams): the status and the body as text (the Flask original's route answers plain
+/// text).
+async fn get_raw(app: &TestApp, path: &str) -> (u16, String) {
+    let from: std::net::SocketAddr = "127.0.0.1:40000".parse().unwrap();
+    let res = app
+        .client
+        .get(path.to_string())
+        .remote(from)
+        .dispatch()
+        .await;
+    let status = res.status().code;
+    (status, res.into_string().await.unwrap_or_default())
+}

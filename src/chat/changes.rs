@@ -105,15 +105,8 @@ pub async fn resume(
 }
 
 /// Changes paged at most over HTTP, and by default.
-const MAX_PAGE: u64 = 500;
-const DEFAULT_PAGE: u64 = 100;
-
-/// What a reader asks of the room's changes, as sent.
-#[derive(Default)]
-pub struct ChangesQuery<'a> {
-    pub after: Option<&'a str>,
-    pub limit: Option<&'a str>,
-}
+pub const MAX_PAGE: u64 = 500;
+pub const DEFAULT_PAGE: u64 = 100;
 
 /// The room's changes after `after` (a `seq`, default 0), oldest first, `limit` at most
 /// (default 100, at most 500), for a caller who may read the room (404 otherwise); and
@@ -123,19 +116,11 @@ pub async fn page(
     access: &crate::access::RoomAccess,
     caller: &crate::domain::Caller,
     room_id: &str,
-    query: ChangesQuery<'_>,
+    after: i64,
+    limit: u64,
 ) -> Result<(Vec<Event>, bool), Error> {
     access.may_read(caller, room_id).await?;
     let room = super::rooms::existing(db, room_id).await?;
-    let after = crate::domain::limits::message_id("after", query.after)?.unwrap_or(0);
-    let limit = match query.limit {
-        None => DEFAULT_PAGE,
-        Some(raw) => raw
-            .parse::<u64>()
-            .ok()
-            .filter(|n| (1..=MAX_PAGE).contains(n))
-            .ok_or_else(|| Error::bad_request(format!("limit must be 1 to {MAX_PAGE}")))?,
-    };
     if must_resync(db, &room.id, after).await? {
         return Ok((Vec::new(), true));
     }

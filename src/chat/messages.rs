@@ -2,7 +2,6 @@
 
 use crate::access::RoomAccess;
 use crate::db::messages::{self as table, Page};
-use crate::domain::limits::{message_id, page_limit};
 use crate::domain::message::room_message;
 use crate::domain::{Caller, Error, Limits, Message, ReplyPreview, RoomName};
 use sea_orm::DatabaseConnection;
@@ -10,15 +9,27 @@ use sea_orm::DatabaseConnection;
 /// Longest search text.
 const MAX_SEARCH_CHARS: usize = 200;
 
-/// What a history request asks for, as sent.
-#[derive(Default)]
+/// What a history request asks for, its numbers checked.
 pub struct HistoryQuery<'a> {
-    pub limit: Option<&'a str>,
-    pub before: Option<&'a str>,
-    pub after: Option<&'a str>,
+    /// How many, 1 to `MAX_PAGE` (the HTTP layer's `PageLimit` checks it).
+    pub limit: u64,
+    pub before: Option<i64>,
+    pub after: Option<i64>,
     pub q: Option<&'a str>,
     /// Who reads, for each reaction's `me`, when the caller is not signed in (open mode).
     pub user_id: Option<&'a str>,
+}
+
+impl Default for HistoryQuery<'_> {
+    fn default() -> Self {
+        HistoryQuery {
+            limit: crate::domain::limits::DEFAULT_PAGE,
+            before: None,
+            after: None,
+            q: None,
+            user_id: None,
+        }
+    }
 }
 
 /// The room's newest `limit` messages (default 50, at most 200), oldest first. `before`
@@ -33,9 +44,7 @@ pub async fn history(
     query: HistoryQuery<'_>,
 ) -> Result<Vec<Message>, Error> {
     access.may_read(caller, room_id).await?;
-    let limit = page_limit(query.limit)?;
-    let before = message_id("before", query.before)?;
-    let after = message_id("after", query.after)?;
+    let (limit, before, after) = (query.limit, query.before, query.after);
     let search = query.q.map(str::trim).filter(|q| !q.is_empty());
     if search.is_some_and(|q| q.chars().count() > MAX_SEARCH_CHARS) {
         return Err(Error::bad_request(format!(
@@ -259,8 +268,8 @@ mod tests {
         let access = RoomAccess::new(db.clone());
         let ids = post(&db, "r", &["one", "Two", "three", "50% off", "a_b"]).await;
         post(&db, "other", &["two elsewhere"]).await;
-        let q = |limit, before, after, q| HistoryQuery {
-            limit,
+        let q = |limit: Option<u64>, before, after, q| HistoryQuery {
+            limit: limit.unwrap_or(crate::domain::limits::DEFAULT_PAGE),
             before,
             after,
             q,
@@ -281,29 +290,27 @@ mod tests {
             &access,
             &Caller::default(),
             "r",
-            q(Some("2"), None, None, None),
+            q(Some(2), None, None, None),
         )
         .await
         .unwrap();
         assert_eq!(texts(&newest), ["50% off", "a_b"]);
-        let before = ids[2].to_string();
         let older = history(
             &db,
             &access,
             &Caller::default(),
             "r",
-            q(Some("1"), Some(&before), None, None),
+            q(Some(1), Some(ids[2]), None, None),
         )
         .await
         .unwrap();
         assert_eq!(texts(&older), ["Two"]);
-        let after = ids[0].to_string();
         let forward = history(
             &db,
             &access,
             &Caller::default(),
             "r",
-            q(Some("2"), None, Some(&after), None),
+            q(Some(2), None, Some(ids[0]), None),
         )
         .await
         .unwrap();
@@ -339,11 +346,9 @@ mod tests {
         .await
         .unwrap();
         assert_eq!(texts(&underscore), ["a_b"]);
-        for bad in [
-            q(Some("0"), None, None, None),
-            q(None, Some("x"), None, None),
-            q(None, None, None, Some(&"q".repeat(201))),
-        ] {
+        // The numbers are checked as the query is parsed (`http::params`); the search
+        // text here.
+        for bad in [q(None, None, None, Some(&"q".repeat(201)))] {
             assert_eq!(
                 history(&db, &access, &Caller::default(), "r", bad)
                     .await

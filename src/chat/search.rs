@@ -3,28 +3,37 @@
 //! The matching is each database's full-text index (`db::messages::search`).
 
 use crate::db::messages::{self as table, SearchWord};
-use crate::domain::limits::message_id;
 use crate::domain::{Caller, Error, Message};
 use sea_orm::DatabaseConnection;
 
 /// Shortest and longest search text, in characters.
-const MIN_QUERY_CHARS: usize = 2;
-const MAX_QUERY_CHARS: usize = 200;
+pub const MIN_QUERY_CHARS: usize = 2;
+pub const MAX_QUERY_CHARS: usize = 200;
 /// Words a search holds at most; past these the rest are not searched for.
 const MAX_WORDS: usize = 8;
 /// Results per page: by default, and at most.
-const DEFAULT_LIMIT: u64 = 20;
-const MAX_LIMIT: u64 = 100;
+pub const DEFAULT_LIMIT: u64 = 20;
+pub const MAX_LIMIT: u64 = 100;
 /// Characters of context a snippet shows before the first word found, and in all.
 const SNIPPET_BEFORE: usize = 40;
 const SNIPPET_CHARS: usize = 160;
 
-/// What a search asks for, as sent.
-#[derive(Default)]
+/// What a search asks for: the text as sent, the numbers checked.
 pub struct SearchQuery<'a> {
     pub q: Option<&'a str>,
-    pub limit: Option<&'a str>,
-    pub before: Option<&'a str>,
+    /// 1 to [`MAX_LIMIT`] (the HTTP layer's `SearchLimit` checks it).
+    pub limit: u64,
+    pub before: Option<i64>,
+}
+
+impl Default for SearchQuery<'_> {
+    fn default() -> Self {
+        SearchQuery {
+            q: None,
+            limit: DEFAULT_LIMIT,
+            before: None,
+        }
+    }
 }
 
 /// A message found, and where in its text the words are.
@@ -43,15 +52,7 @@ pub async fn search(
 ) -> Result<Vec<Found>, Error> {
     let proven = caller.require_identity()?.map(|u| u.user_id.as_str());
     let words = words(query.q.unwrap_or_default())?;
-    let limit = match query.limit {
-        None => DEFAULT_LIMIT,
-        Some(raw) => raw
-            .parse::<u64>()
-            .ok()
-            .filter(|n| (1..=MAX_LIMIT).contains(n))
-            .ok_or_else(|| Error::bad_request(format!("limit must be 1 to {MAX_LIMIT}")))?,
-    };
-    let before = message_id("before", query.before)?;
+    let (limit, before) = (query.limit, query.before);
     let readable = (!caller.admin).then(|| crate::db::rooms::visible_to(proven));
     // A bot's: its rooms' only, chosen by the query so a page is still whole.
     let only = caller.rooms.as_deref();

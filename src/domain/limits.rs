@@ -23,33 +23,10 @@ impl Default for Limits {
 /// (`ws_backlog`).
 pub const MESSAGE_CAPACITY: usize = 4096;
 
-/// Rows a list route answers with when it is not told: `limit=` 1 to [`MAX_PAGE`].
+/// Rows a list route answers with when it is not told: `limit=` 1 to [`MAX_PAGE`]
+/// (`http::params::PageLimit`).
 pub const DEFAULT_PAGE: u64 = 50;
 pub const MAX_PAGE: u64 = 200;
-
-/// How many rows a list route answers with: `limit=` 1 to 200, 50 when absent.
-pub fn page_limit(raw: Option<&str>) -> Result<u64, Error> {
-    match raw {
-        None => Ok(DEFAULT_PAGE),
-        Some(raw) => raw
-            .parse::<u64>()
-            .ok()
-            .filter(|n| (1..=MAX_PAGE).contains(n))
-            .ok_or_else(|| Error::bad_request(format!("limit must be 1 to {MAX_PAGE}"))),
-    }
-}
-
-/// A message id given as a cursor (`after=`, `before=`, `since=`): a whole number, 0 or
-/// more.
-pub fn message_id(name: &str, raw: Option<&str>) -> Result<Option<i64>, Error> {
-    raw.map(|raw| {
-        raw.parse::<i64>()
-            .ok()
-            .filter(|id| *id >= 0)
-            .ok_or_else(|| Error::bad_request(format!("{name} must be a message id (0 or more)")))
-    })
-    .transpose()
-}
 
 /// The most `minutes=` the relay's history goes back: a day.
 pub const MAX_HISTORY_MINUTES: u32 = 24 * 60;
@@ -106,26 +83,6 @@ mod tests {
             "٣",
         ] {
             assert!(history_minutes(Some(bad)).is_err(), "{bad}");
-        }
-    }
-
-    #[test]
-    fn page_limits() {
-        assert_eq!(page_limit(None).unwrap(), 50);
-        assert_eq!(page_limit(Some("1")).unwrap(), 1);
-        assert_eq!(page_limit(Some("200")).unwrap(), 200);
-        for bad in ["0", "201", "-1", "1e3", "", "x"] {
-            assert!(page_limit(Some(bad)).is_err(), "{bad}");
-        }
-    }
-
-    #[test]
-    fn message_ids() {
-        assert_eq!(message_id("after", Some("12")).unwrap(), Some(12));
-        assert_eq!(message_id("after", Some("0")).unwrap(), Some(0));
-        assert_eq!(message_id("after", None).unwrap(), None);
-        for bad in ["1.5", "-1", "99999999999999999999", "", "1e3"] {
-            assert!(message_id("after", Some(bad)).is_err(), "{bad}");
         }
     }
 

@@ -20,10 +20,8 @@ use futures_util::{Stream, TryStreamExt};
 use object_store::path::Path;
 use object_store::{ObjectStoreExt, PutPayload, WriteMultipart};
 use sea_orm::DatabaseConnection;
-use serde::Serialize;
 use std::sync::Arc;
 use tokio::sync::Semaphore;
-use utoipa::ToSchema;
 
 /// What the multipart envelope around a file may add to its size.
 pub const ENVELOPE: u64 = 64 * 1024;
@@ -60,42 +58,6 @@ impl Files {
             max_bytes,
             allowed,
             thumbnailing: Arc::new(Semaphore::new(THUMBNAILS_AT_ONCE)),
-        }
-    }
-}
-
-#[derive(Serialize, ToSchema)]
-pub struct FileOut {
-    id: String,
-    original_name: String,
-    content_type: String,
-    size_bytes: i64,
-    uploaded_by: Option<String>,
-    room_id: Option<String>,
-    #[schema(value_type = String, format = DateTime)]
-    created_at: chrono::DateTime<chrono::Utc>,
-    download_url: String,
-    /// `/api/files/<id>/thumbnail` for an image upload, null for other files.
-    thumbnail_url: Option<String>,
-    thumbnail_width: Option<i32>,
-    thumbnail_height: Option<i32>,
-}
-
-impl From<StoredFile> for FileOut {
-    fn from(f: StoredFile) -> Self {
-        let thumbnail = f.thumbnail_key.is_some();
-        FileOut {
-            download_url: format!("/api/files/{}/download", f.id),
-            thumbnail_url: thumbnail.then(|| format!("/api/files/{}/thumbnail", f.id)),
-            thumbnail_width: f.thumbnail_width.filter(|_| thumbnail),
-            thumbnail_height: f.thumbnail_height.filter(|_| thumbnail),
-            id: f.id,
-            original_name: f.original_name,
-            content_type: f.content_type,
-            size_bytes: f.size_bytes,
-            uploaded_by: f.uploaded_by,
-            room_id: f.room_id,
-            created_at: f.created_at.and_utc(),
         }
     }
 }

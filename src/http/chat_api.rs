@@ -4,6 +4,7 @@
 
 use super::limits::{MarkingRead, Posting, RoomCreation};
 use super::ops::check;
+use super::params::{refused, ChangesLimit, Cursor, PageLimit};
 use super::JsonBody;
 use crate::access::RoomAccess;
 use crate::chat::{self, messages::HistoryQuery, rooms::NewRoom};
@@ -17,12 +18,12 @@ use crate::files::Files;
 use crate::realtime::{Hub, ServerFrame};
 use rocket::http::Status;
 use rocket::serde::json::Json;
-use rocket::{delete, get, patch, post, put, State};
+use rocket::{delete, form, get, patch, post, put, FromForm, State};
 use sea_orm::DatabaseConnection;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use std::sync::Arc;
-use utoipa::ToSchema;
+use utoipa::{IntoParams, ToSchema};
 
 super::mount![
     list_rooms,
@@ -246,35 +247,45 @@ async fn delete_room(
     })))
 }
 
+/// What a room's history is asked for with.
+#[derive(FromForm, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct HistoryParams<'r> {
+    /// How many, the newest first chosen.
+    #[param(inline, required = false)]
+    limit: PageLimit,
+    /// Only messages with a smaller id.
+    #[param(inline, required = false)]
+    before: Cursor,
+    /// Only messages with a larger id (the oldest of them chosen first).
+    #[param(inline, required = false)]
+    after: Cursor,
+    /// Text to search for, ignoring case.
+    q: Option<&'r str>,
+    /// Who reads, for each reaction's `me`, when not signed in.
+    user_id: Option<&'r str>,
+}
+
 /// The room's newest `limit` messages (default 50, at most 200), oldest first. `before`
 /// pages back from a message id, `after` forward from one (the oldest after it first);
 /// `q` keeps messages whose text holds it, ignoring case.
-#[utoipa::path(tag = "chat", params(
-        ("limit" = Option<u64>, Query, description = "1 to 200, default 50"),
-        ("before" = Option<i64>, Query, description = "only messages with a smaller id"),
-        ("after" = Option<i64>, Query, description = "only messages with a larger id"),
-        ("q" = Option<String>, Query, description = "text to search for"),
-        ("user_id" = Option<String>, Query, description = "who reads, for each reaction's `me`, when not signed in")),
+#[utoipa::path(tag = "chat", params(HistoryParams),
     responses((status = 200, body = Vec<MessageOut>), (status = 400), (status = 401), (status = 403), (status = 404)))]
-#[get("/rooms/<id>/messages?<limit>&<before>&<after>&<q>&<user_id>")]
-#[allow(clippy::too_many_arguments)] // each is a part of the request Rocket hands in
+#[get("/rooms/<id>/messages?<query..>")]
 async fn room_messages(
     id: &str,
-    limit: Option<&str>,
-    before: Option<&str>,
-    after: Option<&str>,
-    q: Option<&str>,
-    user_id: Option<&str>,
+    query: form::Result<'_, HistoryParams<'_>>,
     caller: Caller,
     db: &State<DatabaseConnection>,
     access: &State<Arc<RoomAccess>>,
 ) -> Result<Json<Vec<ApiMessage>>> {
+    let query = query.map_err(refused)?;
     let query = HistoryQuery {
-        limit,
-        before,
-        after,
-        q,
-        user_id,
+        limit: query.limit.0,
+        before: query.before.0,
+        after: query.after.0,
+        q: query.q,
+        user_id: query.user_id,
     };
     let rows = chat::messages::history(db, access, &caller, id, query).await?;
     Ok(Json(rows.into_iter().map(ApiMessage).collect()))
@@ -392,26 +403,36 @@ async fn remove_reaction(
     Ok(Status::NoContent)
 }
 
+/// What a room's changes are asked for with.
+#[derive(FromForm, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct ChangesParams {
+    /// The last seq the client has; 0 when absent.
+    #[param(inline, required = false)]
+    after: Cursor,
+    /// How many changes at most.
+    #[param(inline, required = false)]
+    limit: ChangesLimit,
+}
+
 /// The room's changes after `after` (a `seq`): exactly the frames its sockets were sent
 /// (`message`, `message_updated`, `reaction_added`, `reaction_removed`, `message_deleted`,
 /// `room_deleted`), oldest first, each with its `seq`; page on with the last `seq` given.
 /// Changes older than `change_log_days` are not kept: asked from before them, the answer
 /// is `[{"type":"resync","room_id"}]`, and the client reloads the history.
-#[utoipa::path(tag = "chat", params(
-        ("after" = Option<i64>, Query, description = "the last seq the client has; default 0"),
-        ("limit" = Option<u64>, Query, description = "1 to 500, default 100")),
+#[utoipa::path(tag = "chat", params(ChangesParams),
     responses((status = 200, body = Vec<Object>), (status = 400), (status = 401), (status = 404)))]
-#[get("/rooms/<id>/changes?<after>&<limit>")]
+#[get("/rooms/<id>/changes?<query..>")]
 async fn room_changes(
     id: &str,
-    after: Option<&str>,
-    limit: Option<&str>,
+    query: form::Result<'_, ChangesParams>,
     caller: Caller,
     db: &State<DatabaseConnection>,
     access: &State<Arc<RoomAccess>>,
 ) -> Result<Json<Vec<Value>>> {
-    let query = chat::changes::ChangesQuery { after, limit };
-    let (events, resync) = chat::changes::page(db, access, &caller, id, query).await?;
+    let ChangesParams { after, limit } = query.map_err(refused)?;
+    let after = after.0.unwrap_or(0);
+    let (events, resync) = chat::changes::page(db, access, &caller, id, after, limit.0).await?;
     if resync {
         return Ok(Json(vec![json!({"type": "resync", "room_id": id})]));
     }

@@ -5,16 +5,17 @@
 
 use super::guards::ClientAddr;
 use super::limits::{Limiter, Uploading};
+use super::params::{refused, PageLimit};
 use crate::db::files::StoredFile;
-use crate::domain::limits::page_limit;
 use crate::domain::{Caller, Error, Result};
-use crate::files::{Body, FileOut, Files, ENVELOPE};
+use crate::files::{Body, Files, ENVELOPE};
 use rocket::data::{Data, ToByteUnit};
 use rocket::http::{ContentType, Header, Status};
 use rocket::request::{self, FromRequest, Request};
 use rocket::response::{self, Responder, Response};
 use rocket::serde::json::Json;
-use rocket::{delete, get, post, State};
+use rocket::{delete, form, get, post, FromForm, State};
+use serde::Serialize;
 use serde_json::{json, Value};
 use std::sync::Arc;
 use utoipa::ToSchema;
@@ -29,6 +30,43 @@ super::mount![
     remove_file,
     files_health
 ];
+
+/// A stored file, as the API shows it.
+#[derive(Serialize, ToSchema)]
+pub struct FileOut {
+    id: String,
+    original_name: String,
+    content_type: String,
+    size_bytes: i64,
+    uploaded_by: Option<String>,
+    room_id: Option<String>,
+    #[schema(value_type = String, format = DateTime)]
+    created_at: chrono::DateTime<chrono::Utc>,
+    download_url: String,
+    /// `/api/files/<id>/thumbnail` for an image upload, null for other files.
+    thumbnail_url: Option<String>,
+    thumbnail_width: Option<i32>,
+    thumbnail_height: Option<i32>,
+}
+
+impl From<StoredFile> for FileOut {
+    fn from(f: StoredFile) -> Self {
+        let thumbnail = f.thumbnail_key.is_some();
+        FileOut {
+            download_url: format!("/api/files/{}/download", f.id),
+            thumbnail_url: thumbnail.then(|| format!("/api/files/{}/thumbnail", f.id)),
+            thumbnail_width: f.thumbnail_width.filter(|_| thumbnail),
+            thumbnail_height: f.thumbnail_height.filter(|_| thumbnail),
+            id: f.id,
+            original_name: f.original_name,
+            content_type: f.content_type,
+            size_bytes: f.size_bytes,
+            uploaded_by: f.uploaded_by,
+            room_id: f.room_id,
+            created_at: f.created_at.and_utc(),
+        }
+    }
+}
 
 /// The upload's form, for the OpenAPI document.
 #[derive(ToSchema)]
@@ -100,33 +138,41 @@ async fn upload(
     Ok((Status::Created, Json(row.into())))
 }
 
+/// What a list of files is asked for with.
+#[derive(FromForm, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct ListParams<'r> {
+    /// Only this room's.
+    room_id: Option<&'r str>,
+    /// How many, the newest first.
+    #[param(inline, required = false)]
+    limit: PageLimit,
+}
+
 /// Files, newest first; `room_id` keeps one room's.
-#[utoipa::path(tag = "files",
-    params(("room_id" = Option<String>, Query), ("limit" = Option<u64>, Query, description = "1 to 200, default 50")),
+#[utoipa::path(tag = "files", params(ListParams),
     responses((status = 200, body = Vec<FileOut>), (status = 400), (status = 401), (status = 404)))]
-#[get("/?<room_id>&<limit>")]
+#[get("/?<query..>")]
 async fn list_files(
-    room_id: Option<&str>,
-    limit: Option<&str>,
+    query: form::Result<'_, ListParams<'_>>,
     caller: Caller,
     files: &State<Files>,
 ) -> Result<Json<Vec<FileOut>>> {
-    let rows = files.list(&caller, room_id, page_limit(limit)?).await?;
+    let ListParams { room_id, limit } = query.map_err(refused)?;
+    let rows = files.list(&caller, room_id, limit.0).await?;
     Ok(Json(rows.into_iter().map(FileOut::from).collect()))
 }
 
 /// The same list at ChatFlow's path (`GET /files` of its file service).
-#[utoipa::path(tag = "files",
-    params(("room_id" = Option<String>, Query), ("limit" = Option<u64>, Query)),
+#[utoipa::path(tag = "files", params(ListParams),
     responses((status = 200, body = Vec<FileOut>), (status = 400), (status = 401), (status = 404)))]
-#[get("/files?<room_id>&<limit>")]
+#[get("/files?<query..>")]
 async fn list_at_root(
-    room_id: Option<&str>,
-    limit: Option<&str>,
+    query: form::Result<'_, ListParams<'_>>,
     caller: Caller,
     files: &State<Files>,
 ) -> Result<Json<Vec<FileOut>>> {
-    list_files(room_id, limit, caller, files).await
+    list_files(query, caller, files).await
 }
 
 #[utoipa::path(tag = "files", responses((status = 200, body = FileOut), (status = 401), (status = 404)))]

@@ -6,11 +6,11 @@
 
 use super::legacy_body::PostBody;
 use super::limits::Posting;
+use super::params::{self, refused, Format, Wait};
 use super::Plain;
 use crate::access::RoomAccess;
 use crate::chat::{Encoding, Form, Transcript, Transcripts, View};
 use crate::delivery::Delivery;
-use crate::domain::limits::{message_id, wait_secs};
 use crate::domain::message::new_message;
 use crate::domain::{Caller, Error, Limits, MessageJson, RoomName, Shape};
 use crate::lifecycle::Lifecycle;
@@ -41,20 +41,16 @@ pub struct LegacyPost {
 /// caller is not in answers the same as a room with none.
 #[utoipa::path(tag = "legacy",
     params(("room" = String, Path, description = "any name but rooms, messages and health"),
-        ("after" = Option<i64>, Query, description = "only the lines after this message id"),
-        ("wait" = Option<u64>, Query, description = "hold the answer up to this many seconds (at most 30) until a message comes"),
-        ("format" = Option<String>, Query, description = "json: the same lines as JSON")),
+        PollParams),
     responses((status = 200, description = "one line per message, oldest first; as JSON with format=json or Accept: application/json",
             content((String = "text/plain"), (LegacyTranscript = "application/json"))),
         (status = 304, description = "If-None-Match holds the current ETag"), (status = 400),
         (status = 401)))]
-#[get("/<room>?<after>&<wait>&<format>")]
+#[get("/<room>?<query..>")]
 #[allow(clippy::too_many_arguments)]
 async fn get_transcript(
     room: Result<RoomName, Error>,
-    after: Option<&str>,
-    wait: Option<&str>,
-    format: Option<&str>,
+    query: rocket::form::Result<'_, PollParams>,
     headers: PollHeaders,
     caller: Caller,
     db: &State<DatabaseConnection>,
@@ -64,7 +60,7 @@ async fn get_transcript(
     lifecycle: &State<Lifecycle>,
 ) -> Result<PollAnswer, Plain> {
     let room = room?;
-    let query = PollQuery::parse(after, wait, format, &headers)?;
+    let query = PollQuery::of(query.map_err(refused)?, &headers);
     // Listening starts before access is checked and the room read, so a message committed
     // in between, or the room's being made private, wakes us. Held for as long as the poll
     // is: the room's channel goes with its last listener.
@@ -224,6 +220,21 @@ impl PollHeaders {
     }
 }
 
+/// What a poll is asked for with.
+#[derive(rocket::FromForm, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct PollParams {
+    /// Only the lines after this message id.
+    #[param(inline, required = false)]
+    after: params::Cursor,
+    /// Hold the answer up to this many seconds until a message comes.
+    #[param(inline, required = false)]
+    wait: Wait,
+    /// `json`: the same lines as JSON; when absent, as `Accept` asks.
+    #[param(inline, required = false)]
+    format: Format,
+}
+
 /// The query of a poll, checked.
 pub struct PollQuery {
     pub after: Option<i64>,
@@ -232,21 +243,17 @@ pub struct PollQuery {
 }
 
 impl PollQuery {
-    pub fn parse(
-        after: Option<&str>,
-        wait: Option<&str>,
-        format: Option<&str>,
-        headers: &PollHeaders,
-    ) -> Result<Self, Error> {
-        let after = message_id("after", after)?;
-        let wait = wait.map(wait_secs).transpose()?;
-        let json = match format {
-            None => headers.accepts_json,
-            Some("json") => true,
-            Some("text") => false,
-            Some(_) => return Err(Error::bad_request("format must be text or json")),
+    pub fn of(params: PollParams, headers: &PollHeaders) -> Self {
+        let json = match params.format {
+            Format::Unsaid => headers.accepts_json,
+            Format::Json => true,
+            Format::Text => false,
         };
-        Ok(PollQuery { after, wait, json })
+        PollQuery {
+            after: params.after.0,
+            wait: params.wait.0,
+            json,
+        }
     }
 
     /// Whether the answer would tell the client nothing new, so a `wait` should hold it.

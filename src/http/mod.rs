@@ -28,6 +28,7 @@ pub mod openapi;
 pub mod ops;
 pub mod origin;
 pub mod page;
+pub mod params;
 pub mod presence;
 pub mod search;
 pub mod shutdown;

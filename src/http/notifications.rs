@@ -1,12 +1,12 @@
 //! `/api/notifications`, as ChatFlow's notification service answers.
 
+use super::params::{refused, Flag, PageLimit};
 use super::JsonBody;
-use crate::domain::limits::page_limit;
-use crate::domain::{Caller, Error, Result};
+use crate::domain::{Caller, Result};
 use crate::notifications::{NewNotification, NotificationOut, Notifier};
 use rocket::http::Status;
 use rocket::serde::json::Json;
-use rocket::{delete, get, patch, post, State};
+use rocket::{delete, form, get, patch, post, FromForm, State};
 use serde_json::{json, Value};
 
 super::mount![
@@ -32,26 +32,33 @@ async fn create(
     Ok((Status::Created, Json(notifier.create(&caller, body).await?)))
 }
 
+/// What a user's notifications are asked for with.
+#[derive(FromForm, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct ListParams {
+    /// Only the ones not read yet.
+    #[param(inline, required = false)]
+    unread_only: Flag,
+    /// How many, the newest first.
+    #[param(inline, required = false)]
+    limit: PageLimit,
+}
+
 /// The user's notifications, newest first.
-#[utoipa::path(tag = "notifications",
-    params(("unread_only" = Option<bool>, Query), ("limit" = Option<u64>, Query, description = "1 to 200, default 50")),
+#[utoipa::path(tag = "notifications", params(ListParams),
     responses((status = 200, body = Vec<NotificationOut>), (status = 400), (status = 401), (status = 403)))]
-#[get("/<user_id>?<unread_only>&<limit>")]
+#[get("/<user_id>?<query..>")]
 async fn list_notifications(
     user_id: &str,
-    unread_only: Option<&str>,
-    limit: Option<&str>,
+    query: form::Result<'_, ListParams>,
     caller: Caller,
     notifier: &State<Notifier>,
 ) -> Result<Json<Vec<NotificationOut>>> {
-    let unread_only = match unread_only {
-        None | Some("false" | "0") => false,
-        Some("true" | "1") => true,
-        Some(_) => return Err(Error::bad_request("unread_only must be true or false")),
-    };
-    let limit = page_limit(limit)?;
+    let ListParams { unread_only, limit } = query.map_err(refused)?;
     Ok(Json(
-        notifier.list(&caller, user_id, unread_only, limit).await?,
+        notifier
+            .list(&caller, user_id, unread_only.0, limit.0)
+            .await?,
     ))
 }
 

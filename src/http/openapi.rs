@@ -155,16 +155,15 @@ fn reason_of(code: &str) -> &'static str {
     }
 }
 
-/// The schema of a parameter as the server checks it (`domain::names`, `domain::limits`).
+/// The schema of a path parameter as the server checks it (`domain::names`); the query's
+/// parameters describe themselves (`params`).
 fn bounds(path: &str, name: &str, place: &str) -> Option<Value> {
-    use crate::domain::limits::{MAX_PAGE, MAX_WAIT_SECS};
     use crate::domain::names::{MAX_ROOM_CHARS, MAX_USER_ID_CHARS};
     // No `/` (rooms), no control characters, no line or paragraph separator, none of the
     // invisible characters of `names::is_forbidden_in_name`.
     let name_chars = "^[^\\u0000-\\u001f\\u007f-\\u009f\\u2028\\u2029\\u200b-\\u200f\\u202a-\\u202e\\u2060-\\u2064\\u2066-\\u2069\\u061c\\ufeff]+$";
     let room = json!({ "type": "string", "minLength": 1, "maxLength": MAX_ROOM_CHARS,
         "pattern": name_chars.replace("^[^", "^[^/") });
-    let id = json!({ "type": "integer", "format": "int64", "minimum": 0 });
     Some(match (place, name) {
         // `/api/chat/rooms` and the others are the JSON API's own routes.
         ("path", "room") if path == "/api/chat/{room}" => {
@@ -179,12 +178,6 @@ fn bounds(path: &str, name: &str, place: &str) -> Option<Value> {
         }
         ("path", "user_id") => json!({ "type": "string", "minLength": 1,
             "maxLength": MAX_USER_ID_CHARS, "pattern": name_chars }),
-        ("query", "limit") => json!({ "type": "integer", "minimum": 1, "maximum": MAX_PAGE }),
-        ("query", "after" | "before" | "since") => id,
-        ("query", "wait") => json!({ "type": "number", "minimum": 0, "maximum": MAX_WAIT_SECS }),
-        ("query", "format") if path == "/api/chat/{room}" => {
-            json!({ "type": "string", "enum": ["text", "json"] })
-        }
         _ => return None,
     })
 }

@@ -3,7 +3,7 @@
 
 use super::limits::Heartbeating;
 use crate::domain::{Caller, Result, RoomName};
-use crate::presence::{Presence, UserPresence, ONLINE_TTL};
+use crate::presence::{self, Presence, ONLINE_TTL};
 use rocket::http::Status;
 use rocket::serde::json::Json;
 use rocket::{delete, get, post, State};
@@ -21,6 +21,28 @@ super::mount![
     typing_in_room,
     presence_health,
 ];
+
+/// One user's presence, as the API shows it.
+#[derive(Serialize, ToSchema)]
+pub struct UserPresence {
+    user_id: String,
+    username: String,
+    online: bool,
+    /// Now for an online user; otherwise their last heartbeat or socket, if ever seen.
+    #[schema(value_type = Option<String>, format = DateTime)]
+    last_seen: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+impl From<presence::UserPresence> for UserPresence {
+    fn from(p: presence::UserPresence) -> Self {
+        UserPresence {
+            user_id: p.user_id,
+            username: p.username,
+            online: p.online,
+            last_seen: p.last_seen,
+        }
+    }
+}
 
 #[derive(Serialize, ToSchema)]
 pub struct TypingUser {
@@ -76,7 +98,7 @@ async fn user(
     caller: Caller,
     presence: &State<Presence>,
 ) -> Result<Json<UserPresence>> {
-    Ok(Json(presence.user(&caller, user_id).await?))
+    Ok(Json(presence.user(&caller, user_id).await?.into()))
 }
 
 /// Offline now (the page calls this when it closes).

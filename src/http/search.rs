@@ -1,13 +1,14 @@
 //! `/api/search`: search across every room the caller may read.
 
 use super::limits::Searching;
+use super::params::{refused, Cursor, SearchLimit, SearchText};
 use crate::chat::search::{self, SearchQuery};
 use crate::domain::{Caller, Result};
 use rocket::serde::json::Json;
-use rocket::{get, State};
+use rocket::{form, get, FromForm, State};
 use sea_orm::DatabaseConnection;
 use serde::Serialize;
-use utoipa::ToSchema;
+use utoipa::{IntoParams, ToSchema};
 
 super::mount![search_messages];
 
@@ -30,26 +31,43 @@ pub struct SearchHit {
     snippet: String,
 }
 
+/// What a search is asked for with.
+#[derive(FromForm, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct SearchParams<'r> {
+    /// The words to find: a word matches a whole word, or followed by `*` the start of
+    /// one.
+    #[param(inline, required = true)]
+    q: SearchText<'r>,
+    /// How many results at most.
+    #[param(inline, required = false)]
+    limit: SearchLimit,
+    /// Only messages with a smaller id.
+    #[param(inline, required = false)]
+    before: Cursor,
+}
+
 /// The newest messages whose text holds every word of `q` (2 to 200 characters; a word
 /// matches a whole word, or followed by `*` the start of one, ignoring case), newest first, from every room the caller
 /// may read and none other: public rooms, and when signed in their own private and direct
 /// ones. `before` pages back from a message id.
-#[utoipa::path(tag = "chat", params(
-        ("q" = String, Query, description = "the words to find, 2 to 200 characters"),
-        ("limit" = Option<u64>, Query, description = "1 to 100, default 20"),
-        ("before" = Option<i64>, Query, description = "only messages with a smaller id")),
+#[utoipa::path(tag = "chat", params(SearchParams),
     responses((status = 200, body = Vec<SearchHit>), (status = 400), (status = 401), (status = 429)))]
-#[get("/search?<q>&<limit>&<before>")]
+#[get("/search?<query..>")]
 async fn search_messages(
-    q: Option<&str>,
-    limit: Option<&str>,
-    before: Option<&str>,
+    query: form::Result<'_, SearchParams<'_>>,
     flood: Result<Searching>,
     caller: Caller,
     db: &State<DatabaseConnection>,
 ) -> Result<Json<Vec<SearchHit>>> {
     flood?;
-    let found = search::search(db, &caller, SearchQuery { q, limit, before }).await?;
+    let SearchParams { q, limit, before } = query.map_err(refused)?;
+    let query = SearchQuery {
+        q: Some(q.0),
+        limit: limit.0,
+        before: before.0,
+    };
+    let found = search::search(db, &caller, query).await?;
     Ok(Json(
         found
             .into_iter()

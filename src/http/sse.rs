@@ -17,6 +17,7 @@
 
 use super::client::ClientAddr;
 use super::limits::{Limiter, SocketLease};
+use super::params::{refused, Cursor};
 use crate::domain::{Caller, Error, Result, RoomName};
 use crate::realtime::{Event as Change, ServerFrame, Subscription};
 use crate::sockets::{token_expiry, AfterLag, Follower, Resume, ShutOut, Sockets, Start};
@@ -24,12 +25,21 @@ use rocket::futures::Stream;
 use rocket::request::{self, FromRequest, Request};
 use rocket::response::stream::{Event, EventStream};
 use rocket::response::{self as rocket_response, Responder};
-use rocket::{get, State};
+use rocket::{form, get, FromForm, State};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::broadcast::error::RecvError;
 
 super::mount![room_events];
+
+/// Where a stream starts, when `Last-Event-ID` does not say.
+#[derive(FromForm, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct EventsParams {
+    /// First every change of the room after this seq, then live ones.
+    #[param(inline, required = false)]
+    seq: Cursor,
+}
 
 /// How long a client told to `retry` waits before it reconnects (`EventSource` reads it
 /// from the `retry:` field the stream ends with).
@@ -47,8 +57,7 @@ pub const RETRY: Duration = Duration::from_secs(1);
 /// stops (after a `retry:` field: reconnect). The room socket's rules and caps apply: a
 /// stream counts among the client's sockets (`sockets_per_client`).
 #[utoipa::path(tag = "chat",
-    params(("id" = String, Path, description = "the room"),
-        ("seq" = Option<i64>, Query, minimum = 0, description = "first every change of the room after this seq, then live ones"),
+    params(("id" = String, Path, description = "the room"), EventsParams,
         ("Last-Event-ID" = Option<i64>, Header, minimum = 0, description = "the id of the last event the client has; wins over seq")),
     responses(
         (status = 200, description = "the room's changes, as server-sent events, until the room is deleted, the caller may no longer read it, or the server stops", content_type = "text/event-stream", body = String),
@@ -56,10 +65,10 @@ pub const RETRY: Duration = Duration::from_secs(1);
         (status = 401), (status = 404, description = "a private room the caller is not in"),
         (status = 429, description = "this address holds as many sockets and streams as it may"),
         (status = 503, description = "the server is stopping (connect again, elsewhere), or the database is away")))]
-#[get("/rooms/<id>/events?<seq>")]
+#[get("/rooms/<id>/events?<query..>")]
 pub async fn room_events<'r>(
     id: Result<RoomName>,
-    seq: Option<&'r str>,
+    query: form::Result<'r, EventsParams>,
     last_event_id: LastEventId<'r>,
     client: ClientAddr,
     caller: Caller,
@@ -72,7 +81,7 @@ pub async fn room_events<'r>(
         ));
     }
     let room = id?;
-    let asked = seq_of("seq", seq)?;
+    let asked = query.map_err(refused)?.seq.0;
     let after = seq_of("Last-Event-ID", last_event_id.0)?.or(asked);
     let lease = limiter.open_socket(client)?;
     let own = caller.user.as_ref().map(|user| user.user_id.clone());
@@ -110,7 +119,8 @@ impl<'r> FromRequest<'r> for LastEventId<'r> {
     }
 }
 
-/// A `seq` as given: a whole number, 0 or more.
+/// A `seq` in a header, as given: a whole number, 0 or more (`params::Cursor` reads the
+/// query's).
 fn seq_of(name: &str, raw: Option<&str>) -> Result<Option<i64>> {
     raw.map(|raw| {
         raw.parse::<i64>()

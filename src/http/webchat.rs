@@ -9,14 +9,14 @@
 //! comes from the room's transcript in memory (one database read per refresh period at
 //! most), is at most `transcript_max_messages` long, and holds nothing afterwards.
 
+use super::params::{refused, Minutes};
 use crate::access::RoomAccess;
 use crate::chat::Transcripts;
 use crate::config::Settings;
-use crate::domain::limits::history_minutes;
 use crate::domain::{Caller, MessageJson, Result, RoomName, Shape};
 use rocket::fs::{FileServer, NamedFile, Options};
 use rocket::serde::json::Json;
-use rocket::{get, Route, State};
+use rocket::{form, get, FromForm, Route, State};
 use sea_orm::DatabaseConnection;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -46,24 +46,31 @@ struct WebchatMessage {
     ts: i64,
 }
 
+/// What the relay's history is asked for with.
+#[derive(FromForm, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct HistoryParams {
+    /// How far back, in minutes (digits only).
+    #[param(inline, required = false)]
+    minutes: Minutes,
+}
+
 /// The webchat room's messages of the last `minutes` (1 to 1440, 30 when absent), oldest
 /// first; the newest `transcript_max_messages` at most.
-#[utoipa::path(tag = "webchat",
-    params(("minutes" = Option<u32>, Query, minimum = 1, maximum = 1440,
-        description = "how far back, in minutes (digits only; 30 when absent)")),
+#[utoipa::path(tag = "webchat", params(HistoryParams),
     responses((status = 200, body = History), (status = 400), (status = 401),
         (status = 404, description = "the webchat room is private and the caller is not in it"),
         (status = 503, description = "the database is away and the room is not in memory")))]
-#[get("/messages?<minutes>")]
+#[get("/messages?<query..>")]
 async fn history(
-    minutes: Option<&str>,
+    query: form::Result<'_, HistoryParams>,
     caller: Caller,
     room: &State<WebchatRoom>,
     db: &State<DatabaseConnection>,
     access: &State<Arc<RoomAccess>>,
     transcripts: &State<Arc<Transcripts>>,
 ) -> Result<Json<serde_json::Value>> {
-    let minutes = history_minutes(minutes)?;
+    let Minutes(minutes) = query.map_err(refused)?.minutes;
     access.may_read(&caller, room.0.as_str()).await?;
     let from = crate::domain::now_utc() - chrono::Duration::minutes(i64::from(minutes));
     let rows = transcripts.stored_since(db, &room.0, from).await?;

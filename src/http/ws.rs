@@ -19,11 +19,11 @@
 use super::client::ClientAddr;
 use super::limits::{Bucket, Limiter};
 use super::origin::SiteOrigin;
-use crate::domain::limits::message_id;
+use super::params::{refused, Cursor};
 use crate::domain::{Caller, Error, Result, RoomName};
 use crate::sockets::{Asked, Resume, Session, Sockets};
 use rocket::futures::StreamExt;
-use rocket::{get, State};
+use rocket::{form, get, FromForm, State};
 use rocket_ws::{Channel, Config, WebSocket};
 use std::sync::Arc;
 
@@ -31,6 +31,28 @@ use std::sync::Arc;
 const HARD_FRAME_LIMIT: usize = 1024 * 1024;
 
 super::mount![connect, connect_room, connect_webchat];
+
+/// Where a room socket starts: after a message, after a change, or (neither) from now on.
+#[derive(FromForm, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct ResumeParams {
+    /// First every message after this id, then live ones.
+    #[param(inline, required = false)]
+    since: Cursor,
+    /// First every change of the room after this seq (messages, edits, reactions,
+    /// deletions), then live ones.
+    #[param(inline, required = false)]
+    seq: Cursor,
+}
+
+/// Where the relay's socket starts: after a message, or from now on.
+#[derive(FromForm, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct SinceParams {
+    /// First every message after this id, then live ones.
+    #[param(inline, required = false)]
+    since: Cursor,
+}
 
 /// The room socket. The client sends `ClientFrame`s (among this document's
 /// schemas). It is sent JSON objects tagged by `type`: `message` (a message's fields, as
@@ -44,19 +66,17 @@ super::mount![connect, connect_room, connect_webchat];
     params(("room_id" = String, Path), ("user_id" = String, Path),
         ("username" = Option<String>, Query),
         ("token" = Option<String>, Query, description = "a token, for clients that cannot send headers on a socket"),
-        ("since" = Option<i64>, Query, description = "first every message after this id, then live ones"),
-        ("seq" = Option<i64>, Query, description = "first every change of the room after this seq (messages, edits, reactions, deletions), then live ones")),
+        ResumeParams),
     responses((status = 101, description = "switching to WebSocket"), (status = 400), (status = 401), (status = 403),
         (status = 404, description = "a private room the caller is not in"), (status = 429), (status = 503)))]
-#[get("/ws/<room_id>/<user_id>?<username>&<since>&<seq>")]
+#[get("/ws/<room_id>/<user_id>?<username>&<resume..>")]
 #[allow(clippy::too_many_arguments)] // each is a part of the request Rocket hands in
 pub async fn connect<'r>(
     ws: WebSocket,
     room_id: Result<RoomName>,
     user_id: &'r str,
     username: Option<&'r str>,
-    since: Option<&'r str>,
-    seq: Option<&'r str>,
+    resume: form::Result<'r, ResumeParams>,
     origin: Result<SiteOrigin>,
     client: ClientAddr,
     caller: Caller,
@@ -64,7 +84,7 @@ pub async fn connect<'r>(
     limiter: &'r State<Arc<Limiter>>,
 ) -> Result<Channel<'r>> {
     let asked = Asked::AsUser { user_id, username };
-    let from = (since, seq);
+    let from = resume.map(|r| (r.since, r.seq));
     open(
         ws, room_id, asked, from, origin, client, caller, sockets, limiter,
     )
@@ -78,24 +98,22 @@ pub async fn connect<'r>(
 #[utoipa::path(tag = "realtime",
     params(("room_id" = String, Path),
         ("token" = Option<String>, Query, description = "a token, for clients that cannot send headers on a socket"),
-        ("since" = Option<i64>, Query, description = "first every message after this id, then live ones"),
-        ("seq" = Option<i64>, Query, description = "first every change of the room after this seq, then live ones")),
+        ResumeParams),
     responses((status = 101, description = "switching to WebSocket"), (status = 400), (status = 401), (status = 403),
         (status = 404, description = "a private room the caller is not in"), (status = 429), (status = 503)))]
-#[get("/ws/<room_id>?<since>&<seq>")]
+#[get("/ws/<room_id>?<resume..>")]
 #[allow(clippy::too_many_arguments)]
 pub async fn connect_room<'r>(
     ws: WebSocket,
     room_id: Result<RoomName>,
-    since: Option<&'r str>,
-    seq: Option<&'r str>,
+    resume: form::Result<'r, ResumeParams>,
     origin: Result<SiteOrigin>,
     client: ClientAddr,
     caller: Caller,
     sockets: &'r State<Arc<Sockets>>,
     limiter: &'r State<Arc<Limiter>>,
 ) -> Result<Channel<'r>> {
-    let from = (since, seq);
+    let from = resume.map(|r| (r.since, r.seq));
     open(
         ws,
         room_id,
@@ -119,16 +137,14 @@ pub async fn connect_room<'r>(
 /// `{"text": "[not sent: <reason>]", "type": "error", "ts": <ms>}`, which its page shows
 /// as a line. `since=<id>` replays what came after a known message, as on the others.
 #[utoipa::path(tag = "realtime",
-    params(
-        ("token" = Option<String>, Query, description = "a token, for clients that cannot send headers on a socket"),
-        ("since" = Option<i64>, Query, description = "first every message after this id, then live ones")),
+    params(("token" = Option<String>, Query, description = "a token, for clients that cannot send headers on a socket"), SinceParams),
     responses((status = 101, description = "switching to WebSocket"), (status = 400), (status = 401), (status = 403),
         (status = 200, description = "asked without an upgrade: the chat page of the room named ws, as any /<room> (Rocket hands the request on)", content_type = "text/html"),
         (status = 404, description = "the webchat room is private and the caller is not in it"), (status = 429), (status = 503)))]
-#[get("/ws?<since>")]
+#[get("/ws?<resume..>")]
 pub async fn connect_webchat<'r>(
     ws: WebSocket,
-    since: Option<&'r str>,
+    resume: form::Result<'r, SinceParams>,
     origin: Result<SiteOrigin>,
     client: ClientAddr,
     caller: Caller,
@@ -136,7 +152,7 @@ pub async fn connect_webchat<'r>(
     limiter: &'r State<Arc<Limiter>>,
 ) -> Result<Channel<'r>> {
     let room = Ok(sockets.relay_room.clone());
-    let from = (since, None);
+    let from = resume.map(|r| (r.since, Cursor(None)));
     open(
         ws,
         room,
@@ -159,7 +175,7 @@ async fn open<'r>(
     ws: WebSocket,
     room: Result<RoomName>,
     asked: Asked<'_>,
-    (since, seq): (Option<&str>, Option<&str>),
+    from: form::Result<'_, (Cursor, Cursor)>,
     origin: Result<SiteOrigin>,
     client: ClientAddr,
     caller: Caller,
@@ -174,7 +190,8 @@ async fn open<'r>(
     }
     let lease = limiter.open_socket(client)?;
     let room = room?;
-    let resume = Resume::of(message_id("since", since)?, message_id("seq", seq)?)?;
+    let (since, seq) = from.map_err(refused)?;
+    let resume = Resume::of(since.0, seq.0)?;
     let peer = sockets.peer(&caller, asked).await?;
     let start = sockets
         .start(&caller, &room, Some(&peer.user_id), resume)

@@ -14,12 +14,10 @@ use crate::domain::sync::{lock, random_u64};
 use crate::domain::{Caller, Error, Limits, Peer, Result};
 use crate::realtime::{Event, Hub};
 use sea_orm::DatabaseConnection;
-use serde::Serialize;
 use std::collections::HashMap;
 use std::ops::Deref;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use utoipa::ToSchema;
 
 pub const ONLINE_TTL: Duration = Duration::from_secs(30);
 pub const TYPING_TTL: Duration = Duration::from_secs(5);
@@ -307,13 +305,11 @@ impl Presence {
     }
 }
 
-/// One user's presence, as the API shows it.
-#[derive(Serialize, ToSchema)]
+/// One user's presence.
 pub struct UserPresence {
     pub user_id: String,
     pub username: String,
     pub online: bool,
     /// Now for an online user; otherwise their last heartbeat or socket, if ever seen.
-    #[schema(value_type = Option<String>, format = DateTime)]
     pub last_seen: Option<chrono::DateTime<chrono::Utc>>,
 }
