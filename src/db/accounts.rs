@@ -3,8 +3,8 @@
 use super::entities::account;
 use sea_orm::sea_query::{Expr, ExprTrait, LikeExpr};
 use sea_orm::{
-    ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseConnection, DbErr, EntityTrait,
-    QueryFilter, QueryOrder, QuerySelect,
+    ActiveValue::Set, ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QueryOrder,
+    QuerySelect,
 };
 
 pub use account::Model as Account;
@@ -22,7 +22,7 @@ pub async fn insert(db: &impl ConnectionTrait, row: &Account) -> Result<(), DbEr
 }
 
 /// The account under this name, ignoring case.
-pub async fn named(db: &DatabaseConnection, username: &str) -> Result<Option<Account>, DbErr> {
+pub async fn named(db: &impl ConnectionTrait, username: &str) -> Result<Option<Account>, DbErr> {
     account::Entity::find()
         .filter(account::Column::NameKey.eq(username.to_lowercase()))
         .one(db)
@@ -31,7 +31,7 @@ pub async fn named(db: &DatabaseConnection, username: &str) -> Result<Option<Acc
 
 /// The accounts under any of these lower-cased names (a name is one account's at most).
 pub async fn with_names(
-    db: &DatabaseConnection,
+    db: &impl ConnectionTrait,
     name_keys: impl IntoIterator<Item = String>,
 ) -> Result<Vec<Account>, DbErr> {
     account::Entity::find()
@@ -40,7 +40,7 @@ pub async fn with_names(
         .await
 }
 
-pub async fn get(db: &DatabaseConnection, user_id: &str) -> Result<Option<Account>, DbErr> {
+pub async fn get(db: &impl ConnectionTrait, user_id: &str) -> Result<Option<Account>, DbErr> {
     account::Entity::find_by_id(user_id.to_string())
         .one(db)
         .await
@@ -48,7 +48,7 @@ pub async fn get(db: &DatabaseConnection, user_id: &str) -> Result<Option<Accoun
 
 /// The account's token generation; None when there is no such account.
 pub async fn token_generation(
-    db: &DatabaseConnection,
+    db: &impl ConnectionTrait,
     user_id: &str,
 ) -> Result<Option<i64>, DbErr> {
     account::Entity::find_by_id(user_id.to_string())
@@ -62,7 +62,7 @@ pub async fn token_generation(
 /// Revokes every token of the account handed out so far (and sets a new password hash,
 /// when given), in one statement: a password changed is never left with old tokens valid.
 pub async fn revoke_tokens(
-    db: &DatabaseConnection,
+    db: &impl ConnectionTrait,
     user_id: &str,
     new_password_hash: Option<String>,
 ) -> Result<(), DbErr> {
@@ -80,7 +80,7 @@ pub async fn revoke_tokens(
 
 /// Up to `limit` accounts whose name starts with `prefix` (lower-cased), by name.
 pub async fn name_starts_with(
-    db: &DatabaseConnection,
+    db: &impl ConnectionTrait,
     prefix: &str,
     limit: u64,
 ) -> Result<Vec<Account>, DbErr> {

@@ -2,9 +2,10 @@
 
 use super::accounts::Account;
 use super::entities::{account, bot};
+use sea_orm::TransactionSession;
 use sea_orm::{
-    ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseConnection, DbErr, EntityTrait,
-    QueryFilter, QueryOrder, QuerySelect, TransactionTrait,
+    ActiveValue::Set, ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QueryOrder,
+    QuerySelect, TransactionTrait,
 };
 
 pub use bot::Model as Bot;
@@ -21,7 +22,11 @@ impl Bot {
 }
 
 /// The bot's account and its row, together.
-pub async fn insert(db: &DatabaseConnection, account: &Account, row: &Bot) -> Result<(), DbErr> {
+pub async fn insert(
+    db: &(impl ConnectionTrait + TransactionTrait),
+    account: &Account,
+    row: &Bot,
+) -> Result<(), DbErr> {
     let txn = db.begin().await?;
     super::accounts::insert(&txn, account).await?;
     let active = bot::ActiveModel {
@@ -39,7 +44,7 @@ pub async fn get(db: &impl ConnectionTrait, user_id: &str) -> Result<Option<Bot>
 }
 
 /// Every bot with its account, oldest first (at most 500).
-pub async fn list(db: &DatabaseConnection) -> Result<Vec<(Bot, Option<Account>)>, DbErr> {
+pub async fn list(db: &impl ConnectionTrait) -> Result<Vec<(Bot, Option<Account>)>, DbErr> {
     let bots = bot::Entity::find()
         .order_by_asc(bot::Column::CreatedAt)
         .limit(500)
@@ -60,7 +65,10 @@ pub async fn list(db: &DatabaseConnection) -> Result<Vec<(Bot, Option<Account>)>
 }
 
 /// The bot and its account, together: its tokens name an account that is gone.
-pub async fn delete(db: &DatabaseConnection, user_id: &str) -> Result<bool, DbErr> {
+pub async fn delete(
+    db: &(impl ConnectionTrait + TransactionTrait),
+    user_id: &str,
+) -> Result<bool, DbErr> {
     let txn = db.begin().await?;
     let gone = bot::Entity::delete_by_id(user_id.to_string())
         .exec(&txn)

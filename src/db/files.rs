@@ -2,13 +2,13 @@
 
 use super::entities::stored_file;
 use sea_orm::{
-    ActiveValue::Set, ColumnTrait, Condition, DatabaseConnection, DbErr, EntityTrait, QueryFilter,
+    ActiveValue::Set, ColumnTrait, Condition, ConnectionTrait, DbErr, EntityTrait, QueryFilter,
     QueryOrder, QuerySelect,
 };
 
 pub use stored_file::Model as StoredFile;
 
-pub async fn insert(db: &DatabaseConnection, row: &StoredFile) -> Result<(), DbErr> {
+pub async fn insert(db: &impl ConnectionTrait, row: &StoredFile) -> Result<(), DbErr> {
     let active = stored_file::ActiveModel {
         id: Set(row.id.clone()),
         original_name: Set(row.original_name.clone()),
@@ -33,7 +33,7 @@ pub async fn insert(db: &DatabaseConnection, row: &StoredFile) -> Result<(), DbE
 /// bot's). Unless `all` (an admin), files of rooms `user` may not read, and of rooms that
 /// no longer exist, are left out (see `rooms::visible_to`).
 pub async fn list(
-    db: &DatabaseConnection,
+    db: &impl ConnectionTrait,
     room: Option<&str>,
     limit: u64,
     user: Option<&str>,
@@ -62,13 +62,13 @@ pub async fn list(
         .await
 }
 
-pub async fn get(db: &DatabaseConnection, id: &str) -> Result<Option<StoredFile>, DbErr> {
+pub async fn get(db: &impl ConnectionTrait, id: &str) -> Result<Option<StoredFile>, DbErr> {
     stored_file::Entity::find_by_id(id.to_string())
         .one(db)
         .await
 }
 
-pub async fn delete(db: &DatabaseConnection, id: &str) -> Result<(), DbErr> {
+pub async fn delete(db: &impl ConnectionTrait, id: &str) -> Result<(), DbErr> {
     stored_file::Entity::delete_by_id(id.to_string())
         .exec(db)
         .await

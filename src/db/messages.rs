@@ -12,8 +12,8 @@ use sea_orm::sea_query::{Expr, Func, LikeExpr, LockType, Order, Query};
 use sea_orm::TransactionSession;
 use sea_orm::{
     ActiveValue::{NotSet, Set},
-    ColumnTrait, ConnectionTrait, DatabaseConnection, DbBackend, DbErr, EntityTrait, ExprTrait,
-    PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, Statement, TransactionTrait,
+    ColumnTrait, ConnectionTrait, DbBackend, DbErr, EntityTrait, ExprTrait, PaginatorTrait,
+    QueryFilter, QueryOrder, QuerySelect, Statement, TransactionTrait,
 };
 use std::collections::{BTreeSet, HashMap};
 
@@ -37,7 +37,7 @@ pub enum InsertMode {
 /// The best way this database inserts a batch; `use_returning: false` forces one
 /// statement per row (for proxies that do not understand `RETURNING`).
 pub async fn insert_mode(
-    db: &DatabaseConnection,
+    db: &impl ConnectionTrait,
     use_returning: bool,
 ) -> Result<InsertMode, DbErr> {
     Ok(match db.get_database_backend() {
@@ -86,7 +86,7 @@ pub type Outbox<'a> = &'a (dyn Fn(&Message) -> Vec<super::webhooks::NewDelivery>
 /// change), read while the batch holds its rooms' locks. `outbox` rows are written in the
 /// same transaction.
 pub async fn insert_batch(
-    db: &DatabaseConnection,
+    db: &(impl ConnectionTrait + TransactionTrait),
     batch: &[ToInsert],
     mode: InsertMode,
     ordered: bool,
@@ -312,7 +312,10 @@ pub async fn in_room_after<C: ConnectionTrait>(
 }
 
 /// The rooms with messages above `after`, and the lowest such id in each.
-pub async fn rooms_after(db: &DatabaseConnection, after: i64) -> Result<Vec<(String, i64)>, DbErr> {
+pub async fn rooms_after(
+    db: &impl ConnectionTrait,
+    after: i64,
+) -> Result<Vec<(String, i64)>, DbErr> {
     let rows: Vec<(String, Option<i64>)> = message::Entity::find()
         .select_only()
         .column(message::Column::Room)
@@ -340,7 +343,7 @@ pub struct Page<'a> {
 /// The room's newest `limit` messages matching the page, oldest first; forward from
 /// `after` (without `before`), the oldest after it.
 pub async fn page(
-    db: &DatabaseConnection,
+    db: &impl ConnectionTrait,
     room: &str,
     page: Page<'_>,
 ) -> Result<Vec<Message>, DbErr> {
@@ -398,7 +401,7 @@ pub struct SearchWord {
 /// first, `limit` at most. Each database
 /// answers from its own full-text index (see the `search` migration).
 pub async fn search(
-    db: &DatabaseConnection,
+    db: &impl ConnectionTrait,
     words: &[SearchWord],
     readable: Option<sea_orm::sea_query::SelectStatement>,
     only: Option<&[String]>,
@@ -480,7 +483,7 @@ pub async fn search(
 }
 
 /// `%`, `_` and the escape character itself match only themselves.
-pub async fn get(db: &DatabaseConnection, id: i64) -> Result<Option<Message>, DbErr> {
+pub async fn get(db: &impl ConnectionTrait, id: i64) -> Result<Option<Message>, DbErr> {
     Ok(message::Entity::find_by_id(id)
         .one(db)
         .await?
@@ -488,7 +491,7 @@ pub async fn get(db: &DatabaseConnection, id: i64) -> Result<Option<Message>, Db
 }
 
 /// The messages of these ids that exist (a page's replies' originals).
-pub async fn with_ids(db: &DatabaseConnection, ids: Vec<i64>) -> Result<Vec<Message>, DbErr> {
+pub async fn with_ids(db: &impl ConnectionTrait, ids: Vec<i64>) -> Result<Vec<Message>, DbErr> {
     if ids.is_empty() {
         return Ok(Vec::new());
     }
@@ -529,7 +532,7 @@ pub async fn delete<C: ConnectionTrait + TransactionTrait>(db: &C, id: i64) -> R
 }
 
 /// The id of the room's newest message, if it has one (the (room, id) index answers it).
-pub async fn last_id_in(db: &DatabaseConnection, room: &str) -> Result<Option<i64>, DbErr> {
+pub async fn last_id_in(db: &impl ConnectionTrait, room: &str) -> Result<Option<i64>, DbErr> {
     message::Entity::find()
         .select_only()
         .column(message::Column::Id)
@@ -541,7 +544,7 @@ pub async fn last_id_in(db: &DatabaseConnection, room: &str) -> Result<Option<i6
         .await
 }
 
-pub async fn count(db: &DatabaseConnection) -> Result<u64, DbErr> {
+pub async fn count(db: &impl ConnectionTrait) -> Result<u64, DbErr> {
     message::Entity::find().count(db).await
 }
 

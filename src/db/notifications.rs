@@ -3,18 +3,18 @@
 use super::entities::notification;
 use sea_orm::sea_query::Expr;
 use sea_orm::{
-    ActiveValue::Set, ColumnTrait, DatabaseConnection, DbErr, EntityTrait, PaginatorTrait,
+    ActiveValue::Set, ColumnTrait, ConnectionTrait, DbErr, EntityTrait, PaginatorTrait,
     QueryFilter, QueryOrder, QuerySelect,
 };
 
 pub use notification::Model as Notification;
 
-pub async fn insert(db: &DatabaseConnection, row: &Notification) -> Result<(), DbErr> {
+pub async fn insert(db: &impl ConnectionTrait, row: &Notification) -> Result<(), DbErr> {
     insert_many(db, std::slice::from_ref(row)).await
 }
 
 /// All in one statement.
-pub async fn insert_many(db: &DatabaseConnection, rows: &[Notification]) -> Result<(), DbErr> {
+pub async fn insert_many(db: &impl ConnectionTrait, rows: &[Notification]) -> Result<(), DbErr> {
     if rows.is_empty() {
         return Ok(());
     }
@@ -39,7 +39,7 @@ fn active(row: &Notification) -> notification::ActiveModel {
     }
 }
 
-pub async fn get(db: &DatabaseConnection, id: &str) -> Result<Option<Notification>, DbErr> {
+pub async fn get(db: &impl ConnectionTrait, id: &str) -> Result<Option<Notification>, DbErr> {
     notification::Entity::find_by_id(id.to_string())
         .one(db)
         .await
@@ -47,7 +47,7 @@ pub async fn get(db: &DatabaseConnection, id: &str) -> Result<Option<Notificatio
 
 /// The user's notifications, newest first.
 pub async fn of_user(
-    db: &DatabaseConnection,
+    db: &impl ConnectionTrait,
     user_id: &str,
     unread_only: bool,
     limit: u64,
@@ -64,7 +64,7 @@ pub async fn of_user(
         .await
 }
 
-pub async fn unread_count(db: &DatabaseConnection, user_id: &str) -> Result<u64, DbErr> {
+pub async fn unread_count(db: &impl ConnectionTrait, user_id: &str) -> Result<u64, DbErr> {
     notification::Entity::find()
         .filter(notification::Column::UserId.eq(user_id))
         .filter(notification::Column::IsRead.eq(false))
@@ -73,7 +73,7 @@ pub async fn unread_count(db: &DatabaseConnection, user_id: &str) -> Result<u64,
 }
 
 /// True if the notification exists (read now, or already).
-pub async fn mark_read(db: &DatabaseConnection, id: &str) -> Result<bool, DbErr> {
+pub async fn mark_read(db: &impl ConnectionTrait, id: &str) -> Result<bool, DbErr> {
     let updated = notification::Entity::update_many()
         .col_expr(notification::Column::IsRead, Expr::value(true))
         .filter(notification::Column::Id.eq(id))
@@ -88,7 +88,7 @@ pub async fn mark_read(db: &DatabaseConnection, id: &str) -> Result<bool, DbErr>
 }
 
 /// How many were unread.
-pub async fn mark_all_read(db: &DatabaseConnection, user_id: &str) -> Result<u64, DbErr> {
+pub async fn mark_all_read(db: &impl ConnectionTrait, user_id: &str) -> Result<u64, DbErr> {
     let updated = notification::Entity::update_many()
         .col_expr(notification::Column::IsRead, Expr::value(true))
         .filter(notification::Column::UserId.eq(user_id))
@@ -99,7 +99,7 @@ pub async fn mark_all_read(db: &DatabaseConnection, user_id: &str) -> Result<u64
 }
 
 /// True if a row was deleted.
-pub async fn delete(db: &DatabaseConnection, id: &str) -> Result<bool, DbErr> {
+pub async fn delete(db: &impl ConnectionTrait, id: &str) -> Result<bool, DbErr> {
     let deleted = notification::Entity::delete_by_id(id.to_string())
         .exec(db)
         .await?;

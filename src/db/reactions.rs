@@ -5,8 +5,8 @@ use crate::domain::ReactionCount;
 use sea_orm::sea_query::{LockType, OnConflict, Query};
 use sea_orm::TransactionSession;
 use sea_orm::{
-    ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseConnection, DbBackend, DbErr,
-    EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, TransactionTrait,
+    ActiveValue::Set, ColumnTrait, ConnectionTrait, DbBackend, DbErr, EntityTrait, PaginatorTrait,
+    QueryFilter, QueryOrder, QuerySelect, TransactionTrait,
 };
 use std::collections::HashMap;
 
@@ -151,7 +151,7 @@ async fn count<C: ConnectionTrait>(db: &C, message_id: i64, emoji: &str) -> Resu
 /// The reactions of these messages as `viewer` sees them (`me`: the viewer reacted so),
 /// each message's in the order their emoji first came. Two statements for a whole page.
 pub async fn of(
-    db: &DatabaseConnection,
+    db: &impl ConnectionTrait,
     message_ids: &[i64],
     viewer: Option<&str>,
 ) -> Result<HashMap<i64, Vec<ReactionCount>>, DbErr> {

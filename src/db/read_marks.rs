@@ -8,8 +8,8 @@
 use super::entities::{room, room_read};
 use sea_orm::sea_query::Expr;
 use sea_orm::{
-    ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseConnection, DbBackend, DbErr,
-    EntityTrait, QueryFilter, QueryOrder, QuerySelect, Statement, Value,
+    ActiveValue::Set, ColumnTrait, ConnectionTrait, DbBackend, DbErr, EntityTrait, QueryFilter,
+    QueryOrder, QuerySelect, Statement, Value,
 };
 
 /// Unread messages (and mentions) counted per room at most.
@@ -18,7 +18,7 @@ pub const COUNT_CAP: u64 = 1000;
 const ROOMS_PER_STATEMENT: usize = 50;
 
 /// The user's mark in the room: the last message they have read, if they ever marked it.
-pub async fn get(db: &DatabaseConnection, user: &str, room: &str) -> Result<Option<i64>, DbErr> {
+pub async fn get(db: &impl ConnectionTrait, user: &str, room: &str) -> Result<Option<i64>, DbErr> {
     room_read::Entity::find_by_id((user.to_string(), room.to_string()))
         .select_only()
         .column(room_read::Column::LastReadId)
@@ -31,7 +31,7 @@ pub async fn get(db: &DatabaseConnection, user: &str, room: &str) -> Result<Opti
 /// or beyond it already stays: two tabs marking at once leave the furthest mark, and only
 /// a move that happened is told.
 pub async fn advance(
-    db: &DatabaseConnection,
+    db: &impl ConnectionTrait,
     user: &str,
     room: &str,
     last_read_id: i64,
@@ -76,7 +76,7 @@ pub async fn advance(
 /// the most recently marked first, and with `member_of` the private and direct rooms they
 /// own or belong to. `limit` of each kind at most.
 pub async fn rooms_of(
-    db: &DatabaseConnection,
+    db: &impl ConnectionTrait,
     user: &str,
     readable: Option<sea_orm::sea_query::SelectStatement>,
     member_of: bool,
@@ -146,7 +146,7 @@ pub struct Counts {
 /// The counts for each of `rooms` (a room and the user's mark in it), in their order:
 /// one statement per [`ROOMS_PER_STATEMENT`] rooms, each part reading bounded windows.
 pub async fn counts(
-    db: &DatabaseConnection,
+    db: &impl ConnectionTrait,
     user: &str,
     rooms: &[(String, i64)],
 ) -> Result<Vec<Counts>, DbErr> {

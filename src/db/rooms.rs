@@ -5,19 +5,19 @@ use crate::domain::Visibility;
 use sea_orm::sea_query::{Query, SelectStatement};
 use sea_orm::TransactionSession;
 use sea_orm::{
-    ActiveValue::Set, ColumnTrait, Condition, ConnectionTrait, DatabaseConnection, DbErr,
-    EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, TransactionTrait,
+    ActiveValue::Set, ColumnTrait, Condition, ConnectionTrait, DbErr, EntityTrait, PaginatorTrait,
+    QueryFilter, QueryOrder, QuerySelect, TransactionTrait,
 };
 
 pub use room::Model as Room;
 pub use room_member::Model as Member;
 
-pub async fn get(db: &DatabaseConnection, id: &str) -> Result<Option<Room>, DbErr> {
+pub async fn get(db: &impl ConnectionTrait, id: &str) -> Result<Option<Room>, DbErr> {
     room::Entity::find_by_id(id.to_string()).one(db).await
 }
 
 /// The ids of the rooms `user` owns (made signed in), at most 500.
-pub async fn owned_by(db: &DatabaseConnection, user: &str) -> Result<Vec<String>, DbErr> {
+pub async fn owned_by(db: &impl ConnectionTrait, user: &str) -> Result<Vec<String>, DbErr> {
     room::Entity::find()
         .select_only()
         .column(room::Column::Id)
@@ -50,7 +50,7 @@ pub(super) fn visible(user: Option<&str>) -> Condition {
 /// The rooms a caller may see, oldest first (see [`visible`]); with `all` (an admin),
 /// every room.
 pub async fn list_visible(
-    db: &DatabaseConnection,
+    db: &impl ConnectionTrait,
     user: Option<&str>,
     all: bool,
 ) -> Result<Vec<Room>, DbErr> {
@@ -76,7 +76,7 @@ fn active(row: &Room) -> room::ActiveModel {
     }
 }
 
-pub async fn insert(db: &DatabaseConnection, row: &Room) -> Result<(), DbErr> {
+pub async fn insert(db: &impl ConnectionTrait, row: &Room) -> Result<(), DbErr> {
     room::Entity::insert(active(row)).exec(db).await.map(|_| ())
 }
 
@@ -84,7 +84,7 @@ pub async fn insert(db: &DatabaseConnection, row: &Room) -> Result<(), DbErr> {
 /// its first message or file) when it has none. Two first posts at once: the second
 /// insert fails on the key, and the room exists all the same.
 pub async fn ensure_public(
-    db: &DatabaseConnection,
+    db: &impl ConnectionTrait,
     id: &str,
     at: sea_orm::prelude::DateTime,
 ) -> Result<(), DbErr> {
@@ -109,7 +109,7 @@ pub async fn ensure_public(
 
 /// Creates a room with its first members, together.
 pub async fn insert_with_members(
-    db: &DatabaseConnection,
+    db: &(impl ConnectionTrait + TransactionTrait),
     row: &Room,
     members: &[String],
 ) -> Result<(), DbErr> {
@@ -201,7 +201,7 @@ pub async fn delete_with_messages<C: ConnectionTrait + TransactionTrait>(
     })
 }
 
-pub async fn is_member(db: &DatabaseConnection, room: &str, user: &str) -> Result<bool, DbErr> {
+pub async fn is_member(db: &impl ConnectionTrait, room: &str, user: &str) -> Result<bool, DbErr> {
     Ok(
         room_member::Entity::find_by_id((room.to_string(), user.to_string()))
             .one(db)
@@ -212,7 +212,7 @@ pub async fn is_member(db: &DatabaseConnection, room: &str, user: &str) -> Resul
 
 /// The room's members, in the order they were added, at most `limit`.
 pub async fn members(
-    db: &DatabaseConnection,
+    db: &impl ConnectionTrait,
     room: &str,
     limit: u64,
 ) -> Result<Vec<Member>, DbErr> {
@@ -225,14 +225,14 @@ pub async fn members(
         .await
 }
 
-pub async fn count_members(db: &DatabaseConnection, room: &str) -> Result<u64, DbErr> {
+pub async fn count_members(db: &impl ConnectionTrait, room: &str) -> Result<u64, DbErr> {
     room_member::Entity::find()
         .filter(room_member::Column::RoomId.eq(room))
         .count(db)
         .await
 }
 
-pub async fn add_member(db: &DatabaseConnection, member: &Member) -> Result<(), DbErr> {
+pub async fn add_member(db: &impl ConnectionTrait, member: &Member) -> Result<(), DbErr> {
     room_member::Entity::insert(room_member::ActiveModel {
         room_id: Set(member.room_id.clone()),
         user_id: Set(member.user_id.clone()),
@@ -244,7 +244,11 @@ pub async fn add_member(db: &DatabaseConnection, member: &Member) -> Result<(), 
 }
 
 /// Whether there was such a member.
-pub async fn remove_member(db: &DatabaseConnection, room: &str, user: &str) -> Result<bool, DbErr> {
+pub async fn remove_member(
+    db: &impl ConnectionTrait,
+    room: &str,
+    user: &str,
+) -> Result<bool, DbErr> {
     Ok(room_member::Entity::delete_many()
         .filter(room_member::Column::RoomId.eq(room))
         .filter(room_member::Column::UserId.eq(user))

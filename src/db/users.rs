@@ -3,14 +3,14 @@
 use super::entities::chat_user;
 use sea_orm::sea_query::OnConflict;
 use sea_orm::{
-    ActiveValue::Set, ColumnTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter, QueryOrder,
+    ActiveValue::Set, ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QueryOrder,
     QuerySelect,
 };
 
 pub use chat_user::Model as User;
 
 /// Inserts the user, or renames it and marks it seen now.
-pub async fn upsert(db: &DatabaseConnection, user_id: &str, username: &str) -> Result<(), DbErr> {
+pub async fn upsert(db: &impl ConnectionTrait, user_id: &str, username: &str) -> Result<(), DbErr> {
     let row = chat_user::ActiveModel {
         user_id: Set(user_id.to_string()),
         username: Set(username.to_string()),
@@ -32,7 +32,7 @@ pub async fn upsert(db: &DatabaseConnection, user_id: &str, username: &str) -> R
         .map(|_| ())
 }
 
-pub async fn get(db: &DatabaseConnection, user_id: &str) -> Result<Option<User>, DbErr> {
+pub async fn get(db: &impl ConnectionTrait, user_id: &str) -> Result<Option<User>, DbErr> {
     chat_user::Entity::find_by_id(user_id.to_string())
         .one(db)
         .await
@@ -41,7 +41,7 @@ pub async fn get(db: &DatabaseConnection, user_id: &str) -> Result<Option<User>,
 /// Users known under any of these lower-cased names, `limit` at most, the most recently
 /// seen first.
 pub async fn named(
-    db: &DatabaseConnection,
+    db: &impl ConnectionTrait,
     name_keys: impl IntoIterator<Item = String>,
     limit: u64,
 ) -> Result<Vec<User>, DbErr> {

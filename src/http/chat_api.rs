@@ -647,7 +647,7 @@ async fn chat_health(
     // A token that is not valid is no identity, here as on the page.
     let signed_in = caller.is_ok_and(|c| c.user.is_some() || c.admin);
     if **mode == AuthMode::Open || signed_in {
-        body["messages"] = json!(crate::db::messages::count(db).await.ok());
+        body["messages"] = json!(crate::db::messages::count(db.inner()).await.ok());
     }
     (status, Json(body))
 }
