@@ -479,3 +479,162 @@ async fn get_raw(app: &TestApp, path: &str) -> (u16, String) {
     let status = res.status().code;
     (status, res.into_string().await.unwrap_or_default())
 }
+
+/// What each JSON route writes is what `/openapi.json` says it writes: every answer read
+/// here (a history with an edit, a reply and a reaction in it; one message; the Flask
+/// original's JSON transcript; the relay's history; rooms, search hits, unread counts,
+/// notifications, members, presence) is valid against its route's schema, with no property
+/// the schema does not name. Several schemas describe a writer that is not their own type
+/// (`MessageJson` writes the messages), so this is what holds each to its writer.
+#[rocket::async_test]
+async fn every_answer_is_what_the_document_says_it_is() {
+    let app = TestApp::new().await;
+    let ann = app.signed_in("ann").await;
+    let bob = app.signed_in("bob").await;
+    let room = make_room(&app, &ann, true).await;
+    let (status, body) = app
+        .call(
+            &ann,
+            Method::Post,
+            &format!("/api/chat/rooms/{room}/members"),
+            Some(json!({"user_id": bob.user_id})),
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
+    let first = posted(&app, &ann, &room, "hello everyone").await;
+    let (status, body) = say(
+        &app,
+        &bob,
+        &room,
+        json!({"content": format!("hello @{}", ann.username), "reply_to": first}),
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+    let reply = body["id"].as_i64().unwrap();
+    let reacted = format!("/api/chat/messages/{first}/reactions/%F0%9F%91%8D");
+    assert_eq!(app.call(&bob, Method::Put, &reacted, None).await.0, 200);
+    let edit = format!("/api/chat/messages/{reply}");
+    let (status, body) = app
+        .call(
+            &bob,
+            Method::Patch,
+            &edit,
+            Some(json!({"content": "hello again"})),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    // The relay's room (`webchat_room`, "general"), through the Flask original's form.
+    let res = app
+        .client
+        .post("/api/chat/general")
+        .header(rocket::http::ContentType::Form)
+        .body("username=carol&msg=hi+there")
+        .dispatch()
+        .await;
+    assert_eq!(res.status().code, 204);
+    let read = format!("/api/chat/rooms/{room}/read");
+    let (status, body) = app
+        .call(
+            &ann,
+            Method::Post,
+            &read,
+            Some(json!({"last_read_id": first})),
+        )
+        .await;
+    assert_eq!(status, 204, "{body}");
+
+    let doc = serde_json::to_value(ferrochat::http::openapi::document()).unwrap();
+    let ann_id = ann.user_id.clone().unwrap();
+    for (who, template, path) in [
+        (&ann, "/api/chat/rooms", "/api/chat/rooms".to_string()),
+        (
+            &ann,
+            "/api/chat/rooms/{id}",
+            format!("/api/chat/rooms/{room}"),
+        ),
+        (
+            &ann,
+            "/api/chat/rooms/{id}/messages",
+            format!("/api/chat/rooms/{room}/messages"),
+        ),
+        (
+            &ann,
+            "/api/chat/rooms/{id}/members",
+            format!("/api/chat/rooms/{room}/members"),
+        ),
+        (
+            &ann,
+            "/api/chat/messages/{id}",
+            format!("/api/chat/messages/{reply}"),
+        ),
+        (
+            &ann,
+            "/api/chat/messages/{id}",
+            format!("/api/chat/messages/{first}"),
+        ),
+        (
+            &ann,
+            "/api/chat/{room}",
+            format!("/api/chat/{room}?format=json"),
+        ),
+        (&ann, "/api/chat/unread", "/api/chat/unread".to_string()),
+        (&ann, "/api/search", "/api/search?q=hello".to_string()),
+        (
+            &ann,
+            "/api/notifications/{user_id}",
+            format!("/api/notifications/{ann_id}"),
+        ),
+        (
+            &ann,
+            "/api/presence/{user_id}",
+            format!("/api/presence/{ann_id}"),
+        ),
+        (&ann, "/messages", "/messages".to_string()),
+    ] {
+        let (status, answer) = app.call(who, Method::Get, &path, None).await;
+        assert_eq!(status, 200, "{path}: {answer}");
+        let schema = strict(
+            &doc,
+            &doc["paths"][template]["get"]["responses"]["200"]["content"]["application/json"]
+                ["schema"],
+        );
+        assert!(!schema["components"].is_null(), "{template}: no schema");
+        let validator = jsonschema::validator_for(&schema).expect("a schema");
+        let errors: Vec<String> = validator
+            .iter_errors(&answer)
+            .map(|e| e.to_string())
+            .collect();
+        assert!(
+            errors.is_empty(),
+            "{path} is not as documented: {errors:?}\n{answer:#}"
+        );
+        // Something was there to check: an empty list agrees with any schema.
+        assert!(
+            answer.as_array().is_none_or(|a| !a.is_empty()),
+            "{path}: empty"
+        );
+    }
+}
+
+/// A route's answer schema with the document's components beside it (for its `$ref`s), and
+/// every object in it closed: a property the schema does not name is an error.
+fn strict(doc: &Value, schema: &Value) -> Value {
+    fn close(value: &mut Value) {
+        match value {
+            Value::Object(map) => {
+                if map.contains_key("properties") && !map.contains_key("additionalProperties") {
+                    map.insert("additionalProperties".into(), Value::Bool(false));
+                }
+                map.values_mut().for_each(close);
+            }
+            Value::Array(items) => items.iter_mut().for_each(close),
+            _ => {}
+        }
+    }
+    let mut schema = schema.clone();
+    if let Value::Object(map) = &mut schema {
+        map.insert("components".into(), doc["components"].clone());
+    }
+    close(&mut schema);
+    schema
+}
