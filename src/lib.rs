@@ -170,6 +170,7 @@ impl Transports {
 struct Services {
     lifecycle: lifecycle::Lifecycle,
     access: Arc<access::RoomAccess>,
+    chat: chat::Chat,
     transcripts: Arc<chat::Transcripts>,
     notifier: notifications::Notifier,
     presence: presence::Presence,
@@ -287,6 +288,7 @@ impl Services {
                 &network.allowed_origins,
             )?,
             lifecycle,
+            chat: chat::Chat::new(db.clone(), access.clone()),
             access,
             transcripts,
             notifier,
@@ -429,6 +431,7 @@ fn mount(
         .manage(events)
         .manage(services.transcripts)
         .manage(services.access)
+        .manage(services.chat)
         .manage(services.delivery)
         .manage(settings.limits())
         .manage(services.sockets)

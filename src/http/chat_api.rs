@@ -6,8 +6,7 @@ use super::limits::{MarkingRead, Posting, RoomCreation};
 use super::ops::check;
 use super::params::{refused, ChangesLimit, Cursor, PageLimit};
 use super::JsonBody;
-use crate::access::RoomAccess;
-use crate::chat::{self, messages::HistoryQuery, rooms::NewRoom};
+use crate::chat::{messages::HistoryQuery, rooms::NewRoom, Chat};
 use crate::db::rooms::{Member, Room};
 use crate::delivery::Delivery;
 use crate::domain::message::room_message;
@@ -186,8 +185,8 @@ pub struct NewMessageIn {
 /// and direct ones.
 #[utoipa::path(tag = "chat", responses((status = 200, body = Vec<RoomOut>), (status = 401)))]
 #[get("/rooms")]
-async fn list_rooms(caller: Caller, db: &State<DatabaseConnection>) -> Result<Json<Vec<RoomOut>>> {
-    let rooms = chat::rooms::list(db, &caller).await?;
+async fn list_rooms(caller: Caller, chat: &State<Chat>) -> Result<Json<Vec<RoomOut>>> {
+    let rooms = chat.rooms(&caller).await?;
     Ok(Json(rooms.into_iter().map(RoomOut::from).collect()))
 }
 
@@ -216,15 +215,8 @@ async fn create_room(
 
 #[utoipa::path(tag = "chat", responses((status = 200, body = RoomOut), (status = 400), (status = 401), (status = 404)))]
 #[get("/rooms/<id>")]
-async fn get_room(
-    id: &str,
-    caller: Caller,
-    db: &State<DatabaseConnection>,
-    access: &State<Arc<RoomAccess>>,
-) -> Result<Json<RoomOut>> {
-    Ok(Json(
-        chat::rooms::get(db, access, &caller, id).await?.into(),
-    ))
+async fn get_room(id: &str, caller: Caller, chat: &State<Chat>) -> Result<Json<RoomOut>> {
+    Ok(Json(chat.room(&caller, id).await?.into()))
 }
 
 /// Deletes a room and every message in it: its owner's or an admin's call.
@@ -276,8 +268,7 @@ async fn room_messages(
     id: &str,
     query: form::Result<'_, HistoryParams<'_>>,
     caller: Caller,
-    db: &State<DatabaseConnection>,
-    access: &State<Arc<RoomAccess>>,
+    chat: &State<Chat>,
 ) -> Result<Json<Vec<ApiMessage>>> {
     let query = query.map_err(refused)?;
     let query = HistoryQuery {
@@ -287,7 +278,7 @@ async fn room_messages(
         q: query.q,
         user_id: query.user_id,
     };
-    let rows = chat::messages::history(db, access, &caller, id, query).await?;
+    let rows = chat.history(&caller, id, query).await?;
     Ok(Json(rows.into_iter().map(ApiMessage).collect()))
 }
 
@@ -302,15 +293,14 @@ async fn post_room_message(
     body: Result<JsonBody<NewMessageIn>>,
     flood: Result<Posting>,
     caller: Caller,
-    db: &State<DatabaseConnection>,
-    access: &State<Arc<RoomAccess>>,
+    chat: &State<Chat>,
     limits: &State<Limits>,
     delivery: &State<Delivery>,
 ) -> Result<(Status, Json<ApiMessage>)> {
     flood?;
     // The room before the body: a caller who may not see it hears of a room that does not
     // exist, whatever they sent, never a 400 that tells it is there.
-    let room = RoomName::parse(&chat::rooms::get(db, access, &caller, id).await?.id)?;
+    let room = RoomName::parse(&chat.room(&caller, id).await?.id)?;
     let JsonBody(body) = body?;
     let user_id = body.user_id.as_deref().map(names::user_id).transpose()?;
     let username = names::username(body.username.as_deref().or(user_id.as_deref()), limits)?;
@@ -335,13 +325,9 @@ async fn get_message(
     id: &str,
     user_id: Option<&str>,
     caller: Caller,
-    db: &State<DatabaseConnection>,
-    access: &State<Arc<RoomAccess>>,
+    chat: &State<Chat>,
 ) -> Result<Json<ApiMessage>> {
-    let mut message = chat::messages::read(db, access, &caller, id).await?;
-    let viewer = chat::messages::viewer(access, &caller, user_id).await?;
-    chat::messages::complete(db, std::slice::from_mut(&mut message), viewer.as_deref()).await?;
-    Ok(Json(ApiMessage(message)))
+    Ok(Json(ApiMessage(chat.message(&caller, id, user_id).await?)))
 }
 
 /// A reaction as it now stands on the message.
@@ -427,12 +413,11 @@ async fn room_changes(
     id: &str,
     query: form::Result<'_, ChangesParams>,
     caller: Caller,
-    db: &State<DatabaseConnection>,
-    access: &State<Arc<RoomAccess>>,
+    chat: &State<Chat>,
 ) -> Result<Json<Vec<Value>>> {
     let ChangesParams { after, limit } = query.map_err(refused)?;
     let after = after.0.unwrap_or(0);
-    let (events, resync) = chat::changes::page(db, access, &caller, id, after, limit.0).await?;
+    let (events, resync) = chat.changes(&caller, id, after, limit.0).await?;
     if resync {
         return Ok(Json(vec![json!({"type": "resync", "room_id": id})]));
     }
@@ -503,12 +488,11 @@ async fn unread(
     user_id: Option<&str>,
     flood: Result<MarkingRead>,
     caller: Caller,
-    db: &State<DatabaseConnection>,
-    access: &State<Arc<RoomAccess>>,
+    chat: &State<Chat>,
 ) -> Result<Json<Vec<UnreadOut>>> {
     // Each call reads every listed room's window: counted with the read marks.
     flood?;
-    let rooms = chat::read_state::unread(db, access, &caller, user_id).await?;
+    let rooms = chat.unread(&caller, user_id).await?;
     Ok(Json(
         rooms
             .into_iter()
@@ -567,10 +551,9 @@ async fn delete_message(
 async fn list_members(
     id: &str,
     caller: Caller,
-    db: &State<DatabaseConnection>,
-    access: &State<Arc<RoomAccess>>,
+    chat: &State<Chat>,
 ) -> Result<Json<Vec<MemberOut>>> {
-    let members = chat::rooms::members(db, access, &caller, id).await?;
+    let members = chat.members(&caller, id).await?;
     Ok(Json(members.into_iter().map(MemberOut::from).collect()))
 }
 

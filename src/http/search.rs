@@ -2,11 +2,10 @@
 
 use super::limits::Searching;
 use super::params::{refused, Cursor, SearchLimit, SearchText};
-use crate::chat::search::{self, SearchQuery};
+use crate::chat::{search::SearchQuery, Chat};
 use crate::domain::{Caller, Result};
 use rocket::serde::json::Json;
 use rocket::{form, get, FromForm, State};
-use sea_orm::DatabaseConnection;
 use serde::Serialize;
 use utoipa::{IntoParams, ToSchema};
 
@@ -58,7 +57,7 @@ async fn search_messages(
     query: form::Result<'_, SearchParams<'_>>,
     flood: Result<Searching>,
     caller: Caller,
-    db: &State<DatabaseConnection>,
+    chat: &State<Chat>,
 ) -> Result<Json<Vec<SearchHit>>> {
     flood?;
     let SearchParams { q, limit, before } = query.map_err(refused)?;
@@ -67,7 +66,7 @@ async fn search_messages(
         limit: limit.0,
         before: before.0,
     };
-    let found = search::search(db, &caller, query).await?;
+    let found = chat.search(&caller, query).await?;
     Ok(Json(
         found
             .into_iter()
