@@ -82,9 +82,14 @@ impl Default for DatabaseSettings {
 #[serde(default)]
 pub struct TransportSettings {
     /// `redis://` URL of the hub shared by replicas (also `REDIS_URL`); none: in-process.
+    /// `rediss://` speaks TLS to it (managed Redis: ElastiCache, Azure, Upstash), checking
+    /// its certificate against the public authorities, or `redis_ca_file`'s.
     /// `redis+sentinel://[[user]:password@]host1:26379,host2:26379/master[/db]` names
     /// Sentinels instead (see [`redis_at`]).
     pub redis_url: Option<String>,
+    /// A PEM file of the authority that signed the `rediss://` server's certificate, when
+    /// no public one did (a cluster's own CA); none: the public authorities.
+    pub redis_ca_file: Option<String>,
     /// Redis Sentinels, `host:port` separated by commas (also `REDIS_SENTINELS`): the hub
     /// and presence use the master they name, found again after a failover. Wins over
     /// `redis_url`.
@@ -100,6 +105,7 @@ impl Default for TransportSettings {
     fn default() -> Self {
         TransportSettings {
             redis_url: None,
+            redis_ca_file: None,
             redis_sentinels: None,
             redis_sentinel_master: "mymaster".into(),
             amqp_url: None,

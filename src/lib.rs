@@ -137,7 +137,13 @@ impl Transports {
             }
             Some(config::RedisAt::Server(url)) => {
                 tracing::info!(redis = %db::redact(&url), "hub: Redis");
-                Some(realtime::RedisSource::direct(&url)?)
+                let ca = match &settings.transports.redis_ca_file {
+                    Some(path) => Some(
+                        std::fs::read(path).map_err(|e| format!("redis_ca_file {path}: {e}"))?,
+                    ),
+                    None => None,
+                };
+                Some(realtime::RedisSource::direct(&url, ca)?)
             }
             None => None,
         };

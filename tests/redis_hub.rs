@@ -260,3 +260,154 @@ async fn replicas_writing_at_once_reach_every_reader_in_id_order(backend: Backen
     drop(redis);
     db.drop_db().await;
 }
+
+/// A Redis that speaks only TLS (`rediss://`), its certificate signed by an authority of
+/// the test's own, as a managed Redis or a cluster's own CA would: replicas given that
+/// authority (`redis_ca_file`) share the hub through it, and a message posted on one
+/// reaches a socket on the other; a replica not given it does not trust the server, and
+/// its hub stays down (readiness says so) while it goes on serving its own readers.
+#[tokio::test(flavor = "multi_thread")]
+async fn replicas_share_a_hub_that_speaks_only_tls() {
+    let dir = tempfile::tempdir().unwrap();
+    let at = |name: &str| dir.path().join(name).display().to_string();
+    let openssl = |args: &[&str]| {
+        let out = std::process::Command::new("openssl")
+            .args(args)
+            .output()
+            .expect("openssl is required (apt-get install openssl)");
+        assert!(
+            out.status.success(),
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    let ec = [
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+    ];
+    openssl(
+        &[
+            &[
+                "req",
+                "-x509",
+                "-days",
+                "1",
+                "-subj",
+                "/CN=ferrochat test CA",
+            ][..],
+            &ec[..],
+            &["-keyout", &at("ca.key"), "-out", &at("ca.pem")],
+        ]
+        .concat(),
+    );
+    openssl(
+        &[
+            &["req", "-subj", "/CN=127.0.0.1"][..],
+            &ec[..],
+            &["-keyout", &at("redis.key"), "-out", &at("redis.csr")],
+        ]
+        .concat(),
+    );
+    std::fs::write(
+        at("ext"),
+        "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n",
+    )
+    .unwrap();
+    openssl(&[
+        "x509",
+        "-req",
+        "-days",
+        "1",
+        "-in",
+        &at("redis.csr"),
+        "-CA",
+        &at("ca.pem"),
+        "-CAkey",
+        &at("ca.key"),
+        "-CAcreateserial",
+        "-extfile",
+        &at("ext"),
+        "-out",
+        &at("redis.pem"),
+    ]);
+
+    let port = free_port();
+    let mut redis = std::process::Command::new(
+        std::env::var("REDIS_SERVER").unwrap_or_else(|_| "redis-server".into()),
+    )
+    .args([
+        "--port",
+        "0",
+        "--tls-port",
+        &port.to_string(),
+        "--bind",
+        "127.0.0.1",
+        "--tls-cert-file",
+        &at("redis.pem"),
+        "--tls-key-file",
+        &at("redis.key"),
+        "--tls-ca-cert-file",
+        &at("ca.pem"),
+        "--tls-auth-clients",
+        "no",
+        "--save",
+        "",
+        "--appendonly",
+        "no",
+    ])
+    .stdout(std::process::Stdio::null())
+    .spawn()
+    .expect("redis-server is required (apt-get install redis-server)");
+    assert!(
+        port_open(port, Duration::from_secs(10)).await,
+        "redis-server (TLS) did not start"
+    );
+
+    let db = TestDb::create(Backend::Sqlite).await;
+    let url = format!("rediss://127.0.0.1:{port}");
+    let trusting = |db: &TestDb| {
+        Server::start_with(
+            ServerOptions::new(&db.url)
+                .env("REDIS_URL", &url)
+                .env("ROCKET_REDIS_CA_FILE", &at("ca.pem")),
+        )
+    };
+    let (a, b) = (trusting(&db).await, trusting(&db).await);
+    for server in [&a, &b] {
+        let up = eventually(Duration::from_secs(10), || async {
+            hub_state(server).await == "up"
+        });
+        assert!(
+            up.await,
+            "a replica given the CA did not reach the TLS hub: {:?}",
+            server.log()
+        );
+    }
+    let room = room("tls");
+    let mut ws = open_socket(&b, &format!("/ws/{room}/reader")).await;
+    post_ok(&a, &room, &[("username", "a"), ("msg", "over TLS")]).await;
+    let got = messages_until(&mut ws, 1, Duration::from_secs(10)).await;
+    assert_eq!(got.len(), 1, "the message did not cross the TLS hub");
+    assert_eq!(got[0]["content"], "over TLS");
+
+    // Public authorities only: the test's CA is none of them.
+    let doubting = Server::start_with(ServerOptions::new(&db.url).env("REDIS_URL", &url)).await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_ne!(
+        hub_state(&doubting).await,
+        "up",
+        "a server trusted a certificate no authority it knows signed"
+    );
+    post_ok(
+        &doubting,
+        &room,
+        &[("username", "c"), ("msg", "still served")],
+    )
+    .await;
+    assert!(lines(&transcript(&doubting, &room).await).contains(&"c: still served".to_string()));
+    let _ = redis.kill();
+    let _ = redis.wait();
+}

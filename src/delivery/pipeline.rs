@@ -1185,7 +1185,7 @@ mod tests {
     async fn an_early_message_waits_for_the_ones_before_it() {
         // A hub with replicas (Redis that is not there: local delivery still works).
         let (hub, _arrivals) = RedisHub::start(
-            crate::realtime::RedisSource::direct("redis://127.0.0.1:1").unwrap(),
+            crate::realtime::RedisSource::direct("redis://127.0.0.1:1", None).unwrap(),
             16,
         )
         .unwrap();

@@ -11,13 +11,26 @@ use tokio::sync::Mutex;
 
 #[derive(Clone)]
 pub enum RedisSource {
-    Direct(redis::Client),
+    /// Boxed: with TLS a client holds its certificates, and is far larger than the other.
+    Direct(Box<redis::Client>),
     Sentinel(Arc<Mutex<SentinelClient>>),
 }
 
 impl RedisSource {
-    pub fn direct(url: &str) -> redis::RedisResult<Self> {
-        Ok(RedisSource::Direct(redis::Client::open(url)?))
+    /// One server. A `rediss://` one's certificate is checked against the public
+    /// authorities, or against `ca` (PEM) when given.
+    pub fn direct(url: &str, ca: Option<Vec<u8>>) -> redis::RedisResult<Self> {
+        let client = match ca {
+            Some(root_cert) => {
+                let certificates = redis::TlsCertificates {
+                    client_tls: None,
+                    root_cert: Some(root_cert),
+                };
+                redis::Client::build_with_tls(url, certificates)?
+            }
+            None => redis::Client::open(url)?,
+        };
+        Ok(RedisSource::Direct(Box::new(client)))
     }
 
     /// Each Sentinel is `host:port` (or a `redis://` URL, with its own password); the
@@ -51,7 +64,7 @@ impl RedisSource {
     /// A client of the master as it is now.
     pub async fn client(&self) -> redis::RedisResult<redis::Client> {
         match self {
-            RedisSource::Direct(client) => Ok(client.clone()),
+            RedisSource::Direct(client) => Ok((**client).clone()),
             RedisSource::Sentinel(sentinel) => sentinel.lock().await.async_get_client().await,
         }
     }
