@@ -123,12 +123,36 @@ struct Transports {
     events: events::Events,
 }
 
+/// The authority `redis_ca_file` names, read once: a PEM file with a certificate in it
+/// (anything else would leave every TLS connection to Redis failing later, with less said).
+fn redis_ca(settings: &config::Settings) -> Result<Option<Vec<u8>>, String> {
+    let Some(path) = &settings.transports.redis_ca_file else {
+        return Ok(None);
+    };
+    let pem = std::fs::read(path).map_err(|e| format!("redis_ca_file {path}: {e}"))?;
+    if !String::from_utf8_lossy(&pem).contains("-----BEGIN CERTIFICATE-----") {
+        return Err(format!("redis_ca_file {path} holds no PEM certificate"));
+    }
+    Ok(Some(pem))
+}
+
 impl Transports {
     async fn start(settings: &config::Settings) -> Result<Transports, Box<dyn std::error::Error>> {
         let url = config::database_url(settings);
         tracing::info!(database = %db::redact(&url), "connecting to the database");
         let db = db::connect(&url, settings).await?;
+        let ca = redis_ca(settings)?;
         let redis = match config::redis_at(settings)? {
+            Some(config::RedisAt::Sentinel(_)) | None if ca.is_some() => {
+                return Err("redis_ca_file is for a rediss:// redis_url (through Sentinel, the master is reached without TLS)".into());
+            }
+            Some(config::RedisAt::Server(url))
+                if ca.is_some() && !url.to_ascii_lowercase().starts_with("rediss://") =>
+            {
+                return Err(
+                    "redis_ca_file is for a rediss:// redis_url, and this one is not".into(),
+                );
+            }
             Some(config::RedisAt::Sentinel(target)) => {
                 let shown: Vec<String> = target.sentinels.iter().map(|s| db::redact(s)).collect();
                 tracing::info!(sentinels = %shown.join(","), master = %target.master, db = target.db,
@@ -137,12 +161,6 @@ impl Transports {
             }
             Some(config::RedisAt::Server(url)) => {
                 tracing::info!(redis = %db::redact(&url), "hub: Redis");
-                let ca = match &settings.transports.redis_ca_file {
-                    Some(path) => Some(
-                        std::fs::read(path).map_err(|e| format!("redis_ca_file {path}: {e}"))?,
-                    ),
-                    None => None,
-                };
                 Some(realtime::RedisSource::direct(&url, ca)?)
             }
             None => None,

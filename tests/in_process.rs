@@ -613,6 +613,8 @@ async fn every_answer_is_what_the_document_says_it_is() {
             answer.as_array().is_none_or(|a| !a.is_empty()),
             "{path}: empty"
         );
+        let inner = answer.get("messages").and_then(Value::as_array);
+        assert!(inner.is_none_or(|m| !m.is_empty()), "{path}: no messages");
     }
 }
 
@@ -637,4 +639,59 @@ fn strict(doc: &Value, schema: &Value) -> Value {
     }
     close(&mut schema);
     schema
+}
+
+/// A `redis_ca_file` the server could not use stops its start with a one-line reason,
+/// rather than leaving the hub to fail later with less said: one with a plain `redis://`
+/// URL or with none (it would be ignored, and the link not encrypted), one with no PEM
+/// certificate in it, one that is not there.
+#[rocket::async_test]
+async fn a_redis_ca_file_that_cannot_be_used_stops_the_start_with_its_reason() {
+    let dir = tempfile::tempdir().unwrap();
+    let pem = dir.path().join("ca.pem");
+    std::fs::write(
+        &pem,
+        "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n",
+    )
+    .unwrap();
+    let der = dir.path().join("ca.der");
+    std::fs::write(&der, [0x30u8, 0x82, 0x01, 0x0a]).unwrap();
+    let missing = dir.path().join("nowhere.pem");
+    let path = |p: &std::path::Path| p.display().to_string();
+    for (redis_url, ca, reason) in [
+        (
+            Some("redis://127.0.0.1:6379"),
+            path(&pem),
+            "is for a rediss:// redis_url",
+        ),
+        (None, path(&pem), "is for a rediss:// redis_url"),
+        (
+            Some("rediss://127.0.0.1:6380"),
+            path(&der),
+            "holds no PEM certificate",
+        ),
+        (
+            Some("rediss://127.0.0.1:6380"),
+            path(&missing),
+            "nowhere.pem",
+        ),
+    ] {
+        let url = format!("sqlite://{}/chat.db", dir.path().display());
+        let mut figment = ferrochat::config::figment()
+            .merge(("database_url", url))
+            .merge(("files_dir", path(&dir.path().join("files"))))
+            .merge(("redis_ca_file", ca.clone()));
+        if let Some(redis_url) = redis_url {
+            figment = figment.merge(("redis_url", redis_url));
+        }
+        let err = match ferrochat::build_from(figment).await {
+            Ok(_) => panic!("started with redis_ca_file {ca} and redis_url {redis_url:?}"),
+            Err(err) => err.to_string(),
+        };
+        assert!(
+            err.contains("redis_ca_file") && err.contains(reason),
+            "{ca}: {err}"
+        );
+        assert_eq!(err.lines().count(), 1, "{err}");
+    }
 }

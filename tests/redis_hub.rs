@@ -335,36 +335,25 @@ async fn replicas_share_a_hub_that_speaks_only_tls() {
     ]);
 
     let port = free_port();
-    let mut redis = std::process::Command::new(
-        std::env::var("REDIS_SERVER").unwrap_or_else(|_| "redis-server".into()),
+    let tls_port = port.to_string();
+    let _redis = Redis::launch(
+        port,
+        &[
+            "--port",
+            "0",
+            "--tls-port",
+            &tls_port,
+            "--tls-cert-file",
+            &at("redis.pem"),
+            "--tls-key-file",
+            &at("redis.key"),
+            "--tls-ca-cert-file",
+            &at("ca.pem"),
+            "--tls-auth-clients",
+            "no",
+        ],
     )
-    .args([
-        "--port",
-        "0",
-        "--tls-port",
-        &port.to_string(),
-        "--bind",
-        "127.0.0.1",
-        "--tls-cert-file",
-        &at("redis.pem"),
-        "--tls-key-file",
-        &at("redis.key"),
-        "--tls-ca-cert-file",
-        &at("ca.pem"),
-        "--tls-auth-clients",
-        "no",
-        "--save",
-        "",
-        "--appendonly",
-        "no",
-    ])
-    .stdout(std::process::Stdio::null())
-    .spawn()
-    .expect("redis-server is required (apt-get install redis-server)");
-    assert!(
-        port_open(port, Duration::from_secs(10)).await,
-        "redis-server (TLS) did not start"
-    );
+    .await;
 
     let db = TestDb::create(Backend::Sqlite).await;
     let url = format!("rediss://127.0.0.1:{port}");
@@ -395,7 +384,18 @@ async fn replicas_share_a_hub_that_speaks_only_tls() {
 
     // Public authorities only: the test's CA is none of them.
     let doubting = Server::start_with(ServerOptions::new(&db.url).env("REDIS_URL", &url)).await;
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    // It tried, and said why it would not go on.
+    let refused = eventually(Duration::from_secs(10), || async {
+        doubting
+            .log()
+            .iter()
+            .any(|line| line.contains("UnknownIssuer"))
+    });
+    assert!(
+        refused.await,
+        "no certificate refusal in the log: {:?}",
+        doubting.log()
+    );
     assert_ne!(
         hub_state(&doubting).await,
         "up",
@@ -408,6 +408,4 @@ async fn replicas_share_a_hub_that_speaks_only_tls() {
     )
     .await;
     assert!(lines(&transcript(&doubting, &room).await).contains(&"c: still served".to_string()));
-    let _ = redis.kill();
-    let _ = redis.wait();
 }

@@ -36,6 +36,11 @@ impl Chat {
         Chat { db, access }
     }
 
+    /// 404 unless the caller may read the room (a room that does not exist yet is public).
+    pub async fn may_read(&self, caller: &Caller, room: &str) -> Result<(), Error> {
+        self.access.may_read(caller, room).await
+    }
+
     /// The rooms the caller may see, oldest first.
     pub async fn rooms(&self, caller: &Caller) -> Result<Vec<Room>, Error> {
         rooms::list(&self.db, caller).await

@@ -270,6 +270,9 @@ async fn room_messages(
     caller: Caller,
     chat: &State<Chat>,
 ) -> Result<Json<Vec<ApiMessage>>> {
+    // Whether the caller may read the room comes first: a stranger to a private room hears
+    // of no room, whatever its query.
+    chat.may_read(&caller, id).await?;
     let query = query.map_err(refused)?;
     let query = HistoryQuery {
         limit: query.limit.0,
@@ -415,6 +418,7 @@ async fn room_changes(
     caller: Caller,
     chat: &State<Chat>,
 ) -> Result<Json<Vec<Value>>> {
+    chat.may_read(&caller, id).await?;
     let ChangesParams { after, limit } = query.map_err(refused)?;
     let after = after.0.unwrap_or(0);
     let (events, resync) = chat.changes(&caller, id, after, limit.0).await?;

@@ -59,7 +59,8 @@ pub fn document() -> utoipa::openapi::OpenApi {
 }
 
 /// What every route shares, written into the document once rather than on each route:
-/// the bounds the server checks on each parameter (from the domain's own numbers), the
+/// the bounds the server checks on each path parameter (from the domain's own numbers; a
+/// query's parameters describe themselves, `params`), the
 /// body of every error (`{"detail"}`, one plain line on the Flask original's route), and
 /// the 503 of every route that needs the database, Redis or the file store.
 fn with_shared_parts(doc: utoipa::openapi::OpenApi) -> utoipa::openapi::OpenApi {

@@ -4,6 +4,9 @@
 //! Rocket, `IntoParams` for the document), so what the server takes and what the document
 //! says cannot drift apart.
 //!
+//! A reason names the parameter by its key as the route knows it, never by what the client
+//! wrote around it (`limit[<b>]=0` is refused as `limit`).
+//!
 //! None of these is an `Option<T>` field: Rocket takes a value that fails to parse for an
 //! `Option<T>` as absent, and `?limit=abc` would quietly be the default. Absence is each
 //! type's own default instead, and a bad value is a 400.
@@ -28,6 +31,13 @@ pub fn refused(errors: form::Errors<'_>) -> Error {
         },
     });
     Error::bad_request(reason.unwrap_or_else(|| "the query is not one this route takes".into()))
+}
+
+/// The parameter's name as the route knows it: what precedes any `.` or `[` the client put
+/// after it.
+fn name_of<'v>(field: &ValueField<'v>) -> &'v str {
+    let source: &'v str = field.name.source().as_str();
+    source.split(['.', '[']).next().unwrap_or(source)
 }
 
 fn invalid<'v, T>(reason: String) -> form::Result<'v, T> {
@@ -58,7 +68,7 @@ impl<'v, const DEFAULT: u64, const MAX: u64> FromFormField<'v> for Limit<DEFAULT
     fn from_value(field: ValueField<'v>) -> form::Result<'v, Self> {
         match field.value.parse::<u64>() {
             Ok(n) if (1..=MAX).contains(&n) => Ok(Limit(n)),
-            _ => invalid(format!("{} must be 1 to {MAX}", field.name.source())),
+            _ => invalid(format!("{} must be 1 to {MAX}", name_of(&field))),
         }
     }
 
@@ -94,8 +104,8 @@ impl<'v> FromFormField<'v> for Cursor {
         match field.value.parse::<i64>() {
             Ok(id) if id >= 0 => Ok(Cursor(Some(id))),
             _ => {
-                let name = field.name.source();
-                let what = match name.as_str() {
+                let name = name_of(&field);
+                let what = match name {
                     "seq" => "a seq: a whole number, 0 or more",
                     _ => "a message id (0 or more)",
                 };
@@ -189,7 +199,7 @@ impl<'v> FromFormField<'v> for Flag {
         match field.value {
             "true" | "1" => Ok(Flag(true)),
             "false" | "0" => Ok(Flag(false)),
-            _ => invalid(format!("{} must be true or false", field.name.source())),
+            _ => invalid(format!("{} must be true or false", name_of(&field))),
         }
     }
 
@@ -254,7 +264,7 @@ impl<'v> FromFormField<'v> for Format {
         match field.value {
             "text" => Ok(Format::Text),
             "json" => Ok(Format::Json),
-            _ => invalid(format!("{} must be text or json", field.name.source())),
+            _ => invalid(format!("{} must be text or json", name_of(&field))),
         }
     }
 
@@ -338,6 +348,8 @@ mod tests {
                 "after must be a message id (0 or more)",
             ),
             ("seq=x", "seq must be a seq: a whole number, 0 or more"),
+            ("limit[<b>x</b>]=0", "limit must be 1 to 200"),
+            ("limit.x=0", "limit must be 1 to 200"),
             ("wait=31", "wait must be 0 to 30 seconds"),
             ("wait=-1", "wait must be 0 to 30 seconds"),
             ("minutes=0", "minutes must be a positive number"),

@@ -60,6 +60,8 @@ async fn search_messages(
     chat: &State<Chat>,
 ) -> Result<Json<Vec<SearchHit>>> {
     flood?;
+    // Who asks comes first (401 in required mode), as before any query is read.
+    caller.require_identity()?;
     let SearchParams { q, limit, before } = query.map_err(refused)?;
     let query = SearchQuery {
         q: Some(q.0),

@@ -603,23 +603,21 @@ pub struct Redis {
 
 impl Redis {
     pub async fn start_on(port: u16) -> Redis {
+        Redis::launch(port, &["--port", &port.to_string()]).await
+    }
+
+    /// A `redis-server` with these arguments (its ports among them), ready once `port`
+    /// answers; on loopback, keeping nothing.
+    pub async fn launch(port: u16, args: &[&str]) -> Redis {
         let child =
             Command::new(std::env::var("REDIS_SERVER").unwrap_or_else(|_| "redis-server".into()))
-                .args([
-                    "--port",
-                    &port.to_string(),
-                    "--bind",
-                    "127.0.0.1",
-                    "--save",
-                    "",
-                    "--appendonly",
-                    "no",
-                ])
+                .args(args)
+                .args(["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
                 .stdout(Stdio::null())
                 .spawn()
                 .expect("redis-server is required (apt-get install redis-server)");
         let up = port_open(port, Duration::from_secs(10)).await;
-        assert!(up, "redis-server did not start");
+        assert!(up, "redis-server did not start on {port}");
         Redis { child, port }
     }
 
