@@ -7,7 +7,7 @@ use crate::domain::{Caller, Error, Limits, Message, ReplyPreview, RoomName};
 use sea_orm::DatabaseConnection;
 
 /// Longest search text.
-const MAX_SEARCH_CHARS: usize = 200;
+pub const MAX_SEARCH_CHARS: usize = 200;
 
 /// What a history request asks for, its numbers checked.
 pub struct HistoryQuery<'a> {

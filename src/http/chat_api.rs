@@ -4,7 +4,7 @@
 
 use super::limits::{MarkingRead, Posting, RoomCreation};
 use super::ops::check;
-use super::params::{refused, ChangesLimit, Cursor, PageLimit};
+use super::params::{refused, ChangesLimit, Cursor, HistoryText, PageLimit};
 use super::JsonBody;
 use crate::chat::{messages::HistoryQuery, rooms::NewRoom, Chat};
 use crate::db::rooms::{Member, Room};
@@ -253,7 +253,8 @@ pub struct HistoryParams<'r> {
     #[param(inline, required = false)]
     after: Cursor,
     /// Text to search for, ignoring case.
-    q: Option<&'r str>,
+    #[param(inline, required = false)]
+    q: HistoryText<'r>,
     /// Who reads, for each reaction's `me`, when not signed in.
     user_id: Option<&'r str>,
 }
@@ -278,7 +279,7 @@ async fn room_messages(
         limit: query.limit.0,
         before: query.before.0,
         after: query.after.0,
-        q: query.q,
+        q: query.q.0,
         user_id: query.user_id,
     };
     let rows = chat.history(&caller, id, query).await?;

@@ -248,6 +248,33 @@ impl utoipa::PartialSchema for SearchText<'_> {
 
 impl utoipa::ToSchema for SearchText<'_> {}
 
+/// `q=` of a room's history: text its messages hold, taken as sent
+/// (`chat::messages::history` trims it and holds it to its length); none when absent.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct HistoryText<'v>(pub Option<&'v str>);
+
+#[rocket::async_trait]
+impl<'v> FromFormField<'v> for HistoryText<'v> {
+    fn from_value(field: ValueField<'v>) -> form::Result<'v, Self> {
+        Ok(HistoryText(Some(field.value)))
+    }
+
+    fn default() -> Option<Self> {
+        Some(HistoryText(None))
+    }
+}
+
+impl utoipa::PartialSchema for HistoryText<'_> {
+    fn schema() -> RefOr<Schema> {
+        ObjectBuilder::new()
+            .schema_type(Type::String)
+            .max_length(Some(crate::chat::messages::MAX_SEARCH_CHARS))
+            .into()
+    }
+}
+
+impl utoipa::ToSchema for HistoryText<'_> {}
+
 /// `format=` of a transcript: `text` or `json`; when absent, what the client's `Accept`
 /// asks for.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
