@@ -280,48 +280,63 @@ impl Server {
             let mut chosen = options.env.iter().filter(|(k, _)| k == key);
             chosen.next_back().map(|(_, v)| v.clone())
         };
-        let port = setting("ROCKET_PORT")
+        let named_port = setting("ROCKET_PORT")
             .and_then(|port| port.parse::<u16>().ok())
-            .filter(|port| *port != 0)
-            .unwrap_or_else(free_port);
+            .filter(|port| *port != 0);
         let address = setting("ROCKET_ADDRESS").unwrap_or_else(|| "127.0.0.1".into());
-        cmd.env("ROCKET_PORT", port.to_string());
-        let ident = unique_name("ferrochat-test").to_ascii_lowercase();
-        cmd.env("ROCKET_IDENT", &ident);
-        let mut child = cmd.spawn().expect("start ferrochat");
-        let stdout = child.stdout.take().expect("stdout");
-        let log = Arc::new(Mutex::new(Vec::new()));
-        let log_writer = log.clone();
-        // Keeps reading the log for the whole run, or the server would block on a full pipe.
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                // FERROCHAT_TEST_ECHO_LOG=1 shows each server's log beside a failing test.
-                if std::env::var_os("FERROCHAT_TEST_ECHO_LOG").is_some() {
-                    eprintln!("[server] {line}");
+        let mut attempt = 0;
+        'start: loop {
+            attempt += 1;
+            let port = named_port.unwrap_or_else(free_port);
+            cmd.env("ROCKET_PORT", port.to_string());
+            let ident = unique_name("ferrochat-test").to_ascii_lowercase();
+            cmd.env("ROCKET_IDENT", &ident);
+            let mut child = cmd.spawn().expect("start ferrochat");
+            let stdout = child.stdout.take().expect("stdout");
+            let log = Arc::new(Mutex::new(Vec::new()));
+            let log_writer = log.clone();
+            // Keeps reading the log for the whole run, or the server would block on a full
+            // pipe.
+            std::thread::spawn(move || {
+                for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                    // FERROCHAT_TEST_ECHO_LOG=1 shows each server's log beside a failing test.
+                    if std::env::var_os("FERROCHAT_TEST_ECHO_LOG").is_some() {
+                        eprintln!("[server] {line}");
+                    }
+                    log_writer.lock().unwrap().push(line);
                 }
-                log_writer.lock().unwrap().push(line);
+            });
+            let url = match address.contains(':') {
+                true => format!("http://[{address}]:{port}"),
+                false => format!("http://{address}:{port}"),
+            };
+            let deadline = Instant::now() + Duration::from_secs(60);
+            loop {
+                if answers_http(&address, port, &ident).await {
+                    break;
+                }
+                let exited = child.try_wait().ok().flatten();
+                if exited.is_some() || Instant::now() > deadline {
+                    let _ = child.kill();
+                    // A free port can be taken by another test's server between its choosing
+                    // and this one's binding it: then choose again.
+                    let taken = log
+                        .lock()
+                        .unwrap()
+                        .iter()
+                        .any(|line| line.contains("Address already in use"));
+                    if taken && named_port.is_none() && attempt < 3 {
+                        continue 'start;
+                    }
+                    panic!(
+                        "ferrochat did not start at {url} ({exited:?}): {:?}",
+                        log.lock().unwrap()
+                    );
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
             }
-        });
-        let url = match address.contains(':') {
-            true => format!("http://[{address}]:{port}"),
-            false => format!("http://{address}:{port}"),
-        };
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            if answers_http(&address, port, &ident).await {
-                break;
-            }
-            let exited = child.try_wait().ok().flatten();
-            if exited.is_some() || Instant::now() > deadline {
-                let _ = child.kill();
-                panic!(
-                    "ferrochat did not start at {url} ({exited:?}): {:?}",
-                    log.lock().unwrap()
-                );
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
+            return Server { url, child, log };
         }
-        Server { url, child, log }
     }
 
     /// Something already listening at `url` (a proxy in front of servers), for the
