@@ -38,16 +38,13 @@ use std::time::Duration;
 /// webhooks' leases go (both bounded).
 pub async fn finish(rocket: &Rocket<rocket::Ignite>) {
     let flushed = async {
-        if let (Some(hub), Some(events)) = (
-            rocket.state::<Arc<dyn Hub>>(),
-            rocket.state::<events::Events>(),
-        ) {
-            http::shutdown::flush(&**hub, events, http::shutdown::FLUSH_WITHIN).await;
+        if let Some(app) = rocket.state::<http::App>() {
+            http::shutdown::flush(&*app.hub, &app.events, http::shutdown::FLUSH_WITHIN).await;
         }
     };
     let released = async {
-        if let Some(sender) = rocket.state::<Arc<delivery::webhooks::sender::Sender>>() {
-            sender.stopped(http::shutdown::FLUSH_WITHIN).await;
+        if let Some(app) = rocket.state::<http::App>() {
+            app.sender.stopped(http::shutdown::FLUSH_WITHIN).await;
         }
     };
     tokio::join!(flushed, released);
@@ -69,9 +66,10 @@ pub async fn build_from(
     let settings = config::Settings::from_figment(&figment)?;
     settings.check()?;
     let (figment, front_door) = rocket_settings(figment, &settings)?;
-    let mut transports = Transports::start(&settings).await?;
-    let services = Services::start(&settings, &mut transports).await?;
-    Ok(mount(figment, settings, front_door, transports, services))
+    let transports = Transports::start(&settings).await?;
+    let guards = Guards::new(&settings)?;
+    let app = services(settings, transports).await?;
+    Ok(mount(figment, front_door, guards, app))
 }
 
 /// Where the front door listens, and the limits it holds connections to.
@@ -190,143 +188,146 @@ impl Transports {
     }
 }
 
-/// The services, the pipeline over them, and what the HTTP layer checks requests with.
-struct Services {
-    lifecycle: lifecycle::Lifecycle,
-    access: Arc<access::RoomAccess>,
-    chat: chat::Chat,
-    transcripts: Arc<chat::Transcripts>,
-    notifier: notifications::Notifier,
-    presence: presence::Presence,
-    files: files::Files,
-    webhooks: Arc<delivery::webhooks::Webhooks>,
-    hooks: Arc<chat::hooks::Hooks>,
-    delivery: delivery::Delivery,
-    sender: Arc<delivery::webhooks::sender::Sender>,
-    accounts: Arc<accounts::Accounts>,
-    sockets: Arc<Sockets>,
-    limiter: Arc<http::limits::Limiter>,
+/// What the request guards check each request with, beside `App` (`http::App` says why):
+/// where the client is, and which sites may open sockets. The limiter is `App`'s.
+struct Guards {
     trusted_proxies: http::guards::TrustedProxies,
     origins: http::origin::Origins,
-    webchat_room: domain::RoomName,
+    /// The connections the front door holds, by client address.
+    peers: Arc<http::front_door::Peers>,
 }
 
-impl Services {
-    async fn start(
-        settings: &config::Settings,
-        transports: &mut Transports,
-    ) -> Result<Services, Box<dyn std::error::Error>> {
-        let limits = settings.limits();
-        let lifecycle = lifecycle::Lifecycle::default();
-        let Transports {
-            db,
-            redis,
-            hub,
-            arrivals,
-            events,
-        } = transports;
-        let access = Arc::new(access::RoomAccess::new(db.clone()));
-        let transcripts = Arc::new(chat::Transcripts::new(
-            Duration::from_millis(settings.transcripts.refresh_ms),
-            settings.transcripts.cache_rooms,
-            settings.transcripts.max_messages,
-            settings.transcripts.cache_bytes,
-        ));
-        let notifier = notifications::Notifier::new(db.clone(), hub.clone(), access.clone());
-        let presence = presence::Presence::new(
-            redis.clone(),
-            db.clone(),
-            hub.clone(),
-            access.clone(),
-            limits,
-        )?;
-        let store = files::FileStore::new(&settings.files)?;
-        tracing::info!(kind = store.kind, location = %store.location, "file store");
-        let files = files::Files::new(
-            store,
-            db.clone(),
-            access.clone(),
-            settings.files.max_upload_bytes,
-            settings.files.allowed_file_types.clone(),
-        );
-        let webhooks = delivery::webhooks::Webhooks::start(
-            db.clone(),
-            access.clone(),
-            hub.clone(),
-            settings.webhooks.webhook_allow_private,
-        )
-        .await?;
-        let hooks = chat::hooks::Hooks::start(db.clone(), hub.clone());
-        let delivery = delivery::Delivery::start(
-            db.clone(),
-            settings.database.insert_returning,
-            access.clone(),
-            transcripts.clone(),
-            hub.clone(),
-            arrivals.take(),
-            events.clone(),
-            notifier.clone(),
-            webhooks.clone(),
-            hooks.clone(),
-            settings.chat.change_log_days,
-        )
-        .await?;
-        let sender = delivery::webhooks::sender::Sender::start(
-            db.clone(),
-            webhooks.clone(),
-            delivery.clone(),
-            limits,
-            settings.auth.mode,
-            Duration::from_secs(settings.webhooks.webhook_lease_secs),
-            lifecycle.clone(),
-        )?;
-        let accounts = Arc::new(accounts::Accounts::new(
-            db.clone(),
-            tokens(settings, redis.is_some())?,
-            &settings.auth.admins,
-            limits,
-            hub.clone(),
-        ));
-        tracing::info!(auth = ?settings.auth.mode, rate_limits = settings.rate_limits_on(), "access");
-        let webchat_room = domain::RoomName::parse(&settings.chat.webchat_room)
-            .map_err(|e| format!("webchat_room: {e}"))?;
-        let sockets = Arc::new(Sockets {
-            db: db.clone(),
-            accounts: accounts.clone(),
-            access: access.clone(),
-            delivery: delivery.clone(),
-            hub: hub.clone(),
-            events: events.clone(),
-            presence: presence.clone(),
-            limits,
-            settings: settings.sockets,
-            lifecycle: lifecycle.clone(),
-            relay_room: webchat_room.clone(),
-        });
+impl Guards {
+    fn new(settings: &config::Settings) -> Result<Guards, Box<dyn std::error::Error>> {
         let network = &settings.network;
-        Ok(Services {
-            limiter: http::limits::Limiter::new(settings),
+        Ok(Guards {
             trusted_proxies: http::guards::TrustedProxies::parse(&network.trusted_proxies)?,
             origins: http::origin::Origins::parse(
                 network.public_origin.as_deref(),
                 &network.allowed_origins,
             )?,
-            lifecycle,
-            chat: chat::Chat::new(db.clone(), access.clone()),
-            access,
-            transcripts,
-            notifier,
-            presence,
-            files,
-            webhooks,
-            hooks,
-            delivery,
-            sender,
-            accounts,
-            sockets,
-            webchat_room,
+            peers: Arc::new(http::front_door::Peers::default()),
         })
     }
+}
+
+/// The services over the transports, the pipeline over them, and what the HTTP layer
+/// checks requests with: the one `App` every handler takes.
+async fn services(
+    settings: config::Settings,
+    transports: Transports,
+) -> Result<http::App, Box<dyn std::error::Error>> {
+    let limits = settings.limits();
+    let lifecycle = lifecycle::Lifecycle::default();
+    let Transports {
+        db,
+        redis,
+        hub,
+        mut arrivals,
+        events,
+    } = transports;
+    let access = Arc::new(access::RoomAccess::new(db.clone()));
+    let transcripts = Arc::new(chat::Transcripts::new(
+        Duration::from_millis(settings.transcripts.refresh_ms),
+        settings.transcripts.cache_rooms,
+        settings.transcripts.max_messages,
+        settings.transcripts.cache_bytes,
+    ));
+    let notifier = notifications::Notifier::new(db.clone(), hub.clone(), access.clone());
+    let presence = presence::Presence::new(
+        redis.clone(),
+        db.clone(),
+        hub.clone(),
+        access.clone(),
+        limits,
+    )?;
+    let store = files::FileStore::new(&settings.files)?;
+    tracing::info!(kind = store.kind, location = %store.location, "file store");
+    let files = files::Files::new(
+        store,
+        db.clone(),
+        access.clone(),
+        settings.files.max_upload_bytes,
+        settings.files.allowed_file_types.clone(),
+    );
+    let webhooks = delivery::webhooks::Webhooks::start(
+        db.clone(),
+        access.clone(),
+        hub.clone(),
+        settings.webhooks.webhook_allow_private,
+    )
+    .await?;
+    let hooks = chat::hooks::Hooks::start(db.clone(), hub.clone());
+    let delivery = delivery::Delivery::start(
+        db.clone(),
+        settings.database.insert_returning,
+        access.clone(),
+        transcripts.clone(),
+        hub.clone(),
+        arrivals.take(),
+        events.clone(),
+        notifier.clone(),
+        webhooks.clone(),
+        hooks.clone(),
+        settings.chat.change_log_days,
+    )
+    .await?;
+    let sender = delivery::webhooks::sender::Sender::start(
+        db.clone(),
+        webhooks.clone(),
+        delivery.clone(),
+        limits,
+        settings.auth.mode,
+        Duration::from_secs(settings.webhooks.webhook_lease_secs),
+        lifecycle.clone(),
+    )?;
+    let accounts = Arc::new(accounts::Accounts::new(
+        db.clone(),
+        tokens(&settings, redis.is_some())?,
+        &settings.auth.admins,
+        limits,
+        hub.clone(),
+    ));
+    tracing::info!(auth = ?settings.auth.mode, rate_limits = settings.rate_limits_on(), "access");
+    let webchat_room = domain::RoomName::parse(&settings.chat.webchat_room)
+        .map_err(|e| format!("webchat_room: {e}"))?;
+    let sockets = Arc::new(Sockets {
+        db: db.clone(),
+        accounts: accounts.clone(),
+        access: access.clone(),
+        delivery: delivery.clone(),
+        hub: hub.clone(),
+        events: events.clone(),
+        presence: presence.clone(),
+        limits,
+        settings: settings.sockets,
+        lifecycle: lifecycle.clone(),
+        relay_room: webchat_room.clone(),
+    });
+    Ok(http::App {
+        limiter: http::limits::Limiter::new(&settings),
+        limits,
+        auth_mode: settings.auth.mode,
+        admin_token: settings.admin_token(),
+        lifecycle,
+        chat: chat::Chat::new(db.clone(), access.clone()),
+        access,
+        transcripts,
+        notifier,
+        presence,
+        files,
+        webhooks,
+        hooks,
+        delivery,
+        sender,
+        accounts,
+        sockets,
+        webchat_room,
+        db,
+        hub,
+        events,
+        settings,
+    })
 }
 
 /// The signer and checker of tokens: ours, and another application's JWTs.
@@ -364,16 +365,17 @@ fn tokens(
     })?)
 }
 
-/// The server: fairings, one line per mount, and the state each handler takes.
+/// The server: fairings, one line per mount, the `App` every handler takes and what the
+/// guards check with.
 fn mount(
     figment: rocket::figment::Figment,
-    settings: config::Settings,
     front_door: FrontDoor,
-    transports: Transports,
-    services: Services,
+    guards: Guards,
+    app: http::App,
 ) -> Rocket<Build> {
+    let settings = &app.settings;
     let drain = Duration::from_secs(settings.shutdown.drain_secs);
-    let peers = Arc::new(http::front_door::Peers::default());
+    let peers = guards.peers.clone();
     let mut rocket = rocket::custom(figment)
         .attach(Template::fairing())
         .attach(http::RequestLog)
@@ -407,9 +409,12 @@ fn mount(
                         }
                     }
                     tracing::info!("ferrochat listening on http://{listening}");
-                    if let Some(lifecycle) = rocket.state::<lifecycle::Lifecycle>() {
-                        let stop =
-                            http::shutdown::on_signal(rocket.shutdown(), lifecycle.clone(), drain);
+                    if let Some(app) = rocket.state::<http::App>() {
+                        let stop = http::shutdown::on_signal(
+                            rocket.shutdown(),
+                            app.lifecycle.clone(),
+                            drain,
+                        );
                         tokio::spawn(stop);
                     }
                 })
@@ -419,7 +424,7 @@ fn mount(
         .register("/api", http::json_catchers())
         .register("/ws", http::json_catchers())
         .mount("/", http::page::routes())
-        .mount("/static", http::page::assets(&settings))
+        .mount("/static", http::page::assets(settings))
         .mount("/api/auth", http::auth::routes())
         .mount("/api/chat", http::legacy::routes())
         .mount("/api/chat", http::chat_api::routes())
@@ -436,7 +441,7 @@ fn mount(
         .mount("/", http::ops::routes())
         .mount("/", http::webchat::routes())
         .mount("/", http::openapi::routes());
-    if let Some((page, files)) = http::webchat::page(&settings) {
+    if let Some((page, files)) = http::webchat::page(settings) {
         tracing::info!(dir = ?settings.chat.webchat_page_dir, "the relay's page at /webchat");
         rocket = rocket.mount("/", page).mount("/static", files);
     }
@@ -445,33 +450,10 @@ fn mount(
             .manage(http::bench::Fixed::default())
             .mount("/bench", http::bench::routes());
     }
-    let Transports {
-        db, hub, events, ..
-    } = transports;
     rocket
-        .manage(services.lifecycle)
-        .manage(db)
-        .manage(hub)
-        .manage(events)
-        .manage(services.transcripts)
-        .manage(services.access)
-        .manage(services.chat)
-        .manage(services.delivery)
-        .manage(settings.limits())
-        .manage(services.sockets)
-        .manage(http::webchat::WebchatRoom(services.webchat_room))
-        .manage(services.accounts)
-        .manage(settings.auth.mode)
-        .manage(services.limiter)
-        .manage(services.trusted_proxies)
-        .manage(http::guards::AdminToken(settings.admin_token()))
-        .manage(services.origins)
-        .manage(services.presence)
-        .manage(services.notifier)
-        .manage(services.files)
-        .manage(services.webhooks)
-        .manage(services.hooks)
-        .manage(services.sender)
-        .manage(peers)
-        .manage(settings)
+        .manage(guards.trusted_proxies)
+        .manage(guards.origins)
+        .manage(guards.peers)
+        .manage(app.limiter.clone())
+        .manage(app)
 }

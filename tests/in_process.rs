@@ -552,6 +552,14 @@ async fn every_answer_is_what_the_document_says_it_is() {
         )
         .await;
     assert_eq!(status, 204, "{body}");
+    // The mention's notification is written after the post is answered: wait for it.
+    let mentions = format!("/api/notifications/{}", ann.user_id.as_deref().unwrap());
+    let mut waited = 0;
+    while app.call(&ann, Method::Get, &mentions, None).await.1 == json!([]) {
+        assert!(waited < 100, "the mention was never notified");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        waited += 1;
+    }
 
     let doc = serde_json::to_value(ferrochat::http::openapi::document()).unwrap();
     let ann_id = ann.user_id.clone().unwrap();

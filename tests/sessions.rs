@@ -9,7 +9,6 @@ mod app;
 
 use app::{unique, Persona, TestApp};
 use ferrochat::domain::{AuthMode, Caller, Peer, RoomName};
-use ferrochat::http::limits::Limiter;
 use ferrochat::sockets::{Asked, Resume, Session, Sockets, CLOSE_NO_ACCESS, CLOSE_ROOM_DELETED};
 use rocket::futures::channel::mpsc;
 use rocket::futures::{SinkExt, StreamExt};
@@ -76,11 +75,7 @@ impl Socket {
 }
 
 fn sockets(app: &TestApp) -> Arc<Sockets> {
-    app.client
-        .rocket()
-        .state::<Arc<Sockets>>()
-        .expect("Sockets is managed")
-        .clone()
+    app.state().sockets.clone()
 }
 
 fn guest() -> Caller {
@@ -120,11 +115,7 @@ async fn open(
         .start(&caller, &room, Some(&peer.user_id), resume)
         .await
         .expect("may read the room");
-    let frames = app
-        .client
-        .rocket()
-        .state::<Arc<Limiter>>()
-        .and_then(|limiter| limiter.frames());
+    let frames = app.state().limiter.frames();
     let session = Session::new(asked.dialect(), peer, frames, Box::new(|| Ok(())));
     let (to, source) = mpsc::unbounded::<Message>();
     let (sink, from) = mpsc::channel::<Message>(capacity);

@@ -16,8 +16,7 @@ pub use rooms::Rooms;
 pub use transcript::{Encoding, Form, Transcript, Transcripts, View};
 
 use crate::access::RoomAccess;
-use crate::db::rooms::{Member, Room};
-use crate::domain::{names, Caller, Error, Message};
+use crate::domain::{names, Caller, Error, Member, Message, Room};
 use crate::realtime::Event;
 use sea_orm::DatabaseConnection;
 use std::sync::Arc;
@@ -43,17 +42,19 @@ impl Chat {
 
     /// The rooms the caller may see, oldest first.
     pub async fn rooms(&self, caller: &Caller) -> Result<Vec<Room>, Error> {
-        rooms::list(&self.db, caller).await
+        let rows = rooms::list(&self.db, caller).await?;
+        Ok(rows.into_iter().map(Room::from).collect())
     }
 
     /// One room, if the caller may see it.
     pub async fn room(&self, caller: &Caller, id: &str) -> Result<Room, Error> {
-        rooms::get(&self.db, &self.access, caller, id).await
+        Ok(rooms::get(&self.db, &self.access, caller, id).await?.into())
     }
 
     /// A room's members, in the order they were added.
     pub async fn members(&self, caller: &Caller, id: &str) -> Result<Vec<Member>, Error> {
-        rooms::members(&self.db, &self.access, caller, id).await
+        let rows = rooms::members(&self.db, &self.access, caller, id).await?;
+        Ok(rows.into_iter().map(Member::from).collect())
     }
 
     /// A page of a room's history (`messages::history`).

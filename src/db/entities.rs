@@ -107,6 +107,19 @@ pub mod room {
     pub enum Relation {}
 
     impl ActiveModelBehavior for ActiveModel {}
+
+    impl From<Model> for crate::domain::Room {
+        fn from(m: Model) -> Self {
+            crate::domain::Room {
+                id: m.id,
+                name: m.name,
+                description: m.description,
+                created_at: m.created_at,
+                owner_id: m.owner_id,
+                visibility: m.visibility,
+            }
+        }
+    }
 }
 
 pub mod room_read {
@@ -192,6 +205,16 @@ pub mod room_member {
     pub enum Relation {}
 
     impl ActiveModelBehavior for ActiveModel {}
+
+    impl From<Model> for crate::domain::Member {
+        fn from(m: Model) -> Self {
+            crate::domain::Member {
+                room_id: m.room_id,
+                user_id: m.user_id,
+                added_at: m.added_at,
+            }
+        }
+    }
 }
 
 pub mod chat_user {
@@ -241,6 +264,23 @@ pub mod notification {
     pub enum Relation {}
 
     impl ActiveModelBehavior for ActiveModel {}
+
+    impl From<Model> for crate::domain::Notification {
+        fn from(n: Model) -> Self {
+            crate::domain::Notification {
+                id: n.id,
+                user_id: n.user_id,
+                title: n.title,
+                body: n.body,
+                notif_type: n.notif_type,
+                room_id: n.room_id,
+                from_user: n.from_user,
+                read: n.is_read,
+                created_at: n.created_at.and_utc(),
+                message_id: n.message_id,
+            }
+        }
+    }
 }
 
 pub mod stored_file {
@@ -271,6 +311,26 @@ pub mod stored_file {
     pub enum Relation {}
 
     impl ActiveModelBehavior for ActiveModel {}
+
+    impl From<Model> for crate::domain::File {
+        fn from(f: Model) -> Self {
+            crate::domain::File {
+                thumbnail: f.thumbnail_key.is_some().then_some(
+                    crate::domain::file::ThumbnailSize {
+                        width: f.thumbnail_width,
+                        height: f.thumbnail_height,
+                    },
+                ),
+                id: f.id,
+                name: f.original_name,
+                content_type: f.content_type,
+                size_bytes: f.size_bytes,
+                uploaded_by: f.uploaded_by,
+                room_id: f.room_id,
+                created_at: f.created_at,
+            }
+        }
+    }
 }
 
 pub mod account {

@@ -38,7 +38,8 @@ use crate::chat::reactions::Reacted;
 use crate::chat::{self, rooms::NewRoom, Rooms, Transcripts};
 use crate::db::error::{cause, lock_conflict, Cause};
 use crate::db::messages::{self, InsertMode, ToInsert};
-use crate::db::rooms::{Deleted, Member, Room};
+use crate::db::rooms::{Deleted, Room};
+use crate::domain;
 use crate::domain::seq;
 use crate::domain::sync::lock;
 use crate::domain::{Caller, Error, Limits, Message, NewMessage, RoomName};
@@ -324,20 +325,24 @@ impl Delivery {
     /// Creates a room (see `chat::rooms::create`). Sockets and polls may be open on its
     /// name already (a name with no row is open to all): every replica reads its rule
     /// again, and readers it does not admit are let go.
-    pub async fn create_room(&self, caller: &Caller, new: NewRoom) -> Result<Room, Error> {
+    pub async fn create_room(&self, caller: &Caller, new: NewRoom) -> Result<domain::Room, Error> {
         let room = chat::rooms::create(&self.stage.db, caller, new).await?;
         self.access_changed(&room.id);
-        Ok(room)
+        Ok(room.into())
     }
 
     /// The direct room of the caller and `other` (see `chat::rooms::direct`), created on
     /// first asking, with the same care for readers already on its id as a new room.
-    pub async fn direct_room(&self, caller: &Caller, other: &str) -> Result<(Room, bool), Error> {
+    pub async fn direct_room(
+        &self,
+        caller: &Caller,
+        other: &str,
+    ) -> Result<(domain::Room, bool), Error> {
         let (room, new) = chat::rooms::direct(&self.stage.db, caller, other).await?;
         if new {
             self.access_changed(&room.id);
         }
-        Ok((room, new))
+        Ok((room.into(), new))
     }
 
     /// Deletes a room with its messages and files' rows (see `chat::rooms::check_delete`
@@ -366,12 +371,12 @@ impl Delivery {
         caller: &Caller,
         room: &str,
         user_id: &str,
-    ) -> Result<(Member, bool), Error> {
-        let added =
+    ) -> Result<(domain::Member, bool), Error> {
+        let (member, new) =
             chat::rooms::add_member(&self.stage.db, &self.stage.access, caller, room, user_id)
                 .await?;
-        self.access_changed(&added.0.room_id);
-        Ok(added)
+        self.access_changed(&member.room_id);
+        Ok((member.into(), new))
     }
 
     /// Removes a member from a private room (see `chat::rooms::remove_member`); their
@@ -1173,7 +1178,9 @@ mod tests {
             .await
             .unwrap();
         match tokio::time::timeout(Duration::from_secs(5), bob.signals.recv()).await {
-            Ok(Ok(Event::Notification(n))) => assert_eq!(n["notif_type"], "mention"),
+            Ok(Ok(Event::Notification(n))) => {
+                assert_eq!(n.notif_type, crate::domain::NotifType::Mention)
+            }
             other => panic!("no notification: {other:?}"),
         }
     }

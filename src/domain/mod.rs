@@ -4,20 +4,24 @@
 
 pub mod access;
 pub mod error;
+pub mod file;
 pub mod limits;
 pub mod message;
 pub mod names;
 pub mod notification;
+pub mod room;
 pub mod seq;
 pub mod sync;
 pub mod time;
 
 pub use access::{AuthMode, Caller, Visibility};
 pub use error::{Error, Result};
+pub use file::File;
 pub use limits::Limits;
 pub use message::{
     Message, MessageJson, MessageType, NewMessage, Peer, ReactionCount, ReplyPreview, Shape,
 };
 pub use names::RoomName;
-pub use notification::NotifType;
+pub use notification::{NotifType, Notification};
+pub use room::{Member, Room};
 pub use time::now_utc;

@@ -1,4 +1,4 @@
-//! What a notification is about.
+//! A notification, and what it is about.
 
 use crate::domain::Error;
 use sea_orm::sea_query::StringLen;
@@ -32,6 +32,25 @@ impl NotifType {
             )),
         }
     }
+}
+
+/// A notification as its user is given it: listed by the notifications API and pushed on
+/// their sockets (the `notification` frame), in this one JSON shape, which is also how it
+/// crosses the Redis hub between replicas.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Notification {
+    /// A UUID.
+    pub id: String,
+    pub user_id: String,
+    pub title: String,
+    pub body: String,
+    pub notif_type: NotifType,
+    pub room_id: Option<String>,
+    pub from_user: Option<String>,
+    pub read: bool,
+    pub created_at: chrono::DateTime<chrono::Utc>,
+    /// The message a mention is about (the server's own mentions only).
+    pub message_id: Option<i64>,
 }
 
 #[cfg(test)]

@@ -14,7 +14,7 @@ use crate::access::RoomAccess;
 use crate::db::files::{self as table, StoredFile};
 use crate::db::rooms;
 use crate::domain::names::{self, RoomName};
-use crate::domain::{now_utc, Caller, Error, Result};
+use crate::domain::{now_utc, Caller, Error, File, Result};
 use bytes::Bytes;
 use futures_util::{Stream, TryStreamExt};
 use object_store::path::Path;
@@ -74,7 +74,7 @@ impl Files {
         boundary: String,
         uploaded_by: Option<&str>,
         room_id: Option<&str>,
-    ) -> Result<StoredFile>
+    ) -> Result<File>
     where
         S: Stream<Item = std::result::Result<Bytes, std::io::Error>> + Send,
     {
@@ -188,7 +188,7 @@ impl Files {
                 return Err(err.into());
             }
             tracing::info!(id = %row.id, size, "file stored");
-            return Ok(row);
+            return Ok(row.into());
         }
         Err(Error::bad_request(
             "a multipart field named file is required",
@@ -265,19 +265,25 @@ impl Files {
         caller: &Caller,
         room_id: Option<&str>,
         limit: u64,
-    ) -> Result<Vec<StoredFile>> {
+    ) -> Result<Vec<File>> {
         let user = caller.require_identity()?.map(|u| u.user_id.as_str());
         if let Some(room) = room_id {
             self.access.may_read(caller, room).await?;
         }
         // A bot's: its rooms' only, chosen by the query so a page is still whole.
         let only = caller.rooms.as_deref();
-        Ok(table::list(&self.db, room_id, limit, user, caller.admin, only).await?)
+        let rows = table::list(&self.db, room_id, limit, user, caller.admin, only).await?;
+        Ok(rows.into_iter().map(File::from).collect())
     }
 
     /// The file's metadata, or 404 (also for a file of a private room the caller is not
     /// in).
-    pub async fn get(&self, caller: &Caller, id: &str) -> Result<StoredFile> {
+    pub async fn get(&self, caller: &Caller, id: &str) -> Result<File> {
+        Ok(self.row(caller, id).await?.into())
+    }
+
+    /// The file's row, if the caller may read it (`get`).
+    async fn row(&self, caller: &Caller, id: &str) -> Result<StoredFile> {
         caller.require_identity()?;
         let missing = || Error::not_found(format!("file {id} does not exist"));
         let row = table::get(&self.db, id).await?.ok_or_else(missing)?;
@@ -292,8 +298,8 @@ impl Files {
     }
 
     /// The file's metadata and bytes.
-    pub async fn open(&self, caller: &Caller, id: &str) -> Result<(StoredFile, Body)> {
-        let row = self.get(caller, id).await?;
+    pub async fn open(&self, caller: &Caller, id: &str) -> Result<(File, Body)> {
+        let row = self.row(caller, id).await?;
         let got = self
             .store
             .objects
@@ -309,13 +315,16 @@ impl Files {
             Err(err) => return Err(store_down(err)),
         };
         let stream = got.into_stream().map_err(std::io::Error::other);
-        Ok((row, Box::new(tokio_util::io::StreamReader::new(stream))))
+        Ok((
+            row.into(),
+            Box::new(tokio_util::io::StreamReader::new(stream)),
+        ))
     }
 
     /// The file's thumbnail and its type, as readable as the file (`get`); 404 when it has
     /// none.
     pub async fn open_thumbnail(&self, caller: &Caller, id: &str) -> Result<(String, Bytes)> {
-        let row = self.get(caller, id).await?;
+        let row = self.row(caller, id).await?;
         let (Some(key), Some(content_type)) = (row.thumbnail_key, row.thumbnail_type) else {
             return Err(Error::not_found("this file has no thumbnail"));
         };
@@ -345,7 +354,7 @@ impl Files {
 
     /// Deletes the file's bytes and its row (its uploader's or an admin's call).
     pub async fn delete(&self, caller: &Caller, id: &str) -> Result<String> {
-        let row = self.get(caller, id).await?;
+        let row = self.row(caller, id).await?;
         caller.require_one_of(
             "delete a file",
             "its uploader or an admin",

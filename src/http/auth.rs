@@ -4,17 +4,17 @@
 //! behind https) for the page; a socket takes it as `?token=` or the cookie.
 
 use super::guards::{https, ClientAddr, SESSION_COOKIE};
-use super::limits::{Limiter, Searching, Signing};
+use super::limits::{Searching, Signing};
 use super::origin::CookieOrigin;
+use super::App;
 use super::JsonBody;
-use crate::accounts::{Accounts, Session};
+use crate::accounts::Session;
 use crate::domain::{Caller, Error, Result};
 use rocket::http::{Cookie, CookieJar, SameSite, Status};
 use rocket::serde::json::Json;
 use rocket::{get, post, State};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
-use std::sync::Arc;
 use utoipa::ToSchema;
 
 super::mount![register, login, logout, password, me, users];
@@ -77,12 +77,15 @@ async fn register(
     body: Result<JsonBody<Credentials>>,
     flood: Result<Signing>,
     https: https::Https,
-    accounts: &State<Arc<Accounts>>,
+    app: &State<App>,
     cookies: &CookieJar<'_>,
 ) -> Result<(Status, Json<SignedIn>)> {
     flood?;
     let JsonBody(body) = body?;
-    let session = accounts.register(&body.username, &body.password).await?;
+    let session = app
+        .accounts
+        .register(&body.username, &body.password)
+        .await?;
     Ok((Status::Created, signed_in(session, cookies, https.0)))
 }
 
@@ -95,16 +98,15 @@ async fn login(
     flood: Result<Signing>,
     client: Result<ClientAddr>,
     https: https::Https,
-    accounts: &State<Arc<Accounts>>,
-    limiter: &State<Arc<Limiter>>,
+    app: &State<App>,
     cookies: &CookieJar<'_>,
 ) -> Result<Json<SignedIn>> {
     flood?;
     let client = client?;
     let JsonBody(body) = body?;
-    limiter.check_sign_in(&body.username, client)?;
-    let session = accounts.login(&body.username, &body.password).await;
-    limiter.count_sign_in(&body.username, client, &session);
+    app.limiter.check_sign_in(&body.username, client)?;
+    let session = app.accounts.login(&body.username, &body.password).await;
+    app.limiter.count_sign_in(&body.username, client, &session);
     Ok(signed_in(session?, cookies, https.0))
 }
 
@@ -116,12 +118,12 @@ async fn login(
 async fn logout(
     _page: CookieOrigin,
     caller: Result<Caller>,
-    accounts: &State<Arc<Accounts>>,
+    app: &State<App>,
     cookies: &CookieJar<'_>,
 ) -> Result<Json<Value>> {
     cookies.remove(Cookie::build(SESSION_COOKIE).path("/"));
     if let Some(user) = caller.ok().and_then(|c| c.user) {
-        accounts.sign_out(&user).await?;
+        app.accounts.sign_out(&user).await?;
     }
     Ok(Json(json!({ "status": "signed out" })))
 }
@@ -140,8 +142,7 @@ async fn password(
     flood: Result<Signing>,
     client: Result<ClientAddr>,
     https: https::Https,
-    accounts: &State<Arc<Accounts>>,
-    limiter: &State<Arc<Limiter>>,
+    app: &State<App>,
     cookies: &CookieJar<'_>,
 ) -> Result<Json<SignedIn>> {
     let Some(user) = caller?.user else {
@@ -150,23 +151,24 @@ async fn password(
     flood?;
     let client = client?;
     let JsonBody(body) = body?;
-    limiter.check_sign_in(&user.username, client)?;
-    let session = accounts
+    app.limiter.check_sign_in(&user.username, client)?;
+    let session = app
+        .accounts
         .change_password(&user, &body.current_password, &body.new_password)
         .await;
-    limiter.count_sign_in(&user.username, client, &session);
+    app.limiter.count_sign_in(&user.username, client, &session);
     Ok(signed_in(session?, cookies, https.0))
 }
 
 /// Who the caller is signed in as.
 #[utoipa::path(tag = "auth", responses((status = 200, body = Me), (status = 401)))]
 #[get("/me")]
-async fn me(caller: Caller, accounts: &State<Arc<Accounts>>) -> Result<Json<Me>> {
+async fn me(caller: Caller, app: &State<App>) -> Result<Json<Me>> {
     let Some(user) = caller.user else {
         return Err(Error::Unauthorized("not signed in".into()));
     };
     // The account's name now, if it is one of ours; an external token's as it says.
-    let username = match accounts.get(&user.user_id).await? {
+    let username = match app.accounts.get(&user.user_id).await? {
         Some(account) => account.username,
         None => user.username,
     };
@@ -195,13 +197,13 @@ async fn users(
     q: Option<&str>,
     flood: Result<Searching>,
     caller: Caller,
-    accounts: &State<Arc<Accounts>>,
+    app: &State<App>,
 ) -> Result<Json<Vec<UserOut>>> {
     flood?;
     if caller.user.is_none() && !caller.admin {
         return Err(Error::Unauthorized("sign in to look people up".into()));
     }
-    let found = accounts.starting_with(q.unwrap_or("")).await?;
+    let found = app.accounts.starting_with(q.unwrap_or("")).await?;
     Ok(Json(
         found
             .into_iter()

@@ -3,14 +3,14 @@
 //! on the room-creation bucket.
 
 use super::limits::RoomCreation;
+use super::App;
 use super::JsonBody;
-use crate::accounts::{Accounts, MadeBot};
+use crate::accounts::MadeBot;
 use crate::domain::{Caller, Result};
 use rocket::http::Status;
 use rocket::serde::json::Json;
 use rocket::{delete, get, post, State};
 use serde::{Deserialize, Serialize};
-use std::sync::Arc;
 use utoipa::ToSchema;
 
 super::mount![create_bot, list_bots, delete_bot];
@@ -59,13 +59,13 @@ async fn create_bot(
     body: Result<JsonBody<BotIn>>,
     flood: Result<RoomCreation>,
     caller: Caller,
-    accounts: &State<Arc<Accounts>>,
+    app: &State<App>,
 ) -> Result<(Status, Json<BotOut>)> {
     flood?;
     caller.require_admin("make a bot")?;
     let JsonBody(body) = body?;
     let by = caller.user.as_ref().map(|u| u.user_id.as_str());
-    let made = accounts.create_bot(&body.name, &body.rooms, by).await?;
+    let made = app.accounts.create_bot(&body.name, &body.rooms, by).await?;
     Ok((Status::Created, Json(made.into())))
 }
 
@@ -73,9 +73,9 @@ async fn create_bot(
 #[utoipa::path(tag = "bots", security(("admin" = [])),
     responses((status = 200, body = Vec<BotOut>), (status = 401), (status = 403)))]
 #[get("/")]
-async fn list_bots(caller: Caller, accounts: &State<Arc<Accounts>>) -> Result<Json<Vec<BotOut>>> {
+async fn list_bots(caller: Caller, app: &State<App>) -> Result<Json<Vec<BotOut>>> {
     caller.require_admin("list bots")?;
-    let bots = accounts.bots().await?;
+    let bots = app.accounts.bots().await?;
     Ok(Json(bots.into_iter().map(BotOut::from).collect()))
 }
 
@@ -84,8 +84,8 @@ async fn list_bots(caller: Caller, accounts: &State<Arc<Accounts>>) -> Result<Js
 #[utoipa::path(tag = "bots", security(("admin" = [])),
     responses((status = 204), (status = 401), (status = 403), (status = 404)))]
 #[delete("/<id>")]
-async fn delete_bot(id: &str, caller: Caller, accounts: &State<Arc<Accounts>>) -> Result<Status> {
+async fn delete_bot(id: &str, caller: Caller, app: &State<App>) -> Result<Status> {
     caller.require_admin("delete a bot")?;
-    accounts.delete_bot(id).await?;
+    app.accounts.delete_bot(id).await?;
     Ok(Status::NoContent)
 }

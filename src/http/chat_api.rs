@@ -5,23 +5,18 @@
 use super::limits::{MarkingRead, Posting, RoomCreation};
 use super::ops::check;
 use super::params::{refused, ChangesLimit, Cursor, HistoryText, PageLimit};
+use super::App;
 use super::JsonBody;
-use crate::chat::{messages::HistoryQuery, rooms::NewRoom, Chat};
-use crate::db::rooms::{Member, Room};
-use crate::delivery::Delivery;
+use crate::chat::{messages::HistoryQuery, rooms::NewRoom};
 use crate::domain::message::room_message;
 use crate::domain::names::{self, RoomName};
-use crate::domain::{AuthMode, Caller, Limits, Message, MessageJson, Result, Shape};
-use crate::events::Events;
-use crate::files::Files;
-use crate::realtime::{Hub, ServerFrame};
+use crate::domain::{AuthMode, Caller, Member, Message, MessageJson, Result, Room, Shape};
+use crate::realtime::ServerFrame;
 use rocket::http::Status;
 use rocket::serde::json::Json;
 use rocket::{delete, form, get, patch, post, put, FromForm, State};
-use sea_orm::DatabaseConnection;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
-use std::sync::Arc;
 use utoipa::{IntoParams, ToSchema};
 
 super::mount![
@@ -185,8 +180,8 @@ pub struct NewMessageIn {
 /// and direct ones.
 #[utoipa::path(tag = "chat", responses((status = 200, body = Vec<RoomOut>), (status = 401)))]
 #[get("/rooms")]
-async fn list_rooms(caller: Caller, chat: &State<Chat>) -> Result<Json<Vec<RoomOut>>> {
-    let rooms = chat.rooms(&caller).await?;
+async fn list_rooms(caller: Caller, app: &State<App>) -> Result<Json<Vec<RoomOut>>> {
+    let rooms = app.chat.rooms(&caller).await?;
     Ok(Json(rooms.into_iter().map(RoomOut::from).collect()))
 }
 
@@ -199,7 +194,7 @@ async fn create_room(
     body: Result<JsonBody<RoomIn>>,
     flood: Result<RoomCreation>,
     caller: Caller,
-    delivery: &State<Delivery>,
+    app: &State<App>,
 ) -> Result<(Status, Json<RoomOut>)> {
     flood?;
     let JsonBody(body) = body?;
@@ -209,28 +204,23 @@ async fn create_room(
         description: body.description,
         private: body.private,
     };
-    let room = delivery.create_room(&caller, new).await?;
+    let room = app.delivery.create_room(&caller, new).await?;
     Ok((Status::Created, Json(room.into())))
 }
 
 #[utoipa::path(tag = "chat", responses((status = 200, body = RoomOut), (status = 400), (status = 401), (status = 404)))]
 #[get("/rooms/<id>")]
-async fn get_room(id: &str, caller: Caller, chat: &State<Chat>) -> Result<Json<RoomOut>> {
-    Ok(Json(chat.room(&caller, id).await?.into()))
+async fn get_room(id: &str, caller: Caller, app: &State<App>) -> Result<Json<RoomOut>> {
+    Ok(Json(app.chat.room(&caller, id).await?.into()))
 }
 
 /// Deletes a room and every message in it: its owner's or an admin's call.
 #[utoipa::path(tag = "chat", security(("admin" = [])),
     responses((status = 200), (status = 401), (status = 403), (status = 404)))]
 #[delete("/rooms/<id>")]
-async fn delete_room(
-    id: &str,
-    caller: Caller,
-    delivery: &State<Delivery>,
-    files: &State<Files>,
-) -> Result<Json<Value>> {
-    let (id, deleted) = delivery.delete_room(&caller, id).await?;
-    files.delete_objects(&deleted.file_keys).await;
+async fn delete_room(id: &str, caller: Caller, app: &State<App>) -> Result<Json<Value>> {
+    let (id, deleted) = app.delivery.delete_room(&caller, id).await?;
+    app.files.delete_objects(&deleted.file_keys).await;
     Ok(Json(json!({
         "status": "deleted",
         "id": id,
@@ -269,11 +259,11 @@ async fn room_messages(
     id: &str,
     query: form::Result<'_, HistoryParams<'_>>,
     caller: Caller,
-    chat: &State<Chat>,
+    app: &State<App>,
 ) -> Result<Json<Vec<ApiMessage>>> {
     // Whether the caller may read the room comes first: a stranger to a private room hears
     // of no room, whatever its query.
-    chat.may_read(&caller, id).await?;
+    app.chat.may_read(&caller, id).await?;
     let query = query.map_err(refused)?;
     let query = HistoryQuery {
         limit: query.limit.0,
@@ -282,7 +272,7 @@ async fn room_messages(
         q: query.q.0,
         user_id: query.user_id,
     };
-    let rows = chat.history(&caller, id, query).await?;
+    let rows = app.chat.history(&caller, id, query).await?;
     Ok(Json(rows.into_iter().map(ApiMessage).collect()))
 }
 
@@ -297,27 +287,25 @@ async fn post_room_message(
     body: Result<JsonBody<NewMessageIn>>,
     flood: Result<Posting>,
     caller: Caller,
-    chat: &State<Chat>,
-    limits: &State<Limits>,
-    delivery: &State<Delivery>,
+    app: &State<App>,
 ) -> Result<(Status, Json<ApiMessage>)> {
     flood?;
     // The room before the body: a caller who may not see it hears of a room that does not
     // exist, whatever they sent, never a 400 that tells it is there.
-    let room = RoomName::parse(&chat.room(&caller, id).await?.id)?;
+    let room = RoomName::parse(&app.chat.room(&caller, id).await?.id)?;
     let JsonBody(body) = body?;
     let user_id = body.user_id.as_deref().map(names::user_id).transpose()?;
-    let username = names::username(body.username.as_deref().or(user_id.as_deref()), limits)?;
+    let username = names::username(body.username.as_deref().or(user_id.as_deref()), &app.limits)?;
     let mut message = room_message(
         &username,
         user_id,
         body.content.as_deref(),
         body.message_type.as_deref(),
         body.file_url,
-        limits,
+        &app.limits,
     )?;
     message.reply_to = body.reply_to;
-    let row = delivery.post(&caller, &room, message).await?;
+    let row = app.delivery.post(&caller, &room, message).await?;
     Ok((Status::Created, Json(ApiMessage(row))))
 }
 
@@ -329,9 +317,11 @@ async fn get_message(
     id: &str,
     user_id: Option<&str>,
     caller: Caller,
-    chat: &State<Chat>,
+    app: &State<App>,
 ) -> Result<Json<ApiMessage>> {
-    Ok(Json(ApiMessage(chat.message(&caller, id, user_id).await?)))
+    Ok(Json(ApiMessage(
+        app.chat.message(&caller, id, user_id).await?,
+    )))
 }
 
 /// A reaction as it now stands on the message.
@@ -361,10 +351,13 @@ async fn add_reaction(
     user_id: Option<&str>,
     flood: Result<Posting>,
     caller: Caller,
-    delivery: &State<Delivery>,
+    app: &State<App>,
 ) -> Result<Json<ReactionOut>> {
     flood?;
-    let reacted = delivery.react(&caller, id, emoji, user_id, true).await?;
+    let reacted = app
+        .delivery
+        .react(&caller, id, emoji, user_id, true)
+        .await?;
     Ok(Json(ReactionOut {
         message_id: reacted.message_id,
         emoji: reacted.emoji,
@@ -386,10 +379,12 @@ async fn remove_reaction(
     user_id: Option<&str>,
     flood: Result<Posting>,
     caller: Caller,
-    delivery: &State<Delivery>,
+    app: &State<App>,
 ) -> Result<Status> {
     flood?;
-    delivery.react(&caller, id, emoji, user_id, false).await?;
+    app.delivery
+        .react(&caller, id, emoji, user_id, false)
+        .await?;
     Ok(Status::NoContent)
 }
 
@@ -417,12 +412,12 @@ async fn room_changes(
     id: &str,
     query: form::Result<'_, ChangesParams>,
     caller: Caller,
-    chat: &State<Chat>,
+    app: &State<App>,
 ) -> Result<Json<Vec<Value>>> {
-    chat.may_read(&caller, id).await?;
+    app.chat.may_read(&caller, id).await?;
     let ChangesParams { after, limit } = query.map_err(refused)?;
     let after = after.0.unwrap_or(0);
-    let (events, resync) = chat.changes(&caller, id, after, limit.0).await?;
+    let (events, resync) = app.chat.changes(&caller, id, after, limit.0).await?;
     if resync {
         return Ok(Json(vec![json!({"type": "resync", "room_id": id})]));
     }
@@ -457,12 +452,12 @@ async fn mark_room_read(
     body: Result<JsonBody<ReadIn>>,
     flood: Result<MarkingRead>,
     caller: Caller,
-    delivery: &State<Delivery>,
+    app: &State<App>,
 ) -> Result<Status> {
     flood?;
     let JsonBody(body) = body?;
     let user_id = user_id.or(body.user_id.as_deref());
-    delivery
+    app.delivery
         .mark_read(&caller, id, body.last_read_id, user_id)
         .await?;
     Ok(Status::NoContent)
@@ -493,11 +488,11 @@ async fn unread(
     user_id: Option<&str>,
     flood: Result<MarkingRead>,
     caller: Caller,
-    chat: &State<Chat>,
+    app: &State<App>,
 ) -> Result<Json<Vec<UnreadOut>>> {
     // Each call reads every listed room's window: counted with the read marks.
     flood?;
-    let rooms = chat.unread(&caller, user_id).await?;
+    let rooms = app.chat.unread(&caller, user_id).await?;
     Ok(Json(
         rooms
             .into_iter()
@@ -524,14 +519,14 @@ async fn edit_message(
     body: Result<JsonBody<EditIn>>,
     flood: Result<Posting>,
     caller: Caller,
-    limits: &State<Limits>,
-    delivery: &State<Delivery>,
+    app: &State<App>,
 ) -> Result<Json<ApiMessage>> {
     // An edit is a post as far as floods go: the same bucket.
     flood?;
     let JsonBody(body) = body?;
-    let row = delivery
-        .edit_message(&caller, id, body.content.as_deref(), limits)
+    let row = app
+        .delivery
+        .edit_message(&caller, id, body.content.as_deref(), &app.limits)
         .await?;
     Ok(Json(ApiMessage(row)))
 }
@@ -540,12 +535,8 @@ async fn edit_message(
 #[utoipa::path(tag = "chat", security(("admin" = [])),
     responses((status = 200), (status = 400), (status = 401), (status = 403), (status = 404)))]
 #[delete("/messages/<id>")]
-async fn delete_message(
-    id: &str,
-    caller: Caller,
-    delivery: &State<Delivery>,
-) -> Result<Json<Value>> {
-    let message = delivery.delete_message(&caller, id).await?;
+async fn delete_message(id: &str, caller: Caller, app: &State<App>) -> Result<Json<Value>> {
+    let message = app.delivery.delete_message(&caller, id).await?;
     Ok(Json(json!({ "status": "deleted", "id": message.id })))
 }
 
@@ -553,12 +544,8 @@ async fn delete_message(
 #[utoipa::path(tag = "chat",
     responses((status = 200, body = Vec<MemberOut>), (status = 400), (status = 401), (status = 404)))]
 #[get("/rooms/<id>/members")]
-async fn list_members(
-    id: &str,
-    caller: Caller,
-    chat: &State<Chat>,
-) -> Result<Json<Vec<MemberOut>>> {
-    let members = chat.members(&caller, id).await?;
+async fn list_members(id: &str, caller: Caller, app: &State<App>) -> Result<Json<Vec<MemberOut>>> {
+    let members = app.chat.members(&caller, id).await?;
     Ok(Json(members.into_iter().map(MemberOut::from).collect()))
 }
 
@@ -573,11 +560,11 @@ async fn add_member(
     body: Result<JsonBody<MemberIn>>,
     flood: Result<RoomCreation>,
     caller: Caller,
-    delivery: &State<Delivery>,
+    app: &State<App>,
 ) -> Result<(Status, Json<MemberOut>)> {
     flood?;
     let JsonBody(body) = body?;
-    let (member, new) = delivery.add_member(&caller, id, &body.user_id).await?;
+    let (member, new) = app.delivery.add_member(&caller, id, &body.user_id).await?;
     let status = if new { Status::Created } else { Status::Ok };
     Ok((status, Json(member.into())))
 }
@@ -591,9 +578,9 @@ async fn remove_member(
     id: &str,
     user_id: &str,
     caller: Caller,
-    delivery: &State<Delivery>,
+    app: &State<App>,
 ) -> Result<Status> {
-    delivery.remove_member(&caller, id, user_id).await?;
+    app.delivery.remove_member(&caller, id, user_id).await?;
     Ok(Status::NoContent)
 }
 
@@ -607,10 +594,10 @@ async fn direct_room(
     user_id: &str,
     flood: Result<RoomCreation>,
     caller: Caller,
-    delivery: &State<Delivery>,
+    app: &State<App>,
 ) -> Result<(Status, Json<RoomOut>)> {
     flood?;
-    let (room, new) = delivery.direct_room(&caller, user_id).await?;
+    let (room, new) = app.delivery.direct_room(&caller, user_id).await?;
     let status = if new { Status::Created } else { Status::Ok };
     Ok((status, Json(room.into())))
 }
@@ -620,22 +607,16 @@ async fn direct_room(
 /// mode, the signed in in required mode.
 #[utoipa::path(tag = "chat", responses((status = 200), (status = 503)))]
 #[get("/health")]
-async fn chat_health(
-    caller: Result<Caller>,
-    mode: &State<AuthMode>,
-    db: &State<DatabaseConnection>,
-    hub: &State<Arc<dyn Hub>>,
-    events: &State<Events>,
-) -> (Status, Json<Value>) {
-    let (status, Json(mut body)) = check(db, &***hub, events).await;
+async fn chat_health(caller: Result<Caller>, app: &State<App>) -> (Status, Json<Value>) {
+    let (status, Json(mut body)) = check(&app.db, &*app.hub, &app.events).await;
     body["service"] = json!("chat");
     if status == Status::Ok {
         body["status"] = json!("healthy");
     }
     // A token that is not valid is no identity, here as on the page.
     let signed_in = caller.is_ok_and(|c| c.user.is_some() || c.admin);
-    if **mode == AuthMode::Open || signed_in {
-        body["messages"] = json!(crate::db::messages::count(db.inner()).await.ok());
+    if app.auth_mode == AuthMode::Open || signed_in {
+        body["messages"] = json!(crate::db::messages::count(&app.db).await.ok());
     }
     (status, Json(body))
 }

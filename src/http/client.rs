@@ -9,7 +9,6 @@ use rocket::http::Status;
 use rocket::outcome::Outcome;
 use rocket::request::{self, FromRequest, Request};
 use std::net::{IpAddr, SocketAddr};
-use std::sync::Arc;
 
 /// The name of the session cookie: a token, as `/api/auth/login` hands out.
 pub const SESSION_COOKIE: &str = "ferrochat_session";
@@ -66,7 +65,10 @@ pub mod https {
 pub fn peer(req: &Request<'_>) -> Option<SocketAddr> {
     let remote = req.remote()?;
     Some(
-        match req.rocket().state::<Arc<super::front_door::Peers>>() {
+        match req
+            .rocket()
+            .state::<std::sync::Arc<super::front_door::Peers>>()
+        {
             Some(peers) => peers.client_of(remote),
             None => remote,
         },

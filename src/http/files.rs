@@ -4,11 +4,11 @@
 //! bytes shown inline are the thumbnails the server made itself.
 
 use super::guards::ClientAddr;
-use super::limits::{Limiter, Uploading};
+use super::limits::Uploading;
 use super::params::{refused, PageLimit};
-use crate::db::files::StoredFile;
-use crate::domain::{Caller, Error, Result};
-use crate::files::{Body, Files, ENVELOPE};
+use super::App;
+use crate::domain::{Caller, Error, File, Result};
+use crate::files::{Body, ENVELOPE};
 use rocket::data::{Data, ToByteUnit};
 use rocket::http::{ContentType, Header, Status};
 use rocket::request::{self, FromRequest, Request};
@@ -17,7 +17,6 @@ use rocket::serde::json::Json;
 use rocket::{delete, form, get, post, FromForm, State};
 use serde::Serialize;
 use serde_json::{json, Value};
-use std::sync::Arc;
 use utoipa::ToSchema;
 
 super::mount![
@@ -49,16 +48,17 @@ pub struct FileOut {
     thumbnail_height: Option<i32>,
 }
 
-impl From<StoredFile> for FileOut {
-    fn from(f: StoredFile) -> Self {
-        let thumbnail = f.thumbnail_key.is_some();
+impl From<File> for FileOut {
+    fn from(f: File) -> Self {
         FileOut {
             download_url: format!("/api/files/{}/download", f.id),
-            thumbnail_url: thumbnail.then(|| format!("/api/files/{}/thumbnail", f.id)),
-            thumbnail_width: f.thumbnail_width.filter(|_| thumbnail),
-            thumbnail_height: f.thumbnail_height.filter(|_| thumbnail),
+            thumbnail_url: f
+                .thumbnail
+                .map(|_| format!("/api/files/{}/thumbnail", f.id)),
+            thumbnail_width: f.thumbnail.and_then(|t| t.width),
+            thumbnail_height: f.thumbnail.and_then(|t| t.height),
             id: f.id,
-            original_name: f.original_name,
+            original_name: f.name,
             content_type: f.content_type,
             size_bytes: f.size_bytes,
             uploaded_by: f.uploaded_by,
@@ -110,20 +110,20 @@ async fn upload(
     flood: Result<Uploading>,
     caller: Caller,
     client: ClientAddr,
-    limiter: &State<Arc<Limiter>>,
-    files: &State<Files>,
+    app: &State<App>,
 ) -> Result<(Status, Json<FileOut>)> {
     flood?;
     // Refused before a byte is read: a body larger than any file we take.
-    if length.0.is_some_and(|n| n > files.max_bytes + ENVELOPE) {
+    if length.0.is_some_and(|n| n > app.files.max_bytes + ENVELOPE) {
         return Err(Error::PayloadTooLarge(format!(
             "file is larger than {} bytes",
-            files.max_bytes
+            app.files.max_bytes
         )));
     }
     // The day's bytes are charged before reading, as much as the body may hold.
     let user = caller.user.as_ref().map(|u| u.user_id.as_str());
-    limiter.check_upload_bytes(client, user, length.0.unwrap_or(files.max_bytes))?;
+    app.limiter
+        .check_upload_bytes(client, user, length.0.unwrap_or(app.files.max_bytes))?;
     let boundary = content_type
         .filter(|t| t.is_form_data())
         .and_then(|t| t.params().find(|(k, _)| *k == "boundary"))
@@ -131,8 +131,10 @@ async fn upload(
         .ok_or_else(|| {
             Error::UnsupportedMediaType("send multipart/form-data with a field named file".into())
         })?;
-    let body = tokio_util::io::ReaderStream::new(data.open((files.max_bytes + ENVELOPE).bytes()));
-    let row = files
+    let body =
+        tokio_util::io::ReaderStream::new(data.open((app.files.max_bytes + ENVELOPE).bytes()));
+    let row = app
+        .files
         .upload(&caller, body, boundary, uploaded_by, room_id)
         .await?;
     Ok((Status::Created, Json(row.into())))
@@ -156,10 +158,10 @@ pub struct ListParams<'r> {
 async fn list_files(
     query: form::Result<'_, ListParams<'_>>,
     caller: Caller,
-    files: &State<Files>,
+    app: &State<App>,
 ) -> Result<Json<Vec<FileOut>>> {
     let ListParams { room_id, limit } = query.map_err(refused)?;
-    let rows = files.list(&caller, room_id, limit.0).await?;
+    let rows = app.files.list(&caller, room_id, limit.0).await?;
     Ok(Json(rows.into_iter().map(FileOut::from).collect()))
 }
 
@@ -170,15 +172,15 @@ async fn list_files(
 async fn list_at_root(
     query: form::Result<'_, ListParams<'_>>,
     caller: Caller,
-    files: &State<Files>,
+    app: &State<App>,
 ) -> Result<Json<Vec<FileOut>>> {
-    list_files(query, caller, files).await
+    list_files(query, caller, app).await
 }
 
 #[utoipa::path(tag = "files", responses((status = 200, body = FileOut), (status = 401), (status = 404)))]
 #[get("/<id>", rank = 2)]
-async fn metadata(id: &str, caller: Caller, files: &State<Files>) -> Result<Json<FileOut>> {
-    Ok(Json(files.get(&caller, id).await?.into()))
+async fn metadata(id: &str, caller: Caller, app: &State<App>) -> Result<Json<FileOut>> {
+    Ok(Json(app.files.get(&caller, id).await?.into()))
 }
 
 /// The file's bytes, streamed from the store, as an attachment.
@@ -186,13 +188,13 @@ async fn metadata(id: &str, caller: Caller, files: &State<Files>) -> Result<Json
         (status = 200, description = "the file's bytes, with the type it was uploaded as", content_type = "*/*", body = Vec<u8>),
         (status = 401), (status = 404), (status = 503)))]
 #[get("/<id>/download")]
-async fn download(id: &str, caller: Caller, files: &State<Files>) -> Result<Download> {
-    let (row, body) = files.open(&caller, id).await?;
+async fn download(id: &str, caller: Caller, app: &State<App>) -> Result<Download> {
+    let (row, body) = app.files.open(&caller, id).await?;
     Ok(Download { row, body })
 }
 
 pub struct Download {
-    row: StoredFile,
+    row: File,
     body: Body,
 }
 
@@ -204,7 +206,7 @@ impl<'r> Responder<'r, 'static> for Download {
             .header(content_type)
             .header(Header::new(
                 "Content-Disposition",
-                attachment(&self.row.original_name),
+                attachment(&self.row.name),
             ))
             // `nosniff` is on every response already (Rocket's Shield, which warns when a
             // route sets it again).
@@ -223,8 +225,8 @@ impl<'r> Responder<'r, 'static> for Download {
             content((Vec<u8> = "image/jpeg"), (Vec<u8> = "image/png"))),
         (status = 401), (status = 404, description = "no such file, or it has no thumbnail"), (status = 503)))]
 #[get("/<id>/thumbnail")]
-async fn thumbnail(id: &str, caller: Caller, files: &State<Files>) -> Result<Thumbnail> {
-    let (content_type, bytes) = files.open_thumbnail(&caller, id).await?;
+async fn thumbnail(id: &str, caller: Caller, app: &State<App>) -> Result<Thumbnail> {
+    let (content_type, bytes) = app.files.open_thumbnail(&caller, id).await?;
     Ok(Thumbnail {
         content_type,
         bytes,
@@ -256,8 +258,8 @@ impl<'r> Responder<'r, 'static> for Thumbnail {
 #[utoipa::path(tag = "files", security(("admin" = [])),
     responses((status = 200), (status = 401), (status = 403), (status = 404), (status = 503)))]
 #[delete("/<id>")]
-async fn remove_file(id: &str, caller: Caller, files: &State<Files>) -> Result<Json<Value>> {
-    let id = files.delete(&caller, id).await?;
+async fn remove_file(id: &str, caller: Caller, app: &State<App>) -> Result<Json<Value>> {
+    let id = app.files.delete(&caller, id).await?;
     Ok(Json(json!({ "status": "deleted", "id": id })))
 }
 
@@ -266,21 +268,21 @@ async fn remove_file(id: &str, caller: Caller, files: &State<Files>) -> Result<J
 /// error, which names them) go to the log.
 #[utoipa::path(tag = "files", responses((status = 200), (status = 503)))]
 #[get("/health")]
-async fn files_health(files: &State<Files>) -> (Status, Json<Value>) {
-    let store = &files.store;
+async fn files_health(app: &State<App>) -> (Status, Json<Value>) {
+    let store = &app.files.store;
     let checked = store.check().await;
     if let Err(err) = &checked {
         tracing::warn!(kind = store.kind, location = %store.location, error = %err, "file store down");
     }
     let body = json!({
         "status": if checked.is_ok() { "healthy" } else { "unavailable" },
-        "service": "files",
+        "service": "app.files",
         "store": {
             "kind": store.kind,
             "state": if checked.is_ok() { "up" } else { "down" },
             "error": checked.as_ref().err().map(|_| "the store did not answer the check (the server's log says why)"),
         },
-        "max_bytes": files.max_bytes,
+        "max_bytes": app.files.max_bytes,
     });
     let status = if checked.is_ok() {
         Status::Ok

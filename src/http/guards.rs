@@ -4,7 +4,7 @@
 //! where the catchers find it, so its reason reaches the client.
 
 pub use super::client::{fail, https, ClientAddr, GuardFailure, TrustedProxies, SESSION_COOKIE};
-use crate::accounts::Accounts;
+use super::App;
 use crate::domain::{AuthMode, Caller, Error};
 use rocket::data::{self, Data, FromData, ToByteUnit};
 use rocket::http::Status;
@@ -13,9 +13,6 @@ use rocket::request::{self, FromRequest, Request};
 use serde::de::DeserializeOwned;
 use std::sync::{Arc, LazyLock};
 use subtle::ConstantTimeEq;
-
-/// The admin token, if the server has one (managed state).
-pub struct AdminToken(pub Option<String>);
 
 fn bearer<'r>(req: &'r Request<'_>) -> Option<&'r str> {
     let value = req.headers().get_one("Authorization")?;
@@ -50,15 +47,9 @@ impl<'r> FromRequest<'r> for Caller {
 struct CallerOf(Result<Caller, Error>);
 
 async fn identify(req: &Request<'_>) -> Result<Caller, Error> {
-    let mode = req
-        .rocket()
-        .state::<AuthMode>()
-        .copied()
-        .unwrap_or_default();
-    let admin_token = req
-        .rocket()
-        .state::<AdminToken>()
-        .and_then(|t| t.0.as_deref());
+    let app = req.rocket().state::<App>();
+    let mode = app.map(|app| app.auth_mode).unwrap_or_default();
+    let admin_token = app.and_then(|app| app.admin_token.as_deref());
     let presented = bearer(req);
     // Compared in constant time: how long a wrong guess took says nothing of the token.
     let admin = match (admin_token, presented) {
@@ -88,7 +79,7 @@ async fn identify(req: &Request<'_>) -> Result<Caller, Error> {
             None => socket_token(req),
         },
     };
-    if let (Some(token), Some(accounts)) = (token, req.rocket().state::<Arc<Accounts>>()) {
+    if let (Some(token), Some(accounts)) = (token, app.map(|app| &app.accounts)) {
         let (user, expires_at, generation) = match accounts.identify(&token).await {
             Ok(identified) => identified,
             // A session cookie that no longer holds (signed out on another device, the

@@ -6,16 +6,15 @@
 //! URLs is 429 before it costs a read); answers are one plain line, `ok` as Slack's.
 
 use super::guards::ClientAddr;
-use super::limits::{Bucket, Limiter};
+use super::limits::Bucket;
+use super::App;
 use super::Plain;
-use crate::chat::hooks::{self, Hooks, Payload};
-use crate::delivery::Delivery;
-use crate::domain::{AuthMode, Error, Limits, RoomName};
+use crate::chat::hooks::{self, Payload};
+use crate::domain::{Error, RoomName};
 use rocket::data::{self, Data, FromData, ToByteUnit};
 use rocket::http::Status;
 use rocket::request::Request;
 use rocket::{post, State};
-use std::sync::Arc;
 use utoipa::ToSchema;
 
 super::mount![post_through_hook];
@@ -109,25 +108,22 @@ async fn post_through_hook(
     secret: &str,
     body: Result<Body, Error>,
     client: ClientAddr,
-    mode: &State<AuthMode>,
-    limits: &State<Limits>,
-    limiter: &State<Arc<Limiter>>,
-    hooks: &State<Arc<Hooks>>,
-    delivery: &State<Delivery>,
+    app: &State<App>,
 ) -> Result<&'static str, Plain> {
-    let hook = hooks
+    let hook = app
+        .hooks
         .open(id, secret, || {
-            limiter.check(Bucket::HookLookup, client, None)
+            app.limiter.check(Bucket::HookLookup, client, None)
         })
         .await?;
     let (caller, message) = {
         let Body(payload) = body?;
-        hooks::message(&hook, &payload, limits, **mode)?
+        hooks::message(&hook, &payload, &app.limits, app.auth_mode)?
     };
     let bot = caller.user.as_ref().map(|u| u.user_id.as_str());
-    limiter.check(Bucket::HookPost, client, bot)?;
+    app.limiter.check(Bucket::HookPost, client, bot)?;
     let room = RoomName::parse(&hook.room_id)?;
-    delivery.post(&caller, &room, message).await?;
+    app.delivery.post(&caller, &room, message).await?;
     Ok("ok")
 }
 

@@ -2,16 +2,15 @@
 //! in) or an admin manages its hooks; making one draws on the room-creation bucket.
 
 use super::limits::RoomCreation;
+use super::App;
 use super::JsonBody;
-use crate::access::RoomAccess;
-use crate::chat::hooks::{self as hook, Hooks};
+use crate::chat::hooks::{self as hook};
 use crate::db::hooks::Hook;
-use crate::domain::{Caller, Limits, Result};
+use crate::domain::{Caller, Result};
 use rocket::http::Status;
 use rocket::serde::json::Json;
 use rocket::{delete, get, post, State};
 use serde::{Deserialize, Serialize};
-use std::sync::Arc;
 use utoipa::ToSchema;
 
 super::mount![create_hook, list_hooks, delete_hook];
@@ -62,14 +61,13 @@ async fn create_hook(
     body: Result<JsonBody<HookIn>>,
     flood: Result<RoomCreation>,
     caller: Caller,
-    limits: &State<Limits>,
-    access: &State<Arc<RoomAccess>>,
-    hooks: &State<Arc<Hooks>>,
+    app: &State<App>,
 ) -> Result<(Status, Json<HookOut>)> {
     flood?;
     let JsonBody(body) = body?;
-    let made = hooks
-        .create(access, &caller, &body.room_id, &body.name, limits)
+    let made = app
+        .hooks
+        .create(&app.access, &caller, &body.room_id, &body.name, &app.limits)
         .await?;
     let url = hook::url(&made.hook.id, &made.secret);
     Ok((Status::Created, Json(HookOut::of(made.hook, Some(url)))))
@@ -84,10 +82,9 @@ async fn create_hook(
 async fn list_hooks(
     room_id: Option<&str>,
     caller: Caller,
-    access: &State<Arc<RoomAccess>>,
-    hooks: &State<Arc<Hooks>>,
+    app: &State<App>,
 ) -> Result<Json<Vec<HookOut>>> {
-    let found = hooks.list(access, &caller, room_id).await?;
+    let found = app.hooks.list(&app.access, &caller, room_id).await?;
     Ok(Json(
         found.into_iter().map(|h| HookOut::of(h, None)).collect(),
     ))
@@ -97,12 +94,7 @@ async fn list_hooks(
 #[utoipa::path(tag = "hooks",
     responses((status = 204), (status = 401), (status = 403), (status = 404)))]
 #[delete("/<id>")]
-async fn delete_hook(
-    id: &str,
-    caller: Caller,
-    access: &State<Arc<RoomAccess>>,
-    hooks: &State<Arc<Hooks>>,
-) -> Result<Status> {
-    hooks.delete(access, &caller, id).await?;
+async fn delete_hook(id: &str, caller: Caller, app: &State<App>) -> Result<Status> {
+    app.hooks.delete(&app.access, &caller, id).await?;
     Ok(Status::NoContent)
 }

@@ -7,22 +7,17 @@
 use super::legacy_body::PostBody;
 use super::limits::Posting;
 use super::params::{self, refused, Format, Wait};
+use super::App;
 use super::Plain;
-use crate::access::RoomAccess;
-use crate::chat::{Encoding, Form, Transcript, Transcripts, View};
-use crate::delivery::Delivery;
+use crate::chat::{Encoding, Form, Transcript, View};
 use crate::domain::message::new_message;
-use crate::domain::{Caller, Error, Limits, MessageJson, RoomName, Shape};
-use crate::lifecycle::Lifecycle;
-use crate::realtime::Hub;
+use crate::domain::{Caller, Error, MessageJson, RoomName, Shape};
 use rocket::http::{ContentType, Header, Status};
 use rocket::request::{FromRequest, Outcome, Request};
 use rocket::response::{self, Responder, Response};
 use rocket::{get, post, State};
-use sea_orm::DatabaseConnection;
 use serde::Serialize;
 use std::io::Cursor;
-use std::sync::Arc;
 use std::time::Duration;
 
 super::mount![get_transcript, post_message];
@@ -53,26 +48,26 @@ async fn get_transcript(
     query: rocket::form::Result<'_, PollParams>,
     headers: PollHeaders,
     caller: Caller,
-    db: &State<DatabaseConnection>,
-    access: &State<Arc<RoomAccess>>,
-    transcripts: &State<Arc<Transcripts>>,
-    hub: &State<Arc<dyn Hub>>,
-    lifecycle: &State<Lifecycle>,
+    app: &State<App>,
 ) -> Result<PollAnswer, Plain> {
     let room = room?;
     let query = PollQuery::of(query.map_err(refused)?, &headers);
-    // Listening starts before access is checked and the room read, so a message committed
+    // Listening starts before app.access is checked and the room read, so a message committed
     // in between, or the room's being made private, wakes us. Held for as long as the poll
     // is: the room's channel goes with its last listener.
-    let mut events = query.wait.map(|_| hub.subscribe(room.as_str()));
+    let mut events = query.wait.map(|_| app.hub.subscribe(room.as_str()));
     // A private room the caller is not in reads as a room nobody has posted in (the
     // original's answer for any name): an empty transcript, never woken by its messages.
     caller.require_identity()?;
     // A bot is told plainly that a room is not one of its own.
     caller.may_use_room(room.as_str())?;
-    let mut visible = access.sees(&caller, room.as_str()).await?;
+    let mut visible = app.access.sees(&caller, room.as_str()).await?;
     let mut view = match visible {
-        true => transcripts.view(db, &room, query.after, query.json).await?,
+        true => {
+            app.transcripts
+                .view(&app.db, &room, query.after, query.json)
+                .await?
+        }
         false => View::empty(query.after, query.json),
     };
     if let (Some(wait), Some(events)) = (query.wait, events.as_mut()) {
@@ -85,14 +80,18 @@ async fn get_transcript(
             let _ = tokio::time::timeout(wait, async {
                 tokio::select! {
                     _ = events.messages.recv(), if visible => {}
-                    () = lifecycle.closing() => {}
+                    () = app.lifecycle.closing() => {}
                 }
             })
             .await;
             // The wake-up may be the caller's leaving the room.
-            visible = access.sees(&caller, room.as_str()).await?;
+            visible = app.access.sees(&caller, room.as_str()).await?;
             view = match visible {
-                true => transcripts.view(db, &room, query.after, query.json).await?,
+                true => {
+                    app.transcripts
+                        .view(&app.db, &room, query.after, query.json)
+                        .await?
+                }
                 false => View::empty(query.after, query.json),
             };
         }
@@ -112,7 +111,8 @@ async fn get_transcript(
             let key = (Form::Json, encoding);
             (
                 encoding,
-                transcripts.encoded(room.as_str(), &view.etag, key, body),
+                app.transcripts
+                    .encoded(room.as_str(), &view.etag, key, body),
             )
         });
         PollAnswer::Json {
@@ -126,7 +126,8 @@ async fn get_transcript(
             let body = || view.text.clone();
             (
                 encoding,
-                transcripts.encoded(room.as_str(), &view.etag, key, body),
+                app.transcripts
+                    .encoded(room.as_str(), &view.etag, key, body),
             )
         });
         PollAnswer::Text(view, encoded)
@@ -162,14 +163,13 @@ async fn post_message(
     body: Result<PostBody, Error>,
     flood: Result<Posting, Error>,
     caller: Caller,
-    limits: &State<Limits>,
-    delivery: &State<Delivery>,
+    app: &State<App>,
 ) -> Result<Status, Plain> {
     flood?;
     let room = room?;
     let body = body?;
-    let message = new_message(body.username.as_deref(), body.msg.as_deref(), limits)?;
-    delivery.post(&caller, &room, message).await?;
+    let message = new_message(body.username.as_deref(), body.msg.as_deref(), &app.limits)?;
+    app.delivery.post(&caller, &room, message).await?;
     Ok(Status::NoContent)
 }
 

@@ -2,6 +2,7 @@
 //! and `curl -d` send it, or multipart as `curl -F` does) or JSON with the same keys.
 //! Unlike a lenient form parser, anything unreadable is refused rather than half-read.
 
+use super::App;
 use crate::config::Settings;
 use crate::domain::Error;
 use rocket::data::{self, Data, FromData, ToByteUnit};
@@ -39,9 +40,9 @@ impl<'r> FromData<'r> for PostBody {
 async fn read<'r>(req: &'r Request<'_>, data: Data<'r>) -> Result<PostBody, Error> {
     let limit = req
         .rocket()
-        .state::<Settings>()
-        .map_or(Settings::default().chat.max_body_bytes, |s| {
-            s.chat.max_body_bytes
+        .state::<App>()
+        .map_or(Settings::default().chat.max_body_bytes, |app| {
+            app.settings.chat.max_body_bytes
         });
     let content_type = req.content_type().cloned();
 

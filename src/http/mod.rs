@@ -8,6 +8,7 @@
 //! `notifications`, `files`, `search` (across rooms), `ops` (health and metrics), `webchat` (the relay's history and
 //! page), `openapi`, `bench`.
 
+mod app;
 pub mod auth;
 pub mod bench;
 pub mod bots;
@@ -37,6 +38,7 @@ pub mod webchat;
 pub mod webhooks;
 pub mod ws;
 
+pub use app::App;
 pub use error::{json_catchers, plain_catchers, Plain};
 pub use guards::{ClientAddr, JsonBody};
 pub use log::RequestLog;

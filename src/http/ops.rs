@@ -3,38 +3,28 @@
 //! `/health/ready`: it should be sent traffic) and `/metrics` in the Prometheus text
 //! format, over the leaf registry `metrics`.
 
+use super::App;
 use crate::events::Events;
-use crate::files::Files;
-use crate::lifecycle::Lifecycle;
 use crate::metrics::METRICS;
 use crate::realtime::Hub;
 use rocket::http::{ContentType, Status};
 use rocket::serde::json::{json, Json, Value};
 use rocket::{get, State};
 use sea_orm::DatabaseConnection;
-use std::sync::Arc;
 
 super::mount![health, healthz, live, ready, metrics];
 
 /// 200 while the database answers, 503 while it does not; the hub's state is shown.
 #[utoipa::path(tag = "operations", responses((status = 200), (status = 503)))]
 #[get("/health")]
-async fn health(
-    db: &State<DatabaseConnection>,
-    hub: &State<Arc<dyn Hub>>,
-    events: &State<Events>,
-) -> (Status, Json<Value>) {
-    check(db, &***hub, events).await
+async fn health(app: &State<App>) -> (Status, Json<Value>) {
+    check(&app.db, &*app.hub, &app.events).await
 }
 
 #[utoipa::path(tag = "operations", responses((status = 200), (status = 503)))]
 #[get("/healthz")]
-async fn healthz(
-    db: &State<DatabaseConnection>,
-    hub: &State<Arc<dyn Hub>>,
-    events: &State<Events>,
-) -> (Status, Json<Value>) {
-    check(db, &***hub, events).await
+async fn healthz(app: &State<App>) -> (Status, Json<Value>) {
+    check(&app.db, &*app.hub, &app.events).await
 }
 
 /// Liveness: the process answers. It touches no dependency, so a database that is away
@@ -54,21 +44,16 @@ fn live() -> Json<Value> {
 /// and the database timeout, and holds nothing after it.
 #[utoipa::path(tag = "operations", responses((status = 200), (status = 503)))]
 #[get("/health/ready")]
-async fn ready(
-    db: &State<DatabaseConnection>,
-    hub: &State<Arc<dyn Hub>>,
-    files: &State<Files>,
-    lifecycle: &State<Lifecycle>,
-) -> (Status, Json<Value>) {
-    if lifecycle.stopping() {
+async fn ready(app: &State<App>) -> (Status, Json<Value>) {
+    if app.lifecycle.stopping() {
         return (
             Status::ServiceUnavailable,
             Json(json!({ "status": "draining", "reason": "the server is stopping" })),
         );
     }
-    let (database, store) = tokio::join!(db.ping(), files.store.check());
-    let replicated = hub.replicated();
-    let hub = hub.state();
+    let (database, store) = tokio::join!(app.db.ping(), app.files.store.check());
+    let replicated = app.hub.replicated();
+    let hub = app.hub.state();
     let mut down = Vec::new();
     if database.is_err() {
         down.push("database");
@@ -139,16 +124,12 @@ pub async fn check(
 /// Prometheus text format; the parts' states are read at each scrape.
 #[utoipa::path(tag = "operations", responses((status = 200, content_type = "text/plain")))]
 #[get("/metrics")]
-async fn metrics(
-    db: &State<DatabaseConnection>,
-    hub: &State<Arc<dyn Hub>>,
-    files: &State<Files>,
-) -> (ContentType, String) {
-    METRICS.set_up("database", &backend(db), db.ping().await.is_ok());
-    let hub = hub.state();
+async fn metrics(app: &State<App>) -> (ContentType, String) {
+    METRICS.set_up("database", &backend(&app.db), app.db.ping().await.is_ok());
+    let hub = app.hub.state();
     METRICS.set_up("hub", hub.kind, hub.state == "up");
-    let store_up = files.store.check().await.is_ok();
-    METRICS.set_up("file_store", files.store.kind, store_up);
+    let store_up = app.files.store.check().await.is_ok();
+    METRICS.set_up("file_store", app.files.store.kind, store_up);
     let content_type =
         ContentType::new("text", "plain").with_params([("version", "0.0.4"), ("charset", "utf-8")]);
     (content_type, METRICS.render())

@@ -2,6 +2,7 @@
 //! who is not signed in gets the sign-in page instead (and comes back to the room once
 //! signed in); a signed-in one chats under their own name.
 
+use super::App;
 use super::Plain;
 use crate::config::Settings;
 use crate::domain::{AuthMode, Caller, Error, RoomName};
@@ -76,8 +77,8 @@ fn room(room: Result<RoomName, Error>, caller: Result<Caller, Error>) -> Result<
 /// jQuery from the npm package (`npm ci`), never a copy in the repository, nor a CDN: the
 /// page loads nothing from another origin.
 #[get("/static/vendor/jquery.min.js")]
-async fn jquery(settings: &State<Settings>) -> Option<NamedFile> {
-    NamedFile::open(settings.page.jquery_path.relative())
+async fn jquery(app: &State<App>) -> Option<NamedFile> {
+    NamedFile::open(app.settings.page.jquery_path.relative())
         .await
         .ok()
 }

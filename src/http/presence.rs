@@ -2,8 +2,9 @@
 //! answers.
 
 use super::limits::Heartbeating;
+use super::App;
 use crate::domain::{Caller, Result, RoomName};
-use crate::presence::{self, Presence, ONLINE_TTL};
+use crate::presence::{self, ONLINE_TTL};
 use rocket::http::Status;
 use rocket::serde::json::Json;
 use rocket::{delete, get, post, State};
@@ -60,10 +61,10 @@ async fn heartbeat(
     username: Option<&str>,
     flood: Result<Heartbeating>,
     caller: Caller,
-    presence: &State<Presence>,
+    app: &State<App>,
 ) -> Result<Json<Value>> {
     flood?;
-    let peer = presence.heartbeat(&caller, user_id, username).await?;
+    let peer = app.presence.heartbeat(&caller, user_id, username).await?;
     Ok(Json(json!({
         "status": "ok",
         "user_id": peer.user_id,
@@ -74,9 +75,9 @@ async fn heartbeat(
 /// Everyone online now.
 #[utoipa::path(tag = "presence", responses((status = 200, body = Vec<UserPresence>), (status = 401), (status = 503)))]
 #[get("/")]
-async fn online(caller: Caller, presence: &State<Presence>) -> Result<Json<Vec<UserPresence>>> {
+async fn online(caller: Caller, app: &State<App>) -> Result<Json<Vec<UserPresence>>> {
     let now = chrono::Utc::now();
-    let users = presence.online(&caller).await?;
+    let users = app.presence.online(&caller).await?;
     Ok(Json(
         users
             .into_iter()
@@ -93,20 +94,16 @@ async fn online(caller: Caller, presence: &State<Presence>) -> Result<Json<Vec<U
 #[utoipa::path(tag = "presence",
     responses((status = 200, body = UserPresence), (status = 400), (status = 401), (status = 503)))]
 #[get("/<user_id>")]
-async fn user(
-    user_id: &str,
-    caller: Caller,
-    presence: &State<Presence>,
-) -> Result<Json<UserPresence>> {
-    Ok(Json(presence.user(&caller, user_id).await?.into()))
+async fn user(user_id: &str, caller: Caller, app: &State<App>) -> Result<Json<UserPresence>> {
+    Ok(Json(app.presence.user(&caller, user_id).await?.into()))
 }
 
 /// Offline now (the page calls this when it closes).
 #[utoipa::path(tag = "presence",
     responses((status = 200), (status = 400), (status = 401), (status = 403), (status = 503)))]
 #[delete("/<user_id>")]
-async fn offline(user_id: &str, caller: Caller, presence: &State<Presence>) -> Result<Json<Value>> {
-    let user_id = presence.offline(&caller, user_id).await?;
+async fn offline(user_id: &str, caller: Caller, app: &State<App>) -> Result<Json<Value>> {
+    let user_id = app.presence.offline(&caller, user_id).await?;
     Ok(Json(json!({ "status": "offline", "user_id": user_id })))
 }
 
@@ -121,10 +118,10 @@ async fn start_typing(
     username: Option<&str>,
     flood: Result<Heartbeating>,
     caller: Caller,
-    presence: &State<Presence>,
+    app: &State<App>,
 ) -> Result<Json<Value>> {
     flood?;
-    presence
+    app.presence
         .typing_from_api(&caller, user_id, username, room_id, true)
         .await?;
     Ok(Json(json!({ "status": "ok" })))
@@ -139,10 +136,10 @@ async fn stop_typing(
     room_id: Option<&str>,
     flood: Result<Heartbeating>,
     caller: Caller,
-    presence: &State<Presence>,
+    app: &State<App>,
 ) -> Result<Json<Value>> {
     flood?;
-    presence
+    app.presence
         .typing_from_api(&caller, user_id, None, room_id, false)
         .await?;
     Ok(Json(json!({ "status": "ok" })))
@@ -155,10 +152,10 @@ async fn stop_typing(
 async fn typing_in_room(
     room_id: Result<RoomName>,
     caller: Caller,
-    presence: &State<Presence>,
+    app: &State<App>,
 ) -> Result<Json<Vec<TypingUser>>> {
     let room = room_id?;
-    let typing = presence.typing_in(&caller, &room).await?;
+    let typing = app.presence.typing_in(&caller, &room).await?;
     Ok(Json(
         typing
             .into_iter()
@@ -174,12 +171,12 @@ async fn typing_in_room(
 /// 503 while the presence store (Redis) does not answer.
 #[utoipa::path(tag = "presence", responses((status = 200), (status = 503)))]
 #[get("/health")]
-async fn presence_health(presence: &State<Presence>) -> (Status, Json<Value>) {
-    let up = presence.store.up().await;
+async fn presence_health(app: &State<App>) -> (Status, Json<Value>) {
+    let up = app.presence.store.up().await;
     let body = json!({
         "status": if up { "healthy" } else { "unavailable" },
-        "service": "presence",
-        "store": { "kind": presence.store.kind(), "state": if up { "up" } else { "down" } },
+        "service": "app.presence",
+        "store": { "kind": app.presence.store.kind(), "state": if up { "up" } else { "down" } },
     });
     let status = if up {
         Status::Ok

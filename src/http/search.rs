@@ -2,7 +2,8 @@
 
 use super::limits::Searching;
 use super::params::{refused, Cursor, SearchLimit, SearchText};
-use crate::chat::{search::SearchQuery, Chat};
+use super::App;
+use crate::chat::search::SearchQuery;
 use crate::domain::{Caller, Result};
 use rocket::serde::json::Json;
 use rocket::{form, get, FromForm, State};
@@ -57,7 +58,7 @@ async fn search_messages(
     query: form::Result<'_, SearchParams<'_>>,
     flood: Result<Searching>,
     caller: Caller,
-    chat: &State<Chat>,
+    app: &State<App>,
 ) -> Result<Json<Vec<SearchHit>>> {
     flood?;
     // Who asks comes first (401 in required mode), as before any query is read.
@@ -68,7 +69,7 @@ async fn search_messages(
         limit: limit.0,
         before: before.0,
     };
-    let found = chat.search(&caller, query).await?;
+    let found = app.chat.search(&caller, query).await?;
     Ok(Json(
         found
             .into_iter()

@@ -7,6 +7,7 @@
 //! `flush` waits for what the hub and RabbitMQ still have to send. A second signal skips
 //! the rest of the drain.
 
+use super::App;
 use crate::events::Events;
 use crate::lifecycle::{Lifecycle, Phase};
 use crate::metrics::METRICS;
@@ -136,8 +137,8 @@ impl Fairing for CloseWhileStopping {
     async fn on_response<'r>(&self, req: &'r Request<'_>, res: &mut Response<'r>) {
         let stopping = req
             .rocket()
-            .state::<Lifecycle>()
-            .is_some_and(Lifecycle::stopping);
+            .state::<App>()
+            .is_some_and(|app| app.lifecycle.stopping());
         // A socket's 101 must keep its connection: it is the socket.
         if stopping && res.status().code != 101 {
             res.set_header(Header::new("Connection", "close"));

@@ -16,17 +16,17 @@
 //! through the balancer, to another replica.
 
 use super::client::ClientAddr;
-use super::limits::{Limiter, SocketLease};
+use super::limits::SocketLease;
 use super::params::{refused, Cursor};
+use super::App;
 use crate::domain::{Caller, Error, Result, RoomName};
 use crate::realtime::{Event as Change, ServerFrame, Subscription};
-use crate::sockets::{token_expiry, AfterLag, Follower, Resume, ShutOut, Sockets, Start};
+use crate::sockets::{token_expiry, AfterLag, Follower, Resume, ShutOut, Start};
 use rocket::futures::Stream;
 use rocket::request::{self, FromRequest, Request};
 use rocket::response::stream::{Event, EventStream};
 use rocket::response::{self as rocket_response, Responder};
 use rocket::{form, get, FromForm, State};
-use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::broadcast::error::RecvError;
 
@@ -72,10 +72,9 @@ pub async fn room_events<'r>(
     last_event_id: LastEventId<'r>,
     client: ClientAddr,
     caller: Caller,
-    sockets: &'r State<Arc<Sockets>>,
-    limiter: &'r State<Arc<Limiter>>,
+    app: &'r State<App>,
 ) -> Result<Streamed<impl Stream<Item = Event> + Send + 'static>> {
-    if sockets.lifecycle.stopping() {
+    if app.sockets.lifecycle.stopping() {
         return Err(Error::Unavailable(
             "the server is restarting: connect again".into(),
         ));
@@ -83,7 +82,7 @@ pub async fn room_events<'r>(
     let room = id?;
     let asked = query.map_err(refused)?.seq.0;
     let after = seq_of("Last-Event-ID", last_event_id.0)?.or(asked);
-    let lease = limiter.open_socket(client)?;
+    let lease = app.limiter.open_socket(client)?;
     let own = caller.user.as_ref().map(|user| user.user_id.clone());
     let resume = after.map_or(Resume::Now, Resume::AfterSeq);
     let Start {
@@ -92,12 +91,13 @@ pub async fn room_events<'r>(
         page,
         resync,
         sent,
-    } = sockets
+    } = app
+        .sockets
         .start(&caller, &room, own.as_deref(), resume)
         .await?;
-    let every = sockets.settings.ping_every();
+    let every = app.sockets.settings.ping_every();
     let reader = Reader {
-        follower: Follower::new(sockets.inner().clone(), caller, room, sent),
+        follower: Follower::new(app.sockets.clone(), caller, room, sent),
         _lease: lease,
     };
     let live = Live { events, own };

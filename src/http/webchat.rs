@@ -10,21 +10,15 @@
 //! most), is at most `transcript_max_messages` long, and holds nothing afterwards.
 
 use super::params::{refused, Minutes};
-use crate::access::RoomAccess;
-use crate::chat::Transcripts;
+use super::App;
 use crate::config::Settings;
-use crate::domain::{Caller, MessageJson, Result, RoomName, Shape};
+use crate::domain::{Caller, MessageJson, Result, Shape};
 use rocket::fs::{FileServer, NamedFile, Options};
 use rocket::serde::json::Json;
 use rocket::{form, get, FromForm, Route, State};
-use sea_orm::DatabaseConnection;
 use std::path::PathBuf;
-use std::sync::Arc;
 
 super::mount![history];
-
-/// The room the relay's page chats in (`webchat_room`).
-pub struct WebchatRoom(pub RoomName);
 
 /// `{"messages": [{"text", "type", "ts"}, ...]}`, for the document (the answer is
 /// written by `MessageJson`).
@@ -65,15 +59,17 @@ pub struct HistoryParams {
 async fn history(
     query: form::Result<'_, HistoryParams>,
     caller: Caller,
-    room: &State<WebchatRoom>,
-    db: &State<DatabaseConnection>,
-    access: &State<Arc<RoomAccess>>,
-    transcripts: &State<Arc<Transcripts>>,
+    app: &State<App>,
 ) -> Result<Json<serde_json::Value>> {
     let Minutes(minutes) = query.map_err(refused)?.minutes;
-    access.may_read(&caller, room.0.as_str()).await?;
+    app.access
+        .may_read(&caller, app.webchat_room.as_str())
+        .await?;
     let from = crate::domain::now_utc() - chrono::Duration::minutes(i64::from(minutes));
-    let rows = transcripts.stored_since(db, &room.0, from).await?;
+    let rows = app
+        .transcripts
+        .stored_since(&app.db, &app.webchat_room, from)
+        .await?;
     let messages: Vec<_> = rows
         .iter()
         .map(|row| MessageJson(row, Shape::Relay))
@@ -91,8 +87,8 @@ pub fn page(settings: &Settings) -> Option<(Vec<Route>, FileServer)> {
 }
 
 #[get("/webchat")]
-async fn webchat_page(settings: &State<Settings>) -> Option<NamedFile> {
-    let dir = settings.chat.webchat_page_dir.as_ref()?;
+async fn webchat_page(app: &State<App>) -> Option<NamedFile> {
+    let dir = app.settings.chat.webchat_page_dir.as_ref()?;
     NamedFile::open(PathBuf::from(dir).join("index.html"))
         .await
         .ok()

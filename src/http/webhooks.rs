@@ -4,15 +4,15 @@
 //! `MAX_WEBHOOKS` in all.
 
 use super::limits::RoomCreation;
+use super::App;
 use super::JsonBody;
 use crate::db::webhooks::{self as table, DeliveryRow, Webhook};
-use crate::delivery::webhooks::{NewWebhook, Webhooks};
-use crate::domain::{Caller, Limits, Result};
+use crate::delivery::webhooks::NewWebhook;
+use crate::domain::{Caller, Result};
 use rocket::http::Status;
 use rocket::serde::json::Json;
 use rocket::{delete, get, post, State};
 use serde::{Deserialize, Serialize};
-use std::sync::Arc;
 use utoipa::ToSchema;
 
 super::mount![
@@ -126,12 +126,12 @@ async fn create_webhook(
     body: Result<JsonBody<WebhookIn>>,
     flood: Result<RoomCreation>,
     caller: Caller,
-    limits: &State<Limits>,
-    webhooks: &State<Arc<Webhooks>>,
+    app: &State<App>,
 ) -> Result<(Status, Json<WebhookOut>)> {
     flood?;
     let JsonBody(body) = body?;
-    let webhook = webhooks
+    let webhook = app
+        .webhooks
         .create(
             &caller,
             NewWebhook {
@@ -140,7 +140,7 @@ async fn create_webhook(
                 room_id: body.room_id.as_deref(),
                 name: body.name.as_deref(),
             },
-            limits,
+            &app.limits,
         )
         .await?;
     Ok((Status::Created, Json(WebhookOut::of(webhook, true))))
@@ -151,11 +151,8 @@ async fn create_webhook(
 #[utoipa::path(tag = "webhooks",
     responses((status = 200, body = Vec<WebhookOut>), (status = 401), (status = 403)))]
 #[get("/")]
-async fn list_webhooks(
-    caller: Caller,
-    webhooks: &State<Arc<Webhooks>>,
-) -> Result<Json<Vec<WebhookOut>>> {
-    let found = webhooks.list(&caller).await?;
+async fn list_webhooks(caller: Caller, app: &State<App>) -> Result<Json<Vec<WebhookOut>>> {
+    let found = app.webhooks.list(&caller).await?;
     Ok(Json(
         found
             .into_iter()
@@ -168,12 +165,8 @@ async fn list_webhooks(
 #[utoipa::path(tag = "webhooks",
     responses((status = 204), (status = 401), (status = 403), (status = 404)))]
 #[delete("/<id>")]
-async fn delete_webhook(
-    id: &str,
-    caller: Caller,
-    webhooks: &State<Arc<Webhooks>>,
-) -> Result<Status> {
-    webhooks.delete(&caller, id).await?;
+async fn delete_webhook(id: &str, caller: Caller, app: &State<App>) -> Result<Status> {
+    app.webhooks.delete(&caller, id).await?;
     Ok(Status::NoContent)
 }
 
@@ -184,8 +177,8 @@ async fn delete_webhook(
 async fn list_deliveries(
     id: &str,
     caller: Caller,
-    webhooks: &State<Arc<Webhooks>>,
+    app: &State<App>,
 ) -> Result<Json<Vec<DeliveryOut>>> {
-    let rows = webhooks.deliveries(&caller, id).await?;
+    let rows = app.webhooks.deliveries(&caller, id).await?;
     Ok(Json(rows.into_iter().map(DeliveryOut::from).collect()))
 }

@@ -17,15 +17,15 @@
 //! again, through the balancer, and nothing is missed.
 
 use super::client::ClientAddr;
-use super::limits::{Bucket, Limiter};
+use super::limits::Bucket;
 use super::origin::SiteOrigin;
 use super::params::{refused, Cursor};
+use super::App;
 use crate::domain::{Caller, Error, Result, RoomName};
-use crate::sockets::{Asked, Resume, Session, Sockets};
+use crate::sockets::{Asked, Resume, Session};
 use rocket::futures::StreamExt;
 use rocket::{form, get, FromForm, State};
 use rocket_ws::{Channel, Config, WebSocket};
-use std::sync::Arc;
 
 /// Frames past this are not even read: the connection is closed.
 const HARD_FRAME_LIMIT: usize = 1024 * 1024;
@@ -80,15 +80,11 @@ pub async fn connect<'r>(
     origin: Result<SiteOrigin>,
     client: ClientAddr,
     caller: Caller,
-    sockets: &'r State<Arc<Sockets>>,
-    limiter: &'r State<Arc<Limiter>>,
+    app: &'r State<App>,
 ) -> Result<Channel<'r>> {
     let asked = Asked::AsUser { user_id, username };
     let from = resume.map(|r| (r.since, r.seq));
-    open(
-        ws, room_id, asked, from, origin, client, caller, sockets, limiter,
-    )
-    .await
+    open(ws, room_id, asked, from, origin, client, caller, app).await
 }
 
 /// The room socket with an author per frame: the same frames and answers, but each
@@ -110,22 +106,10 @@ pub async fn connect_room<'r>(
     origin: Result<SiteOrigin>,
     client: ClientAddr,
     caller: Caller,
-    sockets: &'r State<Arc<Sockets>>,
-    limiter: &'r State<Arc<Limiter>>,
+    app: &'r State<App>,
 ) -> Result<Channel<'r>> {
     let from = resume.map(|r| (r.since, r.seq));
-    open(
-        ws,
-        room_id,
-        Asked::Room,
-        from,
-        origin,
-        client,
-        caller,
-        sockets,
-        limiter,
-    )
-    .await
+    open(ws, room_id, Asked::Room, from, origin, client, caller, app).await
 }
 
 /// The relay socket: one room (`webchat_room`). A text frame that is exactly
@@ -148,23 +132,11 @@ pub async fn connect_webchat<'r>(
     origin: Result<SiteOrigin>,
     client: ClientAddr,
     caller: Caller,
-    sockets: &'r State<Arc<Sockets>>,
-    limiter: &'r State<Arc<Limiter>>,
+    app: &'r State<App>,
 ) -> Result<Channel<'r>> {
-    let room = Ok(sockets.relay_room.clone());
+    let room = Ok(app.sockets.relay_room.clone());
     let from = resume.map(|r| (r.since, Cursor(None)));
-    open(
-        ws,
-        room,
-        Asked::Relay,
-        from,
-        origin,
-        client,
-        caller,
-        sockets,
-        limiter,
-    )
-    .await
+    open(ws, room, Asked::Relay, from, origin, client, caller, app).await
 }
 
 /// Opens a socket: the guards' checks (origin, a server that is not stopping, the
@@ -179,30 +151,30 @@ async fn open<'r>(
     origin: Result<SiteOrigin>,
     client: ClientAddr,
     caller: Caller,
-    sockets: &'r State<Arc<Sockets>>,
-    limiter: &'r State<Arc<Limiter>>,
+    app: &'r State<App>,
 ) -> Result<Channel<'r>> {
     origin?;
-    if sockets.lifecycle.stopping() {
+    if app.sockets.lifecycle.stopping() {
         return Err(Error::Unavailable(
             "the server is restarting: connect again".into(),
         ));
     }
-    let lease = limiter.open_socket(client)?;
+    let lease = app.limiter.open_socket(client)?;
     let room = room?;
     let (since, seq) = from.map_err(refused)?;
     let resume = Resume::of(since.0, seq.0)?;
-    let peer = sockets.peer(&caller, asked).await?;
-    let start = sockets
+    let peer = app.sockets.peer(&caller, asked).await?;
+    let start = app
+        .sockets
         .start(&caller, &room, Some(&peer.user_id), resume)
         .await?;
     let posts = {
-        let limiter = limiter.inner().clone();
+        let limiter = app.limiter.clone();
         let user = caller.user.as_ref().map(|user| user.user_id.clone());
         Box::new(move || limiter.check(Bucket::Post, client, user.as_deref()))
     };
-    let session = Session::new(asked.dialect(), peer, limiter.frames(), posts);
-    let sockets = sockets.inner().clone();
+    let session = Session::new(asked.dialect(), peer, app.limiter.frames(), posts);
+    let sockets = app.sockets.clone();
     let config = Config {
         max_message_size: Some(HARD_FRAME_LIMIT),
         max_frame_size: Some(HARD_FRAME_LIMIT),

@@ -4,16 +4,14 @@
 //! every new notification is pushed live to its user's open WebSockets.
 
 use crate::access::RoomAccess;
-use crate::db::notifications::{self as table, Notification};
+use crate::db::notifications::{self as table, Notification as Row};
 use crate::db::{accounts, users};
 use crate::domain::names::{self, RoomName};
-use crate::domain::{now_utc, Caller, Error, Message, NotifType, Result};
+use crate::domain::{now_utc, Caller, Error, Message, NotifType, Notification, Result};
 use crate::realtime::{user_channel, Event, Hub};
 use sea_orm::DatabaseConnection;
-use serde::{Deserialize, Serialize};
 use std::collections::BTreeSet;
 use std::sync::Arc;
-use utoipa::ToSchema;
 
 /// Names looked up per message at most: a message listing a thousand `@`s notifies the
 /// first few only.
@@ -34,42 +32,8 @@ pub struct Notifier {
     mention_tasks: Arc<tokio::sync::Semaphore>,
 }
 
-#[derive(Serialize, Clone, Debug, ToSchema)]
-pub struct NotificationOut {
-    id: String,
-    user_id: String,
-    title: String,
-    body: String,
-    /// `message`, `mention` or `system`.
-    #[schema(value_type = String)]
-    notif_type: NotifType,
-    room_id: Option<String>,
-    from_user: Option<String>,
-    read: bool,
-    #[schema(value_type = String, format = DateTime)]
-    created_at: chrono::DateTime<chrono::Utc>,
-    /// The message a mention is about (the server's own mentions only).
-    message_id: Option<i64>,
-}
-
-impl From<Notification> for NotificationOut {
-    fn from(n: Notification) -> Self {
-        NotificationOut {
-            id: n.id,
-            user_id: n.user_id,
-            title: n.title,
-            body: n.body,
-            notif_type: n.notif_type,
-            room_id: n.room_id,
-            from_user: n.from_user,
-            read: n.is_read,
-            created_at: n.created_at.and_utc(),
-            message_id: n.message_id,
-        }
-    }
-}
-
-#[derive(Deserialize, ToSchema)]
+/// A notification sent through the API, as the caller wrote it.
+#[derive(Debug)]
 pub struct NewNotification {
     pub user_id: String,
     pub title: String,
@@ -90,26 +54,24 @@ impl Notifier {
     }
 
     /// Stores the notification, then pushes it to the user's sockets.
-    async fn store(&self, row: Notification) -> Result<NotificationOut> {
+    async fn store(&self, row: Row) -> Result<Notification> {
         table::insert(&self.db, &row).await?;
         Ok(self.push(row))
     }
 
     /// Tells the user's sockets, on every replica.
-    fn push(&self, row: Notification) -> NotificationOut {
-        let out = NotificationOut::from(row);
-        if let Ok(value) = serde_json::to_value(&out) {
-            self.hub.publish(
-                &user_channel(&out.user_id),
-                Event::Notification(Arc::new(value)),
-            );
-        }
-        out
+    fn push(&self, row: Row) -> Notification {
+        let notification = Notification::from(row);
+        self.hub.publish(
+            &user_channel(&notification.user_id),
+            Event::Notification(Arc::new(notification.clone())),
+        );
+        notification
     }
 
     /// A notification sent through the API; a signed-in user notifies only themselves
     /// (an admin, anyone).
-    pub async fn create(&self, caller: &Caller, new: NewNotification) -> Result<NotificationOut> {
+    pub async fn create(&self, caller: &Caller, new: NewNotification) -> Result<Notification> {
         let user_id = names::user_id(&new.user_id)?;
         self.access.may_act_as(caller, &user_id).await?;
         let notif_type = NotifType::parse(new.notif_type.as_deref())?;
@@ -125,7 +87,7 @@ impl Notifier {
             .map(|r| RoomName::parse(&r).map(|r| r.as_str().to_string()))
             .transpose()?;
         let from_user = new.from_user.map(|u| names::user_id(&u)).transpose()?;
-        self.store(Notification {
+        self.store(Row {
             id: uuid::Uuid::new_v4().to_string(),
             user_id,
             title,
@@ -147,11 +109,11 @@ impl Notifier {
         user_id: &str,
         unread_only: bool,
         limit: u64,
-    ) -> Result<Vec<NotificationOut>> {
+    ) -> Result<Vec<Notification>> {
         let user_id = names::user_id(user_id)?;
         self.access.may_act_as(caller, &user_id).await?;
         let rows = table::of_user(&self.db, &user_id, unread_only, limit).await?;
-        Ok(rows.into_iter().map(NotificationOut::from).collect())
+        Ok(rows.into_iter().map(Notification::from).collect())
     }
 
     pub async fn unread_count(&self, caller: &Caller, user_id: &str) -> Result<u64> {
@@ -161,7 +123,7 @@ impl Notifier {
     }
 
     /// A notification, if the caller may touch it: their own (anyone's in open mode).
-    async fn own(&self, caller: &Caller, id: &str) -> Result<Notification> {
+    async fn own(&self, caller: &Caller, id: &str) -> Result<Row> {
         caller.require_identity()?;
         let row = table::get(&self.db, id)
             .await?
@@ -259,14 +221,14 @@ impl Notifier {
         let users = readers;
         let sender = row.username.to_lowercase();
         let body: String = row.text.chars().take(500).collect();
-        let rows: Vec<Notification> = users
+        let rows: Vec<Row> = users
             .into_iter()
             // Naming oneself is not a mention.
             .filter(|(user_id, name_key)| {
                 !(row.user_id.as_deref() == Some(user_id.as_str())
                     || (row.user_id.is_none() && *name_key == sender))
             })
-            .map(|(user_id, _)| Notification {
+            .map(|(user_id, _)| Row {
                 id: uuid::Uuid::new_v4().to_string(),
                 user_id,
                 title: format!("{} mentioned you in #{}", row.username, row.room),
@@ -340,9 +302,7 @@ mod tests {
         let notifier = Notifier::new(db, hub, access);
         let any = Caller::default();
         let first = notifier.create(&any, new("ann", "one")).await.unwrap();
-        assert!(
-            matches!(pushed.try_recv(), Ok(Event::Notification(n)) if n["id"] == first.id.as_str())
-        );
+        assert!(matches!(pushed.try_recv(), Ok(Event::Notification(n)) if n.id == first.id));
         notifier.create(&any, new("ann", "two")).await.unwrap();
         notifier
             .create(&any, new("bob", "not ann's"))

@@ -3,7 +3,7 @@
 //! speaks JSON objects tagged by `"type"`; the single-room relay (`/ws`) speaks
 //! `{text, type, ts}` both ways. The JSON each variant makes is the README's, tested below.
 
-use crate::domain::{Message, MessageJson, Peer, Shape};
+use crate::domain::{Message, MessageJson, Notification, Peer, Shape};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
@@ -94,7 +94,7 @@ pub enum ServerFrame<'a> {
         last_read_id: i64,
     },
     /// One of the user's notifications, as the notifications API lists it.
-    Notification(NotificationFrame<'a>),
+    Notification(&'a Notification),
     /// What the socket could not take, in one line; the socket stays open.
     Error {
         detail: &'a str,
@@ -108,13 +108,6 @@ pub struct Sequenced<'a> {
     #[serde(flatten)]
     pub message: MessageJson<'a>,
     pub seq: i64,
-}
-
-/// A notification's fields, as the notifications API lists it (`NotificationOut`).
-#[derive(Debug, Serialize)]
-pub struct NotificationFrame<'a> {
-    #[serde(flatten)]
-    pub fields: &'a serde_json::Map<String, serde_json::Value>,
 }
 
 /// A reaction added or taken off, and how many of that emoji the message has now.
@@ -401,18 +394,23 @@ mod tests {
             to_text(&ServerFrame::Error { detail: "no" }),
             r#"{"type":"error","detail":"no"}"#
         );
-        let notification = json!({"id": "n1", "user_id": "u1", "title": "t", "body": "b",
-            "notif_type": "mention", "room_id": "general", "from_user": "bob", "read": false});
-        let mut expected = json!({"type": "notification"});
-        expected
-            .as_object_mut()
-            .unwrap()
-            .extend(notification.as_object().unwrap().clone());
+        let notification = Notification {
+            id: "n1".into(),
+            user_id: "u1".into(),
+            title: "t".into(),
+            body: "b".into(),
+            notif_type: crate::domain::NotifType::Mention,
+            room_id: Some("general".into()),
+            from_user: Some("bob".into()),
+            read: false,
+            created_at: chrono::DateTime::from_timestamp(0, 0).unwrap(),
+            message_id: Some(7),
+        };
         assert_eq!(
-            value(&ServerFrame::Notification(NotificationFrame {
-                fields: notification.as_object().unwrap()
-            })),
-            expected
+            value(&ServerFrame::Notification(&notification)),
+            json!({"type": "notification", "id": "n1", "user_id": "u1", "title": "t",
+                "body": "b", "notif_type": "mention", "room_id": "general", "from_user": "bob",
+                "read": false, "created_at": "1970-01-01T00:00:00Z", "message_id": 7})
         );
     }
 

@@ -3,7 +3,7 @@
 //! listen on a local channel.
 
 use crate::domain::sync::lock;
-use crate::domain::{Message, Peer};
+use crate::domain::{Message, Notification, Peer};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicI64, Ordering};
@@ -64,8 +64,8 @@ pub enum Event {
     AccessChanged,
     /// The user marked a room read, on their user's channel: all their sockets hear of it.
     Read { room_id: String, last_read_id: i64 },
-    /// A notification (JSON as the notifications API shows it), on its user's channel.
-    Notification(Arc<serde_json::Value>),
+    /// A notification, on its user's channel.
+    Notification(Arc<Notification>),
     /// The user's tokens were revoked (signed out, password changed), on their user's
     /// channel: their sockets close, to be opened again with a token that holds.
     TokensRevoked,

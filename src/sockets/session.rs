@@ -11,7 +11,7 @@ use super::{AfterLag, Dialect, Follower, ShutOut, Sockets, Start};
 use crate::domain::message::{relay_message, room_message as room_frame_message};
 use crate::domain::{names, Caller, Message as ChatMessage, Peer, Result};
 use crate::metrics::METRICS;
-use crate::realtime::frames::{to_text, NotificationFrame};
+use crate::realtime::frames::to_text;
 use crate::realtime::{ClientFrame, Event, Hub, RelayFrame, ServerFrame};
 use futures_util::{Sink, SinkExt, Stream, StreamExt};
 use governor::DefaultDirectRateLimiter;
@@ -551,9 +551,9 @@ impl Session {
                 room_id,
                 last_read_id: *last_read_id,
             })),
-            Event::Notification(notification) => notification
-                .as_object()
-                .map(|fields| to_text(&ServerFrame::Notification(NotificationFrame { fields }))),
+            Event::Notification(notification) => {
+                Some(to_text(&ServerFrame::Notification(notification)))
+            }
         }
     }
 }

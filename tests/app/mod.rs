@@ -1,6 +1,9 @@
-//! The in-process tier: the whole server as `ferrochat::build_from` wires it, on a SQLite
-//! file of the test's own, driven through Rocket's local client. No port, no process, no
-//! service, no network: these tests run anywhere `cargo` does (`scripts/test --fast`).
+//! The in-process tier: the whole server as `ferrochat::build_from` wires it, on a
+//! database of the test's own, driven through Rocket's local client. On SQLite (the
+//! default): no port, no process, no service, no network, so these tests run anywhere
+//! `cargo` does (`scripts/test --fast`). `FERROCHAT_TEST_DATABASE=mariadb` or `postgres`
+//! runs the same tests on a fresh database of the real server each (`scripts/test` runs
+//! all three).
 //! What needs sockets, replicas, outages, restarts or a browser stays with the process
 //! tests (`tests/common`).
 //!
@@ -10,6 +13,15 @@
 
 #![allow(dead_code)] // each test file uses the part it needs
 
+#[path = "../common/answers.rs"]
+pub mod answers;
+#[path = "../common/db.rs"]
+pub mod db;
+
+#[allow(unused_imports)] // each test file uses its own part
+pub use answers::assert_detail;
+
+use db::{Backend, TestDb};
 use ferrochat::config;
 use rocket::http::{ContentType, Header, Method};
 use rocket::local::asynchronous::Client;
@@ -20,7 +32,21 @@ pub const ADMIN_TOKEN: &str = "in-process-admin-token";
 
 pub struct TestApp {
     pub client: Client,
+    /// The app's database, dropped after the app (fields drop in order).
+    pub db: TestDb,
     _dir: tempfile::TempDir,
+}
+
+/// The database these tests run on: `FERROCHAT_TEST_DATABASE` (`sqlite`, `mariadb`,
+/// `postgres`), SQLite when it is not set. Any other word fails the test rather than
+/// quietly run on SQLite.
+pub fn backend() -> Backend {
+    match std::env::var("FERROCHAT_TEST_DATABASE").as_deref() {
+        Err(_) | Ok("sqlite") => Backend::Sqlite,
+        Ok("mariadb") => Backend::MariaDb,
+        Ok("postgres") => Backend::Postgres,
+        Ok(other) => panic!("FERROCHAT_TEST_DATABASE={other}: sqlite, mariadb or postgres"),
+    }
 }
 
 /// Who calls: anonymous, a signed-in user (with their token), or the admin.
@@ -46,9 +72,9 @@ impl TestApp {
     /// environment (`DATABASE_URL` and the rest) and every file.
     pub async fn with(settings: &[(&str, &str)]) -> Self {
         let dir = tempfile::tempdir().unwrap();
-        let url = format!("sqlite://{}/chat.db", dir.path().display());
+        let db = TestDb::create(backend()).await;
         let mut figment = config::figment()
-            .merge(("database_url", url))
+            .merge(("database_url", db.url.clone()))
             .merge(("files_dir", dir.path().join("files").display().to_string()))
             .merge(("admin_token", ADMIN_TOKEN))
             .merge(("token_secret", "in-process tests' secret, 32 bytes or more"));
@@ -64,8 +90,18 @@ impl TestApp {
         // Untracked: a sign-in's cookie must not make every later call that user's.
         TestApp {
             client: Client::untracked(rocket).await.expect("a valid server"),
+            db,
             _dir: dir,
         }
+    }
+
+    /// The server's one state (`ferrochat::http::App`): its services, for tests that drive
+    /// one without HTTP (the socket session).
+    pub fn state(&self) -> &ferrochat::http::App {
+        self.client
+            .rocket()
+            .state::<ferrochat::http::App>()
+            .expect("the App is managed")
     }
 
     pub fn anonymous(&self) -> Persona {
@@ -125,6 +161,46 @@ impl TestApp {
         body: Option<Value>,
     ) -> (u16, Value) {
         self.request(Some(from), who, method, path, body).await
+    }
+
+    /// A body sent as it is, with its content type (a broken JSON body, say).
+    pub async fn send(
+        &self,
+        who: &Persona,
+        method: Method,
+        path: &str,
+        content_type: ContentType,
+        body: &str,
+    ) -> (u16, Value) {
+        let mut req = self
+            .client
+            .req(method, path.to_string())
+            .header(content_type)
+            .body(body);
+        if let Some(token) = &who.token {
+            req = req.header(Header::new("Authorization", format!("Bearer {token}")));
+        }
+        let res = req.dispatch().await;
+        let status = res.status().code;
+        let text = res.into_string().await.unwrap_or_default();
+        (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+    }
+
+    /// A post to the Flask original's `POST /api/chat/<room>` as its page sends it (a form);
+    /// the status and the plain-text answer.
+    pub async fn post_form(&self, room: &str, fields: &[(&str, &str)]) -> (u16, String) {
+        let body = url::form_urlencoded::Serializer::new(String::new())
+            .extend_pairs(fields)
+            .finish();
+        let res = self
+            .client
+            .post(format!("/api/chat/{room}"))
+            .header(ContentType::Form)
+            .body(body)
+            .dispatch()
+            .await;
+        let status = res.status().code;
+        (status, res.into_string().await.unwrap_or_default())
     }
 
     async fn request(
