@@ -1,5 +1,7 @@
-//! `/api/notifications` on every backend, and mentions: `@name` in a message notifies
-//! every user id known by that name, live over their sockets.
+//! Mentions, on every backend: `@name` in a message notifies every user id known by that
+//! name, live over their sockets (also on another replica), and keeps it for one who is
+//! offline. The `/api/notifications` routes themselves are in process, in
+//! `tests/contracts.rs`.
 
 mod common;
 
@@ -8,144 +10,7 @@ use reqwest::Method;
 use serde_json::{json, Value};
 use std::time::Duration;
 
-on_every_backend!(notifications_are_kept_per_user, mentions_notify_live);
-
-async fn notifications_are_kept_per_user(backend: Backend) {
-    let db = TestDb::create(backend).await;
-    let server = Server::start(&db.url).await;
-    let user = unique_name("nina");
-    let create = |title: &'static str| {
-        let (server, user) = (&server, user.clone());
-        async move {
-            let answer = call(
-                server,
-                Method::POST,
-                "/api/notifications",
-                Some(json!({"user_id": user, "title": title, "body": "b", "notif_type": "system", "room_id": "general", "from_user": "ops"})),
-            )
-            .await;
-            assert_eq!(answer.0, 201, "{answer:?}");
-            answer.1
-        }
-    };
-    let first = create("one").await;
-    assert_eq!(first["user_id"], user.as_str());
-    assert_eq!(first["read"], false);
-    assert_eq!(first["notif_type"], "system");
-    assert_eq!(first["from_user"], "ops");
-    assert_eq!(first["id"].as_str().map(str::len), Some(36));
-    create("two").await;
-    let third = create("three").await;
-
-    let list = |query: &'static str| {
-        let (server, user) = (&server, user.clone());
-        async move {
-            let (status, body) = call(
-                server,
-                Method::GET,
-                &format!("/api/notifications/{user}{query}"),
-                None,
-            )
-            .await;
-            assert_eq!(status, 200, "{body}");
-            body.as_array()
-                .unwrap()
-                .iter()
-                .map(|n| n["title"].as_str().unwrap().to_string())
-                .collect::<Vec<_>>()
-        }
-    };
-    assert_eq!(list("").await, ["three", "two", "one"]);
-    assert_eq!(list("?limit=2").await, ["three", "two"]);
-    let unread = || {
-        let (server, user) = (&server, user.clone());
-        async move {
-            let (_, body) = call(
-                server,
-                Method::GET,
-                &format!("/api/notifications/{user}/unread-count"),
-                None,
-            )
-            .await;
-            body["unread_count"].as_u64().unwrap()
-        }
-    };
-    assert_eq!(unread().await, 3);
-
-    let path = format!("/api/notifications/{}/read", first["id"].as_str().unwrap());
-    assert_eq!(call(&server, Method::PATCH, &path, None).await.0, 200);
-    assert_eq!(
-        call(&server, Method::PATCH, &path, None).await.0,
-        200,
-        "reading twice is fine"
-    );
-    assert_eq!(unread().await, 2);
-    assert_eq!(list("?unread_only=true").await, ["three", "two"]);
-
-    let (status, body) = call(
-        &server,
-        Method::PATCH,
-        &format!("/api/notifications/{user}/read-all"),
-        None,
-    )
-    .await;
-    assert_eq!((status, body["updated"].as_u64()), (200, Some(2)));
-    assert_eq!(unread().await, 0);
-    assert!(list("?unread_only=true").await.is_empty());
-
-    let path = format!("/api/notifications/{}", third["id"].as_str().unwrap());
-    assert_eq!(call(&server, Method::DELETE, &path, None).await.0, 200);
-    assert_detail(
-        &call(&server, Method::DELETE, &path, None).await,
-        404,
-        "not found",
-    );
-    assert_detail(
-        &call(&server, Method::PATCH, "/api/notifications/nope/read", None).await,
-        404,
-        "not found",
-    );
-    assert_eq!(list("").await, ["two", "one"]);
-    // Someone else's list is their own.
-    let (_, other) = call(
-        &server,
-        Method::GET,
-        "/api/notifications/someone-else",
-        None,
-    )
-    .await;
-    assert_eq!(other, json!([]));
-
-    // Bad input.
-    for (body, says) in [
-        (json!({"title": "t", "body": "b"}), "invalid JSON"),
-        (json!({"user_id": user, "title": " ", "body": "b"}), "title"),
-        (
-            json!({"user_id": user, "title": "t", "body": "b", "notif_type": "spam"}),
-            "notif_type",
-        ),
-        (json!({"user_id": "", "title": "t", "body": "b"}), "user_id"),
-    ] {
-        assert_detail(
-            &call(&server, Method::POST, "/api/notifications", Some(body)).await,
-            400,
-            says,
-        );
-    }
-    for query in ["?limit=0", "?limit=500", "?unread_only=maybe"] {
-        let answer = call(
-            &server,
-            Method::GET,
-            &format!("/api/notifications/{user}{query}"),
-            None,
-        )
-        .await;
-        assert_eq!(answer.0, 400, "{query}");
-    }
-    let (status, health) = call(&server, Method::GET, "/api/notifications/health", None).await;
-    assert_eq!((status, health["status"].as_str()), (200, Some("healthy")));
-    db.drop_db().await;
-}
+on_every_backend!(mentions_notify_live);
 
 async fn mentions_notify_live(backend: Backend) {
     let db = TestDb::create(backend).await;
