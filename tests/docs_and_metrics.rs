@@ -308,7 +308,7 @@ async fn schemathesis(server: &Server, seeds: &[&str], extra: &[&str]) {
     // Its cache of findings goes to a folder of the test's own, not into the repository.
     let workdir = tempfile::tempdir().unwrap();
     // A valid `wait` holds the poll up to 30 s for a message that never comes; it is
-    // tried in tests/polling.rs, here it would only make every example slow.
+    // tried in tests/legacy_contract.rs, here it would only make every example slow.
     std::fs::write(
         workdir.path().join("schemathesis.toml"),
         "[[operations]]\ninclude-path = \"/api/chat/{room}\"\nparameters = { \"query.wait\" = 0 }\n",
