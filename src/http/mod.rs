@@ -1,6 +1,7 @@
 //! The HTTP layer: each mount's routes, thin (parse, call a service or the delivery
 //! pipeline, answer), the responders of the one error type, and the request log. Nothing
-//! below this layer knows of Rocket's requests.
+//! below this layer knows of Rocket's requests. Every handler takes the one `App` state
+//! (`app.rs`): the services it calls.
 //!
 //! Mounts: `page` (the chat page), `legacy` (the Flask original's `/api/chat/<room>`),
 //! `chat_api` (the room API: rooms, history, edits, reactions), `ws` (the room socket), `sse` (a room's
