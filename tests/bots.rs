@@ -2,7 +2,8 @@
 //! and posts there at every door (the Flask original's POST and poll, the JSON API, the
 //! room socket) as a bot, and is 403 in every other room; lists show it its rooms only; it
 //! cannot make rooms, hooks or direct conversations; deleting it refuses its token at
-//! once and closes its socket, on this replica and on another.
+//! once and closes its socket, on this replica and on another. A bot in a private room
+//! only as a member is in process, in `tests/integrations.rs`.
 
 mod common;
 
@@ -353,64 +354,4 @@ async fn mariadb_bots_keep_to_their_rooms() {
 #[tokio::test(flavor = "multi_thread")]
 async fn postgres_bots_keep_to_their_rooms() {
     bots_keep_to_their_rooms(Backend::Postgres).await;
-}
-
-/// A private room's owner lets a bot in as a member; a bot made for a private room it is
-/// not a member of reads nothing there.
-#[tokio::test(flavor = "multi_thread")]
-async fn a_bot_reads_a_private_room_only_as_a_member() {
-    let db = TestDb::create(Backend::Sqlite).await;
-    let server = Server::start(&db.url).await;
-    let (_, owner) = sign_up(&server, &unique_name("owner")).await;
-    let room = make_room(&server, "private", true, &owner).await;
-    let (id, token) = make_bot(&server, &unique_name("helper"), &[&room]).await;
-    let path = format!("/api/chat/rooms/{room}/messages");
-    assert_eq!(
-        call_with_token(&server, Method::GET, &path, None, Some(&token))
-            .await
-            .0,
-        404
-    );
-    let (status, body) = call_with_token(
-        &server,
-        Method::POST,
-        &format!("/api/chat/rooms/{room}/members"),
-        Some(json!({"user_id": id})),
-        Some(&owner),
-    )
-    .await;
-    assert_eq!(status, 201, "{body}");
-    assert_eq!(
-        call_with_token(&server, Method::GET, &path, None, Some(&token))
-            .await
-            .0,
-        200
-    );
-    assert_eq!(
-        say_json(
-            &server,
-            &room,
-            json!({"content": "hello from the bot"}),
-            &token
-        )
-        .await
-        .0,
-        201
-    );
-    // The room deleted, the bot cannot make it again by posting to it.
-    let path = format!("/api/chat/rooms/{room}");
-    assert_eq!(
-        admin_call(&server, Method::DELETE, &path, None).await.0,
-        200
-    );
-    let status = client()
-        .post(format!("{}/api/chat/{room}", server.url))
-        .bearer_auth(&token)
-        .form(&[("msg", "again")])
-        .send()
-        .await
-        .unwrap()
-        .status();
-    assert_eq!(status, 404);
-    assert_eq!(admin_call(&server, Method::GET, &path, None).await.0, 404);
 }
