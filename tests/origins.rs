@@ -56,7 +56,9 @@ async fn a_token_in_the_url_counts_on_sockets_only_and_is_never_logged() {
     assert_eq!(socket_status_with(&server, &path, &[]).await, 101);
     let path = format!("/ws?token={token}");
     assert_eq!(socket_status_with(&server, &path, &[]).await, 101);
-    let log = server.log();
+    // The last request's line is the last to be written.
+    server.log_once("path=/ws?").await;
+    let log = server.log_once("/ws/general/").await;
     let requests: Vec<_> = log.iter().filter(|l| l.contains("/ws/general/")).collect();
     assert!(
         !requests.is_empty(),

@@ -202,6 +202,19 @@ impl Server {
         self.log.lock().unwrap().clone()
     }
 
+    /// The server's log once some line of it says `needle` (the process writes its log
+    /// a moment after it answers, and a thread of ours reads it), or as it is after 10 s.
+    pub async fn log_once(&self, needle: &str) -> Vec<String> {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let log = self.log();
+            if log.iter().any(|line| line.contains(needle)) || Instant::now() > deadline {
+                return log;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     /// The server's resident memory now, in bytes (from /proc).
     pub fn rss_bytes(&self) -> u64 {
         self.memory("VmRSS:")
