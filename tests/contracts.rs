@@ -14,22 +14,6 @@ use rocket::http::{Header, Method};
 use serde_json::{json, Value};
 use std::net::SocketAddr;
 
-/// A room made through the JSON API by `owner`, public or private; its id is `prefix`
-/// made unique.
-async fn make_room(app: &TestApp, prefix: &str, private: bool, owner: &Persona) -> String {
-    let name = unique(prefix);
-    let (status, body) = app
-        .call(
-            owner,
-            Method::Post,
-            "/api/chat/rooms",
-            Some(json!({"id": name, "private": private})),
-        )
-        .await;
-    assert_eq!(status, 201, "{body}");
-    name
-}
-
 /// Posts `body` to the room through the JSON API as `who`.
 async fn say_json(app: &TestApp, room: &str, body: Value, who: &Persona) -> (u16, Value) {
     let path = format!("/api/chat/rooms/{room}/messages");
@@ -232,7 +216,7 @@ async fn unread_counts_are_for_rooms_one_may_read() {
     let ann = app.signed_in("ann").await;
     let ann_id = ann.user_id.clone().unwrap();
     let eve = app.signed_in("eve").await;
-    let hidden = make_room(&app, "hidden", true, &olga).await;
+    let hidden = app.make_room("hidden", true, &olga).await;
     let (status, _) = app
         .call(
             &olga,
@@ -270,7 +254,7 @@ async fn unread_counts_are_for_rooms_one_may_read() {
     assert!(line(&list, &hidden).is_none(), "{list}");
 
     // Anonymous, open mode.
-    let public = make_room(&app, "public", false, &olga).await;
+    let public = app.make_room("public", false, &olga).await;
     let last = posted(&app, &public, "hello", &olga).await;
     assert_eq!(unread(&app, "", &anonymous).await.0, 400, "who?");
     assert_eq!(
@@ -340,9 +324,9 @@ async fn search_finds_words_in_every_room_one_may_read_and_no_other() {
     let ann = app.signed_in("ann").await;
     let olga = app.signed_in("olga").await;
     let eve = app.signed_in("eve").await;
-    let public = make_room(&app, "square", false, &ann).await;
-    let own = make_room(&app, "notes", true, &ann).await;
-    let hidden = make_room(&app, "vault", true, &olga).await;
+    let public = app.make_room("square", false, &ann).await;
+    let own = app.make_room("notes", true, &ann).await;
+    let hidden = app.make_room("vault", true, &olga).await;
     // A word no other test writes (each test has a database of its own here, but a word of
     // its own costs nothing and keeps the test right on a shared one).
     let word = unique("zork").replace(['-', '_'], "");
@@ -490,7 +474,7 @@ async fn an_edit_is_refused_in_a_room_one_cannot_see() {
     let app = TestApp::new().await;
     let olga = app.signed_in("olga").await;
     let eve = app.signed_in("eve").await;
-    let hidden = make_room(&app, "hidden", true, &olga).await;
+    let hidden = app.make_room("hidden", true, &olga).await;
     let (_, posted) = say_json(&app, &hidden, json!({"content": "ours"}), &olga).await;
     let id = posted["id"].as_i64().unwrap();
     for who in [&eve, &app.anonymous()] {
@@ -516,7 +500,7 @@ async fn in_required_mode_an_edit_is_the_signed_in_authors() {
     let app = TestApp::with(&[("auth", "required")]).await;
     let ann = app.signed_in("ann").await;
     let bob = app.signed_in("bob").await;
-    let room = make_room(&app, "required", false, &ann).await;
+    let room = app.make_room("required", false, &ann).await;
     let (_, posted) = say_json(&app, &room, json!({"content": "draft"}), &ann).await;
     let id = posted["id"].as_i64().unwrap();
     let body = json!({"content": "final"});

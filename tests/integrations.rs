@@ -10,7 +10,7 @@
 
 mod app;
 
-use app::{unique, Persona, TestApp};
+use app::{lines, unique, Persona, TestApp};
 use rocket::http::{ContentType, Header, Method};
 use serde_json::{json, Value};
 use std::net::SocketAddr;
@@ -61,50 +61,11 @@ async fn make_hook(app: &TestApp, who: &Persona, room: &str, name: &str) -> (u16
     .await
 }
 
-/// A room made through the JSON API by `owner`, public or private; its id is `prefix`
-/// made unique.
-async fn make_room(app: &TestApp, prefix: &str, private: bool, owner: &Persona) -> String {
-    let name = unique(prefix);
-    let (status, body) = app
-        .call(
-            owner,
-            Method::Post,
-            "/api/chat/rooms",
-            Some(json!({"id": name, "private": private})),
-        )
-        .await;
-    assert_eq!(status, 201, "{body}");
-    name
-}
-
 /// The room's transcript (the Flask original's `GET /api/chat/<room>`), read anonymously.
 async fn transcript(app: &TestApp, room: &str) -> String {
     let res = app.client.get(format!("/api/chat/{room}")).dispatch().await;
     assert_eq!(res.status().code, 200, "GET /api/chat/{room}");
     res.into_string().await.unwrap_or_default()
-}
-
-/// The `username: text` part of each transcript line, after checking the timestamp.
-fn lines(transcript: &str) -> Vec<String> {
-    if transcript.is_empty() {
-        return Vec::new();
-    }
-    transcript
-        .split('\n')
-        .map(|line| {
-            let bytes = line.as_bytes();
-            assert!(
-                bytes.len() > 21
-                    && bytes[0] == b'['
-                    && bytes[20] == b']'
-                    && bytes[21] == b' '
-                    && chrono::NaiveDateTime::parse_from_str(&line[1..20], "%Y-%m-%d %H:%M:%S")
-                        .is_ok(),
-                "not a transcript line: {line:?}"
-            );
-            line[22..].to_string()
-        })
-        .collect()
 }
 
 async fn lines_now(app: &TestApp, room: &str) -> usize {
@@ -154,7 +115,7 @@ async fn hooks_post_as_a_bot() {
     let app = TestApp::new().await;
     let owner = app.signed_in("owner").await;
     let other = app.signed_in("other").await;
-    let room = make_room(&app, "ops", false, &owner).await;
+    let room = app.make_room("ops", false, &owner).await;
 
     // Who may make one: the owner and the admin; another user 403, a guest 401.
     assert_eq!(make_hook(&app, &other, &room, "x").await.0, 403);
@@ -291,7 +252,7 @@ async fn a_private_rooms_hook_posts_for_its_members_only() {
     let app = TestApp::new().await;
     let owner = app.signed_in("owner").await;
     let stranger = app.signed_in("stranger").await;
-    let room = make_room(&app, "secret", true, &owner).await;
+    let room = app.make_room("secret", true, &owner).await;
     let (status, hook) = make_hook(&app, &owner, &room, "cron").await;
     assert_eq!(status, 201, "{hook}");
     let url = hook["url"].as_str().unwrap();
@@ -316,7 +277,7 @@ async fn each_hook_has_its_own_limit() {
     // 9 a minute: 3 at once.
     let app = TestApp::with(&[("rate_limits", "true"), ("hook_posts_per_minute", "9")]).await;
     let owner = app.signed_in("owner").await;
-    let room = make_room(&app, "busy", false, &owner).await;
+    let room = app.make_room("busy", false, &owner).await;
     let first = make_hook(&app, &owner, &room, "one").await.1["url"]
         .as_str()
         .unwrap()
@@ -358,7 +319,7 @@ async fn made_up_hook_urls_are_limited_per_address() {
     // 9 a minute: 3 at once.
     let app = TestApp::with(&[("rate_limits", "true"), ("hook_lookups_per_minute", "9")]).await;
     let owner = app.signed_in("owner").await;
-    let room = make_room(&app, "alerts", false, &owner).await;
+    let room = app.make_room("alerts", false, &owner).await;
     let real = make_hook(&app, &owner, &room, "am").await.1["url"]
         .as_str()
         .unwrap()
@@ -399,7 +360,7 @@ async fn made_up_hook_urls_are_limited_per_address() {
 async fn a_bot_reads_a_private_room_only_as_a_member() {
     let app = TestApp::new().await;
     let owner = app.signed_in("owner").await;
-    let room = make_room(&app, "private", true, &owner).await;
+    let room = app.make_room("private", true, &owner).await;
     let (status, bot) = app
         .call(
             &app.admin(),

@@ -12,7 +12,7 @@
 mod app;
 
 use app::db::Backend;
-use app::{assert_detail, unique, TestApp};
+use app::{assert_detail, lines, unique, TestApp};
 use rocket::http::{Header, Method};
 use rocket::local::asynchronous::LocalResponse;
 use serde_json::json;
@@ -85,29 +85,6 @@ async fn transcript(app: &TestApp, room: &str) -> String {
     let res = get(app, &chat_path(room), &[]).await;
     assert_eq!(res.status().code, 200, "GET /api/chat/{room}");
     text_of(res).await
-}
-
-/// The `username: text` part of each transcript line, after checking the timestamp.
-fn lines(transcript: &str) -> Vec<String> {
-    if transcript.is_empty() {
-        return Vec::new();
-    }
-    transcript
-        .split('\n')
-        .map(|line| {
-            let bytes = line.as_bytes();
-            assert!(
-                bytes.len() > 21
-                    && bytes[0] == b'['
-                    && bytes[20] == b']'
-                    && bytes[21] == b' '
-                    && chrono::NaiveDateTime::parse_from_str(&line[1..20], "%Y-%m-%d %H:%M:%S")
-                        .is_ok(),
-                "not a transcript line: {line:?}"
-            );
-            line[22..].to_string()
-        })
-        .collect()
 }
 
 /// A `multipart/form-data` body of these text fields, as `curl -F` and reqwest write it,

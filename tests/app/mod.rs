@@ -19,7 +19,7 @@ pub mod answers;
 pub mod db;
 
 #[allow(unused_imports)] // each test file uses its own part
-pub use answers::assert_detail;
+pub use answers::{assert_detail, lines};
 
 use db::{Backend, TestDb};
 use ferrochat::config;
@@ -161,6 +161,22 @@ impl TestApp {
         body: Option<Value>,
     ) -> (u16, Value) {
         self.request(Some(from), who, method, path, body).await
+    }
+
+    /// A room made through the JSON API by `owner`, public or private; its id is `prefix`
+    /// made unique.
+    pub async fn make_room(&self, prefix: &str, private: bool, owner: &Persona) -> String {
+        let name = unique(prefix);
+        let (status, body) = self
+            .call(
+                owner,
+                Method::Post,
+                "/api/chat/rooms",
+                Some(json!({"id": name, "private": private})),
+            )
+            .await;
+        assert_eq!(status, 201, "{body}");
+        name
     }
 
     /// A body sent as it is, with its content type (a broken JSON body, say).

@@ -17,3 +17,26 @@ pub fn assert_detail(answer: &(u16, Value), status: u16, contains: &str) {
         "{detail:?} should say {contains:?}"
     );
 }
+
+/// The `username: text` part of each transcript line, after checking the timestamp.
+pub fn lines(transcript: &str) -> Vec<String> {
+    if transcript.is_empty() {
+        return Vec::new();
+    }
+    transcript
+        .split('\n')
+        .map(|line| {
+            let bytes = line.as_bytes();
+            assert!(
+                bytes.len() > 21
+                    && bytes[0] == b'['
+                    && bytes[20] == b']'
+                    && bytes[21] == b' '
+                    && chrono::NaiveDateTime::parse_from_str(&line[1..20], "%Y-%m-%d %H:%M:%S")
+                        .is_ok(),
+                "not a transcript line: {line:?}"
+            );
+            line[22..].to_string()
+        })
+        .collect()
+}

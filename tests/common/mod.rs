@@ -25,7 +25,7 @@ pub const ADMIN_TOKEN: &str = "test-admin-token";
 pub mod answers;
 pub mod db;
 #[allow(unused_imports)] // each test file uses its own part
-pub use answers::assert_detail;
+pub use answers::{assert_detail, lines};
 pub use db::{unique_name, Backend, TestDb};
 
 /// Whether the server named `ident` answers HTTP at `address:port`: a request for
@@ -333,29 +333,6 @@ pub async fn transcript(server: &Server, room: &str) -> String {
         .expect("GET");
     assert_eq!(res.status().as_u16(), 200, "GET /api/chat/{room}");
     res.text().await.unwrap()
-}
-
-/// The `username: text` part of each transcript line, after checking the timestamp.
-pub fn lines(transcript: &str) -> Vec<String> {
-    if transcript.is_empty() {
-        return Vec::new();
-    }
-    transcript
-        .split('\n')
-        .map(|line| {
-            let bytes = line.as_bytes();
-            assert!(
-                bytes.len() > 21
-                    && bytes[0] == b'['
-                    && bytes[20] == b']'
-                    && bytes[21] == b' '
-                    && chrono::NaiveDateTime::parse_from_str(&line[1..20], "%Y-%m-%d %H:%M:%S")
-                        .is_ok(),
-                "not a transcript line: {line:?}"
-            );
-            line[22..].to_string()
-        })
-        .collect()
 }
 
 /// A TCP proxy in front of a database server whose link the test can cut and restore.
