@@ -8,7 +8,6 @@
 mod common;
 
 use common::*;
-use std::collections::HashMap;
 
 on_every_backend!(
     unicode_round_trips_through_the_database,
@@ -23,14 +22,7 @@ async fn unicode_round_trips_through_the_database(backend: Backend) {
     let db = TestDb::create(backend).await;
     let server = Server::start(&db.url).await;
     let room = format!("{}-café-☕-房间", room("u"));
-    let cases = [
-        ("zoë", "héllo wörld"),
-        ("李雷", "你好，世界"),
-        ("ناديا", "مرحبا بالعالم"),
-        ("🦀 rustacean", "emoji 🎉👩‍👩‍👧 and 𝔘𝔫𝔦𝔠𝔬𝔡𝔢"),
-        ("tab", "a\tb"),
-        ("quote", "<script>alert(\"x\")</script> & 'q'"),
-    ];
+    let cases = UNICODE_CASES;
     for (user, msg) in cases {
         post_ok(&server, &room, &[("username", user), ("msg", msg)]).await;
     }
@@ -84,23 +76,7 @@ async fn concurrent_writers(backend: Backend, returning: bool) {
     server.stop();
     let server = Server::start(&db.url).await;
     let text = transcript(&server, &room).await;
-    let lines = lines(&text);
-    assert_eq!(lines.len(), 500);
-    let mut seen: HashMap<String, Vec<u32>> = HashMap::new();
-    for line in lines {
-        let (user, n) = line.split_once(": ").unwrap();
-        seen.entry(user.to_string())
-            .or_default()
-            .push(n.parse().unwrap());
-    }
-    assert_eq!(seen.len(), 20);
-    for (user, ns) in seen {
-        assert_eq!(
-            ns,
-            (0..25).collect::<Vec<_>>(),
-            "{user}'s messages, in order, once each"
-        );
-    }
+    assert_every_writer_in_order(&lines(&text), 20, 25);
     db.drop_db().await;
 }
 

@@ -12,11 +12,10 @@
 mod app;
 
 use app::db::Backend;
-use app::{assert_detail, lines, unique, TestApp};
+use app::{assert_detail, assert_every_writer_in_order, lines, unique, TestApp, UNICODE_CASES};
 use rocket::http::{Header, Method};
 use rocket::local::asynchronous::LocalResponse;
 use serde_json::json;
-use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 /// A room name as one path segment, percent-encoded as a client's URL library writes it
@@ -359,14 +358,7 @@ async fn a_value_the_database_refuses_is_a_4xx_not_a_503() {
 async fn unicode_round_trips() {
     let app = TestApp::new().await;
     let room = format!("{}-café-☕-房间", unique("u"));
-    let cases = [
-        ("zoë", "héllo wörld"),
-        ("李雷", "你好，世界"),
-        ("ناديا", "مرحبا بالعالم"),
-        ("🦀 rustacean", "emoji 🎉👩‍👩‍👧 and 𝔘𝔫𝔦𝔠𝔬𝔡𝔢"),
-        ("tab", "a\tb"),
-        ("quote", "<script>alert(\"x\")</script> & 'q'"),
-    ];
+    let cases = UNICODE_CASES;
     for (user, msg) in cases {
         post_ok(&app, &room, &[("username", user), ("msg", msg)]).await;
     }
@@ -455,23 +447,7 @@ async fn concurrent_writers(returning: bool) {
     };
     tokio::join!(futures_util::future::join_all(writers), reader);
     let text = transcript(&app, &room).await;
-    let lines = lines(&text);
-    assert_eq!(lines.len(), 500);
-    let mut seen: HashMap<String, Vec<u32>> = HashMap::new();
-    for line in lines {
-        let (user, n) = line.split_once(": ").unwrap();
-        seen.entry(user.to_string())
-            .or_default()
-            .push(n.parse().unwrap());
-    }
-    assert_eq!(seen.len(), 20);
-    for (user, ns) in seen {
-        assert_eq!(
-            ns,
-            (0..25).collect::<Vec<_>>(),
-            "{user}'s messages, in order, once each"
-        );
-    }
+    assert_every_writer_in_order(&lines(&text), 20, 25);
 }
 
 // The page and health.

@@ -19,7 +19,7 @@ pub mod answers;
 pub mod db;
 
 #[allow(unused_imports)] // each test file uses its own part
-pub use answers::{assert_detail, lines};
+pub use answers::{assert_detail, assert_every_writer_in_order, lines, UNICODE_CASES};
 
 use db::{Backend, TestDb};
 use ferrochat::config;

@@ -25,7 +25,7 @@ pub const ADMIN_TOKEN: &str = "test-admin-token";
 pub mod answers;
 pub mod db;
 #[allow(unused_imports)] // each test file uses its own part
-pub use answers::{assert_detail, lines};
+pub use answers::{assert_detail, assert_every_writer_in_order, lines, UNICODE_CASES};
 pub use db::{unique_name, Backend, TestDb};
 
 /// Whether the server named `ident` answers HTTP at `address:port`: a request for
